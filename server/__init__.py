@@ -1,0 +1,1 @@
+"""Mobile-money payment gateway for health-insurance premiums."""

@@ -1,0 +1,1 @@
+"""Users, password hashing, JWTs and role checks."""

@@ -1,0 +1,21 @@
+"""POST /api/v1/auth/token and /api/v1/auth/refresh."""
+
+from __future__ import annotations
+
+from server.auth.schemas import RefreshRequestSchema, TokenRequestSchema, TokenResponseSchema
+from server.web import BaseHandler
+
+
+class TokenHandler(BaseHandler):
+    async def post(self) -> None:
+        request = self.load_json(TokenRequestSchema())
+        pair = await self.settings["services"].auth.login(request["username"],
+                                                          request["password"])
+        self.write_json(TokenResponseSchema().dump(pair))
+
+
+class RefreshHandler(BaseHandler):
+    async def post(self) -> None:
+        request = self.load_json(RefreshRequestSchema())
+        pair = await self.settings["services"].auth.refresh(request["refresh_token"])
+        self.write_json(TokenResponseSchema().dump(pair))

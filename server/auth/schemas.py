@@ -1,0 +1,23 @@
+"""Wire formats of the token endpoints."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from server.schemas import StrictSchema
+
+
+class TokenRequestSchema(StrictSchema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+
+
+class RefreshRequestSchema(StrictSchema):
+    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+
+
+class TokenResponseSchema(StrictSchema):
+    access_token = fields.String()
+    refresh_token = fields.String()
+    token_type = fields.Constant("Bearer")
+    expires_in = fields.Integer()

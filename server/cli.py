@@ -1,0 +1,230 @@
+"""Command line: sandbox (default), serve, simulators and set-up tasks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import getpass
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import aiohttp
+
+from server.auth.repository import UserExists
+from server.clock import Clock
+from server.config import ConfigError, Settings, load_settings
+from server.errors import ApiError
+from server.notifications import make_notifier
+from server.providers import ProviderError
+from server.services import INDEXES, Services, build_services
+from server.store import Store, open_store
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "sandbox")       # `python run.py [--port N]` is the sandbox
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return asyncio.run(COMMANDS[args.command](args))
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python run.py", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_command = functools.partial(commands.add_parser, parents=[common])
+
+    sandbox = add_command("sandbox", help="gateway + simulators + demo data (default)")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8080,
+                         help="gateway port; the Daraja simulator gets PORT+1")
+
+    add_command("serve", help="run the gateway from config.yaml and the environment")
+
+    simulators = add_command("simulators", help="run the provider simulators only")
+    simulators.add_argument("--host", default="127.0.0.1")
+    simulators.add_argument("--port", type=int, default=8081, help="Daraja simulator port")
+
+    add_command("register-urls", help="register the C2B callback URLs with Daraja")
+
+    user = add_command("create-user", help="create a gateway user")
+    user.add_argument("username")
+    user.add_argument("--role", required=True, choices=["admin", "operator", "psp"])
+    user.add_argument("--password-stdin", action="store_true",
+                      help="read the password from the first line of standard input")
+
+    replay = add_command("replay-inbox",
+                                 help="process again confirmations that failed or were cut off")
+    replay.add_argument("--include-review", action="store_true",
+                        help="also retry entries marked needs_review")
+
+    pay = add_command("simulate-payment",
+                              help="sandbox: make a paybill payment and wait for it to arrive")
+    pay.add_argument("--host", default="127.0.0.1")
+    pay.add_argument("--port", type=int, default=8080, help="the sandbox's gateway port")
+    pay.add_argument("--account", required=True, help="BillRefNumber (insuree number)")
+    pay.add_argument("--amount", required=True, help="decimal amount, e.g. 150.00")
+    pay.add_argument("--msisdn", default="254708374149")
+    pay.add_argument("--username", default="operator")
+    pay.add_argument("--password", default="sandbox-operator")
+    return parser
+
+
+async def _wait_for_stop() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def run_sandbox(args: argparse.Namespace) -> int:
+    from server.sandbox import start_sandbox, summary
+
+    sandbox = await start_sandbox(args.host, args.port)
+    print(summary(sandbox), flush=True)
+    try:
+        await _wait_for_stop()
+    finally:
+        await sandbox.stop()
+    print("sandbox stopped")
+    return 0
+
+
+async def run_serve(args: argparse.Namespace) -> int:
+    from server.runtime import start_gateway
+
+    settings = load_settings()
+    gateway = await start_gateway(settings)
+    print(f"gateway listening on {gateway.url}", flush=True)
+    try:
+        await _wait_for_stop()
+    finally:
+        await gateway.stop()
+    return 0
+
+
+async def run_simulators(args: argparse.Namespace) -> int:
+    from simulators.daraja import DarajaSimSettings, DarajaSimulator
+
+    daraja = DarajaSimulator(DarajaSimSettings(local_mode=True))
+    print(f"Daraja simulator on {await daraja.start(args.host, args.port)}", flush=True)
+    try:
+        await _wait_for_stop()
+    finally:
+        await daraja.stop()
+    return 0
+
+
+async def run_register_urls(args: argparse.Namespace) -> int:
+    from server.mpesa.callback_urls import CallbackUrlError
+    from server.mpesa.registration import register_callback_urls
+    from server.sandbox import daraja_client
+
+    settings = load_settings()
+    _require(settings.daraja.consumer_key and settings.daraja.consumer_secret,
+             "daraja.consumer_key and daraja.consumer_secret: set GATEWAY_DARAJA_CONSUMER_KEY "
+             "and GATEWAY_DARAJA_CONSUMER_SECRET")
+    async with aiohttp.ClientSession() as session:
+        try:
+            registration = await register_callback_urls(settings,
+                                                        daraja_client(settings, session))
+        except (ProviderError, CallbackUrlError) as err:
+            print(f"registration failed: {err}", file=sys.stderr)
+            return 1
+    print(f"registered shortcode {settings.daraja.shortcode} "
+          f"(conversation {registration.conversation_id}: {registration.description})")
+    return 0
+
+
+async def run_create_user(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    _require(settings.store.uri != "memory://",
+             "store.uri: create-user needs a persistent MongoDB store (set GATEWAY_STORE_URI)")
+    password = _read_password(args.password_stdin)
+    store = open_store(settings.store.uri, settings.store.database)
+    try:
+        await store.ensure_indexes(INDEXES)
+        services = _services(settings, store)
+        await services.auth.create_user(args.username, password, args.role)
+    except UserExists:
+        print(f"user {args.username!r} already exists", file=sys.stderr)
+        return 1
+    except ApiError as err:
+        print(f"refused: {err.message}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(f"created user {args.username!r} with role {args.role}")
+    return 0
+
+
+async def run_replay_inbox(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = open_store(settings.store.uri, settings.store.database)
+    try:
+        services = _services(settings, store)
+        results = await services.c2b.replay(include_review=args.include_review)
+    finally:
+        await store.close()
+    for result in results:
+        print(f"{result.entry_id} {result.status}")
+    print(f"replayed {len(results)} inbox entries")
+    return 0
+
+
+async def run_simulate_payment(args: argparse.Namespace) -> int:
+    from server.sandbox import sandbox_settings, simulate_paybill_payment
+
+    settings = sandbox_settings(args.host, args.port)
+    try:
+        payment = await simulate_paybill_payment(settings, args.account, args.amount,
+                                                 args.msisdn, args.username, args.password)
+    except (ProviderError, aiohttp.ClientError, TimeoutError) as err:
+        print(f"payment did not arrive: {err or err.__class__.__name__}", file=sys.stderr)
+        return 1
+    print("payment arrived at the gateway:")
+    for key in ("trans_id", "bill_ref", "amount", "currency", "msisdn", "trans_time", "status"):
+        print(f"  {key:<11} {payment[key]}")
+    return 0
+
+
+def _services(settings: Settings, store: Store) -> Services:
+    return build_services(settings, store, make_notifier(settings.notifications.kind), Clock())
+
+
+def _require(condition: object, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise SystemExit("passwords do not match")
+    return first
+
+
+COMMANDS = {
+    "sandbox": run_sandbox,
+    "serve": run_serve,
+    "simulators": run_simulators,
+    "register-urls": run_register_urls,
+    "create-user": run_create_user,
+    "replay-inbox": run_replay_inbox,
+    "simulate-payment": run_simulate_payment,
+}

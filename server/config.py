@@ -1,0 +1,273 @@
+"""Typed settings: config.yaml defaults, overridden by environment variables.
+
+Every setting `section.key` can be overridden by the variable
+`GATEWAY_<SECTION>_<KEY>` (upper case), e.g. `GATEWAY_SERVER_PORT=9000`.
+Lists are comma-separated. Secrets (fields marked `secret`) are read from the
+environment only: config.yaml must not hold them. In sandbox mode the secrets
+get fixed, clearly labelled sandbox values and the store is in memory.
+Settings are loaded once and passed down; nothing reads them globally.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from server.money import AmountError, parse_amount
+from server.mpesa.callback_urls import forbidden_word_in
+
+ENV_PREFIX = "GATEWAY_"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names the setting."""
+
+
+def secret() -> Any:
+    return field(default="", metadata={"secret": True}, repr=False)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = 65536
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    uri: str = "memory://"
+    database: str = "gateway"
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    jwt_secret: str = secret()
+    access_token_minutes: int = 15
+    refresh_token_hours: int = 168
+
+
+@dataclass(frozen=True)
+class DarajaSettings:
+    base_url: str = "https://sandbox.safaricom.co.ke"
+    consumer_key: str = secret()
+    consumer_secret: str = secret()
+    shortcode: str = "600984"
+    register_version: str = "v2"
+    response_type: str = "Completed"
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class C2BSettings:
+    callback_secret: str = secret()
+    currency: str = "KES"
+    ip_allowlist: tuple[str, ...] = ()
+    validation_account_pattern: str = r"^[0-9A-Za-z]{1,20}$"
+    validation_min_amount: str = "1"
+    validation_max_amount: str = "250000"
+    validation_shortcodes: tuple[str, ...] = ()
+    validation_deadline_seconds: float = 5.0
+    validation_fallback: str = "accept"
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    kind: str = "log"
+
+
+@dataclass(frozen=True)
+class Settings:
+    sandbox: bool = False
+    server: ServerSettings = field(default_factory=ServerSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    daraja: DarajaSettings = field(default_factory=DarajaSettings)
+    c2b: C2BSettings = field(default_factory=C2BSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+
+
+SECTIONS = ("server", "store", "auth", "daraja", "c2b", "notifications")
+
+# Fixed, public values used only in sandbox mode. Never valid in production.
+SANDBOX_SECRETS: dict[str, dict[str, str]] = {
+    "auth": {"jwt_secret": "sandbox-only-jwt-secret-not-for-production"},
+    "daraja": {"consumer_key": "sandbox-key", "consumer_secret": "sandbox-secret"},
+    "c2b": {"callback_secret": "sandbox-callback"},
+}
+
+
+def env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None,
+                  *, sandbox: bool = False) -> Settings:
+    """Read config.yaml, apply environment overrides, fill sandbox secrets, validate."""
+    env = os.environ if env is None else env
+    raw = _read_yaml(path or DEFAULT_CONFIG_PATH)
+    sections = {}
+    for name in SECTIONS:
+        cls = type(getattr(Settings(), name))
+        sections[name] = _build_section(name, cls, raw.get(name) or {}, env, sandbox)
+    unknown = set(raw) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"config: unknown section {sorted(unknown)[0]!r}")
+    settings = Settings(sandbox=sandbox, **sections)
+    if sandbox:
+        settings = replace(settings, store=replace(settings.store, uri="memory://"))
+    validate(settings)
+    return settings
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config: {path} is not valid YAML ({err.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: {path} must hold a mapping of sections")
+    return data
+
+
+def _build_section(name: str, cls: type, values: Mapping[str, Any], env: Mapping[str, str],
+                   sandbox: bool) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{name}: must be a mapping")
+    known = {f.name: f for f in fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"{name}.{key}: unknown setting")
+    kwargs: dict[str, Any] = {}
+    for key, spec in known.items():
+        setting = f"{name}.{key}"
+        is_secret = spec.metadata.get("secret", False)
+        if is_secret and key in values and values[key] not in ("", None):
+            raise ConfigError(f"{setting}: secrets come from the environment "
+                              f"({env_name(name, key)}), not from config.yaml")
+        if env_name(name, key) in env:
+            value: Any = env[env_name(name, key)]
+        elif is_secret and sandbox:
+            value = SANDBOX_SECRETS[name][key]
+        elif key in values:
+            value = values[key]
+        else:
+            continue
+        kwargs[key] = _coerce(setting, spec.type, value)
+    return cls(**kwargs)
+
+
+def _coerce(setting: str, type_name: Any, value: Any) -> Any:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)     # only durations in seconds are floats; never money
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind.startswith("tuple"):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        if isinstance(value, (dict, list)):
+            raise ValueError
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{setting}: expected {kind}, got {value!r}") from None
+
+
+def _require_url(setting: str, value: str, schemes: tuple[str, ...] = ("http", "https")) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ConfigError(f"{setting}: {value!r} is not a valid {'/'.join(schemes)} URL")
+
+
+def _require_choice(setting: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{setting}: {value!r} is not one of {', '.join(choices)}")
+
+
+def validate(settings: Settings) -> None:
+    """Check every setting that can be checked before start-up."""
+    server, store, c2b, daraja = settings.server, settings.store, settings.c2b, settings.daraja
+    if not 0 <= server.port <= 65535:
+        raise ConfigError(f"server.port: {server.port} is not a TCP port (0-65535)")
+    if server.max_body_bytes < 1024:
+        raise ConfigError("server.max_body_bytes: must be at least 1024")
+    _require_url("server.public_url", server.public_url)
+    if not (store.uri == "memory://" or store.uri.startswith(("mongodb://", "mongodb+srv://"))):
+        raise ConfigError(f"store.uri: {store.uri!r} must start with mongodb://, "
+                          "mongodb+srv:// or be memory://")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,60}", store.database):
+        raise ConfigError(f"store.database: {store.database!r} is not a valid database name")
+    _require_url("daraja.base_url", daraja.base_url)
+    _require_choice("daraja.register_version", daraja.register_version, ("v1", "v2"))
+    _require_choice("daraja.response_type", daraja.response_type, ("Completed", "Cancelled"))
+    if daraja.timeout_seconds <= 0:
+        raise ConfigError("daraja.timeout_seconds: must be positive")
+    if settings.auth.access_token_minutes <= 0 or settings.auth.refresh_token_hours <= 0:
+        raise ConfigError("auth: token lifetimes must be positive")
+    _require_choice("c2b.validation_fallback", c2b.validation_fallback, ("accept", "reject"))
+    _require_choice("notifications.kind", settings.notifications.kind, ("log", "record"))
+    try:
+        re.compile(c2b.validation_account_pattern)
+    except re.error as err:
+        raise ConfigError(f"c2b.validation_account_pattern: invalid pattern ({err})") from None
+    for key in ("validation_min_amount", "validation_max_amount"):
+        try:
+            parse_amount(getattr(c2b, key), c2b.currency)
+        except AmountError as err:
+            raise ConfigError(f"c2b.{key}: {err}") from None
+    if not 0 < c2b.validation_deadline_seconds < 8:
+        raise ConfigError("c2b.validation_deadline_seconds: must be between 0 and 8 "
+                          "(Daraja waits about 8 s for the answer)")
+    if not settings.sandbox:
+        for section, key in (("auth", "jwt_secret"), ("c2b", "callback_secret")):
+            if not getattr(getattr(settings, section), key):
+                raise ConfigError(f"{section}.{key}: missing; set {env_name(section, key)}")
+        if len(settings.auth.jwt_secret) < 32:
+            raise ConfigError("auth.jwt_secret: must be at least 32 characters")
+    _check_callback_secret(c2b.callback_secret)
+    for setting, entries in (("server.trusted_proxies", server.trusted_proxies),
+                             ("c2b.ip_allowlist", c2b.ip_allowlist)):
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(f"{setting}: {entry!r} is not an IP address or network") from None
+
+
+def _check_callback_secret(value: str) -> None:
+    if not value:
+        return
+    if not re.fullmatch(r"[A-Za-z0-9_-]{8,128}", value):
+        raise ConfigError("c2b.callback_secret: use 8-128 letters, digits, '-' or '_'")
+    word = forbidden_word_in(value)
+    if word:
+        raise ConfigError(f"c2b.callback_secret: contains {word!r}, which Daraja refuses in URLs")

@@ -1,0 +1,1 @@
+"""M-Pesa (Daraja) C2B paybill capture."""

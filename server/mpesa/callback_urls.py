@@ -1,0 +1,35 @@
+"""The callback URLs the gateway registers with Daraja.
+
+Daraja refuses a URL containing any of FORBIDDEN_URL_WORDS (in any case), so
+the gateway's own paths avoid them and every built URL is checked.
+"""
+
+from __future__ import annotations
+
+FORBIDDEN_URL_WORDS = ("mpesa", "m-pesa", "safaricom", "exe", "exec", "cmd", "sql", "query")
+
+VALIDATION_PATH = "/api/v1/c2b/validation/{secret}"
+CONFIRMATION_PATH = "/api/v1/c2b/confirmation/{secret}"
+
+
+class CallbackUrlError(ValueError):
+    """A callback URL Daraja would refuse."""
+
+
+def forbidden_word_in(text: str) -> str | None:
+    """The first word Daraja forbids that occurs in text, or None."""
+    lowered = text.lower()
+    return next((word for word in FORBIDDEN_URL_WORDS if word in lowered), None)
+
+
+def callback_urls(public_url: str, secret: str) -> tuple[str, str]:
+    """(validation URL, confirmation URL) under the gateway's public base URL."""
+    base = public_url.rstrip("/")
+    urls = (base + VALIDATION_PATH.format(secret=secret),
+            base + CONFIRMATION_PATH.format(secret=secret))
+    for url in urls:
+        word = forbidden_word_in(url)
+        if word:
+            raise CallbackUrlError(f"callback URL contains {word!r}, which Daraja refuses: "
+                                   "change server.public_url or c2b.callback_secret")
+    return urls

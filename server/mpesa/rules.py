@@ -1,0 +1,49 @@
+"""Validation rules for C2B payments and Daraja's answers to them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from server.money import AmountError, parse_amount
+from server.mpesa.schemas import C2BCallback
+
+ACCEPTED: dict[str, Any] = {"ResultCode": "0", "ResultDesc": "Accepted"}
+CONFIRMATION_RECEIVED: dict[str, Any] = {"ResultCode": 0, "ResultDesc": "Success"}
+
+# Daraja's rejection codes; each picks the SMS the customer receives.
+INVALID_MSISDN = "C2B00011"
+INVALID_ACCOUNT = "C2B00012"
+INVALID_AMOUNT = "C2B00013"
+INVALID_KYC = "C2B00014"
+INVALID_SHORTCODE = "C2B00015"
+OTHER_ERROR = "C2B00016"
+
+
+def rejected(code: str) -> dict[str, Any]:
+    return {"ResultCode": code, "ResultDesc": "Rejected"}
+
+
+@dataclass(frozen=True)
+class ValidationRules:
+    account_pattern: re.Pattern[str]
+    min_amount: int             # minor units
+    max_amount: int
+    currency: str
+    shortcodes: frozenset[str]
+
+    def check(self, callback: C2BCallback) -> str | None:
+        """The C2B0001x code to reject with, or None to accept."""
+        if callback.shortcode not in self.shortcodes:
+            return INVALID_SHORTCODE
+        try:
+            amount = parse_amount(callback.trans_amount, self.currency)
+        except AmountError:
+            return INVALID_AMOUNT
+        if not self.min_amount <= amount <= self.max_amount:
+            return INVALID_AMOUNT
+        is_till = callback.transaction_type.lower() == "buy goods"
+        if not is_till and not self.account_pattern.fullmatch(callback.bill_ref):
+            return INVALID_ACCOUNT
+        return None

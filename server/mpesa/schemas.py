@@ -1,0 +1,118 @@
+"""Wire formats of the C2B callbacks and of the payment list."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+
+from server.money import format_amount
+from server.schemas import PageQuerySchema
+
+PAYMENT_STATUSES = ("confirmed",)
+NAIROBI = timezone(timedelta(hours=3), "EAT")
+
+
+@dataclass(frozen=True)
+class C2BCallback:
+    trans_id: str
+    transaction_type: str
+    trans_time: datetime        # UTC
+    trans_amount: str           # as sent; parsed against the configured currency by the service
+    shortcode: str
+    bill_ref: str
+    invoice_number: str
+    org_balance: str
+    third_party_trans_id: str
+    msisdn: str
+    first_name: str
+    middle_name: str
+    last_name: str
+
+
+def _optional(name: str) -> fields.String:
+    return fields.String(data_key=name, load_default="", validate=validate.Length(max=200))
+
+
+class C2BCallbackSchema(Schema):
+    """Validation and confirmation share this body. Unknown keys are ignored:
+    Daraja adds fields over time and the raw body is kept in the inbox anyway.
+    Values are strings; parse_callback turns JSON numbers into their exact text."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    trans_id = fields.String(data_key="TransID", required=True,
+                            validate=validate.Regexp(r"^[A-Za-z0-9]{1,64}$"))
+    transaction_type = _optional("TransactionType")
+    trans_time = fields.String(data_key="TransTime", required=True)
+    trans_amount = fields.String(data_key="TransAmount", required=True,
+                                validate=validate.Length(min=1, max=32))
+    shortcode = fields.String(data_key="BusinessShortCode", required=True,
+                             validate=validate.Regexp(r"^[0-9]{1,12}$"))
+    bill_ref = _optional("BillRefNumber")
+    invoice_number = _optional("InvoiceNumber")
+    org_balance = _optional("OrgAccountBalance")
+    third_party_trans_id = _optional("ThirdPartyTransID")
+    msisdn = _optional("MSISDN")
+    first_name = _optional("FirstName")
+    middle_name = _optional("MiddleName")
+    last_name = _optional("LastName")
+
+    @post_load
+    def build(self, data: dict[str, Any], **_: Any) -> C2BCallback:
+        data["trans_time"] = parse_trans_time(data["trans_time"])
+        return C2BCallback(**data)
+
+
+def parse_trans_time(text: str) -> datetime:
+    """`YYYYMMDDHHmmss` in Nairobi time (UTC+3), returned in UTC."""
+    try:
+        local = datetime.strptime(text, "%Y%m%d%H%M%S")
+    except ValueError:
+        raise ValidationError("TransTime must be YYYYMMDDHHmmss", "TransTime") from None
+    return local.replace(tzinfo=NAIROBI).astimezone(UTC)
+
+
+def parse_callback(raw: bytes) -> C2BCallback:
+    """Decode a callback body; numbers keep their exact text, never a float."""
+    try:
+        body = json.loads(raw, parse_float=str, parse_int=str)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValidationError("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object")
+    return C2BCallbackSchema().load(body)
+
+
+class PaymentQuerySchema(PageQuerySchema):
+    date_from = fields.AwareDateTime(data_key="from", default_timezone=UTC)
+    date_to = fields.AwareDateTime(data_key="to", default_timezone=UTC)
+    shortcode = fields.String(validate=validate.Length(max=12))
+    bill_ref = fields.String(validate=validate.Length(max=40))
+    status = fields.String(validate=validate.OneOf(PAYMENT_STATUSES))
+    needs_review = fields.Boolean()
+
+
+def render_payment(document: dict[str, Any]) -> dict[str, Any]:
+    """A stored C2B payment as the API shows it."""
+    return {
+        "trans_id": document["trans_id"],
+        "transaction_type": document["transaction_type"],
+        "bill_ref": document["bill_ref"],
+        "amount": format_amount(document["amount"], document["currency"]),
+        "currency": document["currency"],
+        "shortcode": document["shortcode"],
+        "msisdn": document["msisdn"],
+        "msisdn_form": document["msisdn_form"],
+        "payer_name": document["payer_name"],
+        "trans_time": document["trans_time"].astimezone(UTC).isoformat(),
+        "received_at": document["received_at"].astimezone(UTC).isoformat(),
+        "status": document["status"],
+        "review": [{"inbox_id": item["inbox_id"], "reason": item["reason"],
+                    "at": item["at"].astimezone(UTC).isoformat()}
+                   for item in document.get("review", [])],
+    }

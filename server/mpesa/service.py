@@ -1,0 +1,268 @@
+"""C2B rules: inbox first, then validation answers and exactly-once confirmations."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from marshmallow import ValidationError
+
+from server.clock import Clock
+from server.money import AmountError, format_amount, parse_amount
+from server.mpesa import repository as repo
+from server.mpesa.repository import C2BPaymentRepository, InboxRepository, InsertOutcome
+from server.mpesa.rules import (
+    ACCEPTED,
+    CONFIRMATION_RECEIVED,
+    OTHER_ERROR,
+    ValidationRules,
+    rejected,
+)
+from server.mpesa.schemas import C2BCallback, parse_callback
+from server.notifications import Notification, Notifier
+
+log = logging.getLogger("gateway.c2b")
+
+
+class InboxUnavailable(Exception):
+    """The callback could not even be written to the inbox."""
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    entry_id: str
+    status: str
+
+
+def msisdn_form(msisdn: str) -> str:
+    """Daraja v1 sends a SHA-256 digest, v2 a masked number, older APIs the clear number."""
+    if not msisdn:
+        return "absent"
+    if len(msisdn) == 64 and all(c in "0123456789abcdefABCDEF" for c in msisdn):
+        return "hashed"
+    if "*" in msisdn:
+        return "masked"
+    return "clear" if msisdn.lstrip("+").isdigit() else "other"
+
+
+def fingerprint(callback: C2BCallback, amount: int) -> str:
+    """What makes two deliveries of one TransID the same payment."""
+    parts = (callback.trans_id, str(amount), callback.shortcode, callback.bill_ref,
+             callback.msisdn, callback.trans_time.isoformat(), callback.transaction_type)
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+class C2BService:
+    def __init__(self, inbox: InboxRepository, payments: C2BPaymentRepository,
+                 rules: ValidationRules, notifier: Notifier, clock: Clock, *,
+                 validation_deadline: float, validation_fallback: str) -> None:
+        self.inbox = inbox
+        self.payments = payments
+        self.rules = rules
+        self.notifier = notifier
+        self.clock = clock
+        self.validation_deadline = validation_deadline
+        self.fallback_answer = ACCEPTED if validation_fallback == "accept" else rejected(
+            OTHER_ERROR)
+        self._late: set[asyncio.Task] = set()
+
+    # --- callbacks ------------------------------------------------------
+
+    async def validate(self, raw: bytes, source_ip: str,
+                       headers: dict[str, str]) -> dict[str, Any]:
+        """Answer a validation callback within the deadline, whatever the store does.
+
+        Past the deadline the configured fallback answers; the work goes on in the
+        background so the inbox entry is still written and marked."""
+        work = asyncio.ensure_future(self._validate(raw, source_ip, headers))
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), self.validation_deadline)
+        except TimeoutError:
+            self._late.add(work)
+            work.add_done_callback(self._finish_late)
+            log.warning("validation_deadline_passed deadline_s=%s answer=%s",
+                        self.validation_deadline, self.fallback_answer["ResultCode"])
+        except Exception:
+            log.exception("validation_failed answer=%s", self.fallback_answer["ResultCode"])
+        return self.fallback_answer
+
+    def _finish_late(self, task: asyncio.Task) -> None:
+        self._late.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("late_validation_failed error=%r", task.exception())
+
+    async def _validate(self, raw: bytes, source_ip: str,
+                        headers: dict[str, str]) -> dict[str, Any]:
+        entry = await self._record("validation", raw, source_ip, headers)
+        try:
+            callback = parse_callback(raw)
+        except ValidationError as err:
+            answer = rejected(OTHER_ERROR)
+            await self.inbox.mark(entry["_id"], repo.NEEDS_REVIEW, self.clock.now(),
+                                  answer=answer, errors=err.messages)
+            return answer
+        code = self.rules.check(callback)
+        answer = ACCEPTED if code is None else rejected(code)
+        await self.inbox.mark(entry["_id"], repo.PROCESSED, self.clock.now(),
+                              trans_id=callback.trans_id, answer=answer)
+        log.info("validation trans_id=%s answer=%s", callback.trans_id, answer["ResultCode"])
+        return answer
+
+    async def confirm(self, raw: bytes, source_ip: str, headers: dict[str, str]) -> dict:
+        """Record a confirmation exactly once. The money has moved: never refuse it.
+
+        Once the raw body is in the inbox the answer is success even if processing
+        fails; the entry stays `failed` for replay."""
+        entry = await self._record("confirmation", raw, source_ip, headers)
+        try:
+            await self._process_confirmation(entry["_id"], raw, entry["received_at"])
+        except Exception:
+            log.exception("confirmation_processing_failed inbox_id=%s", entry["_id"])
+            await self._mark_failed(entry["_id"])
+        return CONFIRMATION_RECEIVED
+
+    async def _record(self, kind: str, raw: bytes, source_ip: str,
+                      headers: dict[str, str]) -> dict[str, Any]:
+        try:
+            return await self.inbox.add(kind, raw, source_ip, headers, self.clock.now())
+        except Exception as err:
+            # Last resort so the payment can be rebuilt from the log; bodies hold no secret.
+            log.error("inbox_write_failed kind=%s source=%s error=%s body=%r", kind, source_ip,
+                      err.__class__.__name__, raw[:4096])
+            raise InboxUnavailable(kind) from err
+
+    async def _mark_failed(self, entry_id: str) -> None:
+        try:
+            await self.inbox.mark(entry_id, repo.FAILED, self.clock.now())
+        except Exception:
+            log.exception("inbox_mark_failed inbox_id=%s", entry_id)
+
+    async def _process_confirmation(self, entry_id: str, raw: bytes,
+                                    received_at: datetime) -> str:
+        now = self.clock.now()
+        try:
+            callback = parse_callback(raw)
+            amount = self._amount(callback)
+        except ValidationError as err:
+            log.warning("confirmation_needs_review inbox_id=%s errors=%s", entry_id,
+                        err.messages)
+            await self.inbox.mark(entry_id, repo.NEEDS_REVIEW, now, errors=err.messages,
+                                  answer=CONFIRMATION_RECEIVED)
+            return repo.NEEDS_REVIEW
+        payment = self._payment_document(callback, amount, entry_id, received_at)
+        outcome, stored = await self.payments.insert_once(payment)
+        if outcome is InsertOutcome.CONFLICT:
+            await self.payments.flag_for_review(callback.trans_id, entry_id,
+                                                "conflicting_duplicate", now)
+            status = repo.CONFLICT
+        elif outcome is InsertOutcome.DUPLICATE:
+            status = repo.DUPLICATE
+        else:
+            status = repo.PROCESSED
+        await self.inbox.mark(entry_id, status, now, trans_id=callback.trans_id,
+                              answer=CONFIRMATION_RECEIVED)
+        log.info("confirmation trans_id=%s outcome=%s amount=%s", callback.trans_id,
+                 outcome.value, format_amount(amount, self.rules.currency))
+        if outcome is InsertOutcome.NEW:
+            await self._notify(stored)
+        return status
+
+    def _amount(self, callback: C2BCallback) -> int:
+        try:
+            amount = parse_amount(callback.trans_amount, self.rules.currency)
+        except AmountError as err:
+            raise ValidationError(str(err), "TransAmount") from None
+        if amount <= 0:
+            raise ValidationError("TransAmount must be positive", "TransAmount")
+        return amount
+
+    def _payment_document(self, callback: C2BCallback, amount: int, entry_id: str,
+                          received_at: datetime) -> dict[str, Any]:
+        names = (callback.first_name, callback.middle_name, callback.last_name)
+        try:
+            balance: int | None = parse_amount(callback.org_balance, self.rules.currency)
+        except AmountError:
+            balance = None
+        return {
+            "trans_id": callback.trans_id,
+            "transaction_type": callback.transaction_type,
+            "trans_time": callback.trans_time,
+            "amount": amount,
+            "currency": self.rules.currency,
+            "shortcode": callback.shortcode,
+            "bill_ref": callback.bill_ref,
+            "invoice_number": callback.invoice_number,
+            "org_balance": balance,
+            "third_party_trans_id": callback.third_party_trans_id,
+            "msisdn": callback.msisdn,
+            "msisdn_form": msisdn_form(callback.msisdn),
+            "payer_name": " ".join(name for name in names if name),
+            "status": "confirmed",
+            "fingerprint": fingerprint(callback, amount),
+            "inbox_id": entry_id,
+            "received_at": received_at,
+            "review": [],
+        }
+
+    async def _notify(self, payment: dict[str, Any]) -> None:
+        amount = format_amount(payment["amount"], payment["currency"])
+        message = (f"Payment of {payment['currency']} {amount} received for account "
+                   f"{payment['bill_ref'] or payment['shortcode']}. Ref {payment['trans_id']}.")
+        try:
+            await self.notifier.notify(Notification(payment["msisdn"], payment["trans_id"],
+                                                    message))
+        except Exception:
+            # A lost notification must never undo or fail a recorded payment.
+            log.exception("notification_failed trans_id=%s", payment["trans_id"])
+
+    # --- replay ---------------------------------------------------------
+
+    async def replay(self, *, include_review: bool = False, grace: timedelta = timedelta(
+            minutes=1), limit: int = 1000) -> list[ReplayResult]:
+        """Process again the confirmations that were received but not finished.
+
+        Validation entries are never replayed: their answer cannot be given again,
+        and the payment's own confirmation is what records it.
+
+        Entries younger than `grace` may still be in flight and are left alone.
+        Replay is safe to repeat: payments are unique on TransID."""
+        statuses = repo.REPLAYABLE + ((repo.NEEDS_REVIEW,) if include_review else ())
+        before = self.clock.now() - grace
+        entries = await self.inbox.replayable_confirmations(statuses, before, limit)
+        results = []
+        for entry in entries:
+            try:
+                status = await self._process_confirmation(entry["_id"], repo.decode_body(entry),
+                                                          entry["received_at"])
+            except Exception:
+                log.exception("replay_failed inbox_id=%s", entry["_id"])
+                await self._mark_failed(entry["_id"])
+                status = repo.FAILED
+            results.append(ReplayResult(entry["_id"], status))
+        return results
+
+    # --- reads ----------------------------------------------------------
+
+    async def get_payment(self, trans_id: str) -> dict[str, Any] | None:
+        return await self.payments.get(trans_id)
+
+    async def list_payments(self, filters: dict[str, Any], limit: int,
+                            offset: int) -> tuple[list[dict[str, Any]], int]:
+        query: dict[str, Any] = {}
+        window = {}
+        if "date_from" in filters:
+            window["$gte"] = filters["date_from"]
+        if "date_to" in filters:
+            window["$lt"] = filters["date_to"]
+        if window:
+            query["trans_time"] = window
+        for key in ("shortcode", "bill_ref", "status"):
+            if key in filters:
+                query[key] = filters[key]
+        if "needs_review" in filters:
+            query["review.0"] = {"$exists": filters["needs_review"]}
+        return await self.payments.page(query, limit, offset)

@@ -1,0 +1,140 @@
+"""Base request handler: JSON in and out, one error rendering, auth, client address."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import uuid
+from typing import Any
+
+from marshmallow import Schema
+from marshmallow import ValidationError as SchemaError
+from tornado.web import HTTPError, RequestHandler
+
+from server.auth.service import Identity
+from server.errors import (
+    ApiError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationFailed,
+)
+
+log = logging.getLogger("gateway.http")
+
+_REASON_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+class BaseHandler(RequestHandler):
+    """Every handler answers JSON; every error uses the API's single error shape."""
+
+    identity: Identity | None = None
+
+    def prepare(self) -> None:
+        self.request_id = self.request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        self.set_header("X-Request-ID", self.request_id)
+        if len(self.request.body) > self.settings["gateway"].server.max_body_bytes:
+            raise PayloadTooLarge("request body is too large")
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def write_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(body, separators=(",", ":")))
+
+    # --- errors ---------------------------------------------------------
+
+    def error_body(self, status: int, error: BaseException | None) -> dict[str, Any]:
+        """The answer for a failed request; callback handlers answer in Daraja's format."""
+        if isinstance(error, ApiError):
+            return error.to_body()
+        reason = self._reason
+        code = _REASON_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
+        message = "internal error" if status >= 500 else reason.lower()
+        return {"error": {"code": code, "message": message, "details": {}}}
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, ApiError):
+            status_code = error.status
+            self.set_status(status_code)
+        self.finish(json.dumps(self.error_body(status_code, error)))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, (ApiError, HTTPError)):
+            log.info("request_refused request_id=%s status=%s code=%s path=%s",
+                     getattr(self, "request_id", "-"), getattr(value, "status", None)
+                     or getattr(value, "status_code", None), getattr(value, "code", "-"),
+                     self.request.path)
+            return
+        log.error("request_failed request_id=%s path=%s", getattr(self, "request_id", "-"),
+                  self.request.path, exc_info=(typ, value, tb))
+
+    # --- input ----------------------------------------------------------
+
+    def load_json(self, schema: Schema) -> Any:
+        """Parse the body with a marshmallow schema; any problem is a 400."""
+        try:
+            body = json.loads(self.request.body or b"")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValidationFailed("request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ValidationFailed("request body must be a JSON object")
+        try:
+            return schema.load(body)
+        except SchemaError as err:
+            raise ValidationFailed("request body is invalid", {"fields": err.messages}) from None
+
+    def load_query(self, schema: Schema) -> Any:
+        args = {key: self.get_query_argument(key) for key in self.request.query_arguments}
+        try:
+            return schema.load(args)
+        except SchemaError as err:
+            raise ValidationFailed("query parameters are invalid",
+                                   {"fields": err.messages}) from None
+
+    # --- identity -------------------------------------------------------
+
+    async def require_role(self, *roles: str) -> Identity:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("missing bearer token", code="missing_token")
+        self.identity = await self.settings["services"].auth.authenticate(token.strip())
+        if self.identity.role not in roles:
+            raise Forbidden(f"this endpoint needs the role {' or '.join(roles)}")
+        return self.identity
+
+    @property
+    def client_ip(self) -> str:
+        """The caller's address; X-Forwarded-For is honoured only from trusted proxies."""
+        peer = self.request.remote_ip
+        trusted = self.settings["gateway"].server.trusted_proxies
+        forwarded = self.request.headers.get("X-Forwarded-For")
+        if not forwarded or not in_networks(peer, trusted):
+            return peer
+        # Walk right to left past our own proxies; the first other hop is the client.
+        for hop in reversed([part.strip() for part in forwarded.split(",")]):
+            if not in_networks(hop, trusted):
+                return hop
+        return peer
+
+
+def in_networks(address: str, networks: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+class NotFoundHandler(BaseHandler):
+    """Unknown paths get the standard error body."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        raise NotFound("no such endpoint")

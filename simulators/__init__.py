@@ -1,0 +1,1 @@
+"""Local stand-ins for the mobile-money providers, for development and tests."""

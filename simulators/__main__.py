@@ -1,0 +1,116 @@
+"""Run one provider simulator standalone: ``python -m simulators daraja --port 8081``.
+
+Each simulator is one entry in ``COMMANDS``: its own options plus a factory
+building it from the parsed arguments; ``--host`` and ``--port`` are common.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from simulators.daraja import DarajaSimSettings, DarajaSimulator
+
+
+class Simulator(Protocol):
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    default_port: int
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    build: Callable[[argparse.Namespace], Simulator]
+
+
+def _positive_float(text: str) -> float:
+    seconds = float(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return seconds
+
+
+def _daraja_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = DarajaSimSettings()
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="accept localhost/127.x callback URLs in registerurl",
+    )
+    parser.add_argument("--consumer-key", default=defaults.consumer_key)
+    parser.add_argument("--consumer-secret", default=defaults.consumer_secret)
+    parser.add_argument(
+        "--validation-timeout",
+        type=_positive_float,
+        default=defaults.validation_timeout,
+        metavar="SECONDS",
+        help="how long to wait for a validation answer (default: %(default)s)",
+    )
+
+
+def _build_daraja(args: argparse.Namespace) -> DarajaSimulator:
+    return DarajaSimulator(
+        DarajaSimSettings(
+            consumer_key=args.consumer_key,
+            consumer_secret=args.consumer_secret,
+            local_mode=args.local,
+            validation_timeout=args.validation_timeout,
+        )
+    )
+
+
+COMMANDS: dict[str, Command] = {
+    "daraja": Command("Safaricom M-Pesa Daraja (C2B)", 8081, _daraja_arguments, _build_daraja),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulators", description="Run a mobile-money provider simulator."
+    )
+    subparsers = parser.add_subparsers(dest="simulator", required=True, metavar="SIMULATOR")
+    for name, command in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=command.help)
+        subparser.add_argument("--host", default="127.0.0.1")
+        subparser.add_argument("--port", type=int, default=command.default_port)
+        command.add_arguments(subparser)
+    return parser
+
+
+async def serve(simulator: Simulator, host: str, port: int) -> None:
+    """Run until SIGINT/SIGTERM, then stop cleanly (no KeyboardInterrupt traceback)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    url = await simulator.start(host, port)
+    print(f"listening on {url} (Ctrl-C to stop)", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await simulator.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    simulator = COMMANDS[args.simulator].build(args)
+    try:
+        asyncio.run(serve(simulator, args.host, args.port))
+    except OSError as exc:  # typically: the port is already in use
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

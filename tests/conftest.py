@@ -1,0 +1,117 @@
+"""Fixtures: the store lanes, settings, the real gateway and simulator on ephemeral ports.
+
+Every store-backed test runs against the in-memory store, and also against a real
+MongoDB server when TEST_MONGODB_URI is set (the second lane)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from server.config import Settings
+from server.notifications import RecordingNotifier
+from server.runtime import Gateway, start_gateway
+from server.store import Store, open_store
+from simulators.daraja import DarajaSimSettings, DarajaSimulator
+
+from support import make_settings
+
+MONGODB_URI = os.environ.get("TEST_MONGODB_URI")
+STORE_LANES = ["memory", "mongodb"] if MONGODB_URI else ["memory"]
+
+@pytest.fixture(params=STORE_LANES)
+def store_lane(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest_asyncio.fixture
+async def store(store_lane: str) -> AsyncIterator[Store]:
+    if store_lane == "memory":
+        opened = open_store("memory://", "test")
+        yield opened
+        await opened.close()
+        return
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    opened = open_store(MONGODB_URI, name)
+    yield opened
+    await opened.client.drop_database(name)
+    await opened.close()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def notifier() -> RecordingNotifier:
+    return RecordingNotifier()
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest_asyncio.fixture
+async def start_gateway_with(store: Store, notifier: RecordingNotifier
+                             ) -> AsyncIterator[GatewayFactory]:
+    """Start the real gateway (on the lane's store) with given settings; stopped after."""
+    started: list[Gateway] = []
+
+    async def start(settings: Settings | None = None, **kwargs: Any) -> Gateway:
+        gateway = await start_gateway(settings or make_settings(), store=store,
+                                      notifier=notifier, port=0, **kwargs)
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.http.stop()
+        await gateway.http.close_all_connections()
+
+
+@pytest_asyncio.fixture
+async def gateway(start_gateway_with: GatewayFactory, settings: Settings) -> Gateway:
+    return await start_gateway_with(settings)
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest_asyncio.fixture
+async def daraja_sim() -> AsyncIterator[DarajaSimulator]:
+    simulator = DarajaSimulator(DarajaSimSettings(local_mode=True, validation_timeout=1.0))
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+HeadersFactory = Callable[[str, str], Awaitable[dict[str, str]]]
+
+
+@pytest_asyncio.fixture
+async def headers_for(http: aiohttp.ClientSession, gateway: Gateway) -> HeadersFactory:
+    """Create a user with a role and return Authorization headers for it."""
+
+    async def make(username: str, role: str) -> dict[str, str]:
+        password = f"{username}-password"
+        await gateway.services.auth.create_user(username, password, role)
+        async with http.post(f"{gateway.url}/api/v1/auth/token",
+                             json={"username": username, "password": password}) as answer:
+            body = await answer.json()
+        return {"Authorization": f"Bearer {body['access_token']}"}
+
+    return make
+
+
+@pytest_asyncio.fixture
+async def operator_headers(headers_for: HeadersFactory) -> dict[str, str]:
+    return await headers_for("operator", "operator")

@@ -1,0 +1,47 @@
+"""Helpers shared by the test modules."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from pymongo.errors import ServerSelectionTimeoutError
+
+from server.config import Settings, load_settings
+from server.mpesa.repository import C2BPaymentRepository
+
+TEST_ENV = {
+    "GATEWAY_AUTH_JWT_SECRET": "test-only-jwt-secret-of-at-least-32-chars",
+    "GATEWAY_C2B_CALLBACK_SECRET": "test-callback",
+    "GATEWAY_DARAJA_CONSUMER_KEY": "sandbox-key",
+    "GATEWAY_DARAJA_CONSUMER_SECRET": "sandbox-secret",
+    "GATEWAY_SERVER_PORT": "0",
+}
+
+
+def make_settings(**sections: dict[str, Any]) -> Settings:
+    """Production-mode settings with test secrets; `c2b={"currency": "KES"}` overrides."""
+    settings = load_settings(env=TEST_ENV)
+    for name, values in sections.items():
+        settings = replace(settings, **{name: replace(getattr(settings, name), **values)})
+    return settings
+
+
+def callback_body(**overrides: str) -> dict[str, str]:
+    body = {"TransactionType": "Pay Bill", "TransID": "RKL51ZDR4F",
+            "TransTime": "20231121121325", "TransAmount": "5.00",
+            "BusinessShortCode": "600984", "BillRefNumber": "070707070", "InvoiceNumber": "",
+            "OrgAccountBalance": "25.00", "ThirdPartyTransID": "",
+            "MSISDN": "2547 ***** 126", "FirstName": "NICHOLAS", "MiddleName": "",
+            "LastName": ""}
+    body.update(overrides)
+    return body
+
+
+class FailingPayments(C2BPaymentRepository):
+    failing = True
+
+    async def insert_once(self, payment):
+        if self.failing:
+            raise ServerSelectionTimeoutError("store unreachable")
+        return await super().insert_once(payment)

@@ -1,0 +1,197 @@
+"""Gateway and Daraja simulator on ephemeral ports, over real sockets."""
+
+import asyncio
+import json
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+
+from server.clock import Clock
+from server.mpesa.client import DarajaClient
+from server.mpesa.registration import register_callback_urls
+
+from support import FailingPayments, make_settings
+
+
+class System:
+    """A running gateway registered with a running Daraja simulator."""
+
+    def __init__(self, http, gateway, sim, settings, store, notifier) -> None:
+        self.http, self.gateway, self.sim = http, gateway, sim
+        self.settings, self.store, self.notifier = settings, store, notifier
+        self.client = DarajaClient(http, sim.base_url, "sandbox-key", "sandbox-secret", Clock(),
+                                   5.0)
+
+    async def register(self, **daraja) -> None:
+        settings = replace(self.settings, daraja=replace(self.settings.daraja, **daraja))
+        await register_callback_urls(settings, self.client)
+
+    async def control(self, method: str, path: str, body: dict | None = None) -> dict:
+        async with self.http.request(method, f"{self.sim.base_url}/_sim/{path}",
+                                     json=body) as answer:
+            assert answer.status == 200, await answer.text()
+            return await answer.json()
+
+    async def pay(self, amount: str = "150.00", account: str = "070707070",
+                  version: str = "v2") -> dict:
+        """Simulate a paybill payment and wait until the simulator has finished with it."""
+        conversation = await self.client.simulate_payment("600984", amount, "254708374149",
+                                                          account, version)
+        for _ in range(200):
+            txn = await self.control("GET", f"transactions/{conversation}")
+            deliveries = await self.control("GET", f"deliveries?trans_id={txn['trans_id']}")
+            finished = [item for item in deliveries["items"] if item.get("finished_at")]
+            if txn["status"] != "pending" and len(finished) == len(deliveries["items"]):
+                return {**txn, "deliveries": deliveries["items"]}
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"transaction {conversation} never finished")
+
+    async def payments(self) -> list[dict]:
+        return await self.store.collection("c2b_payments").find({}).to_list(None)
+
+
+@pytest_asyncio.fixture
+async def system(http, start_gateway_with, daraja_sim, store, notifier) -> System:
+    settings = make_settings(daraja={"base_url": daraja_sim.base_url})
+    gateway = await start_gateway_with(settings)
+    settings = replace(settings, server=replace(settings.server, public_url=gateway.url))
+    system = System(http, gateway, daraja_sim, settings, store, notifier)
+    await system.register()
+    return system
+
+
+def kinds(txn: dict) -> list[str]:
+    return [delivery["kind"] for delivery in txn["deliveries"]]
+
+
+@pytest.mark.asyncio
+async def test_paybill_payment_arrives_stored_and_notified(system) -> None:
+    txn = await system.pay("150.00")
+    assert txn["status"] == "completed" and kinds(txn) == ["confirmation"]
+    assert txn["deliveries"][0]["answer"] == {"ResultCode": 0, "ResultDesc": "Success"}
+    [payment] = await system.payments()
+    assert payment["trans_id"] == txn["trans_id"]
+    assert (payment["amount"], payment["currency"]) == (15000, "KES")
+    assert payment["bill_ref"] == "070707070" and payment["msisdn_form"] == "masked"
+    [notification] = system.notifier.sent
+    assert notification.reference == txn["trans_id"]
+
+
+@pytest.mark.asyncio
+async def test_v1_registration_delivers_a_hashed_msisdn(system) -> None:
+    await system.register(register_version="v1")
+    await system.pay(version="v1")
+    [payment] = await system.payments()
+    assert payment["msisdn_form"] == "hashed" and len(payment["msisdn"]) == 64
+
+
+@pytest.mark.asyncio
+async def test_accepted_validation_is_followed_by_the_confirmation(system) -> None:
+    await system.control("POST", "validation", {"enabled": True})
+    txn = await system.pay("150.00")
+    assert kinds(txn) == ["validation", "confirmation"]
+    assert txn["deliveries"][0]["answer"] == {"ResultCode": "0", "ResultDesc": "Accepted"}
+    assert len(await system.payments()) == 1
+    inbox = await system.store.collection("c2b_inbox").find({}).to_list(None)
+    assert sorted(entry["kind"] for entry in inbox) == ["confirmation", "validation"]
+
+
+@pytest.mark.asyncio
+async def test_rejected_validation_means_no_confirmation(system) -> None:
+    await system.control("POST", "validation", {"enabled": True})
+    txn = await system.pay("300000.00")            # above validation_max_amount
+    assert txn["status"] == "rejected" and kinds(txn) == ["validation"]
+    assert txn["deliveries"][0]["answer"]["ResultCode"] == "C2B00013"
+    assert await system.payments() == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("fault", "response_type", "status", "stored"), [
+    ("timeout", "Completed", "completed", 1),
+    ("timeout", "Cancelled", "cancelled", 0),
+    ("drop", "Completed", "completed", 1),
+    ("drop", "Cancelled", "cancelled", 0),
+])
+async def test_unanswered_validation_follows_the_registered_response_type(
+        system, fault, response_type, status, stored) -> None:
+    await system.register(response_type=response_type)
+    await system.control("POST", "validation", {"enabled": True})
+    await system.control("POST", "faults", {"target": "validation", "kind": fault})
+    txn = await system.pay()
+    assert txn["status"] == status
+    assert len(await system.payments()) == stored
+
+
+@pytest.mark.asyncio
+async def test_validation_slower_than_daraja_waits_follows_the_response_type(
+        system, store) -> None:
+    """A real slow answer: the simulator waits 1 s, the gateway's validation takes longer."""
+    await system.register(response_type="Cancelled")
+    await system.control("POST", "validation", {"enabled": True})
+    service = system.gateway.services.c2b
+    service.validation_deadline = 3.0
+    slow_inbox_add = service.inbox.add
+
+    async def slow_add(*args, **kwargs):
+        await asyncio.sleep(1.5)
+        return await slow_inbox_add(*args, **kwargs)
+
+    service.inbox.add = slow_add
+    txn = await system.pay()
+    assert txn["status"] == "cancelled"
+    assert txn["deliveries"][0]["outcome"] == "timeout"
+    assert await system.payments() == []
+
+
+@pytest.mark.asyncio
+async def test_duplicate_delivery_is_recorded_once(system) -> None:
+    await system.control("POST", "faults", {"target": "confirmation", "kind": "duplicate"})
+    txn = await system.pay()
+    assert kinds(txn) == ["confirmation", "confirmation"]
+    assert all(d["answer"]["ResultCode"] == 0 for d in txn["deliveries"])
+    assert len(await system.payments()) == 1
+    assert len(system.notifier.sent) == 1
+    statuses = sorted(entry["status"] for entry in
+                      await system.store.collection("c2b_inbox").find({}).to_list(None))
+    assert statuses == ["duplicate", "processed"]
+
+
+@pytest.mark.asyncio
+async def test_confirmation_that_failed_to_process_is_replayed_exactly_once(system) -> None:
+    service = system.gateway.services.c2b
+    healthy = service.payments
+    service.payments = FailingPayments(system.store)
+    txn = await system.pay()
+    assert txn["deliveries"][0]["answer"]["ResultCode"] == 0   # the inbox has it: acknowledged
+    assert await system.payments() == []
+    service.payments = healthy
+    results = await service.replay(grace=timedelta(0))
+    assert [result.status for result in results] == ["processed"]
+    [payment] = await system.payments()
+    assert payment["trans_id"] == txn["trans_id"]
+    assert await service.replay(grace=timedelta(0)) == []
+
+
+@pytest.mark.asyncio
+async def test_malformed_delivery_is_kept_in_the_inbox_and_replay_keeps_it(system) -> None:
+    async with system.http.post(f"{system.gateway.url}/api/v1/c2b/confirmation/test-callback",
+                                data=json.dumps({"TransID": "BROKEN1", "TransAmount": "x"})
+                                ) as answer:
+        assert (await answer.json()) == {"ResultCode": 0, "ResultDesc": "Success"}
+    [entry] = await system.store.collection("c2b_inbox").find({}).to_list(None)
+    assert entry["status"] == "needs_review"
+    results = await system.gateway.services.c2b.replay(grace=timedelta(0), include_review=True)
+    assert [result.status for result in results] == ["needs_review"]
+    assert await system.payments() == []
+
+
+@pytest.mark.asyncio
+async def test_registration_is_recorded_by_the_simulator_with_the_secret_urls(system) -> None:
+    state = await system.control("GET", "state")
+    registration = state["registrations"]["600984"]
+    assert registration["ValidationURL"].endswith("/api/v1/c2b/validation/test-callback")
+    assert registration["ConfirmationURL"].endswith("/api/v1/c2b/confirmation/test-callback")
+    assert registration["ResponseType"] == "Completed"
+

@@ -1,0 +1,116 @@
+"""C2B rules with the store lanes: deadline fallback, store failures, replay."""
+
+import asyncio
+import json
+from datetime import timedelta
+
+import pytest
+from pymongo.errors import ServerSelectionTimeoutError
+
+from server.clock import Clock
+from server.mpesa.repository import C2BPaymentRepository, InboxRepository
+from server.mpesa.service import C2BService, InboxUnavailable
+from server.notifications import RecordingNotifier
+from server.services import validation_rules
+
+from support import FailingPayments, callback_body, make_settings
+
+RAW = json.dumps(callback_body()).encode()
+HEADERS = {"Content-Type": "application/json"}
+
+
+class SlowInbox(InboxRepository):
+    delay = 0.3
+
+    async def add(self, *args, **kwargs):
+        await asyncio.sleep(self.delay)
+        return await super().add(*args, **kwargs)
+
+
+class FailingInbox(InboxRepository):
+    async def add(self, *args, **kwargs):
+        raise ServerSelectionTimeoutError("store unreachable")
+
+
+def service(store, inbox=None, payments=None, deadline=1.0, fallback="accept") -> C2BService:
+    return C2BService(inbox or InboxRepository(store), payments or C2BPaymentRepository(store),
+                      validation_rules(make_settings()), RecordingNotifier(), Clock(),
+                      validation_deadline=deadline, validation_fallback=fallback)
+
+
+@pytest.mark.asyncio
+async def test_slow_store_gets_the_fallback_answer_and_the_entry_is_still_written(
+        store) -> None:
+    c2b = service(store, inbox=SlowInbox(store), deadline=0.05, fallback="reject")
+    answer = await c2b.validate(RAW, "127.0.0.1", HEADERS)
+    # The rules would accept this payment: a rejection can only be the fallback.
+    assert answer == {"ResultCode": "C2B00016", "ResultDesc": "Rejected"}
+    for _ in range(100):
+        entry = await store.collection("c2b_inbox").find_one({})
+        if entry and entry["status"] == "processed":
+            break
+        await asyncio.sleep(0.02)
+    assert entry["status"] == "processed" and entry["answer"]["ResultCode"] == "0"
+
+
+@pytest.mark.asyncio
+async def test_validation_answers_the_fallback_when_the_store_is_down(store) -> None:
+    c2b = service(store, inbox=FailingInbox(store), fallback="accept")
+    assert await c2b.validate(RAW, "127.0.0.1", HEADERS) == {"ResultCode": "0",
+                                                             "ResultDesc": "Accepted"}
+
+
+@pytest.mark.asyncio
+async def test_confirmation_the_inbox_cannot_take_is_not_acknowledged(store) -> None:
+    with pytest.raises(InboxUnavailable):
+        await service(store, inbox=FailingInbox(store)).confirm(RAW, "127.0.0.1", HEADERS)
+
+
+@pytest.mark.asyncio
+async def test_failed_processing_is_kept_and_replay_stores_it_exactly_once(store) -> None:
+    payments = FailingPayments(store)
+    c2b = service(store, payments=payments)
+    assert (await c2b.confirm(RAW, "127.0.0.1", HEADERS))["ResultCode"] == 0
+    entry = await store.collection("c2b_inbox").find_one({})
+    assert entry["status"] == "failed"
+    assert await store.collection("c2b_payments").count_documents({}) == 0
+
+    payments.failing = False
+    results = await c2b.replay(grace=timedelta(0))
+    assert [result.status for result in results] == ["processed"]
+    assert await store.collection("c2b_payments").count_documents({}) == 1
+    assert await c2b.replay(grace=timedelta(0)) == []
+    assert len(c2b.notifier.sent) == 1
+
+
+@pytest.mark.asyncio
+async def test_replay_leaves_recent_entries_to_their_own_processing(store) -> None:
+    payments = FailingPayments(store)
+    c2b = service(store, payments=payments)
+    await c2b.confirm(RAW, "127.0.0.1", HEADERS)
+    assert await c2b.replay() == []
+
+
+@pytest.mark.asyncio
+async def test_replay_of_a_malformed_confirmation_keeps_it_for_review(store) -> None:
+    c2b = service(store)
+    await c2b.confirm(b'{"TransID": "X1"}', "127.0.0.1", HEADERS)
+    assert await c2b.replay(grace=timedelta(0)) == []
+    [result] = await c2b.replay(grace=timedelta(0), include_review=True)
+    assert result.status == "needs_review"
+    entry = await store.collection("c2b_inbox").find_one({})
+    assert entry["attempts"] == 2
+    assert await store.collection("c2b_payments").count_documents({}) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_failing_notifier_never_fails_the_payment(store) -> None:
+    class BrokenNotifier(RecordingNotifier):
+        async def notify(self, notification):
+            raise ConnectionError("sms gateway down")
+
+    c2b = service(store)
+    c2b.notifier = BrokenNotifier()
+    assert (await c2b.confirm(RAW, "127.0.0.1", HEADERS))["ResultCode"] == 0
+    entry = await store.collection("c2b_inbox").find_one({})
+    assert entry["status"] == "processed"

@@ -1,0 +1,104 @@
+"""Set-up commands run as a user runs them: `python run.py COMMAND` in a subprocess."""
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from server.auth.passwords import verify_password
+from server.store import open_store
+
+from support import TEST_ENV, callback_body
+
+ROOT = Path(__file__).resolve().parent.parent
+MONGODB_URI = os.environ.get("TEST_MONGODB_URI")
+
+
+async def run_py(*args: str, env: dict[str, str], stdin: str = "") -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "run.py", *args, cwd=ROOT, env={**os.environ, **env},
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 60)
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.asyncio
+async def test_register_urls_registers_the_configured_urls_with_daraja(http,
+                                                                       daraja_sim) -> None:
+    env = {**TEST_ENV, "GATEWAY_DARAJA_BASE_URL": daraja_sim.base_url,
+           "GATEWAY_SERVER_PUBLIC_URL": "http://127.0.0.1:8443",
+           "GATEWAY_DARAJA_RESPONSE_TYPE": "Cancelled"}
+    code, out, err = await run_py("register-urls", env=env)
+    assert code == 0, err
+    assert out.startswith("registered shortcode 600984")
+    async with http.get(f"{daraja_sim.base_url}/_sim/state") as answer:
+        registration = (await answer.json())["registrations"]["600984"]
+    assert registration["ConfirmationURL"] == (
+        "http://127.0.0.1:8443/api/v1/c2b/confirmation/test-callback")
+    assert registration["ResponseType"] == "Cancelled"
+
+
+@pytest.mark.asyncio
+async def test_register_urls_reports_a_refusal_in_one_line(daraja_sim) -> None:
+    env = {**TEST_ENV, "GATEWAY_DARAJA_BASE_URL": daraja_sim.base_url,
+           "GATEWAY_DARAJA_CONSUMER_SECRET": "wrong"}
+    code, out, err = await run_py("register-urls", env=env)
+    assert code == 1
+    assert err.strip() == "registration failed: daraja: 400.008.01 Invalid Authentication passed"
+
+
+@pytest.mark.asyncio
+async def test_register_urls_without_daraja_credentials_names_them() -> None:
+    env = {**TEST_ENV, "GATEWAY_DARAJA_CONSUMER_KEY": ""}
+    code, _, err = await run_py("register-urls", env=env)
+    assert code == 2
+    assert "GATEWAY_DARAJA_CONSUMER_KEY" in err and "Traceback" not in err
+
+
+@pytest.mark.asyncio
+async def test_create_user_refuses_the_in_memory_store() -> None:
+    code, _, err = await run_py("create-user", "alice", "--role", "operator",
+                                "--password-stdin", env=TEST_ENV, stdin="alice-password\n")
+    assert code == 2
+    assert "create-user needs a persistent MongoDB store" in err
+
+
+def mongodb_env() -> dict[str, str]:
+    return {**TEST_ENV, "GATEWAY_STORE_URI": MONGODB_URI,
+            "GATEWAY_STORE_DATABASE": f"cli_{uuid.uuid4().hex[:12]}"}
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(not MONGODB_URI, reason="needs a MongoDB server: set TEST_MONGODB_URI")
+async def test_create_user_and_replay_inbox_work_against_mongodb() -> None:
+    env = mongodb_env()
+    store = open_store(MONGODB_URI, env["GATEWAY_STORE_DATABASE"])
+    try:
+        code, out, err = await run_py("create-user", "alice", "--role", "operator",
+                                      "--password-stdin", env=env, stdin="alice-password\n")
+        assert code == 0, err
+        user = await store.collection("users").find_one({"username": "alice"})
+        assert user["role"] == "operator" and user["password_hash"].startswith("$argon2")
+        assert verify_password(user["password_hash"], "alice-password")
+        code, _, err = await run_py("create-user", "alice", "--role", "admin",
+                                    "--password-stdin", env=env, stdin="other-password\n")
+        assert code == 1 and "already exists" in err
+
+        body = json.dumps(callback_body()).encode()
+        await store.collection("c2b_inbox").insert_one({
+            "_id": "entry-1", "kind": "confirmation", "body": body.decode(),
+            "body_encoding": "utf-8", "source_ip": "127.0.0.1", "headers": {},
+            "received_at": user["created_at"].replace(year=2020), "status": "failed",
+            "attempts": 1})
+        code, out, err = await run_py("replay-inbox", env=env)
+        assert code == 0, err
+        assert "entry-1 processed" in out
+        assert await store.collection("c2b_payments").count_documents({}) == 1
+    finally:
+        await store.client.drop_database(env["GATEWAY_STORE_DATABASE"])
+        await store.close()

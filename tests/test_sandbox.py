@@ -1,0 +1,80 @@
+"""The sandbox as a user starts it: `python run.py`, then the printed payment command."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from server.sandbox import simulate_paybill_payment, start_sandbox, summary
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.asyncio
+async def test_sandbox_payment_arrives_at_the_gateway() -> None:
+    sandbox = await start_sandbox("127.0.0.1", 0)
+    try:
+        payment = await simulate_paybill_payment(sandbox.settings, "070707070", "150.00",
+                                                 "254708374149", "operator", "sandbox-operator")
+        assert payment["amount"] == "150.00" and payment["bill_ref"] == "070707070"
+        [notification] = sandbox.gateway.services.notifier.sent
+        assert notification.reference == payment["trans_id"]
+        text = summary(sandbox)
+        assert sandbox.settings.server.public_url in text
+        assert "/api/v1/c2b/confirmation/sandbox-callback" in text
+        assert "operator / sandbox-operator" in text
+    finally:
+        await sandbox.stop()
+
+
+def free_port_pair() -> int:
+    """A port N with N and N+1 free at the time of asking."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port >= 65000:
+            continue
+        with socket.socket() as first, socket.socket() as second:
+            try:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports")
+
+
+def test_run_py_starts_the_sandbox_and_the_printed_command_shows_a_payment() -> None:
+    port = free_port_pair()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    sandbox = subprocess.Popen([sys.executable, "run.py", "--port", str(port)], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = sandbox.stdout.readline()
+            lines.append(line)
+            if "Press Ctrl-C to stop." in line or sandbox.poll() is not None:
+                break
+        output = "".join(lines)
+        assert "Sandbox is running" in output, output
+        command = next(line.strip() for line in lines if "run.py simulate-payment" in line)
+        paid = subprocess.run([sys.executable, *command.split()[1:]], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert paid.returncode == 0, paid.stderr
+        assert "payment arrived at the gateway" in paid.stdout
+        assert "150.00" in paid.stdout and "070707070" in paid.stdout
+    finally:
+        sandbox.send_signal(signal.SIGINT)
+        rest, _ = sandbox.communicate(timeout=30)
+    assert sandbox.returncode == 0
+    assert "Traceback" not in rest
+    assert "sandbox stopped" in rest
