@@ -9,7 +9,7 @@ import getpass
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 
@@ -17,10 +17,21 @@ from server.auth.repository import UserExists
 from server.clock import Clock
 from server.config import ConfigError, Settings, load_settings
 from server.errors import ApiError
+from server.mpesa.callback_urls import CallbackUrlError
+from server.mpesa.registration import register_callback_urls
 from server.notifications import make_notifier
 from server.providers import ProviderError
+from server.runtime import start_gateway
+from server.sandbox import (
+    daraja_client,
+    sandbox_settings,
+    simulate_paybill_payment,
+    start_sandbox,
+    summary,
+)
 from server.services import INDEXES, Services, build_services
 from server.store import Store, open_store
+from simulators.daraja import DarajaSimSettings, DarajaSimulator
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,57 +93,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _wait_for_stop() -> None:
-    stop = asyncio.Event()
+async def _run_until_signalled(shutdown: Callable[[], Awaitable[None]]) -> None:
+    """Wait for SIGINT or SIGTERM, then shut down cleanly."""
+    signalled = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+        loop.add_signal_handler(sig, signalled.set)
+    try:
+        await signalled.wait()
+    finally:
+        await shutdown()
 
 
 async def run_sandbox(args: argparse.Namespace) -> int:
-    from server.sandbox import start_sandbox, summary
-
     sandbox = await start_sandbox(args.host, args.port)
     print(summary(sandbox), flush=True)
-    try:
-        await _wait_for_stop()
-    finally:
-        await sandbox.stop()
+    await _run_until_signalled(sandbox.stop)
     print("sandbox stopped")
     return 0
 
 
 async def run_serve(args: argparse.Namespace) -> int:
-    from server.runtime import start_gateway
-
     settings = load_settings()
     gateway = await start_gateway(settings)
     print(f"gateway listening on {gateway.url}", flush=True)
-    try:
-        await _wait_for_stop()
-    finally:
-        await gateway.stop()
+    await _run_until_signalled(gateway.stop)
     return 0
 
 
 async def run_simulators(args: argparse.Namespace) -> int:
-    from simulators.daraja import DarajaSimSettings, DarajaSimulator
-
     daraja = DarajaSimulator(DarajaSimSettings(local_mode=True))
     print(f"Daraja simulator on {await daraja.start(args.host, args.port)}", flush=True)
-    try:
-        await _wait_for_stop()
-    finally:
-        await daraja.stop()
+    await _run_until_signalled(daraja.stop)
     return 0
 
 
 async def run_register_urls(args: argparse.Namespace) -> int:
-    from server.mpesa.callback_urls import CallbackUrlError
-    from server.mpesa.registration import register_callback_urls
-    from server.sandbox import daraja_client
-
     settings = load_settings()
     _require(settings.daraja.consumer_key and settings.daraja.consumer_secret,
              "daraja.consumer_key and daraja.consumer_secret: set GATEWAY_DARAJA_CONSUMER_KEY "
@@ -186,8 +182,6 @@ async def run_replay_inbox(args: argparse.Namespace) -> int:
 
 
 async def run_simulate_payment(args: argparse.Namespace) -> int:
-    from server.sandbox import sandbox_settings, simulate_paybill_payment
-
     settings = sandbox_settings(args.host, args.port)
     try:
         payment = await simulate_paybill_payment(settings, args.account, args.amount,

@@ -22,6 +22,8 @@ log = logging.getLogger("gateway.sandbox")
 
 DEMO_USERS = (("admin", "sandbox-admin", "admin"), ("operator", "sandbox-operator", "operator"))
 DEMO_ACCOUNT = "070707070"
+# Paybill payments made through the simulator at start-up, so the lists are not empty.
+DEMO_PAYMENTS = (("070707070", "500.00"), ("080808080", "1200.00"), ("090909090", "350.00"))
 DEMO_MSISDN = "254708374149"
 ARRIVAL_TIMEOUT_SECONDS = 20.0
 
@@ -70,12 +72,26 @@ async def start_sandbox(host: str = "127.0.0.1", port: int = 8080) -> Sandbox:
             await gateway.services.auth.create_user(username, password, role)
         client = daraja_client(settings, session)
         registration = await register_callback_urls(settings, client)
+        await _make_demo_payments(settings, client, gateway)
     except BaseException:
         await sandbox.stop()
         raise
     log.info("sandbox_ready gateway=%s daraja=%s registration=%s", gateway.url, daraja_url,
              registration.conversation_id)
     return sandbox
+
+
+async def _make_demo_payments(settings: Settings, client: DarajaClient,
+                              gateway: Gateway) -> None:
+    for account, amount in DEMO_PAYMENTS:
+        await client.simulate_payment(settings.daraja.shortcode, amount, DEMO_MSISDN, account,
+                                      settings.daraja.register_version)
+    async with asyncio.timeout(ARRIVAL_TIMEOUT_SECONDS):
+        while True:
+            _, stored = await gateway.services.c2b.list_payments({}, 1, 0)
+            if stored >= len(DEMO_PAYMENTS):
+                return
+            await asyncio.sleep(0.05)
 
 
 def daraja_client(settings: Settings, session: aiohttp.ClientSession) -> DarajaClient:
@@ -124,6 +140,7 @@ def summary(sandbox: Sandbox) -> str:
     users = "\n".join(f"    {name} / {password} ({role})" for name, password, role in DEMO_USERS)
     return f"""
 Sandbox is running (in-memory store: everything is lost on exit).
+{len(DEMO_PAYMENTS)} demo paybill payments have been made through the simulator.
 
   Gateway            {settings.server.public_url}
   Daraja simulator   {settings.daraja.base_url}  (key sandbox-key / secret sandbox-secret,

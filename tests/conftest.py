@@ -17,6 +17,7 @@ import pytest_asyncio
 from server.config import Settings
 from server.notifications import RecordingNotifier
 from server.runtime import Gateway, start_gateway
+from server.services import INDEXES
 from server.store import Store, open_store
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
 
@@ -32,13 +33,16 @@ def store_lane(request: pytest.FixtureRequest) -> str:
 
 @pytest_asyncio.fixture
 async def store(store_lane: str) -> AsyncIterator[Store]:
+    """The lane's store with the gateway's indexes, as start-up leaves it."""
     if store_lane == "memory":
         opened = open_store("memory://", "test")
+        await opened.ensure_indexes(INDEXES)
         yield opened
         await opened.close()
         return
     name = f"test_{uuid.uuid4().hex[:16]}"
     opened = open_store(MONGODB_URI, name)
+    await opened.ensure_indexes(INDEXES)
     yield opened
     await opened.client.drop_database(name)
     await opened.close()

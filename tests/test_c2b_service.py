@@ -114,3 +114,27 @@ async def test_a_failing_notifier_never_fails_the_payment(store) -> None:
     assert (await c2b.confirm(RAW, "127.0.0.1", HEADERS))["ResultCode"] == 0
     entry = await store.collection("c2b_inbox").find_one({})
     assert entry["status"] == "processed"
+
+
+class FailingMarkInbox(InboxRepository):
+    """Fails to record the outcome once, after the payment was stored."""
+
+    failures = 1
+
+    async def mark(self, entry_id, status, at, **kwargs):
+        if status != "failed" and self.failures:
+            self.failures -= 1
+            raise ServerSelectionTimeoutError("store unreachable")
+        return await super().mark(entry_id, status, at, **kwargs)
+
+
+@pytest.mark.asyncio
+async def test_crash_between_payment_and_inbox_mark_is_replayed_without_a_second_notice(
+        store) -> None:
+    c2b = service(store, inbox=FailingMarkInbox(store))
+    assert (await c2b.confirm(RAW, "127.0.0.1", HEADERS))["ResultCode"] == 0
+    assert (await store.collection("c2b_inbox").find_one({}))["status"] == "failed"
+    [result] = await c2b.replay(grace=timedelta(0))
+    assert result.status == "processed"
+    assert await store.collection("c2b_payments").count_documents({}) == 1
+    assert len(c2b.notifier.sent) == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from server.sandbox import simulate_paybill_payment, start_sandbox, summary
+from server.sandbox import DEMO_PAYMENTS, simulate_paybill_payment, start_sandbox, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,8 +22,11 @@ async def test_sandbox_payment_arrives_at_the_gateway() -> None:
         payment = await simulate_paybill_payment(sandbox.settings, "070707070", "150.00",
                                                  "254708374149", "operator", "sandbox-operator")
         assert payment["amount"] == "150.00" and payment["bill_ref"] == "070707070"
-        [notification] = sandbox.gateway.services.notifier.sent
-        assert notification.reference == payment["trans_id"]
+        sent = sandbox.gateway.services.notifier.sent
+        assert len(sent) == len(DEMO_PAYMENTS) + 1
+        assert sent[-1].reference == payment["trans_id"]
+        _, total = await sandbox.gateway.services.c2b.list_payments({}, 1, 0)
+        assert total == len(DEMO_PAYMENTS) + 1
         text = summary(sandbox)
         assert sandbox.settings.server.public_url in text
         assert "/api/v1/c2b/confirmation/sandbox-callback" in text

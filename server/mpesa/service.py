@@ -155,20 +155,20 @@ class C2BService:
             return repo.NEEDS_REVIEW
         payment = self._payment_document(callback, amount, entry_id, received_at)
         outcome, stored = await self.payments.insert_once(payment)
+        if outcome is InsertOutcome.NEW:
+            await self._notify(stored)      # before the mark: a replay will not notify again
         if outcome is InsertOutcome.CONFLICT:
             await self.payments.flag_for_review(callback.trans_id, entry_id,
                                                 "conflicting_duplicate", now)
             status = repo.CONFLICT
-        elif outcome is InsertOutcome.DUPLICATE:
+        elif outcome is InsertOutcome.DUPLICATE and stored["inbox_id"] != entry_id:
             status = repo.DUPLICATE
-        else:
+        else:   # new, or stored by an earlier attempt at this same entry
             status = repo.PROCESSED
         await self.inbox.mark(entry_id, status, now, trans_id=callback.trans_id,
                               answer=CONFIRMATION_RECEIVED)
         log.info("confirmation trans_id=%s outcome=%s amount=%s", callback.trans_id,
                  outcome.value, format_amount(amount, self.rules.currency))
-        if outcome is InsertOutcome.NEW:
-            await self._notify(stored)
         return status
 
     def _amount(self, callback: C2BCallback) -> int:
