@@ -4,14 +4,35 @@ from __future__ import annotations
 
 from tornado.web import Application
 
+from server.admin import admin_routes
 from server.auth.handlers import RefreshHandler, TokenHandler
 from server.config import Settings
+from server.insurance.schemas import (
+    InsureeCreateSchema,
+    InsureeQuerySchema,
+    InsureeUpdateSchema,
+    PolicyCreateSchema,
+    PolicyQuerySchema,
+    PolicyUpdateSchema,
+    ProductCreateSchema,
+    ProductUpdateSchema,
+    render_insuree,
+    render_policy,
+    render_product,
+)
+from server.ledger.handlers import (
+    ProcessDebitHandler,
+    TransactionCollectionHandler,
+    TransactionHandler,
+)
 from server.mpesa.handlers import (
     ConfirmationHandler,
     PaymentHandler,
     PaymentListHandler,
     ValidationHandler,
 )
+from server.psps.schemas import PspCreateSchema, PspQuerySchema, PspUpdateSchema, render_psp
+from server.schemas import PageQuerySchema
 from server.services import Services
 from server.web import NotFoundHandler
 
@@ -22,6 +43,17 @@ ROUTES = [
     (r"/api/v1/c2b/confirmation/([^/]*)", ConfirmationHandler),
     (r"/api/v1/c2b/payments", PaymentListHandler),
     (r"/api/v1/c2b/payments/([^/]+)", PaymentHandler),
+    (r"/api/v1/transactions", TransactionCollectionHandler),
+    (r"/api/v1/transactions/([^/]+)", TransactionHandler),
+    (r"/api/v1/transactions/([^/]+)/process", ProcessDebitHandler),
+    *admin_routes(r"/api/v1/insurees", "insurees", render_insuree, InsureeQuerySchema,
+                  InsureeCreateSchema, InsureeUpdateSchema),
+    *admin_routes(r"/api/v1/products", "products", render_product, PageQuerySchema,
+                  ProductCreateSchema, ProductUpdateSchema),
+    *admin_routes(r"/api/v1/policies", "policies", render_policy, PolicyQuerySchema,
+                  PolicyCreateSchema, PolicyUpdateSchema),
+    *admin_routes(r"/api/v1/psps", "psps", render_psp, PspQuerySchema, PspCreateSchema,
+                  PspUpdateSchema),
 ]
 
 

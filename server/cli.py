@@ -12,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
+from marshmallow import ValidationError
 
 from server.auth.repository import UserExists
 from server.clock import Clock
@@ -21,6 +22,7 @@ from server.mpesa.callback_urls import CallbackUrlError
 from server.mpesa.registration import register_callback_urls
 from server.notifications import make_notifier
 from server.providers import ProviderError
+from server.psps.schemas import PspCreateSchema
 from server.runtime import start_gateway
 from server.sandbox import (
     daraja_client,
@@ -32,6 +34,7 @@ from server.sandbox import (
 from server.services import INDEXES, Services, build_services
 from server.store import Store, open_store
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
+from simulators.qmoney import QmoneySimulator
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,13 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = add_command("sandbox", help="gateway + simulators + demo data (default)")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8080,
-                         help="gateway port; the Daraja simulator gets PORT+1")
+                         help="gateway port; the Daraja simulator gets PORT+1, Qmoney PORT+2")
 
     add_command("serve", help="run the gateway from config.yaml and the environment")
 
     simulators = add_command("simulators", help="run the provider simulators only")
     simulators.add_argument("--host", default="127.0.0.1")
-    simulators.add_argument("--port", type=int, default=8081, help="Daraja simulator port")
+    simulators.add_argument("--port", type=int, default=8081,
+                            help="Daraja simulator port; the Qmoney simulator gets PORT+1")
 
     add_command("register-urls", help="register the C2B callback URLs with Daraja")
 
@@ -75,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("--role", required=True, choices=["admin", "operator", "psp"])
     user.add_argument("--password-stdin", action="store_true",
                       help="read the password from the first line of standard input")
+
+    psp = add_command("create-psp", help="create a payment service provider")
+    psp.add_argument("name")
+    psp.add_argument("--kind", required=True, choices=["qmoney", "mpesa", "external"])
+    psp.add_argument("--account", required=True, help="merchant account at the provider")
+    psp.add_argument("--currency", required=True, help="ISO code the provider settles in")
+    psp.add_argument("--pin-stdin", action="store_true",
+                     help="read the merchant PIN from the first line of standard input")
+    psp.add_argument("--external-api", action="store_true",
+                     help="the provider calls the gateway's payment API")
+    psp.add_argument("--username", help="the provider's user (role psp) for the API")
 
     replay = add_command("replay-inbox",
                                  help="process again confirmations that failed or were cut off")
@@ -123,8 +138,15 @@ async def run_serve(args: argparse.Namespace) -> int:
 
 async def run_simulators(args: argparse.Namespace) -> int:
     daraja = DarajaSimulator(DarajaSimSettings(local_mode=True))
+    qmoney = QmoneySimulator()
     print(f"Daraja simulator on {await daraja.start(args.host, args.port)}", flush=True)
-    await _run_until_signalled(daraja.stop)
+    print(f"Qmoney simulator on {await qmoney.start(args.host, args.port + 1)}", flush=True)
+
+    async def stop_both() -> None:
+        await daraja.stop()
+        await qmoney.stop()
+
+    await _run_until_signalled(stop_both)
     return 0
 
 
@@ -167,6 +189,33 @@ async def run_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+async def run_create_psp(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    _require(settings.store.uri != "memory://",
+             "store.uri: create-psp needs a persistent MongoDB store (set GATEWAY_STORE_URI)")
+    data = {"name": args.name, "kind": args.kind, "account": args.account,
+            "currency": args.currency, "is_external_api": args.external_api,
+            "username": args.username, "active": True,
+            "pin": sys.stdin.readline().rstrip("\n") if args.pin_stdin else None}
+    try:
+        data = PspCreateSchema().load({key: value for key, value in data.items()
+                                       if value is not None})
+    except ValidationError as err:
+        print(f"refused: {err.messages}", file=sys.stderr)
+        return 1
+    store = open_store(settings.store.uri, settings.store.database)
+    try:
+        await store.ensure_indexes(INDEXES)
+        psp = await _services(settings, store).psps.create(data)
+    except ApiError as err:
+        print(f"refused: {err.message}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(f"created PSP {psp['name']!r} ({psp['kind']}) with uuid {psp['_id']}")
+    return 0
+
+
 async def run_replay_inbox(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = open_store(settings.store.uri, settings.store.database)
@@ -196,7 +245,8 @@ async def run_simulate_payment(args: argparse.Namespace) -> int:
 
 
 def _services(settings: Settings, store: Store) -> Services:
-    return build_services(settings, store, make_notifier(settings.notifications.kind), Clock())
+    return build_services(settings, store, None, make_notifier(settings.notifications.kind),
+                          Clock())
 
 
 def _require(condition: object, message: str) -> None:
@@ -219,6 +269,7 @@ COMMANDS = {
     "simulators": run_simulators,
     "register-urls": run_register_urls,
     "create-user": run_create_user,
+    "create-psp": run_create_psp,
     "replay-inbox": run_replay_inbox,
     "simulate-payment": run_simulate_payment,
 }

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from cryptography.fernet import Fernet
 
 from server.money import AmountError, parse_amount
 from server.mpesa.callback_urls import forbidden_word_in
@@ -83,6 +84,23 @@ class C2BSettings:
 
 
 @dataclass(frozen=True)
+class QmoneySettings:
+    base_url: str = "http://127.0.0.1:8082"
+    channel_id: str = ""
+    channel_secret: str = secret()
+    username: str = ""
+    password: str = secret()
+    timeout_seconds: float = 15.0
+    otp_lifetime_seconds: int = 300
+    max_otp_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    pin_key: str = secret()
+
+
+@dataclass(frozen=True)
 class NotificationSettings:
     kind: str = "log"
 
@@ -95,16 +113,26 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     daraja: DarajaSettings = field(default_factory=DarajaSettings)
     c2b: C2BSettings = field(default_factory=C2BSettings)
+    qmoney: QmoneySettings = field(default_factory=QmoneySettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
 
-SECTIONS = ("server", "store", "auth", "daraja", "c2b", "notifications")
+SECTIONS = ("server", "store", "auth", "daraja", "c2b", "qmoney", "security", "notifications")
 
 # Fixed, public values used only in sandbox mode. Never valid in production.
 SANDBOX_SECRETS: dict[str, dict[str, str]] = {
     "auth": {"jwt_secret": "sandbox-only-jwt-secret-not-for-production"},
     "daraja": {"consumer_key": "sandbox-key", "consumer_secret": "sandbox-secret"},
     "c2b": {"callback_secret": "sandbox-callback"},
+    "qmoney": {"channel_secret": "sandbox-channel-secret", "password": "sandbox-qmoney"},
+    # base64 of "sandbox-only-pin-key-not-secret!": a valid Fernet key, public on purpose.
+    "security": {"pin_key": "c2FuZGJveC1vbmx5LXBpbi1rZXktbm90LXNlY3JldCE="},
+}
+
+# Non-secret values the sandbox fixes so it matches its bundled simulators.
+SANDBOX_VALUES: dict[str, dict[str, str]] = {
+    "qmoney": {"channel_id": "sandbox-channel", "username": "14001502"},
 }
 
 
@@ -164,6 +192,8 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any], env: Mapping
             value: Any = env[env_name(name, key)]
         elif is_secret and sandbox:
             value = SANDBOX_SECRETS[name][key]
+        elif sandbox and key in SANDBOX_VALUES.get(name, {}):
+            value = SANDBOX_VALUES[name][key]
         elif key in values:
             value = values[key]
         else:
@@ -247,8 +277,16 @@ def validate(settings: Settings) -> None:
     if not 0 < c2b.validation_deadline_seconds < 8:
         raise ConfigError("c2b.validation_deadline_seconds: must be between 0 and 8 "
                           "(Daraja waits about 8 s for the answer)")
+    qmoney = settings.qmoney
+    _require_url("qmoney.base_url", qmoney.base_url)
+    if qmoney.timeout_seconds <= 0 or qmoney.otp_lifetime_seconds <= 0:
+        raise ConfigError("qmoney: timeout_seconds and otp_lifetime_seconds must be positive")
+    if not 1 <= qmoney.max_otp_attempts <= 10:
+        raise ConfigError("qmoney.max_otp_attempts: must be between 1 and 10")
+    _check_pin_key(settings.security.pin_key)
     if not settings.sandbox:
-        for section, key in (("auth", "jwt_secret"), ("c2b", "callback_secret")):
+        for section, key in (("auth", "jwt_secret"), ("c2b", "callback_secret"),
+                             ("security", "pin_key")):
             if not getattr(getattr(settings, section), key):
                 raise ConfigError(f"{section}.{key}: missing; set {env_name(section, key)}")
         if len(settings.auth.jwt_secret) < 32:
@@ -261,6 +299,17 @@ def validate(settings: Settings) -> None:
                 ipaddress.ip_network(entry, strict=False)
             except ValueError:
                 raise ConfigError(f"{setting}: {entry!r} is not an IP address or network") from None
+
+
+def _check_pin_key(value: str) -> None:
+    if not value:
+        return
+    try:
+        Fernet(value.encode())
+    except (ValueError, TypeError):
+        raise ConfigError("security.pin_key: not a Fernet key (32 url-safe base64 bytes); "
+                          "make one with: python -c 'from cryptography.fernet import Fernet; "
+                          "print(Fernet.generate_key().decode())'") from None
 
 
 def _check_callback_secret(value: str) -> None:

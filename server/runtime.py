@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -12,7 +14,7 @@ from server.app import make_app
 from server.clock import Clock
 from server.config import Settings
 from server.notifications import Notifier, make_notifier
-from server.services import INDEXES, Services, build_services
+from server.services import INDEXES, Providers, Services, build_services, open_providers
 from server.store import Store, open_store
 
 log = logging.getLogger("gateway")
@@ -22,12 +24,19 @@ log = logging.getLogger("gateway")
 HARD_BODY_CEILING = 4 * 1024 * 1024
 
 
+# How often open debits are checked for an OTP that was never entered in time.
+MAINTENANCE_INTERVAL_SECONDS = 30.0
+
+
 @dataclass
 class Gateway:
     settings: Settings
     services: Services
+    providers: Providers
     http: HTTPServer
     port: int
+    maintenance: asyncio.Task
+    owns_store: bool
 
     @property
     def url(self) -> str:
@@ -35,18 +44,30 @@ class Gateway:
 
     async def stop(self) -> None:
         self.http.stop()
+        self.maintenance.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.maintenance
         await self.http.close_all_connections()
-        await self.services.store.close()
+        await self.providers.close()
+        if self.owns_store:
+            await self.services.store.close()
 
 
 async def start_gateway(settings: Settings, *, store: Store | None = None,
                         notifier: Notifier | None = None, clock: Clock | None = None,
                         port: int | None = None) -> Gateway:
-    """Open the store, create indexes, listen. `port=0` picks a free port."""
+    """Open the store (unless given one, which then stays the caller's to close), create
+    indexes, finish interrupted settlements, listen. `port=0` picks a free port."""
+    owns_store = store is None
     store = store or open_store(settings.store.uri, settings.store.database)
     await store.ensure_indexes(INDEXES)
-    services = build_services(settings, store, notifier or make_notifier(
-        settings.notifications.kind), clock or Clock())
+    clock = clock or Clock()
+    providers = open_providers(settings, clock)
+    services = build_services(settings, store, providers,
+                              notifier or make_notifier(settings.notifications.kind), clock)
+    settled = await services.settlement.settle_pending()
+    if settled:
+        log.warning("settlements_completed_at_start count=%s", settled)
     http = HTTPServer(make_app(settings, services),
                       max_body_size=max(HARD_BODY_CEILING, settings.server.max_body_bytes))
     sockets = bind_sockets(settings.server.port if port is None else port, settings.server.host)
@@ -54,4 +75,18 @@ async def start_gateway(settings: Settings, *, store: Store | None = None,
     bound = sockets[0].getsockname()[1]
     log.info("gateway_listening host=%s port=%s store=%s", settings.server.host, bound,
              "memory" if store.in_memory else "mongodb")
-    return Gateway(settings, services, http, bound)
+    maintenance = asyncio.create_task(_maintain(services), name="gateway-maintenance")
+    return Gateway(settings, services, providers, http, bound, maintenance, owns_store)
+
+
+async def _maintain(services: Services) -> None:
+    """Background upkeep: expire debits whose OTP was never entered in time."""
+    while True:
+        await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
+        try:
+            expired = await services.debits.expire_stale()
+        except Exception:
+            log.exception("maintenance_failed")
+            continue
+        if expired:
+            log.info("debits_expired count=%s", expired)

@@ -6,21 +6,24 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, replace
+from datetime import date
 from typing import Any
 
 import aiohttp
 
 from server.clock import Clock
 from server.config import Settings, load_settings
+from server.demo import QMONEY_INSUREE, QMONEY_PSP, USERS, DemoData, seed
+from server.money import format_amount
 from server.mpesa.callback_urls import callback_urls
 from server.mpesa.client import DarajaClient
 from server.mpesa.registration import register_callback_urls
 from server.runtime import Gateway, start_gateway
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
+from simulators.qmoney import QmoneySimSettings, QmoneySimulator
 
 log = logging.getLogger("gateway.sandbox")
 
-DEMO_USERS = (("admin", "sandbox-admin", "admin"), ("operator", "sandbox-operator", "operator"))
 DEMO_ACCOUNT = "070707070"
 # Paybill payments made through the simulator at start-up, so the lists are not empty.
 DEMO_PAYMENTS = (("070707070", "500.00"), ("080808080", "1200.00"), ("090909090", "350.00"))
@@ -33,51 +36,66 @@ class Sandbox:
     settings: Settings
     gateway: Gateway
     daraja: DarajaSimulator
+    qmoney: QmoneySimulator
     session: aiohttp.ClientSession
+    demo: DemoData | None = None
 
     async def stop(self) -> None:
         await self.gateway.stop()
         await self.daraja.stop()
+        await self.qmoney.stop()
         await self.session.close()
 
 
 def sandbox_settings(host: str, port: int) -> Settings:
-    """Sandbox settings; gateway on `port`, Daraja simulator on `port + 1`.
-
-    `port=0` is for tests: the caller sets real ports once they are bound."""
+    """Sandbox settings: gateway on `port`, Daraja simulator on `port + 1`, Qmoney
+    simulator on `port + 2`. `port=0` (tests) gives every part a free port."""
     settings = load_settings(sandbox=True)
+
+    def url(offset: int) -> str:
+        return f"http://{host}:{port + offset if port else 0}"
+
     return replace(
         settings,
-        server=replace(settings.server, host=host, port=port,
-                       public_url=f"http://{host}:{port}"),
-        daraja=replace(settings.daraja, base_url=f"http://{host}:{port + 1 if port else 0}"),
+        server=replace(settings.server, host=host, port=port, public_url=url(0)),
+        daraja=replace(settings.daraja, base_url=url(1)),
+        qmoney=replace(settings.qmoney, base_url=url(2)),
         notifications=replace(settings.notifications, kind="record"),
     )
 
 
 async def start_sandbox(host: str = "127.0.0.1", port: int = 8080) -> Sandbox:
     settings = sandbox_settings(host, port)
-    simulator = DarajaSimulator(DarajaSimSettings(
+    daraja = DarajaSimulator(DarajaSimSettings(
         consumer_key=settings.daraja.consumer_key,
         consumer_secret=settings.daraja.consumer_secret, local_mode=True))
-    daraja_url = await simulator.start(host, port + 1 if port else 0)
-    gateway = await start_gateway(settings, port=port)
-    settings = replace(settings,
-                       server=replace(settings.server, port=gateway.port, public_url=gateway.url),
-                       daraja=replace(settings.daraja, base_url=daraja_url))
-    session = aiohttp.ClientSession()
-    sandbox = Sandbox(settings, gateway, simulator, session)
+    qmoney = QmoneySimulator(QmoneySimSettings(
+        channel_id=settings.qmoney.channel_id, channel_secret=settings.qmoney.channel_secret,
+        username=settings.qmoney.username, password=settings.qmoney.password,
+        merchant_account=QMONEY_PSP["account"], merchant_pin=QMONEY_PSP["pin"]))
+    daraja_url = await daraja.start(host, port + 1 if port else 0)
+    qmoney_url = await qmoney.start(host, port + 2 if port else 0)
+    settings = replace(settings, daraja=replace(settings.daraja, base_url=daraja_url),
+                       qmoney=replace(settings.qmoney, base_url=qmoney_url))
     try:
-        for username, password, role in DEMO_USERS:
-            await gateway.services.auth.create_user(username, password, role)
-        client = daraja_client(settings, session)
+        gateway = await start_gateway(settings, port=port)
+    except BaseException:
+        await daraja.stop()
+        await qmoney.stop()
+        raise
+    settings = replace(settings, server=replace(settings.server, port=gateway.port,
+                                                public_url=gateway.url))
+    sandbox = Sandbox(settings, gateway, daraja, qmoney, aiohttp.ClientSession())
+    try:
+        sandbox.demo = await seed(gateway.services, date.today())
+        client = daraja_client(settings, sandbox.session)
         registration = await register_callback_urls(settings, client)
         await _make_demo_payments(settings, client, gateway)
     except BaseException:
         await sandbox.stop()
         raise
-    log.info("sandbox_ready gateway=%s daraja=%s registration=%s", gateway.url, daraja_url,
-             registration.conversation_id)
+    log.info("sandbox_ready gateway=%s daraja=%s qmoney=%s registration=%s", gateway.url,
+             daraja_url, qmoney_url, registration.conversation_id)
     return sandbox
 
 
@@ -129,45 +147,95 @@ async def simulate_paybill_payment(settings: Settings, account: str, amount: str
                 await asyncio.sleep(0.2)
 
 
+def _read_json(key: str) -> str:
+    """A shell filter printing one key of a JSON answer."""
+    return f"python -c 'import json,sys; print(json.load(sys.stdin)[\"{key}\"])'"
+
+
+def _operator_login(settings: Settings) -> str:
+    credentials = '{"username": "operator", "password": "sandbox-operator"}'
+    return (f"OP=$(curl -s {settings.server.public_url}/api/v1/auth/token \\\n"
+            f"  -d '{credentials}' | {_read_json('access_token')})")
+
+
+def c2b_walkthrough(settings: Settings) -> str:
+    """Shell commands: a paybill payment through the simulator, then the payment list."""
+    daraja, gateway = settings.daraja.base_url, settings.server.public_url
+    body = json.dumps({"ShortCode": settings.daraja.shortcode,
+                       "CommandID": "CustomerPayBillOnline", "Amount": "150.00",
+                       "Msisdn": DEMO_MSISDN, "BillRefNumber": DEMO_ACCOUNT})
+    return "\n".join([
+        "TOKEN=$(curl -s -u sandbox-key:sandbox-secret \\",
+        f"  '{daraja}/oauth/v1/generate?grant_type=client_credentials' \\",
+        f"  | {_read_json('access_token')})",
+        f'curl -s {daraja}/mpesa/c2b/v2/simulate -H "Authorization: Bearer $TOKEN" \\',
+        f"  -H 'Content-Type: application/json' -d '{body}'; echo",
+        "sleep 1",
+        _operator_login(settings),
+        f"curl -s -H \"Authorization: Bearer $OP\" '{gateway}/api/v1/c2b/payments?limit=5'; echo",
+    ])
+
+
+def qmoney_walkthrough(settings: Settings, demo: DemoData) -> str:
+    """Shell commands: start a debit, read the OTP the payer got, process it, see the policy."""
+    gateway, qmoney = settings.server.public_url, settings.qmoney.base_url
+    policy, psp = demo.qmoney_policy, demo.qmoney_psp
+    body = json.dumps({"policy_uuid": policy["_id"], "psp_uuid": psp["_id"],
+                       "amount": format_amount(policy["value"], policy["currency"])})
+    auth = '-H "Authorization: Bearer $OP" -H "Content-Type: application/json"'
+    wallet = QMONEY_INSUREE["wallet"]
+    return "\n".join([
+        _operator_login(settings),
+        f"TXN=$(curl -s {auth} {gateway}/api/v1/transactions \\",
+        f"  -d '{body}' | {_read_json('uuid')})",
+        f"OTP=$(curl -s {qmoney}/_sim/otp/{wallet} | {_read_json('otp')})",
+        f"curl -s {auth} {gateway}/api/v1/transactions/$TXN/process \\",
+        '  -d "{\\"otp\\": \\"$OTP\\"}"; echo',
+        f"curl -s {auth} {gateway}/api/v1/policies/{policy['_id']}; echo",
+    ])
+
+
+def _indented(commands: str) -> str:
+    return "\n".join(f"    {line}" for line in commands.splitlines())
+
+
 def summary(sandbox: Sandbox) -> str:
     settings = sandbox.settings
     validation_url, confirmation_url = callback_urls(settings.server.public_url,
                                                      settings.c2b.callback_secret)
     port_option = "" if settings.server.port == 8080 else f" --port {settings.server.port}"
-    simulate_body = json.dumps({"ShortCode": settings.daraja.shortcode,
-                                "CommandID": "CustomerPayBillOnline", "Amount": "150.00",
-                                "Msisdn": DEMO_MSISDN, "BillRefNumber": DEMO_ACCOUNT})
-    users = "\n".join(f"    {name} / {password} ({role})" for name, password, role in DEMO_USERS)
+    users = "\n".join(f"    {name} / {password} ({role})" for name, password, role in USERS)
+    policy = sandbox.demo.qmoney_policy
     return f"""
 Sandbox is running (in-memory store: everything is lost on exit).
-{len(DEMO_PAYMENTS)} demo paybill payments have been made through the simulator.
 
   Gateway            {settings.server.public_url}
   Daraja simulator   {settings.daraja.base_url}  (key sandbox-key / secret sandbox-secret,
                      shortcode {settings.daraja.shortcode}, control API under /_sim/)
+  Qmoney simulator   {settings.qmoney.base_url}  (payer wallet {QMONEY_INSUREE["wallet"]}, \
+control API under /_sim/)
   Callback URLs      {validation_url}
                      {confirmation_url}
 
   Demo users:
 {users}
+  Demo data: {len(DEMO_PAYMENTS)} paybill payments made through the Daraja simulator;
+  insuree {QMONEY_INSUREE["chf_id"]} with an idle policy {policy["_id"]}
+  ({format_amount(policy["value"], policy["currency"])} {policy["currency"]}), \
+Qmoney PSP {sandbox.demo.qmoney_psp["_id"]}.
 
-Simulate a paybill payment and watch it arrive (in another terminal):
+M-Pesa: simulate a paybill payment and watch it arrive (in another terminal):
 
     python run.py simulate-payment{port_option} --account {DEMO_ACCOUNT} --amount 150.00
 
 or with curl:
 
-    TOKEN=$(curl -s -u sandbox-key:sandbox-secret \\
-      '{settings.daraja.base_url}/oauth/v1/generate?grant_type=client_credentials' \\
-      | python -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-    curl -s {settings.daraja.base_url}/mpesa/c2b/v2/simulate -H "Authorization: Bearer $TOKEN" \\
-      -H 'Content-Type: application/json' \\
-      -d '{simulate_body}'
-    OP=$(curl -s {settings.server.public_url}/api/v1/auth/token \\
-      -d '{{"username": "operator", "password": "sandbox-operator"}}' \\
-      | python -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-    curl -s -H "Authorization: Bearer $OP" \\
-      '{settings.server.public_url}/api/v1/c2b/payments?limit=5'
+{_indented(c2b_walkthrough(settings))}
+
+Qmoney: an OTP debit for the idle policy, read the OTP the payer received, process it,
+and see the policy active (status 2):
+
+{_indented(qmoney_walkthrough(settings, sandbox.demo))}
 
 Press Ctrl-C to stop.
 """

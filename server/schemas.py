@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from server.money import MINOR_UNIT_EXPONENTS
 
 
 class StrictSchema(Schema):
@@ -10,6 +15,16 @@ class StrictSchema(Schema):
 
     class Meta:
         unknown = RAISE
+
+
+CURRENCY = validate.OneOf(sorted(MINOR_UNIT_EXPONENTS))
+
+
+class AtLeastOneField(StrictSchema):
+    @validates_schema
+    def not_empty(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ValidationError("give at least one field to change")
 
 
 class PageQuerySchema(StrictSchema):
@@ -21,3 +36,11 @@ class PageQuerySchema(StrictSchema):
 
 def page_body(items: list, total: int, limit: int, offset: int) -> dict:
     return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+def iso_day(value: datetime | None) -> str | None:
+    return value.date().isoformat() if value else None
+
+
+def iso_stamp(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None

@@ -1,4 +1,4 @@
-"""Assembles the services from explicit parts: settings, store, notifier, clock."""
+"""Assembles the services from explicit parts: settings, store, providers, notifier, clock."""
 
 from __future__ import annotations
 
@@ -6,28 +6,72 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
+import aiohttp
+
 from server.auth import repository as auth_repository
 from server.auth.repository import UserRepository
 from server.auth.service import AuthService
 from server.auth.tokens import TokenIssuer
 from server.clock import Clock
 from server.config import Settings
+from server.crypto import PinCipher
+from server.insurance import repository as insurance_repository
+from server.insurance.service import InsureeService, PolicyService, ProductService
+from server.ledger import repository as ledger_repository
+from server.ledger.service import LedgerService
+from server.ledger.settlement import Settlement
 from server.money import parse_amount
 from server.mpesa import repository as c2b_repository
 from server.mpesa.rules import ValidationRules
 from server.mpesa.service import C2BService
 from server.notifications import Notifier
+from server.psps import repository as psp_repository
+from server.psps.service import PspService
+from server.qmoney.client import QmoneyClient
+from server.qmoney.service import DebitService
 from server.store import IndexSpec, Store
 
-INDEXES: list[IndexSpec] = [*auth_repository.INDEXES, *c2b_repository.INDEXES]
+INDEXES: list[IndexSpec] = [*auth_repository.INDEXES, *c2b_repository.INDEXES,
+                            *insurance_repository.INDEXES, *psp_repository.INDEXES,
+                            *ledger_repository.INDEXES]
+
+
+@dataclass
+class Providers:
+    """Outbound provider clients sharing one HTTP session."""
+
+    session: aiohttp.ClientSession
+    qmoney: QmoneyClient | None
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def open_providers(settings: Settings, clock: Clock) -> Providers:
+    """Must be called inside the running event loop (aiohttp binds the session to it)."""
+    session = aiohttp.ClientSession()
+    qmoney = settings.qmoney
+    client = None
+    if qmoney.username and qmoney.password:
+        client = QmoneyClient(session, qmoney.base_url, qmoney.channel_id,
+                              qmoney.channel_secret, qmoney.username, qmoney.password, clock,
+                              qmoney.timeout_seconds)
+    return Providers(session=session, qmoney=client)
 
 
 @dataclass
 class Services:
     store: Store
+    notifier: Notifier
     auth: AuthService
     c2b: C2BService
-    notifier: Notifier
+    insurees: InsureeService
+    products: ProductService
+    policies: PolicyService
+    psps: PspService
+    ledger: LedgerService
+    settlement: Settlement
+    debits: DebitService
 
 
 def validation_rules(settings: Settings) -> ValidationRules:
@@ -41,15 +85,31 @@ def validation_rules(settings: Settings) -> ValidationRules:
     )
 
 
-def build_services(settings: Settings, store: Store, notifier: Notifier,
-                   clock: Clock) -> Services:
+def build_services(settings: Settings, store: Store, providers: Providers | None,
+                   notifier: Notifier, clock: Clock) -> Services:
     tokens = TokenIssuer(settings.auth.jwt_secret,
                          timedelta(minutes=settings.auth.access_token_minutes),
                          timedelta(hours=settings.auth.refresh_token_hours))
-    auth = AuthService(UserRepository(store), tokens, clock)
+    users = UserRepository(store)
     c2b = C2BService(c2b_repository.InboxRepository(store),
                      c2b_repository.C2BPaymentRepository(store), validation_rules(settings),
                      notifier, clock,
                      validation_deadline=settings.c2b.validation_deadline_seconds,
                      validation_fallback=settings.c2b.validation_fallback)
-    return Services(store=store, auth=auth, c2b=c2b, notifier=notifier)
+    insurees = InsureeService(insurance_repository.InsureeRepository(store), clock)
+    products = ProductService(insurance_repository.ProductRepository(store), clock)
+    policy_repository = insurance_repository.PolicyRepository(store)
+    policies = PolicyService(policy_repository, insurees, products, clock)
+    psps = PspService(psp_repository.PspRepository(store), users,
+                      PinCipher(settings.security.pin_key), clock)
+    transactions = ledger_repository.TransactionRepository(store)
+    ledger = LedgerService(transactions)
+    settlement = Settlement(transactions, ledger_repository.PremiumRepository(store),
+                            policy_repository, clock)
+    debits = DebitService(transactions, ledger, policies, insurees, psps,
+                          providers.qmoney if providers else None, settlement, clock,
+                          otp_lifetime=timedelta(seconds=settings.qmoney.otp_lifetime_seconds),
+                          max_otp_attempts=settings.qmoney.max_otp_attempts)
+    return Services(store=store, notifier=notifier, auth=AuthService(users, tokens, clock),
+                    c2b=c2b, insurees=insurees, products=products, policies=policies,
+                    psps=psps, ledger=ledger, settlement=settlement, debits=debits)

@@ -1,4 +1,5 @@
-"""Run one provider simulator standalone: ``python -m simulators daraja --port 8081``.
+"""Run one provider simulator standalone: ``python -m simulators daraja --port 8081``
+(or ``qmoney --port 8082``).
 
 Each simulator is one entry in ``COMMANDS``: its own options plus a factory
 building it from the parsed arguments; ``--host`` and ``--port`` are common.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
+from simulators.qmoney import QmoneySimSettings, QmoneySimulator, parse_token_expiry
 
 
 class Simulator(Protocol):
@@ -34,7 +37,7 @@ class Command:
 
 def _positive_float(text: str) -> float:
     seconds = float(text)
-    if seconds <= 0:
+    if not 0 < seconds < math.inf:  # also refuses "nan"
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return seconds
 
@@ -68,8 +71,40 @@ def _build_daraja(args: argparse.Namespace) -> DarajaSimulator:
     )
 
 
+def _token_expiry(text: str) -> str:
+    try:
+        return parse_token_expiry(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _qmoney_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = QmoneySimSettings()
+    parser.add_argument(
+        "--token-expiry",
+        type=_token_expiry,
+        default=defaults.token_expiry,
+        metavar="SECONDS|-1",
+        help="accessTokenExpiry of issued tokens; -1: never expire (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--otp-lifetime",
+        type=_positive_float,
+        default=defaults.otp_lifetime_seconds,
+        metavar="SECONDS",
+        help="how long an OTP can be verified (default: %(default)s)",
+    )
+
+
+def _build_qmoney(args: argparse.Namespace) -> QmoneySimulator:
+    return QmoneySimulator(
+        QmoneySimSettings(token_expiry=args.token_expiry, otp_lifetime_seconds=args.otp_lifetime)
+    )
+
+
 COMMANDS: dict[str, Command] = {
     "daraja": Command("Safaricom M-Pesa Daraja (C2B)", 8081, _daraja_arguments, _build_daraja),
+    "qmoney": Command("Qmoney (Gambia) OTP debit", 8082, _qmoney_arguments, _build_qmoney),
 }
 
 

@@ -8,33 +8,43 @@ inspect recorded traffic, toggle external validation and inject faults.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import contextlib
 import hashlib
 import ipaddress
-import json
 import logging
-import math
 import secrets
 import string
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
+from simulators.common import (
+    BearerTokens,
+    ControlError,
+    FaultBook,
+    Handler,
+    JsonObject,
+    RequestLog,
+    SimEngine,
+    SimulatorServer,
+    basic_auth_matches,
+    control_body,
+    create_sim_app,
+    format_minor,
+    json_object,
+    json_or_text,
+    now_iso,
+    parse_amount_minor,
+)
+
 logger = logging.getLogger(__name__)
 
 NAIROBI = timezone(timedelta(hours=3), "EAT")
 CONFIRMATION_TIMEOUT = 10.0
-DEFAULT_ENDPOINT_TIMEOUT = 30.0
-CONTROL_PREFIX = "/_sim/"
 
 RESPONSE_TYPES = ("Completed", "Cancelled")
 TRANSACTION_TYPES = {"CustomerPayBillOnline": "Pay Bill", "CustomerBuyGoodsOnline": "Buy Goods"}
@@ -52,9 +62,6 @@ FAULT_KINDS = {
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
 _TRANS_ID_CHARS = string.ascii_uppercase + string.digits
-
-JsonObject = dict[str, Any]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass
@@ -75,10 +82,6 @@ class DarajaSimSettings:
 # --------------------------------------------------------------------------- helpers
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
 def _random_string(alphabet: str, length: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
@@ -93,27 +96,6 @@ def _conversation_id() -> str:
     hexdigits = secrets.token_hex(12)
     serial = 1000000 + secrets.randbelow(9000000)
     return f"{hexdigits[:4]}-{hexdigits[4:8]}-{hexdigits[8:12]}-{hexdigits[12:]}{serial}"
-
-
-def format_minor(minor: int) -> str:
-    """Cents to the Daraja money format: 500 -> "5.00"."""
-    return f"{minor // 100}.{minor % 100:02d}"
-
-
-def parse_amount_minor(value: object) -> int | None:
-    """Positive amount with at most two decimals (number or string) to cents, else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        return None
-    if not amount.is_finite() or amount <= 0:
-        return None
-    cents = amount * 100
-    if cents != cents.to_integral_value():
-        return None
-    return int(cents)
 
 
 def _digits(value: object) -> str | None:
@@ -155,21 +137,6 @@ def url_problem(url: str, local_mode: bool) -> str | None:
     return None
 
 
-def _json_object(text: str) -> JsonObject | None:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _json_or_text(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def _daraja_error(status: int, code: str, message: str) -> web.Response:
     body = {"requestId": _request_id(), "errorCode": code, "errorMessage": message}
     return web.json_response(body, status=status)
@@ -190,15 +157,6 @@ def _missing_fields(payload: JsonObject, names: tuple[str, ...]) -> list[str]:
     return [name for name in names if payload.get(name) is None]
 
 
-def _redacted_headers(request: web.Request) -> dict[str, str]:
-    headers = dict(request.headers)
-    for name in list(headers):
-        if name.lower() == "authorization":
-            scheme = headers[name].partition(" ")[0]
-            headers[name] = f"{scheme} [redacted]"
-    return headers
-
-
 # --------------------------------------------------------------------------- model
 
 
@@ -209,7 +167,7 @@ class _Registration:
     response_type: str
     confirmation_url: str
     validation_url: str
-    registered_at: str = field(default_factory=_now_iso)
+    registered_at: str = field(default_factory=now_iso)
 
     def as_json(self) -> JsonObject:
         return {
@@ -233,7 +191,7 @@ class _Transaction:
     bill_ref: str
     body: JsonObject = field(default_factory=dict)  # the callback body as last sent/prepared
     status: str = "pending"
-    created_at: str = field(default_factory=_now_iso)
+    created_at: str = field(default_factory=now_iso)
 
     def as_json(self) -> JsonObject:
         return {
@@ -250,113 +208,34 @@ class _Transaction:
         }
 
 
-@dataclass
-class _Fault:
-    id: int
-    target: str
-    kind: str
-    seconds: float | None
-    times: int  # remaining uses; 0 = until cleared
-
-    def as_json(self) -> JsonObject:
-        return {
-            "id": self.id,
-            "target": self.target,
-            "kind": self.kind,
-            "seconds": self.seconds,
-            "times": self.times,
-        }
-
-
-class _ControlError(Exception):
-    """A control API request the simulator cannot act on (answered with HTTP 400)."""
-
-
-def _parse_fault(payload: JsonObject, fault_id: int) -> _Fault:
-    target, kind = payload.get("target"), payload.get("kind")
-    if not isinstance(target, str) or target not in FAULT_KINDS:
-        raise _ControlError(f"target must be one of {sorted(FAULT_KINDS)}")
-    if kind not in FAULT_KINDS[target]:
-        raise _ControlError(f"kind for {target} must be one of {list(FAULT_KINDS[target])}")
-    seconds = payload.get("seconds")
-    if seconds is not None and (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, int | float)
-        or not 0 <= seconds < math.inf
-    ):
-        raise _ControlError("seconds must be a non-negative number")
-    if kind == "latency" and seconds is None:
-        raise _ControlError("latency needs seconds")
-    if kind == "timeout" and target in ENDPOINT_TARGETS and seconds is None:
-        seconds = DEFAULT_ENDPOINT_TIMEOUT
-    times = payload.get("times", 1)
-    if isinstance(times, bool) or not isinstance(times, int) or times < 0:
-        raise _ControlError("times must be a non-negative integer (0 = until cleared)")
-    return _Fault(fault_id, target, kind, None if seconds is None else float(seconds), times)
-
-
-class _FaultBook:
-    """Armed faults; each matching request or callback consumes one use."""
-
-    def __init__(self) -> None:
-        self._faults: list[_Fault] = []
-        self._next_id = 1
-
-    def add(self, payload: JsonObject) -> _Fault:
-        fault = _parse_fault(payload, self._next_id)
-        self._next_id += 1
-        self._faults.append(fault)
-        return fault
-
-    def take(self, target: str) -> _Fault | None:
-        for fault in self._faults:
-            if fault.target != target:
-                continue
-            if fault.times > 0:
-                fault.times -= 1
-                if fault.times == 0:
-                    self._faults.remove(fault)
-            return fault
-        return None
-
-    def clear(self) -> int:
-        count = len(self._faults)
-        self._faults.clear()
-        return count
-
-    def as_json(self) -> list[JsonObject]:
-        return [fault.as_json() for fault in self._faults]
-
-
 def _finish(record: JsonObject, outcome: str, **details: Any) -> None:
-    record.update(outcome=outcome, finished_at=_now_iso(), **details)
+    record.update(outcome=outcome, finished_at=now_iso(), **details)
 
 
 # --------------------------------------------------------------------------- engine
 
 
-class _DarajaEngine:
+class _DarajaEngine(SimEngine):
     """State of one simulated Daraja plus the asynchronous callback deliveries."""
 
     def __init__(self, settings: DarajaSimSettings) -> None:
+        super().__init__(FaultBook(FAULT_KINDS, ENDPOINT_TARGETS), RequestLog())
         self.settings = settings
-        self.faults = _FaultBook()
         self.session: aiohttp.ClientSession | None = None
-        self._closing = asyncio.Event()
+        self.tokens = BearerTokens()
         self._tasks: set[asyncio.Task[None]] = set()
         self._used_trans_ids: set[str] = set()
-        self._next_request_id = 1
         self._next_delivery_id = 1
         self._clear_state()
 
     def _clear_state(self) -> None:
         self.external_validation = self.settings.external_validation
-        self.tokens: dict[str, float] = {}  # token -> monotonic expiry
+        self.tokens.clear()
         self.registrations: dict[str, _Registration] = {}
         self.balances: dict[str, int] = {}
         self.transactions: dict[str, _Transaction] = {}
-        self.requests: list[JsonObject] = []
         self.deliveries: list[JsonObject] = []
+        self.requests.clear()
         self.faults.clear()
 
     async def reset(self) -> None:
@@ -369,62 +248,17 @@ class _DarajaEngine:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def begin_shutdown(self) -> None:
-        """Wake requests sleeping in a latency/timeout fault so the server stops promptly."""
-        self._closing.set()
-
-    async def pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds)
-
     # ---- OAuth
 
     def issue_token(self) -> str:
         token = _random_string(_ALPHANUMERIC, 28)
-        self.tokens[token] = time.monotonic() + self.settings.token_ttl_seconds
-        return token
-
-    def bearer_valid(self, authorization: str | None) -> bool:
-        scheme, _, token = (authorization or "").partition(" ")
-        token = token.strip()
-        expiry = self.tokens.get(token)
-        if scheme.lower() != "bearer" or expiry is None:
-            return False
-        if expiry <= time.monotonic():
-            del self.tokens[token]
-            return False
-        return True
+        return self.tokens.issue(token, self.settings.token_ttl_seconds)
 
     def credentials_valid(self, authorization: str | None) -> bool:
-        scheme, _, encoded = (authorization or "").partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            decoded = base64.b64decode(encoded.strip(), validate=True).decode("latin-1")
-        except binascii.Error:
-            return False
-        expected = f"{self.settings.consumer_key}:{self.settings.consumer_secret}"
-        return secrets.compare_digest(decoded.encode("latin-1"), expected.encode("latin-1"))
+        settings = self.settings
+        return basic_auth_matches(authorization, settings.consumer_key, settings.consumer_secret)
 
     # ---- recording
-
-    async def record_request(self, request: web.Request) -> JsonObject:
-        text = await request.text()
-        record: JsonObject = {
-            "id": self._next_request_id,
-            "at": _now_iso(),
-            "method": request.method,
-            "path": request.path,
-            "query": dict(request.query),
-            "headers": _redacted_headers(request),
-            "body": _json_or_text(text) if text else None,
-            "fault": None,
-            "status": None,
-            "answer": None,
-        }
-        self._next_request_id += 1
-        self.requests.append(record)
-        return record
 
     def _begin_delivery(self, txn: _Transaction, kind: str, url: str) -> JsonObject:
         """A delivery record, listed at once; outcome and finished_at stay None until done."""
@@ -439,7 +273,7 @@ class _DarajaEngine:
             "http_status": None,
             "answer": None,
             "error": None,
-            "started_at": _now_iso(),
+            "started_at": now_iso(),
             "finished_at": None,
         }
         self._next_delivery_id += 1
@@ -541,7 +375,7 @@ class _DarajaEngine:
         except (aiohttp.ClientError, OSError) as exc:
             _finish(record, "error", error=f"{type(exc).__name__}: {exc}")
         else:
-            _finish(record, "answered", http_status=response.status, answer=_json_or_text(text))
+            _finish(record, "answered", http_status=response.status, answer=json_or_text(text))
 
     # ---- control views
 
@@ -595,7 +429,7 @@ def _registration_from(
 
 async def _register_url(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    payload = _json_object(await request.text())
+    payload = json_object(await request.text())
     if payload is None:
         return _invalid_payload()
     if missing := _missing_fields(payload, REGISTER_FIELDS):
@@ -673,7 +507,7 @@ def _callback_body(txn: _Transaction, version: str) -> JsonObject:
 
 async def _simulate(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    payload = _json_object(await request.text())
+    payload = json_object(await request.text())
     if payload is None:
         return _invalid_payload()
     if missing := _missing_fields(payload, SIMULATE_FIELDS):
@@ -692,60 +526,24 @@ async def _simulate(request: web.Request) -> web.Response:
     )
 
 
-def _drop_connection(request: web.Request) -> web.Response:
-    """Close the socket without answering.
-
-    The returned response is never sent: aiohttp fails to write it to the closed
-    transport and treats that as a client disconnect, which it does not log.
-    """
-    if request.transport is not None:
-        request.transport.close()
-    return web.Response(status=204)
+def _internal_error() -> web.Response:
+    # Not 500.003.1001: that code means "Urls are already registered" on registerurl.
+    return _daraja_error(500, "500.001.1001", "Internal Server Error")
 
 
-async def _provider_answer(
-    request: web.Request, handler: Handler, fault: _Fault | None
-) -> web.StreamResponse:
-    if fault is not None and fault.kind == "http_500":
-        # Not 500.003.1001: that code means "Urls are already registered" on registerurl.
-        return _daraja_error(500, "500.001.1001", "Internal Server Error")
+async def _provider_answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     route_error = request.match_info.http_exception
     if route_error is not None:
         return _daraja_error(route_error.status, f"{route_error.status}.001.01", route_error.reason)
     engine = request.app[ENGINE]
-    if request.match_info.route.name != "oauth" and not engine.bearer_valid(
+    if request.match_info.route.name != "oauth" and not engine.tokens.valid(
         request.headers.get("Authorization")
     ):
         return _daraja_error(404, "404.001.03", "Invalid Access Token")
     return await handler(request)
 
 
-async def _provider_call(request: web.Request, handler: Handler) -> web.StreamResponse:
-    engine = request.app[ENGINE]
-    record = await engine.record_request(request)
-    target = request.match_info.route.name
-    fault = engine.faults.take(target) if target in ENDPOINT_TARGETS else None
-    if fault is not None:
-        record["fault"] = fault.kind
-        if fault.kind == "drop":
-            return _drop_connection(request)
-        if fault.kind in ("latency", "timeout"):
-            await engine.pause(fault.seconds or 0.0)
-    response = await _provider_answer(request, handler, fault)
-    record["status"] = response.status
-    if isinstance(response, web.Response) and response.text is not None:
-        record["answer"] = _json_or_text(response.text)
-    return response
-
-
 # --------------------------------------------------------------------------- control API
-
-
-async def _control_body(request: web.Request) -> JsonObject:
-    payload = _json_object(await request.text())
-    if payload is None:
-        raise _ControlError("body must be a JSON object")
-    return payload
 
 
 async def _get_state(request: web.Request) -> web.Response:
@@ -753,28 +551,11 @@ async def _get_state(request: web.Request) -> web.Response:
 
 
 async def _set_validation(request: web.Request) -> web.Response:
-    enabled = (await _control_body(request)).get("enabled")
+    enabled = (await control_body(request)).get("enabled")
     if not isinstance(enabled, bool):
-        raise _ControlError("enabled must be true or false")
+        raise ControlError("enabled must be true or false")
     request.app[ENGINE].external_validation = enabled
     return web.json_response({"external_validation": enabled})
-
-
-async def _add_fault(request: web.Request) -> web.Response:
-    fault = request.app[ENGINE].faults.add(await _control_body(request))
-    return web.json_response(fault.as_json())
-
-
-async def _list_faults(request: web.Request) -> web.Response:
-    return web.json_response({"items": request.app[ENGINE].faults.as_json()})
-
-
-async def _clear_faults(request: web.Request) -> web.Response:
-    return web.json_response({"cleared": request.app[ENGINE].faults.clear()})
-
-
-async def _list_requests(request: web.Request) -> web.Response:
-    return web.json_response({"items": request.app[ENGINE].requests})
 
 
 async def _list_deliveries(request: web.Request) -> web.Response:
@@ -810,23 +591,7 @@ async def _reset(request: web.Request) -> web.Response:
     return web.json_response(engine.state_json())
 
 
-async def _control_call(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except _ControlError as exc:
-        return web.json_response({"error": str(exc)}, status=400)
-    except web.HTTPException as exc:  # unknown path or method
-        return web.json_response({"error": exc.reason}, status=exc.status)
-
-
 # --------------------------------------------------------------------------- application
-
-
-@web.middleware
-async def _dispatch(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(CONTROL_PREFIX):
-        return await _control_call(request, handler)
-    return await _provider_call(request, handler)
 
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:
@@ -838,16 +603,12 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     await engine.session.close()
 
 
-async def _on_shutdown(app: web.Application) -> None:
-    app[ENGINE].begin_shutdown()
-
-
 def create_app(settings: DarajaSimSettings) -> web.Application:
     """Provider API plus ``/_sim/`` control API; runnable by any aiohttp runner or test client."""
-    app = web.Application(middlewares=[_dispatch])
-    app[ENGINE] = _DarajaEngine(settings)
+    engine = _DarajaEngine(settings)
+    app = create_sim_app(engine, _provider_answer, _internal_error)
+    app[ENGINE] = engine
     app.cleanup_ctx.append(_client_session)
-    app.on_shutdown.append(_on_shutdown)
     app.router.add_get("/oauth/v1/generate", _oauth, name="oauth")
     app.router.add_post(
         r"/mpesa/c2b/{version:v[12]}/registerurl", _register_url, name="registerurl"
@@ -855,10 +616,6 @@ def create_app(settings: DarajaSimSettings) -> web.Application:
     app.router.add_post(r"/mpesa/c2b/{version:v[12]}/simulate", _simulate, name="simulate")
     app.router.add_get("/_sim/state", _get_state)
     app.router.add_post("/_sim/validation", _set_validation)
-    app.router.add_post("/_sim/faults", _add_fault)
-    app.router.add_get("/_sim/faults", _list_faults)
-    app.router.add_delete("/_sim/faults", _clear_faults)
-    app.router.add_get("/_sim/requests", _list_requests)
     app.router.add_get("/_sim/deliveries", _list_deliveries)
     app.router.add_get("/_sim/transactions", _list_transactions)
     app.router.add_get("/_sim/transactions/{conversation_id}", _get_transaction)
@@ -866,36 +623,12 @@ def create_app(settings: DarajaSimSettings) -> web.Application:
     return app
 
 
-class DarajaSimulator:
-    """The simulator on a real socket, for tests and ``python -m simulators daraja``."""
+class DarajaSimulator(SimulatorServer):
+    """The simulator on a real socket; stop() also cancels pending callback deliveries."""
 
     def __init__(self, settings: DarajaSimSettings | None = None) -> None:
+        super().__init__()
         self.settings = settings or DarajaSimSettings()
-        self.base_url = ""
-        self._runner: web.AppRunner | None = None
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on host:port (0 = ephemeral) with fresh state; returns the base URL."""
-        if self._runner is not None:
-            raise RuntimeError("simulator already started")
-        runner = web.AppRunner(
-            create_app(self.settings), handle_signals=False, shutdown_timeout=5.0
-        )
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        bound_port = runner.addresses[0][1]
-        url_host = f"[{host}]" if ":" in host else host
-        self._runner = runner
-        self.base_url = f"http://{url_host}:{bound_port}"
-        return self.base_url
-
-    async def stop(self) -> None:
-        """Stop serving, cancel pending callback deliveries and close the client session."""
-        if self._runner is None:
-            return
-        runner, self._runner = self._runner, None
-        await runner.cleanup()
+    def build_app(self) -> web.Application:
+        return create_app(self.settings)

@@ -75,8 +75,7 @@ async def start_gateway_with(store: Store, notifier: RecordingNotifier
 
     yield start
     for gateway in started:
-        gateway.http.stop()
-        await gateway.http.close_all_connections()
+        await gateway.stop()
 
 
 @pytest_asyncio.fixture

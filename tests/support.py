@@ -16,6 +16,11 @@ TEST_ENV = {
     "GATEWAY_DARAJA_CONSUMER_KEY": "sandbox-key",
     "GATEWAY_DARAJA_CONSUMER_SECRET": "sandbox-secret",
     "GATEWAY_SERVER_PORT": "0",
+    "GATEWAY_SECURITY_PIN_KEY": "dGVzdC1vbmx5LXBpbi1rZXktMzItYnl0ZXMtbG9uZyE=",
+    "GATEWAY_QMONEY_CHANNEL_ID": "sandbox-channel",
+    "GATEWAY_QMONEY_CHANNEL_SECRET": "sandbox-channel-secret",
+    "GATEWAY_QMONEY_USERNAME": "14001502",
+    "GATEWAY_QMONEY_PASSWORD": "sandbox-qmoney",
 }
 
 

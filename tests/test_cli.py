@@ -102,3 +102,24 @@ async def test_create_user_and_replay_inbox_work_against_mongodb() -> None:
     finally:
         await store.client.drop_database(env["GATEWAY_STORE_DATABASE"])
         await store.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(not MONGODB_URI, reason="needs a MongoDB server: set TEST_MONGODB_URI")
+async def test_create_psp_stores_an_encrypted_pin() -> None:
+    env = mongodb_env()
+    store = open_store(MONGODB_URI, env["GATEWAY_STORE_DATABASE"])
+    try:
+        code, out, err = await run_py("create-psp", "Qmoney", "--kind", "qmoney", "--account",
+                                      "14001502", "--currency", "GMD", "--pin-stdin", env=env,
+                                      stdin="1234\n")
+        assert code == 0, err
+        assert out.startswith("created PSP 'Qmoney' (qmoney) with uuid ")
+        psp = await store.collection("psps").find_one({"name": "Qmoney"})
+        assert psp["pin_encrypted"] and "1234" not in str(psp)
+        code, _, err = await run_py("create-psp", "Bad", "--kind", "qmoney", "--account", "1",
+                                    "--currency", "GMD", env=env)
+        assert code == 1 and "merchant PIN" in err
+    finally:
+        await store.client.drop_database(env["GATEWAY_STORE_DATABASE"])
+        await store.close()

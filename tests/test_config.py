@@ -5,7 +5,8 @@ import pytest
 from server.cli import main
 from server.config import ConfigError, load_settings
 
-SECRETS = {"GATEWAY_AUTH_JWT_SECRET": "x" * 40, "GATEWAY_C2B_CALLBACK_SECRET": "callback-path"}
+SECRETS = {"GATEWAY_AUTH_JWT_SECRET": "x" * 40, "GATEWAY_C2B_CALLBACK_SECRET": "callback-path",
+           "GATEWAY_SECURITY_PIN_KEY": "dGVzdC1vbmx5LXBpbi1rZXktMzItYnl0ZXMtbG9uZyE="}
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -58,6 +59,9 @@ def test_sandbox_uses_labelled_secrets_and_the_memory_store() -> None:
     ("GATEWAY_C2B_CALLBACK_SECRET", "my-mpesa-path", "c2b.callback_secret"),
     ("GATEWAY_C2B_IP_ALLOWLIST", "somewhere", "c2b.ip_allowlist"),
     ("GATEWAY_AUTH_JWT_SECRET", "short", "auth.jwt_secret"),
+    ("GATEWAY_SECURITY_PIN_KEY", "not-a-key", "security.pin_key: not a Fernet key"),
+    ("GATEWAY_SECURITY_PIN_KEY", "", "security.pin_key: missing"),
+    ("GATEWAY_QMONEY_MAX_OTP_ATTEMPTS", "0", "qmoney.max_otp_attempts"),
 ])
 def test_invalid_setting_is_named(variable: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -73,6 +77,7 @@ def test_invalid_configuration_stops_start_up_with_one_line(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("GATEWAY_AUTH_JWT_SECRET", "x" * 40)
     monkeypatch.setenv("GATEWAY_C2B_CALLBACK_SECRET", "callback-path")
+    monkeypatch.setenv("GATEWAY_SECURITY_PIN_KEY", SECRETS["GATEWAY_SECURITY_PIN_KEY"])
     monkeypatch.setenv("GATEWAY_SERVER_PORT", "99999")
     assert main(["serve"]) == 2
     err = capsys.readouterr().err

@@ -1,5 +1,7 @@
 """The sandbox as a user starts it: `python run.py`, then the printed payment command."""
 
+import asyncio
+import json
 import os
 import signal
 import socket
@@ -10,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from server.sandbox import DEMO_PAYMENTS, simulate_paybill_payment, start_sandbox, summary
+from server.sandbox import (
+    DEMO_PAYMENTS,
+    c2b_walkthrough,
+    qmoney_walkthrough,
+    simulate_paybill_payment,
+    start_sandbox,
+    summary,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,18 +44,49 @@ async def test_sandbox_payment_arrives_at_the_gateway() -> None:
         await sandbox.stop()
 
 
-def free_port_pair() -> int:
-    """A port N with N and N+1 free at the time of asking."""
+async def run_shell(commands: str) -> str:
+    """Run printed commands as a user would paste them (`python` is this interpreter)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = await asyncio.create_subprocess_exec(
+        "bash", "-euo", "pipefail", "-c", commands, env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+@pytest.mark.asyncio
+async def test_printed_walkthroughs_work_as_printed() -> None:
+    sandbox = await start_sandbox("127.0.0.1", 0)
+    try:
+        text = summary(sandbox)
+        qmoney = qmoney_walkthrough(sandbox.settings, sandbox.demo)
+        c2b = c2b_walkthrough(sandbox.settings)
+        for commands in (qmoney, c2b):
+            assert all(line in text for line in commands.splitlines())
+        lines = (await run_shell(qmoney)).strip().splitlines()
+        processed, policy = json.loads(lines[-2]), json.loads(lines[-1])
+        assert processed["status"] == "succeeded"
+        assert policy["status"] == 2 and policy["effective_date"]
+        listing = json.loads((await run_shell(c2b)).strip().splitlines()[-1])
+        assert "150.00" in [item["amount"] for item in listing["items"]]
+    finally:
+        await sandbox.stop()
+
+
+def free_port_triple() -> int:
+    """A port N with N, N+1 and N+2 free at the time of asking."""
     for _ in range(50):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         if port >= 65000:
             continue
-        with socket.socket() as first, socket.socket() as second:
+        with socket.socket() as first, socket.socket() as second, socket.socket() as third:
             try:
                 first.bind(("127.0.0.1", port))
                 second.bind(("127.0.0.1", port + 1))
+                third.bind(("127.0.0.1", port + 2))
             except OSError:
                 continue
         return port
@@ -54,7 +94,7 @@ def free_port_pair() -> int:
 
 
 def test_run_py_starts_the_sandbox_and_the_printed_command_shows_a_payment() -> None:
-    port = free_port_pair()
+    port = free_port_triple()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     sandbox = subprocess.Popen([sys.executable, "run.py", "--port", str(port)], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -1,0 +1,46 @@
+"""Plain MongoDB operations shared by the repositories of admin-managed documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from server.store import Store
+
+
+class DuplicateDocument(Exception):
+    """A unique index refused the write."""
+
+
+class DocumentRepository:
+    """One collection; documents use a UUID string as `_id`."""
+
+    collection_name = ""
+
+    def __init__(self, store: Store) -> None:
+        self.collection = store.collection(self.collection_name)
+
+    async def insert(self, document: dict[str, Any]) -> dict[str, Any]:
+        try:
+            await self.collection.insert_one(document)
+        except DuplicateKeyError:
+            raise DuplicateDocument(self.collection_name) from None
+        return document
+
+    async def find_one(self, query: dict[str, Any]) -> dict[str, Any] | None:
+        return await self.collection.find_one(query)
+
+    async def page(self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int,
+                   offset: int) -> tuple[list[dict[str, Any]], int]:
+        cursor = self.collection.find(query).sort(sort).skip(offset).limit(limit)
+        return await cursor.to_list(None), await self.collection.count_documents(query)
+
+    async def update(self, query: dict[str, Any], changes: dict[str, Any]) -> dict | None:
+        """Set fields on the one matching document; None when nothing matched."""
+        try:
+            return await self.collection.find_one_and_update(
+                query, {"$set": changes}, return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
+            raise DuplicateDocument(self.collection_name) from None

@@ -1,0 +1,1 @@
+"""Insurees, products and policies: what premiums are paid for."""

@@ -1,0 +1,143 @@
+"""Rules for insurees, products and policies (admin-managed)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from server.clock import Clock
+from server.documents import DuplicateDocument
+from server.errors import Conflict, NotFound, ValidationFailed
+from server.insurance.repository import (
+    InsureeRepository,
+    PolicyRepository,
+    ProductRepository,
+)
+from server.insurance.schemas import day_start
+from server.money import AmountError, parse_amount
+
+Page = tuple[list[dict[str, Any]], int]
+
+
+def _amount(text: str, currency: str, field: str) -> int:
+    try:
+        return parse_amount(text, currency)
+    except AmountError as err:
+        raise ValidationFailed(str(err), {"fields": {field: [str(err)]}}) from None
+
+
+def _dates(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: day_start(value) if key.endswith("_date") else value
+            for key, value in data.items()}
+
+
+class InsureeService:
+    def __init__(self, insurees: InsureeRepository, clock: Clock) -> None:
+        self.insurees = insurees
+        self.clock = clock
+
+    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
+        now = self.clock.now()
+        try:
+            return await self.insurees.insert({"_id": str(uuid.uuid4()), **data,
+                                               "created_at": now, "updated_at": now})
+        except DuplicateDocument:
+            raise Conflict(f"insuree {data['chf_id']} already exists",
+                           code="insuree_exists") from None
+
+    async def get(self, chf_id: str) -> dict[str, Any]:
+        insuree = await self.insurees.find_one({"chf_id": chf_id})
+        if insuree is None:
+            raise NotFound(f"no insuree with number {chf_id}", code="unknown_insuree")
+        return insuree
+
+    async def list(self, filters: dict[str, Any], limit: int, offset: int) -> Page:
+        return await self.insurees.page(filters, [("chf_id", 1)], limit, offset)
+
+    async def update(self, chf_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        updated = await self.insurees.update({"chf_id": chf_id},
+                                             {**changes, "updated_at": self.clock.now()})
+        if updated is None:
+            raise NotFound(f"no insuree with number {chf_id}", code="unknown_insuree")
+        return updated
+
+
+class ProductService:
+    def __init__(self, products: ProductRepository, clock: Clock) -> None:
+        self.products = products
+        self.clock = clock
+
+    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
+        now = self.clock.now()
+        document = {"_id": str(uuid.uuid4()), "code": data["code"], "name": data["name"],
+                    "price": _amount(data["price"], data["currency"], "price"),
+                    "currency": data["currency"], "created_at": now, "updated_at": now}
+        try:
+            return await self.products.insert(document)
+        except DuplicateDocument:
+            raise Conflict(f"product {data['code']} already exists",
+                           code="product_exists") from None
+
+    async def get(self, code: str) -> dict[str, Any]:
+        product = await self.products.find_one({"code": code})
+        if product is None:
+            raise NotFound(f"no product with code {code}", code="unknown_product")
+        return product
+
+    async def list(self, filters: dict[str, Any], limit: int, offset: int) -> Page:
+        return await self.products.page(filters, [("code", 1)], limit, offset)
+
+    async def update(self, code: str, changes: dict[str, Any]) -> dict[str, Any]:
+        product = await self.get(code)
+        if "price" in changes:
+            changes["price"] = _amount(changes["price"], product["currency"], "price")
+        updated = await self.products.update({"code": code},
+                                             {**changes, "updated_at": self.clock.now()})
+        if updated is None:
+            raise NotFound(f"no product with code {code}", code="unknown_product")
+        return updated
+
+
+class PolicyService:
+    def __init__(self, policies: PolicyRepository, insurees: InsureeService,
+                 products: ProductService, clock: Clock) -> None:
+        self.policies = policies
+        self.insurees = insurees
+        self.products = products
+        self.clock = clock
+
+    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
+        await self.insurees.get(data["chf_id"])
+        product = await self.products.get(data["product_code"])
+        currency = product["currency"]
+        value = (_amount(data["amount"], currency, "amount") if "amount" in data
+                 else product["price"])
+        now = self.clock.now()
+        document = {"_id": str(uuid.uuid4()), "chf_id": data["chf_id"],
+                    "product_code": product["code"], "product_name": product["name"],
+                    "value": value, "currency": currency, "status": data["status"],
+                    **_dates({key: data[key] for key in ("start_date", "expiry_date")
+                              if key in data}),
+                    "created_at": now, "updated_at": now}
+        return await self.policies.insert(document)
+
+    async def get(self, policy_uuid: str) -> dict[str, Any]:
+        policy = await self.policies.find_one({"_id": policy_uuid})
+        if policy is None:
+            raise NotFound(f"no policy {policy_uuid}", code="unknown_policy")
+        return policy
+
+    async def list(self, filters: dict[str, Any], limit: int, offset: int) -> Page:
+        return await self.policies.page(filters, [("chf_id", 1), ("created_at", 1)], limit,
+                                        offset)
+
+    async def update(self, policy_uuid: str, changes: dict[str, Any]) -> dict[str, Any]:
+        policy = await self.get(policy_uuid)
+        changes = _dates(changes)
+        if "amount" in changes:
+            changes["value"] = _amount(changes.pop("amount"), policy["currency"], "amount")
+        updated = await self.policies.update({"_id": policy_uuid},
+                                             {**changes, "updated_at": self.clock.now()})
+        if updated is None:
+            raise NotFound(f"no policy {policy_uuid}", code="unknown_policy")
+        return updated

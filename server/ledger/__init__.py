@@ -1,0 +1,1 @@
+"""Transactions of every channel, premiums, and the settlement that activates policies."""

@@ -1,0 +1,45 @@
+"""Transactions: list and read (every channel), start and process OTP debits (Qmoney)."""
+
+from __future__ import annotations
+
+from server.ledger.schemas import TransactionQuerySchema, render_transaction
+from server.qmoney.schemas import DebitRequestSchema, ProcessRequestSchema
+from server.schemas import page_body
+from server.web import BaseHandler
+
+ROLES = ("operator", "admin")
+
+
+class TransactionCollectionHandler(BaseHandler):
+    async def get(self) -> None:
+        await self.require_role(*ROLES)
+        query = self.load_query(TransactionQuerySchema())
+        limit, offset = query.pop("limit"), query.pop("offset")
+        items, total = await self.settings["services"].ledger.list(query, limit, offset)
+        self.write_json(page_body([render_transaction(item) for item in items], total, limit,
+                                  offset))
+
+    async def post(self) -> None:
+        """Start an OTP debit: Qmoney texts the payer a code."""
+        identity = await self.require_role(*ROLES)
+        request = self.load_json(DebitRequestSchema())
+        transaction = await self.settings["services"].debits.initiate(
+            request["policy_uuid"], request["psp_uuid"], request["amount"], identity.username)
+        self.write_json(render_transaction(transaction), status=201)
+
+
+class TransactionHandler(BaseHandler):
+    async def get(self, transaction_uuid: str) -> None:
+        await self.require_role(*ROLES)
+        transaction = await self.settings["services"].ledger.get(transaction_uuid)
+        self.write_json(render_transaction(transaction))
+
+
+class ProcessDebitHandler(BaseHandler):
+    async def post(self, transaction_uuid: str) -> None:
+        """Complete an OTP debit with the code the payer read out."""
+        identity = await self.require_role(*ROLES)
+        request = self.load_json(ProcessRequestSchema())
+        transaction = await self.settings["services"].debits.process(
+            transaction_uuid, request["otp"], identity.username)
+        self.write_json(render_transaction(transaction))

@@ -1,0 +1,82 @@
+"""Transactions and premiums collections."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from server.documents import DocumentRepository
+from server.ledger import states
+from server.store import IndexSpec
+
+TRANSACTIONS, PREMIUMS = "transactions", "premiums"
+
+INDEXES: list[IndexSpec] = [
+    # One open transaction per policy. `open` is a plain boolean so the partial
+    # filter is an equality, which every MongoDB version supports.
+    (TRANSACTIONS, [("policy_uuid", 1)],
+     {"unique": True, "partialFilterExpression": {"open": True},
+      "name": "one_open_transaction_per_policy"}),
+    (TRANSACTIONS, [("created_at", DESCENDING)], {}),
+    (TRANSACTIONS, [("status", 1), ("updated_at", 1)], {}),
+    (PREMIUMS, [("transaction_uuid", 1)], {"unique": True}),
+]
+
+
+class TransactionRepository(DocumentRepository):
+    collection_name = TRANSACTIONS
+
+    async def transition(self, transaction_uuid: str, current: str, target: str,
+                         at: datetime, *, reason: str = "", actor: str = "",
+                         changes: dict[str, Any] | None = None,
+                         increments: dict[str, int] | None = None) -> dict[str, Any] | None:
+        """Compare-and-set current -> target with a history entry; None if not in `current`."""
+        states.check(current, target)
+        update: dict[str, Any] = {
+            "$set": {"status": target, "open": target in states.OPEN, "updated_at": at,
+                     **(changes or {})},
+            "$push": {"history": {"from": current, "to": target, "at": at, "reason": reason,
+                                  "actor": actor}},
+        }
+        if increments:
+            update["$inc"] = increments
+        return await self.collection.find_one_and_update(
+            {"_id": transaction_uuid, "status": current}, update,
+            return_document=ReturnDocument.AFTER)
+
+    async def record_settlement(self, transaction_uuid: str,
+                                settlement: dict[str, Any]) -> dict[str, Any] | None:
+        return await self.collection.find_one_and_update(
+            {"_id": transaction_uuid}, {"$set": {"settlement": settlement}},
+            return_document=ReturnDocument.AFTER)
+
+    async def unsettled(self, limit: int) -> list[dict[str, Any]]:
+        """Succeeded transactions whose settlement never finished (e.g. a crash)."""
+        cursor = self.collection.find({"status": states.SUCCEEDED, "settlement": None}
+                                      ).limit(limit)
+        return await cursor.to_list(None)
+
+    async def stale(self, status: str, expires_before: datetime,
+                    limit: int) -> list[dict[str, Any]]:
+        cursor = self.collection.find({"status": status,
+                                       "otp_expires_at": {"$lte": expires_before}}).limit(limit)
+        return await cursor.to_list(None)
+
+
+class PremiumRepository(DocumentRepository):
+    collection_name = PREMIUMS
+
+    async def insert_once(self, premium: dict[str, Any]) -> dict[str, Any]:
+        """The premium of a transaction, created at most once."""
+        try:
+            await self.collection.insert_one(premium)
+            return premium
+        except DuplicateKeyError:
+            existing = await self.collection.find_one(
+                {"transaction_uuid": premium["transaction_uuid"]})
+        if existing is None:
+            raise RuntimeError(f"premium of {premium['transaction_uuid']} vanished")
+        return existing

@@ -1,0 +1,1 @@
+"""Payment service providers: Qmoney, M-Pesa and external API providers."""

@@ -1,0 +1,19 @@
+"""Payment service providers collection."""
+
+from __future__ import annotations
+
+from server.documents import DocumentRepository
+from server.store import IndexSpec
+
+PSPS = "psps"
+KINDS = ("qmoney", "mpesa", "external")
+
+INDEXES: list[IndexSpec] = [
+    (PSPS, [("name", 1)], {"unique": True}),
+    (PSPS, [("username", 1)], {"unique": True,
+                               "partialFilterExpression": {"username": {"$type": "string"}}}),
+]
+
+
+class PspRepository(DocumentRepository):
+    collection_name = PSPS

@@ -1,0 +1,45 @@
+"""Wire formats of the PSP admin endpoints. The PIN is write-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import fields, validate
+
+from server.psps.repository import KINDS
+from server.schemas import CURRENCY, AtLeastOneField, PageQuerySchema, StrictSchema, iso_stamp
+
+PIN = validate.Regexp(r"^[0-9]{4,12}$", error="must be 4-12 digits")
+USERNAME = validate.Length(min=1, max=100)
+
+
+class PspCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=60))
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    account = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    currency = fields.String(required=True, validate=CURRENCY)
+    pin = fields.String(load_default=None, validate=PIN, load_only=True)
+    is_external_api = fields.Boolean(load_default=False)
+    username = fields.String(load_default=None, validate=USERNAME)
+    active = fields.Boolean(load_default=True)
+
+
+class PspUpdateSchema(AtLeastOneField):
+    account = fields.String(validate=validate.Length(min=1, max=40))
+    pin = fields.String(validate=PIN, load_only=True)
+    is_external_api = fields.Boolean()
+    username = fields.String(validate=USERNAME, allow_none=True)
+    active = fields.Boolean()
+
+
+class PspQuerySchema(PageQuerySchema):
+    kind = fields.String(validate=validate.OneOf(KINDS))
+    active = fields.Boolean()
+
+
+def render_psp(document: dict[str, Any]) -> dict[str, Any]:
+    return {"uuid": document["_id"], "name": document["name"], "kind": document["kind"],
+            "account": document["account"], "currency": document["currency"],
+            "is_external_api": document["is_external_api"], "username": document["username"],
+            "has_pin": document["pin_encrypted"] is not None, "active": document["active"],
+            "created_at": iso_stamp(document["created_at"])}

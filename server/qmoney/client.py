@@ -1,0 +1,185 @@
+"""Qmoney API client: login with a cached token, getMoney and verifyCode.
+
+`responseCode` arrives as a string or an integer: it is compared as a string.
+getMoney only sends the payer an OTP, so any failure of it moves no money and is
+reported as unavailable; verifyCode moves the money, so a lost answer is
+`ProviderOutcomeUnknown` and is never retried.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+
+from server.clock import Clock
+from server.providers import (
+    CachedToken,
+    ProviderOutcomeUnknown,
+    ProviderRejected,
+    ProviderUnavailable,
+    TokenCache,
+)
+
+log = logging.getLogger("gateway.qmoney")
+
+PROVIDER = "qmoney"
+SUCCESS = "1"
+WRONG_OTP = "-150005"
+INSUFFICIENT_BALANCE = "-120008"
+SESSION_NOT_FOUND = "-150001"
+
+# getMoney wants the amount as a JSON number. It is spliced in as text so that no
+# float ever holds it.
+_AMOUNT_PLACEHOLDER = "\u0000amount\u0000"
+
+
+@dataclass(frozen=True)
+class Verified:
+    transaction_id: str
+    balances: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: Any
+
+
+class _TokenRejected(Exception):
+    pass
+
+
+class QmoneyClient:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, channel_id: str,
+                 channel_secret: str, username: str, password: str, clock: Clock,
+                 timeout_seconds: float) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        channel = base64.b64encode(f"{channel_id}:{channel_secret}".encode()).decode("ascii")
+        self._channel_auth = f"Basic {channel}"
+        self._username = username
+        self._password = password
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self.tokens = TokenCache(self._login, clock)
+
+    async def get_money(self, payer_wallet: str, merchant_account: str, amount: str,
+                        pin: str) -> str:
+        """Start a debit; Qmoney texts the payer an OTP. Returns Qmoney's transaction id.
+
+        `amount` is a decimal string; it is sent as a JSON number."""
+        body = {"data": {"fromUser": {"userIdentifier": payer_wallet},
+                         "toUser": {"userIdentifier": merchant_account},
+                         "serviceId": "MOBILE_MONEY", "productId": "NHIA_GETMONEY",
+                         "remarks": "add", "payment": [{"amount": _AMOUNT_PLACEHOLDER}],
+                         "transactionPin": pin}}
+        text = json.dumps(body).replace(json.dumps(_AMOUNT_PLACEHOLDER), amount)
+        try:
+            data = await self._call("/getMoney", text)
+        except ProviderOutcomeUnknown as err:
+            raise ProviderUnavailable(PROVIDER, f"getMoney: {err.message}") from None
+        transaction_id = data.get("transactionId") if isinstance(data, dict) else None
+        if not transaction_id:
+            raise ProviderUnavailable(PROVIDER, "getMoney answer without a transactionId")
+        return str(transaction_id)
+
+    async def verify_code(self, transaction_id: str, otp: str) -> Verified:
+        """Complete the debit with the payer's OTP: this moves the money."""
+        text = json.dumps({"data": {"otp": otp, "transactionId": transaction_id}})
+        data = await self._call("/verifyCode", text)
+        data = data if isinstance(data, dict) else {}
+        balances = {str(item.get("walletExternalId")): str(item.get("availableBalance"))
+                    for item in data.get("balanceData") or [] if isinstance(item, dict)}
+        return Verified(str(data.get("transactionId") or transaction_id), balances)
+
+    # --- transport ------------------------------------------------------
+
+    async def _login(self) -> CachedToken:
+        body = json.dumps({"grantType": "password", "username": self._username,
+                           "password": self._password})
+        headers = {"Authorization": self._channel_auth}
+        for attempt in (1, 2):      # login is safe to repeat
+            try:
+                answer = await self._post("/login", body, headers)
+                break
+            except (ProviderUnavailable, ProviderOutcomeUnknown) as err:
+                if attempt == 2:
+                    raise ProviderUnavailable(PROVIDER, f"login: {err.message}") from None
+        if answer.status == 401:
+            raise ProviderRejected(PROVIDER, "401", "channel credential refused")
+        try:
+            data = self._data(answer, "login")
+        except ProviderOutcomeUnknown as err:      # a failed login acted on nothing
+            raise ProviderUnavailable(PROVIDER, err.message) from None
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not token:
+            raise ProviderUnavailable(PROVIDER, "login answer without an access_token")
+        expiry = _expiry_seconds(data.get("accessTokenExpiry"))
+        log.info("qmoney_token_issued expiry=%s", expiry if expiry is not None else "none")
+        expires_at = None if expiry is None else self._clock.now() + timedelta(seconds=expiry)
+        return CachedToken(str(token), expires_at)
+
+    async def _call(self, path: str, body: str) -> Any:
+        """An authenticated call; a rejected token gets one new login and one retry
+        (Qmoney refused the call before acting on it)."""
+        for attempt in (1, 2):
+            token = await self.tokens.get()
+            answer = await self._post(path, body, {"Authorization": f"Bearer {token}"})
+            if _token_rejected(answer) and attempt == 1:
+                log.info("qmoney_token_rejected path=%s", path)
+                self.tokens.invalidate(token)
+                continue
+            return self._data(answer, path.lstrip("/"))
+        raise AssertionError("unreachable")
+
+    async def _post(self, path: str, body: str, headers: dict[str, str]) -> _Answer:
+        try:
+            async with self._session.post(
+                    self._base_url + path, data=body, timeout=self._timeout,
+                    headers={**headers, "Content-Type": "application/json"}) as response:
+                text = await response.text()
+        except aiohttp.ClientConnectorError as err:
+            reason = f"cannot connect ({err.__class__.__name__})"
+            raise ProviderUnavailable(PROVIDER, reason) from None
+        except (TimeoutError, aiohttp.ClientError) as err:
+            kind = "timed out" if isinstance(err, TimeoutError) else err.__class__.__name__
+            raise ProviderOutcomeUnknown(PROVIDER, f"{path}: no answer ({kind})") from None
+        try:
+            parsed = json.loads(text) if text.strip() else None
+        except json.JSONDecodeError:
+            parsed = None
+        return _Answer(response.status, parsed)
+
+    @staticmethod
+    def _data(answer: _Answer, operation: str) -> Any:
+        body = answer.body
+        if answer.status >= 500 or not isinstance(body, dict):
+            raise ProviderOutcomeUnknown(
+                PROVIDER, f"{operation}: unusable answer (HTTP {answer.status})")
+        code = str(body.get("responseCode", "")).strip()
+        if code != SUCCESS:
+            message = str(body.get("responseMessage") or body.get("error_description") or "")
+            raise ProviderRejected(PROVIDER, code or str(answer.status), message)
+        return body.get("data")
+
+
+def _token_rejected(answer: _Answer) -> bool:
+    if answer.status == 401:
+        return True
+    body = answer.body if isinstance(answer.body, dict) else {}
+    return body.get("error") == "invalid_token"
+
+
+def _expiry_seconds(value: Any) -> int | None:
+    """accessTokenExpiry in seconds; "-1" (or anything unusable) means no stated expiry."""
+    try:
+        seconds = int(str(value).strip())
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None

@@ -1,0 +1,420 @@
+"""OTP debits end to end: the real gateway and the Qmoney simulator over real sockets."""
+
+import asyncio
+import json
+import logging
+import re
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import pytest_asyncio
+
+from server.clock import Clock
+from simulators.qmoney import QmoneySimSettings, QmoneySimulator
+
+from support import make_settings
+
+WALLET = "5811724c"
+
+
+class ManualClock(Clock):
+    """Real time plus an offset the test can move forward."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+class Debits:
+    """A gateway wired to a Qmoney simulator, with demo data and an operator."""
+
+    def __init__(self, http, gateway, sim, headers, clock, store) -> None:
+        self.http, self.gateway, self.sim = http, gateway, sim
+        self.headers, self.clock, self.store = headers, clock, store
+        self.services = gateway.services
+
+    async def policy(self, chf_id: str = "070707070", wallet: str = WALLET,
+                     amount: str = "500.00") -> dict:
+        try:
+            await self.services.insurees.get(chf_id)
+        except Exception:
+            await self.services.insurees.create({"chf_id": chf_id, "first_name": "Awa",
+                                                 "last_name": "Jallow", "phone": "",
+                                                 "wallet": wallet})
+        return await self.services.policies.create({
+            "chf_id": chf_id, "product_code": "BASIC-GMD", "amount": amount,
+            "start_date": date(2026, 1, 1), "status": 1})
+
+    async def api(self, method: str, path: str, body=None) -> tuple[int, dict]:
+        async with self.http.request(method, f"{self.gateway.url}{path}", json=body,
+                                     headers=self.headers) as answer:
+            return answer.status, await answer.json()
+
+    async def start(self, policy: dict, amount: str = "500.00",
+                    psp: dict | None = None) -> tuple[int, dict]:
+        return await self.api("POST", "/api/v1/transactions", {
+            "policy_uuid": policy["_id"], "psp_uuid": (psp or self.psp)["_id"],
+            "amount": amount})
+
+    async def process(self, transaction: dict, otp: str) -> tuple[int, dict]:
+        return await self.api("POST", f"/api/v1/transactions/{transaction['uuid']}/process",
+                              {"otp": otp})
+
+    async def control(self, method: str, path: str, body=None) -> dict:
+        async with self.http.request(method, f"{self.sim.base_url}/_sim/{path}",
+                                     json=body) as answer:
+            assert answer.status == 200, await answer.text()
+            return await answer.json()
+
+    async def otp(self, wallet: str = WALLET) -> str:
+        return (await self.control("GET", f"otp/{wallet}"))["otp"]
+
+    async def requests(self, path: str) -> list[dict]:
+        items = (await self.control("GET", "requests"))["items"]
+        return [item for item in items if item["path"] == path]
+
+    async def balance(self, wallet: str = WALLET) -> str:
+        return (await self.control("GET", "state"))["wallets"][wallet]
+
+
+@pytest_asyncio.fixture
+async def qmoney_sim():
+    simulator = QmoneySimulator(QmoneySimSettings(token_expiry="3600"))
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+@pytest_asyncio.fixture
+async def debits(http, start_gateway_with, qmoney_sim, store) -> Debits:
+    clock = ManualClock()
+    settings = make_settings(qmoney={"base_url": qmoney_sim.base_url, "timeout_seconds": 2.0})
+    gateway = await start_gateway_with(settings, clock=clock)
+    services = gateway.services
+    await services.auth.create_user("olga", "olga-password", "operator")
+    async with http.post(f"{gateway.url}/api/v1/auth/token",
+                         json={"username": "olga", "password": "olga-password"}) as answer:
+        token = (await answer.json())["access_token"]
+    system = Debits(http, gateway, qmoney_sim, {"Authorization": f"Bearer {token}"}, clock,
+                    store)
+    await services.products.create({"code": "BASIC-GMD", "name": "Basic cover",
+                                    "price": "500.00", "currency": "GMD"})
+    system.psp = await services.psps.create({"name": "Qmoney", "kind": "qmoney",
+                                             "account": "14001502", "currency": "GMD",
+                                             "pin": "1234", "is_external_api": False,
+                                             "username": None, "active": True})
+    return system
+
+
+@pytest.mark.asyncio
+async def test_happy_path_debits_the_wallet_creates_the_premium_and_activates_the_policy(
+        debits) -> None:
+    policy = await debits.policy()
+    status, started = await debits.start(policy)
+    assert status == 201
+    assert started["status"] == "otp_sent" and started["channel"] == "qmoney"
+    assert (started["amount"], started["currency"]) == ("500.00", "GMD")
+    assert started["provider_reference"]
+    status, done = await debits.process(started, await debits.otp())
+    assert status == 200 and done["status"] == "succeeded"
+    assert done["settlement"]["status"] == "settled" and done["settlement"]["receipt"]
+    assert [step["to"] for step in done["history"]] == ["initiated", "otp_sent", "processing",
+                                                        "succeeded"]
+    assert await debits.balance() == "9500.00"
+    assert (await debits.control("GET", "state"))["merchant_balance"] == "500.00"
+    stored_policy = await debits.services.policies.get(policy["_id"])
+    assert stored_policy["status"] == 2 and stored_policy["effective_date"]
+    [premium] = await debits.store.collection("premiums").find({}).to_list(None)
+    assert premium["transaction_uuid"] == started["uuid"] and premium["amount"] == 50000
+
+
+@pytest.mark.asyncio
+async def test_getmoney_gets_the_exact_body_of_the_protocol(debits) -> None:
+    policy = await debits.policy(amount="5.50")
+    await debits.start(policy, amount="5.5")
+    [request] = await debits.requests("/getMoney")
+    data = request["body"]["data"]
+    assert data["fromUser"] == {"userIdentifier": WALLET}
+    assert data["toUser"] == {"userIdentifier": "14001502"}
+    assert (data["serviceId"], data["productId"], data["remarks"]) == (
+        "MOBILE_MONEY", "NHIA_GETMONEY", "add")
+    assert data["transactionPin"] == "[redacted]"
+    assert str(data["payment"][0]["amount"]) in ("5.50", "5.5")
+
+
+@pytest.mark.asyncio
+async def test_wrong_otp_then_right_otp_succeeds(debits) -> None:
+    policy = await debits.policy()
+    _, started = await debits.start(policy)
+    otp = await debits.otp()
+    wrong = "000000" if otp != "000000" else "111111"
+    status, after_wrong = await debits.process(started, wrong)
+    assert status == 200 and after_wrong["status"] == "otp_sent"
+    assert after_wrong["otp_attempts"] == 1
+    assert after_wrong["failure"]["code"] == "-150005"
+    status, done = await debits.process(started, otp)
+    assert done["status"] == "succeeded"
+
+
+@pytest.mark.asyncio
+async def test_too_many_wrong_otps_fail_the_debit(debits) -> None:
+    policy = await debits.policy()
+    _, started = await debits.start(policy)
+    wrong = "000000" if await debits.otp() != "000000" else "111111"
+    for _ in range(2):
+        _, state = await debits.process(started, wrong)
+        assert state["status"] == "otp_sent"
+    status, failed = await debits.process(started, wrong)
+    assert status == 200 and failed["status"] == "failed"
+    assert failed["failure"]["code"] == "too_many_wrong_otps"
+    assert len(await debits.requests("/verifyCode")) == 3
+    assert await debits.balance() == "10000.00"
+    status, again = await debits.process(started, await debits.otp())
+    assert status == 409 and again["error"]["details"]["status"] == "failed"
+
+
+@pytest.mark.asyncio
+async def test_insufficient_balance_fails_and_the_policy_can_be_paid_again(debits) -> None:
+    await debits.control("PUT", f"wallets/{WALLET}", {"balance": "100.00"})
+    policy = await debits.policy()
+    _, started = await debits.start(policy)
+    _, failed = await debits.process(started, await debits.otp())
+    assert failed["status"] == "failed" and failed["failure"]["code"] == "-120008"
+    assert (await debits.services.policies.get(policy["_id"]))["status"] == 1
+    await debits.control("PUT", f"wallets/{WALLET}", {"balance": "600.00"})
+    status, second = await debits.start(policy)
+    assert status == 201
+    _, done = await debits.process(second, await debits.otp())
+    assert done["status"] == "succeeded" and await debits.balance() == "100.00"
+
+
+@pytest.mark.asyncio
+async def test_a_second_debit_of_the_same_policy_waits_for_the_first(debits) -> None:
+    policy = await debits.policy()
+    await debits.start(policy)
+    status, body = await debits.start(policy)
+    assert status == 409 and body["error"]["code"] == "payment_in_progress"
+    assert len(await debits.requests("/getMoney")) == 1
+
+
+@pytest.mark.asyncio
+async def test_token_is_reused_across_debits(debits) -> None:
+    for number in range(10):
+        policy = await debits.policy(chf_id=f"1000{number}")
+        _, started = await debits.start(policy)
+        _, done = await debits.process(started, await debits.otp())
+        assert done["status"] == "succeeded"
+    assert len(await debits.requests("/login")) == 1
+
+
+@pytest.mark.asyncio
+async def test_token_is_renewed_a_minute_before_its_stated_expiry(debits) -> None:
+    policy = await debits.policy(chf_id="1")
+    await debits.start(policy)
+    debits.clock.offset += timedelta(seconds=3539)
+    await debits.start(await debits.policy(chf_id="2"))
+    assert len(await debits.requests("/login")) == 1
+    debits.clock.offset += timedelta(seconds=2)
+    await debits.start(await debits.policy(chf_id="3"))
+    assert len(await debits.requests("/login")) == 2
+
+
+@pytest.mark.asyncio
+async def test_token_without_expiry_is_kept_until_rejected(debits) -> None:
+    await debits.control("POST", "settings", {"token_expiry": "-1"})
+    await debits.start(await debits.policy(chf_id="1"))
+    debits.clock.offset += timedelta(days=7)
+    await debits.start(await debits.policy(chf_id="2"))
+    assert len(await debits.requests("/login")) == 1
+    await debits.control("POST", "tokens/revoke")
+    status, _ = await debits.start(await debits.policy(chf_id="3"))
+    assert status == 201
+    assert len(await debits.requests("/login")) == 2
+
+
+@pytest.mark.asyncio
+async def test_token_rejected_mid_flow_logs_in_again_and_completes(debits) -> None:
+    _, started = await debits.start(await debits.policy())
+    await debits.control("POST", "tokens/revoke")
+    _, done = await debits.process(started, await debits.otp())
+    assert done["status"] == "succeeded"
+    assert len(await debits.requests("/login")) == 2
+    verify = await debits.requests("/verifyCode")
+    assert [item["status"] for item in verify] == [401, 200]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("fault", [{"kind": "drop_after"},
+                                   {"kind": "timeout", "seconds": 4}])
+async def test_lost_answer_after_the_debit_ends_unknown_and_is_not_retried(debits,
+                                                                           fault) -> None:
+    policy = await debits.policy()
+    _, started = await debits.start(policy)
+    await debits.control("POST", "faults", {"target": "verifyCode", **fault})
+    status, unknown = await debits.process(started, await debits.otp())
+    assert status == 200 and unknown["status"] == "unknown"
+    await asyncio.sleep(0.1 if fault["kind"] == "drop_after" else 2.5)
+    assert len(await debits.requests("/verifyCode")) == 1
+    assert await debits.balance() == "9500.00"               # the money did move
+    assert (await debits.services.policies.get(policy["_id"]))["status"] == 1
+    status, again = await debits.process(started, await debits.otp())
+    assert status == 409 and again["error"]["details"]["status"] == "unknown"
+    status, _ = await debits.start(policy)
+    assert status == 409                                      # no second debit meanwhile
+
+
+@pytest.mark.asyncio
+async def test_provider_error_on_verify_leaves_the_outcome_unknown(debits) -> None:
+    _, started = await debits.start(await debits.policy())
+    await debits.control("POST", "faults", {"target": "verifyCode", "kind": "http_500"})
+    status, answer = await debits.process(started, await debits.otp())
+    assert status == 200 and answer["status"] == "unknown"
+
+
+@pytest.mark.asyncio
+async def test_unreachable_provider_on_verify_keeps_the_otp_usable(debits) -> None:
+    _, started = await debits.start(await debits.policy())
+    otp = await debits.otp()
+    await debits.sim.stop()
+    status, body = await debits.process(started, otp)
+    assert status == 503 and body["error"]["code"] == "provider_unavailable"
+    _, current = await debits.api("GET", f"/api/v1/transactions/{started['uuid']}")
+    assert current["status"] == "otp_sent"
+
+
+@pytest.mark.asyncio
+async def test_concurrent_process_calls_reach_qmoney_once(debits) -> None:
+    _, started = await debits.start(await debits.policy())
+    otp = await debits.otp()
+    results = await asyncio.gather(*(debits.process(started, otp) for _ in range(5)))
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200, 409, 409, 409, 409]
+    assert len(await debits.requests("/verifyCode")) == 1
+    assert await debits.store.collection("premiums").count_documents({}) == 1
+
+
+@pytest.mark.asyncio
+async def test_replayed_process_call_is_409_with_the_current_state(debits) -> None:
+    _, started = await debits.start(await debits.policy())
+    otp = await debits.otp()
+    await debits.process(started, otp)
+    status, body = await debits.process(started, otp)
+    assert status == 409 and body["error"]["details"]["status"] == "succeeded"
+    assert len(await debits.requests("/verifyCode")) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("amount", "code"), [("499.99", "amount_too_small"),
+                                              ("500.01", "amount_too_large"),
+                                              ("5OO", "validation_error"),
+                                              ("500.001", "invalid_amount")])
+async def test_amount_mismatch_is_refused_before_any_provider_call(debits, amount,
+                                                                   code) -> None:
+    status, body = await debits.start(await debits.policy(), amount=amount)
+    assert status == 400 and body["error"]["code"] == code
+    assert (await debits.control("GET", "requests"))["items"] == []
+
+
+@pytest.mark.asyncio
+async def test_policy_and_psp_checks_come_before_any_provider_call(debits) -> None:
+    active = await debits.policy(chf_id="1")
+    await debits.services.policies.update(active["_id"], {"status": 2})
+    status, body = await debits.start(active)
+    assert status == 409 and body["error"]["code"] == "policy_not_idle"
+    no_wallet = await debits.policy(chf_id="2", wallet="")
+    status, body = await debits.start(no_wallet)
+    assert status == 400 and body["error"]["code"] == "no_wallet"
+    other = await debits.services.psps.create({
+        "name": "Afrimoney", "kind": "external", "account": "A", "currency": "GMD",
+        "is_external_api": True, "username": None, "active": True})
+    status, body = await debits.start(await debits.policy(chf_id="3"), psp=other)
+    assert status == 400 and body["error"]["code"] == "invalid_psp"
+    status, body = await debits.api("POST", "/api/v1/transactions", {
+        "policy_uuid": "nope", "psp_uuid": debits.psp["_id"], "amount": "1"})
+    assert status == 404 and body["error"]["code"] == "unknown_policy"
+    assert (await debits.control("GET", "requests"))["items"] == []
+
+
+@pytest.mark.asyncio
+async def test_provider_refusal_fails_the_debit_with_its_code(debits) -> None:
+    await debits.services.psps.update(debits.psp["_id"], {"pin": "9999"})
+    policy = await debits.policy()
+    status, body = await debits.start(policy)
+    assert status == 502 and body["error"]["details"]["provider_code"] == "-150002"
+    status, listed = await debits.api("GET", "/api/v1/transactions?status=failed")
+    [failed] = listed["items"]
+    assert failed["failure"]["code"] == "-150002"
+    status, _ = await debits.start(policy)   # a failed debit does not block the policy
+    assert status == 502
+
+
+@pytest.mark.asyncio
+async def test_unanswered_getmoney_fails_the_debit_without_moving_money(debits) -> None:
+    await debits.control("POST", "faults", {"target": "getMoney", "kind": "drop"})
+    status, body = await debits.start(await debits.policy())
+    assert status == 503 and body["error"]["code"] == "provider_unavailable"
+    _, listed = await debits.api("GET", "/api/v1/transactions")
+    assert listed["items"][0]["status"] == "failed"
+
+
+@pytest.mark.asyncio
+async def test_otp_not_entered_in_time_expires(debits) -> None:
+    _, late = await debits.start(await debits.policy(chf_id="1"))
+    _, stale = await debits.start(await debits.policy(chf_id="2"))
+    debits.clock.offset += timedelta(seconds=301)
+    status, body = await debits.process(late, await debits.otp())
+    assert status == 409 and body["error"]["details"]["status"] == "expired"
+    assert await debits.services.debits.expire_stale() == 1
+    status, stale_now = await debits.api("GET", f"/api/v1/transactions/{stale['uuid']}")
+    assert stale_now["status"] == "expired"
+    assert await debits.requests("/verifyCode") == []
+
+
+@pytest.mark.asyncio
+async def test_process_needs_a_well_formed_otp(debits) -> None:
+    _, started = await debits.start(await debits.policy())
+    for otp in ("12", "abcdef", "1234567890"):
+        status, body = await debits.process(started, otp)
+        assert status == 400 and body["error"]["code"] == "validation_error"
+    _, current = await debits.api("GET", f"/api/v1/transactions/{started['uuid']}")
+    assert current["status"] == "otp_sent"
+
+
+@pytest.mark.asyncio
+async def test_transactions_are_listed_with_filters(debits) -> None:
+    _, first = await debits.start(await debits.policy(chf_id="1"))
+    _, second = await debits.start(await debits.policy(chf_id="2"))
+    await debits.process(second, await debits.otp())
+    status, page = await debits.api("GET", "/api/v1/transactions?channel=qmoney")
+    assert [item["uuid"] for item in page["items"]] == [second["uuid"], first["uuid"]]
+    _, page = await debits.api("GET", "/api/v1/transactions?status=succeeded")
+    assert [item["uuid"] for item in page["items"]] == [second["uuid"]]
+    _, page = await debits.api("GET", f"/api/v1/transactions?psp_uuid={debits.psp['_id']}"
+                                      "&limit=1&offset=1")
+    assert page["total"] == 2 and [item["uuid"] for item in page["items"]] == [first["uuid"]]
+    status, body = await debits.api("GET", "/api/v1/transactions?status=paid")
+    assert status == 400
+
+
+@pytest.mark.asyncio
+async def test_otp_and_pin_never_reach_the_store_or_the_logs(debits, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    _, started = await debits.start(await debits.policy())
+    otp = await debits.otp()
+    wrong = "000000" if otp != "000000" else "111111"
+    await debits.process(started, wrong)
+    await debits.process(started, otp)
+    documents = []
+    for name in await debits.store.db.list_collection_names():
+        documents += await debits.store.collection(name).find({}).to_list(None)
+    stored = json.dumps(documents, default=str)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    for secret in (otp, wrong):
+        pattern = re.compile(rf"(?<![\d.]){secret}(?!\d)")
+        assert not pattern.search(stored), f"OTP {secret} stored"
+        assert not pattern.search(logged), f"OTP {secret} logged"
+    assert '"otp"' not in stored
+    assert not re.search(r"(?<![\d.])1234(?!\d)", logged)
+
