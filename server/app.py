@@ -26,11 +26,13 @@ from server.ledger.handlers import (
     TransactionHandler,
 )
 from server.mpesa.handlers import (
+    AllocateHandler,
     ConfirmationHandler,
     PaymentHandler,
     PaymentListHandler,
     ValidationHandler,
 )
+from server.psp_api.handlers import ProviderPaymentHandler, VerifyInsureeHandler
 from server.psps.schemas import PspCreateSchema, PspQuerySchema, PspUpdateSchema, render_psp
 from server.schemas import PageQuerySchema
 from server.services import Services
@@ -43,6 +45,9 @@ ROUTES = [
     (r"/api/v1/c2b/confirmation/([^/]*)", ConfirmationHandler),
     (r"/api/v1/c2b/payments", PaymentListHandler),
     (r"/api/v1/c2b/payments/([^/]+)", PaymentHandler),
+    (r"/api/v1/c2b/payments/([^/]+)/allocate", AllocateHandler),
+    (r"/api/v1/insurees/([^/]+)/policies", VerifyInsureeHandler),
+    (r"/api/v1/payments", ProviderPaymentHandler),
     (r"/api/v1/transactions", TransactionCollectionHandler),
     (r"/api/v1/transactions/([^/]+)", TransactionHandler),
     (r"/api/v1/transactions/([^/]+)/process", ProcessDebitHandler),

@@ -81,6 +81,7 @@ class C2BSettings:
     validation_shortcodes: tuple[str, ...] = ()
     validation_deadline_seconds: float = 5.0
     validation_fallback: str = "accept"
+    validation_match_policy: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ class QmoneySettings:
     timeout_seconds: float = 15.0
     otp_lifetime_seconds: int = 300
     max_otp_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class PspApiSettings:
+    rate_limit_per_minute: int = 120
 
 
 @dataclass(frozen=True)
@@ -114,11 +120,13 @@ class Settings:
     daraja: DarajaSettings = field(default_factory=DarajaSettings)
     c2b: C2BSettings = field(default_factory=C2BSettings)
     qmoney: QmoneySettings = field(default_factory=QmoneySettings)
+    psp_api: PspApiSettings = field(default_factory=PspApiSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
 
-SECTIONS = ("server", "store", "auth", "daraja", "c2b", "qmoney", "security", "notifications")
+SECTIONS = ("server", "store", "auth", "daraja", "c2b", "qmoney", "psp_api", "security",
+            "notifications")
 
 # Fixed, public values used only in sandbox mode. Never valid in production.
 SANDBOX_SECRETS: dict[str, dict[str, str]] = {
@@ -283,6 +291,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("qmoney: timeout_seconds and otp_lifetime_seconds must be positive")
     if not 1 <= qmoney.max_otp_attempts <= 10:
         raise ConfigError("qmoney.max_otp_attempts: must be between 1 and 10")
+    if settings.psp_api.rate_limit_per_minute < 0:
+        raise ConfigError("psp_api.rate_limit_per_minute: must be 0 (off) or more")
     _check_pin_key(settings.security.pin_key)
     if not settings.sandbox:
         for section, key in (("auth", "jwt_secret"), ("c2b", "callback_secret"),

@@ -12,10 +12,11 @@ class ApiError(Exception):
     code = "bad_request"
 
     def __init__(self, message: str, details: dict[str, Any] | None = None, *,
-                 code: str | None = None) -> None:
+                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
+        self.headers = headers or {}
         if code is not None:
             self.code = code
 
@@ -51,6 +52,11 @@ class Conflict(ApiError):
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    code = "rate_limited"
 
 
 class ServiceUnavailable(ApiError):

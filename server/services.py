@@ -18,13 +18,18 @@ from server.crypto import PinCipher
 from server.insurance import repository as insurance_repository
 from server.insurance.service import InsureeService, PolicyService, ProductService
 from server.ledger import repository as ledger_repository
+from server.ledger.incoming import IncomingPayments
 from server.ledger.service import LedgerService
 from server.ledger.settlement import Settlement
 from server.money import parse_amount
 from server.mpesa import repository as c2b_repository
+from server.mpesa.allocation import Allocation
 from server.mpesa.rules import ValidationRules
 from server.mpesa.service import C2BService
 from server.notifications import Notifier
+from server.psp_api import repository as psp_api_repository
+from server.psp_api.ratelimit import RateLimiter
+from server.psp_api.service import PspApiService
 from server.psps import repository as psp_repository
 from server.psps.service import PspService
 from server.qmoney.client import QmoneyClient
@@ -33,7 +38,7 @@ from server.store import IndexSpec, Store
 
 INDEXES: list[IndexSpec] = [*auth_repository.INDEXES, *c2b_repository.INDEXES,
                             *insurance_repository.INDEXES, *psp_repository.INDEXES,
-                            *ledger_repository.INDEXES]
+                            *ledger_repository.INDEXES, *psp_api_repository.INDEXES]
 
 
 @dataclass
@@ -72,6 +77,8 @@ class Services:
     ledger: LedgerService
     settlement: Settlement
     debits: DebitService
+    psp_api: PspApiService
+    rate_limiter: RateLimiter
 
 
 def validation_rules(settings: Settings) -> ValidationRules:
@@ -91,25 +98,35 @@ def build_services(settings: Settings, store: Store, providers: Providers | None
                          timedelta(minutes=settings.auth.access_token_minutes),
                          timedelta(hours=settings.auth.refresh_token_hours))
     users = UserRepository(store)
-    c2b = C2BService(c2b_repository.InboxRepository(store),
-                     c2b_repository.C2BPaymentRepository(store), validation_rules(settings),
-                     notifier, clock,
-                     validation_deadline=settings.c2b.validation_deadline_seconds,
-                     validation_fallback=settings.c2b.validation_fallback)
-    insurees = InsureeService(insurance_repository.InsureeRepository(store), clock)
+    insuree_repository = insurance_repository.InsureeRepository(store)
+    insurees = InsureeService(insuree_repository, clock)
     products = ProductService(insurance_repository.ProductRepository(store), clock)
     policy_repository = insurance_repository.PolicyRepository(store)
     policies = PolicyService(policy_repository, insurees, products, clock)
-    psps = PspService(psp_repository.PspRepository(store), users,
+    psp_documents = psp_repository.PspRepository(store)
+    psps = PspService(psp_documents, users,
                       PinCipher(settings.security.pin_key), clock)
     transactions = ledger_repository.TransactionRepository(store)
     ledger = LedgerService(transactions)
     settlement = Settlement(transactions, ledger_repository.PremiumRepository(store),
                             policy_repository, clock)
+    incoming = IncomingPayments(transactions, policy_repository, settlement, clock)
+    c2b_payments = c2b_repository.C2BPaymentRepository(store)
+    c2b = C2BService(c2b_repository.InboxRepository(store), c2b_payments,
+                     validation_rules(settings),
+                     Allocation(c2b_payments, insuree_repository, policies, incoming, clock),
+                     notifier, clock,
+                     validation_deadline=settings.c2b.validation_deadline_seconds,
+                     validation_fallback=settings.c2b.validation_fallback,
+                     validation_matches_policy=settings.c2b.validation_match_policy)
     debits = DebitService(transactions, ledger, policies, insurees, psps,
                           providers.qmoney if providers else None, settlement, clock,
                           otp_lifetime=timedelta(seconds=settings.qmoney.otp_lifetime_seconds),
                           max_otp_attempts=settings.qmoney.max_otp_attempts)
+    psp_api = PspApiService(insurees, policies, psp_documents, transactions, incoming,
+                            psp_api_repository.AuditRepository(store), clock)
     return Services(store=store, notifier=notifier, auth=AuthService(users, tokens, clock),
                     c2b=c2b, insurees=insurees, products=products, policies=policies,
-                    psps=psps, ledger=ledger, settlement=settlement, debits=debits)
+                    psps=psps, ledger=ledger, settlement=settlement, debits=debits,
+                    psp_api=psp_api,
+                    rate_limiter=RateLimiter(settings.psp_api.rate_limit_per_minute, clock))

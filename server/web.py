@@ -62,6 +62,8 @@ class BaseHandler(RequestHandler):
         if isinstance(error, ApiError):
             status_code = error.status
             self.set_status(status_code)
+            for name, value in error.headers.items():
+                self.set_header(name, value)
         self.finish(json.dumps(self.error_body(status_code, error)))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:

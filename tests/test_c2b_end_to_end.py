@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 
 from server.clock import Clock
+from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
 from server.mpesa.client import DarajaClient
 from server.mpesa.registration import register_callback_urls
 
@@ -195,3 +196,145 @@ async def test_registration_is_recorded_by_the_simulator_with_the_secret_urls(sy
     assert registration["ConfirmationURL"].endswith("/api/v1/c2b/confirmation/test-callback")
     assert registration["ResponseType"] == "Completed"
 
+
+
+# --- payments that settle policies ------------------------------------------
+
+async def kenyan_policy(system, chf_id: str = "070707070", amount: str = "1500.00") -> dict:
+    services = system.gateway.services
+    try:
+        await services.products.get("BASIC-KES")
+    except Exception:
+        await services.products.create(ProductCreateSchema().load(
+            {"code": "BASIC-KES", "name": "Basic cover", "price": "1500.00",
+             "currency": "KES"}))
+    try:
+        await services.insurees.get(chf_id)
+    except Exception:
+        await services.insurees.create(InsureeCreateSchema().load(
+            {"chf_id": chf_id, "first_name": "Wanjiru", "last_name": "Kamau"}))
+    return await services.policies.create(PolicyCreateSchema().load(
+        {"chf_id": chf_id, "product_code": "BASIC-KES", "amount": amount,
+         "start_date": "2026-01-01"}))
+
+
+async def operator(system) -> dict[str, str]:
+    services = system.gateway.services
+    await services.auth.create_user("olga", "olga-password", "operator")
+    async with system.http.post(f"{system.gateway.url}/api/v1/auth/token", json={
+            "username": "olga", "password": "olga-password"}) as answer:
+        return {"Authorization": f"Bearer {(await answer.json())['access_token']}"}
+
+
+async def allocate(system, headers, trans_id: str, policy_uuid: str) -> tuple[int, dict]:
+    async with system.http.post(
+            f"{system.gateway.url}/api/v1/c2b/payments/{trans_id}/allocate", headers=headers,
+            json={"policy_uuid": policy_uuid, "note": "account typed wrongly"}) as answer:
+        return answer.status, await answer.json()
+
+
+@pytest.mark.asyncio
+async def test_paybill_payment_to_an_insuree_number_settles_the_policy(system) -> None:
+    policy = await kenyan_policy(system)
+    txn = await system.pay("1500.00", account="070707070")
+    [payment] = await system.payments()
+    assert payment["status"] == "settled" and payment["policy_uuid"] == policy["_id"]
+    assert payment["receipt"]
+    stored = await system.gateway.services.policies.get(policy["_id"])
+    assert stored["status"] == 2
+    transaction = await system.gateway.services.ledger.get(payment["transaction_uuid"])
+    assert transaction["channel"] == "mpesa_c2b"
+    assert transaction["provider_reference"] == txn["trans_id"]
+    assert await system.store.collection("premiums").count_documents({}) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("account", "amount", "reason"), [
+    ("070707070", "1000.00", "amount_mismatch"),
+    ("999999999", "1500.00", "unknown_account"),
+])
+async def test_payment_that_matches_no_policy_is_kept_unmatched(system, account, amount,
+                                                                reason) -> None:
+    policy = await kenyan_policy(system)
+    await system.pay(amount, account=account)
+    [payment] = await system.payments()
+    assert (payment["status"], payment["unmatched_reason"]) == ("unmatched", reason)
+    assert (await system.gateway.services.policies.get(policy["_id"]))["status"] == 1
+
+
+@pytest.mark.asyncio
+async def test_several_candidate_policies_are_left_to_an_operator(system) -> None:
+    await kenyan_policy(system)
+    await kenyan_policy(system)
+    await system.pay("1500.00", account="070707070")
+    [payment] = await system.payments()
+    assert payment["unmatched_reason"] == "several_candidates"
+
+
+@pytest.mark.asyncio
+async def test_operator_allocates_an_unmatched_payment(system) -> None:
+    policy = await kenyan_policy(system)
+    txn = await system.pay("1500.00", account="07070707")          # a digit missing
+    headers = await operator(system)
+    status, body = await allocate(system, headers, txn["trans_id"], policy["_id"])
+    assert status == 200 and body["status"] == "settled"
+    assert body["policy_uuid"] == policy["_id"] and body["receipt"]
+    history = body["allocation_history"]
+    assert [item["status"] for item in history] == ["unmatched", "allocating", "settled"]
+    assert history[1]["by"] == "olga" and history[1]["reason"] == "account typed wrongly"
+    assert (await system.gateway.services.policies.get(policy["_id"]))["status"] == 2
+    status, again = await allocate(system, headers, txn["trans_id"], policy["_id"])
+    assert status == 409 and again["error"]["details"]["status"] == "settled"
+
+
+@pytest.mark.asyncio
+async def test_allocation_needs_the_exact_amount_and_an_idle_policy(system) -> None:
+    policy = await kenyan_policy(system)
+    txn = await system.pay("1000.00", account="070707070")
+    headers = await operator(system)
+    status, body = await allocate(system, headers, txn["trans_id"], policy["_id"])
+    assert status == 400 and body["error"]["code"] == "amount_mismatch"
+    assert body["error"]["details"]["expected"] == "1500.00"
+    right = await kenyan_policy(system, chf_id="080808080", amount="1000.00")
+    await system.gateway.services.policies.update(right["_id"], {"status": 4})
+    status, body = await allocate(system, headers, txn["trans_id"], right["_id"])
+    assert status == 409 and body["error"]["code"] == "policy_not_idle"
+    status, body = await allocate(system, headers, "NOSUCHTX", right["_id"])
+    assert status == 404
+    [payment] = await system.payments()
+    assert payment["status"] == "unmatched"
+
+
+@pytest.mark.asyncio
+async def test_concurrent_allocations_apply_a_payment_once(system) -> None:
+    first = await kenyan_policy(system, chf_id="1")
+    second = await kenyan_policy(system, chf_id="2")
+    txn = await system.pay("1500.00", account="3")
+    headers = await operator(system)
+    results = await asyncio.gather(allocate(system, headers, txn["trans_id"], first["_id"]),
+                                   allocate(system, headers, txn["trans_id"], second["_id"]))
+    assert sorted(status for status, _ in results) == [200, 409]
+    assert await system.store.collection("premiums").count_documents({}) == 1
+    statuses = {(await system.gateway.services.policies.get(p["_id"]))["status"]
+                for p in (first, second)}
+    assert statuses == {1, 2}
+
+
+@pytest.mark.asyncio
+async def test_validation_can_refuse_what_cannot_settle_a_policy(
+        http, start_gateway_with, daraja_sim, store, notifier) -> None:
+    settings = make_settings(daraja={"base_url": daraja_sim.base_url},
+                             c2b={"validation_match_policy": True})
+    gateway = await start_gateway_with(settings)
+    settings = replace(settings, server=replace(settings.server, public_url=gateway.url))
+    system = System(http, gateway, daraja_sim, settings, store, notifier)
+    await system.register()
+    await system.control("POST", "validation", {"enabled": True})
+    await kenyan_policy(system)
+    unknown = await system.pay("1500.00", account="999999999")
+    wrong = await system.pay("1000.00", account="070707070")
+    right = await system.pay("1500.00", account="070707070")
+    assert [txn["deliveries"][0]["answer"]["ResultCode"] for txn in (unknown, wrong, right)] == [
+        "C2B00012", "C2B00013", "0"]
+    [payment] = await system.payments()
+    assert payment["status"] == "settled"

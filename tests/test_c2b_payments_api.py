@@ -41,7 +41,8 @@ async def test_payments_are_listed_newest_first_with_decimal_amounts(
     item = page["items"][1]
     assert item["amount"] == "250.50" and item["currency"] == "KES"
     assert item["trans_time"] == "2024-01-02T05:00:00+00:00"
-    assert item["bill_ref"] == "080808080" and item["status"] == "confirmed"
+    assert item["bill_ref"] == "080808080" and item["status"] == "unmatched"
+    assert item["unmatched_reason"] == "unknown_account"
     assert item["msisdn"] == "2547 ***** 126"
     assert "fingerprint" not in item and "_id" not in item
 
@@ -54,7 +55,7 @@ async def test_payments_are_listed_newest_first_with_decimal_amounts(
     ({"to": "2024-01-02T00:00:00Z"}, ["TX0000001A"]),
     ({"from": "2024-01-01T09:00:00+03:00", "to": "2024-01-03T00:00:00Z"},
      ["TX0000002B"]),
-    ({"status": "confirmed", "limit": "1", "offset": "1"}, ["TX0000002B"]),
+    ({"status": "unmatched", "limit": "1", "offset": "1"}, ["TX0000002B"]),
     ({"needs_review": "true"}, []),
 ])
 async def test_payment_filters(http, gateway, operator_headers, stored, params,

@@ -8,10 +8,10 @@ import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
 from server.clock import Clock
-from server.mpesa.repository import C2BPaymentRepository, InboxRepository
+from server.mpesa.repository import InboxRepository
 from server.mpesa.service import C2BService, InboxUnavailable
 from server.notifications import RecordingNotifier
-from server.services import validation_rules
+from server.services import build_services
 
 from support import FailingPayments, callback_body, make_settings
 
@@ -33,9 +33,15 @@ class FailingInbox(InboxRepository):
 
 
 def service(store, inbox=None, payments=None, deadline=1.0, fallback="accept") -> C2BService:
-    return C2BService(inbox or InboxRepository(store), payments or C2BPaymentRepository(store),
-                      validation_rules(make_settings()), RecordingNotifier(), Clock(),
-                      validation_deadline=deadline, validation_fallback=fallback)
+    """The C2B service as the gateway builds it, with store faults swapped in."""
+    settings = make_settings(c2b={"validation_deadline_seconds": deadline,
+                                  "validation_fallback": fallback})
+    c2b = build_services(settings, store, None, RecordingNotifier(), Clock()).c2b
+    if inbox is not None:
+        c2b.inbox = inbox
+    if payments is not None:
+        c2b.payments = c2b.allocation.payments = payments
+    return c2b
 
 
 @pytest.mark.asyncio

@@ -8,6 +8,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from server.clock import Clock
 from server.insurance.repository import ACTIVE, IDLE, PolicyRepository
+from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
 from server.ledger.repository import PremiumRepository, TransactionRepository
 from server.ledger.settlement import Settlement
 
@@ -105,3 +106,24 @@ async def test_policy_paid_by_another_transaction_is_not_activated_twice(store) 
     assert refused["settlement"] == {"status": "refused", "reason": "policy_not_idle",
                                      "settled_at": refused["settlement"]["settled_at"]}
     assert await store.collection("premiums").count_documents({}) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_succeeded_payment_holds_the_policy_until_it_is_settled(store) -> None:
+    """Otherwise a second payment could see the policy still idle and be taken too."""
+    first = await make_case(store)
+    transactions = TransactionRepository(store)
+    await store.collection("transactions").update_one(
+        {"_id": first["_id"]}, {"$set": {"status": "processing", "open": True}})
+    await transactions.transition(first["_id"], "processing", "succeeded",
+                                  datetime.now(UTC))
+    incoming = IncomingPayments(transactions, PolicyRepository(store), settlement(store),
+                                Clock())
+    policy = await store.collection("policies").find_one({"_id": first["policy_uuid"]})
+    second = incoming.new_transaction(str(uuid.uuid4()), "psp_api", policy, "psp", "REF-2",
+                                      "afrimoney")
+    with pytest.raises(PolicyBusy):
+        await incoming.record(second)
+    await settlement(store).settle_pending()
+    with pytest.raises(PolicyNotPayable):
+        await incoming.record({**second, "_id": str(uuid.uuid4())})

@@ -20,6 +20,9 @@ INDEXES: list[IndexSpec] = [
     (INSUREES, [("chf_id", 1)], {"unique": True}),
     (PRODUCTS, [("code", 1)], {"unique": True}),
     (POLICIES, [("chf_id", 1), ("status", 1)], {}),
+    # Opaque per-policy token handed to payment providers instead of the policy id.
+    (POLICIES, [("payment_token", 1)],
+     {"unique": True, "partialFilterExpression": {"payment_token": {"$type": "string"}}}),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import Any
 
@@ -9,6 +10,7 @@ from server.clock import Clock
 from server.documents import DuplicateDocument
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.insurance.repository import (
+    IDLE,
     InsureeRepository,
     PolicyRepository,
     ProductRepository,
@@ -114,6 +116,7 @@ class PolicyService:
                  else product["price"])
         now = self.clock.now()
         document = {"_id": str(uuid.uuid4()), "chf_id": data["chf_id"],
+                    "payment_token": secrets.token_urlsafe(18),
                     "product_code": product["code"], "product_name": product["name"],
                     "value": value, "currency": currency, "status": data["status"],
                     **_dates({key: data[key] for key in ("start_date", "expiry_date")
@@ -130,6 +133,15 @@ class PolicyService:
     async def list(self, filters: dict[str, Any], limit: int, offset: int) -> Page:
         return await self.policies.page(filters, [("chf_id", 1), ("created_at", 1)], limit,
                                         offset)
+
+    async def idle_of(self, chf_id: str) -> list[dict[str, Any]]:
+        """The policies of an insuree that await payment."""
+        items, _ = await self.policies.page({"chf_id": chf_id, "status": IDLE},
+                                            [("created_at", 1)], 100, 0)
+        return items
+
+    async def by_payment_token(self, token: str) -> dict[str, Any] | None:
+        return await self.policies.find_one({"payment_token": token})
 
     async def update(self, policy_uuid: str, changes: dict[str, Any]) -> dict[str, Any]:
         policy = await self.get(policy_uuid)

@@ -22,6 +22,10 @@ INDEXES: list[IndexSpec] = [
       "name": "one_open_transaction_per_policy"}),
     (TRANSACTIONS, [("created_at", DESCENDING)], {}),
     (TRANSACTIONS, [("status", 1), ("updated_at", 1)], {}),
+    # A provider's reference is used once per provider (PSP API idempotency key).
+    (TRANSACTIONS, [("psp_uuid", 1), ("provider_reference", 1)],
+     {"unique": True, "partialFilterExpression": {"channel": "psp_api"},
+      "name": "one_payment_per_psp_reference"}),
     (PREMIUMS, [("transaction_uuid", 1)], {"unique": True}),
 ]
 
@@ -36,7 +40,7 @@ class TransactionRepository(DocumentRepository):
         """Compare-and-set current -> target with a history entry; None if not in `current`."""
         states.check(current, target)
         update: dict[str, Any] = {
-            "$set": {"status": target, "open": target in states.OPEN, "updated_at": at,
+            "$set": {"status": target, "open": states.holds_policy(target), "updated_at": at,
                      **(changes or {})},
             "$push": {"history": {"from": current, "to": target, "at": at, "reason": reason,
                                   "actor": actor}},
@@ -49,8 +53,9 @@ class TransactionRepository(DocumentRepository):
 
     async def record_settlement(self, transaction_uuid: str,
                                 settlement: dict[str, Any]) -> dict[str, Any] | None:
+        """Settled (or refused): the policy is released for other payments."""
         return await self.collection.find_one_and_update(
-            {"_id": transaction_uuid}, {"$set": {"settlement": settlement}},
+            {"_id": transaction_uuid}, {"$set": {"settlement": settlement, "open": False}},
             return_document=ReturnDocument.AFTER)
 
     async def unsettled(self, limit: int) -> list[dict[str, Any]]:

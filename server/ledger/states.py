@@ -12,8 +12,15 @@ EXPIRED = "expired"       # the OTP was never entered in time
 
 STATES = (INITIATED, OTP_SENT, PROCESSING, SUCCEEDED, FAILED, UNKNOWN, EXPIRED)
 
-# A policy has at most one open transaction: it blocks a second debit for it.
+# A policy has at most one open transaction: it blocks a second payment of it.
 OPEN = frozenset({INITIATED, OTP_SENT, PROCESSING, UNKNOWN})
+
+
+def holds_policy(state: str) -> bool:
+    """Open states hold the policy, and so does `succeeded` until its settlement is
+    recorded: releasing it earlier would let a second payment see the policy still
+    idle and be taken too."""
+    return state in OPEN or state == SUCCEEDED
 
 ALLOWED: dict[str, frozenset[str]] = {
     INITIATED: frozenset({OTP_SENT, FAILED}),

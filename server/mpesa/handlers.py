@@ -8,7 +8,7 @@ from typing import Any
 
 from server.errors import ApiError, Forbidden, NotFound, ServiceUnavailable
 from server.mpesa.rules import OTHER_ERROR
-from server.mpesa.schemas import PaymentQuerySchema, render_payment
+from server.mpesa.schemas import AllocateRequestSchema, PaymentQuerySchema, render_payment
 from server.mpesa.service import InboxUnavailable
 from server.schemas import page_body
 from server.web import BaseHandler, in_networks
@@ -87,3 +87,12 @@ class PaymentHandler(BaseHandler):
             raise NotFound(f"no C2B payment with TransID {trans_id}")
         self.write_json(render_payment(payment))
 
+
+class AllocateHandler(BaseHandler):
+    async def post(self, trans_id: str) -> None:
+        """An operator applies an unmatched payment to a policy."""
+        identity = await self.require_role("operator", "admin")
+        request = self.load_json(AllocateRequestSchema())
+        payment = await self.settings["services"].c2b.allocate(
+            trans_id, request["policy_uuid"], identity.username, request["note"])
+        self.write_json(render_payment(payment))

@@ -21,6 +21,7 @@ INDEXES: list[IndexSpec] = [
     (PAYMENTS, [("trans_id", 1)], {"unique": True}),
     (PAYMENTS, [("trans_time", DESCENDING)], {}),
     (PAYMENTS, [("bill_ref", 1), ("trans_time", DESCENDING)], {}),
+    (PAYMENTS, [("status", 1), ("trans_time", DESCENDING)], {}),
 ]
 
 # Inbox states. `received` is written before any processing, so an entry still
@@ -110,6 +111,18 @@ class C2BPaymentRepository:
 
     async def get(self, trans_id: str) -> dict[str, Any] | None:
         return await self.collection.find_one({"trans_id": trans_id})
+
+    async def move(self, trans_id: str, current: tuple[str, ...], target: str, at: datetime,
+                   changes: dict[str, Any] | None = None,
+                   event: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Compare-and-set of the payment's status; None when it was not in `current`."""
+        update: dict[str, Any] = {"$set": {"status": target, "updated_at": at,
+                                           **(changes or {})}}
+        if event is not None:
+            update["$push"] = {"allocation_history": {**event, "status": target, "at": at}}
+        return await self.collection.find_one_and_update(
+            {"trans_id": trans_id, "status": {"$in": list(current)}}, update,
+            return_document=ReturnDocument.AFTER)
 
     async def page(self, query: dict[str, Any], limit: int,
                    offset: int) -> tuple[list[dict[str, Any]], int]:

@@ -10,9 +10,9 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from server.money import format_amount
-from server.schemas import PageQuerySchema
+from server.schemas import PageQuerySchema, StrictSchema
 
-PAYMENT_STATUSES = ("confirmed",)
+PAYMENT_STATUSES = ("confirmed", "allocating", "settled", "unmatched")
 NAIROBI = timezone(timedelta(hours=3), "EAT")
 
 
@@ -97,6 +97,11 @@ class PaymentQuerySchema(PageQuerySchema):
     needs_review = fields.Boolean()
 
 
+class AllocateRequestSchema(StrictSchema):
+    policy_uuid = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    note = fields.String(load_default="", validate=validate.Length(max=500))
+
+
 def render_payment(document: dict[str, Any]) -> dict[str, Any]:
     """A stored C2B payment as the API shows it."""
     return {
@@ -112,6 +117,14 @@ def render_payment(document: dict[str, Any]) -> dict[str, Any]:
         "trans_time": document["trans_time"].astimezone(UTC).isoformat(),
         "received_at": document["received_at"].astimezone(UTC).isoformat(),
         "status": document["status"],
+        "unmatched_reason": document.get("unmatched_reason"),
+        "policy_uuid": document.get("policy_uuid"),
+        "transaction_uuid": document.get("transaction_uuid"),
+        "receipt": document.get("receipt"),
+        "allocation_history": [
+            {"status": item["status"], "by": item["by"], "reason": item["reason"],
+             "policy_uuid": item["policy_uuid"], "at": item["at"].astimezone(UTC).isoformat()}
+            for item in document.get("allocation_history", [])],
         "review": [{"inbox_id": item["inbox_id"], "reason": item["reason"],
                     "at": item["at"].astimezone(UTC).isoformat()}
                    for item in document.get("review", [])],

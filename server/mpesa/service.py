@@ -14,10 +14,13 @@ from marshmallow import ValidationError
 from server.clock import Clock
 from server.money import AmountError, format_amount, parse_amount
 from server.mpesa import repository as repo
+from server.mpesa.allocation import CONFIRMED, Allocation
 from server.mpesa.repository import C2BPaymentRepository, InboxRepository, InsertOutcome
 from server.mpesa.rules import (
     ACCEPTED,
     CONFIRMATION_RECEIVED,
+    INVALID_ACCOUNT,
+    INVALID_AMOUNT,
     OTHER_ERROR,
     ValidationRules,
     rejected,
@@ -58,11 +61,14 @@ def fingerprint(callback: C2BCallback, amount: int) -> str:
 
 class C2BService:
     def __init__(self, inbox: InboxRepository, payments: C2BPaymentRepository,
-                 rules: ValidationRules, notifier: Notifier, clock: Clock, *,
-                 validation_deadline: float, validation_fallback: str) -> None:
+                 rules: ValidationRules, allocation: Allocation, notifier: Notifier,
+                 clock: Clock, *, validation_deadline: float, validation_fallback: str,
+                 validation_matches_policy: bool = False) -> None:
         self.inbox = inbox
         self.payments = payments
         self.rules = rules
+        self.allocation = allocation
+        self.validation_matches_policy = validation_matches_policy
         self.notifier = notifier
         self.clock = clock
         self.validation_deadline = validation_deadline
@@ -106,11 +112,24 @@ class C2BService:
                                   answer=answer, errors=err.messages)
             return answer
         code = self.rules.check(callback)
+        if code is None and self.validation_matches_policy:
+            code = await self._policy_check(callback)
         answer = ACCEPTED if code is None else rejected(code)
         await self.inbox.mark(entry["_id"], repo.PROCESSED, self.clock.now(),
                               trans_id=callback.trans_id, answer=answer)
         log.info("validation trans_id=%s answer=%s", callback.trans_id, answer["ResultCode"])
         return answer
+
+    async def _policy_check(self, callback: C2BCallback) -> str | None:
+        """Reject what cannot settle a policy; several candidates are accepted and
+        left to an operator."""
+        if callback.transaction_type.lower() == "buy goods":
+            return None
+        amount = parse_amount(callback.trans_amount, self.rules.currency)
+        _, reason = await self.allocation.candidate(callback.bill_ref, amount,
+                                                    self.rules.currency)
+        return {"unknown_account": INVALID_ACCOUNT, "no_idle_policy": INVALID_AMOUNT,
+                "amount_mismatch": INVALID_AMOUNT}.get(reason)
 
     async def confirm(self, raw: bytes, source_ip: str, headers: dict[str, str]) -> dict:
         """Record a confirmation exactly once. The money has moved: never refuse it.
@@ -157,6 +176,8 @@ class C2BService:
         outcome, stored = await self.payments.insert_once(payment)
         if outcome is InsertOutcome.NEW:
             await self._notify(stored)      # before the mark: a replay will not notify again
+        if outcome is InsertOutcome.NEW or stored["inbox_id"] == entry_id:
+            await self.allocation.auto(stored)
         if outcome is InsertOutcome.CONFLICT:
             await self.payments.flag_for_review(callback.trans_id, entry_id,
                                                 "conflicting_duplicate", now)
@@ -201,7 +222,7 @@ class C2BService:
             "msisdn": callback.msisdn,
             "msisdn_form": msisdn_form(callback.msisdn),
             "payer_name": " ".join(name for name in names if name),
-            "status": "confirmed",
+            "status": CONFIRMED,
             "fingerprint": fingerprint(callback, amount),
             "inbox_id": entry_id,
             "received_at": received_at,
@@ -246,6 +267,10 @@ class C2BService:
         return results
 
     # --- reads ----------------------------------------------------------
+
+    async def allocate(self, trans_id: str, policy_uuid: str, actor: str,
+                       note: str) -> dict[str, Any]:
+        return await self.allocation.allocate(trans_id, policy_uuid, actor, note)
 
     async def get_payment(self, trans_id: str) -> dict[str, Any] | None:
         return await self.payments.get(trans_id)

@@ -1,0 +1,157 @@
+"""Applying confirmed C2B payments to policies.
+
+A paybill payment whose account number (BillRefNumber) is an insuree number
+with exactly one idle policy of exactly that amount settles that policy.
+Otherwise it is `unmatched` with the reason, for an operator to allocate.
+
+Payment statuses: confirmed -> allocating -> settled | unmatched; unmatched ->
+allocating (operator) -> ... `allocating` is a compare-and-set claim, so one
+payment is never applied twice; an allocation cut off by a crash is resumed from
+the policy it recorded."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from server.clock import Clock
+from server.errors import Conflict, NotFound, ValidationFailed
+from server.insurance.repository import IDLE, InsureeRepository
+from server.insurance.service import PolicyService
+from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
+from server.money import format_amount
+from server.mpesa.repository import C2BPaymentRepository
+
+log = logging.getLogger("gateway.c2b")
+
+CHANNEL = "mpesa_c2b"
+CONFIRMED, ALLOCATING, SETTLED, UNMATCHED = "confirmed", "allocating", "settled", "unmatched"
+# Transaction ids are derived from (TransID, policy): a re-run finds its own transaction.
+_TRANSACTION_IDS = uuid.UUID("5f1c9a3e-8a57-4c0e-9d0b-6c1b2f7f4e21")
+
+
+def transaction_id(trans_id: str, policy_uuid: str) -> str:
+    return str(uuid.uuid5(_TRANSACTION_IDS, f"{CHANNEL}:{trans_id}:{policy_uuid}"))
+
+
+class Allocation:
+    def __init__(self, payments: C2BPaymentRepository, insurees: InsureeRepository,
+                 policies: PolicyService, incoming: IncomingPayments, clock: Clock) -> None:
+        self.payments = payments
+        self.insurees = insurees
+        self.policies = policies
+        self.incoming = incoming
+        self.clock = clock
+
+    async def candidate(self, bill_ref: str, amount: int,
+                        currency: str) -> tuple[dict[str, Any] | None, str]:
+        """The one policy the account number and amount point to, or the reason why none."""
+        if not bill_ref or await self.insurees.find_one({"chf_id": bill_ref}) is None:
+            return None, "unknown_account"
+        idle = await self.policies.idle_of(bill_ref)
+        if not idle:
+            return None, "no_idle_policy"
+        same = [policy for policy in idle
+                if policy["value"] == amount and policy["currency"] == currency]
+        if not same:
+            return None, "amount_mismatch"
+        if len(same) > 1:
+            return None, "several_candidates"
+        return same[0], ""
+
+    async def auto(self, payment: dict[str, Any]) -> dict[str, Any]:
+        """Match a newly confirmed payment (or resume one cut off while allocating)."""
+        if payment["status"] == ALLOCATING:
+            return await self._complete(payment)
+        if payment["status"] != CONFIRMED:
+            return payment
+        policy, reason = await self.candidate(payment["bill_ref"], payment["amount"],
+                                              payment["currency"])
+        now = self.clock.now()
+        if policy is None:
+            log.info("c2b_unmatched trans_id=%s reason=%s", payment["trans_id"], reason)
+            moved = await self.payments.move(
+                payment["trans_id"], (CONFIRMED,), UNMATCHED, now,
+                {"unmatched_reason": reason},
+                {"by": "system", "reason": reason, "policy_uuid": None})
+        else:
+            moved = await self._claim(payment["trans_id"], (CONFIRMED,), policy["_id"],
+                                      "system", "matched by account number")
+            if moved is not None:
+                return await self._complete(moved)
+        return moved or await self.payments.get(payment["trans_id"])
+
+    async def allocate(self, trans_id: str, policy_uuid: str, actor: str,
+                       note: str) -> dict[str, Any]:
+        """An operator applies an unmatched payment to a policy."""
+        payment = await self.payments.get(trans_id)
+        if payment is None:
+            raise NotFound(f"no C2B payment with TransID {trans_id}")
+        if payment["status"] not in (UNMATCHED, CONFIRMED):
+            raise Conflict(f"the payment is {payment['status']}",
+                           {"status": payment["status"]}, code="invalid_state")
+        policy = await self.policies.get(policy_uuid)
+        if policy["status"] != IDLE:
+            raise Conflict("the policy is not awaiting payment", {"status": policy["status"]},
+                           code="policy_not_idle")
+        if (policy["value"], policy["currency"]) != (payment["amount"], payment["currency"]):
+            expected = format_amount(policy["value"], policy["currency"])
+            paid = format_amount(payment["amount"], payment["currency"])
+            raise ValidationFailed(
+                f"the payment ({paid} {payment['currency']}) does not equal the policy's "
+                f"value ({expected} {policy['currency']})",
+                {"expected": expected, "currency": policy["currency"]},
+                code="amount_mismatch")
+        claimed = await self._claim(trans_id, (UNMATCHED, CONFIRMED), policy_uuid, actor,
+                                    note)
+        if claimed is None:
+            current = await self.payments.get(trans_id)
+            raise Conflict(f"the payment is {current['status']}",
+                           {"status": current["status"]}, code="invalid_state")
+        result = await self._complete(claimed)
+        if result["status"] != SETTLED:
+            raise Conflict(f"the payment could not be applied: {result['unmatched_reason']}",
+                           {"reason": result["unmatched_reason"]}, code="not_allocated")
+        return result
+
+    async def _claim(self, trans_id: str, current: tuple[str, ...], policy_uuid: str,
+                     actor: str, note: str) -> dict[str, Any] | None:
+        return await self.payments.move(
+            trans_id, current, ALLOCATING, self.clock.now(),
+            {"allocation": {"policy_uuid": policy_uuid, "by": actor}},
+            {"by": actor, "reason": note, "policy_uuid": policy_uuid})
+
+    async def _complete(self, payment: dict[str, Any]) -> dict[str, Any]:
+        policy_uuid = payment["allocation"]["policy_uuid"]
+        actor = payment["allocation"]["by"]
+        policy = await self.policies.get(policy_uuid)
+        transaction = self.incoming.new_transaction(
+            transaction_id(payment["trans_id"], policy_uuid), CHANNEL, policy, None,
+            payment["trans_id"], actor, payer=payment["msisdn"])
+        reason = ""
+        try:
+            recorded = await self.incoming.record(transaction)
+        except PolicyBusy:
+            reason = "payment_in_progress"
+        except PolicyNotPayable:
+            reason = "policy_not_idle"
+        else:
+            if recorded["settlement"]["status"] != "settled":
+                reason = recorded["settlement"].get("reason") or "not_settled"
+        now = self.clock.now()
+        if reason:
+            log.info("c2b_unmatched trans_id=%s reason=%s", payment["trans_id"], reason)
+            moved = await self.payments.move(
+                payment["trans_id"], (ALLOCATING,), UNMATCHED, now,
+                {"unmatched_reason": reason, "allocation": None},
+                {"by": actor, "reason": reason, "policy_uuid": policy_uuid})
+        else:
+            log.info("c2b_settled trans_id=%s policy=%s", payment["trans_id"], policy_uuid)
+            moved = await self.payments.move(
+                payment["trans_id"], (ALLOCATING,), SETTLED, now,
+                {"unmatched_reason": None, "policy_uuid": policy_uuid,
+                 "transaction_uuid": recorded["_id"],
+                 "receipt": recorded["settlement"]["receipt"]},
+                {"by": actor, "reason": "settled", "policy_uuid": policy_uuid})
+        return moved or await self.payments.get(payment["trans_id"])

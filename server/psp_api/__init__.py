@@ -1,0 +1,1 @@
+"""The API external payment providers call: verify an insuree, pay a policy."""

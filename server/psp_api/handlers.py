@@ -1,0 +1,73 @@
+"""GET /api/v1/insurees/<chf_id>/policies and POST /api/v1/payments for providers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from server.errors import TooManyRequests
+from server.psp_api.schemas import PaymentRequestSchema, render_payment, render_verification
+from server.web import BaseHandler
+
+log = logging.getLogger("gateway.psp_api")
+
+
+class ProviderHandler(BaseHandler):
+    """Only users linked to an active external-API PSP; per-PSP rate limit; audited."""
+
+    psp: dict[str, Any] | None = None
+    answer: Any = None
+    _audits: set[asyncio.Task] = set()
+
+    async def prepare(self) -> None:
+        super().prepare()
+        identity = await self.require_role("psp")
+        self.psp = await self.settings["services"].psp_api.provider_of(identity)
+        wait = self.settings["services"].rate_limiter.retry_after(self.psp["_id"])
+        if wait is not None:
+            raise TooManyRequests(f"too many requests; retry in {wait} s",
+                                  {"retry_after": wait}, headers={"Retry-After": str(wait)})
+
+    def write_json(self, body: Any, status: int = 200) -> None:
+        self.answer = body
+        super().write_json(body, status)
+
+    def error_body(self, status: int, error: BaseException | None) -> dict[str, Any]:
+        self.answer = super().error_body(status, error)
+        return self.answer
+
+    def on_finish(self) -> None:
+        """Record the request and the answer (no credentials are in either)."""
+        try:
+            body = json.loads(self.request.body) if self.request.body else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            body = self.request.body[:2048].decode("utf-8", errors="replace")
+        entry = {"psp_uuid": self.psp["_id"] if self.psp else None,
+                 "user": self.identity.username if self.identity else None,
+                 "request_id": getattr(self, "request_id", None),
+                 "method": self.request.method, "path": self.request.path, "request": body,
+                 "status": self.get_status(), "answer": self.answer}
+        task = asyncio.ensure_future(self.settings["services"].psp_api.record_audit(entry))
+        self._audits.add(task)
+        task.add_done_callback(self._audit_done)
+
+    def _audit_done(self, task: asyncio.Task) -> None:
+        self._audits.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("audit_write_failed error=%r", task.exception())
+
+
+class VerifyInsureeHandler(ProviderHandler):
+    async def get(self, chf_id: str) -> None:
+        insuree, policies = await self.settings["services"].psp_api.verify(chf_id)
+        self.write_json(render_verification(insuree, policies))
+
+
+class ProviderPaymentHandler(ProviderHandler):
+    async def post(self) -> None:
+        request = self.load_json(PaymentRequestSchema())
+        status, transaction = await self.settings["services"].psp_api.pay(
+            self.psp, request, self.identity.username)
+        self.write_json(render_payment(transaction), status=status)

@@ -1,0 +1,20 @@
+"""Audit trail of the payment-provider API: every request and answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import DESCENDING
+
+from server.store import IndexSpec, Store
+
+AUDIT = "psp_audit"
+INDEXES: list[IndexSpec] = [(AUDIT, [("psp_uuid", 1), ("at", DESCENDING)], {})]
+
+
+class AuditRepository:
+    def __init__(self, store: Store) -> None:
+        self.collection = store.collection(AUDIT)
+
+    async def add(self, entry: dict[str, Any]) -> None:
+        await self.collection.insert_one(entry)

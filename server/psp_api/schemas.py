@@ -1,0 +1,71 @@
+"""Wire formats of the payment-provider API."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate
+
+from server.insurance.schemas import CHF_ID
+from server.money import format_amount
+from server.schemas import StrictSchema, iso_day, iso_stamp
+
+MAX_JSON_EXT_BYTES = 4096
+
+
+class PolicyReferenceSchema(StrictSchema):
+    token = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    product_code = fields.String(required=True, validate=validate.Length(min=1, max=20))
+    product_name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+
+
+def _small_json(value: dict[str, Any]) -> None:
+    if len(json.dumps(value)) > MAX_JSON_EXT_BYTES:
+        raise ValidationError(f"must be at most {MAX_JSON_EXT_BYTES} bytes of JSON")
+
+
+class PaymentRequestSchema(StrictSchema):
+    chf_id = fields.String(required=True, validate=CHF_ID)
+    amount = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    psp_transaction_id = fields.String(required=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9._:/-]{1,64}$", error="1-64 letters, digits or . _ : / -"))
+    policy = fields.Nested(PolicyReferenceSchema, required=True)
+    json_ext = fields.Dict(keys=fields.String(), load_default=None, allow_none=True,
+                           validate=_small_json)
+
+
+def render_verification(insuree: dict[str, Any], policies: list[dict[str, Any]]) -> dict:
+    body: dict[str, Any] = {
+        "chf_id": insuree["chf_id"], "first_name": insuree["first_name"],
+        "last_name": insuree["last_name"],
+        "policies": [{"token": policy["payment_token"], "product_code": policy["product_code"],
+                      "product_name": policy["product_name"],
+                      "amount": format_amount(policy["value"], policy["currency"]),
+                      "currency": policy["currency"], "status": policy["status"]}
+                     for policy in policies],
+    }
+    if not policies:
+        body["message"] = "the insuree has no policy awaiting payment"
+    return body
+
+
+def render_payment(transaction: dict[str, Any]) -> dict[str, Any]:
+    settlement = transaction["settlement"]
+    return {
+        "payment_id": transaction["_id"],
+        "psp_transaction_id": transaction["provider_reference"],
+        "status": transaction["status"],
+        "chf_id": transaction["chf_id"],
+        "amount": format_amount(transaction["amount"], transaction["currency"]),
+        "currency": transaction["currency"],
+        "receipt": settlement["receipt"],
+        "premium": {"uuid": settlement["premium_uuid"],
+                    "amount": format_amount(transaction["amount"], transaction["currency"]),
+                    "currency": transaction["currency"],
+                    "pay_date": iso_stamp(transaction["paid_at"].astimezone(UTC)),
+                    "pay_type": "M"},
+        "policy": {"status": settlement["policy_status"],
+                   "effective_date": iso_day(settlement["effective_date"])},
+    }

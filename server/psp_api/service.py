@@ -1,0 +1,156 @@
+"""Rules of the payment-provider API: who may call it, verify, and idempotent payment.
+
+A payment is idempotent on (PSP, psp_transaction_id): a replay with the same
+content answers the first outcome; the same id with other content is a 409 and
+changes nothing. The money has already been taken by the provider, so the
+payment is recorded through the ledger's incoming payments and settled."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from server.auth.service import Identity
+from server.clock import Clock
+from server.errors import ApiError, Conflict, Forbidden, ValidationFailed
+from server.insurance.repository import IDLE
+from server.insurance.service import InsureeService, PolicyService
+from server.ledger import states
+from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
+from server.ledger.repository import TransactionRepository
+from server.money import AmountError, format_amount, parse_amount
+from server.psp_api.repository import AuditRepository
+from server.psps.repository import PspRepository
+
+CHANNEL = "psp_api"
+# A concurrent identical request waits this long for the first one to finish.
+REPLAY_WAIT_SECONDS = 5.0
+
+
+def fingerprint(request: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+class PspApiService:
+    def __init__(self, insurees: InsureeService, policies: PolicyService, psps: PspRepository,
+                 transactions: TransactionRepository, incoming: IncomingPayments,
+                 audit: AuditRepository, clock: Clock) -> None:
+        self.insurees = insurees
+        self.policies = policies
+        self.psps = psps
+        self.transactions = transactions
+        self.incoming = incoming
+        self.audit = audit
+        self.clock = clock
+
+    async def provider_of(self, identity: Identity) -> dict[str, Any]:
+        """The active external-API PSP linked to this user, or 403."""
+        psp = await self.psps.find_one({"username": identity.username})
+        if psp is None or not psp["is_external_api"]:
+            raise Forbidden("this user is not linked to a payment provider", code="not_a_psp")
+        if not psp["active"]:
+            raise Forbidden("the payment provider is inactive", code="psp_inactive")
+        return psp
+
+    async def verify(self, chf_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        insuree = await self.insurees.get(chf_id)
+        return insuree, await self.policies.idle_of(chf_id)
+
+    async def pay(self, psp: dict[str, Any], request: dict[str, Any],
+                  actor: str) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, settled transaction): 201 when new, 200 for a replay."""
+        digest = fingerprint(request)
+        existing = await self._existing(psp, request)
+        if existing is not None:
+            return 200, await self._replay(existing, digest)
+        policy = await self._check(psp, request)
+        transaction = self.incoming.new_transaction(
+            str(uuid.uuid4()), CHANNEL, policy, psp["_id"], request["psp_transaction_id"],
+            actor, request_fingerprint=digest, json_ext=request["json_ext"])
+        try:
+            recorded = await self.incoming.record(transaction)
+        except PolicyBusy:
+            existing = await self._existing(psp, request)
+            if existing is not None:        # the same request, sent concurrently
+                return 200, await self._replay(existing, digest)
+            raise Conflict("another payment of this policy is in progress",
+                           code="payment_in_progress") from None
+        except PolicyNotPayable:
+            raise _not_idle() from None
+        return 201, self._settled(recorded)
+
+    async def record_audit(self, entry: dict[str, Any]) -> None:
+        await self.audit.add({"_id": str(uuid.uuid4()), "at": self.clock.now(), **entry})
+
+    async def _existing(self, psp: dict[str, Any], request: dict[str, Any]) -> dict | None:
+        return await self.transactions.find_one({
+            "channel": CHANNEL, "psp_uuid": psp["_id"],
+            "provider_reference": request["psp_transaction_id"]})
+
+    async def _check(self, psp: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+        insuree = await self.insurees.get(request["chf_id"])
+        reference = request["policy"]
+        policy = await self.policies.by_payment_token(reference["token"])
+        if policy is None or policy["chf_id"] != insuree["chf_id"]:
+            raise ValidationFailed("the policy token does not belong to this insuree",
+                                   code="invalid_policy_token")
+        if policy["status"] != IDLE:
+            raise _not_idle(policy["status"])
+        if (reference["product_code"], reference["product_name"]) != (
+                policy["product_code"], policy["product_name"]):
+            raise ValidationFailed(
+                "product code or name does not match the policy",
+                {"product_code": policy["product_code"],
+                 "product_name": policy["product_name"]}, code="product_mismatch")
+        if psp["currency"] != policy["currency"]:
+            raise ValidationFailed(f"the policy is paid in {policy['currency']}, this provider "
+                                   f"settles in {psp['currency']}", code="currency_mismatch")
+        try:
+            amount = parse_amount(request["amount"], policy["currency"])
+        except AmountError as err:
+            raise ValidationFailed(str(err), {"fields": {"amount": [str(err)]}},
+                                   code="invalid_amount") from None
+        if amount != policy["value"]:
+            expected = format_amount(policy["value"], policy["currency"])
+            word = "small" if amount < policy["value"] else "large"
+            raise ValidationFailed(f"amount too {word}: the policy costs {expected} "
+                                   f"{policy['currency']}",
+                                   {"expected": expected, "currency": policy["currency"]},
+                                   code=f"amount_too_{word}")
+        return policy
+
+    async def _replay(self, existing: dict[str, Any], digest: str) -> dict[str, Any]:
+        if existing.get("request_fingerprint") != digest:
+            raise Conflict("this psp_transaction_id was already used for a different payment",
+                           {"payment_id": existing["_id"]}, code="duplicate_transaction_id")
+        try:
+            async with asyncio.timeout(REPLAY_WAIT_SECONDS):
+                while existing["status"] == states.PROCESSING or (
+                        existing["status"] == states.SUCCEEDED
+                        and not existing.get("settlement")):
+                    await asyncio.sleep(0.05)
+                    existing = await self.transactions.find_one({"_id": existing["_id"]})
+        except TimeoutError:
+            raise Conflict("the first request with this psp_transaction_id is still being "
+                           "processed; retry later", {"payment_id": existing["_id"]},
+                           code="payment_in_progress") from None
+        if existing["status"] == states.FAILED:
+            raise _not_idle()
+        return self._settled(existing)
+
+    @staticmethod
+    def _settled(transaction: dict[str, Any]) -> dict[str, Any]:
+        if transaction["settlement"]["status"] != "settled":
+            raise Conflict("the payment was received but could not be applied to the policy",
+                           {"payment_id": transaction["_id"]}, code="not_settled")
+        return transaction
+
+
+def _not_idle(status: int | None = None) -> ApiError:
+    return Conflict("the policy is not awaiting payment",
+                    {"status": status} if status is not None else {}, code="policy_not_idle")
+
+

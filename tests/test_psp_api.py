@@ -1,0 +1,301 @@
+"""The payment-provider API over HTTP: access, verify, idempotent payment, audit."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+import pytest_asyncio
+
+from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
+from server.psps.schemas import PspCreateSchema
+
+from support import TEST_ENV, make_settings
+
+
+class Provider:
+    def __init__(self, http, gateway, headers, psp) -> None:
+        self.http, self.gateway, self.headers, self.psp = http, gateway, headers, psp
+
+    async def call(self, method: str, path: str, body=None, headers=None) -> tuple[int, dict]:
+        async with self.http.request(method, self.gateway.url + path, json=body,
+                                     headers=self.headers if headers is None else headers
+                                     ) as answer:
+            self.last_headers = answer.headers
+            return answer.status, await answer.json()
+
+    async def verify(self, chf_id: str) -> tuple[int, dict]:
+        return await self.call("GET", f"/api/v1/insurees/{chf_id}/policies")
+
+    async def pay(self, body: dict, headers=None) -> tuple[int, dict]:
+        return await self.call("POST", "/api/v1/payments", body, headers)
+
+
+async def provider_user(gateway, http, name: str, *, currency: str = "GMD",
+                        active: bool = True) -> Provider:
+    services = gateway.services
+    await services.auth.create_user(name, f"{name}-password", "psp")
+    psp = await services.psps.create(PspCreateSchema().load({
+        "name": name.title(), "kind": "external", "account": f"{name}-account",
+        "currency": currency, "is_external_api": True, "username": name, "active": active}))
+    async with http.post(f"{gateway.url}/api/v1/auth/token",
+                         json={"username": name, "password": f"{name}-password"}) as answer:
+        token = (await answer.json())["access_token"]
+    return Provider(http, gateway, {"Authorization": f"Bearer {token}"}, psp)
+
+
+async def idle_policy(gateway, chf_id: str, amount: str = "500.00",
+                      product: str = "BASIC-GMD") -> dict:
+    services = gateway.services
+    try:
+        await services.insurees.get(chf_id)
+    except Exception:
+        await services.insurees.create(InsureeCreateSchema().load(
+            {"chf_id": chf_id, "first_name": "Awa", "last_name": "Jallow"}))
+    return await services.policies.create(PolicyCreateSchema().load(
+        {"chf_id": chf_id, "product_code": product, "amount": amount,
+         "start_date": "2026-01-01"}))
+
+
+@pytest_asyncio.fixture
+async def afrimoney(http, gateway) -> Provider:
+    await gateway.services.products.create(ProductCreateSchema().load(
+        {"code": "BASIC-GMD", "name": "Basic cover", "price": "500.00", "currency": "GMD"}))
+    return await provider_user(gateway, http, "afrimoney")
+
+
+def payment(policy: dict, reference: str = "AFR-0001", amount: str = "500.00",
+            **changes) -> dict:
+    body = {"chf_id": policy["chf_id"], "amount": amount, "psp_transaction_id": reference,
+            "policy": {"token": policy["payment_token"], "product_code": policy["product_code"],
+                       "product_name": policy["product_name"]},
+            "json_ext": {"channel": "ussd"}}
+    body.update(changes)
+    return body
+
+
+@pytest.mark.asyncio
+async def test_verify_lists_idle_policies_with_opaque_tokens(gateway, afrimoney) -> None:
+    policy = await idle_policy(gateway, "070707070")
+    active = await idle_policy(gateway, "070707070", amount="800.00")
+    await gateway.services.policies.update(active["_id"], {"status": 2})
+    status, body = await afrimoney.verify("070707070")
+    assert status == 200
+    assert (body["chf_id"], body["first_name"], body["last_name"]) == ("070707070", "Awa",
+                                                                       "Jallow")
+    [item] = body["policies"]
+    assert item == {"token": policy["payment_token"], "product_code": "BASIC-GMD",
+                    "product_name": "Basic cover", "amount": "500.00", "currency": "GMD",
+                    "status": 1}
+    assert item["token"] != policy["_id"] and len(item["token"]) >= 20
+
+
+@pytest.mark.asyncio
+async def test_verify_unknown_insuree_is_404_and_none_idle_is_an_empty_list(
+        gateway, afrimoney) -> None:
+    status, body = await afrimoney.verify("999999")
+    assert status == 404 and body["error"]["code"] == "unknown_insuree"
+    await gateway.services.insurees.create(InsureeCreateSchema().load(
+        {"chf_id": "123", "first_name": "A", "last_name": "B"}))
+    status, body = await afrimoney.verify("123")
+    assert status == 200 and body["policies"] == [] and body["message"]
+
+
+@pytest.mark.asyncio
+async def test_payment_settles_the_policy(gateway, afrimoney, store) -> None:
+    policy = await idle_policy(gateway, "070707070")
+    status, body = await afrimoney.pay(payment(policy))
+    assert status == 201
+    assert body["status"] == "succeeded" and body["psp_transaction_id"] == "AFR-0001"
+    assert (body["amount"], body["currency"]) == ("500.00", "GMD")
+    assert body["receipt"].startswith("R-") and body["premium"]["pay_type"] == "M"
+    assert body["policy"]["status"] == 2 and body["policy"]["effective_date"]
+    transaction = await store.collection("transactions").find_one({"_id": body["payment_id"]})
+    assert transaction["channel"] == "psp_api" and transaction["psp_uuid"] == afrimoney.psp["_id"]
+    assert transaction["json_ext"] == {"channel": "ussd"}
+    assert (await gateway.services.policies.get(policy["_id"]))["status"] == 2
+
+
+@pytest.mark.asyncio
+async def test_replay_answers_the_first_outcome(gateway, afrimoney, store) -> None:
+    policy = await idle_policy(gateway, "070707070")
+    _, first = await afrimoney.pay(payment(policy))
+    status, again = await afrimoney.pay(payment(policy))
+    assert status == 200 and again == first
+    assert await store.collection("premiums").count_documents({}) == 1
+
+
+@pytest.mark.asyncio
+async def test_conflicting_replay_is_409_and_changes_nothing(gateway, afrimoney,
+                                                            store) -> None:
+    policy = await idle_policy(gateway, "070707070")
+    other = await idle_policy(gateway, "080808080")
+    _, first = await afrimoney.pay(payment(policy))
+    status, body = await afrimoney.pay(payment(other))
+    assert status == 409 and body["error"]["code"] == "duplicate_transaction_id"
+    assert body["error"]["details"]["payment_id"] == first["payment_id"]
+    assert (await gateway.services.policies.get(other["_id"]))["status"] == 1
+    assert await store.collection("transactions").count_documents({}) == 1
+
+
+@pytest.mark.asyncio
+async def test_concurrent_identical_requests_make_exactly_one_payment(gateway, afrimoney,
+                                                                      store) -> None:
+    policy = await idle_policy(gateway, "070707070")
+    results = await asyncio.gather(*(afrimoney.pay(payment(policy)) for _ in range(8)))
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200] * 7 + [201]
+    assert len({body["payment_id"] for _, body in results}) == 1
+    assert await store.collection("transactions").count_documents({}) == 1
+    assert await store.collection("premiums").count_documents({}) == 1
+
+
+@pytest.mark.asyncio
+async def test_concurrent_different_payments_of_one_policy_pay_it_once(gateway, afrimoney,
+                                                                       store) -> None:
+    policy = await idle_policy(gateway, "070707070")
+    results = await asyncio.gather(*(afrimoney.pay(payment(policy, f"AFR-{n}"))
+                                     for n in range(6)))
+    assert sorted(status for status, _ in results).count(201) == 1
+    assert {body["error"]["code"] for status, body in results if status != 201} <= {
+        "payment_in_progress", "policy_not_idle"}
+    assert await store.collection("premiums").count_documents({}) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("change", "status", "code"), [
+    ({"amount": "499.99"}, 400, "amount_too_small"),
+    ({"amount": "500.01"}, 400, "amount_too_large"),
+    ({"amount": "5,00"}, 400, "invalid_amount"),
+    ({"amount": "500.001"}, 400, "invalid_amount"),
+    ({"chf_id": "999999"}, 404, "unknown_insuree"),
+    ({"policy": {"token": "guessed-token", "product_code": "BASIC-GMD",
+                 "product_name": "Basic cover"}}, 400, "invalid_policy_token"),
+    ({"policy_product_code": "GOLD"}, 400, "product_mismatch"),
+    ({"policy_product_name": "Gold cover"}, 400, "product_mismatch"),
+    ({"amount": 500}, 400, "validation_error"),
+    ({"psp_transaction_id": ""}, 400, "validation_error"),
+    ({"unexpected": 1}, 400, "validation_error"),
+    ({"json_ext": {"blob": "x" * 5000}}, 400, "validation_error"),
+])
+async def test_each_check_has_its_own_error(gateway, afrimoney, store, change, status,
+                                            code) -> None:
+    policy = await idle_policy(gateway, "070707070")
+    body = payment(policy)
+    for key, value in change.items():
+        if key.startswith("policy_"):
+            body["policy"][key.removeprefix("policy_")] = value
+        else:
+            body[key] = value
+    answer_status, answer = await afrimoney.pay(body)
+    assert (answer_status, answer["error"]["code"]) == (status, code)
+    assert answer["error"]["message"]
+    assert await store.collection("transactions").count_documents({}) == 0
+
+
+@pytest.mark.asyncio
+async def test_token_of_another_insurees_policy_is_refused(gateway, afrimoney) -> None:
+    mine = await idle_policy(gateway, "070707070")
+    theirs = await idle_policy(gateway, "080808080")
+    body = payment(mine)
+    body["policy"]["token"] = theirs["payment_token"]
+    status, answer = await afrimoney.pay(body)
+    assert status == 400 and answer["error"]["code"] == "invalid_policy_token"
+
+
+@pytest.mark.asyncio
+async def test_policy_not_idle_is_409(gateway, afrimoney) -> None:
+    policy = await idle_policy(gateway, "070707070")
+    await gateway.services.policies.update(policy["_id"], {"status": 4})
+    status, answer = await afrimoney.pay(payment(policy))
+    assert status == 409 and answer["error"]["code"] == "policy_not_idle"
+
+
+@pytest.mark.asyncio
+async def test_provider_in_another_currency_is_refused(http, gateway, afrimoney) -> None:
+    kenyan = await provider_user(gateway, http, "mshwari", currency="KES")
+    status, answer = await kenyan.pay(payment(await idle_policy(gateway, "070707070")))
+    assert status == 400 and answer["error"]["code"] == "currency_mismatch"
+
+
+@pytest.mark.asyncio
+async def test_another_provider_may_reuse_a_transaction_id(http, gateway, afrimoney) -> None:
+    wave = await provider_user(gateway, http, "wave")
+    first, second = await idle_policy(gateway, "1"), await idle_policy(gateway, "2")
+    assert (await afrimoney.pay(payment(first, "SAME-1")))[0] == 201
+    status, body = await wave.pay(payment(second, "SAME-1"))
+    assert status == 201 and body["chf_id"] == "2"
+
+
+def expired_token(username: str) -> str:
+    past = datetime.now(UTC) - timedelta(hours=1)
+    return jwt.encode({"sub": username, "role": "psp", "typ": "access",
+                       "iat": int(past.timestamp()),
+                       "exp": int((past + timedelta(minutes=15)).timestamp())},
+                      TEST_ENV["GATEWAY_AUTH_JWT_SECRET"], algorithm="HS256")
+
+
+@pytest.mark.asyncio
+async def test_authorization_matrix(http, gateway, afrimoney, headers_for, store) -> None:
+    policy = await idle_policy(gateway, "070707070")
+    operator = await headers_for("olga", "operator")
+    await gateway.services.auth.create_user("loner", "loner-password", "psp")
+    async with http.post(f"{gateway.url}/api/v1/auth/token",
+                         json={"username": "loner", "password": "loner-password"}) as answer:
+        loner = {"Authorization": f"Bearer {(await answer.json())['access_token']}"}
+    cases = [
+        ({}, 401, "missing_token"),
+        (operator, 403, "forbidden"),
+        (loner, 403, "not_a_psp"),
+        ({"Authorization": f"Bearer {expired_token('afrimoney')}"}, 401, "invalid_token"),
+    ]
+    for headers, status, code in cases:
+        for method, path, body in (("GET", "/api/v1/insurees/070707070/policies", None),
+                                   ("POST", "/api/v1/payments", payment(policy))):
+            answer_status, answer = await afrimoney.call(method, path, body, headers)
+            assert (answer_status, answer["error"]["code"]) == (status, code), headers
+    await gateway.services.psps.update(afrimoney.psp["_id"], {"active": False})
+    status, answer = await afrimoney.pay(payment(policy))
+    assert (status, answer["error"]["code"]) == (403, "psp_inactive")
+    await gateway.services.psps.update(afrimoney.psp["_id"], {"active": True})
+    await store.collection("users").update_one({"username": "afrimoney"},
+                                               {"$set": {"active": False}})
+    status, answer = await afrimoney.pay(payment(policy))
+    assert (status, answer["error"]["code"]) == (401, "invalid_token")
+    assert await store.collection("transactions").count_documents({}) == 0
+
+
+@pytest.mark.asyncio
+async def test_rate_limit_answers_429_with_retry_after(http, start_gateway_with) -> None:
+    gateway = await start_gateway_with(make_settings(psp_api={"rate_limit_per_minute": 3}))
+    await gateway.services.products.create(ProductCreateSchema().load(
+        {"code": "BASIC-GMD", "name": "Basic cover", "price": "500.00", "currency": "GMD"}))
+    provider = await provider_user(gateway, http, "afrimoney")
+    await idle_policy(gateway, "070707070")
+    statuses = [(await provider.verify("070707070"))[0] for _ in range(3)]
+    status, body = await provider.verify("070707070")
+    assert statuses == [200, 200, 200]
+    assert status == 429 and body["error"]["code"] == "rate_limited"
+    assert 1 <= int(provider.last_headers["Retry-After"]) <= 60
+
+
+@pytest.mark.asyncio
+async def test_every_request_and_answer_is_audited_without_credentials(gateway, afrimoney,
+                                                                       store) -> None:
+    policy = await idle_policy(gateway, "070707070")
+    await afrimoney.verify("070707070")
+    _, paid = await afrimoney.pay(payment(policy))
+    other = await idle_policy(gateway, "080808080")
+    await afrimoney.pay(payment(other, amount="1.00", psp_transaction_id="AFR-2"))
+    for _ in range(50):
+        entries = await store.collection("psp_audit").find({}).sort("at", 1).to_list(None)
+        if len(entries) == 3:
+            break
+        await asyncio.sleep(0.02)
+    assert [(entry["method"], entry["status"]) for entry in entries] == [
+        ("GET", 200), ("POST", 201), ("POST", 400)]
+    assert entries[1]["request"]["psp_transaction_id"] == "AFR-0001"
+    assert entries[1]["answer"]["payment_id"] == paid["payment_id"]
+    assert entries[2]["answer"]["error"]["code"] == "amount_too_small"
+    assert all(entry["psp_uuid"] == afrimoney.psp["_id"] for entry in entries)
+    assert "Bearer" not in str(entries)
