@@ -14,7 +14,8 @@ from server.insurance.schemas import (
 from server.psps.schemas import PspCreateSchema
 from server.services import Services
 
-USERS = (("admin", "sandbox-admin", "admin"), ("operator", "sandbox-operator", "operator"))
+USERS = (("admin", "sandbox-admin", "admin"), ("operator", "sandbox-operator", "operator"),
+         ("afrimoney", "sandbox-afrimoney", "psp"))
 PRODUCTS = ({"code": "BASIC-GMD", "name": "Basic cover", "price": "500.00", "currency": "GMD"},
             {"code": "BASIC-KES", "name": "Basic cover (Kenya)", "price": "1500.00",
              "currency": "KES"})
@@ -22,12 +23,24 @@ QMONEY_INSUREE = {"chf_id": "070707070", "first_name": "Awa", "last_name": "Jall
                   "phone": "2207000001", "wallet": "5811724c"}
 QMONEY_PSP = {"name": "Qmoney", "kind": "qmoney", "account": "14001502", "currency": "GMD",
               "pin": "1234"}
+PROVIDER_PSP = {"name": "Afrimoney", "kind": "external", "account": "AFRIMONEY-001",
+                "currency": "GMD", "is_external_api": True, "username": "afrimoney"}
+PROVIDER_INSUREE = {"chf_id": "060606060", "first_name": "Fatou", "last_name": "Ceesay",
+                    "phone": "2207000002"}
+# Kenyan insurees paying by M-Pesa paybill, each with an idle policy (1500.00 KES).
+MPESA_INSUREES = (
+    {"chf_id": "040404040", "first_name": "Achieng", "last_name": "Odhiambo"},
+    {"chf_id": "080808080", "first_name": "Wanjiru", "last_name": "Kamau"},
+    {"chf_id": "090909090", "first_name": "Otieno", "last_name": "Ochieng"},
+)
 
 
 @dataclass(frozen=True)
 class DemoData:
     qmoney_psp: dict[str, Any]
     qmoney_policy: dict[str, Any]
+    provider_psp: dict[str, Any]
+    provider_policy: dict[str, Any]
 
 
 async def seed(services: Services, today: date) -> DemoData:
@@ -36,9 +49,19 @@ async def seed(services: Services, today: date) -> DemoData:
         await services.auth.create_user(username, password, role)
     for product in PRODUCTS:
         await services.products.create(ProductCreateSchema().load(product))
-    await services.insurees.create(InsureeCreateSchema().load(QMONEY_INSUREE))
-    policy = await services.policies.create(PolicyCreateSchema().load({
-        "chf_id": QMONEY_INSUREE["chf_id"], "product_code": "BASIC-GMD",
-        "start_date": today.isoformat()}))
-    psp = await services.psps.create(PspCreateSchema().load(QMONEY_PSP))
-    return DemoData(qmoney_psp=psp, qmoney_policy=policy)
+
+    async def insuree_with_policy(insuree: dict[str, str], product: str) -> dict[str, Any]:
+        await services.insurees.create(InsureeCreateSchema().load(insuree))
+        return await services.policies.create(PolicyCreateSchema().load({
+            "chf_id": insuree["chf_id"], "product_code": product,
+            "start_date": today.isoformat()}))
+
+    qmoney_policy = await insuree_with_policy(QMONEY_INSUREE, "BASIC-GMD")
+    provider_policy = await insuree_with_policy(PROVIDER_INSUREE, "BASIC-GMD")
+    for insuree in MPESA_INSUREES:
+        await insuree_with_policy(insuree, "BASIC-KES")
+    return DemoData(
+        qmoney_psp=await services.psps.create(PspCreateSchema().load(QMONEY_PSP)),
+        qmoney_policy=qmoney_policy,
+        provider_psp=await services.psps.create(PspCreateSchema().load(PROVIDER_PSP)),
+        provider_policy=provider_policy)

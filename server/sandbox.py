@@ -13,7 +13,7 @@ import aiohttp
 
 from server.clock import Clock
 from server.config import Settings, load_settings
-from server.demo import QMONEY_INSUREE, QMONEY_PSP, USERS, DemoData, seed
+from server.demo import MPESA_INSUREES, QMONEY_INSUREE, QMONEY_PSP, USERS, DemoData, seed
 from server.money import format_amount
 from server.mpesa.callback_urls import callback_urls
 from server.mpesa.client import DarajaClient
@@ -24,9 +24,10 @@ from simulators.qmoney import QmoneySimSettings, QmoneySimulator
 
 log = logging.getLogger("gateway.sandbox")
 
-DEMO_ACCOUNT = "070707070"
-# Paybill payments made through the simulator at start-up, so the lists are not empty.
-DEMO_PAYMENTS = (("070707070", "500.00"), ("080808080", "1200.00"), ("090909090", "350.00"))
+DEMO_ACCOUNT = "040404040"
+# Paybill payments made through the simulator at start-up: one settles a policy, one
+# has the wrong amount, one pays a Gambian insuree in KES; the last two stay unmatched.
+DEMO_PAYMENTS = (("080808080", "1500.00"), ("090909090", "350.00"), ("070707070", "500.00"))
 DEMO_MSISDN = "254708374149"
 ARRIVAL_TIMEOUT_SECONDS = 20.0
 
@@ -147,22 +148,27 @@ async def simulate_paybill_payment(settings: Settings, account: str, amount: str
                 await asyncio.sleep(0.2)
 
 
-def _read_json(key: str) -> str:
-    """A shell filter printing one key of a JSON answer."""
-    return f"python -c 'import json,sys; print(json.load(sys.stdin)[\"{key}\"])'"
+def _read_json(*path: str | int) -> str:
+    """A shell filter printing one value of a JSON answer, e.g. ("policies", 0, "token")."""
+    subscript = "".join(f'["{key}"]' if isinstance(key, str) else f"[{key}]" for key in path)
+    return f"python -c 'import json,sys; print(json.load(sys.stdin){subscript})'"
+
+
+def _login(settings: Settings, variable: str, username: str, password: str) -> str:
+    credentials = json.dumps({"username": username, "password": password})
+    return (f"{variable}=$(curl -s {settings.server.public_url}/api/v1/auth/token \\\n"
+            f"  -d '{credentials}' | {_read_json('access_token')})")
 
 
 def _operator_login(settings: Settings) -> str:
-    credentials = '{"username": "operator", "password": "sandbox-operator"}'
-    return (f"OP=$(curl -s {settings.server.public_url}/api/v1/auth/token \\\n"
-            f"  -d '{credentials}' | {_read_json('access_token')})")
+    return _login(settings, "OP", "operator", "sandbox-operator")
 
 
 def c2b_walkthrough(settings: Settings) -> str:
     """Shell commands: a paybill payment through the simulator, then the payment list."""
     daraja, gateway = settings.daraja.base_url, settings.server.public_url
     body = json.dumps({"ShortCode": settings.daraja.shortcode,
-                       "CommandID": "CustomerPayBillOnline", "Amount": "150.00",
+                       "CommandID": "CustomerPayBillOnline", "Amount": "1500.00",
                        "Msisdn": DEMO_MSISDN, "BillRefNumber": DEMO_ACCOUNT})
     return "\n".join([
         "TOKEN=$(curl -s -u sandbox-key:sandbox-secret \\",
@@ -195,6 +201,26 @@ def qmoney_walkthrough(settings: Settings, demo: DemoData) -> str:
     ])
 
 
+def provider_walkthrough(settings: Settings, demo: DemoData) -> str:
+    """Shell commands: a payment provider verifies an insuree and pays the idle policy."""
+    gateway, policy = settings.server.public_url, demo.provider_policy
+    auth = '-H "Authorization: Bearer $AFRI" -H "Content-Type: application/json"'
+    verify = f"{gateway}/api/v1/insurees/{policy['chf_id']}/policies"
+    body = json.dumps({"chf_id": policy["chf_id"],
+                       "amount": format_amount(policy["value"], policy["currency"]),
+                       "psp_transaction_id": "AFR-DEMO-0001",
+                       "policy": {"token": "TOKEN", "product_code": policy["product_code"],
+                                  "product_name": policy["product_name"]}})
+    body = body.replace('"TOKEN"', "\"'$TOKEN'\"")
+    return "\n".join([
+        _login(settings, "AFRI", "afrimoney", "sandbox-afrimoney"),
+        f"curl -s {auth} {verify}; echo",
+        f"TOKEN=$(curl -s {auth} {verify} | {_read_json('policies', 0, 'token')})",
+        f"curl -s {auth} {gateway}/api/v1/payments \\",
+        f"  -d '{body}'; echo",
+    ])
+
+
 def _indented(commands: str) -> str:
     return "\n".join(f"    {line}" for line in commands.splitlines())
 
@@ -219,14 +245,18 @@ control API under /_sim/)
 
   Demo users:
 {users}
-  Demo data: {len(DEMO_PAYMENTS)} paybill payments made through the Daraja simulator;
-  insuree {QMONEY_INSUREE["chf_id"]} with an idle policy {policy["_id"]}
-  ({format_amount(policy["value"], policy["currency"])} {policy["currency"]}), \
-Qmoney PSP {sandbox.demo.qmoney_psp["_id"]}.
+  Demo data: insurees with idle policies: {QMONEY_INSUREE["chf_id"]} (Qmoney wallet \
+{QMONEY_INSUREE["wallet"]}, {format_amount(policy["value"], policy["currency"])} \
+{policy["currency"]}),
+  {sandbox.demo.provider_policy["chf_id"]} (for the payment provider, GMD), \
+{", ".join(item["chf_id"] for item in MPESA_INSUREES)} (M-Pesa, 1500.00 KES);
+  {len(DEMO_PAYMENTS)} paybill payments made through the Daraja simulator (one settled, \
+two unmatched).
 
-M-Pesa: simulate a paybill payment and watch it arrive (in another terminal):
+M-Pesa: simulate a paybill payment to insuree {DEMO_ACCOUNT} and watch it arrive and settle
+the policy (in another terminal):
 
-    python run.py simulate-payment{port_option} --account {DEMO_ACCOUNT} --amount 150.00
+    python run.py simulate-payment{port_option} --account {DEMO_ACCOUNT} --amount 1500.00
 
 or with curl:
 
@@ -236,6 +266,12 @@ Qmoney: an OTP debit for the idle policy, read the OTP the payer received, proce
 and see the policy active (status 2):
 
 {_indented(qmoney_walkthrough(settings, sandbox.demo))}
+
+Payment provider (Afrimoney, user afrimoney / sandbox-afrimoney): verify insuree
+{sandbox.demo.provider_policy["chf_id"]}, then pay its idle policy (repeat the last command: \
+the same answer, one payment):
+
+{_indented(provider_walkthrough(settings, sandbox.demo))}
 
 Press Ctrl-C to stop.
 """

@@ -15,6 +15,7 @@ import pytest
 from server.sandbox import (
     DEMO_PAYMENTS,
     c2b_walkthrough,
+    provider_walkthrough,
     qmoney_walkthrough,
     simulate_paybill_payment,
     start_sandbox,
@@ -28,14 +29,18 @@ ROOT = Path(__file__).resolve().parent.parent
 async def test_sandbox_payment_arrives_at_the_gateway() -> None:
     sandbox = await start_sandbox("127.0.0.1", 0)
     try:
-        payment = await simulate_paybill_payment(sandbox.settings, "070707070", "150.00",
+        payment = await simulate_paybill_payment(sandbox.settings, "040404040", "1500.00",
                                                  "254708374149", "operator", "sandbox-operator")
-        assert payment["amount"] == "150.00" and payment["bill_ref"] == "070707070"
+        assert payment["amount"] == "1500.00" and payment["bill_ref"] == "040404040"
+        assert payment["status"] == "settled"
         sent = sandbox.gateway.services.notifier.sent
         assert len(sent) == len(DEMO_PAYMENTS) + 1
         assert sent[-1].reference == payment["trans_id"]
         _, total = await sandbox.gateway.services.c2b.list_payments({}, 1, 0)
         assert total == len(DEMO_PAYMENTS) + 1
+        _, unmatched = await sandbox.gateway.services.c2b.list_payments(
+            {"status": "unmatched"}, 10, 0)
+        assert unmatched == 2
         text = summary(sandbox)
         assert sandbox.settings.server.public_url in text
         assert "/api/v1/c2b/confirmation/sandbox-callback" in text
@@ -62,14 +67,22 @@ async def test_printed_walkthroughs_work_as_printed() -> None:
         text = summary(sandbox)
         qmoney = qmoney_walkthrough(sandbox.settings, sandbox.demo)
         c2b = c2b_walkthrough(sandbox.settings)
-        for commands in (qmoney, c2b):
+        provider = provider_walkthrough(sandbox.settings, sandbox.demo)
+        for commands in (qmoney, c2b, provider):
             assert all(line in text for line in commands.splitlines())
         lines = (await run_shell(qmoney)).strip().splitlines()
         processed, policy = json.loads(lines[-2]), json.loads(lines[-1])
         assert processed["status"] == "succeeded"
         assert policy["status"] == 2 and policy["effective_date"]
         listing = json.loads((await run_shell(c2b)).strip().splitlines()[-1])
-        assert "150.00" in [item["amount"] for item in listing["items"]]
+        [paid] = [item for item in listing["items"] if item["bill_ref"] == "040404040"]
+        assert paid["amount"] == "1500.00" and paid["status"] == "settled"
+        repeated = "\n".join([provider, *provider.splitlines()[-2:]])
+        verified, paid_once, paid_again = map(
+            json.loads, (await run_shell(repeated)).strip().splitlines())
+        assert verified["policies"][0]["amount"] == "500.00"
+        assert paid_once["status"] == "succeeded" and paid_once["policy"]["status"] == 2
+        assert paid_again == paid_once
     finally:
         await sandbox.stop()
 
@@ -114,7 +127,8 @@ def test_run_py_starts_the_sandbox_and_the_printed_command_shows_a_payment() -> 
                               capture_output=True, text=True, timeout=60)
         assert paid.returncode == 0, paid.stderr
         assert "payment arrived at the gateway" in paid.stdout
-        assert "150.00" in paid.stdout and "070707070" in paid.stdout
+        assert "1500.00" in paid.stdout and "040404040" in paid.stdout
+        assert "settled" in paid.stdout
     finally:
         sandbox.send_signal(signal.SIGINT)
         rest, _ = sandbox.communicate(timeout=30)
