@@ -21,17 +21,23 @@ from server.insurance.schemas import (
     render_product,
 )
 from server.ledger.handlers import (
+    ExpireHandler,
     ProcessDebitHandler,
+    ResolveHandler,
     TransactionCollectionHandler,
     TransactionHandler,
 )
+from server.logs import log_request
 from server.mpesa.handlers import (
     AllocateHandler,
     ConfirmationHandler,
+    InboxListHandler,
+    InboxReplayHandler,
     PaymentHandler,
     PaymentListHandler,
     ValidationHandler,
 )
+from server.ops.handlers import DashboardHandler, HealthHandler, MetricsHandler, ReadyHandler
 from server.psp_api.handlers import ProviderPaymentHandler, VerifyInsureeHandler
 from server.psps.schemas import PspCreateSchema, PspQuerySchema, PspUpdateSchema, render_psp
 from server.schemas import PageQuerySchema
@@ -46,11 +52,19 @@ ROUTES = [
     (r"/api/v1/c2b/payments", PaymentListHandler),
     (r"/api/v1/c2b/payments/([^/]+)", PaymentHandler),
     (r"/api/v1/c2b/payments/([^/]+)/allocate", AllocateHandler),
+    (r"/api/v1/c2b/inbox", InboxListHandler),
+    (r"/api/v1/c2b/inbox/([^/]+)/replay", InboxReplayHandler),
     (r"/api/v1/insurees/([^/]+)/policies", VerifyInsureeHandler),
     (r"/api/v1/payments", ProviderPaymentHandler),
     (r"/api/v1/transactions", TransactionCollectionHandler),
     (r"/api/v1/transactions/([^/]+)", TransactionHandler),
     (r"/api/v1/transactions/([^/]+)/process", ProcessDebitHandler),
+    (r"/api/v1/transactions/([^/]+)/resolve", ResolveHandler),
+    (r"/api/v1/transactions/([^/]+)/expire", ExpireHandler),
+    (r"/api/v1/dashboard", DashboardHandler),
+    (r"/healthz", HealthHandler),
+    (r"/readyz", ReadyHandler),
+    (r"/metrics", MetricsHandler),
     *admin_routes(r"/api/v1/insurees", "insurees", render_insuree, InsureeQuerySchema,
                   InsureeCreateSchema, InsureeUpdateSchema),
     *admin_routes(r"/api/v1/products", "products", render_product, PageQuerySchema,
@@ -64,4 +78,4 @@ ROUTES = [
 
 def make_app(settings: Settings, services: Services) -> Application:
     return Application(ROUTES, gateway=settings, services=services,
-                       default_handler_class=NotFoundHandler)
+                       default_handler_class=NotFoundHandler, log_function=log_request)

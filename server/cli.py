@@ -6,14 +6,16 @@ import argparse
 import asyncio
 import functools
 import getpass
-import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 from marshmallow import ValidationError
+from tornado.netutil import bind_sockets
 
+from server import logs, workers
 from server.auth.repository import UserExists
 from server.clock import Clock
 from server.config import ConfigError, Settings, load_settings
@@ -42,10 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "sandbox")       # `python run.py [--port N]` is the sandbox
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure("INFO" if args.verbose else "WARNING", os.environ.get(
+        "GATEWAY_LOGGING_FORMAT", "text"))
+    command = COMMANDS[args.command]
     try:
-        return asyncio.run(COMMANDS[args.command](args))
+        result = command(args)
+        return asyncio.run(result) if asyncio.iscoroutine(result) else result
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
@@ -65,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8080,
                          help="gateway port; the Daraja simulator gets PORT+1, Qmoney PORT+2")
 
-    add_command("serve", help="run the gateway from config.yaml and the environment")
+    serve = add_command("serve", help="run the gateway from config.yaml and the environment")
+    serve.add_argument("--processes", type=int, default=1,
+                       help="worker processes sharing the port (needs MongoDB)")
 
     simulators = add_command("simulators", help="run the provider simulators only")
     simulators.add_argument("--host", default="127.0.0.1")
@@ -128,10 +134,23 @@ async def run_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
-async def run_serve(args: argparse.Namespace) -> int:
+def run_serve(args: argparse.Namespace) -> int:
     settings = load_settings()
-    gateway = await start_gateway(settings)
-    print(f"gateway listening on {gateway.url}", flush=True)
+    logs.configure(settings.logging.level, settings.logging.format)
+    if args.processes < 1:
+        raise ConfigError("--processes: must be at least 1")
+    if args.processes == 1:
+        return asyncio.run(_serve(settings, None))
+    _require(settings.store.uri != "memory://",
+             "store.uri: --processes needs MongoDB; in-memory stores are not shared "
+             "between processes (set GATEWAY_STORE_URI)")
+    sockets = bind_sockets(settings.server.port, settings.server.host)
+    return workers.run(args.processes, lambda: asyncio.run(_serve(settings, sockets)))
+
+
+async def _serve(settings: Settings, sockets: list | None) -> int:
+    gateway = await start_gateway(settings, sockets=sockets)
+    print(f"gateway listening on {gateway.url} (pid {os.getpid()})", flush=True)
     await _run_until_signalled(gateway.stop)
     return 0
 

@@ -107,6 +107,12 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+    format: str = "text"
+
+
+@dataclass(frozen=True)
 class NotificationSettings:
     kind: str = "log"
 
@@ -123,10 +129,11 @@ class Settings:
     psp_api: PspApiSettings = field(default_factory=PspApiSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
 
 SECTIONS = ("server", "store", "auth", "daraja", "c2b", "qmoney", "psp_api", "security",
-            "notifications")
+            "notifications", "logging")
 
 # Fixed, public values used only in sandbox mode. Never valid in production.
 SANDBOX_SECRETS: dict[str, dict[str, str]] = {
@@ -273,6 +280,9 @@ def validate(settings: Settings) -> None:
         raise ConfigError("auth: token lifetimes must be positive")
     _require_choice("c2b.validation_fallback", c2b.validation_fallback, ("accept", "reject"))
     _require_choice("notifications.kind", settings.notifications.kind, ("log", "record"))
+    _require_choice("logging.level", settings.logging.level,
+                    ("DEBUG", "INFO", "WARNING", "ERROR"))
+    _require_choice("logging.format", settings.logging.format, ("text", "json"))
     try:
         re.compile(c2b.validation_account_pattern)
     except re.error as err:

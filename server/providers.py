@@ -7,11 +7,17 @@ nothing above them parses provider JSON.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from server.clock import Clock
+
+log = logging.getLogger("gateway.providers")
 
 
 class ProviderError(Exception):
@@ -52,8 +58,10 @@ class TokenCache:
     unless another caller already replaced it."""
 
     def __init__(self, fetch: Callable[[], Awaitable[CachedToken]], clock: Clock,
-                 margin: timedelta = timedelta(seconds=60)) -> None:
+                 margin: timedelta = timedelta(seconds=60),
+                 on_fetch: Callable[[], None] | None = None) -> None:
         self._fetch = fetch
+        self._on_fetch = on_fetch
         self._clock = clock
         self._margin = margin
         self._token: CachedToken | None = None
@@ -76,9 +84,67 @@ class TokenCache:
             token = self._fresh()
             if token is None:
                 self.fetches += 1
+                if self._on_fetch is not None:
+                    self._on_fetch()
                 token = self._token = await self._fetch()
             return token.value
 
     def invalidate(self, value: str) -> None:
         if self._token is not None and self._token.value == value:
             self._token = None
+
+
+class CallLog:
+    """Records every outbound provider call (store and metrics) for provider health.
+
+    Recording never fails or delays the call it records: the store write runs in
+    the background and its errors are only logged."""
+
+    def __init__(self, collection: Any = None, clock: Clock | None = None,
+                 metrics: Any = None) -> None:
+        self._collection = collection
+        self._clock = clock or Clock()
+        self._metrics = metrics
+        self._writes: set[asyncio.Task] = set()
+
+    def token_fetched(self, provider: str) -> Callable[[], None]:
+        def count() -> None:
+            if self._metrics is not None:
+                self._metrics.token_refreshes.labels(provider).inc()
+        return count
+
+    @contextlib.asynccontextmanager
+    async def call(self, provider: str, endpoint: str) -> AsyncIterator[None]:
+        started, at = time.perf_counter(), self._clock.now()
+        outcome, error = "ok", None
+        try:
+            yield
+        except ProviderRejected as err:
+            outcome, error = "rejected", err.message
+            raise
+        except ProviderUnavailable as err:
+            outcome, error = "unavailable", err.message
+            raise
+        except ProviderOutcomeUnknown as err:
+            outcome, error = "unknown", err.message
+            raise
+        finally:
+            self._record(provider, endpoint, at, time.perf_counter() - started, outcome, error)
+
+    def _record(self, provider: str, endpoint: str, at: datetime, seconds: float, outcome: str,
+                error: str | None) -> None:
+        if self._metrics is not None:
+            self._metrics.provider_calls.labels(provider, endpoint, outcome).inc()
+            self._metrics.provider_seconds.labels(provider, endpoint).observe(seconds)
+        if self._collection is None:
+            return
+        task = asyncio.ensure_future(self._collection.insert_one({
+            "provider": provider, "endpoint": endpoint, "at": at,
+            "duration_ms": round(seconds * 1000, 2), "outcome": outcome, "error": error}))
+        self._writes.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("provider_call_not_recorded error=%r", task.exception())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from dataclasses import dataclass
 
 from tornado.httpserver import HTTPServer
@@ -14,7 +15,15 @@ from server.app import make_app
 from server.clock import Clock
 from server.config import Settings
 from server.notifications import Notifier, make_notifier
-from server.services import INDEXES, Providers, Services, build_services, open_providers
+from server.ops.metrics import Metrics
+from server.services import (
+    INDEXES,
+    Providers,
+    Services,
+    build_services,
+    call_log,
+    open_providers,
+)
 from server.store import Store, open_store
 
 log = logging.getLogger("gateway")
@@ -24,6 +33,8 @@ log = logging.getLogger("gateway")
 HARD_BODY_CEILING = 4 * 1024 * 1024
 
 
+# How long a stopping gateway waits for requests in flight.
+SHUTDOWN_GRACE_SECONDS = 10.0
 # How often open debits are checked for an OTP that was never entered in time.
 MAINTENANCE_INTERVAL_SECONDS = 30.0
 
@@ -42,8 +53,18 @@ class Gateway:
     def url(self) -> str:
         return f"http://{self.settings.server.host}:{self.port}"
 
-    async def stop(self) -> None:
+    async def stop(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop accepting, let requests in flight finish (up to the grace period),
+        then close connections, provider sessions and the store."""
         self.http.stop()
+        try:
+            async with asyncio.timeout(grace_seconds):
+                while True:
+                    if not self.services.inflight:
+                        break
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            log.warning("shutdown_cut_requests count=%s", len(self.services.inflight))
         self.maintenance.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.maintenance
@@ -55,22 +76,28 @@ class Gateway:
 
 async def start_gateway(settings: Settings, *, store: Store | None = None,
                         notifier: Notifier | None = None, clock: Clock | None = None,
-                        port: int | None = None) -> Gateway:
+                        port: int | None = None,
+                        sockets: list[socket.socket] | None = None) -> Gateway:
     """Open the store (unless given one, which then stays the caller's to close), create
-    indexes, finish interrupted settlements, listen. `port=0` picks a free port."""
+    indexes, finish interrupted settlements, listen. `port=0` picks a free port;
+    `sockets` are already bound ones (worker processes share them)."""
     owns_store = store is None
     store = store or open_store(settings.store.uri, settings.store.database)
     await store.ensure_indexes(INDEXES)
     clock = clock or Clock()
-    providers = open_providers(settings, clock)
+    metrics = Metrics()
+    providers = open_providers(settings, clock, call_log(store, clock, metrics))
     services = build_services(settings, store, providers,
-                              notifier or make_notifier(settings.notifications.kind), clock)
+                              notifier or make_notifier(settings.notifications.kind), clock,
+                              metrics)
     settled = await services.settlement.settle_pending()
     if settled:
         log.warning("settlements_completed_at_start count=%s", settled)
     http = HTTPServer(make_app(settings, services),
                       max_body_size=max(HARD_BODY_CEILING, settings.server.max_body_bytes))
-    sockets = bind_sockets(settings.server.port if port is None else port, settings.server.host)
+    if sockets is None:
+        sockets = bind_sockets(settings.server.port if port is None else port,
+                               settings.server.host)
     http.add_sockets(sockets)
     bound = sockets[0].getsockname()[1]
     log.info("gateway_listening host=%s port=%s store=%s", settings.server.host, bound,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import aiohttp
@@ -27,6 +27,9 @@ from server.mpesa.allocation import Allocation
 from server.mpesa.rules import ValidationRules
 from server.mpesa.service import C2BService
 from server.notifications import Notifier
+from server.ops.dashboard import Dashboard
+from server.ops.metrics import Metrics
+from server.providers import CallLog
 from server.psp_api import repository as psp_api_repository
 from server.psp_api.ratelimit import RateLimiter
 from server.psp_api.service import PspApiService
@@ -36,9 +39,12 @@ from server.qmoney.client import QmoneyClient
 from server.qmoney.service import DebitService
 from server.store import IndexSpec, Store
 
+PROVIDER_CALLS = "provider_calls"
+
 INDEXES: list[IndexSpec] = [*auth_repository.INDEXES, *c2b_repository.INDEXES,
                             *insurance_repository.INDEXES, *psp_repository.INDEXES,
-                            *ledger_repository.INDEXES, *psp_api_repository.INDEXES]
+                            *ledger_repository.INDEXES, *psp_api_repository.INDEXES,
+                            (PROVIDER_CALLS, [("at", 1)], {})]
 
 
 @dataclass
@@ -52,7 +58,7 @@ class Providers:
         await self.session.close()
 
 
-def open_providers(settings: Settings, clock: Clock) -> Providers:
+def open_providers(settings: Settings, clock: Clock, calls: CallLog | None = None) -> Providers:
     """Must be called inside the running event loop (aiohttp binds the session to it)."""
     session = aiohttp.ClientSession()
     qmoney = settings.qmoney
@@ -60,8 +66,12 @@ def open_providers(settings: Settings, clock: Clock) -> Providers:
     if qmoney.username and qmoney.password:
         client = QmoneyClient(session, qmoney.base_url, qmoney.channel_id,
                               qmoney.channel_secret, qmoney.username, qmoney.password, clock,
-                              qmoney.timeout_seconds)
+                              qmoney.timeout_seconds, calls)
     return Providers(session=session, qmoney=client)
+
+
+def call_log(store: Store, clock: Clock, metrics: Metrics) -> CallLog:
+    return CallLog(store.collection(PROVIDER_CALLS), clock, metrics)
 
 
 @dataclass
@@ -79,6 +89,9 @@ class Services:
     debits: DebitService
     psp_api: PspApiService
     rate_limiter: RateLimiter
+    dashboard: Dashboard
+    metrics: Metrics
+    inflight: set = field(default_factory=set)
 
 
 def validation_rules(settings: Settings) -> ValidationRules:
@@ -93,7 +106,8 @@ def validation_rules(settings: Settings) -> ValidationRules:
 
 
 def build_services(settings: Settings, store: Store, providers: Providers | None,
-                   notifier: Notifier, clock: Clock) -> Services:
+                   notifier: Notifier, clock: Clock, metrics: Metrics | None = None) -> Services:
+    metrics = metrics or Metrics()
     tokens = TokenIssuer(settings.auth.jwt_secret,
                          timedelta(minutes=settings.auth.access_token_minutes),
                          timedelta(hours=settings.auth.refresh_token_hours))
@@ -118,7 +132,8 @@ def build_services(settings: Settings, store: Store, providers: Providers | None
                      notifier, clock,
                      validation_deadline=settings.c2b.validation_deadline_seconds,
                      validation_fallback=settings.c2b.validation_fallback,
-                     validation_matches_policy=settings.c2b.validation_match_policy)
+                     validation_matches_policy=settings.c2b.validation_match_policy,
+                     metrics=metrics)
     debits = DebitService(transactions, ledger, policies, insurees, psps,
                           providers.qmoney if providers else None, settlement, clock,
                           otp_lifetime=timedelta(seconds=settings.qmoney.otp_lifetime_seconds),
@@ -129,4 +144,5 @@ def build_services(settings: Settings, store: Store, providers: Providers | None
                     c2b=c2b, insurees=insurees, products=products, policies=policies,
                     psps=psps, ledger=ledger, settlement=settlement, debits=debits,
                     psp_api=psp_api,
-                    rate_limiter=RateLimiter(settings.psp_api.rate_limit_per_minute, clock))
+                    rate_limiter=RateLimiter(settings.psp_api.rate_limit_per_minute, clock),
+                    dashboard=Dashboard(store, clock), metrics=metrics)

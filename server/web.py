@@ -33,10 +33,17 @@ class BaseHandler(RequestHandler):
     identity: Identity | None = None
 
     def prepare(self) -> None:
-        self.request_id = self.request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        self.settings["services"].inflight.add(self)
+        self.request_id = _request_id(self.request.headers.get("X-Request-ID"))
         self.set_header("X-Request-ID", self.request_id)
         if len(self.request.body) > self.settings["gateway"].server.max_body_bytes:
             raise PayloadTooLarge("request body is too large")
+
+    def on_finish(self) -> None:
+        self.settings["services"].inflight.discard(self)
+
+    def on_connection_close(self) -> None:
+        self.settings["services"].inflight.discard(self)
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -56,6 +63,12 @@ class BaseHandler(RequestHandler):
         code = _REASON_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
         message = "internal error" if status >= 500 else reason.lower()
         return {"error": {"code": code, "message": message, "details": {}}}
+
+    def clear(self) -> None:
+        """Errors clear the headers; the request id stays for the caller to quote."""
+        super().clear()
+        if hasattr(self, "request_id"):
+            self.set_header("X-Request-ID", self.request_id)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
@@ -124,6 +137,13 @@ class BaseHandler(RequestHandler):
             if not in_networks(hop, trusted):
                 return hop
         return peer
+
+
+def _request_id(given: str | None) -> str:
+    """The caller's X-Request-ID when it is a sane token, else a new one."""
+    if given and len(given) <= 64 and all(c.isalnum() or c in "-_." for c in given):
+        return given
+    return uuid.uuid4().hex
 
 
 def in_networks(address: str, networks: tuple[str, ...]) -> bool:

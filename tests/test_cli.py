@@ -3,6 +3,8 @@
 import asyncio
 import json
 import os
+import signal
+import socket
 import sys
 import uuid
 from pathlib import Path
@@ -123,3 +125,40 @@ async def test_create_psp_stores_an_encrypted_pin() -> None:
     finally:
         await store.client.drop_database(env["GATEWAY_STORE_DATABASE"])
         await store.close()
+
+
+@pytest.mark.asyncio
+async def test_several_processes_are_refused_on_the_in_memory_store() -> None:
+    code, _, err = await run_py("serve", "--processes", "2", env=TEST_ENV)
+    assert code == 2
+    assert "--processes needs MongoDB" in err and "Traceback" not in err
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(not MONGODB_URI, reason="needs a MongoDB server: set TEST_MONGODB_URI")
+async def test_several_worker_processes_serve_one_port_and_stop_on_sigterm(http) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, **mongodb_env(), "GATEWAY_SERVER_PORT": str(port)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "run.py", "serve", "--processes", "2", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        pids = set()
+        async with asyncio.timeout(30):
+            while len(pids) < 2:
+                line = (await process.stdout.readline()).decode()
+                assert line, (await process.stderr.read()).decode()
+                if "gateway listening" in line:
+                    pids.add(line.rsplit("pid ", 1)[1].rstrip(")\n"))
+        for _ in range(6):
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as answer:
+                assert answer.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 30)
+    assert code == 0
+    store = open_store(MONGODB_URI, env["GATEWAY_STORE_DATABASE"])
+    await store.client.drop_database(env["GATEWAY_STORE_DATABASE"])
+    await store.close()

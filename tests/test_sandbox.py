@@ -2,7 +2,9 @@
 
 import asyncio
 import json
+import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from server.sandbox import (
@@ -60,8 +63,21 @@ async def run_shell(commands: str) -> str:
     return out.decode()
 
 
+SECRETS = ("sandbox-admin", "sandbox-operator", "sandbox-afrimoney", "sandbox-qmoney",
+           "sandbox-channel-secret", "sandbox-secret", "sandbox-callback", "sandbox-only")
+
+
+def assert_no_secret_logged(text: str, otps: list[str]) -> None:
+    for secret in SECRETS:
+        assert secret not in text, f"{secret} logged"
+    assert "eyJ" not in text, "a token was logged"
+    for number in ["1234", *otps]:
+        assert not re.search(rf"(?<![\d.:-]){number}(?![\d-])", text), f"{number} logged"
+
+
 @pytest.mark.asyncio
-async def test_printed_walkthroughs_work_as_printed() -> None:
+async def test_printed_walkthroughs_work_as_printed(caplog) -> None:
+    caplog.set_level(logging.DEBUG)
     sandbox = await start_sandbox("127.0.0.1", 0)
     try:
         text = summary(sandbox)
@@ -83,8 +99,14 @@ async def test_printed_walkthroughs_work_as_printed() -> None:
         assert verified["policies"][0]["amount"] == "500.00"
         assert paid_once["status"] == "succeeded" and paid_once["policy"]["status"] == 2
         assert paid_again == paid_once
+        outbox = f"{sandbox.settings.qmoney.base_url}/_sim/outbox/5811724c"
+        async with aiohttp.ClientSession() as http, http.get(outbox) as answer:
+            otps = [item["otp"] for item in (await answer.json())["items"]]
     finally:
         await sandbox.stop()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "request request_id=" in logged and "settled transaction=" in logged
+    assert_no_secret_logged(logged, otps)
 
 
 def free_port_triple() -> int:

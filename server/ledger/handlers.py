@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from server.ledger.schemas import TransactionQuerySchema, render_transaction
-from server.qmoney.schemas import DebitRequestSchema, ProcessRequestSchema
+from server.qmoney.schemas import (
+    DebitRequestSchema,
+    ProcessRequestSchema,
+    ReasonSchema,
+    ResolveRequestSchema,
+)
 from server.schemas import page_body
 from server.web import BaseHandler
 
@@ -42,4 +47,25 @@ class ProcessDebitHandler(BaseHandler):
         request = self.load_json(ProcessRequestSchema())
         transaction = await self.settings["services"].debits.process(
             transaction_uuid, request["otp"], identity.username)
+        self.write_json(render_transaction(transaction))
+
+
+class ResolveHandler(BaseHandler):
+    async def post(self, transaction_uuid: str) -> None:
+        """An operator records the true outcome of an `unknown` debit."""
+        identity = await self.require_role(*ROLES)
+        request = self.load_json(ResolveRequestSchema())
+        transaction = await self.settings["services"].debits.resolve(
+            transaction_uuid, request["outcome"], request["provider_reference"],
+            request["reason"], identity.username)
+        self.write_json(render_transaction(transaction))
+
+
+class ExpireHandler(BaseHandler):
+    async def post(self, transaction_uuid: str) -> None:
+        """An operator expires a debit whose OTP will not come."""
+        identity = await self.require_role(*ROLES)
+        request = self.load_json(ReasonSchema())
+        transaction = await self.settings["services"].debits.expire(
+            transaction_uuid, request["reason"], identity.username)
         self.write_json(render_transaction(transaction))

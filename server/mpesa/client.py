@@ -14,6 +14,7 @@ import aiohttp
 from server.clock import Clock
 from server.providers import (
     CachedToken,
+    CallLog,
     ProviderOutcomeUnknown,
     ProviderRejected,
     ProviderUnavailable,
@@ -42,22 +43,26 @@ class _Answer:
 
 class DarajaClient:
     def __init__(self, session: aiohttp.ClientSession, base_url: str, consumer_key: str,
-                 consumer_secret: str, clock: Clock, timeout_seconds: float) -> None:
+                 consumer_secret: str, clock: Clock, timeout_seconds: float,
+                 calls: CallLog | None = None) -> None:
         self._session = session
         self._base_url = base_url.rstrip("/")
         credentials = f"{consumer_key}:{consumer_secret}".encode()
         self._basic_auth = "Basic " + base64.b64encode(credentials).decode("ascii")
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self.tokens = TokenCache(self._login, clock)
+        self._calls = calls or CallLog()
+        self.tokens = TokenCache(self._login, clock,
+                                 on_fetch=self._calls.token_fetched(PROVIDER))
         self._clock = clock
 
     async def register_urls(self, shortcode: str, response_type: str, confirmation_url: str,
                             validation_url: str, version: str = "v2") -> Registration:
         body = {"ShortCode": shortcode, "ResponseType": response_type,
                 "ConfirmationURL": confirmation_url, "ValidationURL": validation_url}
-        answer = await self._post(f"/mpesa/c2b/{version}/registerurl", body)
-        data = answer.body if isinstance(answer.body, dict) else {}
-        return Registration(_conversation_id(data), str(data.get("ResponseDescription", "")))
+        async with self._calls.call(PROVIDER, "registerurl"):
+            answer = await self._post(f"/mpesa/c2b/{version}/registerurl", body)
+            data = answer.body if isinstance(answer.body, dict) else {}
+            return Registration(_conversation_id(data), str(data.get("ResponseDescription", "")))
 
     async def simulate_payment(self, shortcode: str, amount: str, msisdn: str,
                                bill_ref: str | None, version: str = "v2") -> str:
@@ -67,12 +72,17 @@ class DarajaClient:
                 "CommandID": "CustomerPayBillOnline" if bill_ref else "CustomerBuyGoodsOnline"}
         if bill_ref:
             body["BillRefNumber"] = bill_ref
-        answer = await self._post(f"/mpesa/c2b/{version}/simulate", body)
-        return _conversation_id(answer.body)
+        async with self._calls.call(PROVIDER, "simulate"):
+            answer = await self._post(f"/mpesa/c2b/{version}/simulate", body)
+            return _conversation_id(answer.body)
 
     # --- transport ------------------------------------------------------
 
     async def _login(self) -> CachedToken:
+        async with self._calls.call(PROVIDER, "oauth"):
+            return await self._fetch_token()
+
+    async def _fetch_token(self) -> CachedToken:
         """OAuth is safe to repeat, so a connection failure is retried once."""
         url = f"{self._base_url}/oauth/v1/generate?grant_type=client_credentials"
         for attempt in (1, 2):

@@ -8,7 +8,14 @@ from typing import Any
 
 from server.errors import ApiError, Forbidden, NotFound, ServiceUnavailable
 from server.mpesa.rules import OTHER_ERROR
-from server.mpesa.schemas import AllocateRequestSchema, PaymentQuerySchema, render_payment
+from server.mpesa.schemas import (
+    AllocateRequestSchema,
+    InboxQuerySchema,
+    PaymentQuerySchema,
+    ReplayRequestSchema,
+    render_inbox_entry,
+    render_payment,
+)
 from server.mpesa.service import InboxUnavailable
 from server.schemas import page_body
 from server.web import BaseHandler, in_networks
@@ -23,6 +30,11 @@ class CallbackHandler(BaseHandler):
 
     kind = ""
     error_result_code: Any = OTHER_ERROR
+
+    @property
+    def log_path(self) -> str:
+        """The path without its secret segment."""
+        return f"/api/v1/c2b/{self.kind}/<secret>"
 
     def prepare(self) -> None:
         super().prepare()
@@ -96,3 +108,23 @@ class AllocateHandler(BaseHandler):
         payment = await self.settings["services"].c2b.allocate(
             trans_id, request["policy_uuid"], identity.username, request["note"])
         self.write_json(render_payment(payment))
+
+
+class InboxListHandler(BaseHandler):
+    async def get(self) -> None:
+        await self.require_role("operator", "admin")
+        query = self.load_query(InboxQuerySchema())
+        limit, offset = query.pop("limit"), query.pop("offset")
+        items, total = await self.settings["services"].c2b.list_inbox(query, limit, offset)
+        self.write_json(page_body([render_inbox_entry(item) for item in items], total, limit,
+                                  offset))
+
+
+class InboxReplayHandler(BaseHandler):
+    async def post(self, entry_id: str) -> None:
+        """An operator processes a failed confirmation again."""
+        identity = await self.require_role("operator", "admin")
+        request = self.load_json(ReplayRequestSchema())
+        entry = await self.settings["services"].c2b.replay_entry(
+            entry_id, request["reason"], identity.username)
+        self.write_json(render_inbox_entry(entry))

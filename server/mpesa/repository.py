@@ -22,6 +22,7 @@ INDEXES: list[IndexSpec] = [
     (PAYMENTS, [("trans_time", DESCENDING)], {}),
     (PAYMENTS, [("bill_ref", 1), ("trans_time", DESCENDING)], {}),
     (PAYMENTS, [("status", 1), ("trans_time", DESCENDING)], {}),
+    (PAYMENTS, [("status", 1), ("received_at", 1)], {}),
 ]
 
 # Inbox states. `received` is written before any processing, so an entry still
@@ -76,6 +77,16 @@ class InboxRepository:
 
     async def get(self, entry_id: str) -> dict[str, Any] | None:
         return await self.collection.find_one({"_id": entry_id})
+
+    async def note_replay(self, entry_id: str, by: str, reason: str, at: datetime) -> None:
+        await self.collection.update_one({"_id": entry_id}, {"$push": {
+            "replays": {"by": by, "reason": reason, "at": at}}})
+
+    async def page(self, query: dict[str, Any], limit: int,
+                   offset: int) -> tuple[list[dict[str, Any]], int]:
+        cursor = (self.collection.find(query).sort("received_at", DESCENDING)
+                  .skip(offset).limit(limit))
+        return await cursor.to_list(None), await self.collection.count_documents(query)
 
     async def replayable_confirmations(self, statuses: tuple[str, ...], received_before: datetime,
                          limit: int) -> list[dict[str, Any]]:

@@ -102,6 +102,30 @@ class AllocateRequestSchema(StrictSchema):
     note = fields.String(load_default="", validate=validate.Length(max=500))
 
 
+INBOX_STATUSES = ("received", "processed", "duplicate", "conflict", "needs_review", "failed")
+
+
+class InboxQuerySchema(PageQuerySchema):
+    status = fields.String(validate=validate.OneOf(INBOX_STATUSES))
+    kind = fields.String(validate=validate.OneOf(["validation", "confirmation"]))
+
+
+class ReplayRequestSchema(StrictSchema):
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
+
+
+def render_inbox_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """An inbox entry without its raw body's secrets (Daraja bodies hold none)."""
+    return {"id": entry["_id"], "kind": entry["kind"], "status": entry["status"],
+            "trans_id": entry.get("trans_id"), "source_ip": entry["source_ip"],
+            "received_at": entry["received_at"].astimezone(UTC).isoformat(),
+            "attempts": entry["attempts"], "errors": entry.get("errors"),
+            "body": entry["body"], "body_encoding": entry["body_encoding"],
+            "replays": [{"by": item["by"], "reason": item["reason"],
+                         "at": item["at"].astimezone(UTC).isoformat()}
+                        for item in entry.get("replays", [])]}
+
+
 def render_payment(document: dict[str, Any]) -> dict[str, Any]:
     """A stored C2B payment as the API shows it."""
     return {

@@ -12,6 +12,7 @@ from typing import Any
 from marshmallow import ValidationError
 
 from server.clock import Clock
+from server.errors import Conflict, NotFound
 from server.money import AmountError, format_amount, parse_amount
 from server.mpesa import repository as repo
 from server.mpesa.allocation import CONFIRMED, Allocation
@@ -27,6 +28,7 @@ from server.mpesa.rules import (
 )
 from server.mpesa.schemas import C2BCallback, parse_callback
 from server.notifications import Notification, Notifier
+from server.ops.metrics import Metrics
 
 log = logging.getLogger("gateway.c2b")
 
@@ -63,12 +65,14 @@ class C2BService:
     def __init__(self, inbox: InboxRepository, payments: C2BPaymentRepository,
                  rules: ValidationRules, allocation: Allocation, notifier: Notifier,
                  clock: Clock, *, validation_deadline: float, validation_fallback: str,
-                 validation_matches_policy: bool = False) -> None:
+                 validation_matches_policy: bool = False, metrics: Metrics | None = None
+                 ) -> None:
         self.inbox = inbox
         self.payments = payments
         self.rules = rules
         self.allocation = allocation
         self.validation_matches_policy = validation_matches_policy
+        self.metrics = metrics or Metrics()
         self.notifier = notifier
         self.clock = clock
         self.validation_deadline = validation_deadline
@@ -110,6 +114,7 @@ class C2BService:
             answer = rejected(OTHER_ERROR)
             await self.inbox.mark(entry["_id"], repo.NEEDS_REVIEW, self.clock.now(),
                                   answer=answer, errors=err.messages)
+            self._count("validation", repo.NEEDS_REVIEW)
             return answer
         code = self.rules.check(callback)
         if code is None and self.validation_matches_policy:
@@ -117,6 +122,7 @@ class C2BService:
         answer = ACCEPTED if code is None else rejected(code)
         await self.inbox.mark(entry["_id"], repo.PROCESSED, self.clock.now(),
                               trans_id=callback.trans_id, answer=answer)
+        self._count("validation", "accepted" if code is None else "rejected")
         log.info("validation trans_id=%s answer=%s", callback.trans_id, answer["ResultCode"])
         return answer
 
@@ -154,7 +160,11 @@ class C2BService:
                       err.__class__.__name__, raw[:4096])
             raise InboxUnavailable(kind) from err
 
+    def _count(self, kind: str, outcome: str) -> None:
+        self.metrics.callbacks.labels(kind, outcome).inc()
+
     async def _mark_failed(self, entry_id: str) -> None:
+        self._count("confirmation", repo.FAILED)
         try:
             await self.inbox.mark(entry_id, repo.FAILED, self.clock.now())
         except Exception:
@@ -171,6 +181,7 @@ class C2BService:
                         err.messages)
             await self.inbox.mark(entry_id, repo.NEEDS_REVIEW, now, errors=err.messages,
                                   answer=CONFIRMATION_RECEIVED)
+            self._count("confirmation", repo.NEEDS_REVIEW)
             return repo.NEEDS_REVIEW
         payment = self._payment_document(callback, amount, entry_id, received_at)
         outcome, stored = await self.payments.insert_once(payment)
@@ -188,6 +199,7 @@ class C2BService:
             status = repo.PROCESSED
         await self.inbox.mark(entry_id, status, now, trans_id=callback.trans_id,
                               answer=CONFIRMATION_RECEIVED)
+        self._count("confirmation", status)
         log.info("confirmation trans_id=%s outcome=%s amount=%s", callback.trans_id,
                  outcome.value, format_amount(amount, self.rules.currency))
         return status
@@ -265,6 +277,28 @@ class C2BService:
                 status = repo.FAILED
             results.append(ReplayResult(entry["_id"], status))
         return results
+
+    async def replay_entry(self, entry_id: str, reason: str, actor: str) -> dict[str, Any]:
+        """An operator processes one confirmation again (audited on the entry)."""
+        entry = await self.inbox.get(entry_id)
+        if entry is None:
+            raise NotFound(f"no inbox entry {entry_id}")
+        if entry["kind"] != "confirmation" or entry["status"] not in (
+                *repo.REPLAYABLE, repo.NEEDS_REVIEW):
+            raise Conflict(f"a {entry['kind']} entry that is {entry['status']} is not replayed",
+                           {"status": entry["status"]}, code="invalid_state")
+        await self.inbox.note_replay(entry_id, actor, reason, self.clock.now())
+        try:
+            await self._process_confirmation(entry_id, repo.decode_body(entry),
+                                             entry["received_at"])
+        except Exception:
+            log.exception("replay_failed inbox_id=%s", entry_id)
+            await self._mark_failed(entry_id)
+        return await self.inbox.get(entry_id)
+
+    async def list_inbox(self, filters: dict[str, Any], limit: int,
+                         offset: int) -> tuple[list[dict[str, Any]], int]:
+        return await self.inbox.page(filters, limit, offset)
 
     # --- reads ----------------------------------------------------------
 

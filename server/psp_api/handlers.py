@@ -40,6 +40,7 @@ class ProviderHandler(BaseHandler):
 
     def on_finish(self) -> None:
         """Record the request and the answer (no credentials are in either)."""
+        super().on_finish()
         try:
             body = json.loads(self.request.body) if self.request.body else None
         except (UnicodeDecodeError, json.JSONDecodeError):

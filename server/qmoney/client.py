@@ -20,6 +20,7 @@ import aiohttp
 from server.clock import Clock
 from server.providers import (
     CachedToken,
+    CallLog,
     ProviderOutcomeUnknown,
     ProviderRejected,
     ProviderUnavailable,
@@ -58,7 +59,7 @@ class _TokenRejected(Exception):
 class QmoneyClient:
     def __init__(self, session: aiohttp.ClientSession, base_url: str, channel_id: str,
                  channel_secret: str, username: str, password: str, clock: Clock,
-                 timeout_seconds: float) -> None:
+                 timeout_seconds: float, calls: CallLog | None = None) -> None:
         self._session = session
         self._base_url = base_url.rstrip("/")
         channel = base64.b64encode(f"{channel_id}:{channel_secret}".encode()).decode("ascii")
@@ -67,7 +68,9 @@ class QmoneyClient:
         self._password = password
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self.tokens = TokenCache(self._login, clock)
+        self._calls = calls or CallLog()
+        self.tokens = TokenCache(self._login, clock,
+                                 on_fetch=self._calls.token_fetched(PROVIDER))
 
     async def get_money(self, payer_wallet: str, merchant_account: str, amount: str,
                         pin: str) -> str:
@@ -80,10 +83,11 @@ class QmoneyClient:
                          "remarks": "add", "payment": [{"amount": _AMOUNT_PLACEHOLDER}],
                          "transactionPin": pin}}
         text = json.dumps(body).replace(json.dumps(_AMOUNT_PLACEHOLDER), amount)
-        try:
-            data = await self._call("/getMoney", text)
-        except ProviderOutcomeUnknown as err:
-            raise ProviderUnavailable(PROVIDER, f"getMoney: {err.message}") from None
+        async with self._calls.call(PROVIDER, "getMoney"):
+            try:
+                data = await self._call("/getMoney", text)
+            except ProviderOutcomeUnknown as err:
+                raise ProviderUnavailable(PROVIDER, f"getMoney: {err.message}") from None
         transaction_id = data.get("transactionId") if isinstance(data, dict) else None
         if not transaction_id:
             raise ProviderUnavailable(PROVIDER, "getMoney answer without a transactionId")
@@ -92,7 +96,8 @@ class QmoneyClient:
     async def verify_code(self, transaction_id: str, otp: str) -> Verified:
         """Complete the debit with the payer's OTP: this moves the money."""
         text = json.dumps({"data": {"otp": otp, "transactionId": transaction_id}})
-        data = await self._call("/verifyCode", text)
+        async with self._calls.call(PROVIDER, "verifyCode"):
+            data = await self._call("/verifyCode", text)
         data = data if isinstance(data, dict) else {}
         balances = {str(item.get("walletExternalId")): str(item.get("availableBalance"))
                     for item in data.get("balanceData") or [] if isinstance(item, dict)}
@@ -101,6 +106,10 @@ class QmoneyClient:
     # --- transport ------------------------------------------------------
 
     async def _login(self) -> CachedToken:
+        async with self._calls.call(PROVIDER, "login"):
+            return await self._fetch_token()
+
+    async def _fetch_token(self) -> CachedToken:
         body = json.dumps({"grantType": "password", "username": self._username,
                            "password": self._password})
         headers = {"Authorization": self._channel_auth}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from server.insurance.schemas import DECIMAL
 from server.schemas import StrictSchema
@@ -17,3 +19,22 @@ class DebitRequestSchema(StrictSchema):
 class ProcessRequestSchema(StrictSchema):
     otp = fields.String(required=True, validate=validate.Regexp(
         r"^[0-9]{4,8}$", error="must be the 4-8 digit code the payer received"))
+
+
+REASON = validate.Length(min=3, max=500)
+
+
+class ResolveRequestSchema(StrictSchema):
+    outcome = fields.String(required=True, validate=validate.OneOf(["succeeded", "failed"]))
+    provider_reference = fields.String(load_default="", validate=validate.Length(max=100))
+    reason = fields.String(required=True, validate=REASON)
+
+    @validates_schema
+    def reference_for_success(self, data: dict[str, Any], **_: Any) -> None:
+        if data["outcome"] == "succeeded" and not data.get("provider_reference"):
+            raise ValidationError("the provider's reference is needed to mark it succeeded",
+                                  "provider_reference")
+
+
+class ReasonSchema(StrictSchema):
+    reason = fields.String(required=True, validate=REASON)

@@ -141,9 +141,7 @@ class DebitService:
         claimed = await self.transactions.transition(
             transaction_uuid, states.OTP_SENT, states.PROCESSING, self.clock.now(), actor=actor)
         if claimed is None:
-            current = await self.ledger.get(transaction_uuid)
-            raise Conflict(f"the transaction is {current['status']}",
-                           {"status": current["status"]}, code="invalid_state")
+            await self._refuse_state(transaction_uuid)
         try:
             await client.verify_code(claimed["provider_reference"], otp)
         except ProviderRejected as err:
@@ -192,6 +190,42 @@ class DebitService:
             transaction["_id"], current, states.FAILED, self.clock.now(), actor=actor,
             reason=code, changes={"failure": {"code": code, "message": message}},
             increments=increments)
+
+    # --- operator actions -----------------------------------------------
+
+    async def resolve(self, transaction_uuid: str, outcome: str, provider_reference: str,
+                      reason: str, actor: str) -> dict[str, Any]:
+        """An operator settles an `unknown` debit after checking with the provider."""
+        now = self.clock.now()
+        if outcome == states.SUCCEEDED:
+            moved = await self.transactions.transition(
+                transaction_uuid, states.UNKNOWN, states.SUCCEEDED, now, actor=actor,
+                reason=reason, changes={"paid_at": now,
+                                        "provider_confirmation": provider_reference})
+        else:
+            moved = await self.transactions.transition(
+                transaction_uuid, states.UNKNOWN, states.FAILED, now, actor=actor,
+                reason=reason, changes={"failure": {"code": "resolved_failed",
+                                                    "message": reason}})
+        if moved is None:
+            await self._refuse_state(transaction_uuid)
+        log.info("debit_resolved transaction=%s outcome=%s by=%s", transaction_uuid, outcome,
+                 actor)
+        return await self.settlement.settle(moved) if outcome == states.SUCCEEDED else moved
+
+    async def expire(self, transaction_uuid: str, reason: str, actor: str) -> dict[str, Any]:
+        """An operator gives up on a debit whose OTP will not come."""
+        moved = await self.transactions.transition(
+            transaction_uuid, states.OTP_SENT, states.EXPIRED, self.clock.now(), actor=actor,
+            reason=reason)
+        if moved is None:
+            await self._refuse_state(transaction_uuid)
+        return moved
+
+    async def _refuse_state(self, transaction_uuid: str) -> None:
+        current = await self.ledger.get(transaction_uuid)
+        raise Conflict(f"the transaction is {current['status']}", {"status": current["status"]},
+                       code="invalid_state")
 
     # --- expiry and reads -----------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Operations: dashboard, health, metrics, API description."""

@@ -1,0 +1,193 @@
+"""The operations dashboard: what came in, what is stuck, what is failing.
+
+Every figure is an aggregation pipeline over indexed fields (created_at, status,
+received_at, at), so it reads the same from the in-memory store and MongoDB.
+Amounts stay integer minor units per currency until rendered; amounts of
+different currencies are never added together."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from server.clock import Clock
+from server.ledger import states
+from server.money import format_amount
+from server.store import Store
+
+ATTENTION_ITEMS = 5
+# Debits that have sat in these states longer than this need a person.
+STUCK_AFTER = timedelta(minutes=15)
+STUCK_STATES = (states.OTP_SENT, states.PROCESSING, states.UNKNOWN)
+FINISHED = (states.SUCCEEDED, states.FAILED, states.EXPIRED)
+CHANNELS = ("mpesa_c2b", "qmoney", "psp_api")
+HOURLY_UP_TO = timedelta(days=3)
+PROVIDER_SAMPLE = 5000
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None
+
+
+class Dashboard:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def summary(self, date_from: datetime | None, date_to: datetime | None,
+                      currency: str | None) -> dict[str, Any]:
+        end = date_to or self.clock.now()
+        start = date_from or end - timedelta(hours=24)
+        bucket = "hour" if end - start <= HOURLY_UP_TO else "day"
+        window: dict[str, Any] = {"created_at": {"$gte": start, "$lt": end}}
+        if currency:
+            window["currency"] = currency
+        succeeded = {**window, "status": states.SUCCEEDED}
+        return {
+            "window": {"from": _iso(start), "to": _iso(end), "bucket": bucket},
+            "currency": currency,
+            "totals": await self._totals(succeeded),
+            "by_channel": await self._by_channel(window),
+            "by_psp": await self._by_psp(succeeded),
+            "by_status": await self._by_status(window),
+            "series": await self._series(succeeded, bucket),
+            "attention": await self._attention(currency),
+            "providers": await self._providers(start, end),
+        }
+
+    async def _group(self, collection: str, match: dict[str, Any],
+                     group: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self.store.aggregate(collection, [{"$match": match}, {"$group": group}])
+
+    async def _totals(self, match: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = await self._group("transactions", match, {
+            "_id": "$currency", "amount": {"$sum": "$amount"}, "count": {"$sum": 1}})
+        return sorted(({"currency": row["_id"], "amount": format_amount(row["amount"], row["_id"]),
+                        "count": row["count"]} for row in rows), key=lambda row: row["currency"])
+
+    async def _by_channel(self, match: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = await self._group("transactions", match, {
+            "_id": {"channel": "$channel", "currency": "$currency", "status": "$status"},
+            "amount": {"$sum": "$amount"}, "count": {"$sum": 1}})
+        table: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in rows:
+            key = (row["_id"]["channel"], row["_id"]["currency"])
+            entry = table.setdefault(key, {"amount": 0, "count": 0, "succeeded": 0, "failed": 0})
+            entry["count"] += row["count"]
+            status = row["_id"]["status"]
+            if status == states.SUCCEEDED:
+                entry["succeeded"] += row["count"]
+                entry["amount"] += row["amount"]
+            elif status in (states.FAILED, states.EXPIRED):
+                entry["failed"] += row["count"]
+        result = []
+        for (channel, code), entry in sorted(table.items()):
+            finished = entry["succeeded"] + entry["failed"]
+            result.append({"channel": channel, "currency": code,
+                           "amount": format_amount(entry["amount"], code),
+                           "count": entry["count"], "succeeded": entry["succeeded"],
+                           "failed": entry["failed"],
+                           "success_rate": entry["succeeded"] / finished if finished else None})
+        return result
+
+    async def _by_psp(self, match: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = await self._group("transactions", {**match, "psp_uuid": {"$ne": None}}, {
+            "_id": {"psp": "$psp_uuid", "currency": "$currency"},
+            "amount": {"$sum": "$amount"}, "count": {"$sum": 1}})
+        names = {psp["_id"]: psp["name"] for psp in
+                 await self.store.collection("psps").find({}, {"name": 1}).to_list(None)}
+        return sorted(({"psp_uuid": row["_id"]["psp"],
+                        "psp_name": names.get(row["_id"]["psp"], "?"),
+                        "currency": row["_id"]["currency"],
+                        "amount": format_amount(row["amount"], row["_id"]["currency"]),
+                        "count": row["count"]} for row in rows),
+                      key=lambda row: (row["psp_name"], row["currency"]))
+
+    async def _by_status(self, match: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = await self._group("transactions", match, {"_id": "$status",
+                                                         "count": {"$sum": 1}})
+        return sorted(({"status": row["_id"], "count": row["count"]} for row in rows),
+                      key=lambda row: row["status"])
+
+    async def _series(self, match: dict[str, Any], bucket: str) -> list[dict[str, Any]]:
+        pattern = "%Y-%m-%dT%H:00:00+00:00" if bucket == "hour" else "%Y-%m-%dT00:00:00+00:00"
+        rows = await self._group("transactions", match, {
+            "_id": {"start": {"$dateToString": {"date": "$created_at", "format": pattern}},
+                    "currency": "$currency"},
+            "amount": {"$sum": "$amount"}, "count": {"$sum": 1}})
+        return sorted(({"start": row["_id"]["start"], "currency": row["_id"]["currency"],
+                        "amount": format_amount(row["amount"], row["_id"]["currency"]),
+                        "count": row["count"]} for row in rows),
+                      key=lambda row: (row["start"], row["currency"]))
+
+    async def _oldest(self, collection: str, query: dict[str, Any], sort_field: str,
+                      render: Any) -> dict[str, Any]:
+        items = await (self.store.collection(collection).find(query)
+                       .sort(sort_field, 1).limit(ATTENTION_ITEMS).to_list(None))
+        count = await self.store.collection(collection).count_documents(query)
+        return {"count": count, "oldest": [render(item) for item in items]}
+
+    async def _attention(self, currency: str | None) -> dict[str, Any]:
+        money = {"currency": currency} if currency else {}
+        stuck_before = self.clock.now() - STUCK_AFTER
+        return {
+            "c2b_unmatched": await self._oldest(
+                "c2b_payments", {"status": "unmatched", **money}, "received_at",
+                lambda item: {"trans_id": item["trans_id"], "bill_ref": item["bill_ref"],
+                              "amount": format_amount(item["amount"], item["currency"]),
+                              "currency": item["currency"],
+                              "reason": item.get("unmatched_reason"),
+                              "received_at": _iso(item["received_at"])}),
+            "c2b_needs_review": await self._oldest(
+                "c2b_payments", {"review.0": {"$exists": True}, **money}, "received_at",
+                lambda item: {"trans_id": item["trans_id"],
+                              "amount": format_amount(item["amount"], item["currency"]),
+                              "currency": item["currency"],
+                              "received_at": _iso(item["received_at"])}),
+            "stuck_debits": await self._oldest(
+                "transactions", {"status": {"$in": list(STUCK_STATES)},
+                                 "updated_at": {"$lt": stuck_before}, **money},
+                "updated_at",
+                lambda item: {"uuid": item["_id"], "status": item["status"],
+                              "channel": item["channel"],
+                              "amount": format_amount(item["amount"], item["currency"]),
+                              "currency": item["currency"], "chf_id": item["chf_id"],
+                              "updated_at": _iso(item["updated_at"])}),
+            "failed_inbox": await self._oldest(
+                "c2b_inbox", {"status": {"$in": ["failed", "needs_review", "conflict"]}},
+                "received_at",
+                lambda item: {"id": item["_id"], "kind": item["kind"],
+                              "status": item["status"],
+                              "received_at": _iso(item["received_at"])}),
+        }
+
+    async def _providers(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        rows = await self.store.aggregate("provider_calls", [
+            {"$match": {"at": {"$gte": start, "$lt": end}}},
+            {"$sort": {"at": -1}},
+            {"$group": {"_id": {"provider": "$provider", "endpoint": "$endpoint"},
+                        "count": {"$sum": 1},
+                        "errors": {"$sum": {"$cond": [{"$eq": ["$outcome", "ok"]}, 0, 1]}},
+                        "durations": {"$push": "$duration_ms"}}},
+        ])
+        result = []
+        for row in sorted(rows, key=lambda row: (row["_id"]["provider"],
+                                                   row["_id"]["endpoint"])):
+            durations = sorted(row["durations"][:PROVIDER_SAMPLE])
+            last_error = await self.store.collection("provider_calls").find_one(
+                {**row["_id"], "outcome": {"$ne": "ok"}}, sort=[("at", -1)])
+            result.append({
+                **row["_id"], "count": row["count"], "error_rate": row["errors"] / row["count"],
+                "p50_ms": _percentile(durations, 50), "p95_ms": _percentile(durations, 95),
+                "last_error": {"at": _iso(last_error["at"]), "message": last_error["error"]}
+                if last_error else None})
+        return result
+
+
+def _percentile(values: list[float], percent: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 1)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[percent - 1], 1)

@@ -1,0 +1,54 @@
+"""Prometheus metrics. One registry per gateway (tests run several in one process).
+
+Counters and histograms are updated as things happen; figures that live in the
+store (payments by channel and status, inbox backlog) are read at scrape time,
+so every gateway process reports the same shared truth."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from server.store import Store
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.requests = Counter("gateway_http_requests_total", "HTTP requests answered",
+                                ["route", "method", "status"], registry=registry)
+        self.request_seconds = Histogram("gateway_http_request_seconds", "HTTP request latency",
+                                         ["route", "method"], buckets=LATENCY_BUCKETS,
+                                         registry=registry)
+        self.callbacks = Counter("gateway_c2b_callbacks_total", "Daraja callbacks by outcome",
+                                 ["kind", "outcome"], registry=registry)
+        self.provider_calls = Counter("gateway_provider_calls_total",
+                                      "Outbound provider calls by outcome",
+                                      ["provider", "endpoint", "outcome"], registry=registry)
+        self.provider_seconds = Histogram("gateway_provider_call_seconds",
+                                          "Outbound provider call latency",
+                                          ["provider", "endpoint"], buckets=LATENCY_BUCKETS,
+                                          registry=registry)
+        self.token_refreshes = Counter("gateway_provider_token_refreshes_total",
+                                       "Provider tokens fetched", ["provider"],
+                                       registry=registry)
+        self.payments = Gauge("gateway_payments", "Transactions in the store by channel and status",
+                              ["channel", "status"], registry=registry)
+        self.inbox_backlog = Gauge("gateway_c2b_inbox_backlog",
+                                   "Callbacks received but not processed, or failed",
+                                   registry=registry)
+
+    async def render(self, store: Store) -> bytes:
+        """Refresh the store-backed gauges, then the text exposition format."""
+        rows = await store.aggregate("transactions", [
+            {"$group": {"_id": {"channel": "$channel", "status": "$status"},
+                        "count": {"$sum": 1}}}])
+        self.payments.clear()
+        for row in rows:
+            self.payments.labels(row["_id"]["channel"], row["_id"]["status"]).set(row["count"])
+        backlog = await store.collection("c2b_inbox").count_documents(
+            {"status": {"$in": ["received", "failed"]}})
+        self.inbox_backlog.set(backlog)
+        return generate_latest(self.registry)

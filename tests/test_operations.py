@@ -1,0 +1,314 @@
+"""Operations: dashboard figures, operator actions, health, metrics, request ids, shutdown."""
+
+import asyncio
+import json
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from server.logs import JsonFormatter
+from server.ops.health import readiness_problem
+from server.services import INDEXES
+from server.store import open_store
+
+from support import callback_body, make_settings
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def transaction(channel: str, status: str, amount: int, currency: str, *, hours_ago: float = 1,
+                psp: str | None = None, chf_id: str = "1", policy: str | None = None,
+                updated_hours_ago: float | None = None) -> dict:
+    created = NOW - timedelta(hours=hours_ago)
+    updated = NOW - timedelta(hours=updated_hours_ago if updated_hours_ago is not None
+                              else hours_ago)
+    return {"_id": str(uuid.uuid4()), "channel": channel, "status": status, "open": False,
+            "amount": amount, "currency": currency, "policy_uuid": policy or str(uuid.uuid4()),
+            "chf_id": chf_id, "psp_uuid": psp, "provider_reference": "ref", "failure": None,
+            "settlement": None, "created_by": "test", "created_at": created,
+            "updated_at": updated, "history": [], "otp_attempts": 0}
+
+
+async def seed_ledger(store) -> str:
+    psp = {"_id": "psp-q", "name": "Qmoney", "kind": "qmoney", "account": "1",
+           "currency": "GMD", "is_external_api": False, "username": None, "active": True,
+           "pin_encrypted": None, "created_at": NOW, "updated_at": NOW}
+    await store.collection("psps").insert_one(psp)
+    await store.collection("transactions").insert_many([
+        transaction("mpesa_c2b", "succeeded", 150000, "KES", hours_ago=2),
+        transaction("mpesa_c2b", "succeeded", 100000, "KES", hours_ago=1),
+        transaction("qmoney", "succeeded", 50000, "GMD", hours_ago=3, psp="psp-q"),
+        transaction("qmoney", "failed", 50000, "GMD", hours_ago=3, psp="psp-q"),
+        transaction("qmoney", "unknown", 50000, "GMD", hours_ago=5, psp="psp-q",
+                    updated_hours_ago=1),
+        transaction("psp_api", "succeeded", 50000, "GMD", hours_ago=4, psp="psp-q"),
+        transaction("qmoney", "succeeded", 99900, "GMD", hours_ago=48, psp="psp-q"),
+    ])
+    await store.collection("c2b_payments").insert_one({
+        "trans_id": "UNM1", "bill_ref": "090909090", "amount": 35000, "currency": "KES",
+        "status": "unmatched", "unmatched_reason": "amount_mismatch",
+        "received_at": NOW - timedelta(hours=1), "review": [], "trans_time": NOW})
+    await store.collection("c2b_inbox").insert_one({
+        "_id": "inbox-1", "kind": "confirmation", "status": "failed", "body": "{}",
+        "body_encoding": "utf-8", "source_ip": "1.2.3.4", "headers": {},
+        "received_at": NOW - timedelta(hours=2), "attempts": 1})
+    await store.collection("provider_calls").insert_many([
+        {"provider": "qmoney", "endpoint": "verifyCode", "at": NOW - timedelta(minutes=m),
+         "duration_ms": float(10 * m), "outcome": "ok" if m != 3 else "unknown",
+         "error": None if m != 3 else "no answer (timed out)"} for m in range(1, 11)])
+    return psp["_id"]
+
+
+async def get(http, gateway, path: str, headers: dict, **params) -> tuple[int, dict]:
+    async with http.get(gateway.url + path, headers=headers, params=params) as answer:
+        return answer.status, await answer.json()
+
+
+@pytest.mark.asyncio
+async def test_dashboard_totals_channels_psps_and_statuses(http, gateway, store,
+                                                           operator_headers) -> None:
+    await seed_ledger(store)
+    status, board = await get(http, gateway, "/api/v1/dashboard", operator_headers)
+    assert status == 200
+    assert board["window"]["bucket"] == "hour"
+    assert board["totals"] == [{"currency": "GMD", "amount": "1000.00", "count": 2},
+                               {"currency": "KES", "amount": "2500.00", "count": 2}]
+    channels = {(row["channel"], row["currency"]): row for row in board["by_channel"]}
+    qmoney = channels[("qmoney", "GMD")]
+    assert (qmoney["count"], qmoney["succeeded"], qmoney["failed"]) == (3, 1, 1)
+    assert qmoney["amount"] == "500.00" and qmoney["success_rate"] == 0.5
+    assert channels[("mpesa_c2b", "KES")]["success_rate"] == 1.0
+    assert board["by_psp"] == [{"psp_uuid": "psp-q", "psp_name": "Qmoney", "currency": "GMD",
+                                "amount": "1000.00", "count": 2}]
+    assert {row["status"]: row["count"] for row in board["by_status"]} == {
+        "succeeded": 4, "failed": 1, "unknown": 1}
+    assert sum(row["count"] for row in board["series"]) == 4
+    assert all(row["start"].endswith(":00:00+00:00") for row in board["series"])
+
+
+@pytest.mark.asyncio
+async def test_dashboard_lists_what_needs_attention_and_provider_health(
+        http, gateway, store, operator_headers) -> None:
+    await seed_ledger(store)
+    _, board = await get(http, gateway, "/api/v1/dashboard", operator_headers)
+    attention = board["attention"]
+    assert attention["c2b_unmatched"]["count"] == 1
+    assert attention["c2b_unmatched"]["oldest"][0]["reason"] == "amount_mismatch"
+    assert attention["stuck_debits"]["count"] == 1
+    assert attention["stuck_debits"]["oldest"][0]["status"] == "unknown"
+    assert attention["failed_inbox"]["oldest"][0]["id"] == "inbox-1"
+    [provider] = board["providers"]
+    assert (provider["provider"], provider["endpoint"], provider["count"]) == (
+        "qmoney", "verifyCode", 10)
+    assert provider["error_rate"] == 0.1
+    assert provider["p50_ms"] == 55.0 and provider["p95_ms"] == 95.5
+    assert provider["last_error"]["message"] == "no answer (timed out)"
+
+
+@pytest.mark.asyncio
+async def test_dashboard_window_and_currency_filters(http, gateway, store,
+                                                    operator_headers) -> None:
+    await seed_ledger(store)
+    week_ago = (NOW - timedelta(days=7)).isoformat()
+    _, board = await get(http, gateway, "/api/v1/dashboard", operator_headers,
+                         **{"from": week_ago, "currency": "GMD"})
+    assert board["window"]["bucket"] == "day"
+    assert board["totals"] == [{"currency": "GMD", "amount": "1999.00", "count": 3}]
+    assert board["attention"]["c2b_unmatched"]["count"] == 0
+    status, body = await get(http, gateway, "/api/v1/dashboard", operator_headers,
+                             currency="XXX")
+    assert status == 400 and body["error"]["code"] == "validation_error"
+
+
+@pytest.mark.asyncio
+async def test_dashboard_needs_an_operator(http, gateway, headers_for) -> None:
+    status, _ = await get(http, gateway, "/api/v1/dashboard", await headers_for("afri", "psp"))
+    assert status == 403
+
+
+async def post(http, gateway, path: str, headers: dict, body: dict) -> tuple[int, dict]:
+    async with http.post(gateway.url + path, headers=headers, json=body) as answer:
+        return answer.status, await answer.json()
+
+
+async def unknown_debit(gateway, store) -> dict:
+    services = gateway.services
+    await services.products.create({"code": "B", "name": "Basic", "price": "500.00",
+                                    "currency": "GMD"})
+    await services.insurees.create({"chf_id": "1", "first_name": "A", "last_name": "B",
+                                    "phone": "", "wallet": "w"})
+    policy = await services.policies.create({"chf_id": "1", "product_code": "B",
+                                             "start_date": NOW.date(), "status": 1})
+    debit = transaction("qmoney", "unknown", 50000, "GMD", policy=policy["_id"])
+    debit["open"] = True
+    await store.collection("transactions").insert_one(debit)
+    return debit
+
+
+@pytest.mark.asyncio
+async def test_operator_resolves_an_unknown_debit_as_succeeded_and_it_settles(
+        http, gateway, store, operator_headers) -> None:
+    debit = await unknown_debit(gateway, store)
+    path = f"/api/v1/transactions/{debit['_id']}/resolve"
+    status, body = await post(http, gateway, path, operator_headers,
+                              {"outcome": "succeeded", "reason": "checked the statement"})
+    assert status == 400 and "provider_reference" in body["error"]["details"]["fields"]
+    status, body = await post(http, gateway, path, operator_headers, {
+        "outcome": "succeeded", "provider_reference": "QM-889", "reason": "on the statement"})
+    assert status == 200 and body["status"] == "succeeded"
+    assert body["settlement"]["status"] == "settled"
+    assert body["history"][-1] == {**body["history"][-1], "actor": "operator",
+                                   "reason": "on the statement", "to": "succeeded"}
+    assert (await gateway.services.policies.get(debit["policy_uuid"]))["status"] == 2
+    status, body = await post(http, gateway, path, operator_headers,
+                              {"outcome": "failed", "reason": "changed my mind"})
+    assert status == 409 and body["error"]["details"]["status"] == "succeeded"
+
+
+@pytest.mark.asyncio
+async def test_operator_resolves_an_unknown_debit_as_failed(http, gateway, store,
+                                                            operator_headers) -> None:
+    debit = await unknown_debit(gateway, store)
+    status, body = await post(http, gateway, f"/api/v1/transactions/{debit['_id']}/resolve",
+                              operator_headers, {"outcome": "failed",
+                                                 "reason": "provider says never debited"})
+    assert status == 200 and body["status"] == "failed"
+    assert body["failure"] == {"code": "resolved_failed",
+                               "message": "provider says never debited"}
+    assert (await gateway.services.policies.get(debit["policy_uuid"]))["status"] == 1
+
+
+@pytest.mark.asyncio
+async def test_operator_expires_a_stale_debit_but_not_a_finished_one(
+        http, gateway, store, operator_headers) -> None:
+    waiting = transaction("qmoney", "otp_sent", 50000, "GMD")
+    done = transaction("qmoney", "succeeded", 50000, "GMD")
+    await store.collection("transactions").insert_many([waiting, done])
+    status, body = await post(http, gateway, f"/api/v1/transactions/{waiting['_id']}/expire",
+                              operator_headers, {"reason": "payer unreachable"})
+    assert status == 200 and body["status"] == "expired"
+    assert body["history"][-1]["actor"] == "operator"
+    status, body = await post(http, gateway, f"/api/v1/transactions/{done['_id']}/expire",
+                              operator_headers, {"reason": "oops"})
+    assert status == 409
+
+
+@pytest.mark.asyncio
+async def test_operator_replays_a_failed_inbox_entry(http, gateway, store,
+                                                     operator_headers) -> None:
+    raw = json.dumps(callback_body())
+    await store.collection("c2b_inbox").insert_one({
+        "_id": "entry-9", "kind": "confirmation", "status": "failed", "body": raw,
+        "body_encoding": "utf-8", "source_ip": "196.201.214.200", "headers": {},
+        "received_at": NOW, "attempts": 1})
+    status, failed = await get(http, gateway, "/api/v1/c2b/inbox", operator_headers,
+                               status="failed")
+    assert status == 200 and [item["id"] for item in failed["items"]] == ["entry-9"]
+    status, entry = await post(http, gateway, "/api/v1/c2b/inbox/entry-9/replay",
+                               operator_headers, {"reason": "store was down"})
+    assert status == 200 and entry["status"] == "processed"
+    assert entry["replays"][0]["by"] == "operator"
+    assert await store.collection("c2b_payments").count_documents({}) == 1
+    status, body = await post(http, gateway, "/api/v1/c2b/inbox/entry-9/replay",
+                              operator_headers, {"reason": "again"})
+    assert status == 409
+
+
+@pytest.mark.asyncio
+async def test_health_and_readiness(http, gateway, store) -> None:
+    async with http.get(f"{gateway.url}/healthz") as answer:
+        assert answer.status == 200 and (await answer.json()) == {"status": "ok"}
+    async with http.get(f"{gateway.url}/readyz") as answer:
+        assert answer.status == 200
+    await store.collection("c2b_payments").drop_index("trans_id_1")
+    async with http.get(f"{gateway.url}/readyz") as answer:
+        body = await answer.json()
+        assert answer.status == 503 and body["error"]["code"] == "not_ready"
+        assert "c2b_payments(trans_id)" in body["error"]["message"]
+
+
+@pytest.mark.asyncio
+async def test_unreachable_store_is_not_ready() -> None:
+    dead = open_store("mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=5000", "x")
+    try:
+        problem = await readiness_problem(dead, INDEXES)
+    finally:
+        await dead.close()
+    assert problem == "store did not answer within 2 s"
+
+
+@pytest.mark.asyncio
+async def test_metrics_scrape_cleanly(http, gateway, store, operator_headers) -> None:
+    await seed_ledger(store)
+    async with http.post(f"{gateway.url}/api/v1/c2b/confirmation/test-callback",
+                         data=json.dumps(callback_body())) as answer:
+        assert answer.status == 200
+    async with http.get(f"{gateway.url}/metrics") as answer:
+        assert answer.status == 200
+        assert answer.headers["Content-Type"].startswith("text/plain")
+        text = await answer.text()
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(text) for sample in family.samples}
+    assert samples[("gateway_c2b_callbacks_total",
+                    (("kind", "confirmation"), ("outcome", "processed")))] == 1
+    assert samples[("gateway_payments", (("channel", "qmoney"), ("status", "succeeded")))] == 2
+    assert samples[("gateway_c2b_inbox_backlog", ())] == 1
+    assert samples[("gateway_http_requests_total", (("method", "POST"),
+                                                    ("route", "ConfirmationHandler"),
+                                                    ("status", "200")))] == 1
+
+
+@pytest.mark.asyncio
+async def test_request_id_is_echoed_or_made(http, gateway) -> None:
+    async with http.get(f"{gateway.url}/healthz", headers={"X-Request-ID": "abc-123"}) as answer:
+        assert answer.headers["X-Request-ID"] == "abc-123"
+    async with http.get(f"{gateway.url}/nope") as answer:
+        assert answer.status == 404 and len(answer.headers["X-Request-ID"]) == 32
+    async with http.get(f"{gateway.url}/healthz",
+                        headers={"X-Request-ID": "bad id\twith spaces"}) as answer:
+        assert answer.headers["X-Request-ID"] != "bad id\twith spaces"
+
+
+@pytest.mark.asyncio
+async def test_one_log_line_per_request_with_its_id(http, gateway, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    async with http.get(f"{gateway.url}/healthz", headers={"X-Request-ID": "req-42"}):
+        pass
+    [line] = [record.getMessage() for record in caplog.records
+              if record.name == "gateway.access"]
+    assert line.startswith("request request_id=req-42 method=GET path=/healthz status=200")
+
+
+def test_json_log_format_parses_key_values() -> None:
+    record = logging.LogRecord("gateway.c2b", logging.INFO, __file__, 1,
+                               "confirmation trans_id=%s outcome=%s", ("RKL1", "new"), None)
+    body = json.loads(JsonFormatter().format(record))
+    assert body["event"] == "confirmation"
+    assert (body["trans_id"], body["outcome"], body["level"]) == ("RKL1", "new", "INFO")
+
+
+@pytest.mark.asyncio
+async def test_stopping_lets_requests_in_flight_finish(http, start_gateway_with) -> None:
+    gateway = await start_gateway_with(make_settings(c2b={"validation_deadline_seconds": 3.0}))
+    service = gateway.services.c2b
+    original_add = service.inbox.add
+
+    async def slow_add(*args, **kwargs):
+        await asyncio.sleep(0.8)
+        return await original_add(*args, **kwargs)
+
+    service.inbox.add = slow_add
+
+    async def validate() -> tuple[int, dict]:
+        async with http.post(f"{gateway.url}/api/v1/c2b/validation/test-callback",
+                             data=json.dumps(callback_body())) as answer:
+            return answer.status, await answer.json()
+
+    request = asyncio.ensure_future(validate())
+    await asyncio.sleep(0.2)
+    await gateway.stop()
+    status, answer = await request
+    assert (status, answer["ResultCode"]) == (200, "0")
