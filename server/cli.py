@@ -127,7 +127,9 @@ async def _run_until_signalled(shutdown: Callable[[], Awaitable[None]]) -> None:
 
 
 async def run_sandbox(args: argparse.Namespace) -> int:
-    sandbox = await start_sandbox(args.host, args.port)
+    print("starting the sandbox...", flush=True)
+    sandbox = await start_sandbox(args.host, args.port,
+                                  progress=lambda step: print(f"  {step}", flush=True))
     print(summary(sandbox), flush=True)
     await _run_until_signalled(sandbox.stop)
     print("sandbox stopped")
@@ -240,7 +242,8 @@ async def run_replay_inbox(args: argparse.Namespace) -> int:
     store = open_store(settings.store.uri, settings.store.database)
     try:
         services = _services(settings, store)
-        results = await services.c2b.replay(include_review=args.include_review)
+        results = await services.c2b.replay(include_review=args.include_review,
+                                            progress=_report_progress)
     finally:
         await store.close()
     for result in results:
@@ -266,6 +269,11 @@ async def run_simulate_payment(args: argparse.Namespace) -> int:
 def _services(settings: Settings, store: Store) -> Services:
     return build_services(settings, store, None, make_notifier(settings.notifications.kind),
                           Clock())
+
+
+def _report_progress(done: int, total: int) -> None:
+    if done == total or done % 100 == 0:
+        print(f"  {done}/{total} processed", file=sys.stderr, flush=True)
 
 
 def _require(condition: object, message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -14,10 +15,12 @@ import aiohttp
 from server.clock import Clock
 from server.config import Settings, load_settings
 from server.demo import MPESA_INSUREES, QMONEY_INSUREE, QMONEY_PSP, USERS, DemoData, seed
+from server.demo_history import History, seed_history
 from server.money import format_amount
 from server.mpesa.callback_urls import callback_urls
 from server.mpesa.client import DarajaClient
 from server.mpesa.registration import register_callback_urls
+from server.providers import CallLog
 from server.runtime import Gateway, start_gateway
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
 from simulators.qmoney import QmoneySimSettings, QmoneySimulator
@@ -65,7 +68,8 @@ def sandbox_settings(host: str, port: int) -> Settings:
     )
 
 
-async def start_sandbox(host: str = "127.0.0.1", port: int = 8080) -> Sandbox:
+async def start_sandbox(host: str = "127.0.0.1", port: int = 8080,
+                        progress: Callable[[str], None] = lambda _: None) -> Sandbox:
     settings = sandbox_settings(host, port)
     daraja = DarajaSimulator(DarajaSimSettings(
         consumer_key=settings.daraja.consumer_key,
@@ -89,7 +93,10 @@ async def start_sandbox(host: str = "127.0.0.1", port: int = 8080) -> Sandbox:
     sandbox = Sandbox(settings, gateway, daraja, qmoney, aiohttp.ClientSession())
     try:
         sandbox.demo = await seed(gateway.services, date.today())
-        client = daraja_client(settings, sandbox.session)
+        progress("demo data: users, products, insurees, policies, PSPs")
+        await seed_history(History(settings, gateway.services.store, gateway.providers,
+                                   sandbox.session, qmoney_url, sandbox.demo), progress)
+        client = daraja_client(settings, sandbox.session, gateway.providers.calls)
         registration = await register_callback_urls(settings, client)
         await _make_demo_payments(settings, client, gateway)
     except BaseException:
@@ -102,21 +109,23 @@ async def start_sandbox(host: str = "127.0.0.1", port: int = 8080) -> Sandbox:
 
 async def _make_demo_payments(settings: Settings, client: DarajaClient,
                               gateway: Gateway) -> None:
+    _, before = await gateway.services.c2b.list_payments({}, 1, 0)
     for account, amount in DEMO_PAYMENTS:
         await client.simulate_payment(settings.daraja.shortcode, amount, DEMO_MSISDN, account,
                                       settings.daraja.register_version)
     async with asyncio.timeout(ARRIVAL_TIMEOUT_SECONDS):
         while True:
             _, stored = await gateway.services.c2b.list_payments({}, 1, 0)
-            if stored >= len(DEMO_PAYMENTS):
+            if stored >= before + len(DEMO_PAYMENTS):
                 return
             await asyncio.sleep(0.05)
 
 
-def daraja_client(settings: Settings, session: aiohttp.ClientSession) -> DarajaClient:
+def daraja_client(settings: Settings, session: aiohttp.ClientSession,
+                  calls: CallLog | None = None) -> DarajaClient:
     return DarajaClient(session, settings.daraja.base_url, settings.daraja.consumer_key,
                         settings.daraja.consumer_secret, Clock(),
-                        settings.daraja.timeout_seconds)
+                        settings.daraja.timeout_seconds, calls)
 
 
 async def simulate_paybill_payment(settings: Settings, account: str, amount: str, msisdn: str,

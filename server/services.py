@@ -53,6 +53,7 @@ class Providers:
 
     session: aiohttp.ClientSession
     qmoney: QmoneyClient | None
+    calls: CallLog
 
     async def close(self) -> None:
         await self.session.close()
@@ -61,13 +62,14 @@ class Providers:
 def open_providers(settings: Settings, clock: Clock, calls: CallLog | None = None) -> Providers:
     """Must be called inside the running event loop (aiohttp binds the session to it)."""
     session = aiohttp.ClientSession()
+    calls = calls or CallLog()
     qmoney = settings.qmoney
     client = None
     if qmoney.username and qmoney.password:
         client = QmoneyClient(session, qmoney.base_url, qmoney.channel_id,
                               qmoney.channel_secret, qmoney.username, qmoney.password, clock,
                               qmoney.timeout_seconds, calls)
-    return Providers(session=session, qmoney=client)
+    return Providers(session=session, qmoney=client, calls=calls)
 
 
 def call_log(store: Store, clock: Clock, metrics: Metrics) -> CallLog:

@@ -99,7 +99,7 @@ async def test_create_user_and_replay_inbox_work_against_mongodb() -> None:
             "attempts": 1})
         code, out, err = await run_py("replay-inbox", env=env)
         assert code == 0, err
-        assert "entry-1 processed" in out
+        assert "entry-1 processed" in out and "1/1 processed" in err
         assert await store.collection("c2b_payments").count_documents({}) == 1
     finally:
         await store.client.drop_database(env["GATEWAY_STORE_DATABASE"])

@@ -10,13 +10,13 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from server.sandbox import (
-    DEMO_PAYMENTS,
     c2b_walkthrough,
     provider_walkthrough,
     qmoney_walkthrough,
@@ -32,18 +32,19 @@ ROOT = Path(__file__).resolve().parent.parent
 async def test_sandbox_payment_arrives_at_the_gateway() -> None:
     sandbox = await start_sandbox("127.0.0.1", 0)
     try:
+        c2b = sandbox.gateway.services.c2b
+        _, before = await c2b.list_payments({}, 1, 0)
+        _, unmatched = await c2b.list_payments({"status": "unmatched"}, 10, 0)
+        assert unmatched >= 2          # the demo payments that match no policy
+        notices = len(sandbox.gateway.services.notifier.sent)
         payment = await simulate_paybill_payment(sandbox.settings, "040404040", "1500.00",
                                                  "254708374149", "operator", "sandbox-operator")
         assert payment["amount"] == "1500.00" and payment["bill_ref"] == "040404040"
         assert payment["status"] == "settled"
         sent = sandbox.gateway.services.notifier.sent
-        assert len(sent) == len(DEMO_PAYMENTS) + 1
-        assert sent[-1].reference == payment["trans_id"]
-        _, total = await sandbox.gateway.services.c2b.list_payments({}, 1, 0)
-        assert total == len(DEMO_PAYMENTS) + 1
-        _, unmatched = await sandbox.gateway.services.c2b.list_payments(
-            {"status": "unmatched"}, 10, 0)
-        assert unmatched == 2
+        assert len(sent) == notices + 1 and sent[-1].reference == payment["trans_id"]
+        _, total = await c2b.list_payments({}, 1, 0)
+        assert total == before + 1
         text = summary(sandbox)
         assert sandbox.settings.server.public_url in text
         assert "/api/v1/c2b/confirmation/sandbox-callback" in text
@@ -157,3 +158,23 @@ def test_run_py_starts_the_sandbox_and_the_printed_command_shows_a_payment() -> 
     assert sandbox.returncode == 0
     assert "Traceback" not in rest
     assert "sandbox stopped" in rest
+
+
+@pytest.mark.asyncio
+async def test_sandbox_history_gives_the_dashboard_a_story() -> None:
+    sandbox = await start_sandbox("127.0.0.1", 0)
+    try:
+        board = await sandbox.gateway.services.dashboard.summary(
+            datetime.now(UTC) - timedelta(days=7), None, None)
+    finally:
+        await sandbox.stop()
+    assert {row["currency"] for row in board["totals"]} == {"GMD", "KES"}
+    assert {row["channel"] for row in board["by_channel"]} == {"mpesa_c2b", "qmoney", "psp_api"}
+    assert len({row["start"] for row in board["series"]}) >= 6
+    statuses = {row["status"] for row in board["by_status"]}
+    assert {"succeeded", "failed", "unknown"} <= statuses
+    attention = board["attention"]
+    assert attention["c2b_unmatched"]["count"] >= 2
+    assert attention["stuck_debits"]["oldest"][0]["status"] == "unknown"
+    assert attention["failed_inbox"]["count"] >= 1
+    assert {row["provider"] for row in board["providers"]} == {"daraja", "qmoney"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -255,7 +256,8 @@ class C2BService:
     # --- replay ---------------------------------------------------------
 
     async def replay(self, *, include_review: bool = False, grace: timedelta = timedelta(
-            minutes=1), limit: int = 1000) -> list[ReplayResult]:
+            minutes=1), limit: int = 1000,
+            progress: Callable[[int, int], None] | None = None) -> list[ReplayResult]:
         """Process again the confirmations that were received but not finished.
 
         Validation entries are never replayed: their answer cannot be given again,
@@ -276,6 +278,8 @@ class C2BService:
                 await self._mark_failed(entry["_id"])
                 status = repo.FAILED
             results.append(ReplayResult(entry["_id"], status))
+            if progress is not None:
+                progress(len(results), len(entries))
         return results
 
     async def replay_entry(self, entry_id: str, reason: str, actor: str) -> dict[str, Any]:
