@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
 
 from server.clock import Clock
 
@@ -42,6 +46,37 @@ class ProviderUnavailable(ProviderError):
 
 class ProviderOutcomeUnknown(ProviderError):
     """The request may have been acted on but no usable answer came back."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A provider's HTTP answer: status and parsed JSON (None if empty or not JSON)."""
+
+    status: int
+    body: Any
+
+
+async def send(session: aiohttp.ClientSession, provider: str, method: str, url: str, *,
+               limit: aiohttp.ClientTimeout, data: str | None = None,
+               headers: dict[str, str] | None = None) -> Answer:
+    """One HTTP exchange. Cannot connect: unavailable (nothing was sent). Timed out or
+    cut off: outcome unknown (the request may have reached the provider)."""
+    try:
+        async with session.request(method, url, data=data, headers=headers,
+                                   timeout=limit) as response:
+            text = await response.text()
+    except aiohttp.ClientConnectorError as err:
+        reason = f"cannot connect ({err.__class__.__name__})"
+        raise ProviderUnavailable(provider, reason) from None
+    except (TimeoutError, aiohttp.ClientError) as err:
+        kind = "timed out" if isinstance(err, TimeoutError) else err.__class__.__name__
+        raise ProviderOutcomeUnknown(provider, f"{urlsplit(url).path}: no answer ({kind})"
+                                     ) from None
+    try:
+        body = json.loads(text) if text.strip() else None
+    except json.JSONDecodeError:
+        body = None
+    return Answer(response.status, body)
 
 
 @dataclass(frozen=True)

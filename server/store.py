@@ -57,3 +57,12 @@ def open_store(uri: str, database: str) -> Store:
     return Store(AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000,
                                   appname="mobile-payments-gateway"), database, in_memory=False)
 
+
+def time_window(filters: dict[str, Any], field: str) -> dict[str, Any]:
+    """`{field: {"$gte": from, "$lt": to}}` from the optional date_from/date_to filters."""
+    window = {}
+    if "date_from" in filters:
+        window["$gte"] = filters["date_from"]
+    if "date_to" in filters:
+        window["$lt"] = filters["date_to"]
+    return {field: window} if window else {}

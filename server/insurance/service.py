@@ -16,7 +16,7 @@ from server.insurance.repository import (
     ProductRepository,
 )
 from server.insurance.schemas import day_start
-from server.money import AmountError, parse_amount
+from server.money import AmountError, format_amount, parse_amount
 
 Page = tuple[list[dict[str, Any]], int]
 
@@ -26,6 +26,22 @@ def _amount(text: str, currency: str, field: str) -> int:
         return parse_amount(text, currency)
     except AmountError as err:
         raise ValidationFailed(str(err), {"fields": {field: [str(err)]}}) from None
+
+
+def require_exact_amount(policy: dict[str, Any], amount: str) -> None:
+    """A payment must equal the policy's value exactly, in the policy's currency."""
+    try:
+        minor = parse_amount(amount, policy["currency"])
+    except AmountError as err:
+        raise ValidationFailed(str(err), {"fields": {"amount": [str(err)]}},
+                               code="invalid_amount") from None
+    if minor != policy["value"]:
+        expected = format_amount(policy["value"], policy["currency"])
+        word = "small" if minor < policy["value"] else "large"
+        raise ValidationFailed(f"amount too {word}: the policy costs {expected} "
+                               f"{policy['currency']}",
+                               {"expected": expected, "currency": policy["currency"]},
+                               code=f"amount_too_{word}")
 
 
 def _dates(data: dict[str, Any]) -> dict[str, Any]:

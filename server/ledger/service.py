@@ -6,6 +6,7 @@ from typing import Any
 
 from server.errors import NotFound
 from server.ledger.repository import TransactionRepository
+from server.store import time_window
 
 
 class LedgerService:
@@ -23,12 +24,6 @@ class LedgerService:
         query: dict[str, Any] = {key: filters[key] for key in ("status", "channel", "psp_uuid",
                                                                  "policy_uuid", "chf_id")
                                  if key in filters}
-        window = {}
-        if "date_from" in filters:
-            window["$gte"] = filters["date_from"]
-        if "date_to" in filters:
-            window["$lt"] = filters["date_to"]
-        if window:
-            query["created_at"] = window
+        query.update(time_window(filters, "created_at"))
         return await self.transactions.page(query, [("created_at", -1), ("_id", -1)], limit,
                                             offset)

@@ -13,12 +13,14 @@ import aiohttp
 
 from server.clock import Clock
 from server.providers import (
+    Answer,
     CachedToken,
     CallLog,
     ProviderOutcomeUnknown,
     ProviderRejected,
     ProviderUnavailable,
     TokenCache,
+    send,
 )
 
 log = logging.getLogger("gateway.daraja")
@@ -33,12 +35,6 @@ RATE_LIMITED = "500.003.02"
 class Registration:
     conversation_id: str
     description: str
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: Any           # parsed JSON, or None when the body was empty or not JSON
 
 
 class DarajaClient:
@@ -111,7 +107,7 @@ class DarajaClient:
         log.info("daraja_token_issued expires_in=%s", seconds)
         return CachedToken(token, self._clock.now() + timedelta(seconds=seconds))
 
-    async def _post(self, path: str, body: dict[str, Any]) -> _Answer:
+    async def _post(self, path: str, body: dict[str, Any]) -> Answer:
         """POST with the bearer token; an "Invalid Access Token" answer gets one new login."""
         for attempt in (1, 2):
             token = await self.tokens.get()
@@ -126,26 +122,14 @@ class DarajaClient:
         raise AssertionError("unreachable")
 
     async def _send(self, method: str, url: str, *, json_body: Any = None,
-                    headers: dict[str, str] | None = None) -> _Answer:
-        try:
-            async with self._session.request(method, url, json=json_body, headers=headers,
-                                             timeout=self._timeout) as response:
-                text = await response.text()
-        except aiohttp.ClientConnectorError as err:
-            reason = f"cannot connect ({err.__class__.__name__})"
-            raise ProviderUnavailable(PROVIDER, reason) from None
-        except (TimeoutError, aiohttp.ClientError) as err:
-            # The request may have reached the provider: the outcome is not known.
-            kind = "timed out" if isinstance(err, TimeoutError) else err.__class__.__name__
-            raise ProviderOutcomeUnknown(PROVIDER, f"no answer ({kind})") from None
-        try:
-            body = json.loads(text) if text.strip() else None
-        except json.JSONDecodeError:
-            body = None
-        return _Answer(response.status, body)
+                    headers: dict[str, str] | None = None) -> Answer:
+        data = None if json_body is None else json.dumps(json_body)
+        headers = {**(headers or {}), **({"Content-Type": "application/json"} if data else {})}
+        return await send(self._session, PROVIDER, method, url, data=data, headers=headers,
+                          limit=self._timeout)
 
     @staticmethod
-    def _raise_for_error(answer: _Answer) -> None:
+    def _raise_for_error(answer: Answer) -> None:
         if answer.status < 400:
             if answer.body is None:
                 raise ProviderOutcomeUnknown(PROVIDER, "answer is not JSON")
@@ -168,7 +152,7 @@ def _conversation_id(body: Any) -> str:
     return ""
 
 
-def _error_code(answer: _Answer) -> str | None:
+def _error_code(answer: Answer) -> str | None:
     if isinstance(answer.body, dict) and answer.body.get("errorCode"):
         return str(answer.body["errorCode"])
     return None

@@ -30,6 +30,7 @@ from server.mpesa.rules import (
 from server.mpesa.schemas import C2BCallback, parse_callback
 from server.notifications import Notification, Notifier
 from server.ops.metrics import Metrics
+from server.store import time_window
 
 log = logging.getLogger("gateway.c2b")
 
@@ -316,13 +317,7 @@ class C2BService:
     async def list_payments(self, filters: dict[str, Any], limit: int,
                             offset: int) -> tuple[list[dict[str, Any]], int]:
         query: dict[str, Any] = {}
-        window = {}
-        if "date_from" in filters:
-            window["$gte"] = filters["date_from"]
-        if "date_to" in filters:
-            window["$lt"] = filters["date_to"]
-        if window:
-            query["trans_time"] = window
+        query.update(time_window(filters, "trans_time"))
         for key in ("shortcode", "bill_ref", "status"):
             if key in filters:
                 query[key] = filters[key]

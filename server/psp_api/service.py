@@ -17,11 +17,10 @@ from server.auth.service import Identity
 from server.clock import Clock
 from server.errors import ApiError, Conflict, Forbidden, ValidationFailed
 from server.insurance.repository import IDLE
-from server.insurance.service import InsureeService, PolicyService
+from server.insurance.service import InsureeService, PolicyService, require_exact_amount
 from server.ledger import states
 from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
 from server.ledger.repository import TransactionRepository
-from server.money import AmountError, format_amount, parse_amount
 from server.psp_api.repository import AuditRepository
 from server.psps.repository import PspRepository
 
@@ -108,18 +107,7 @@ class PspApiService:
         if psp["currency"] != policy["currency"]:
             raise ValidationFailed(f"the policy is paid in {policy['currency']}, this provider "
                                    f"settles in {psp['currency']}", code="currency_mismatch")
-        try:
-            amount = parse_amount(request["amount"], policy["currency"])
-        except AmountError as err:
-            raise ValidationFailed(str(err), {"fields": {"amount": [str(err)]}},
-                                   code="invalid_amount") from None
-        if amount != policy["value"]:
-            expected = format_amount(policy["value"], policy["currency"])
-            word = "small" if amount < policy["value"] else "large"
-            raise ValidationFailed(f"amount too {word}: the policy costs {expected} "
-                                   f"{policy['currency']}",
-                                   {"expected": expected, "currency": policy["currency"]},
-                                   code=f"amount_too_{word}")
+        require_exact_amount(policy, request["amount"])
         return policy
 
     async def _replay(self, existing: dict[str, Any], digest: str) -> dict[str, Any]:

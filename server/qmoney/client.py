@@ -19,12 +19,14 @@ import aiohttp
 
 from server.clock import Clock
 from server.providers import (
+    Answer,
     CachedToken,
     CallLog,
     ProviderOutcomeUnknown,
     ProviderRejected,
     ProviderUnavailable,
     TokenCache,
+    send,
 )
 
 log = logging.getLogger("gateway.qmoney")
@@ -44,12 +46,6 @@ _AMOUNT_PLACEHOLDER = "\u0000amount\u0000"
 class Verified:
     transaction_id: str
     balances: dict[str, str]
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: Any
 
 
 class _TokenRejected(Exception):
@@ -147,26 +143,13 @@ class QmoneyClient:
             return self._data(answer, path.lstrip("/"))
         raise AssertionError("unreachable")
 
-    async def _post(self, path: str, body: str, headers: dict[str, str]) -> _Answer:
-        try:
-            async with self._session.post(
-                    self._base_url + path, data=body, timeout=self._timeout,
-                    headers={**headers, "Content-Type": "application/json"}) as response:
-                text = await response.text()
-        except aiohttp.ClientConnectorError as err:
-            reason = f"cannot connect ({err.__class__.__name__})"
-            raise ProviderUnavailable(PROVIDER, reason) from None
-        except (TimeoutError, aiohttp.ClientError) as err:
-            kind = "timed out" if isinstance(err, TimeoutError) else err.__class__.__name__
-            raise ProviderOutcomeUnknown(PROVIDER, f"{path}: no answer ({kind})") from None
-        try:
-            parsed = json.loads(text) if text.strip() else None
-        except json.JSONDecodeError:
-            parsed = None
-        return _Answer(response.status, parsed)
+    async def _post(self, path: str, body: str, headers: dict[str, str]) -> Answer:
+        return await send(self._session, PROVIDER, "POST", self._base_url + path, data=body,
+                          headers={**headers, "Content-Type": "application/json"},
+                          limit=self._timeout)
 
     @staticmethod
-    def _data(answer: _Answer, operation: str) -> Any:
+    def _data(answer: Answer, operation: str) -> Any:
         body = answer.body
         if answer.status >= 500 or not isinstance(body, dict):
             raise ProviderOutcomeUnknown(
@@ -178,7 +161,7 @@ class QmoneyClient:
         return body.get("data")
 
 
-def _token_rejected(answer: _Answer) -> bool:
+def _token_rejected(answer: Answer) -> bool:
     if answer.status == 401:
         return True
     body = answer.body if isinstance(answer.body, dict) else {}

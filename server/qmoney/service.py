@@ -15,12 +15,12 @@ from server.clock import Clock
 from server.documents import DuplicateDocument
 from server.errors import ApiError, Conflict, ServiceUnavailable, ValidationFailed
 from server.insurance.repository import IDLE
-from server.insurance.service import InsureeService, PolicyService
+from server.insurance.service import InsureeService, PolicyService, require_exact_amount
 from server.ledger import states
 from server.ledger.repository import TransactionRepository
 from server.ledger.service import LedgerService
 from server.ledger.settlement import Settlement
-from server.money import AmountError, format_amount, parse_amount
+from server.money import format_amount
 from server.providers import ProviderOutcomeUnknown, ProviderRejected, ProviderUnavailable
 from server.psps.service import PspService
 from server.qmoney.client import WRONG_OTP, QmoneyClient
@@ -118,17 +118,7 @@ class DebitService:
         if policy["currency"] != psp["currency"]:
             raise ValidationFailed(f"the policy is in {policy['currency']}, the PSP settles "
                                    f"in {psp['currency']}", code="currency_mismatch")
-        try:
-            minor = parse_amount(amount, policy["currency"])
-        except AmountError as err:
-            raise ValidationFailed(str(err), {"fields": {"amount": [str(err)]}},
-                                   code="invalid_amount") from None
-        if minor != policy["value"]:
-            expected = format_amount(policy["value"], policy["currency"])
-            word = "small" if minor < policy["value"] else "large"
-            raise ValidationFailed(f"amount too {word}: the policy costs {expected}",
-                                   {"expected": expected, "currency": policy["currency"]},
-                                   code=f"amount_too_{word}")
+        require_exact_amount(policy, amount)
 
     # --- complete -------------------------------------------------------
 
