@@ -1,0 +1,145 @@
+"""Load benchmark: `python -m bench [--requests N] [--mongodb-uri URI]`.
+
+Starts each server in its own process (bench/target.py) and loads it from this
+process with aiohttp over keep-alive connections: the bare Tornado handler (the
+framework's ceiling on this machine), then the gateway's C2B confirmation,
+validation and provider payment endpoints at concurrency 1, 10 and 50. Prints
+requests per second and p50/p95/p99 latency, then the gateway's peak RSS after
+10,000 stored payments. On the in-memory store the store's own cost dominates;
+these are not production figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import statistics
+import string
+import sys
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+CONCURRENCY = (1, 10, 50)
+STORED_FOR_RSS = 10_000
+
+
+@asynccontextmanager
+async def target(*args: str):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.target", *args, stdout=asyncio.subprocess.PIPE,
+        limit=64 * 1024 * 1024)
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 600)
+        yield process.pid, json.loads(line)
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+def trans_id() -> str:
+    return secrets.choice(string.ascii_uppercase) + "".join(
+        secrets.choice(string.ascii_uppercase + string.digits) for _ in range(11))
+
+
+def callback(amount: str = "10.00") -> bytes:
+    return json.dumps({
+        "TransactionType": "Pay Bill", "TransID": trans_id(), "TransTime": "20261123121325",
+        "TransAmount": amount, "BusinessShortCode": "600984", "BillRefNumber": "BENCH01",
+        "InvoiceNumber": "", "OrgAccountBalance": "", "ThirdPartyTransID": "",
+        "MSISDN": "2547 ***** 126", "FirstName": "JOHN", "MiddleName": "", "LastName": ""
+    }).encode()
+
+
+async def load(url: str, make_body: Callable[[], bytes], requests: int, concurrency: int,
+               headers: dict[str, str] | None = None, expect: int = 200) -> dict[str, Any]:
+    latencies: list[float] = []
+    bodies = [make_body() for _ in range(requests)]
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async def worker() -> None:
+            while bodies:
+                body = bodies.pop()
+                started = time.perf_counter()
+                async with http.post(url, data=body, headers=headers) as answer:
+                    await answer.read()
+                    if answer.status != expect:
+                        raise RuntimeError(f"{url}: HTTP {answer.status}")
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {"rps": requests / elapsed, "p50": cuts[49] * 1000, "p95": cuts[94] * 1000,
+            "p99": cuts[98] * 1000}
+
+
+def row(name: str, concurrency: int, figures: dict[str, Any]) -> str:
+    return (f"| {name} | {concurrency} | {figures['rps']:.0f} | {figures['p50']:.1f} | "
+            f"{figures['p95']:.1f} | {figures['p99']:.1f} |")
+
+
+def peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def main(requests: int, mongodb_uri: str | None) -> None:
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}; store: {'MongoDB' if mongodb_uri else 'in-memory'}; "
+          f"{requests} requests per row\n")
+    print("| endpoint | concurrency | req/s | p50 ms | p95 ms | p99 ms |")
+    print("|---|---|---|---|---|---|")
+    async with target("bare") as (_, info):
+        for level in CONCURRENCY:
+            print(row("bare Tornado handler", level,
+                      await load(info["url"] + "/", callback, requests, level)), flush=True)
+    extra = ["--mongodb-uri", mongodb_uri] if mongodb_uri else []
+    policies = requests * len(CONCURRENCY)
+    async with target("gateway", "--policies", str(policies), *extra) as (pid, info):
+        base, secret = info["url"], info["callback_secret"]
+        for kind in ("validation", "confirmation"):
+            for level in CONCURRENCY:
+                url = f"{base}/api/v1/c2b/{kind}/{secret}"
+                print(row(f"C2B {kind}", level, await load(url, callback, requests, level)),
+                      flush=True)
+        tokens = list(info["policies"])
+        headers = {"Authorization": f"Bearer {info['psp_token']}",
+                   "Content-Type": "application/json"}
+
+        def payment() -> bytes:
+            chf_id, token, name = tokens.pop()
+            return json.dumps({"chf_id": chf_id, "amount": "500.00",
+                               "psp_transaction_id": trans_id(),
+                               "policy": {"token": token, "product_code": "BASIC-GMD",
+                                          "product_name": name}}).encode()
+
+        for level in CONCURRENCY:
+            print(row("provider payment", level,
+                      await load(f"{base}/api/v1/payments", payment, requests, level, headers,
+                                 expect=201)), flush=True)
+        stored = requests * len(CONCURRENCY)
+        if stored < STORED_FOR_RSS:
+            await load(f"{base}/api/v1/c2b/confirmation/{secret}", callback,
+                       STORED_FOR_RSS - stored, 10)
+        print(f"\nGateway peak RSS after {max(stored, STORED_FOR_RSS)} stored C2B payments "
+              f"(plus {policies} policies and provider payments): {peak_rss_mib(pid):.0f} MiB")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=500, help="requests per table row")
+    parser.add_argument("--mongodb-uri", help="run the gateway against this MongoDB")
+    args = parser.parse_args()
+    asyncio.run(main(args.requests, args.mongodb_uri))

@@ -1,0 +1,101 @@
+"""A server for the benchmark to load, in its own process.
+
+    python -m bench.target gateway --policies N   # the gateway, in-memory store, seeded
+    python -m bench.target bare                   # a bare Tornado handler: parse JSON, answer
+
+Prints one JSON line (its URL and what the load generator needs), then serves
+until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from dataclasses import replace
+from datetime import date
+
+import aiohttp
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application, RequestHandler
+
+from server.config import load_settings
+from server.demo import PRODUCTS
+from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
+from server.psps.schemas import PspCreateSchema
+from server.runtime import start_gateway
+
+
+class BareHandler(RequestHandler):
+    """The framework's ceiling: parse the same JSON, answer a constant."""
+
+    def post(self) -> None:
+        json.loads(self.request.body)
+        self.set_header("Content-Type", "application/json")
+        self.finish(b'{"ResultCode":0,"ResultDesc":"Success"}')
+
+
+async def wait_for_signal() -> None:
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve_bare() -> None:
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(Application([(r"/.*", BareHandler)]))
+    server.add_sockets(sockets)
+    print(json.dumps({"url": f"http://127.0.0.1:{sockets[0].getsockname()[1]}"}), flush=True)
+    await wait_for_signal()
+
+
+async def serve_gateway(policies: int, mongodb_uri: str | None) -> None:
+    base = load_settings(sandbox=True)
+    settings = replace(base, server=replace(base.server, port=0),
+                       psp_api=replace(base.psp_api, rate_limit_per_minute=0))
+    if mongodb_uri:
+        settings = replace(settings, store=replace(settings.store, uri=mongodb_uri,
+                                                   database="bench"))
+    gateway = await start_gateway(settings)
+    services = gateway.services
+    await services.auth.create_user("bench-psp", "bench-password", "psp")
+    await services.products.create(ProductCreateSchema().load(PRODUCTS[0]))
+    await services.psps.create(PspCreateSchema().load(
+        {"name": "Bench", "kind": "external", "account": "B", "currency": "GMD",
+         "is_external_api": True, "username": "bench-psp"}))
+    tokens = []
+    for number in range(policies):
+        chf_id = f"9{number:08d}"
+        await services.insurees.create(InsureeCreateSchema().load(
+            {"chf_id": chf_id, "first_name": "Bench", "last_name": str(number)}))
+        policy = await services.policies.create(PolicyCreateSchema().load(
+            {"chf_id": chf_id, "product_code": "BASIC-GMD",
+             "start_date": date.today().isoformat()}))
+        tokens.append([chf_id, policy["payment_token"], policy["product_name"]])
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{gateway.url}/api/v1/auth/token",
+            json={"username": "bench-psp", "password": "bench-password"}) as answer:
+        access = (await answer.json())["access_token"]
+    print(json.dumps({"url": gateway.url, "psp_token": access, "policies": tokens,
+                      "callback_secret": settings.c2b.callback_secret}), flush=True)
+    await wait_for_signal()
+    await gateway.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=["gateway", "bare"])
+    parser.add_argument("--policies", type=int, default=0)
+    parser.add_argument("--mongodb-uri")
+    args = parser.parse_args()
+    if args.kind == "bare":
+        asyncio.run(serve_bare())
+    else:
+        asyncio.run(serve_gateway(args.policies, args.mongodb_uri))
+
+
+if __name__ == "__main__":
+    main()
