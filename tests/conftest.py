@@ -22,6 +22,7 @@ from server.store import Store, open_store
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
 
 from support import make_settings
+from systems import debits, qmoney_sim, system  # noqa: F401  (fixtures)
 
 MONGODB_URI = os.environ.get("TEST_MONGODB_URI")
 STORE_LANES = ["memory", "mongodb"] if MONGODB_URI else ["memory"]

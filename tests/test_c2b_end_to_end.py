@@ -6,61 +6,11 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-import pytest_asyncio
 
-from server.clock import Clock
 from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
-from server.mpesa.client import DarajaClient
-from server.mpesa.registration import register_callback_urls
 
 from support import FailingPayments, make_settings
-
-
-class System:
-    """A running gateway registered with a running Daraja simulator."""
-
-    def __init__(self, http, gateway, sim, settings, store, notifier) -> None:
-        self.http, self.gateway, self.sim = http, gateway, sim
-        self.settings, self.store, self.notifier = settings, store, notifier
-        self.client = DarajaClient(http, sim.base_url, "sandbox-key", "sandbox-secret", Clock(),
-                                   5.0)
-
-    async def register(self, **daraja) -> None:
-        settings = replace(self.settings, daraja=replace(self.settings.daraja, **daraja))
-        await register_callback_urls(settings, self.client)
-
-    async def control(self, method: str, path: str, body: dict | None = None) -> dict:
-        async with self.http.request(method, f"{self.sim.base_url}/_sim/{path}",
-                                     json=body) as answer:
-            assert answer.status == 200, await answer.text()
-            return await answer.json()
-
-    async def pay(self, amount: str = "150.00", account: str = "070707070",
-                  version: str = "v2") -> dict:
-        """Simulate a paybill payment and wait until the simulator has finished with it."""
-        conversation = await self.client.simulate_payment("600984", amount, "254708374149",
-                                                          account, version)
-        for _ in range(200):
-            txn = await self.control("GET", f"transactions/{conversation}")
-            deliveries = await self.control("GET", f"deliveries?trans_id={txn['trans_id']}")
-            finished = [item for item in deliveries["items"] if item.get("finished_at")]
-            if txn["status"] != "pending" and len(finished) == len(deliveries["items"]):
-                return {**txn, "deliveries": deliveries["items"]}
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"transaction {conversation} never finished")
-
-    async def payments(self) -> list[dict]:
-        return await self.store.collection("c2b_payments").find({}).to_list(None)
-
-
-@pytest_asyncio.fixture
-async def system(http, start_gateway_with, daraja_sim, store, notifier) -> System:
-    settings = make_settings(daraja={"base_url": daraja_sim.base_url})
-    gateway = await start_gateway_with(settings)
-    settings = replace(settings, server=replace(settings.server, public_url=gateway.url))
-    system = System(http, gateway, daraja_sim, settings, store, notifier)
-    await system.register()
-    return system
+from systems import System
 
 
 def kinds(txn: dict) -> list[str]:

@@ -4,108 +4,11 @@ import asyncio
 import json
 import logging
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-import pytest_asyncio
 
-from server.clock import Clock
-from simulators.qmoney import QmoneySimSettings, QmoneySimulator
-
-from support import make_settings
-
-WALLET = "5811724c"
-
-
-class ManualClock(Clock):
-    """Real time plus an offset the test can move forward."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-
-class Debits:
-    """A gateway wired to a Qmoney simulator, with demo data and an operator."""
-
-    def __init__(self, http, gateway, sim, headers, clock, store) -> None:
-        self.http, self.gateway, self.sim = http, gateway, sim
-        self.headers, self.clock, self.store = headers, clock, store
-        self.services = gateway.services
-
-    async def policy(self, chf_id: str = "070707070", wallet: str = WALLET,
-                     amount: str = "500.00") -> dict:
-        try:
-            await self.services.insurees.get(chf_id)
-        except Exception:
-            await self.services.insurees.create({"chf_id": chf_id, "first_name": "Awa",
-                                                 "last_name": "Jallow", "phone": "",
-                                                 "wallet": wallet})
-        return await self.services.policies.create({
-            "chf_id": chf_id, "product_code": "BASIC-GMD", "amount": amount,
-            "start_date": date(2026, 1, 1), "status": 1})
-
-    async def api(self, method: str, path: str, body=None) -> tuple[int, dict]:
-        async with self.http.request(method, f"{self.gateway.url}{path}", json=body,
-                                     headers=self.headers) as answer:
-            return answer.status, await answer.json()
-
-    async def start(self, policy: dict, amount: str = "500.00",
-                    psp: dict | None = None) -> tuple[int, dict]:
-        return await self.api("POST", "/api/v1/transactions", {
-            "policy_uuid": policy["_id"], "psp_uuid": (psp or self.psp)["_id"],
-            "amount": amount})
-
-    async def process(self, transaction: dict, otp: str) -> tuple[int, dict]:
-        return await self.api("POST", f"/api/v1/transactions/{transaction['uuid']}/process",
-                              {"otp": otp})
-
-    async def control(self, method: str, path: str, body=None) -> dict:
-        async with self.http.request(method, f"{self.sim.base_url}/_sim/{path}",
-                                     json=body) as answer:
-            assert answer.status == 200, await answer.text()
-            return await answer.json()
-
-    async def otp(self, wallet: str = WALLET) -> str:
-        return (await self.control("GET", f"otp/{wallet}"))["otp"]
-
-    async def requests(self, path: str) -> list[dict]:
-        items = (await self.control("GET", "requests"))["items"]
-        return [item for item in items if item["path"] == path]
-
-    async def balance(self, wallet: str = WALLET) -> str:
-        return (await self.control("GET", "state"))["wallets"][wallet]
-
-
-@pytest_asyncio.fixture
-async def qmoney_sim():
-    simulator = QmoneySimulator(QmoneySimSettings(token_expiry="3600"))
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
-
-
-@pytest_asyncio.fixture
-async def debits(http, start_gateway_with, qmoney_sim, store) -> Debits:
-    clock = ManualClock()
-    settings = make_settings(qmoney={"base_url": qmoney_sim.base_url, "timeout_seconds": 2.0})
-    gateway = await start_gateway_with(settings, clock=clock)
-    services = gateway.services
-    await services.auth.create_user("olga", "olga-password", "operator")
-    async with http.post(f"{gateway.url}/api/v1/auth/token",
-                         json={"username": "olga", "password": "olga-password"}) as answer:
-        token = (await answer.json())["access_token"]
-    system = Debits(http, gateway, qmoney_sim, {"Authorization": f"Bearer {token}"}, clock,
-                    store)
-    await services.products.create({"code": "BASIC-GMD", "name": "Basic cover",
-                                    "price": "500.00", "currency": "GMD"})
-    system.psp = await services.psps.create({"name": "Qmoney", "kind": "qmoney",
-                                             "account": "14001502", "currency": "GMD",
-                                             "pin": "1234", "is_external_api": False,
-                                             "username": None, "active": True})
-    return system
+from systems import WALLET
 
 
 @pytest.mark.asyncio

@@ -79,19 +79,20 @@ class DarajaClient:
             return await self._fetch_token()
 
     async def _fetch_token(self) -> CachedToken:
-        """OAuth is safe to repeat, so a connection failure is retried once."""
-        url = f"{self._base_url}/oauth/v1/generate?grant_type=client_credentials"
+        """OAuth is safe to repeat: any failure short of a refusal is tried once more."""
         for attempt in (1, 2):
             try:
-                answer = await self._send("GET", url,
-                                          headers={"Authorization": self._basic_auth})
+                token, seconds = await self._oauth_once()
                 break
-            except ProviderUnavailable:
+            except (ProviderUnavailable, ProviderOutcomeUnknown) as err:
                 if attempt == 2:
-                    raise
-            except ProviderOutcomeUnknown as err:   # nothing to lose by asking again
-                if attempt == 2:
-                    raise ProviderUnavailable(PROVIDER, err.message) from None
+                    raise ProviderUnavailable(PROVIDER, f"oauth: {err.message}") from None
+        log.info("daraja_token_issued expires_in=%s", seconds)
+        return CachedToken(token, self._clock.now() + timedelta(seconds=seconds))
+
+    async def _oauth_once(self) -> tuple[str, int]:
+        url = f"{self._base_url}/oauth/v1/generate?grant_type=client_credentials"
+        answer = await self._send("GET", url, headers={"Authorization": self._basic_auth})
         if answer.status == 400 and not answer.body:
             raise ProviderRejected(PROVIDER, INVALID_CREDENTIALS,
                                    "invalid consumer key or secret")
@@ -104,8 +105,7 @@ class DarajaClient:
             seconds = 0
         if not isinstance(token, str) or not token or seconds <= 0:
             raise ProviderUnavailable(PROVIDER, "OAuth answer without a usable token")
-        log.info("daraja_token_issued expires_in=%s", seconds)
-        return CachedToken(token, self._clock.now() + timedelta(seconds=seconds))
+        return token, seconds
 
     async def _post(self, path: str, body: dict[str, Any]) -> Answer:
         """POST with the bearer token; an "Invalid Access Token" answer gets one new login."""

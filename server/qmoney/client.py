@@ -106,29 +106,30 @@ class QmoneyClient:
             return await self._fetch_token()
 
     async def _fetch_token(self) -> CachedToken:
-        body = json.dumps({"grantType": "password", "username": self._username,
-                           "password": self._password})
-        headers = {"Authorization": self._channel_auth}
-        for attempt in (1, 2):      # login is safe to repeat
+        """Log in; any failure short of a refusal is tried once more (login is safe to
+        repeat and acts on nothing)."""
+        for attempt in (1, 2):
             try:
-                answer = await self._post("/login", body, headers)
+                data = await self._login_once()
                 break
             except (ProviderUnavailable, ProviderOutcomeUnknown) as err:
                 if attempt == 2:
                     raise ProviderUnavailable(PROVIDER, f"login: {err.message}") from None
-        if answer.status == 401:
-            raise ProviderRejected(PROVIDER, "401", "channel credential refused")
-        try:
-            data = self._data(answer, "login")
-        except ProviderOutcomeUnknown as err:      # a failed login acted on nothing
-            raise ProviderUnavailable(PROVIDER, err.message) from None
-        token = data.get("access_token") if isinstance(data, dict) else None
-        if not token:
-            raise ProviderUnavailable(PROVIDER, "login answer without an access_token")
         expiry = _expiry_seconds(data.get("accessTokenExpiry"))
         log.info("qmoney_token_issued expiry=%s", expiry if expiry is not None else "none")
         expires_at = None if expiry is None else self._clock.now() + timedelta(seconds=expiry)
-        return CachedToken(str(token), expires_at)
+        return CachedToken(str(data["access_token"]), expires_at)
+
+    async def _login_once(self) -> dict[str, Any]:
+        body = json.dumps({"grantType": "password", "username": self._username,
+                           "password": self._password})
+        answer = await self._post("/login", body, {"Authorization": self._channel_auth})
+        if answer.status == 401:
+            raise ProviderRejected(PROVIDER, "401", "channel credential refused")
+        data = self._data(answer, "login")
+        if not isinstance(data, dict) or not data.get("access_token"):
+            raise ProviderUnavailable(PROVIDER, "login answer without an access_token")
+        return data
 
     async def _call(self, path: str, body: str) -> Any:
         """An authenticated call; a rejected token gets one new login and one retry

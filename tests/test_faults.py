@@ -1,0 +1,206 @@
+"""Fault suite: every provider endpoint under every fault the simulators can inject.
+
+For each, the gateway's answer is clear, the stored state is the true one
+(`unknown` where the outcome is not known, never a guessed success or failure),
+and a later retry or an operator's reconciliation reaches the true state without
+charging twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+
+from server.mpesa.registration import register_callback_urls
+from server.providers import ProviderOutcomeUnknown, ProviderRejected, ProviderUnavailable
+
+from support import callback_body
+
+# Faults that make the gateway's call fail: (kind, seconds). The client timeout is 2 s.
+LATE = ("timeout", 3.0)
+FAILURES = [LATE, ("http_500", None), ("drop", None), ("drop_after", None), ("malformed", None)]
+
+
+def fault(target: str, kind: str, seconds: float | None, times: int = 1) -> dict:
+    body = {"target": target, "kind": kind, "times": times}
+    if seconds is not None:
+        body["seconds"] = seconds
+    return body
+
+
+async def sim_debits(debits) -> list[dict]:
+    return (await debits.control("GET", "state"))["debits"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("kind", "seconds"), FAILURES, ids=[kind for kind, _ in FAILURES])
+async def test_login_failing_every_time_fails_the_debit_and_moves_no_money(
+        debits, kind, seconds) -> None:
+    await debits.control("POST", "faults", fault("login", kind, seconds, times=0))
+    policy = await debits.policy()
+    status, body = await debits.start(policy)
+    assert status == 503 and body["error"]["code"] == "provider_unavailable"
+    assert len(await debits.requests("/login")) == 2           # login is retried once
+    assert await debits.requests("/getMoney") == []
+    _, listed = await debits.api("GET", "/api/v1/transactions")
+    assert listed["items"][0]["status"] == "failed"
+    await debits.control("DELETE", "faults")
+    status, retried = await debits.start(policy)              # a later retry just works
+    assert status == 201
+    _, done = await debits.process(retried, await debits.otp())
+    assert done["status"] == "succeeded" and await debits.balance() == "9500.00"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("kind", "seconds"), FAILURES, ids=[kind for kind, _ in FAILURES])
+async def test_a_single_login_failure_is_retried(debits, kind, seconds) -> None:
+    await debits.control("POST", "faults", fault("login", kind, seconds))
+    status, started = await debits.start(await debits.policy())
+    assert status == 201 and started["status"] == "otp_sent"
+    assert len(await debits.requests("/login")) == 2
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("kind", "seconds"), FAILURES, ids=[kind for kind, _ in FAILURES])
+async def test_getmoney_failure_fails_the_debit_and_a_retry_charges_once(
+        debits, kind, seconds) -> None:
+    await debits.control("POST", "faults", fault("getMoney", kind, seconds))
+    policy = await debits.policy()
+    status, body = await debits.start(policy)
+    assert status == 503 and body["error"]["code"] == "provider_unavailable"
+    assert len(await debits.requests("/getMoney")) == 1        # never retried
+    assert await debits.balance() == "10000.00"
+    await asyncio.sleep(1.2 if kind == "timeout" else 0)        # let the late answer land
+    status, retried = await debits.start(policy)
+    assert status == 201
+    _, done = await debits.process(retried, await debits.otp())
+    assert done["status"] == "succeeded"
+    assert await debits.balance() == "9500.00"                  # charged exactly once
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("kind", "seconds"), FAILURES, ids=[kind for kind, _ in FAILURES])
+async def test_verifycode_failure_is_unknown_until_reconciled_without_double_charge(
+        debits, kind, seconds) -> None:
+    policy = await debits.policy()
+    _, started = await debits.start(policy)
+    otp = await debits.otp()
+    await debits.control("POST", "faults", fault("verifyCode", kind, seconds))
+    status, unknown = await debits.process(started, otp)
+    assert status == 200 and unknown["status"] == "unknown"
+    await asyncio.sleep(1.2 if kind == "timeout" else 0)
+    assert len(await debits.requests("/verifyCode")) == 1      # never retried
+    status, _ = await debits.process(started, otp)
+    assert status == 409
+    # Reconciliation: the operator checks the provider's record and resolves.
+    [record] = await sim_debits(debits)
+    moved = record["status"] == "completed"
+    assert moved == (kind in ("timeout", "drop_after", "malformed"))
+    status, resolved = await debits.api(
+        "POST", f"/api/v1/transactions/{started['uuid']}/resolve",
+        {"outcome": "succeeded", "provider_reference": started["provider_reference"],
+         "reason": "on the statement"} if moved else
+        {"outcome": "failed", "reason": "not on the statement"})
+    assert status == 200
+    assert resolved["status"] == ("succeeded" if moved else "failed")
+    assert await debits.balance() == ("9500.00" if moved else "10000.00")
+    policy_now = await debits.services.policies.get(policy["_id"])
+    assert policy_now["status"] == (2 if moved else 1)
+    premiums = await debits.store.collection("premiums").count_documents({})
+    assert premiums == (1 if moved else 0)
+
+
+@pytest.mark.asyncio
+async def test_refused_connection_on_getmoney_fails_cleanly(debits) -> None:
+    await debits.policy()
+    await debits.sim.stop()
+    status, body = await debits.start(await debits.policy(chf_id="2"))
+    assert status == 503 and body["error"]["code"] == "provider_unavailable"
+
+
+# --- Daraja -----------------------------------------------------------------
+
+DARAJA_FAULTS = [
+    ("timeout", 3.0, ProviderOutcomeUnknown),
+    ("http_500", None, ProviderUnavailable),
+    ("drop", None, ProviderOutcomeUnknown),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("kind", "seconds", "error"), DARAJA_FAULTS,
+                         ids=[kind for kind, _, _ in DARAJA_FAULTS])
+async def test_registerurl_faults_are_typed_and_a_retry_registers(system, kind, seconds,
+                                                                  error) -> None:
+    system.client._timeout = aiohttp.ClientTimeout(total=1.0)
+    await system.control("POST", "faults", fault("registerurl", kind, seconds))
+    with pytest.raises(error):
+        await register_callback_urls(system.settings, system.client)
+    await system.control("DELETE", "faults")
+    registration = await register_callback_urls(system.settings, system.client)
+    assert registration.conversation_id
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("kind", "seconds"), [("timeout", 3.0), ("http_500", None)])
+async def test_oauth_failing_every_time_is_unavailable(system, kind, seconds) -> None:
+    system.client._timeout = aiohttp.ClientTimeout(total=1.0)
+    system.client.tokens.invalidate(await system.client.tokens.get())
+    await system.control("POST", "faults", fault("oauth", kind, seconds, times=0))
+    with pytest.raises((ProviderUnavailable, ProviderRejected)):
+        await register_callback_urls(system.settings, system.client)
+
+
+# --- callbacks ----------------------------------------------------------------
+
+@pytest.mark.asyncio
+async def test_confirmation_before_its_validation_is_recorded_once(system) -> None:
+    body = json.dumps(callback_body(TransID="REORDER01"))
+    base = f"{system.gateway.url}/api/v1/c2b"
+    async with system.http.post(f"{base}/confirmation/test-callback", data=body) as answer:
+        assert (await answer.json())["ResultCode"] == 0
+    async with system.http.post(f"{base}/validation/test-callback", data=body) as answer:
+        assert (await answer.json())["ResultCode"] == "0"
+    assert len(await system.payments()) == 1
+
+
+@pytest.mark.asyncio
+async def test_delayed_and_concurrent_deliveries_of_one_transid_are_stored_once(
+        system) -> None:
+    body = json.dumps(callback_body(TransID="SAME00001"))
+    url = f"{system.gateway.url}/api/v1/c2b/confirmation/test-callback"
+
+    async def deliver(delay: float) -> int:
+        await asyncio.sleep(delay)
+        async with system.http.post(url, data=body) as answer:
+            return (await answer.json())["ResultCode"]
+
+    results = await asyncio.gather(*(deliver(delay) for delay in (0, 0, 0, 0.3, 0.6)))
+    assert results == [0] * 5
+    assert len(await system.payments()) == 1
+
+
+@pytest.mark.asyncio
+async def test_burst_of_500_confirmations_through_daraja_is_stored_exactly_once(
+        system) -> None:
+    """Every confirmation the simulator saw acknowledged is stored, once."""
+    semaphore = asyncio.Semaphore(50)
+
+    async def pay(number: int) -> None:
+        async with semaphore:
+            await system.client.simulate_payment("600984", f"{10 + number}.00",
+                                                 "254708374149", f"ACC{number}")
+
+    await asyncio.gather(*(pay(number) for number in range(500)))
+    for _ in range(600):
+        deliveries = (await system.control("GET", "deliveries?kind=confirmation"))["items"]
+        if len(deliveries) == 500 and all(item["finished_at"] for item in deliveries):
+            break
+        await asyncio.sleep(0.1)
+    acknowledged = {item["trans_id"] for item in deliveries
+                    if item["outcome"] == "answered" and item["answer"]["ResultCode"] == 0}
+    assert len(acknowledged) == 500
+    stored = [payment["trans_id"] for payment in await system.payments()]
+    assert sorted(stored) == sorted(acknowledged)
