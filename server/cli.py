@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 
 import aiohttp
 from marshmallow import ValidationError
@@ -101,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
                                  help="process again confirmations that failed or were cut off")
     replay.add_argument("--include-review", action="store_true",
                         help="also retry entries marked needs_review")
+    replay.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
+                        help="leave entries younger than this to their own processing "
+                             "(default 60; 0 after a crash, when nothing else runs)")
 
     pay = add_command("simulate-payment",
                               help="sandbox: make a paybill payment and wait for it to arrive")
@@ -243,6 +247,7 @@ async def run_replay_inbox(args: argparse.Namespace) -> int:
     try:
         services = _services(settings, store)
         results = await services.c2b.replay(include_review=args.include_review,
+                                            grace=timedelta(seconds=args.grace),
                                             progress=_report_progress)
     finally:
         await store.close()
