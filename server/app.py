@@ -37,6 +37,8 @@ from server.mpesa.handlers import (
     PaymentListHandler,
     ValidationHandler,
 )
+from server.ops.dashboard_page import STATIC_DIR, DashboardPageHandler, DashboardStaticHandler
+from server.ops.docs import DocsAssetHandler, DocsHandler, OpenApiHandler
 from server.ops.handlers import DashboardHandler, HealthHandler, MetricsHandler, ReadyHandler
 from server.psp_api.handlers import ProviderPaymentHandler, VerifyInsureeHandler
 from server.psps.schemas import PspCreateSchema, PspQuerySchema, PspUpdateSchema, render_psp
@@ -73,6 +75,11 @@ ROUTES = [
                   PolicyCreateSchema, PolicyUpdateSchema),
     *admin_routes(r"/api/v1/psps", "psps", render_psp, PspQuerySchema, PspCreateSchema,
                   PspUpdateSchema),
+    (r"/dashboard", DashboardPageHandler),
+    (r"/dashboard/static/(.*)", DashboardStaticHandler, {"path": str(STATIC_DIR)}),
+    (r"/openapi.json", OpenApiHandler),
+    (r"/docs", DocsHandler),
+    (r"/docs/static/(.*)", DocsAssetHandler),
 ]
 
 

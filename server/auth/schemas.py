@@ -19,5 +19,5 @@ class RefreshRequestSchema(StrictSchema):
 class TokenResponseSchema(StrictSchema):
     access_token = fields.String()
     refresh_token = fields.String()
-    token_type = fields.Constant("Bearer")
+    token_type = fields.String(validate=validate.OneOf(["Bearer"]), dump_default="Bearer")
     expires_in = fields.Integer()
