@@ -242,6 +242,25 @@ class FaultBook:
         return [fault.as_json() for fault in self._faults]
 
 
+@dataclass(frozen=True)
+class Magic:
+    """A magic value: an outcome a request's own input selects, without the control API.
+
+    It is applied like the armed fault of the same target and kind (and only
+    when no such fault is armed), and recorded as ``"magic:<kind>"``. A kind
+    that is not a fault kind names a behaviour the engine applies itself; the
+    pipeline only records it.
+    """
+
+    target: str
+    kind: str
+    seconds: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"magic:{self.kind}"
+
+
 # --------------------------------------------------------------------------- recording
 
 
@@ -322,6 +341,14 @@ class SimEngine:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), seconds)
 
+    async def magic(self, request: web.Request) -> Magic | None:
+        """The magic value a provider request carries, if any (asked only when no fault is armed).
+
+        Called after the request is recorded (its body is read and cached), before
+        it is answered; a use-once magic value is consumed here.
+        """
+        return None
+
 
 SIM_ENGINE = web.AppKey("sim_engine", SimEngine)
 
@@ -338,16 +365,21 @@ async def _provider_call(
     internal_error() without acting; ``latency``/``timeout`` sleep, then act and
     answer; ``malformed`` acts, then answers a truncated (non-JSON) body;
     ``drop_after`` acts, then closes the socket (the record keeps the lost answer).
+    With no fault armed, a magic value in the request applies the same way.
     """
     engine = request.app[SIM_ENGINE]
     record = await engine.requests.record(request)
     fault = engine.faults.take(request.match_info.route.name)
-    kind = None if fault is None else fault.kind
-    record["fault"] = kind
+    if fault is not None:
+        kind, seconds, record["fault"] = fault.kind, fault.seconds, fault.kind
+    elif (magic := await engine.magic(request)) is not None:
+        kind, seconds, record["fault"] = magic.kind, magic.seconds, magic.label
+    else:
+        kind, seconds = None, None
     if kind == "drop":
         return drop_connection(request)
-    if fault is not None and kind in ("latency", "timeout"):
-        await engine.pause(fault.seconds or 0.0)
+    if kind in ("latency", "timeout"):
+        await engine.pause(seconds or 0.0)
     response = internal_error() if kind == "http_500" else await answer(request, handler)
     if kind == "malformed":
         response = _truncated(response)

@@ -3,6 +3,27 @@
 The provider side follows PROTOCOLS.md section 1 so that an unmodified Daraja
 client works against it. Everything under ``/_sim/`` is a control API for tests:
 inspect recorded traffic, toggle external validation and inject faults.
+
+Magic values: a client that never calls ``/_sim/`` picks an outcome with the
+payer's ``Msisdn`` on simulate (v1 or v2; number or string), so amounts and
+account numbers stay free. Each applies to the callbacks of that one payment
+exactly like the callback fault of the same kind (an armed fault for that
+callback takes precedence); the delivery records show it as
+``"fault": "magic:<kind>"`` (an armed fault shows as ``"fault": "<kind>"``):
+
+=============== ========================================================================
+Msisdn          outcome
+=============== ========================================================================
+254700000101    the validation answer "times out" (``timeout`` fault on validation): no
+                validation call is made and the registered ResponseType decides
+                (Completed: completes, confirmation sent; Cancelled: cancelled, nothing
+                sent). Only with external validation enabled; otherwise no validation
+                is sent and the payment completes normally.
+254700000102    the confirmation is delivered twice, identical bodies (``duplicate``)
+254700000103    the confirmation is never delivered (``drop``); the transaction still
+                completes: the money has moved
+254700000104    the confirmation is delivered after a delay of 3 seconds (``latency``)
+=============== ========================================================================
 """
 
 from __future__ import annotations
@@ -28,6 +49,7 @@ from simulators.common import (
     FaultBook,
     Handler,
     JsonObject,
+    Magic,
     RequestLog,
     SimEngine,
     SimulatorServer,
@@ -58,6 +80,14 @@ FAULT_KINDS = {
     **{target: ("latency", "http_500", "timeout", "drop") for target in ENDPOINT_TARGETS},
     "validation": ("latency", "drop", "duplicate", "timeout"),
     "confirmation": ("latency", "drop", "duplicate"),
+}
+MAGIC_DELAY_SECONDS = 3.0
+# Payer Msisdn -> the callback fault every payment from it gets (see the module docstring).
+MAGIC_MSISDNS = {
+    "254700000101": Magic("validation", "timeout"),
+    "254700000102": Magic("confirmation", "duplicate"),
+    "254700000103": Magic("confirmation", "drop"),
+    "254700000104": Magic("confirmation", "latency", MAGIC_DELAY_SECONDS),
 }
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
@@ -260,14 +290,20 @@ class _DarajaEngine(SimEngine):
 
     # ---- recording
 
-    def _begin_delivery(self, txn: _Transaction, kind: str, url: str) -> JsonObject:
-        """A delivery record, listed at once; outcome and finished_at stay None until done."""
+    def _begin_delivery(
+        self, txn: _Transaction, kind: str, url: str, fault: str | None
+    ) -> JsonObject:
+        """A delivery record, listed at once; outcome and finished_at stay None until done.
+
+        fault: the applied fault's kind, ``magic:<kind>`` for a magic value, or None.
+        """
         record: JsonObject = {
             "id": self._next_delivery_id,
             "trans_id": txn.trans_id,
             "conversation_id": txn.conversation_id,
             "kind": kind,
             "url": url,
+            "fault": fault,
             "body": dict(txn.body),
             "outcome": None,
             "http_status": None,
@@ -344,22 +380,37 @@ class _DarajaEngine(SimEngine):
     async def _deliver(
         self, txn: _Transaction, kind: str, url: str, answer_within: float
     ) -> JsonObject:
-        """Deliver one callback, honouring an armed fault; returns its (first) record.
+        """Deliver one callback, honouring an armed fault or else a magic Msisdn.
 
-        The records exist before the first await, so once a transaction has left
-        "pending" the deliveries list already shows every callback it will get.
+        Returns its (first) record. The records exist before the first await, so
+        once a transaction has left "pending" the deliveries list already shows
+        every callback it will get.
         """
-        fault = self.faults.take(kind)
-        duplicate = fault is not None and fault.kind == "duplicate" and kind == "confirmation"
-        records = [self._begin_delivery(txn, kind, url) for _ in range(2 if duplicate else 1)]
-        if fault is not None and fault.kind == "latency":
-            await self.pause(fault.seconds or 0.0)
-        if fault is not None and fault.kind in ("drop", "timeout"):
-            _finish(records[0], "dropped" if fault.kind == "drop" else "timeout")
+        fault_kind, seconds, label = self._delivery_fault(txn, kind)
+        duplicate = fault_kind == "duplicate" and kind == "confirmation"
+        records = [
+            self._begin_delivery(txn, kind, url, label) for _ in range(2 if duplicate else 1)
+        ]
+        if fault_kind == "latency":
+            await self.pause(seconds or 0.0)
+        if fault_kind in ("drop", "timeout"):
+            _finish(records[0], "dropped" if fault_kind == "drop" else "timeout")
             return records[0]
         for record in records:
             await self._post(record, answer_within)
         return records[0]
+
+    def _delivery_fault(
+        self, txn: _Transaction, kind: str
+    ) -> tuple[str | None, float | None, str | None]:
+        """(fault kind, seconds, recorded label) for one callback: armed fault, else magic."""
+        fault = self.faults.take(kind)
+        if fault is not None:
+            return fault.kind, fault.seconds, fault.kind
+        magic = MAGIC_MSISDNS.get(txn.msisdn)
+        if magic is not None and magic.target == kind:
+            return magic.kind, magic.seconds, magic.label
+        return None, None, None
 
     async def _post(self, record: JsonObject, answer_within: float) -> None:
         assert self.session is not None, "the app's client session starts with the app"

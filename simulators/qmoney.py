@@ -8,6 +8,30 @@ token/OTP lifetimes at runtime and inspects recorded traffic).
 
 Money is kept in integer bututs (1/100 GMD); request JSON is parsed with
 Decimal floats so ``"amount": 5.00`` stays exact.
+
+Magic values: a client that never calls ``/_sim/`` picks an outcome with the
+payer wallet (``fromUser.userIdentifier`` of getMoney). These wallets exist at
+start and after a reset besides the configured ones (a configured wallet with
+the same id is an ordinary wallet: no magic). ``/_sim/state`` leaves them out
+of ``wallets``; ``GET /_sim/wallets`` lists every wallet and its magic. A fault
+outcome is applied exactly like that fault armed for the endpoint (an armed
+fault takes precedence) and recorded in ``/_sim/requests`` as
+``"fault": "magic:<kind>"``; on verifyCode it applies once per debit, to the
+first verifyCode naming it, as a fault armed with ``times: 1`` would:
+
+========== ========== ===================================================================
+wallet     balance    outcome
+========== ========== ===================================================================
+10000001   0.00       verifyCode answers ``-120008`` (balance not sufficient); debit failed
+10000002   10000.00   the OTP expires at once: verifyCode answers ``-150006``
+                      (``magic:otp_expired``); debit expired
+10000003   10000.00   verifyCode applies the debit, then closes the connection without
+                      answering (``drop_after``): the timeout after the debit
+10000004   10000.00   verifyCode answers only after 30 s (``timeout``): the caller times
+                      out first; the debit is applied when it finally answers (at once
+                      when the simulator stops)
+10000005   10000.00   getMoney answers HTTP 500 without acting (``http_500``), every time
+========== ========== ===================================================================
 """
 
 from __future__ import annotations
@@ -21,11 +45,13 @@ from typing import TypeVar
 from aiohttp import web
 
 from simulators.common import (
+    DEFAULT_ENDPOINT_TIMEOUT,
     BearerTokens,
     ControlError,
     FaultBook,
     Handler,
     JsonObject,
+    Magic,
     RequestLog,
     SimEngine,
     SimulatorServer,
@@ -50,6 +76,26 @@ T = TypeVar("T")
 
 SUCCESS = "1"
 MISSING_PARAMETER = ("-150008", "Mandatory parameter missing")
+OTP_EXPIRED = "otp_expired"  # a magic kind the engine applies itself (see verify)
+
+
+@dataclass(frozen=True)
+class _MagicWallet:
+    name: str  # as GET /_sim/wallets shows it
+    balance: str
+    magic: Magic | None = None
+
+
+# Payer wallet -> its seeded balance and magic (see the module docstring).
+MAGIC_WALLETS = {
+    "10000001": _MagicWallet("insufficient_balance", "0.00"),
+    "10000002": _MagicWallet(OTP_EXPIRED, "10000.00", Magic("verifyCode", OTP_EXPIRED)),
+    "10000003": _MagicWallet("drop_after", "10000.00", Magic("verifyCode", "drop_after")),
+    "10000004": _MagicWallet(
+        "timeout", "10000.00", Magic("verifyCode", "timeout", DEFAULT_ENDPOINT_TIMEOUT)
+    ),
+    "10000005": _MagicWallet("http_500", "10000.00", Magic("getMoney", "http_500")),
+}
 
 
 @dataclass
@@ -159,6 +205,8 @@ class _Debit:
     amount_minor: int
     otp: str
     otp_sent_at: float  # monotonic
+    magic: Magic | None = None  # a magic verifyCode outcome (payer wallet) not yet applied
+    otp_expires_at_once: bool = False
     status: str = "pending"
     created_at: str = field(default_factory=now_iso)
     completed_at: str | None = None  # when it left "pending", whatever the outcome
@@ -190,7 +238,14 @@ class _QmoneyEngine(SimEngine):
         # Validated once, restored by reset; the settings object itself is never changed.
         self._initial_token_expiry = parse_token_expiry(settings.token_expiry)
         self._initial_otp_lifetime = parse_otp_lifetime(settings.otp_lifetime_seconds)
-        self._initial_wallets = {w: parse_balance(b) for w, b in settings.wallets.items()}
+        configured = {w: parse_balance(b) for w, b in settings.wallets.items()}
+        self.magic_wallets = {
+            wallet: magic for wallet, magic in MAGIC_WALLETS.items() if wallet not in configured
+        }
+        self._initial_wallets = {
+            **configured,
+            **{wallet: parse_balance(m.balance) for wallet, m in self.magic_wallets.items()},
+        }
         self._initial_merchant_balance = parse_balance(settings.merchant_balance)
         self.tokens = BearerTokens()
         self._used_transaction_ids: set[str] = set()  # kept across resets: ids never recur
@@ -259,12 +314,18 @@ class _QmoneyEngine(SimEngine):
 
     def start_debit(self, request: _DebitRequest) -> _Debit:
         """Open a pending debit and send its OTP; the balance is only checked on verify."""
+        magic_wallet = self.magic_wallets.get(request.payer)
+        magic = None if magic_wallet is None else magic_wallet.magic
+        if magic is not None and magic.target != "verifyCode":
+            magic = None
         debit = _Debit(
             self._new_transaction_id(),
             request.payer,
             request.amount_minor,
             otp=f"{secrets.randbelow(10**6):06d}",
             otp_sent_at=time.monotonic(),
+            magic=magic,
+            otp_expires_at_once=magic is not None and magic.kind == OTP_EXPIRED,
         )
         self.debits[debit.transaction_id] = debit
         self.outboxes.setdefault(debit.wallet, []).append(
@@ -291,7 +352,8 @@ class _QmoneyEngine(SimEngine):
         debit = self.debits.get(transaction_id)
         if debit is None or debit.status != "pending":
             raise _Refused("-150001", "Session not found")
-        if time.monotonic() - debit.otp_sent_at > self.otp_lifetime_seconds:
+        expired = time.monotonic() - debit.otp_sent_at > self.otp_lifetime_seconds
+        if expired or debit.otp_expires_at_once:
             debit.close("expired")
             raise _Refused("-150006", "OTP expired")
         if not _same(otp, debit.otp):
@@ -313,7 +375,40 @@ class _QmoneyEngine(SimEngine):
             ],
         }
 
+    # ---- magic values
+
+    async def magic(self, request: web.Request) -> Magic | None:
+        """getMoney from a magic payer wallet; the first verifyCode naming a magic debit."""
+        route = request.match_info.route.name
+        if route not in ("getMoney", "verifyCode"):
+            return None
+        payload = json_object(await request.text())
+        if payload is None:
+            return None
+        data = payload.get("data")
+        if route == "getMoney":
+            payer = _user(data, "fromUser") if isinstance(data, dict) else None
+            magic_wallet = self.magic_wallets.get(payer or "")
+            magic = None if magic_wallet is None else magic_wallet.magic
+            return magic if magic is not None and magic.target == route else None
+        data = data if isinstance(data, dict) else payload  # both verifyCode forms
+        debit = self.debits.get(_text(data.get("transactionId")) or "")
+        if debit is None or debit.status != "pending" or debit.magic is None:
+            return None
+        magic = debit.magic
+        if magic.kind != OTP_EXPIRED:  # a fault: applied once, as if armed with times=1
+            debit.magic = None
+        return magic
+
     # ---- control views
+
+    def wallet_json(self, wallet: str) -> JsonObject:
+        magic_wallet = self.magic_wallets.get(wallet)
+        return {
+            "wallet": wallet,
+            "balance": format_minor(self.wallets[wallet]),
+            "magic": None if magic_wallet is None else magic_wallet.name,
+        }
 
     def settings_json(self) -> JsonObject:
         return {
@@ -324,7 +419,11 @@ class _QmoneyEngine(SimEngine):
     def state_json(self) -> JsonObject:
         return {
             **self.settings_json(),
-            "wallets": {wallet: format_minor(minor) for wallet, minor in self.wallets.items()},
+            "wallets": {
+                wallet: format_minor(minor)
+                for wallet, minor in self.wallets.items()
+                if wallet not in self.magic_wallets
+            },
             "merchant_balance": format_minor(self.merchant_balance),
             "debits": [debit.as_json() for debit in self.debits.values()],
         }
@@ -420,6 +519,20 @@ async def _outbox(request: web.Request) -> web.Response:
     return web.json_response({"items": outbox})
 
 
+async def _list_wallets(request: web.Request) -> web.Response:
+    """Every wallet, the magic ones included (``/_sim/state`` leaves those out)."""
+    engine = request.app[ENGINE]
+    return web.json_response({"items": [engine.wallet_json(wallet) for wallet in engine.wallets]})
+
+
+async def _get_wallet(request: web.Request) -> web.Response:
+    wallet = request.match_info["wallet"]
+    engine = request.app[ENGINE]
+    if wallet not in engine.wallets:
+        return web.json_response({"error": f"unknown wallet {wallet}"}, status=404)
+    return web.json_response(engine.wallet_json(wallet))
+
+
 async def _put_wallet(request: web.Request) -> web.Response:
     wallet = request.match_info["wallet"]
     payload = await control_body(request, exact_decimals=True)
@@ -475,6 +588,8 @@ def create_app(settings: QmoneySimSettings) -> web.Application:
     app.router.add_get("/_sim/state", _get_state)
     app.router.add_get("/_sim/otp/{wallet}", _latest_otp)
     app.router.add_get("/_sim/outbox/{wallet}", _outbox)
+    app.router.add_get("/_sim/wallets", _list_wallets)
+    app.router.add_get("/_sim/wallets/{wallet}", _get_wallet)
     app.router.add_put("/_sim/wallets/{wallet}", _put_wallet)
     app.router.add_post("/_sim/settings", _change_settings)
     app.router.add_post("/_sim/tokens/revoke", _revoke_tokens)

@@ -162,6 +162,8 @@ async def pay(
     validation: bool = False,
     response_type: str = "Completed",
     version: str = "v2",
+    simulate_version: str = "v1",
+    msisdn: int | str = int(MSISDN),
 ) -> str:
     """Register the receiver, set external validation, simulate a payment: its conversation id."""
     token = await get_token(http, sim)
@@ -170,7 +172,8 @@ async def pay(
     )
     assert status == 200
     assert (await post(http, f"{sim}/_sim/validation", {"enabled": validation}))[0] == 200
-    status, answer = await post(http, f"{sim}/mpesa/c2b/v1/simulate", payment(), token)
+    url = f"{sim}/mpesa/c2b/{simulate_version}/simulate"
+    status, answer = await post(http, url, payment(Msisdn=msisdn), token)
     assert status == 200
     assert answer["ResponseCode"] == "0"
     return answer["OriginatorCoversationID"]
@@ -529,6 +532,149 @@ async def test_msisdn_format_follows_the_registration_version(
     await pay(http, sim, receiver, version=version)
     await wait_until(lambda: len(receiver.confirmations) == 1)
     assert receiver.confirmations[0]["MSISDN"] == expected
+
+
+# --------------------------------------------------------------------------- magic values
+
+
+async def deliveries_of(
+    http: aiohttp.ClientSession, sim: str, conversation_id: str
+) -> list[dict[str, Any]]:
+    """The deliveries of a settled transaction, once every one has finished."""
+    url = f"{sim}/_sim/deliveries?conversation_id={conversation_id}"
+    items: list[dict[str, Any]] = []
+
+    async def finished() -> bool:
+        items[:] = (await get_json(http, url))["items"]
+        return bool(items) and all(item["finished_at"] for item in items)
+
+    await settled_transaction(http, sim, conversation_id)
+    await wait_until(finished)
+    return items
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("response_type", "simulate_version", "msisdn", "status", "confirmations"),
+    [
+        ("Cancelled", "v1", 254700000101, "cancelled", 0),
+        ("Completed", "v2", "254700000101", "completed", 1),
+    ],
+)
+async def test_magic_msisdn_101_times_out_validation_and_the_response_type_decides(
+    http: aiohttp.ClientSession,
+    sim: str,
+    receiver: CallbackReceiver,
+    response_type: str,
+    simulate_version: str,
+    msisdn: int | str,
+    status: str,
+    confirmations: int,
+) -> None:
+    conversation_id = await pay(
+        http,
+        sim,
+        receiver,
+        validation=True,
+        response_type=response_type,
+        simulate_version=simulate_version,
+        msisdn=msisdn,
+    )
+    assert (await settled_transaction(http, sim, conversation_id))["status"] == status
+    deliveries = await deliveries_of(http, sim, conversation_id)
+    assert [(d["kind"], d["outcome"], d["fault"]) for d in deliveries][:1] == [
+        ("validation", "timeout", "magic:timeout")
+    ]
+    assert [d["kind"] for d in deliveries[1:]] == ["confirmation"] * confirmations
+    assert receiver.validations == []  # the validation URL was never called
+    await wait_until(lambda: len(receiver.confirmations) == confirmations)
+    assert (await get_json(http, f"{sim}/_sim/faults"))["items"] == []
+
+
+@pytest.mark.asyncio
+async def test_magic_msisdn_101_without_external_validation_changes_nothing(
+    http: aiohttp.ClientSession, sim: str, receiver: CallbackReceiver
+) -> None:
+    conversation_id = await pay(http, sim, receiver, msisdn=254700000101)
+    assert (await settled_transaction(http, sim, conversation_id))["status"] == "completed"
+    [delivery] = await deliveries_of(http, sim, conversation_id)
+    assert (delivery["kind"], delivery["outcome"], delivery["fault"]) == (
+        "confirmation",
+        "answered",
+        None,
+    )
+    assert len(receiver.confirmations) == 1
+    assert receiver.validations == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("simulate_version", ["v1", "v2"])
+async def test_magic_msisdn_102_delivers_the_confirmation_twice(
+    http: aiohttp.ClientSession, sim: str, receiver: CallbackReceiver, simulate_version: str
+) -> None:
+    conversation_id = await pay(
+        http, sim, receiver, simulate_version=simulate_version, msisdn="254700000102"
+    )
+    await wait_until(lambda: len(receiver.confirmations) == 2)
+    assert receiver.confirmations[0] == receiver.confirmations[1]
+    deliveries = await deliveries_of(http, sim, conversation_id)
+    assert [(d["kind"], d["outcome"], d["fault"]) for d in deliveries] == [
+        ("confirmation", "answered", "magic:duplicate")
+    ] * 2
+    assert deliveries[0]["body"] == deliveries[1]["body"]
+    assert (await get_json(http, f"{sim}/_sim/state"))["balances"][SHORTCODE] == "5.50"
+
+
+@pytest.mark.asyncio
+async def test_magic_msisdn_103_drops_the_confirmation_but_the_money_moves(
+    http: aiohttp.ClientSession, sim: str, receiver: CallbackReceiver
+) -> None:
+    conversation_id = await pay(http, sim, receiver, msisdn=254700000103)
+    transaction = await settled_transaction(http, sim, conversation_id)
+    assert transaction["status"] == "completed"
+    assert transaction["body"]["OrgAccountBalance"] == "5.50"
+    [delivery] = await deliveries_of(http, sim, conversation_id)
+    assert (delivery["kind"], delivery["outcome"], delivery["fault"]) == (
+        "confirmation",
+        "dropped",
+        "magic:drop",
+    )
+    assert (await get_json(http, f"{sim}/_sim/state"))["balances"][SHORTCODE] == "5.50"
+    await asyncio.sleep(0.1)
+    assert receiver.confirmations == []
+
+
+@pytest.mark.asyncio
+async def test_magic_msisdn_104_delivers_the_confirmation_after_3_seconds(
+    http: aiohttp.ClientSession, sim: str, receiver: CallbackReceiver
+) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    conversation_id = await pay(http, sim, receiver, msisdn=254700000104)
+    assert (await settled_transaction(http, sim, conversation_id))["status"] == "completed"
+    [pending] = (await get_json(http, f"{sim}/_sim/deliveries"))["items"]
+    assert (pending["kind"], pending["fault"], pending["outcome"]) == (
+        "confirmation",
+        "magic:latency",
+        None,
+    )
+    assert receiver.confirmations == []
+    await wait_until(lambda: len(receiver.confirmations) == 1, within=5.0)
+    assert loop.time() - started >= 3.0
+    [delivery] = await deliveries_of(http, sim, conversation_id)
+    assert (delivery["outcome"], delivery["fault"]) == ("answered", "magic:latency")
+
+
+@pytest.mark.asyncio
+async def test_an_armed_callback_fault_takes_precedence_over_a_magic_msisdn(
+    http: aiohttp.ClientSession, sim: str, receiver: CallbackReceiver
+) -> None:
+    fault = {"target": "confirmation", "kind": "latency", "seconds": 0}
+    assert (await post(http, f"{sim}/_sim/faults", fault))[0] == 200
+    conversation_id = await pay(http, sim, receiver, msisdn=254700000103)
+    [delivery] = await deliveries_of(http, sim, conversation_id)
+    assert (delivery["outcome"], delivery["fault"]) == ("answered", "latency")
+    assert len(receiver.confirmations) == 1
 
 
 # --------------------------------------------------------------------------- endpoint faults

@@ -16,7 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
+from simulators.qmoney import ENGINE as QMONEY_ENGINE
 from simulators.qmoney import QmoneySimSettings, QmoneySimulator
 
 CHANNEL, CHANNEL_SECRET = "sandbox-channel", "sandbox-channel-secret"
@@ -616,6 +618,198 @@ async def test_invalid_faults_are_refused_with_http_400(
     status, answer = await post(http, f"{sim}/_sim/faults", fault)
     assert status == 400
     assert answer["error"]
+
+
+# --------------------------------------------------------------------------- magic values
+
+
+class KeptAppSimulator(QmoneySimulator):
+    """A simulator whose app (and so its engine) stays reachable after stop()."""
+
+    app: web.Application | None = None
+
+    def build_app(self) -> web.Application:
+        self.app = super().build_app()
+        return self.app
+
+
+async def wallet(http: aiohttp.ClientSession, sim: str, wallet_id: str) -> Any:
+    return await get_json(http, f"{sim}/_sim/wallets/{wallet_id}")
+
+
+async def last_request(http: aiohttp.ClientSession, sim: str) -> Any:
+    return (await get_json(http, f"{sim}/_sim/requests"))["items"][-1]
+
+
+def verify_body(transaction_id: str, otp: str) -> dict[str, Any]:
+    return {"data": {"otp": otp, "transactionId": transaction_id}}
+
+
+@pytest.mark.asyncio
+async def test_magic_wallets_are_seeded_beside_the_configured_ones_and_after_reset(
+    http: aiohttp.ClientSession, sim: str
+) -> None:
+    expected = [
+        {"wallet": WALLET, "balance": "10000.00", "magic": None},
+        {"wallet": "10000001", "balance": "0.00", "magic": "insufficient_balance"},
+        {"wallet": "10000002", "balance": "10000.00", "magic": "otp_expired"},
+        {"wallet": "10000003", "balance": "10000.00", "magic": "drop_after"},
+        {"wallet": "10000004", "balance": "10000.00", "magic": "timeout"},
+        {"wallet": "10000005", "balance": "10000.00", "magic": "http_500"},
+    ]
+    assert (await get_json(http, f"{sim}/_sim/wallets"))["items"] == expected
+    assert (await state(http, sim))["wallets"] == {WALLET: "10000.00"}  # unchanged view
+    await put(http, f"{sim}/_sim/wallets/10000001", {"balance": "7.00"})
+    assert (await wallet(http, sim, "10000001"))["balance"] == "7.00"
+    await post(http, f"{sim}/_sim/reset", {})
+    assert (await get_json(http, f"{sim}/_sim/wallets"))["items"] == expected
+    async with http.get(f"{sim}/_sim/wallets/unknown") as response:
+        assert response.status == 404
+
+
+@pytest.mark.asyncio
+async def test_a_configured_wallet_with_a_magic_id_is_an_ordinary_wallet(
+    http: aiohttp.ClientSession, start_sim: StartSim
+) -> None:
+    sim = await start_sim(wallets={"10000005": "50.00"})
+    assert (await state(http, sim))["wallets"] == {"10000005": "50.00"}
+    assert await wallet(http, sim, "10000005") == {
+        "wallet": "10000005",
+        "balance": "50.00",
+        "magic": None,
+    }
+    token = await login(http, sim)
+    transaction_id = await get_money(http, sim, token, fromUser={"userIdentifier": "10000005"})
+    answer = await verify(http, sim, token, transaction_id, await latest_otp(http, sim, "10000005"))
+    assert answer["data"]["balanceData"][0]["availableBalance"] == "45.00"
+
+
+@pytest.mark.asyncio
+async def test_magic_wallet_10000001_has_no_money_so_verify_is_120008(
+    http: aiohttp.ClientSession, sim: str
+) -> None:
+    token = await login(http, sim)
+    transaction_id = await get_money(http, sim, token, fromUser={"userIdentifier": "10000001"})
+    otp = await latest_otp(http, sim, "10000001")
+    answer = await verify(http, sim, token, transaction_id, otp)
+    assert answer == {"responseCode": "-120008", "responseMessage": "Balance not sufficient"}
+    current = await state(http, sim)
+    assert (current["debits"][0]["status"], current["merchant_balance"]) == ("failed", "0.00")
+    assert (await wallet(http, sim, "10000001"))["balance"] == "0.00"
+    assert (await last_request(http, sim))["fault"] is None  # a plain balance, nothing injected
+
+
+@pytest.mark.asyncio
+async def test_magic_wallet_10000002_otp_expires_at_once(
+    http: aiohttp.ClientSession, sim: str
+) -> None:
+    token = await login(http, sim)
+    transaction_id = await get_money(http, sim, token, fromUser={"userIdentifier": "10000002"})
+    otp = await latest_otp(http, sim, "10000002")
+    answer = await verify(http, sim, token, transaction_id, otp)
+    assert answer == {"responseCode": "-150006", "responseMessage": "OTP expired"}
+    record = await last_request(http, sim)
+    assert (record["path"], record["fault"], record["status"]) == (
+        "/verifyCode",
+        "magic:otp_expired",
+        200,
+    )
+    assert (await state(http, sim))["debits"][0]["status"] == "expired"
+    assert (await wallet(http, sim, "10000002"))["balance"] == "10000.00"
+    assert (await verify(http, sim, token, transaction_id, otp))["responseCode"] == "-150001"
+
+
+@pytest.mark.asyncio
+async def test_magic_wallet_10000003_verify_debits_then_drops_the_connection(
+    http: aiohttp.ClientSession, sim: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiohttp")
+    token = await login(http, sim)
+    transaction_id = await get_money(http, sim, token, fromUser={"userIdentifier": "10000003"})
+    otp = await latest_otp(http, sim, "10000003")
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await post(http, f"{sim}/verifyCode", verify_body(transaction_id, otp), bearer(token))
+    current = await state(http, sim)
+    assert (current["debits"][0]["status"], current["merchant_balance"]) == ("completed", "5.00")
+    assert (await wallet(http, sim, "10000003"))["balance"] == "9995.00"
+    record = await last_request(http, sim)
+    assert (record["path"], record["fault"]) == ("/verifyCode", "magic:drop_after")
+    assert record["answer"]["responseCode"] == "1"  # the answer the caller never got
+    # Once per debit, as a fault armed with times=1: a replay is answered, and refused.
+    assert (await verify(http, sim, token, transaction_id, otp))["responseCode"] == "-150001"
+    assert (await get_json(http, f"{sim}/_sim/faults"))["items"] == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.asyncio
+async def test_magic_wallet_10000004_verify_outlasts_the_caller_then_debits_and_stop_is_prompt(
+    http: aiohttp.ClientSession,
+) -> None:
+    simulator = KeptAppSimulator()
+    sim = await simulator.start()
+    try:
+        token = await login(http, sim)
+        transaction_id = await get_money(http, sim, token, fromUser={"userIdentifier": "10000004"})
+        otp = await latest_otp(http, sim, "10000004")
+        with pytest.raises(TimeoutError):
+            await post(
+                http,
+                f"{sim}/verifyCode",
+                verify_body(transaction_id, otp),
+                bearer(token),
+                timeout=aiohttp.ClientTimeout(total=0.3),
+            )
+        assert (await state(http, sim))["debits"][0]["status"] == "pending"
+        record = await last_request(http, sim)
+        assert (record["path"], record["fault"], record["status"]) == (
+            "/verifyCode",
+            "magic:timeout",
+            None,
+        )
+    finally:
+        started = asyncio.get_running_loop().time()
+        await simulator.stop()
+    assert asyncio.get_running_loop().time() - started < 2
+    # Stopping cut the 30 s wait short: the held call answered, so the debit was applied.
+    assert simulator.app is not None
+    engine = simulator.app[QMONEY_ENGINE]
+    assert engine.debits[transaction_id].status == "completed"
+    assert engine.state_json()["merchant_balance"] == "5.00"
+    assert engine.wallet_json("10000004")["balance"] == "9995.00"
+    assert engine.requests.items[-1]["answer"]["responseCode"] == "1"
+
+
+@pytest.mark.asyncio
+async def test_magic_wallet_10000005_get_money_is_http_500_without_acting(
+    http: aiohttp.ClientSession, sim: str
+) -> None:
+    token = await login(http, sim)
+    body = debit_body(fromUser={"userIdentifier": "10000005"})
+    for _ in range(2):
+        status, answer = await post(http, f"{sim}/getMoney", body, bearer(token))
+        assert (status, answer) == (
+            500,
+            {"responseCode": "-1", "responseMessage": "Internal server error"},
+        )
+        record = await last_request(http, sim)
+        assert (record["path"], record["fault"], record["status"]) == (
+            "/getMoney",
+            "magic:http_500",
+            500,
+        )
+    assert (await state(http, sim))["debits"] == []
+    assert (await get_json(http, f"{sim}/_sim/outbox/10000005"))["items"] == []
+
+
+@pytest.mark.asyncio
+async def test_an_armed_fault_takes_precedence_over_a_magic_wallet(
+    http: aiohttp.ClientSession, sim: str
+) -> None:
+    token = await login(http, sim)
+    await arm(http, sim, target="getMoney", kind="latency", seconds=0)
+    transaction_id = await get_money(http, sim, token, fromUser={"userIdentifier": "10000005"})
+    assert (await last_request(http, sim))["fault"] == "latency"
+    assert (await state(http, sim))["debits"][0]["transactionId"] == transaction_id
 
 
 # --------------------------------------------------------------------------- control API
