@@ -29,6 +29,29 @@ import aiohttp
 
 CONCURRENCY = (1, 10, 50)
 STORED_FOR_RSS = 10_000
+BURST = 500
+
+
+class Target:
+    """A server process (bench/target.py) and what it printed when it was ready."""
+
+    def __init__(self, process: asyncio.subprocess.Process, info: dict[str, Any]) -> None:
+        self.process = process
+        self.pid = process.pid
+        self.info = info
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far."""
+        with open(f"/proc/{self.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def stop(self) -> dict[str, Any] | None:
+        """SIGTERM; returns the profile summary the target prints, if any."""
+        self.process.terminate()
+        line = await self.process.stdout.readline()
+        await self.process.wait()
+        return json.loads(line) if line.strip() else None
 
 
 @asynccontextmanager
@@ -36,12 +59,13 @@ async def target(*args: str):
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.target", *args, stdout=asyncio.subprocess.PIPE,
         limit=64 * 1024 * 1024)
+    server = Target(process, {})
     try:
-        line = await asyncio.wait_for(process.stdout.readline(), 600)
-        yield process.pid, json.loads(line)
+        server.info = json.loads(await asyncio.wait_for(process.stdout.readline(), 600))
+        yield server
     finally:
-        process.terminate()
-        await process.wait()
+        if process.returncode is None:
+            await server.stop()
 
 
 def trans_id() -> str:
@@ -101,13 +125,18 @@ async def main(requests: int, mongodb_uri: str | None) -> None:
           f"{requests} requests per row\n")
     print("| endpoint | concurrency | req/s | p50 ms | p95 ms | p99 ms |")
     print("|---|---|---|---|---|---|")
-    async with target("bare") as (_, info):
+    async with target("bare") as bare:
         for level in CONCURRENCY:
             print(row("bare Tornado handler", level,
-                      await load(info["url"] + "/", callback, requests, level)), flush=True)
+                      await load(bare.info["url"] + "/", callback, requests, level)),
+                  flush=True)
+        before = bare.cpu_seconds()
+        await load(bare.info["url"] + "/", callback, BURST, 10)
+        bare_cpu = (bare.cpu_seconds() - before) / BURST
     extra = ["--mongodb-uri", mongodb_uri] if mongodb_uri else []
     policies = requests * len(CONCURRENCY)
-    async with target("gateway", "--policies", str(policies), *extra) as (pid, info):
+    async with target("gateway", "--policies", str(policies), *extra) as gateway:
+        info, pid = gateway.info, gateway.pid
         base, secret = info["url"], info["callback_secret"]
         for kind in ("validation", "confirmation"):
             for level in CONCURRENCY:
@@ -135,6 +164,30 @@ async def main(requests: int, mongodb_uri: str | None) -> None:
                        STORED_FOR_RSS - stored, 10)
         print(f"\nGateway peak RSS after {max(stored, STORED_FOR_RSS)} stored C2B payments "
               f"(plus {policies} policies and provider payments): {peak_rss_mib(pid):.0f} MiB")
+    await decomposition(bare_cpu, extra)
+
+
+async def decomposition(bare_cpu: float, extra: list[str]) -> None:
+    """CPU per confirmation: the store's code versus the gateway's own, on a fresh store,
+    over a fixed burst, against the bare handler's CPU per request."""
+    async with target("gateway", "--profile", *extra) as gateway:
+        url = f"{gateway.info['url']}/api/v1/c2b/confirmation/{gateway.info['callback_secret']}"
+        before = gateway.cpu_seconds()
+        await load(url, callback, BURST, 10)
+        total = (gateway.cpu_seconds() - before) / BURST
+        profile = await gateway.stop()
+    store = total * profile["store_seconds"] / profile["profiled_seconds"]
+    own = total - store
+    print(f"\nCPU per C2B confirmation over a burst of {BURST} (concurrency 10, fresh store; "
+          "the profiler's overhead is spread evenly):")
+    print("| part | CPU ms per request |")
+    print("|---|---|")
+    print(f"| gateway process in all | {total * 1000:.2f} |")
+    print(f"| in the store's code | {store * 1000:.2f} |")
+    print(f"| the gateway's own code (and Tornado) | {own * 1000:.2f} |")
+    print(f"| bare Tornado handler, for comparison | {bare_cpu * 1000:.2f} |")
+    print(f"\nGateway's own CPU per confirmation / bare handler's per request: "
+          f"{own / bare_cpu:.1f}x")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
+import pstats
 import signal
 from dataclasses import replace
 from datetime import date
@@ -52,7 +54,21 @@ async def serve_bare() -> None:
     await wait_for_signal()
 
 
-async def serve_gateway(policies: int, mongodb_uri: str | None) -> None:
+STORE_MODULES = ("mongomock", "pymongo", "bson", "motor")
+
+
+def store_share(profile: cProfile.Profile) -> dict[str, float]:
+    """CPU seconds spent inside the store's code (driver or in-memory engine) vs all."""
+    stats = pstats.Stats(profile)
+    total = store = 0.0
+    for (filename, _, _), (_, _, own, _, _) in stats.stats.items():
+        total += own
+        if any(f"/{module}" in filename for module in STORE_MODULES):
+            store += own
+    return {"profiled_seconds": total, "store_seconds": store}
+
+
+async def serve_gateway(policies: int, mongodb_uri: str | None, profile: bool) -> None:
     base = load_settings(sandbox=True)
     settings = replace(base, server=replace(base.server, port=0),
                        psp_api=replace(base.psp_api, rate_limit_per_minute=0))
@@ -81,7 +97,13 @@ async def serve_gateway(policies: int, mongodb_uri: str | None) -> None:
         access = (await answer.json())["access_token"]
     print(json.dumps({"url": gateway.url, "psp_token": access, "policies": tokens,
                       "callback_secret": settings.c2b.callback_secret}), flush=True)
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
     await wait_for_signal()
+    if profiler is not None:
+        profiler.disable()
+        print(json.dumps(store_share(profiler)), flush=True)
     await gateway.stop()
 
 
@@ -90,11 +112,13 @@ def main() -> None:
     parser.add_argument("kind", choices=["gateway", "bare"])
     parser.add_argument("--policies", type=int, default=0)
     parser.add_argument("--mongodb-uri")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the gateway; print the store's CPU share when stopped")
     args = parser.parse_args()
     if args.kind == "bare":
         asyncio.run(serve_bare())
     else:
-        asyncio.run(serve_gateway(args.policies, args.mongodb_uri))
+        asyncio.run(serve_gateway(args.policies, args.mongodb_uri, args.profile))
 
 
 if __name__ == "__main__":
