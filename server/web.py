@@ -27,6 +27,12 @@ log = logging.getLogger("gateway.http")
 _REASON_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
+def implemented_methods(handler: type[RequestHandler]) -> set[str]:
+    """The HTTP methods the handler (or a base of ours) defines; Tornado's defaults say 405."""
+    return {method.lower() for method in handler.SUPPORTED_METHODS
+            if getattr(handler, method.lower()) is not getattr(RequestHandler, method.lower())}
+
+
 class BaseHandler(RequestHandler):
     """Every handler answers JSON; every error uses the API's single error shape."""
 
@@ -77,6 +83,9 @@ class BaseHandler(RequestHandler):
             self.set_status(status_code)
             for name, value in error.headers.items():
                 self.set_header(name, value)
+        if status_code == 405:      # RFC 9110: a 405 names the methods that do work
+            allowed = sorted(implemented_methods(type(self)))
+            self.set_header("Allow", ", ".join(method.upper() for method in allowed))
         self.finish(json.dumps(self.error_body(status_code, error)))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -50,3 +53,21 @@ class FailingPayments(C2BPaymentRepository):
         if self.failing:
             raise ServerSelectionTimeoutError("store unreachable")
         return await super().insert_once(payment)
+
+
+class LoopThread:
+    """An event loop in a daemon thread, so synchronous code (hypothesis, requests) can
+    drive servers started on it over real sockets."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

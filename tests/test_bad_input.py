@@ -66,13 +66,17 @@ async def test_huge_callback_is_413_in_daraja_format_and_not_stored(http, gatewa
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/api/v1/auth/token"), ("DELETE", "/api/v1/auth/refresh"),
-    ("POST", "/api/v1/c2b/payments"), ("PUT", "/api/v1/c2b/payments/RKL51ZDR4F"),
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("GET", "/api/v1/auth/token", "POST"), ("DELETE", "/api/v1/auth/refresh", "POST"),
+    ("POST", "/api/v1/c2b/payments", "GET"), ("PUT", "/api/v1/c2b/payments/RKL51ZDR4F", "GET"),
+    ("TRACE", "/api/v1/transactions", "GET, POST"),
+    ("DELETE", "/api/v1/insurees/070707070", "GET, PATCH"),
 ])
-async def test_wrong_method_is_405_with_the_error_shape(http, gateway, method, path) -> None:
+async def test_wrong_method_is_405_with_the_error_shape_and_allow(http, gateway, method, path,
+                                                                  allowed) -> None:
     async with http.request(method, gateway.url + path) as answer:
         assert answer.status == 405
+        assert answer.headers["Allow"] == allowed
         assert_error_shape(await answer.json(), "method_not_allowed")
 
 
@@ -81,7 +85,7 @@ async def test_wrong_method_is_405_with_the_error_shape(http, gateway, method, p
 async def test_wrong_method_on_a_callback_is_405_in_daraja_format(http, gateway,
                                                                   kind) -> None:
     async with http.get(f"{gateway.url}/api/v1/c2b/{kind}/test-callback") as answer:
-        assert answer.status == 405
+        assert answer.status == 405 and answer.headers["Allow"] == "POST"
         assert set(await answer.json()) == {"ResultCode", "ResultDesc"}
 
 

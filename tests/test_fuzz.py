@@ -4,9 +4,7 @@ drives it synchronously over real HTTP."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, Pr
 from server.psps.schemas import PspCreateSchema
 from server.runtime import start_gateway
 
-from support import make_settings
+from support import LoopThread, make_settings
 
 EXAMPLES = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -47,16 +45,11 @@ def bodies(fields: list[str]) -> st.SearchStrategy[bytes]:
     )
 
 
-class ThreadedGateway:
+class ThreadedGateway(LoopThread):
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+        super().__init__()
         self.gateway = self.run(start_gateway(make_settings(), port=0))
         self.headers = self.run(self._seed())
-
-    def run(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(60)
 
     async def _seed(self) -> dict[str, dict[str, str]]:
         services = self.gateway.services
@@ -93,8 +86,7 @@ class ThreadedGateway:
 
     def close(self) -> None:
         self.run(self.gateway.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        super().close()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema
-from tornado.web import RequestHandler
 
 from server.auth.schemas import RefreshRequestSchema, TokenRequestSchema, TokenResponseSchema
 from server.insurance.schemas import (
@@ -49,6 +48,7 @@ from server.qmoney.schemas import (
     ResolveRequestSchema,
 )
 from server.schemas import PageQuerySchema
+from server.web import implemented_methods
 
 Route = Sequence[Any]       # (pattern, handler) or (pattern, handler, kwargs)
 
@@ -333,12 +333,6 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
 def _shape(path: str) -> str:
     """A Tornado pattern or an OpenAPI template with its parameters blanked out."""
     return re.sub(r"\([^)]*\)|\{[^}]*\}", "{}", path)
-
-
-def implemented_methods(handler: type[RequestHandler]) -> set[str]:
-    """The HTTP methods the handler (or a base of ours) defines; Tornado's defaults say 405."""
-    return {method.lower() for method in handler.SUPPORTED_METHODS
-            if getattr(handler, method.lower()) is not getattr(RequestHandler, method.lower())}
 
 
 def operations_for(routes: Iterable[Route]) -> dict[str, dict[str, Operation]]:
