@@ -213,6 +213,30 @@ async def test_payment_that_matches_no_policy_is_kept_unmatched(system, account,
 
 
 @pytest.mark.asyncio
+async def test_insuree_without_an_idle_policy_is_unmatched_with_that_reason(system) -> None:
+    policy = await kenyan_policy(system)
+    await system.gateway.services.policies.update(policy["_id"], {"status": 2})
+    await system.pay("1500.00", account="070707070")
+    [payment] = await system.payments()
+    assert (payment["status"], payment["unmatched_reason"]) == ("unmatched", "no_idle_policy")
+
+
+@pytest.mark.asyncio
+async def test_policy_of_the_same_amount_in_another_currency_is_no_match(system) -> None:
+    services = system.gateway.services
+    await services.products.create(ProductCreateSchema().load(
+        {"code": "BASIC-GMD", "name": "Basic cover", "price": "1500.00", "currency": "GMD"}))
+    await services.insurees.create(InsureeCreateSchema().load(
+        {"chf_id": "070707070", "first_name": "Awa", "last_name": "Jallow"}))
+    gambian = await services.policies.create(PolicyCreateSchema().load(
+        {"chf_id": "070707070", "product_code": "BASIC-GMD", "start_date": "2026-01-01"}))
+    await system.pay("1500.00", account="070707070")                 # KES
+    [payment] = await system.payments()
+    assert (payment["status"], payment["unmatched_reason"]) == ("unmatched", "amount_mismatch")
+    assert (await services.policies.get(gambian["_id"]))["status"] == 1
+
+
+@pytest.mark.asyncio
 async def test_several_candidate_policies_are_left_to_an_operator(system) -> None:
     await kenyan_policy(system)
     await kenyan_policy(system)
@@ -235,6 +259,25 @@ async def test_operator_allocates_an_unmatched_payment(system) -> None:
     assert (await system.gateway.services.policies.get(policy["_id"]))["status"] == 2
     status, again = await allocate(system, headers, txn["trans_id"], policy["_id"])
     assert status == 409 and again["error"]["details"]["status"] == "settled"
+
+
+@pytest.mark.asyncio
+async def test_wrong_amount_lands_unmatched_and_an_operator_allocates_it(system) -> None:
+    meant = await kenyan_policy(system, amount="1500.00")
+    txn = await system.pay("1000.00", account="070707070")           # not the policy's value
+    [payment] = await system.payments()
+    assert (payment["status"], payment["unmatched_reason"]) == ("unmatched", "amount_mismatch")
+    # The payer's own account number was wrong: the operator finds the policy of 1000.00.
+    right = await kenyan_policy(system, chf_id="080808080", amount="1000.00")
+    status, body = await allocate(system, await operator(system), txn["trans_id"],
+                                  right["_id"])
+    assert status == 200 and body["status"] == "settled" and body["policy_uuid"] == right["_id"]
+    policies = system.gateway.services.policies
+    assert (await policies.get(right["_id"]))["status"] == 2
+    assert (await policies.get(meant["_id"]))["status"] == 1
+    premiums = await system.store.collection("premiums").find({}).to_list(None)
+    assert [(premium["policy_uuid"], premium["amount"]) for premium in premiums] == [
+        (right["_id"], 100000)]
 
 
 @pytest.mark.asyncio

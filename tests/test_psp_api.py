@@ -8,6 +8,8 @@ import pytest
 import pytest_asyncio
 
 from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
+from server.psp_api.schemas import PaymentRequestSchema
+from server.psp_api.service import PspApiService
 from server.psps.schemas import PspCreateSchema
 
 from support import TEST_ENV, make_settings
@@ -150,6 +152,40 @@ async def test_concurrent_identical_requests_make_exactly_one_payment(gateway, a
     assert await store.collection("premiums").count_documents({}) == 1
 
 
+class PausedLookups:
+    """Policy look-ups by token that wait until released, so a request's checks run
+    after a concurrent identical request has already paid the policy."""
+
+    def __init__(self, policies) -> None:
+        self.policies = policies
+        self.waiting, self.release = asyncio.Event(), asyncio.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self.policies, name)
+
+    async def by_payment_token(self, token: str):
+        self.waiting.set()
+        await self.release.wait()
+        return await self.policies.by_payment_token(token)
+
+
+@pytest.mark.asyncio
+async def test_identical_request_checked_after_the_first_paid_answers_its_outcome(
+        gateway, afrimoney, store) -> None:
+    api = gateway.services.psp_api
+    paused = PausedLookups(api.policies)
+    late = PspApiService(api.insurees, paused, api.psps, api.transactions, api.incoming,
+                         api.audit, api.clock)
+    request = PaymentRequestSchema().load(payment(await idle_policy(gateway, "070707070")))
+    second = asyncio.create_task(late.pay(afrimoney.psp, request, "afrimoney"))
+    await paused.waiting.wait()            # it found no payment yet and is checking
+    first_status, first = await api.pay(afrimoney.psp, request, "afrimoney")
+    paused.release.set()
+    second_status, again = await second
+    assert (first_status, second_status) == (201, 200) and again["_id"] == first["_id"]
+    assert await store.collection("transactions").count_documents({}) == 1
+
+
 @pytest.mark.asyncio
 async def test_concurrent_different_payments_of_one_policy_pay_it_once(gateway, afrimoney,
                                                                        store) -> None:
@@ -249,19 +285,22 @@ async def test_authorization_matrix(http, gateway, afrimoney, headers_for, store
         (loner, 403, "not_a_psp"),
         ({"Authorization": f"Bearer {expired_token('afrimoney')}"}, 401, "invalid_token"),
     ]
-    for headers, status, code in cases:
-        for method, path, body in (("GET", "/api/v1/insurees/070707070/policies", None),
-                                   ("POST", "/api/v1/payments", payment(policy))):
+    endpoints = (("GET", "/api/v1/insurees/070707070/policies", None),
+                 ("POST", "/api/v1/payments", payment(policy)))
+
+    async def assert_refused(headers, status: int, code: str) -> None:
+        for method, path, body in endpoints:
             answer_status, answer = await afrimoney.call(method, path, body, headers)
-            assert (answer_status, answer["error"]["code"]) == (status, code), headers
+            assert (answer_status, answer["error"]["code"]) == (status, code), (path, headers)
+
+    for headers, status, code in cases:
+        await assert_refused(headers, status, code)
     await gateway.services.psps.update(afrimoney.psp["_id"], {"active": False})
-    status, answer = await afrimoney.pay(payment(policy))
-    assert (status, answer["error"]["code"]) == (403, "psp_inactive")
+    await assert_refused(afrimoney.headers, 403, "psp_inactive")
     await gateway.services.psps.update(afrimoney.psp["_id"], {"active": True})
     await store.collection("users").update_one({"username": "afrimoney"},
                                                {"$set": {"active": False}})
-    status, answer = await afrimoney.pay(payment(policy))
-    assert (status, answer["error"]["code"]) == (401, "invalid_token")
+    await assert_refused(afrimoney.headers, 401, "invalid_token")
     assert await store.collection("transactions").count_documents({}) == 0
 
 
@@ -273,10 +312,15 @@ async def test_rate_limit_answers_429_with_retry_after(http, start_gateway_with)
     provider = await provider_user(gateway, http, "afrimoney")
     await idle_policy(gateway, "070707070")
     statuses = [(await provider.verify("070707070"))[0] for _ in range(3)]
-    status, body = await provider.verify("070707070")
     assert statuses == [200, 200, 200]
+    status, body = await provider.verify("070707070")
     assert status == 429 and body["error"]["code"] == "rate_limited"
     assert 1 <= int(provider.last_headers["Retry-After"]) <= 60
+    status, body = await provider.pay({"chf_id": "070707070", "amount": "500.00",
+                                       "psp_transaction_id": "AFR-LIMITED", "policy": {}})
+    assert status == 429 and body["error"]["code"] == "rate_limited"
+    assert "Retry-After" in provider.last_headers
+    assert await gateway.services.store.collection("transactions").count_documents({}) == 0
 
 
 @pytest.mark.asyncio
@@ -299,3 +343,12 @@ async def test_every_request_and_answer_is_audited_without_credentials(gateway, 
     assert entries[2]["answer"]["error"]["code"] == "amount_too_small"
     assert all(entry["psp_uuid"] == afrimoney.psp["_id"] for entry in entries)
     assert "Bearer" not in str(entries)
+    await afrimoney.call("GET", "/api/v1/insurees/070707070/policies",
+                         headers={"Authorization": "Bearer forged.token.value"})
+    for _ in range(50):
+        refused = await store.collection("psp_audit").find_one({"status": 401})
+        if refused is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert refused["psp_uuid"] is None and refused["answer"]["error"]["code"] == "invalid_token"
+    assert "forged" not in str(refused)

@@ -65,6 +65,18 @@ class PspApiService:
         existing = await self._existing(psp, request)
         if existing is not None:
             return 200, await self._replay(existing, digest)
+        try:
+            return 201, await self._record_new(psp, request, digest, actor)
+        except ApiError:
+            # The same request, sent concurrently, may have paid the policy between the
+            # look-up above and the checks: its outcome is the answer, not a refusal.
+            existing = await self._existing(psp, request)
+            if existing is None:
+                raise
+            return 200, await self._replay(existing, digest)
+
+    async def _record_new(self, psp: dict[str, Any], request: dict[str, Any], digest: str,
+                          actor: str) -> dict[str, Any]:
         policy = await self._check(psp, request)
         transaction = self.incoming.new_transaction(
             str(uuid.uuid4()), CHANNEL, policy, psp["_id"], request["psp_transaction_id"],
@@ -72,14 +84,11 @@ class PspApiService:
         try:
             recorded = await self.incoming.record(transaction)
         except PolicyBusy:
-            existing = await self._existing(psp, request)
-            if existing is not None:        # the same request, sent concurrently
-                return 200, await self._replay(existing, digest)
             raise Conflict("another payment of this policy is in progress",
                            code="payment_in_progress") from None
         except PolicyNotPayable:
             raise _not_idle() from None
-        return 201, self._settled(recorded)
+        return self._settled(recorded)
 
     async def record_audit(self, entry: dict[str, Any]) -> None:
         await self.audit.add({"_id": str(uuid.uuid4()), "at": self.clock.now(), **entry})
