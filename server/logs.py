@@ -53,8 +53,9 @@ def log_request(handler: RequestHandler) -> None:
     route = type(handler).__name__
     services = handler.settings.get("services")
     if services is not None:
-        services.metrics.requests.labels(route, handler.request.method, str(status)).inc()
-        services.metrics.request_seconds.labels(route, handler.request.method).observe(seconds)
+        labels = (route, handler.request.method, str(status))
+        services.metrics.requests.labels(*labels).inc()
+        services.metrics.request_seconds.labels(*labels).observe(seconds)
     level = logging.INFO if status < 500 else logging.ERROR
     path = getattr(handler, "log_path", handler.request.path)
     access.log(level, "request request_id=%s method=%s path=%s status=%s duration_ms=%.1f "

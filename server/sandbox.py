@@ -245,6 +245,8 @@ def summary(sandbox: Sandbox) -> str:
 Sandbox is running (in-memory store: everything is lost on exit).
 
   Gateway            {settings.server.public_url}
+  Dashboard          {settings.server.public_url}/dashboard  (sign in as operator)
+  API description    {settings.server.public_url}/docs  ({settings.server.public_url}/openapi.json)
   Daraja simulator   {settings.daraja.base_url}  (key sandbox-key / secret sandbox-secret,
                      shortcode {settings.daraja.shortcode}, control API under /_sim/)
   Qmoney simulator   {settings.qmoney.base_url}  (payer wallet {QMONEY_INSUREE["wallet"]}, \

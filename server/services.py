@@ -44,7 +44,8 @@ PROVIDER_CALLS = "provider_calls"
 INDEXES: list[IndexSpec] = [*auth_repository.INDEXES, *c2b_repository.INDEXES,
                             *insurance_repository.INDEXES, *psp_repository.INDEXES,
                             *ledger_repository.INDEXES, *psp_api_repository.INDEXES,
-                            (PROVIDER_CALLS, [("at", 1)], {})]
+                            (PROVIDER_CALLS, [("at", 1)], {}),
+                            (PROVIDER_CALLS, [("provider", 1), ("endpoint", 1), ("at", -1)], {})]
 
 
 @dataclass

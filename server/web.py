@@ -33,23 +33,40 @@ def implemented_methods(handler: type[RequestHandler]) -> set[str]:
             if getattr(handler, method.lower()) is not getattr(RequestHandler, method.lower())}
 
 
-class BaseHandler(RequestHandler):
+class TrackedRequest(RequestHandler):
+    """A request id (echoed as X-Request-ID) and in-flight tracking for graceful
+    shutdown: for every handler, the pages and their files included."""
+
+    def prepare(self) -> Any:
+        self.settings["services"].inflight.add(self)
+        self.request_id = _request_id(self.request.headers.get("X-Request-ID"))
+        self.set_header("X-Request-ID", self.request_id)
+        return super().prepare()
+
+    def clear(self) -> None:
+        """Errors clear the headers; the request id stays for the caller to quote."""
+        super().clear()
+        if hasattr(self, "request_id"):
+            self.set_header("X-Request-ID", self.request_id)
+
+    def on_finish(self) -> None:
+        self.settings["services"].inflight.discard(self)
+        super().on_finish()
+
+    def on_connection_close(self) -> None:
+        self.settings["services"].inflight.discard(self)
+        super().on_connection_close()
+
+
+class BaseHandler(TrackedRequest):
     """Every handler answers JSON; every error uses the API's single error shape."""
 
     identity: Identity | None = None
 
     def prepare(self) -> None:
-        self.settings["services"].inflight.add(self)
-        self.request_id = _request_id(self.request.headers.get("X-Request-ID"))
-        self.set_header("X-Request-ID", self.request_id)
+        super().prepare()
         if len(self.request.body) > self.settings["gateway"].server.max_body_bytes:
             raise PayloadTooLarge("request body is too large")
-
-    def on_finish(self) -> None:
-        self.settings["services"].inflight.discard(self)
-
-    def on_connection_close(self) -> None:
-        self.settings["services"].inflight.discard(self)
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -69,12 +86,6 @@ class BaseHandler(RequestHandler):
         code = _REASON_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
         message = "internal error" if status >= 500 else reason.lower()
         return {"error": {"code": code, "message": message, "details": {}}}
-
-    def clear(self) -> None:
-        """Errors clear the headers; the request id stays for the caller to quote."""
-        super().clear()
-        if hasattr(self, "request_id"):
-            self.set_header("X-Request-ID", self.request_id)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]

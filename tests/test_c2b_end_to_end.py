@@ -281,6 +281,19 @@ async def test_wrong_amount_lands_unmatched_and_an_operator_allocates_it(system)
 
 
 @pytest.mark.asyncio
+async def test_allocation_without_a_reason_is_refused(system) -> None:
+    policy = await kenyan_policy(system)
+    txn = await system.pay("1500.00", account="07070707")
+    async with system.http.post(
+            f"{system.gateway.url}/api/v1/c2b/payments/{txn['trans_id']}/allocate",
+            headers=await operator(system), json={"policy_uuid": policy["_id"]}) as answer:
+        assert answer.status == 400
+        assert "note" in (await answer.json())["error"]["details"]["fields"]
+    [payment] = await system.payments()
+    assert payment["status"] == "unmatched"
+
+
+@pytest.mark.asyncio
 async def test_allocation_needs_the_exact_amount_and_an_idle_policy(system) -> None:
     policy = await kenyan_policy(system)
     txn = await system.pay("1000.00", account="070707070")

@@ -6,6 +6,7 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -240,6 +241,40 @@ async def test_unreachable_store_is_not_ready() -> None:
     assert problem == "store did not answer within 2 s"
 
 
+def scraped(text: str) -> dict[tuple[str, tuple], float]:
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+@pytest.mark.asyncio
+async def test_metrics_count_provider_calls_token_refreshes_and_latency(debits) -> None:
+    policy = await debits.policy()
+    _, started = await debits.start(policy)
+    await debits.process(started, await debits.otp())
+    async with debits.http.get(f"{debits.gateway.url}/metrics") as answer:
+        samples = scraped(await answer.text())
+    for endpoint in ("login", "getMoney", "verifyCode"):
+        labels = (("endpoint", endpoint), ("outcome", "ok"), ("provider", "qmoney"))
+        assert samples[("gateway_provider_calls_total", labels)] == 1, endpoint
+        assert samples[("gateway_provider_call_seconds_count",
+                        (("endpoint", endpoint), ("provider", "qmoney")))] == 1
+    assert samples[("gateway_provider_token_refreshes_total", (("provider", "qmoney"),))] == 1
+    assert samples[("gateway_http_request_seconds_count",
+                    (("method", "POST"), ("route", "TransactionCollectionHandler"),
+                     ("status", "201")))] == 1
+
+
+@pytest.mark.asyncio
+async def test_refused_callbacks_are_counted_by_reason(http, gateway) -> None:
+    async with http.post(f"{gateway.url}/api/v1/c2b/confirmation/wrong-secret",
+                         data=json.dumps(callback_body())) as answer:
+        assert answer.status == 404
+    async with http.get(f"{gateway.url}/metrics") as answer:
+        samples = scraped(await answer.text())
+    assert samples[("gateway_c2b_callbacks_total",
+                    (("kind", "confirmation"), ("outcome", "refused_wrong_secret")))] == 1
+
+
 @pytest.mark.asyncio
 async def test_metrics_scrape_cleanly(http, gateway, store, operator_headers) -> None:
     await seed_ledger(store)
@@ -250,8 +285,7 @@ async def test_metrics_scrape_cleanly(http, gateway, store, operator_headers) ->
         assert answer.status == 200
         assert answer.headers["Content-Type"].startswith("text/plain")
         text = await answer.text()
-    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-               for family in text_string_to_metric_families(text) for sample in family.samples}
+    samples = scraped(text)
     assert samples[("gateway_c2b_callbacks_total",
                     (("kind", "confirmation"), ("outcome", "processed")))] == 1
     assert samples[("gateway_payments", (("channel", "qmoney"), ("status", "succeeded")))] == 2
@@ -270,6 +304,10 @@ async def test_request_id_is_echoed_or_made(http, gateway) -> None:
     async with http.get(f"{gateway.url}/healthz",
                         headers={"X-Request-ID": "bad id\twith spaces"}) as answer:
         assert answer.headers["X-Request-ID"] != "bad id\twith spaces"
+    for page in ("/dashboard", "/dashboard/static/dashboard.js", "/docs",
+                 "/docs/static/swagger-ui.css", "/docs/static/index.html"):
+        async with http.get(gateway.url + page, headers={"X-Request-ID": "page-1"}) as answer:
+            assert answer.headers["X-Request-ID"] == "page-1", page
 
 
 @pytest.mark.asyncio
@@ -312,3 +350,33 @@ async def test_stopping_lets_requests_in_flight_finish(http, start_gateway_with)
     await gateway.stop()
     status, answer = await request
     assert (status, answer["ResultCode"]) == (200, "0")
+
+
+@pytest.mark.asyncio
+async def test_stopping_cuts_requests_still_running_at_the_deadline(http, start_gateway_with,
+                                                                    caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway")
+    gateway = await start_gateway_with(make_settings(c2b={"validation_deadline_seconds": 5.0}))
+    service = gateway.services.c2b
+    original_add = service.inbox.add
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def stuck_add(*args, **kwargs):
+        arrived.set()
+        await release.wait()
+        return await original_add(*args, **kwargs)
+
+    service.inbox.add = stuck_add
+
+    async def validate() -> int:
+        async with http.post(f"{gateway.url}/api/v1/c2b/validation/test-callback",
+                             data=json.dumps(callback_body())) as answer:
+            return answer.status
+
+    request = asyncio.ensure_future(validate())
+    await arrived.wait()
+    await gateway.stop(grace_seconds=0.2)
+    release.set()
+    with pytest.raises(aiohttp.ClientError):
+        await request
+    assert "shutdown_cut_requests count=1" in [record.getMessage() for record in caplog.records]

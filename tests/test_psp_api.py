@@ -1,6 +1,7 @@
 """The payment-provider API over HTTP: access, verify, idempotent payment, audit."""
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -104,7 +105,8 @@ async def test_verify_unknown_insuree_is_404_and_none_idle_is_an_empty_list(
 
 
 @pytest.mark.asyncio
-async def test_payment_settles_the_policy(gateway, afrimoney, store) -> None:
+async def test_payment_settles_the_policy(gateway, afrimoney, store, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.ledger")
     policy = await idle_policy(gateway, "070707070")
     status, body = await afrimoney.pay(payment(policy))
     assert status == 201
@@ -116,6 +118,11 @@ async def test_payment_settles_the_policy(gateway, afrimoney, store) -> None:
     assert transaction["channel"] == "psp_api" and transaction["psp_uuid"] == afrimoney.psp["_id"]
     assert transaction["json_ext"] == {"channel": "ussd"}
     assert (await gateway.services.policies.get(policy["_id"]))["status"] == 2
+    prefix = f"transaction_state transaction={body['payment_id']}"
+    changes = [record.getMessage() for record in caplog.records
+               if record.getMessage().startswith(prefix)]
+    assert [line.split(" reason=")[0].split(" channel=")[1] for line in changes] == [
+        "psp_api from=- to=processing", "psp_api from=processing to=succeeded"]
 
 
 @pytest.mark.asyncio

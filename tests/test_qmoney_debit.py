@@ -61,6 +61,29 @@ async def test_wrong_otp_then_right_otp_succeeds(debits) -> None:
     assert done["status"] == "succeeded"
 
 
+def state_lines(caplog, transaction_uuid: str) -> list[str]:
+    return [re.sub(r" actor=\S+$", "", record.getMessage().split(" channel=")[1])
+            for record in caplog.records
+            if record.getMessage().startswith(f"transaction_state transaction={transaction_uuid}")]
+
+
+@pytest.mark.asyncio
+async def test_every_state_change_is_logged_once(debits, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.ledger")
+    _, started = await debits.start(await debits.policy())
+    otp = await debits.otp()
+    await debits.process(started, "000000" if otp != "000000" else "111111")
+    await debits.process(started, otp)
+    assert state_lines(caplog, started["uuid"]) == [
+        "qmoney from=- to=initiated reason=\"created\"",
+        "qmoney from=initiated to=otp_sent reason=-",
+        "qmoney from=otp_sent to=processing reason=-",
+        "qmoney from=processing to=otp_sent reason=\"wrong_otp\"",
+        "qmoney from=otp_sent to=processing reason=-",
+        "qmoney from=processing to=succeeded reason=-",
+    ]
+
+
 @pytest.mark.asyncio
 async def test_too_many_wrong_otps_fail_the_debit(debits) -> None:
     policy = await debits.policy()

@@ -145,6 +145,8 @@ def test_run_py_starts_the_sandbox_and_the_printed_command_shows_a_payment() -> 
                 break
         output = "".join(lines)
         assert "Sandbox is running" in output, output
+        assert f"http://127.0.0.1:{port}/dashboard" in output
+        assert f"http://127.0.0.1:{port}/docs" in output
         command = next(line.strip() for line in lines if "run.py simulate-payment" in line)
         paid = subprocess.run([sys.executable, *command.split()[1:]], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=60)

@@ -1,7 +1,12 @@
-"""Transactions and premiums collections."""
+"""Transactions and premiums collections.
+
+Every transaction written and every state change applied is logged here, one line
+each (`transaction_state`), whichever channel or service made it."""
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +16,8 @@ from pymongo.errors import DuplicateKeyError
 from server.documents import DocumentRepository
 from server.ledger import states
 from server.store import IndexSpec
+
+log = logging.getLogger("gateway.ledger")
 
 TRANSACTIONS, PREMIUMS = "transactions", "premiums"
 
@@ -33,6 +40,11 @@ INDEXES: list[IndexSpec] = [
 class TransactionRepository(DocumentRepository):
     collection_name = TRANSACTIONS
 
+    async def insert(self, document: dict[str, Any]) -> dict[str, Any]:
+        stored = await super().insert(document)
+        _log_state(stored, "-", stored["status"], "created", stored.get("created_by", ""))
+        return stored
+
     async def transition(self, transaction_uuid: str, current: str, target: str,
                          at: datetime, *, reason: str = "", actor: str = "",
                          changes: dict[str, Any] | None = None,
@@ -47,9 +59,12 @@ class TransactionRepository(DocumentRepository):
         }
         if increments:
             update["$inc"] = increments
-        return await self.collection.find_one_and_update(
+        moved = await self.collection.find_one_and_update(
             {"_id": transaction_uuid, "status": current}, update,
             return_document=ReturnDocument.AFTER)
+        if moved is not None:
+            _log_state(moved, current, target, reason, actor)
+        return moved
 
     async def record_settlement(self, transaction_uuid: str,
                                 settlement: dict[str, Any]) -> dict[str, Any] | None:
@@ -69,6 +84,13 @@ class TransactionRepository(DocumentRepository):
         cursor = self.collection.find({"status": status,
                                        "otp_expires_at": {"$lte": expires_before}}).limit(limit)
         return await cursor.to_list(None)
+
+
+def _log_state(transaction: dict[str, Any], current: str, target: str, reason: str,
+               actor: str) -> None:
+    log.info("transaction_state transaction=%s channel=%s from=%s to=%s reason=%s actor=%s",
+             transaction["_id"], transaction.get("channel", "-"), current, target,
+             json.dumps(reason) if reason else "-", actor or "-")
 
 
 class PremiumRepository(DocumentRepository):

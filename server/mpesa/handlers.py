@@ -41,14 +41,17 @@ class CallbackHandler(BaseHandler):
         secret = self.path_args[0] if self.path_args else ""
         expected = self.settings["gateway"].c2b.callback_secret
         if not hmac.compare_digest(secret.encode(), expected.encode()):
-            log.warning("callback_refused reason=wrong_secret kind=%s source=%s", self.kind,
-                        self.client_ip)
+            self._refused("wrong_secret")
             raise NotFound("no such endpoint")
         allowlist = self.settings["gateway"].c2b.ip_allowlist
         if allowlist and not in_networks(self.client_ip, allowlist):
-            log.warning("callback_refused reason=source_not_allowed kind=%s source=%s",
-                        self.kind, self.client_ip)
+            self._refused("source_not_allowed")
             raise Forbidden("source address not allowed")
+
+    def _refused(self, reason: str) -> None:
+        log.warning("callback_refused reason=%s kind=%s source=%s", reason, self.kind,
+                    self.client_ip)
+        self.settings["services"].metrics.callbacks.labels(self.kind, f"refused_{reason}").inc()
 
     def error_body(self, status: int, error: BaseException | None) -> dict[str, Any]:
         message = error.message if isinstance(error, ApiError) else self._reason

@@ -99,7 +99,7 @@ class PaymentQuerySchema(PageQuerySchema):
 
 class AllocateRequestSchema(StrictSchema):
     policy_uuid = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    note = fields.String(load_default="", validate=validate.Length(max=500))
+    note = fields.String(required=True, validate=validate.Length(min=3, max=500))  # the why
 
 
 INBOX_STATUSES = ("received", "processed", "duplicate", "conflict", "needs_review", "failed")

@@ -163,19 +163,22 @@ class Dashboard:
         }
 
     async def _providers(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        window = {"at": {"$gte": start, "$lt": end}}
         rows = await self.store.aggregate("provider_calls", [
-            {"$match": {"at": {"$gte": start, "$lt": end}}},
-            {"$sort": {"at": -1}},
+            {"$match": window},
             {"$group": {"_id": {"provider": "$provider", "endpoint": "$endpoint"},
                         "count": {"$sum": 1},
-                        "errors": {"$sum": {"$cond": [{"$eq": ["$outcome", "ok"]}, 0, 1]}},
-                        "durations": {"$push": "$duration_ms"}}},
+                        "errors": {"$sum": {"$cond": [{"$eq": ["$outcome", "ok"]}, 0, 1]}}}},
         ])
+        calls = self.store.collection("provider_calls")
         result = []
         for row in sorted(rows, key=lambda row: (row["_id"]["provider"],
                                                    row["_id"]["endpoint"])):
-            durations = sorted(row["durations"][:PROVIDER_SAMPLE])
-            last_error = await self.store.collection("provider_calls").find_one(
+            # Latency from the most recent calls only, so a busy window stays cheap.
+            recent = calls.find({**row["_id"], **window}, {"duration_ms": 1, "_id": 0}
+                                ).sort("at", -1).limit(PROVIDER_SAMPLE)
+            durations = sorted(call["duration_ms"] for call in await recent.to_list(None))
+            last_error = await calls.find_one(
                 {**row["_id"], "outcome": {"$ne": "ok"}}, sort=[("at", -1)])
             result.append({
                 **row["_id"], "count": row["count"], "error_rate": row["errors"] / row["count"],

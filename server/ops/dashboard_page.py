@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tornado.web import RequestHandler, StaticFileHandler
 
+from server.web import TrackedRequest
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE = STATIC_DIR / "dashboard.html"
 
@@ -32,7 +34,7 @@ def _protective_headers(handler: RequestHandler) -> None:
     handler.set_header("X-Frame-Options", "DENY")
 
 
-class DashboardPageHandler(RequestHandler):
+class DashboardPageHandler(TrackedRequest):
     """GET /dashboard: the page (never cached: it is small and changes with releases)."""
 
     def get(self) -> None:
@@ -43,7 +45,7 @@ class DashboardPageHandler(RequestHandler):
         self.finish(PAGE.read_bytes())
 
 
-class DashboardStaticHandler(StaticFileHandler):
+class DashboardStaticHandler(TrackedRequest, StaticFileHandler):
     """GET /dashboard/static/<file>: the page's script and stylesheet. Browsers
     revalidate them (ETag) on every load, so a new release is picked up at once."""
 

@@ -4,10 +4,10 @@ swagger-ui-bundle package, so the page loads nothing from the internet."""
 from __future__ import annotations
 
 from swagger_ui_bundle import swagger_ui_path
-from tornado.web import StaticFileHandler
+from tornado.web import HTTPError, StaticFileHandler
 
 from server.ops.openapi import openapi_spec
-from server.web import BaseHandler
+from server.web import BaseHandler, TrackedRequest
 
 ASSETS = "/docs/static"
 
@@ -50,8 +50,18 @@ class DocsHandler(BaseHandler):
         self.finish(DOCS_PAGE)
 
 
-class DocsAssetHandler(StaticFileHandler):
+# The files DOCS_PAGE loads. The package holds more (its own index.html points at an
+# outside demo document), so only these are served.
+DOCS_ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png"})
+
+
+class DocsAssetHandler(TrackedRequest, StaticFileHandler):
     """Swagger UI's own files, from the swagger-ui-bundle package directory."""
 
     def initialize(self) -> None:
         super().initialize(path=swagger_ui_path)
+
+    async def get(self, path: str, include_body: bool = True) -> None:
+        if path not in DOCS_ASSETS:
+            raise HTTPError(404)
+        await super().get(path, include_body)

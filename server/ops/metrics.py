@@ -20,8 +20,8 @@ class Metrics:
         self.requests = Counter("gateway_http_requests_total", "HTTP requests answered",
                                 ["route", "method", "status"], registry=registry)
         self.request_seconds = Histogram("gateway_http_request_seconds", "HTTP request latency",
-                                         ["route", "method"], buckets=LATENCY_BUCKETS,
-                                         registry=registry)
+                                         ["route", "method", "status"],
+                                         buckets=LATENCY_BUCKETS, registry=registry)
         self.callbacks = Counter("gateway_c2b_callbacks_total", "Daraja callbacks by outcome",
                                  ["kind", "outcome"], registry=registry)
         self.provider_calls = Counter("gateway_provider_calls_total",
