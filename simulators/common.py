@@ -178,7 +178,8 @@ def _parse_fault(
     kinds: Mapping[str, Sequence[str]],
     endpoint_targets: Collection[str],
 ) -> Fault:
-    """Validate a fault request; a ``timeout`` on an endpoint target defaults to 30 seconds."""
+    """Validate a fault request; a ``timeout`` or ``slow_body`` on an endpoint target
+    defaults to 30 seconds."""
     target, kind = payload.get("target"), payload.get("kind")
     if not isinstance(target, str) or target not in kinds:
         raise ControlError(f"target must be one of {sorted(kinds)}")
@@ -193,7 +194,7 @@ def _parse_fault(
         raise ControlError("seconds must be a non-negative number")
     if kind == "latency" and seconds is None:
         raise ControlError("latency needs seconds")
-    if kind == "timeout" and target in endpoint_targets and seconds is None:
+    if kind in ("timeout", "slow_body") and target in endpoint_targets and seconds is None:
         seconds = DEFAULT_ENDPOINT_TIMEOUT
     times = payload.get("times", 1)
     if isinstance(times, bool) or not isinstance(times, int) or times < 0:
@@ -364,7 +365,9 @@ async def _provider_call(
     Fault kinds: ``drop`` closes the socket without acting; ``http_500`` answers
     internal_error() without acting; ``latency``/``timeout`` sleep, then act and
     answer; ``malformed`` acts, then answers a truncated (non-JSON) body;
-    ``drop_after`` acts, then closes the socket (the record keeps the lost answer).
+    ``drop_after`` acts, then closes the socket (the record keeps the lost answer);
+    ``slow_body`` acts, sends the status, headers and half the body, and the rest
+    only after ``seconds``.
     With no fault armed, a magic value in the request applies the same way.
     """
     engine = request.app[SIM_ENGINE]
@@ -386,7 +389,28 @@ async def _provider_call(
     engine.requests.finish(record, response)
     if kind == "drop_after":
         return drop_connection(request)
+    if kind == "slow_body":
+        return await _sent_slowly(request, response, seconds or 0.0, engine)
     return response
+
+
+async def _sent_slowly(request: web.Request, response: web.StreamResponse, seconds: float,
+                       engine: SimEngine) -> web.StreamResponse:
+    """The answer's head and first half at once, the rest after `seconds`: a provider
+    (or a proxy) whose body arrives slower than the caller waits."""
+    body = response.body if isinstance(response, web.Response) and response.body else b"{}"
+    slow = web.StreamResponse(status=response.status,
+                              headers={"Content-Type": response.headers["Content-Type"]})
+    slow.content_length = len(body)
+    try:
+        await slow.prepare(request)
+        await slow.write(body[: len(body) // 2])
+        await engine.pause(seconds)
+        await slow.write(body[len(body) // 2:])
+        await slow.write_eof()
+    except ConnectionResetError:        # the caller gave up waiting
+        pass
+    return slow
 
 
 def _truncated(response: web.StreamResponse) -> web.Response:

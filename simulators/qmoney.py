@@ -66,7 +66,7 @@ from simulators.common import (
 
 ENDPOINT_TARGETS = ("login", "getMoney", "verifyCode")
 FAULT_KINDS = {
-    target: ("latency", "http_500", "timeout", "drop", "drop_after", "malformed")
+    target: ("latency", "http_500", "timeout", "drop", "drop_after", "malformed", "slow_body")
     for target in ENDPOINT_TARGETS
 }
 REDACTED_FIELDS = ("password", "transactionPin", "otp")

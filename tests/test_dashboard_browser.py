@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,14 +18,20 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
+from server.demo_history import PastClock
+from server.ledger import states
+from server.notifications import LogNotifier
+from server.ops.dashboard import STUCK_AFTER
 from server.ops.dashboard_page import STATIC_DIR
 from server.sandbox import Sandbox, simulate_paybill_payment, start_sandbox
+from server.services import build_services
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 WAIT_MS = 10_000
 SCREENSHOT = "/tmp/dashboard.png"
+LOST_ANSWER_WALLET = "10000003"   # Qmoney simulator: verifyCode debits, then drops the answer
 
 
 def chromium_path() -> str | None:
@@ -71,6 +79,65 @@ async def _operator_token(session: aiohttp.ClientSession, base: str) -> str:
         return (await answer.json())["access_token"]
 
 
+async def _api(base: str, method: str, path: str, body: dict[str, Any] | None = None,
+               params: dict[str, str] | None = None, *, user: str = "operator",
+               expect_status: int = 200) -> dict[str, Any]:
+    """One call to the gateway's API as `user` (operator or admin), checked and decoded."""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base}/api/v1/auth/token", json={
+                "username": user, "password": f"sandbox-{user}"}) as answer:
+            assert answer.status == 200
+            token = (await answer.json())["access_token"]
+        async with session.request(method, f"{base}/api/v1{path}", json=body, params=params,
+                                   headers={"Authorization": f"Bearer {token}"}) as answer:
+            assert answer.status == expect_status, await answer.text()
+            return await answer.json()
+
+
+@dataclass(frozen=True)
+class StuckDebits:
+    lost_answer: dict[str, Any]     # `unknown`: Qmoney debited the wallet, the answer was lost
+    waiting: dict[str, Any]         # `otp_sent`: the payer never read out the OTP
+
+
+async def _stuck_debits(sandbox: Sandbox) -> StuckDebits:
+    """Two Qmoney debits made the way the sandbox history makes its own: through the real
+    services with a clock set in the past (the dashboard only lists a debit once it has
+    sat for STUCK_AFTER) and the real Qmoney simulator. Insurees and policies come from
+    the admin API."""
+    assert sandbox.demo is not None
+    base = sandbox.settings.server.public_url
+    psp = sandbox.demo.qmoney_psp["_id"]
+    made = []
+    # Listed once they have sat for STUCK_AFTER; the waiting one is well within its
+    # OTP lifetime (5 minutes), so the gateway's upkeep does not expire it meanwhile.
+    for chf_id, wallet, ago in (
+            ("5590001", LOST_ANSWER_WALLET, STUCK_AFTER[states.UNKNOWN] * 3),
+            ("5590002", "5811724c", STUCK_AFTER[states.OTP_SENT] + timedelta(seconds=40))):
+        await _api(base, "POST", "/insurees", {"chf_id": chf_id, "first_name": "Stuck",
+                                               "last_name": f"Debit {chf_id}",
+                                               "wallet": wallet}, user="admin",
+                   expect_status=201)
+        policy = await _api(base, "POST", "/policies", {
+            "chf_id": chf_id, "product_code": "BASIC-GMD",
+            "start_date": date.today().isoformat()},
+            user="admin", expect_status=201)
+        services = build_services(sandbox.settings, sandbox.gateway.services.store,
+                                  sandbox.gateway.providers, LogNotifier(), PastClock(ago))
+        debit = await services.debits.initiate(policy["uuid"], psp, policy["amount"],
+                                               "operator")
+        assert debit["status"] == "otp_sent"
+        if wallet == LOST_ANSWER_WALLET:
+            async with sandbox.session.get(
+                    f"{sandbox.settings.qmoney.base_url}/_sim/otp/{wallet}") as answer:
+                otp = (await answer.json())["otp"]
+            debit = await services.debits.process(debit["_id"], otp, "operator")
+            assert debit["status"] == "unknown"
+        made.append({"uuid": debit["_id"], "policy_uuid": policy["uuid"],
+                     "amount": policy["amount"]})
+    return StuckDebits(*made)
+
+
 async def _idle_policy(base: str, chf_id: str) -> dict[str, Any]:
     async with aiohttp.ClientSession() as session:
         headers = {"Authorization": f"Bearer {await _operator_token(session, base)}"}
@@ -97,6 +164,7 @@ async def test_dashboard_in_a_browser() -> None:
     sandbox = await start_sandbox("127.0.0.1", 0)
     base = sandbox.settings.server.public_url
     try:
+        debits = await _stuck_debits(sandbox)
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=executable,
                                                        args=CHROMIUM_ARGS)
@@ -106,7 +174,7 @@ async def test_dashboard_in_a_browser() -> None:
                 page_errors: list[str] = []
                 page.on("request", lambda request: requested.append(request.url))
                 page.on("pageerror", lambda error: page_errors.append(str(error)))
-                await _run_dashboard(page, sandbox, base)
+                await _run_dashboard(page, sandbox, base, debits)
                 await page.screenshot(path=SCREENSHOT, full_page=True)
                 assert page_errors == []
                 outside = [url for url in requested
@@ -118,7 +186,8 @@ async def test_dashboard_in_a_browser() -> None:
         await sandbox.stop()
 
 
-async def _run_dashboard(page: Page, sandbox: Sandbox, base: str) -> None:
+async def _run_dashboard(page: Page, sandbox: Sandbox, base: str,
+                         debits: StuckDebits) -> None:
     await page.goto(f"{base}/dashboard?refresh=1")
 
     # A wrong password: the API's message, still on the login form.
@@ -177,8 +246,10 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str) -> None:
     await expect(dialog).to_be_hidden()
     await expect(unmatched.locator('tr[data-bill-ref="090909090"]')).to_have_count(1)
 
-    # The debit whose answer was lost: the provider says it failed; mark it so.
+    # The history's debit whose answer was lost (the oldest): the provider says it
+    # failed; mark it so.
     uuid = await stuck.first.get_attribute("data-uuid")
+    assert uuid != debits.lost_answer["uuid"]
     stuck_count = int(await page.locator("#attention-stuck_debits").get_attribute("data-count"))
     await stuck.first.locator('button[data-action="resolve-failed"]').click()
     await expect(dialog).to_be_visible()
@@ -192,6 +263,11 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str) -> None:
         0, timeout=WAIT_MS)
     await expect(page.locator("#attention-stuck_debits")).to_have_attribute(
         "data-count", str(stuck_count - 1), timeout=WAIT_MS)
+
+    await _resolve_succeeded(page, base, debits.lost_answer)
+    await _expire(page, base, debits.waiting)
+    await _allocate(page, base)
+    await _replay(page, base)
 
     # A stale access token is renewed with the refresh token, without a new sign-in.
     await page.evaluate("sessionStorage.setItem('gateway.access_token', 'stale')")
@@ -213,3 +289,130 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str) -> None:
     await page.select_option("#window", "7d")
     await expect(kes).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator("#chart-bucket")).to_have_text("(per day)", timeout=WAIT_MS)
+
+
+async def _confirm(page: Page, reason: str, *, reference: str | None = None,
+                   policy: str | None = None) -> None:
+    """Fill the open action dialog and confirm; the dialog closes on success."""
+    dialog = page.locator("#action-dialog")
+    await expect(dialog).to_be_visible()
+    for field, value in (("#action-reference", reference), ("#action-policy", policy)):
+        if value is None:
+            await expect(page.locator(field)).to_be_hidden()
+        else:
+            await page.fill(field, value)
+    await page.fill("#action-reason", reason)
+    await page.click("#action-submit")
+    await expect(page.locator("#action-error")).to_be_hidden()
+    await expect(dialog).to_be_hidden(timeout=WAIT_MS)
+
+
+async def _resolve_succeeded(page: Page, base: str, debit: dict[str, Any]) -> None:
+    """The debit whose answer was lost, made for this test: Qmoney's statement shows
+    the money moved; mark it succeeded with Qmoney's reference. The policy settles."""
+    block = page.locator("#attention-stuck_debits")
+    row = block.locator(f'tr[data-uuid="{debit["uuid"]}"]')
+    await expect(row).to_have_attribute("data-status", "unknown")
+    count = int(await block.get_attribute("data-count"))
+    await row.locator('button[data-action="resolve-succeeded"]').click()
+    await expect(page.locator("#action-reference")).to_be_focused()
+    await _confirm(page, "Qmoney statement shows the debit", reference="QM-STATEMENT-0001")
+    await expect(page.locator("#flash")).to_have_text(
+        f"Transaction {debit['uuid']} is now succeeded.", timeout=WAIT_MS)
+    await expect(row).to_have_count(0, timeout=WAIT_MS)
+    await expect(block).to_have_attribute("data-count", str(count - 1), timeout=WAIT_MS)
+
+    transaction = await _api(base, "GET", f"/transactions/{debit['uuid']}")
+    assert transaction["status"] == "succeeded"
+    assert transaction["settlement"]["status"] == "settled"
+    assert transaction["settlement"]["receipt"]
+    assert transaction["settlement"]["policy_status"] == 2
+    last = transaction["history"][-1]
+    assert (last["from"], last["to"], last["actor"], last["reason"]) == (
+        "unknown", "succeeded", "operator", "Qmoney statement shows the debit")
+    policy = await _api(base, "GET", f"/policies/{debit['policy_uuid']}")
+    assert policy["status"] == 2
+
+
+async def _expire(page: Page, base: str, debit: dict[str, Any]) -> None:
+    """A debit still waiting for its OTP: the payer cannot receive texts; expire it.
+    No money moved, so the policy stays idle."""
+    block = page.locator("#attention-stuck_debits")
+    row = block.locator(f'tr[data-uuid="{debit["uuid"]}"]')
+    await expect(row).to_have_attribute("data-status", "otp_sent")
+    await expect(row.locator("button[data-action]")).to_have_count(1)
+    count = int(await block.get_attribute("data-count"))
+    await row.locator('button[data-action="expire"]').click()
+    await expect(page.locator("#action-subject")).to_contain_text("waiting for its OTP")
+    await _confirm(page, "the payer cannot receive SMS")
+    await expect(page.locator("#flash")).to_have_text(
+        f"Transaction {debit['uuid']} is now expired.", timeout=WAIT_MS)
+    await expect(row).to_have_count(0, timeout=WAIT_MS)
+    await expect(block).to_have_attribute("data-count", str(count - 1), timeout=WAIT_MS)
+
+    transaction = await _api(base, "GET", f"/transactions/{debit['uuid']}")
+    assert transaction["status"] == "expired"
+    assert transaction["settlement"] is None
+    last = transaction["history"][-1]
+    assert (last["from"], last["to"], last["actor"], last["reason"]) == (
+        "otp_sent", "expired", "operator", "the payer cannot receive SMS")
+    policy = await _api(base, "GET", f"/policies/{debit['policy_uuid']}")
+    assert policy["status"] == 1
+
+
+async def _allocate(page: Page, base: str) -> None:
+    """The 350.00 KES paid to 090909090: the insuree's office issues a 350.00 KES policy
+    for it (admin API); allocating the payment to that policy settles both."""
+    block = page.locator("#attention-c2b_unmatched")
+    row = block.locator('tr[data-bill-ref="090909090"]')
+    await expect(row).to_contain_text("350.00")
+    trans_id = await row.get_attribute("data-trans-id")
+    count = int(await block.get_attribute("data-count"))
+    policy = await _api(base, "POST", "/policies", {
+        "chf_id": "090909090", "product_code": "BASIC-KES", "amount": "350.00",
+        "start_date": date.today().isoformat()}, user="admin", expect_status=201)
+    assert (policy["amount"], policy["currency"], policy["status"]) == ("350.00", "KES", 1)
+    await row.locator('button[data-action="allocate"]').click()
+    await _confirm(page, "payer paid the reduced premium", policy=policy["uuid"])
+    await expect(page.locator("#flash")).to_have_text(
+        re.compile(rf"^Payment {trans_id} is now settled \(receipt \S+\)\.$"), timeout=WAIT_MS)
+    await expect(block.locator(f'tr[data-trans-id="{trans_id}"]')).to_have_count(
+        0, timeout=WAIT_MS)
+    await expect(block).to_have_attribute("data-count", str(count - 1), timeout=WAIT_MS)
+    await expect(block.locator('tr[data-bill-ref="070707070"]')).to_have_count(1)
+
+    payment = await _api(base, "GET", f"/c2b/payments/{trans_id}")
+    assert payment["status"] == "settled"
+    assert payment["policy_uuid"] == policy["uuid"]
+    assert payment["receipt"]
+    assert any(item["by"] == "operator" and item["reason"] == "payer paid the reduced premium"
+               and item["policy_uuid"] == policy["uuid"]
+               for item in payment["allocation_history"])
+    assert (await _api(base, "GET", f"/policies/{policy['uuid']}"))["status"] == 2
+
+
+async def _replay(page: Page, base: str) -> None:
+    """The history's unreadable confirmation: replaying it reads the same body again, so
+    it stays needs_review; the page says so and the entry records the replay."""
+    block = page.locator("#attention-failed_inbox")
+    row = block.locator('tr[data-status="needs_review"]')
+    await expect(row).to_have_count(1)
+    entry_id = await row.get_attribute("data-id")
+    before = next(item for item in (await _api(base, "GET", "/c2b/inbox", params={
+        "status": "needs_review", "kind": "confirmation"}))["items"] if item["id"] == entry_id)
+    assert before["replays"] == []
+    await row.locator('button[data-action="replay"]').click()
+    await expect(page.locator("#action-subject")).to_contain_text(entry_id)
+    await _confirm(page, "check whether the body is readable now")
+    await expect(page.locator("#flash")).to_have_text(
+        f"Inbox entry {entry_id} replayed: now needs_review.", timeout=WAIT_MS)
+    await expect(block.locator(f'tr[data-id="{entry_id}"]')).to_have_attribute(
+        "data-status", "needs_review")
+
+    entries = (await _api(base, "GET", "/c2b/inbox", params={
+        "status": "needs_review", "kind": "confirmation"}))["items"]
+    entry = next(item for item in entries if item["id"] == entry_id)
+    assert entry["attempts"] == before["attempts"] + 1
+    assert entry["errors"]
+    assert [(item["by"], item["reason"]) for item in entry["replays"]] == [
+        ("operator", "check whether the body is readable now")]

@@ -94,12 +94,20 @@ async def test_dashboard_totals_channels_psps_and_statuses(http, gateway, store,
 async def test_dashboard_lists_what_needs_attention_and_provider_health(
         http, gateway, store, operator_headers) -> None:
     await seed_ledger(store)
+    waiting = []
+    for status, minutes_ago in (("otp_sent", 6), ("otp_sent", 0.5), ("processing", 6)):
+        debit = transaction("qmoney", status, 50000, "GMD", psp="psp-q")
+        debit["updated_at"] = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+        waiting.append(debit)
+    await store.collection("transactions").insert_many(waiting)
     _, board = await get(http, gateway, "/api/v1/dashboard", operator_headers)
     attention = board["attention"]
     assert attention["c2b_unmatched"]["count"] == 1
     assert attention["c2b_unmatched"]["oldest"][0]["reason"] == "amount_mismatch"
-    assert attention["stuck_debits"]["count"] == 1
-    assert attention["stuck_debits"]["oldest"][0]["status"] == "unknown"
+    # unknown for an hour, otp_sent for 6 minutes; not: otp_sent for 30 s, processing 6 min
+    assert attention["stuck_debits"]["count"] == 2
+    assert [item["status"] for item in attention["stuck_debits"]["oldest"]] == [
+        "unknown", "otp_sent"]
     assert attention["failed_inbox"]["oldest"][0]["id"] == "inbox-1"
     [provider] = board["providers"]
     assert (provider["provider"], provider["endpoint"], provider["count"]) == (

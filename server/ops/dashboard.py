@@ -17,9 +17,12 @@ from server.money import format_amount
 from server.store import Store
 
 ATTENTION_ITEMS = 5
-# Debits that have sat in these states longer than this need a person.
-STUCK_AFTER = timedelta(minutes=15)
-STUCK_STATES = (states.OTP_SENT, states.PROCESSING, states.UNKNOWN)
+# Debits that have sat in these states longer than this need a person. A payer who
+# has not read out the OTP after a few minutes may never have received it, and the
+# debit would otherwise only expire with its OTP lifetime (qmoney.otp_lifetime_seconds).
+STUCK_AFTER = {states.OTP_SENT: timedelta(minutes=2),
+               states.PROCESSING: timedelta(minutes=15),
+               states.UNKNOWN: timedelta(minutes=15)}
 FINISHED = (states.SUCCEEDED, states.FAILED, states.EXPIRED)
 CHANNELS = ("mpesa_c2b", "qmoney", "psp_api")
 HOURLY_UP_TO = timedelta(days=3)
@@ -130,7 +133,9 @@ class Dashboard:
 
     async def _attention(self, currency: str | None) -> dict[str, Any]:
         money = {"currency": currency} if currency else {}
-        stuck_before = self.clock.now() - STUCK_AFTER
+        now = self.clock.now()
+        stuck = [{"status": status, "updated_at": {"$lt": now - after}}
+                 for status, after in STUCK_AFTER.items()]
         return {
             "c2b_unmatched": await self._oldest(
                 "c2b_payments", {"status": "unmatched", **money}, "received_at",
@@ -146,8 +151,7 @@ class Dashboard:
                               "currency": item["currency"],
                               "received_at": _iso(item["received_at"])}),
             "stuck_debits": await self._oldest(
-                "transactions", {"status": {"$in": list(STUCK_STATES)},
-                                 "updated_at": {"$lt": stuck_before}, **money},
+                "transactions", {"$or": stuck, **money},
                 "updated_at",
                 lambda item: {"uuid": item["_id"], "status": item["status"],
                               "channel": item["channel"],

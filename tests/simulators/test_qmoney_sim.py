@@ -525,6 +525,26 @@ async def test_drop_after_on_verify_moves_the_money_but_loses_the_answer(
 
 
 @pytest.mark.asyncio
+async def test_slow_body_acts_sends_the_head_then_holds_the_rest_of_the_body(
+    http: aiohttp.ClientSession, sim: str
+) -> None:
+    token = await login(http, sim)
+    transaction_id = await get_money(http, sim, token)
+    otp = await latest_otp(http, sim)
+    await arm(http, sim, target="verifyCode", kind="slow_body", seconds=0.6)
+    body = {"data": {"otp": otp, "transactionId": transaction_id}}
+    async with http.post(f"{sim}/verifyCode", json=body, headers=bearer(token)) as answer:
+        assert answer.status == 200                         # the head arrives at once,
+        first = await answer.content.readany()              # then half the body,
+        rest = await answer.content.read()                  # the rest after the pause
+    assert first and rest
+    assert json.loads(first + rest)["responseCode"] == "1"
+    assert (await state(http, sim))["debits"][0]["status"] == "completed"
+    record = (await get_json(http, f"{sim}/_sim/requests"))["items"][-1]
+    assert (record["path"], record["fault"]) == ("/verifyCode", "slow_body")
+
+
+@pytest.mark.asyncio
 async def test_malformed_fault_acts_then_answers_200_with_a_body_that_is_not_json(
     http: aiohttp.ClientSession, sim: str
 ) -> None:
