@@ -32,7 +32,7 @@ class AdminResource(BaseHandler):
 class CollectionHandler(AdminResource):
     async def get(self) -> None:
         await self.require_role(*READERS)
-        query = self.load_query(self.query_schema())
+        query = self.load_query(self.query_schema)
         limit, offset = query.pop("limit"), query.pop("offset")
         items, total = await self.service.list(query, limit, offset)
         self.write_json(page_body([self.render(item) for item in items], total, limit,
@@ -40,7 +40,7 @@ class CollectionHandler(AdminResource):
 
     async def post(self) -> None:
         await self.require_role(*WRITERS)
-        created = await self.service.create(self.load_json(self.create_schema()))
+        created = await self.service.create(self.load_json(self.create_schema))
         self.write_json(self.render(created), status=201)
 
 
@@ -51,7 +51,7 @@ class ItemHandler(AdminResource):
 
     async def patch(self, key: str) -> None:
         await self.require_role(*WRITERS)
-        changes = self.load_json(self.update_schema())
+        changes = self.load_json(self.update_schema)
         self.write_json(self.render(await self.service.update(key, changes)))
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from server.money import MINOR_UNIT_EXPONENTS
+
+
+@functools.cache
+def shared(schema: type[Schema]) -> Schema:
+    """One instance per schema class: building a marshmallow schema costs more than
+    loading a body with it, and loading keeps no state on the instance."""
+    return schema()
 
 
 class StrictSchema(Schema):

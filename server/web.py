@@ -21,6 +21,7 @@ from server.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from server.schemas import shared
 
 log = logging.getLogger("gateway.http")
 
@@ -111,7 +112,7 @@ class BaseHandler(TrackedRequest):
 
     # --- input ----------------------------------------------------------
 
-    def load_json(self, schema: Schema) -> Any:
+    def load_json(self, schema: type[Schema]) -> Any:
         """Parse the body with a marshmallow schema; any problem is a 400."""
         try:
             body = json.loads(self.request.body or b"")
@@ -120,14 +121,14 @@ class BaseHandler(TrackedRequest):
         if not isinstance(body, dict):
             raise ValidationFailed("request body must be a JSON object")
         try:
-            return schema.load(body)
+            return shared(schema).load(body)
         except SchemaError as err:
             raise ValidationFailed("request body is invalid", {"fields": err.messages}) from None
 
-    def load_query(self, schema: Schema) -> Any:
+    def load_query(self, schema: type[Schema]) -> Any:
         args = {key: self.get_query_argument(key) for key in self.request.query_arguments}
         try:
-            return schema.load(args)
+            return shared(schema).load(args)
         except SchemaError as err:
             raise ValidationFailed("query parameters are invalid",
                                    {"fields": err.messages}) from None

@@ -160,10 +160,13 @@ async def test_validation_accepts_a_valid_payment(http, gateway, store) -> None:
     ({"BillRefNumber": "07 07"}, "C2B00012"),
     ({"BillRefNumber": ""}, "C2B00012"),
 ])
-async def test_validation_rejects_with_the_matching_code(http, gateway, overrides,
+async def test_validation_rejects_with_the_matching_code(http, gateway, store, overrides,
                                                          code) -> None:
     status, answer = await deliver(http, gateway, "validation", callback_body(**overrides))
     assert (status, answer) == (200, {"ResultCode": code, "ResultDesc": "Rejected"})
+    [entry] = await store.collection("c2b_inbox").find({}).to_list(None)   # kept, answered
+    assert (entry["status"], entry["answer"], entry["attempts"]) == ("processed", answer, 1)
+    assert entry["trans_id"] == "RKL51ZDR4F" and entry["body"]
 
 
 @pytest.mark.asyncio

@@ -8,7 +8,7 @@ from server.web import BaseHandler
 
 class TokenHandler(BaseHandler):
     async def post(self) -> None:
-        request = self.load_json(TokenRequestSchema())
+        request = self.load_json(TokenRequestSchema)
         pair = await self.settings["services"].auth.login(request["username"],
                                                           request["password"])
         self.write_json(TokenResponseSchema().dump(pair))
@@ -16,6 +16,6 @@ class TokenHandler(BaseHandler):
 
 class RefreshHandler(BaseHandler):
     async def post(self) -> None:
-        request = self.load_json(RefreshRequestSchema())
+        request = self.load_json(RefreshRequestSchema)
         pair = await self.settings["services"].auth.refresh(request["refresh_token"])
         self.write_json(TokenResponseSchema().dump(pair))

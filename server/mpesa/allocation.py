@@ -4,10 +4,12 @@ A paybill payment whose account number (BillRefNumber) is an insuree number
 with exactly one idle policy of exactly that amount settles that policy.
 Otherwise it is `unmatched` with the reason, for an operator to allocate.
 
-Payment statuses: confirmed -> allocating -> settled | unmatched; unmatched ->
-allocating (operator) -> ... `allocating` is a compare-and-set claim, so one
-payment is never applied twice; an allocation cut off by a crash is resumed from
-the policy it recorded."""
+Payment statuses: a new payment is stored `allocating` (to the policy it matched) or
+`unmatched`; allocating -> settled | unmatched; unmatched -> allocating (operator)
+-> ... (`confirmed`: stored but not yet matched, which a replay matches.) Leaving
+`unmatched` for `allocating` is a compare-and-set claim, so one payment is never
+applied twice; an allocation cut off by a crash is resumed from the policy it
+recorded."""
 
 from __future__ import annotations
 
@@ -60,27 +62,42 @@ class Allocation:
             return None, "several_candidates"
         return same[0], ""
 
+    async def first_state(self, payment: dict[str, Any]) -> dict[str, Any]:
+        """The fields a new payment is stored with: `allocating` to the one policy its
+        account number and amount point to, or `unmatched` with the reason. Storing it
+        so saves a write per payment; the insert stays the exactly-once point (unique
+        TransID), and `auto` then completes an allocating payment."""
+        status, changes, event = await self._match(payment)
+        now = self.clock.now()
+        return {"status": status, "updated_at": now, **changes,
+                "allocation_history": [{**event, "status": status, "at": now}]}
+
     async def auto(self, payment: dict[str, Any]) -> dict[str, Any]:
-        """Match a newly confirmed payment (or resume one cut off while allocating)."""
+        """Complete a payment stored as allocating (new, or cut off by a crash); match
+        one still `confirmed` (stored before it was matched)."""
+        if payment["status"] == CONFIRMED:
+            status, changes, event = await self._match(payment)
+            moved = await self.payments.move(payment["trans_id"], (CONFIRMED,), status,
+                                             self.clock.now(), changes, event)
+            payment = moved or await self.payments.get(payment["trans_id"])
         if payment["status"] == ALLOCATING:
             return await self._complete(payment)
-        if payment["status"] != CONFIRMED:
-            return payment
+        if payment["status"] == UNMATCHED:
+            log.info("c2b_unmatched trans_id=%s reason=%s", payment["trans_id"],
+                     payment["unmatched_reason"])
+        return payment
+
+    async def _match(self, payment: dict[str, Any]
+                     ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(status, fields, history event) of matching a payment by account number."""
         policy, reason = await self.candidate(payment["bill_ref"], payment["amount"],
                                               payment["currency"])
-        now = self.clock.now()
         if policy is None:
-            log.info("c2b_unmatched trans_id=%s reason=%s", payment["trans_id"], reason)
-            moved = await self.payments.move(
-                payment["trans_id"], (CONFIRMED,), UNMATCHED, now,
-                {"unmatched_reason": reason},
-                {"by": "system", "reason": reason, "policy_uuid": None})
-        else:
-            moved = await self._claim(payment["trans_id"], (CONFIRMED,), policy["_id"],
-                                      "system", "matched by account number")
-            if moved is not None:
-                return await self._complete(moved)
-        return moved or await self.payments.get(payment["trans_id"])
+            return (UNMATCHED, {"unmatched_reason": reason},
+                    {"by": "system", "reason": reason, "policy_uuid": None})
+        return (ALLOCATING, {"allocation": {"policy_uuid": policy["_id"], "by": "system"}},
+                {"by": "system", "reason": "matched by account number",
+                 "policy_uuid": policy["_id"]})
 
     async def allocate(self, trans_id: str, policy_uuid: str, actor: str,
                        note: str) -> dict[str, Any]:

@@ -87,7 +87,7 @@ class ConfirmationHandler(CallbackHandler):
 class PaymentListHandler(BaseHandler):
     async def get(self) -> None:
         await self.require_role("operator", "admin")
-        query = self.load_query(PaymentQuerySchema())
+        query = self.load_query(PaymentQuerySchema)
         limit, offset = query.pop("limit"), query.pop("offset")
         items, total = await self.settings["services"].c2b.list_payments(query, limit, offset)
         self.write_json(page_body([render_payment(item) for item in items], total, limit,
@@ -107,7 +107,7 @@ class AllocateHandler(BaseHandler):
     async def post(self, trans_id: str) -> None:
         """An operator applies an unmatched payment to a policy."""
         identity = await self.require_role("operator", "admin")
-        request = self.load_json(AllocateRequestSchema())
+        request = self.load_json(AllocateRequestSchema)
         payment = await self.settings["services"].c2b.allocate(
             trans_id, request["policy_uuid"], identity.username, request["note"])
         self.write_json(render_payment(payment))
@@ -116,7 +116,7 @@ class AllocateHandler(BaseHandler):
 class InboxListHandler(BaseHandler):
     async def get(self) -> None:
         await self.require_role("operator", "admin")
-        query = self.load_query(InboxQuerySchema())
+        query = self.load_query(InboxQuerySchema)
         limit, offset = query.pop("limit"), query.pop("offset")
         items, total = await self.settings["services"].c2b.list_inbox(query, limit, offset)
         self.write_json(page_body([render_inbox_entry(item) for item in items], total, limit,
@@ -127,7 +127,7 @@ class InboxReplayHandler(BaseHandler):
     async def post(self, entry_id: str) -> None:
         """An operator processes a failed confirmation again."""
         identity = await self.require_role("operator", "admin")
-        request = self.load_json(ReplayRequestSchema())
+        request = self.load_json(ReplayRequestSchema)
         entry = await self.settings["services"].c2b.replay_entry(
             entry_id, request["reason"], identity.username)
         self.write_json(render_inbox_entry(entry))

@@ -52,28 +52,43 @@ def decode_body(entry: dict[str, Any]) -> bytes:
     return entry["body"].encode("utf-8")
 
 
+def _marked(status: str, processed_at: datetime, *, trans_id: str | None = None,
+            answer: dict[str, Any] | None = None, errors: Any = None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"status": status, "processed_at": processed_at,
+                              "errors": errors}
+    if trans_id is not None:
+        fields["trans_id"] = trans_id
+    if answer is not None:
+        fields["answer"] = answer
+    return fields
+
+
 class InboxRepository:
     def __init__(self, store: Store) -> None:
         self.collection = store.collection(INBOX)
 
     async def add(self, kind: str, raw: bytes, source_ip: str, headers: dict[str, str],
-                  received_at: datetime) -> dict[str, Any]:
+                  received_at: datetime, *, outcome: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+        """The raw callback, `received`; or, when its outcome is already known (a
+        validation decided from the body alone), already marked with it."""
         entry = {"_id": str(uuid.uuid4()), "kind": kind, **encode_body(raw),
                  "source_ip": source_ip, "headers": headers, "received_at": received_at,
                  "status": RECEIVED, "attempts": 0}
+        if outcome is not None:
+            entry.update(_marked(processed_at=received_at, **outcome))
+            entry["attempts"] = 1
         await self.collection.insert_one(entry)
         return entry
 
     async def mark(self, entry_id: str, status: str, at: datetime, *,
                    trans_id: str | None = None, answer: dict[str, Any] | None = None,
                    errors: Any = None) -> None:
-        update: dict[str, Any] = {"status": status, "processed_at": at, "errors": errors}
-        if trans_id is not None:
-            update["trans_id"] = trans_id
-        if answer is not None:
-            update["answer"] = answer
-        await self.collection.update_one({"_id": entry_id},
-                                         {"$set": update, "$inc": {"attempts": 1}})
+        await self.collection.update_one(
+            {"_id": entry_id},
+            {"$set": _marked(status, at, trans_id=trans_id, answer=answer, errors=errors),
+             "$inc": {"attempts": 1}})
+
 
     async def get(self, entry_id: str) -> dict[str, Any] | None:
         return await self.collection.find_one({"_id": entry_id})

@@ -10,7 +10,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from server.money import format_amount
-from server.schemas import PageQuerySchema, StrictSchema
+from server.schemas import PageQuerySchema, StrictSchema, shared
 
 PAYMENT_STATUSES = ("confirmed", "allocating", "settled", "unmatched")
 NAIROBI = timezone(timedelta(hours=3), "EAT")
@@ -85,7 +85,7 @@ def parse_callback(raw: bytes) -> C2BCallback:
         raise ValidationError("body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object")
-    return C2BCallbackSchema().load(body)
+    return shared(C2BCallbackSchema).load(body)
 
 
 class PaymentQuerySchema(PageQuerySchema):

@@ -109,21 +109,29 @@ class C2BService:
 
     async def _validate(self, raw: bytes, source_ip: str,
                         headers: dict[str, str]) -> dict[str, Any]:
-        entry = await self._record("validation", raw, source_ip, headers)
+        """Without policy matching the answer follows from the body alone, so the raw
+        body is written once, with its answer, before the answer leaves: nothing is
+        lost and the store takes one write. Matching reads the store, so then the raw
+        body is written first and marked after."""
         try:
             callback = parse_callback(raw)
         except ValidationError as err:
             answer = rejected(OTHER_ERROR)
-            await self.inbox.mark(entry["_id"], repo.NEEDS_REVIEW, self.clock.now(),
-                                  answer=answer, errors=err.messages)
+            await self._record("validation", raw, source_ip, headers, {
+                "status": repo.NEEDS_REVIEW, "answer": answer, "errors": err.messages})
             self._count("validation", repo.NEEDS_REVIEW)
             return answer
         code = self.rules.check(callback)
         if code is None and self.validation_matches_policy:
+            entry = await self._record("validation", raw, source_ip, headers)
             code = await self._policy_check(callback)
-        answer = ACCEPTED if code is None else rejected(code)
-        await self.inbox.mark(entry["_id"], repo.PROCESSED, self.clock.now(),
-                              trans_id=callback.trans_id, answer=answer)
+            answer = ACCEPTED if code is None else rejected(code)
+            await self.inbox.mark(entry["_id"], repo.PROCESSED, self.clock.now(),
+                                  trans_id=callback.trans_id, answer=answer)
+        else:
+            answer = ACCEPTED if code is None else rejected(code)
+            await self._record("validation", raw, source_ip, headers, {
+                "status": repo.PROCESSED, "answer": answer, "trans_id": callback.trans_id})
         self._count("validation", "accepted" if code is None else "rejected")
         log.info("validation trans_id=%s answer=%s", callback.trans_id, answer["ResultCode"])
         return answer
@@ -152,10 +160,11 @@ class C2BService:
             await self._mark_failed(entry["_id"])
         return CONFIRMATION_RECEIVED
 
-    async def _record(self, kind: str, raw: bytes, source_ip: str,
-                      headers: dict[str, str]) -> dict[str, Any]:
+    async def _record(self, kind: str, raw: bytes, source_ip: str, headers: dict[str, str],
+                      outcome: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
-            return await self.inbox.add(kind, raw, source_ip, headers, self.clock.now())
+            return await self.inbox.add(kind, raw, source_ip, headers, self.clock.now(),
+                                        outcome=outcome)
         except Exception as err:
             # Last resort so the payment can be rebuilt from the log; bodies hold no secret.
             log.error("inbox_write_failed kind=%s source=%s error=%s body=%r", kind, source_ip,
@@ -186,6 +195,7 @@ class C2BService:
             self._count("confirmation", repo.NEEDS_REVIEW)
             return repo.NEEDS_REVIEW
         payment = self._payment_document(callback, amount, entry_id, received_at)
+        payment.update(await self.allocation.first_state(payment))
         outcome, stored = await self.payments.insert_once(payment)
         if outcome is InsertOutcome.NEW:
             await self._notify(stored)      # before the mark: a replay will not notify again

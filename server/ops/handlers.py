@@ -22,7 +22,7 @@ class DashboardQuerySchema(StrictSchema):
 class DashboardHandler(BaseHandler):
     async def get(self) -> None:
         await self.require_role("operator", "admin")
-        query = self.load_query(DashboardQuerySchema())
+        query = self.load_query(DashboardQuerySchema)
         self.write_json(await self.settings["services"].dashboard.summary(
             query.get("date_from"), query.get("date_to"), query.get("currency")))
 

@@ -68,7 +68,7 @@ class VerifyInsureeHandler(ProviderHandler):
 
 class ProviderPaymentHandler(ProviderHandler):
     async def post(self) -> None:
-        request = self.load_json(PaymentRequestSchema())
+        request = self.load_json(PaymentRequestSchema)
         status, transaction = await self.settings["services"].psp_api.pay(
             self.psp, request, self.identity.username)
         self.write_json(render_payment(transaction), status=status)
