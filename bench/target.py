@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import signal
 from dataclasses import replace
 from datetime import date
@@ -81,9 +82,10 @@ async def serve_gateway(policies: int, mongodb_uri: str | None, profile: bool) -
     base = load_settings(sandbox=True)
     settings = replace(base, server=replace(base.server, port=0),
                        psp_api=replace(base.psp_api, rate_limit_per_minute=0))
+    database = f"bench_{secrets.token_hex(4)}"         # a fresh one each run, dropped after
     if mongodb_uri:
         settings = replace(settings, store=replace(settings.store, uri=mongodb_uri,
-                                                   database="bench"))
+                                                   database=database))
     gateway = await start_gateway(settings)
     services = gateway.services
     await services.auth.create_user("bench-psp", "bench-password", "psp")
@@ -115,6 +117,8 @@ async def serve_gateway(policies: int, mongodb_uri: str | None, profile: bool) -
     if profiler is not None:
         profiler.stop()
         print(json.dumps(time_split(profiler.last_session.root_frame())), flush=True)
+    if mongodb_uri:
+        await services.store.client.drop_database(database)
     await gateway.stop()
 
 

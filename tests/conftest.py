@@ -21,11 +21,16 @@ from server.services import INDEXES
 from server.store import Store, open_store
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
 
-from support import make_settings
+from support import SUMMARY_LINES, make_settings
 from systems import debits, qmoney_sim, system  # noqa: F401  (fixtures)
 
 MONGODB_URI = os.environ.get("TEST_MONGODB_URI")
 STORE_LANES = ["memory", "mongodb"] if MONGODB_URI else ["memory"]
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    for line in config.stash.get(SUMMARY_LINES, []):
+        terminalreporter.write_line(line)
+
 
 @pytest.fixture(params=STORE_LANES)
 def store_lane(request: pytest.FixtureRequest) -> str:

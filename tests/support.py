@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
 from server.config import Settings, load_settings
@@ -71,3 +72,11 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+SUMMARY_LINES = pytest.StashKey[list[str]]()
+
+
+def report_in_summary(config: pytest.Config, line: str) -> None:
+    """A line for the end of the test run's output (see conftest.pytest_terminal_summary)."""
+    config.stash.setdefault(SUMMARY_LINES, []).append(line)
