@@ -150,12 +150,17 @@ async def test_registerurl_faults_are_typed_and_a_retry_registers(system, kind, 
     assert registration.conversation_id
 
 
+async def need_a_new_daraja_token(system) -> None:
+    """A short client timeout, and the cached token dropped: the next call logs in."""
+    system.client._timeout = aiohttp.ClientTimeout(total=1.0)
+    system.client.tokens.invalidate(await system.client.tokens.get())
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("kind", "seconds", "_"), DARAJA_FAULTS,
                          ids=[kind for kind, _, _ in DARAJA_FAULTS])
 async def test_oauth_failing_every_time_is_unavailable(system, kind, seconds, _) -> None:
-    system.client._timeout = aiohttp.ClientTimeout(total=1.0)
-    system.client.tokens.invalidate(await system.client.tokens.get())
+    await need_a_new_daraja_token(system)
     before = len((await system.control("GET", "requests"))["items"])
     await system.control("POST", "faults", fault("oauth", kind, seconds, times=0))
     with pytest.raises(ProviderUnavailable):
@@ -171,8 +176,7 @@ async def test_oauth_failing_every_time_is_unavailable(system, kind, seconds, _)
 @pytest.mark.parametrize(("kind", "seconds", "_"), DARAJA_FAULTS,
                          ids=[kind for kind, _, _ in DARAJA_FAULTS])
 async def test_a_single_oauth_failure_is_retried(system, kind, seconds, _) -> None:
-    system.client._timeout = aiohttp.ClientTimeout(total=1.0)
-    system.client.tokens.invalidate(await system.client.tokens.get())
+    await need_a_new_daraja_token(system)
     await system.control("POST", "faults", fault("oauth", kind, seconds))
     registration = await register_callback_urls(system.settings, system.client)
     assert registration.conversation_id

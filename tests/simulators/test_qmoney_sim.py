@@ -142,6 +142,13 @@ async def latest_otp(http: aiohttp.ClientSession, sim: str, wallet: str = WALLET
     return (await get_json(http, f"{sim}/_sim/otp/{wallet}"))["otp"]
 
 
+async def debit_from(http: aiohttp.ClientSession, sim: str, wallet: str) -> tuple[str, str, str]:
+    """Log in and start a debit of that payer wallet: (token, transactionId, its OTP)."""
+    token = await login(http, sim)
+    transaction_id = await get_money(http, sim, token, fromUser={"userIdentifier": wallet})
+    return token, transaction_id, await latest_otp(http, sim, wallet)
+
+
 async def state(http: aiohttp.ClientSession, sim: str) -> Any:
     return await get_json(http, f"{sim}/_sim/state")
 
@@ -708,9 +715,7 @@ async def test_a_configured_wallet_with_a_magic_id_is_an_ordinary_wallet(
 async def test_magic_wallet_10000001_has_no_money_so_verify_is_120008(
     http: aiohttp.ClientSession, sim: str
 ) -> None:
-    token = await login(http, sim)
-    transaction_id = await get_money(http, sim, token, fromUser={"userIdentifier": "10000001"})
-    otp = await latest_otp(http, sim, "10000001")
+    token, transaction_id, otp = await debit_from(http, sim, "10000001")
     answer = await verify(http, sim, token, transaction_id, otp)
     assert answer == {"responseCode": "-120008", "responseMessage": "Balance not sufficient"}
     current = await state(http, sim)
@@ -723,9 +728,7 @@ async def test_magic_wallet_10000001_has_no_money_so_verify_is_120008(
 async def test_magic_wallet_10000002_otp_expires_at_once(
     http: aiohttp.ClientSession, sim: str
 ) -> None:
-    token = await login(http, sim)
-    transaction_id = await get_money(http, sim, token, fromUser={"userIdentifier": "10000002"})
-    otp = await latest_otp(http, sim, "10000002")
+    token, transaction_id, otp = await debit_from(http, sim, "10000002")
     answer = await verify(http, sim, token, transaction_id, otp)
     assert answer == {"responseCode": "-150006", "responseMessage": "OTP expired"}
     record = await last_request(http, sim)
@@ -744,9 +747,7 @@ async def test_magic_wallet_10000003_verify_debits_then_drops_the_connection(
     http: aiohttp.ClientSession, sim: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="aiohttp")
-    token = await login(http, sim)
-    transaction_id = await get_money(http, sim, token, fromUser={"userIdentifier": "10000003"})
-    otp = await latest_otp(http, sim, "10000003")
+    token, transaction_id, otp = await debit_from(http, sim, "10000003")
     with pytest.raises(aiohttp.ClientConnectionError):
         await post(http, f"{sim}/verifyCode", verify_body(transaction_id, otp), bearer(token))
     current = await state(http, sim)
