@@ -6,13 +6,18 @@ passed to loggers), and the request log has the path but never a body."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import re
 from typing import Any
 
 from tornado.web import RequestHandler
 
 access = logging.getLogger("gateway.access")
+
+# key=value, where a value with spaces is a JSON string: reason="the payer cannot..."
+FIELD = re.compile(r'(?:^|\s)([A-Za-z_]\w*)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,11 +27,13 @@ class JsonFormatter(logging.Formatter):
         body: dict[str, Any] = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
                                 "level": record.levelname, "logger": record.name,
                                 "event": event}
-        for part in rest.split(" "):
-            key, sep, value = part.partition("=")
-            if sep and key.isidentifier():
-                body[key] = value
-        if not any(sep for _, sep, _ in (part.partition("=") for part in rest.split(" "))):
+        fields = FIELD.findall(rest)
+        for key, value in fields:
+            if value.startswith('"'):
+                with contextlib.suppress(json.JSONDecodeError):
+                    value = json.loads(value)
+            body[key] = value
+        if not fields:
             body["message"] = message
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info)

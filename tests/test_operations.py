@@ -328,6 +328,17 @@ async def test_one_log_line_per_request_with_its_id(http, gateway, caplog) -> No
     assert line.startswith("request request_id=req-42 method=GET path=/healthz status=200")
 
 
+def test_json_log_format_keeps_a_quoted_value_whole() -> None:
+    record = logging.LogRecord(
+        "gateway.ledger", logging.INFO, __file__, 1,
+        "transaction_state transaction=%s channel=%s from=%s to=%s reason=%s actor=%s",
+        ("t-1", "qmoney", "otp_sent", "expired", json.dumps('payer "away" today'), "olga"),
+        None)
+    body = json.loads(JsonFormatter().format(record))
+    assert (body["event"], body["to"], body["reason"], body["actor"]) == (
+        "transaction_state", "expired", 'payer "away" today', "olga")
+
+
 def test_json_log_format_parses_key_values() -> None:
     record = logging.LogRecord("gateway.c2b", logging.INFO, __file__, 1,
                                "confirmation trans_id=%s outcome=%s", ("RKL1", "new"), None)
