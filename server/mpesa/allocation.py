@@ -6,10 +6,9 @@ Otherwise it is `unmatched` with the reason, for an operator to allocate.
 
 Payment statuses: a new payment is stored `allocating` (to the policy it matched) or
 `unmatched`; allocating -> settled | unmatched; unmatched -> allocating (operator)
--> ... (`confirmed`: stored but not yet matched, which a replay matches.) Leaving
-`unmatched` for `allocating` is a compare-and-set claim, so one payment is never
-applied twice; an allocation cut off by a crash is resumed from the policy it
-recorded."""
+-> ... Leaving `unmatched` for `allocating` is a compare-and-set claim, so one
+payment is never applied twice; an allocation cut off by a crash is resumed from the
+policy it recorded."""
 
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ from server.mpesa.repository import C2BPaymentRepository
 log = logging.getLogger("gateway.c2b")
 
 CHANNEL = "mpesa_c2b"
-CONFIRMED, ALLOCATING, SETTLED, UNMATCHED = "confirmed", "allocating", "settled", "unmatched"
+ALLOCATING, SETTLED, UNMATCHED = "allocating", "settled", "unmatched"
 # Transaction ids are derived from (TransID, policy): a re-run finds its own transaction.
 _TRANSACTION_IDS = uuid.UUID("5f1c9a3e-8a57-4c0e-9d0b-6c1b2f7f4e21")
 
@@ -64,22 +63,25 @@ class Allocation:
 
     async def first_state(self, payment: dict[str, Any]) -> dict[str, Any]:
         """The fields a new payment is stored with: `allocating` to the one policy its
-        account number and amount point to, or `unmatched` with the reason. Storing it
-        so saves a write per payment; the insert stays the exactly-once point (unique
-        TransID), and `auto` then completes an allocating payment."""
-        status, changes, event = await self._match(payment)
+        account number and amount point to, or `unmatched` with the reason. Matching
+        before the insert saves a write per payment; the insert stays the exactly-once
+        point (unique TransID), and `auto` then completes an allocating payment."""
+        policy, reason = await self.candidate(payment["bill_ref"], payment["amount"],
+                                              payment["currency"])
+        if policy is None:
+            status, fields = UNMATCHED, {"unmatched_reason": reason}
+            event = {"by": "system", "reason": reason, "policy_uuid": None}
+        else:
+            status = ALLOCATING
+            fields = {"allocation": {"policy_uuid": policy["_id"], "by": "system"}}
+            event = {"by": "system", "reason": "matched by account number",
+                     "policy_uuid": policy["_id"]}
         now = self.clock.now()
-        return {"status": status, "updated_at": now, **changes,
+        return {"status": status, "updated_at": now, **fields,
                 "allocation_history": [{**event, "status": status, "at": now}]}
 
     async def auto(self, payment: dict[str, Any]) -> dict[str, Any]:
-        """Complete a payment stored as allocating (new, or cut off by a crash); match
-        one still `confirmed` (stored before it was matched)."""
-        if payment["status"] == CONFIRMED:
-            status, changes, event = await self._match(payment)
-            moved = await self.payments.move(payment["trans_id"], (CONFIRMED,), status,
-                                             self.clock.now(), changes, event)
-            payment = moved or await self.payments.get(payment["trans_id"])
+        """Complete a payment stored as allocating (new, or cut off by a crash)."""
         if payment["status"] == ALLOCATING:
             return await self._complete(payment)
         if payment["status"] == UNMATCHED:
@@ -87,25 +89,13 @@ class Allocation:
                      payment["unmatched_reason"])
         return payment
 
-    async def _match(self, payment: dict[str, Any]
-                     ) -> tuple[str, dict[str, Any], dict[str, Any]]:
-        """(status, fields, history event) of matching a payment by account number."""
-        policy, reason = await self.candidate(payment["bill_ref"], payment["amount"],
-                                              payment["currency"])
-        if policy is None:
-            return (UNMATCHED, {"unmatched_reason": reason},
-                    {"by": "system", "reason": reason, "policy_uuid": None})
-        return (ALLOCATING, {"allocation": {"policy_uuid": policy["_id"], "by": "system"}},
-                {"by": "system", "reason": "matched by account number",
-                 "policy_uuid": policy["_id"]})
-
     async def allocate(self, trans_id: str, policy_uuid: str, actor: str,
                        note: str) -> dict[str, Any]:
         """An operator applies an unmatched payment to a policy."""
         payment = await self.payments.get(trans_id)
         if payment is None:
             raise NotFound(f"no C2B payment with TransID {trans_id}")
-        if payment["status"] not in (UNMATCHED, CONFIRMED):
+        if payment["status"] != UNMATCHED:
             raise Conflict(f"the payment is {payment['status']}",
                            {"status": payment["status"]}, code="invalid_state")
         policy = await self.policies.get(policy_uuid)
@@ -120,8 +110,7 @@ class Allocation:
                 f"value ({expected} {policy['currency']})",
                 {"expected": expected, "currency": policy["currency"]},
                 code="amount_mismatch")
-        claimed = await self._claim(trans_id, (UNMATCHED, CONFIRMED), policy_uuid, actor,
-                                    note)
+        claimed = await self._claim(trans_id, policy_uuid, actor, note)
         if claimed is None:
             current = await self.payments.get(trans_id)
             raise Conflict(f"the payment is {current['status']}",
@@ -132,10 +121,10 @@ class Allocation:
                            {"reason": result["unmatched_reason"]}, code="not_allocated")
         return result
 
-    async def _claim(self, trans_id: str, current: tuple[str, ...], policy_uuid: str,
-                     actor: str, note: str) -> dict[str, Any] | None:
+    async def _claim(self, trans_id: str, policy_uuid: str, actor: str,
+                     note: str) -> dict[str, Any] | None:
         return await self.payments.move(
-            trans_id, current, ALLOCATING, self.clock.now(),
+            trans_id, (UNMATCHED,), ALLOCATING, self.clock.now(),
             {"allocation": {"policy_uuid": policy_uuid, "by": actor}},
             {"by": actor, "reason": note, "policy_uuid": policy_uuid})
 

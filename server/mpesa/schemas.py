@@ -12,7 +12,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 from server.money import format_amount
 from server.schemas import PageQuerySchema, StrictSchema, shared
 
-PAYMENT_STATUSES = ("confirmed", "allocating", "settled", "unmatched")
+PAYMENT_STATUSES = ("allocating", "settled", "unmatched")
 NAIROBI = timezone(timedelta(hours=3), "EAT")
 
 

@@ -16,7 +16,7 @@ from server.clock import Clock
 from server.errors import Conflict, NotFound
 from server.money import AmountError, format_amount, parse_amount
 from server.mpesa import repository as repo
-from server.mpesa.allocation import CONFIRMED, Allocation
+from server.mpesa.allocation import Allocation
 from server.mpesa.repository import C2BPaymentRepository, InboxRepository, InsertOutcome
 from server.mpesa.rules import (
     ACCEPTED,
@@ -246,7 +246,6 @@ class C2BService:
             "msisdn": callback.msisdn,
             "msisdn_form": msisdn_form(callback.msisdn),
             "payer_name": " ".join(name for name in names if name),
-            "status": CONFIRMED,
             "fingerprint": fingerprint(callback, amount),
             "inbox_id": entry_id,
             "received_at": received_at,
