@@ -38,11 +38,10 @@ class TrackedRequest(RequestHandler):
     """A request id (echoed as X-Request-ID) and in-flight tracking for graceful
     shutdown: for every handler, the pages and their files included."""
 
-    def prepare(self) -> Any:
+    def prepare(self) -> None:
         self.settings["services"].inflight.add(self)
         self.request_id = _request_id(self.request.headers.get("X-Request-ID"))
         self.set_header("X-Request-ID", self.request_id)
-        return super().prepare()
 
     def clear(self) -> None:
         """Errors clear the headers; the request id stays for the caller to quote."""
