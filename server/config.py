@@ -44,6 +44,9 @@ class ServerSettings:
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = 65536
     trusted_proxies: tuple[str, ...] = ()
+    idle_timeout_seconds: float = 60.0
+    body_timeout_seconds: float = 30.0
+    internal_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,10 @@ class AuthSettings:
     jwt_secret: str = secret()
     access_token_minutes: int = 15
     refresh_token_hours: int = 168
+    login_max_failures_per_user: int = 5
+    login_max_failures_per_address: int = 20
+    login_failure_window_minutes: int = 15
+    password_hash_threads: int = 2
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,12 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    audit_days: int = 90
+    provider_calls_days: int = 30
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
     format: str = "text"
@@ -129,11 +142,12 @@ class Settings:
     psp_api: PspApiSettings = field(default_factory=PspApiSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
 
 SECTIONS = ("server", "store", "auth", "daraja", "c2b", "qmoney", "psp_api", "security",
-            "notifications", "logging")
+            "notifications", "retention", "logging")
 
 # Fixed, public values used only in sandbox mode. Never valid in production.
 SANDBOX_SECRETS: dict[str, dict[str, str]] = {
@@ -266,6 +280,14 @@ def validate(settings: Settings) -> None:
     if server.max_body_bytes < 1024:
         raise ConfigError("server.max_body_bytes: must be at least 1024")
     _require_url("server.public_url", server.public_url)
+    for key in ("idle_timeout_seconds", "body_timeout_seconds"):
+        if getattr(server, key) <= 0:
+            raise ConfigError(f"server.{key}: must be positive")
+    if not 0 <= server.internal_port <= 65535:
+        raise ConfigError(f"server.internal_port: {server.internal_port} is not a TCP port "
+                          "(0 = off)")
+    if server.internal_port and server.internal_port == server.port:
+        raise ConfigError("server.internal_port: must differ from server.port")
     if not (store.uri == "memory://" or store.uri.startswith(("mongodb://", "mongodb+srv://"))):
         raise ConfigError(f"store.uri: {store.uri!r} must start with mongodb://, "
                           "mongodb+srv:// or be memory://")
@@ -278,6 +300,16 @@ def validate(settings: Settings) -> None:
         raise ConfigError("daraja.timeout_seconds: must be positive")
     if settings.auth.access_token_minutes <= 0 or settings.auth.refresh_token_hours <= 0:
         raise ConfigError("auth: token lifetimes must be positive")
+    auth = settings.auth
+    for key in ("login_max_failures_per_user", "login_max_failures_per_address",
+                "login_failure_window_minutes"):
+        if getattr(auth, key) < 1:
+            raise ConfigError(f"auth.{key}: must be at least 1")
+    if not 1 <= auth.password_hash_threads <= 32:
+        raise ConfigError("auth.password_hash_threads: must be between 1 and 32")
+    for key in ("audit_days", "provider_calls_days"):
+        if getattr(settings.retention, key) < 1:
+            raise ConfigError(f"retention.{key}: must be at least 1 day")
     _require_choice("c2b.validation_fallback", c2b.validation_fallback, ("accept", "reject"))
     _require_choice("notifications.kind", settings.notifications.kind, ("log", "record"))
     _require_choice("logging.level", settings.logging.level,
