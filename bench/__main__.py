@@ -1,11 +1,13 @@
-"""Load benchmark: `python -m bench [--requests N] [--mongodb-uri URI]`.
+"""Load benchmark: `python -m bench [--requests N] [--mongodb-uri URI] [--scenario S]`.
 
 Starts each server in its own process (bench/target.py) and loads it from this
 process with aiohttp over keep-alive connections: the bare Tornado handler (the
 framework's ceiling on this machine), then the gateway's C2B confirmation,
 validation and provider payment endpoints at concurrency 1, 10 and 50. Prints
 requests per second and p50/p95/p99 latency, then the gateway's peak RSS after
-10,000 stored payments. On the in-memory store the store's own cost dominates;
+10,000 stored payments, then C2B validation at concurrency 50 while 50
+wrong-password logins run without pause (`--scenario validation-under-logins`
+runs only that one). On the in-memory store the store's own cost dominates;
 these are not production figures.
 """
 
@@ -30,6 +32,10 @@ import aiohttp
 CONCURRENCY = (1, 10, 50)
 STORED_FOR_RSS = 10_000
 BURST = 500
+LOGIN_CONCURRENCY = 50
+VALIDATION_CONCURRENCY = 50
+WARM_UP = 200       # requests before the validation-under-logins rows, not reported
+SCENARIOS = ("all", "validation-under-logins")
 
 
 class Target:
@@ -119,12 +125,20 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def main(requests: int, mongodb_uri: str | None) -> None:
+def table_head() -> None:
+    print("| endpoint | concurrency | req/s | p50 ms | p95 ms | p99 ms |")
+    print("|---|---|---|---|---|---|")
+
+
+async def main(requests: int, mongodb_uri: str | None, scenario: str) -> None:
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}; store: {'MongoDB' if mongodb_uri else 'in-memory'}; "
           f"{requests} requests per row\n")
-    print("| endpoint | concurrency | req/s | p50 ms | p95 ms | p99 ms |")
-    print("|---|---|---|---|---|---|")
+    extra = ["--mongodb-uri", mongodb_uri] if mongodb_uri else []
+    if scenario == "validation-under-logins":
+        await validation_under_logins(requests, extra)
+        return
+    table_head()
     async with target("bare") as bare:
         for level in CONCURRENCY:
             print(row("bare Tornado handler", level,
@@ -133,7 +147,6 @@ async def main(requests: int, mongodb_uri: str | None) -> None:
         before = bare.cpu_seconds()
         await load(bare.info["url"] + "/", callback, BURST, 10)
         bare_cpu = (bare.cpu_seconds() - before) / BURST
-    extra = ["--mongodb-uri", mongodb_uri] if mongodb_uri else []
     policies = requests * len(CONCURRENCY)
     async with target("gateway", "--policies", str(policies), *extra) as gateway:
         info, pid = gateway.info, gateway.pid
@@ -164,7 +177,59 @@ async def main(requests: int, mongodb_uri: str | None) -> None:
                        STORED_FOR_RSS - stored, 10)
         print(f"\nGateway peak RSS after {max(stored, STORED_FOR_RSS)} stored C2B payments "
               f"(plus {policies} policies and provider payments): {peak_rss_mib(pid):.0f} MiB")
+    print()
+    await validation_under_logins(requests, extra)
     await decomposition(bare_cpu, extra)
+
+
+async def validation_under_logins(requests: int, extra: list[str]) -> None:
+    """C2B validation latency while wrong-password logins run without pause, on a
+    gateway whose login throttle is raised out of the way, so that every login is a real
+    argon2 check (a throttled one would be a quick 429 and prove nothing). Measured from
+    the first login's answer on, so the checks are under way."""
+    async with target("gateway", "--unthrottled-logins", *extra) as gateway:
+        info = gateway.info
+        validation = f"{info['url']}/api/v1/c2b/validation/{info['callback_secret']}"
+        wrong = json.dumps({"username": info["login_user"],
+                            "password": "not-the-password"}).encode()
+        answered = 0
+        first_answer = asyncio.Event()
+        done = asyncio.Event()
+
+        async def log_in_wrongly(http: aiohttp.ClientSession) -> None:
+            nonlocal answered
+            while not done.is_set():
+                async with http.post(f"{info['url']}/api/v1/auth/token", data=wrong,
+                                     headers={"Content-Type": "application/json"}) as answer:
+                    await answer.read()
+                    if answer.status != 401:
+                        raise RuntimeError(f"login: HTTP {answer.status}, expected 401")
+                answered += 1
+                first_answer.set()
+
+        # A warm-up burst (not reported), then the same load with no login running, for
+        # comparison (it leaves as many inbox entries for the measured row to find).
+        await load(validation, callback, WARM_UP, VALIDATION_CONCURRENCY)
+        quiet = await load(validation, callback, requests, VALIDATION_CONCURRENCY)
+        connector = aiohttp.TCPConnector(limit=LOGIN_CONCURRENCY)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            logins = [asyncio.create_task(log_in_wrongly(http))
+                      for _ in range(LOGIN_CONCURRENCY)]
+            await first_answer.wait()
+            before = answered
+            figures = await load(validation, callback, requests, VALIDATION_CONCURRENCY)
+            during = answered - before
+            done.set()
+            await asyncio.gather(*logins)
+    print(f"C2B validation while {LOGIN_CONCURRENCY} concurrent wrong-password logins run "
+          f"(the bench gateway allows {info['login_failures_allowed']:,} failed logins per "
+          "user and per address, so every login is a real argon2 check, not a 429):")
+    table_head()
+    print(row("C2B validation, no login running", VALIDATION_CONCURRENCY, quiet))
+    print(row(f"C2B validation, {LOGIN_CONCURRENCY} logins running", VALIDATION_CONCURRENCY,
+              figures))
+    print(f"\nWrong-password logins answered (401) during the validation run: {during}",
+          flush=True)
 
 
 async def confirmation_burst(extra: list[str]) -> tuple[float, dict[str, Any] | None]:
@@ -204,5 +269,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500, help="requests per table row")
     parser.add_argument("--mongodb-uri", help="run the gateway against this MongoDB")
+    parser.add_argument("--scenario", choices=SCENARIOS, default="all",
+                        help="validation-under-logins: only that table")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.mongodb_uri))
+    asyncio.run(main(args.requests, args.mongodb_uri, args.scenario))

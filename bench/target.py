@@ -1,6 +1,7 @@
 """A server for the benchmark to load, in its own process.
 
     python -m bench.target gateway --policies N   # the gateway, in-memory store, seeded
+    python -m bench.target gateway --unthrottled-logins   # login throttle raised out of the way
     python -m bench.target bare                   # a bare Tornado handler: parse JSON, answer
 
 Prints one JSON line (its URL and what the load generator needs), then serves
@@ -78,10 +79,21 @@ def time_split(frame: Frame) -> dict[str, float]:
     return split
 
 
-async def serve_gateway(policies: int, mongodb_uri: str | None, profile: bool) -> None:
+# With --unthrottled-logins: failed logins allowed per user and per address, so that
+# every wrong-password login of the load is a real argon2 check, never a quick 429.
+UNTHROTTLED = 1_000_000
+LOGIN_USER = ("bench-login", "bench-login-password")
+
+
+async def serve_gateway(policies: int, mongodb_uri: str | None, profile: bool,
+                        unthrottled_logins: bool = False) -> None:
     base = load_settings(sandbox=True)
     settings = replace(base, server=replace(base.server, port=0),
                        psp_api=replace(base.psp_api, rate_limit_per_minute=0))
+    if unthrottled_logins:
+        settings = replace(settings, auth=replace(
+            settings.auth, login_max_failures_per_user=UNTHROTTLED,
+            login_max_failures_per_address=UNTHROTTLED))
     database = f"bench_{secrets.token_hex(4)}"         # a fresh one each run, dropped after
     if mongodb_uri:
         settings = replace(settings, store=replace(settings.store, uri=mongodb_uri,
@@ -89,6 +101,7 @@ async def serve_gateway(policies: int, mongodb_uri: str | None, profile: bool) -
     gateway = await start_gateway(settings)
     services = gateway.services
     await services.auth.create_user("bench-psp", "bench-password", "psp")
+    await services.auth.create_user(*LOGIN_USER, "operator")
     await services.products.create(ProductCreateSchema().load(PRODUCTS[0]))
     await services.psps.create(PspCreateSchema().load(
         {"name": "Bench", "kind": "external", "account": "B", "currency": "GMD",
@@ -107,7 +120,10 @@ async def serve_gateway(policies: int, mongodb_uri: str | None, profile: bool) -
             json={"username": "bench-psp", "password": "bench-password"}) as answer:
         access = (await answer.json())["access_token"]
     print(json.dumps({"url": gateway.url, "psp_token": access, "policies": tokens,
-                      "callback_secret": settings.c2b.callback_secret}), flush=True)
+                      "callback_secret": settings.c2b.callback_secret,
+                      "login_user": LOGIN_USER[0],
+                      "login_failures_allowed": settings.auth.login_max_failures_per_user}),
+          flush=True)
     # A sampling profiler: its cost is small and does not grow with the number of
     # Python calls, so the split between the store's code and ours stays fair.
     profiler = Profiler(interval=0.0005, async_mode="disabled") if profile else None
@@ -129,11 +145,14 @@ def main() -> None:
     parser.add_argument("--mongodb-uri")
     parser.add_argument("--profile", action="store_true",
                         help="profile the gateway; print the store's CPU share when stopped")
+    parser.add_argument("--unthrottled-logins", action="store_true",
+                        help=f"allow {UNTHROTTLED:,} failed logins per user and per address")
     args = parser.parse_args()
     if args.kind == "bare":
         asyncio.run(serve_bare())
     else:
-        asyncio.run(serve_gateway(args.policies, args.mongodb_uri, args.profile))
+        asyncio.run(serve_gateway(args.policies, args.mongodb_uri, args.profile,
+                                  args.unthrottled_logins))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tornado.web import Application
 
 from server.admin import admin_routes
-from server.auth.handlers import RefreshHandler, TokenHandler
+from server.auth.handlers import LogoutHandler, RefreshHandler, TokenHandler
 from server.config import Settings
 from server.insurance.schemas import (
     InsureeCreateSchema,
@@ -27,7 +27,7 @@ from server.ledger.handlers import (
     TransactionCollectionHandler,
     TransactionHandler,
 )
-from server.logs import log_request
+from server.logs import log_request, redact_tornado_logs
 from server.mpesa.handlers import (
     AllocateHandler,
     ConfirmationHandler,
@@ -49,6 +49,7 @@ from server.web import NotFoundHandler
 ROUTES = [
     (r"/api/v1/auth/token", TokenHandler),
     (r"/api/v1/auth/refresh", RefreshHandler),
+    (r"/api/v1/auth/logout", LogoutHandler),
     (r"/api/v1/c2b/validation/([^/]*)", ValidationHandler),
     (r"/api/v1/c2b/confirmation/([^/]*)", ConfirmationHandler),
     (r"/api/v1/c2b/payments", PaymentListHandler),
@@ -83,6 +84,17 @@ ROUTES = [
 ]
 
 
-def make_app(settings: Settings, services: Services) -> Application:
-    return Application(ROUTES, gateway=settings, services=services,
+# Served by the internal listener instead when server.internal_port is set.
+INTERNAL_ROUTES = [route for route in ROUTES if route[0] in (r"/readyz", r"/metrics")]
+
+
+def public_routes(*, internal_listener: bool) -> list:
+    """Every route, less the internal ones when they have a listener of their own."""
+    return [route for route in ROUTES
+            if not (internal_listener and route in INTERNAL_ROUTES)]
+
+
+def make_app(settings: Settings, services: Services, routes: list = ROUTES) -> Application:
+    redact_tornado_logs()
+    return Application(routes, gateway=settings, services=services,
                        default_handler_class=NotFoundHandler, log_function=log_request)

@@ -14,7 +14,6 @@ from datetime import timedelta
 
 import aiohttp
 from marshmallow import ValidationError
-from tornado.netutil import bind_sockets
 
 from server import logs, workers
 from server.auth.repository import UserExists
@@ -28,23 +27,28 @@ from server.providers import ProviderError
 from server.psps.schemas import PspCreateSchema
 from server.runtime import start_gateway
 from server.sandbox import (
+    ARRIVAL_TIMEOUT_SECONDS,
+    NothingPaid,
     daraja_client,
     sandbox_settings,
     simulate_paybill_payment,
     start_sandbox,
+    start_simulator,
     summary,
+    unmatched_explanation,
 )
-from server.services import INDEXES, Services, build_services
-from server.store import Store, open_store
+from server.services import Services, build_services, indexes
+from server.startup import StartupError, listen, reachable_store
+from server.store import Store
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
 from simulators.qmoney import QmoneySimulator
 
+VERBOSE = ("-v", "--verbose")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
-        argv.insert(0, "sandbox")       # `python run.py [--port N]` is the sandbox
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_with_default_command(
+        list(sys.argv[1:] if argv is None else argv)))
     logs.configure("INFO" if args.verbose else "WARNING", os.environ.get(
         "GATEWAY_LOGGING_FORMAT", "text"))
     command = COMMANDS[args.command]
@@ -54,14 +58,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
+    except StartupError as err:
+        print(err, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
 
+def _with_default_command(argv: list[str]) -> list[str]:
+    """`python run.py [-v] [--port N]` is the sandbox: the command goes after `-v`."""
+    leading = 0
+    while leading < len(argv) and argv[leading] in VERBOSE:
+        leading += 1
+    rest = argv[leading:]
+    if not rest or (rest[0].startswith("-") and rest[0] not in ("-h", "--help")):
+        return [*argv[:leading], "sandbox", *rest]
+    return argv
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python run.py", description=__doc__)
+    parser.add_argument(*VERBOSE, action="store_true",
+                        help="log at INFO level (before or after the command)")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    # Given after the command; not given leaves the value read before it.
+    common.add_argument(*VERBOSE, action="store_true", default=argparse.SUPPRESS,
+                        help="log at INFO level")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_command = functools.partial(commands.add_parser, parents=[common])
 
@@ -118,12 +140,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run_until_signalled(shutdown: Callable[[], Awaitable[None]]) -> None:
-    """Wait for SIGINT or SIGTERM, then shut down cleanly."""
+async def _run_until_signalled(shutdown: Callable[[], Awaitable[None]],
+                               announcement: str) -> None:
+    """Print the announcement, wait for SIGINT or SIGTERM, then shut down cleanly. The
+    signals are caught before the announcement, so a signal sent on reading it is too."""
     signalled = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, signalled.set)
+    print(announcement, flush=True)
     try:
         await signalled.wait()
     finally:
@@ -134,8 +159,7 @@ async def run_sandbox(args: argparse.Namespace) -> int:
     print("starting the sandbox...", flush=True)
     sandbox = await start_sandbox(args.host, args.port,
                                   progress=lambda step: print(f"  {step}", flush=True))
-    print(summary(sandbox), flush=True)
-    await _run_until_signalled(sandbox.stop)
+    await _run_until_signalled(sandbox.stop, summary(sandbox))
     print("sandbox stopped")
     return 0
 
@@ -145,33 +169,65 @@ def run_serve(args: argparse.Namespace) -> int:
     logs.configure(settings.logging.level, settings.logging.format)
     if args.processes < 1:
         raise ConfigError("--processes: must be at least 1")
-    if args.processes == 1:
-        return asyncio.run(_serve(settings, None))
-    _require(settings.store.uri != "memory://",
+    in_memory = settings.store.uri == "memory://"
+    _require(args.processes == 1 or not in_memory,
              "store.uri: --processes needs MongoDB; in-memory stores are not shared "
              "between processes (set GATEWAY_STORE_URI)")
-    sockets = bind_sockets(settings.server.port, settings.server.host)
-    return workers.run(args.processes, lambda: asyncio.run(_serve(settings, sockets)))
+    sockets = listen(settings.server.host, settings.server.port)
+    internal = (listen(settings.server.host, settings.server.internal_port,
+                       "the internal listener") if settings.server.internal_port else None)
+    if in_memory:
+        print("warning: store.uri is memory://, the in-memory store: nothing will survive a "
+              "restart (set GATEWAY_STORE_URI to a MongoDB URI)", file=sys.stderr, flush=True)
+    if args.processes == 1:
+        return asyncio.run(_serve(settings, sockets, internal))
+    asyncio.run(_check_store(settings))     # once, before the workers start
+    return workers.run(args.processes,
+                       lambda: asyncio.run(_serve(settings, sockets, internal)))
 
 
-async def _serve(settings: Settings, sockets: list | None) -> int:
-    gateway = await start_gateway(settings, sockets=sockets)
-    print(f"gateway listening on {gateway.url} (pid {os.getpid()})", flush=True)
-    await _run_until_signalled(gateway.stop)
+async def _check_store(settings: Settings) -> None:
+    await (await _reachable_store(settings)).close()
+
+
+async def _serve(settings: Settings, sockets: list, internal: list | None) -> int:
+    store = await _reachable_store(settings)
+    try:
+        gateway = await start_gateway(settings, store=store, sockets=sockets,
+                                      internal_sockets=internal)
+    except BaseException:
+        await store.close()
+        raise
+    announcement = f"gateway listening on {gateway.url} (pid {os.getpid()})"
+    if gateway.internal_port is not None:
+        announcement += (f"\n/metrics and /readyz on http://{settings.server.host}:"
+                         f"{gateway.internal_port}")
+
+    async def stop() -> None:
+        await gateway.stop()
+        await store.close()
+
+    await _run_until_signalled(stop, announcement)
     return 0
 
 
 async def run_simulators(args: argparse.Namespace) -> int:
     daraja = DarajaSimulator(DarajaSimSettings(local_mode=True))
     qmoney = QmoneySimulator()
-    print(f"Daraja simulator on {await daraja.start(args.host, args.port)}", flush=True)
-    print(f"Qmoney simulator on {await qmoney.start(args.host, args.port + 1)}", flush=True)
+    daraja_url = await start_simulator(daraja, args.host, args.port, "the Daraja simulator")
+    try:
+        qmoney_url = await start_simulator(qmoney, args.host, args.port + 1,
+                                           "the Qmoney simulator")
+    except StartupError:
+        await daraja.stop()
+        raise
 
     async def stop_both() -> None:
         await daraja.stop()
         await qmoney.stop()
 
-    await _run_until_signalled(stop_both)
+    await _run_until_signalled(stop_both, f"Daraja simulator on {daraja_url}\n"
+                                          f"Qmoney simulator on {qmoney_url}")
     return 0
 
 
@@ -196,10 +252,10 @@ async def run_create_user(args: argparse.Namespace) -> int:
     settings = load_settings()
     _require(settings.store.uri != "memory://",
              "store.uri: create-user needs a persistent MongoDB store (set GATEWAY_STORE_URI)")
-    password = _read_password(args.password_stdin)
-    store = open_store(settings.store.uri, settings.store.database)
+    store = await _reachable_store(settings)
     try:
-        await store.ensure_indexes(INDEXES)
+        password = _read_password(args.password_stdin)
+        await store.ensure_indexes(indexes(settings))
         services = _services(settings, store)
         await services.auth.create_user(args.username, password, args.role)
     except UserExists:
@@ -228,9 +284,9 @@ async def run_create_psp(args: argparse.Namespace) -> int:
     except ValidationError as err:
         print(f"refused: {err.messages}", file=sys.stderr)
         return 1
-    store = open_store(settings.store.uri, settings.store.database)
+    store = await _reachable_store(settings)
     try:
-        await store.ensure_indexes(INDEXES)
+        await store.ensure_indexes(indexes(settings))
         psp = await _services(settings, store).psps.create(data)
     except ApiError as err:
         print(f"refused: {err.message}", file=sys.stderr)
@@ -243,7 +299,9 @@ async def run_create_psp(args: argparse.Namespace) -> int:
 
 async def run_replay_inbox(args: argparse.Namespace) -> int:
     settings = load_settings()
-    store = open_store(settings.store.uri, settings.store.database)
+    _require(settings.store.uri != "memory://",
+             "store.uri: replay-inbox needs a persistent MongoDB store (set GATEWAY_STORE_URI)")
+    store = await _reachable_store(settings)
     try:
         services = _services(settings, store)
         results = await services.c2b.replay(include_review=args.include_review,
@@ -262,13 +320,29 @@ async def run_simulate_payment(args: argparse.Namespace) -> int:
     try:
         payment = await simulate_paybill_payment(settings, args.account, args.amount,
                                                  args.msisdn, args.username, args.password)
-    except (ProviderError, aiohttp.ClientError, TimeoutError) as err:
-        print(f"payment did not arrive: {err or err.__class__.__name__}", file=sys.stderr)
+    except NothingPaid as err:
+        print(err, file=sys.stderr)
+        return 1
+    except TimeoutError:
+        print(f"payment did not arrive: the Daraja simulator took it, but the gateway at "
+              f"{settings.server.public_url} has not listed it within "
+              f"{ARRIVAL_TIMEOUT_SECONDS:.0f} s", file=sys.stderr)
+        return 1
+    except ProviderError as err:
+        print(f"payment did not arrive: {err}", file=sys.stderr)
         return 1
     print("payment arrived at the gateway:")
     for key in ("trans_id", "bill_ref", "amount", "currency", "msisdn", "trans_time", "status"):
         print(f"  {key:<11} {payment[key]}")
+    if payment["status"] != "settled":
+        print(f"  {'reason':<11} {unmatched_explanation(payment)}")
+        print("it waits for an operator to allocate it (dashboard, or "
+              "POST /api/v1/c2b/payments/<trans_id>/allocate)")
     return 0
+
+
+async def _reachable_store(settings: Settings) -> Store:
+    return await reachable_store(settings.store.uri, settings.store.database)
 
 
 def _services(settings: Settings, store: Store) -> Services:

@@ -10,7 +10,9 @@ Settings are loaded once and passed down; nothing reads them globally.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -24,6 +26,8 @@ from cryptography.fernet import Fernet
 
 from server.money import AmountError, parse_amount
 from server.mpesa.callback_urls import forbidden_word_in
+
+log = logging.getLogger("gateway.config")
 
 ENV_PREFIX = "GATEWAY_"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
@@ -82,7 +86,7 @@ class C2BSettings:
     callback_secret: str = secret()
     currency: str = "KES"
     ip_allowlist: tuple[str, ...] = ()
-    validation_account_pattern: str = r"^[0-9A-Za-z]{1,20}$"
+    validation_account_pattern: str = r"[0-9A-Za-z]{1,20}"   # matched whole (fullmatch)
     validation_min_amount: str = "1"
     validation_max_amount: str = "250000"
     validation_shortcodes: tuple[str, ...] = ()
@@ -165,27 +169,68 @@ SANDBOX_VALUES: dict[str, dict[str, str]] = {
 }
 
 
+# The secrets that protect the gateway itself: required outside the sandbox, and never
+# the public sandbox values there (with the sandbox JWT key anyone can sign a token).
+GATEWAY_SECRETS = (("auth", "jwt_secret"), ("c2b", "callback_secret"), ("security", "pin_key"))
+
+# A setting's single-setting error message starts with its name: "server.port: ...".
+_SETTING_PREFIX = re.compile(r"([a-z0-9_]+\.[a-z0-9_]+): ")
+
+
 def env_name(section: str, key: str) -> str:
     return f"{ENV_PREFIX}{section}_{key}".upper()
 
 
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None,
                   *, sandbox: bool = False) -> Settings:
-    """Read config.yaml, apply environment overrides, fill sandbox secrets, validate."""
+    """Read config.yaml, apply environment overrides, fill sandbox secrets, validate.
+    An error names the setting and where its value came from (variable or file);
+    a `GATEWAY_*` variable that is no setting is logged as a warning and ignored."""
     env = os.environ if env is None else env
-    raw = _read_yaml(path or DEFAULT_CONFIG_PATH)
+    path = path or DEFAULT_CONFIG_PATH
+    raw = _read_yaml(path)
+    unknown = set(raw) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"config: unknown section {sorted(unknown)[0]!r} in {path}")
+    sources: dict[str, str] = {}
     sections = {}
     for name in SECTIONS:
         cls = type(getattr(Settings(), name))
-        sections[name] = _build_section(name, cls, raw.get(name) or {}, env, sandbox)
-    unknown = set(raw) - set(SECTIONS)
-    if unknown:
-        raise ConfigError(f"config: unknown section {sorted(unknown)[0]!r}")
+        sections[name] = _build_section(name, cls, raw.get(name) or {}, env, sandbox,
+                                        str(path), sources)
+    _warn_unknown_variables(env)
     settings = Settings(sandbox=sandbox, **sections)
     if sandbox:
         settings = replace(settings, store=replace(settings.store, uri="memory://"))
-    validate(settings)
+    try:
+        validate(settings)
+    except ConfigError as err:
+        raise ConfigError(_with_source(str(err), sources)) from None
     return settings
+
+
+def _warn_unknown_variables(env: Mapping[str, str]) -> None:
+    """One warning per `GATEWAY_*` variable that sets nothing, with the closest setting."""
+    known = {env_name(name, spec.name): f"{name}.{spec.name}"
+             for name in SECTIONS for spec in fields(type(getattr(Settings(), name)))}
+    by_suffix = {variable.removeprefix(ENV_PREFIX): variable for variable in known}
+    for variable in sorted(env):
+        upper = variable.upper()
+        if variable in known or not upper.startswith(ENV_PREFIX):
+            continue
+        closest = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), by_suffix, n=1)
+        hint = ""
+        if closest:
+            hint = f" did_you_mean={by_suffix[closest[0]]} setting={known[by_suffix[closest[0]]]}"
+        log.warning("unknown_setting_variable variable=%s ignored=yes%s", variable, hint)
+
+
+def _with_source(message: str, sources: Mapping[str, str]) -> str:
+    """The message, plus where the value of the one setting it names came from."""
+    named = _SETTING_PREFIX.match(message)
+    if named is None or named.group(1) not in sources or sources[named.group(1)] in message:
+        return message
+    return f"{message} (from {sources[named.group(1)]})"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -203,13 +248,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _build_section(name: str, cls: type, values: Mapping[str, Any], env: Mapping[str, str],
-                   sandbox: bool) -> Any:
+                   sandbox: bool, path: str, sources: dict[str, str]) -> Any:
     if not isinstance(values, Mapping):
-        raise ConfigError(f"{name}: must be a mapping")
+        raise ConfigError(f"{name}: must be a mapping (in {path})")
     known = {f.name: f for f in fields(cls)}
     for key in values:
         if key not in known:
-            raise ConfigError(f"{name}.{key}: unknown setting")
+            raise ConfigError(f"{name}.{key}: unknown setting (in {path})")
     kwargs: dict[str, Any] = {}
     for key, spec in known.items():
         setting = f"{name}.{key}"
@@ -219,15 +264,20 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any], env: Mapping
                               f"({env_name(name, key)}), not from config.yaml")
         if env_name(name, key) in env:
             value: Any = env[env_name(name, key)]
+            sources[setting] = env_name(name, key)
         elif is_secret and sandbox:
             value = SANDBOX_SECRETS[name][key]
         elif sandbox and key in SANDBOX_VALUES.get(name, {}):
             value = SANDBOX_VALUES[name][key]
         elif key in values:
             value = values[key]
+            sources[setting] = path
         else:
             continue
-        kwargs[key] = _coerce(setting, spec.type, value)
+        try:
+            kwargs[key] = _coerce(setting, spec.type, value)
+        except ConfigError as err:
+            raise ConfigError(_with_source(str(err), sources)) from None
     return cls(**kwargs)
 
 
@@ -319,11 +369,15 @@ def validate(settings: Settings) -> None:
         re.compile(c2b.validation_account_pattern)
     except re.error as err:
         raise ConfigError(f"c2b.validation_account_pattern: invalid pattern ({err})") from None
+    limits = {}
     for key in ("validation_min_amount", "validation_max_amount"):
         try:
-            parse_amount(getattr(c2b, key), c2b.currency)
+            limits[key] = parse_amount(getattr(c2b, key), c2b.currency)
         except AmountError as err:
             raise ConfigError(f"c2b.{key}: {err}") from None
+    if limits["validation_min_amount"] > limits["validation_max_amount"]:
+        raise ConfigError(f"c2b.validation_min_amount: {c2b.validation_min_amount} is above "
+                          f"c2b.validation_max_amount ({c2b.validation_max_amount})")
     if not 0 < c2b.validation_deadline_seconds < 8:
         raise ConfigError("c2b.validation_deadline_seconds: must be between 0 and 8 "
                           "(Daraja waits about 8 s for the answer)")
@@ -337,10 +391,7 @@ def validate(settings: Settings) -> None:
         raise ConfigError("psp_api.rate_limit_per_minute: must be 0 (off) or more")
     _check_pin_key(settings.security.pin_key)
     if not settings.sandbox:
-        for section, key in (("auth", "jwt_secret"), ("c2b", "callback_secret"),
-                             ("security", "pin_key")):
-            if not getattr(getattr(settings, section), key):
-                raise ConfigError(f"{section}.{key}: missing; set {env_name(section, key)}")
+        _check_gateway_secrets(settings)
         if len(settings.auth.jwt_secret) < 32:
             raise ConfigError("auth.jwt_secret: must be at least 32 characters")
     _check_callback_secret(c2b.callback_secret)
@@ -351,6 +402,27 @@ def validate(settings: Settings) -> None:
                 ipaddress.ip_network(entry, strict=False)
             except ValueError:
                 raise ConfigError(f"{setting}: {entry!r} is not an IP address or network") from None
+
+
+def _check_gateway_secrets(settings: Settings) -> None:
+    """Outside the sandbox: every gateway secret set, none of them the sandbox's."""
+    values = {(section, key): getattr(getattr(settings, section), key)
+              for section, key in GATEWAY_SECRETS}
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise ConfigError(_naming(missing, "missing; set"))
+    public = [name for name, value in values.items() if value == SANDBOX_SECRETS[name[0]][name[1]]]
+    if public:
+        raise ConfigError(_naming(public, "public sandbox secret, refused outside the sandbox; "
+                                          "set your own in"))
+
+
+def _naming(names: list[tuple[str, str]], problem: str) -> str:
+    """`a.b, c.d: <problem> GATEWAY_A_B and GATEWAY_C_D`."""
+    variables = [env_name(section, key) for section, key in names]
+    listed = (variables[0] if len(variables) == 1
+              else f"{', '.join(variables[:-1])} and {variables[-1]}")
+    return f"{', '.join(f'{section}.{key}' for section, key in names)}: {problem} {listed}"
 
 
 def _check_pin_key(value: str) -> None:

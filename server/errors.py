@@ -54,6 +54,11 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class TooManyRequests(ApiError):
     status = 429
     code = "rate_limited"

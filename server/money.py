@@ -18,6 +18,10 @@ class AmountError(ValueError):
     """The text is not a valid amount in the given currency."""
 
 
+class AmountNotPositive(AmountError):
+    """The amount is zero or negative where only more than zero is allowed."""
+
+
 def exponent(currency: str) -> int:
     """Number of decimal places of a currency's minor unit."""
     try:
@@ -42,6 +46,16 @@ def parse_amount(text: str, currency: str) -> int:
     if len(fraction) > places:
         raise AmountError(f"amount {text!r} has more than {places} decimal places for {currency}")
     return int(match.group("whole")) * 10**places + int(fraction.ljust(places, "0") or "0")
+
+
+def parse_positive_amount(text: str, currency: str) -> int:
+    """Parse an amount that must be more than zero: a price, a policy's value, a payment."""
+    if isinstance(text, str) and text.startswith("-") and _AMOUNT.fullmatch(text[1:]):
+        raise AmountNotPositive(f"amount {text!r} is negative: it must be greater than 0")
+    minor = parse_amount(text, currency)
+    if minor <= 0:
+        raise AmountNotPositive(f"amount {text!r} must be greater than 0")
+    return minor
 
 
 def format_amount(minor: int, currency: str) -> str:

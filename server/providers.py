@@ -133,7 +133,10 @@ class CallLog:
     """Records every outbound provider call (store and metrics) for provider health.
 
     Recording never fails or delays the call it records: the store write runs in
-    the background and its errors are only logged."""
+    the background and its errors are only logged. A provider's error message is
+    kept up to ERROR_CHARS characters."""
+
+    ERROR_CHARS = 500
 
     def __init__(self, collection: Any = None, clock: Clock | None = None,
                  metrics: Any = None) -> None:
@@ -175,7 +178,8 @@ class CallLog:
             return
         task = asyncio.ensure_future(self._collection.insert_one({
             "provider": provider, "endpoint": endpoint, "at": at,
-            "duration_ms": round(seconds * 1000, 2), "outcome": outcome, "error": error}))
+            "duration_ms": round(seconds * 1000, 2), "outcome": outcome,
+            "error": error[:self.ERROR_CHARS] if error else error}))
         self._writes.add(task)
         task.add_done_callback(self._written)
 

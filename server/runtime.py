@@ -8,30 +8,25 @@ import logging
 import socket
 from dataclasses import dataclass
 
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from server.app import make_app
+from server.app import INTERNAL_ROUTES, make_app, public_routes
 from server.clock import Clock
 from server.config import Settings
+from server.http_server import GatewayHTTPServer
 from server.notifications import Notifier, make_notifier
 from server.ops.metrics import Metrics
 from server.services import (
-    INDEXES,
     Providers,
     Services,
     build_services,
     call_log,
+    indexes,
     open_providers,
 )
 from server.store import Store, open_store
 
 log = logging.getLogger("gateway")
-
-# Bodies above server.max_body_bytes are still read up to this ceiling so the
-# caller gets a clear JSON 413; past it Tornado closes the connection.
-HARD_BODY_CEILING = 4 * 1024 * 1024
-
 
 # How long a stopping gateway waits for requests in flight.
 SHUTDOWN_GRACE_SECONDS = 10.0
@@ -44,10 +39,13 @@ class Gateway:
     settings: Settings
     services: Services
     providers: Providers
-    http: HTTPServer
+    http: GatewayHTTPServer
     port: int
     maintenance: asyncio.Task
     owns_store: bool
+    # The listener of /metrics and /readyz when they are not on the public port.
+    internal: GatewayHTTPServer | None = None
+    internal_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -55,8 +53,11 @@ class Gateway:
 
     async def stop(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop accepting, let requests in flight finish (up to the grace period),
-        then close connections, provider sessions and the store."""
+        then close connections, the password-hashing threads, provider sessions and the
+        store."""
         self.http.stop()
+        if self.internal is not None:
+            self.internal.stop()
         try:
             async with asyncio.timeout(grace_seconds):
                 while True:
@@ -69,6 +70,9 @@ class Gateway:
         with contextlib.suppress(asyncio.CancelledError):
             await self.maintenance
         await self.http.close_all_connections()
+        if self.internal is not None:
+            await self.internal.close_all_connections()
+        self.services.auth.close()
         await self.providers.close()
         if self.owns_store:
             await self.services.store.close()
@@ -77,13 +81,16 @@ class Gateway:
 async def start_gateway(settings: Settings, *, store: Store | None = None,
                         notifier: Notifier | None = None, clock: Clock | None = None,
                         port: int | None = None,
-                        sockets: list[socket.socket] | None = None) -> Gateway:
+                        sockets: list[socket.socket] | None = None,
+                        internal_sockets: list[socket.socket] | None = None) -> Gateway:
     """Open the store (unless given one, which then stays the caller's to close), create
     indexes, finish interrupted settlements, listen. `port=0` picks a free port;
-    `sockets` are already bound ones (worker processes share them)."""
+    `sockets` are already bound ones (worker processes share them). The internal
+    listener (/metrics, /readyz) runs on `internal_sockets` when given, else on
+    server.internal_port when that is set; the public port then answers those 404."""
     owns_store = store is None
     store = store or open_store(settings.store.uri, settings.store.database)
-    await store.ensure_indexes(INDEXES)
+    await store.ensure_indexes(indexes(settings))
     clock = clock or Clock()
     metrics = Metrics()
     providers = open_providers(settings, clock, call_log(store, clock, metrics))
@@ -93,17 +100,30 @@ async def start_gateway(settings: Settings, *, store: Store | None = None,
     settled = await services.settlement.settle_pending()
     if settled:
         log.warning("settlements_completed_at_start count=%s", settled)
-    http = HTTPServer(make_app(settings, services),
-                      max_body_size=max(HARD_BODY_CEILING, settings.server.max_body_bytes))
     if sockets is None:
         sockets = bind_sockets(settings.server.port if port is None else port,
                                settings.server.host)
+    if internal_sockets is None and settings.server.internal_port:
+        internal_sockets = bind_sockets(settings.server.internal_port, settings.server.host)
+    internal = None
+    if internal_sockets is not None:
+        internal = GatewayHTTPServer(make_app(settings, services, INTERNAL_ROUTES),
+                                     settings.server)
+        internal.add_sockets(internal_sockets)
+    http = GatewayHTTPServer(
+        make_app(settings, services, public_routes(internal_listener=internal is not None)),
+        settings.server)
     http.add_sockets(sockets)
     bound = sockets[0].getsockname()[1]
     log.info("gateway_listening host=%s port=%s store=%s", settings.server.host, bound,
              "memory" if store.in_memory else "mongodb")
+    internal_port = internal_sockets[0].getsockname()[1] if internal_sockets else None
+    if internal_port is not None:
+        log.info("internal_listening host=%s port=%s paths=/metrics,/readyz",
+                 settings.server.host, internal_port)
     maintenance = asyncio.create_task(_maintain(services), name="gateway-maintenance")
-    return Gateway(settings, services, providers, http, bound, maintenance, owns_store)
+    return Gateway(settings, services, providers, http, bound, maintenance, owns_store,
+                   internal, internal_port)
 
 
 async def _maintain(services: Services) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from server.identifiers import Identifier
 from server.money import MINOR_UNIT_EXPONENTS
 
 
@@ -26,6 +28,34 @@ class StrictSchema(Schema):
 
 
 CURRENCY = validate.OneOf(sorted(MINOR_UNIT_EXPONENTS))
+
+
+class Whole(validate.Regexp):
+    """The value matches `pattern` whole (`re.fullmatch`). validate.Regexp alone uses
+    `re.match`, which anchors only the start, and a `$` there also matches before a
+    final newline. `regex` keeps the anchored form the OpenAPI document shows."""
+
+    def __init__(self, pattern: str, *, error: str) -> None:
+        super().__init__(f"^(?:{pattern})$" if "|" in pattern else f"^{pattern}$",
+                         error=error)
+        self.whole = re.compile(pattern)
+
+    def __call__(self, value: str) -> str:
+        if self.whole.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+class IdentifierField(fields.String):
+    """An identifier: normalised by its rule (server.identifiers), then matched whole."""
+
+    def __init__(self, rule: Identifier, **kwargs: Any) -> None:
+        super().__init__(validate=Whole(rule.pattern.pattern, error=f"must be {rule.allowed}"),
+                         **kwargs)
+        self.rule = rule
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return self.rule.normalise(super()._deserialize(value, attr, data, **kwargs))
 
 
 class AtLeastOneField(StrictSchema):

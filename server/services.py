@@ -8,9 +8,14 @@ from datetime import timedelta
 
 import aiohttp
 
+from server.auth import attempts as login_attempts
+from server.auth import refresh_tokens
 from server.auth import repository as auth_repository
+from server.auth.passwords import PasswordHashing
 from server.auth.repository import UserRepository
 from server.auth.service import AuthService
+from server.auth.sessions import RefreshSessions
+from server.auth.throttle import LoginThrottle
 from server.auth.tokens import TokenIssuer
 from server.clock import Clock
 from server.config import Settings
@@ -37,15 +42,23 @@ from server.psps import repository as psp_repository
 from server.psps.service import PspService
 from server.qmoney.client import QmoneyClient
 from server.qmoney.service import DebitService
-from server.store import IndexSpec, Store
+from server.store import IndexSpec, Store, expiring_index
 
 PROVIDER_CALLS = "provider_calls"
 
+# The indexes no setting changes; `indexes` adds the retention ones.
 INDEXES: list[IndexSpec] = [*auth_repository.INDEXES, *c2b_repository.INDEXES,
+                            *login_attempts.INDEXES, *refresh_tokens.INDEXES,
                             *insurance_repository.INDEXES, *psp_repository.INDEXES,
                             *ledger_repository.INDEXES, *psp_api_repository.INDEXES,
-                            (PROVIDER_CALLS, [("at", 1)], {}),
                             (PROVIDER_CALLS, [("provider", 1), ("endpoint", 1), ("at", -1)], {})]
+
+
+def indexes(settings: Settings) -> list[IndexSpec]:
+    """Every index, with the retention (TTL) indexes whose expiry comes from the settings."""
+    retention = settings.retention
+    return [*INDEXES, psp_api_repository.retention_index(retention.audit_days),
+            expiring_index(PROVIDER_CALLS, "at", retention.provider_calls_days)]
 
 
 @dataclass
@@ -108,12 +121,23 @@ def validation_rules(settings: Settings) -> ValidationRules:
     )
 
 
+def auth_service(settings: Settings, store: Store, users: UserRepository, clock: Clock,
+                 metrics: Metrics) -> AuthService:
+    auth = settings.auth
+    tokens = TokenIssuer(auth.jwt_secret, timedelta(minutes=auth.access_token_minutes),
+                         timedelta(hours=auth.refresh_token_hours))
+    throttle = LoginThrottle(login_attempts.LoginAttemptRepository(store), clock,
+                             per_user=auth.login_max_failures_per_user,
+                             per_address=auth.login_max_failures_per_address,
+                             window=timedelta(minutes=auth.login_failure_window_minutes))
+    sessions = RefreshSessions(refresh_tokens.RefreshTokenRepository(store), tokens, clock)
+    return AuthService(users, tokens, sessions, PasswordHashing(auth.password_hash_threads),
+                       throttle, clock, metrics)
+
+
 def build_services(settings: Settings, store: Store, providers: Providers | None,
                    notifier: Notifier, clock: Clock, metrics: Metrics | None = None) -> Services:
     metrics = metrics or Metrics()
-    tokens = TokenIssuer(settings.auth.jwt_secret,
-                         timedelta(minutes=settings.auth.access_token_minutes),
-                         timedelta(hours=settings.auth.refresh_token_hours))
     users = UserRepository(store)
     insuree_repository = insurance_repository.InsureeRepository(store)
     insurees = InsureeService(insuree_repository, clock)
@@ -143,7 +167,8 @@ def build_services(settings: Settings, store: Store, providers: Providers | None
                           max_otp_attempts=settings.qmoney.max_otp_attempts)
     psp_api = PspApiService(insurees, policies, psp_documents, transactions, incoming,
                             psp_api_repository.AuditRepository(store), clock)
-    return Services(store=store, notifier=notifier, auth=AuthService(users, tokens, clock),
+    auth = auth_service(settings, store, users, clock, metrics)
+    return Services(store=store, notifier=notifier, auth=auth,
                     c2b=c2b, insurees=insurees, products=products, policies=policies,
                     psps=psps, ledger=ledger, settlement=settlement, debits=debits,
                     psp_api=psp_api,

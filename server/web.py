@@ -10,17 +10,21 @@ from typing import Any
 
 from marshmallow import Schema
 from marshmallow import ValidationError as SchemaError
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 from server.auth.service import Identity
+from server.body_limit import declared_length
 from server.errors import (
     ApiError,
     Forbidden,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
+    UnsupportedMediaType,
     ValidationFailed,
 )
+from server.json_body import parse_json
+from server.logs import redact
 from server.schemas import shared
 
 log = logging.getLogger("gateway.http")
@@ -42,10 +46,21 @@ class TrackedRequest(RequestHandler):
         self.settings["services"].inflight.add(self)
         self.request_id = _request_id(self.request.headers.get("X-Request-ID"))
         self.set_header("X-Request-ID", self.request_id)
+        # A body over the limit reaches here unread (server.body_limit): refused whole.
+        limit = self.settings["gateway"].server.max_body_bytes
+        if max(len(self.request.body), declared_length(self.request.headers) or 0) > limit:
+            raise self.body_too_large()
+
+    def body_too_large(self) -> Exception:
+        """The refusal of a body over server.max_body_bytes; pages answer Tornado's own."""
+        return HTTPError(413)
 
     def clear(self) -> None:
-        """Errors clear the headers; the request id stays for the caller to quote."""
+        """Errors clear the headers; the request id stays for the caller to quote. No
+        answer says which server software it is, or may be sniffed as another type."""
         super().clear()
+        self.clear_header("Server")
+        self.set_header("X-Content-Type-Options", "nosniff")
         if hasattr(self, "request_id"):
             self.set_header("X-Request-ID", self.request_id)
 
@@ -63,10 +78,8 @@ class BaseHandler(TrackedRequest):
 
     identity: Identity | None = None
 
-    def prepare(self) -> None:
-        super().prepare()
-        if len(self.request.body) > self.settings["gateway"].server.max_body_bytes:
-            raise PayloadTooLarge("request body is too large")
+    def body_too_large(self) -> Exception:
+        return PayloadTooLarge("request body is too large")
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -104,19 +117,19 @@ class BaseHandler(TrackedRequest):
             log.info("request_refused request_id=%s status=%s code=%s path=%s",
                      getattr(self, "request_id", "-"), getattr(value, "status", None)
                      or getattr(value, "status_code", None), getattr(value, "code", "-"),
-                     self.request.path)
+                     redact(self.request.path))
             return
         log.error("request_failed request_id=%s path=%s", getattr(self, "request_id", "-"),
-                  self.request.path, exc_info=(typ, value, tb))
+                  redact(self.request.path), exc_info=(typ, value, tb))
 
     # --- input ----------------------------------------------------------
 
     def load_json(self, schema: type[Schema]) -> Any:
-        """Parse the body with a marshmallow schema; any problem is a 400."""
-        try:
-            body = json.loads(self.request.body or b"")
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ValidationFailed("request body is not valid JSON") from None
+        """Parse the body with a marshmallow schema: a body sent as another type than
+        JSON is a 415 (so no HTML form can post one), any other problem a 400."""
+        if self.request.body and not is_json(self.request.headers.get("Content-Type", "")):
+            raise UnsupportedMediaType("send the body as Content-Type: application/json")
+        body = parse_json(self.request.body)
         if not isinstance(body, dict):
             raise ValidationFailed("request body must be a JSON object")
         try:
@@ -159,6 +172,11 @@ class BaseHandler(TrackedRequest):
         return peer
 
 
+def is_json(content_type: str) -> bool:
+    """application/json, with or without parameters (charset), in any case."""
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
 def _request_id(given: str | None) -> str:
     """The caller's X-Request-ID when it is a sane token, else a new one."""
     if given and len(given) <= 64 and all(c.isalnum() or c in "-_." for c in given):
@@ -172,6 +190,16 @@ def in_networks(address: str, networks: tuple[str, ...]) -> bool:
     except ValueError:
         return False
     return any(ip in ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+class StaticFiles(TrackedRequest, StaticFileHandler):
+    """A directory of files. A path no file can have (a NUL byte) is a 404, not the
+    500 of the operating system refusing it."""
+
+    def parse_url_path(self, url_path: str) -> str:
+        if "\x00" in url_path:
+            raise HTTPError(404)
+        return super().parse_url_path(url_path)
 
 
 class NotFoundHandler(BaseHandler):

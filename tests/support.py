@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import sys
 import threading
 from collections.abc import Coroutine
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +84,56 @@ SUMMARY_LINES = pytest.StashKey[list[str]]()
 def report_in_summary(config: pytest.Config, line: str) -> None:
     """A line for the end of the test run's output (see conftest.pytest_terminal_summary)."""
     config.stash.setdefault(SUMMARY_LINES, []).append(line)
+
+
+# Running `python run.py ...` as a user does, and ports for it.
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def run_py(*args: str, env: dict[str, str], stdin: str = "") -> tuple[int, str, str]:
+    """Exit status, standard output and standard error of one command."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "run.py", *args, cwd=ROOT, env={**os.environ, **env},
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 60)
+    return process.returncode, out.decode(), err.decode()
+
+
+def free_port_triple() -> int:
+    """A port N with N, N+1 and N+2 free at the time of asking."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port >= 65000:
+            continue
+        with socket.socket() as first, socket.socket() as second, socket.socket() as third:
+            try:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+                third.bind(("127.0.0.1", port + 2))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no three free ports in a row")
+
+
+def occupied_port(port: int = 0) -> socket.socket:
+    """A listening socket on 127.0.0.1:port (0 = any); close it when done."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    return holder
+
+
+async def paste(commands: str) -> tuple[int, str, str]:
+    """Run printed commands as pasted into an interactive shell (no `set -e`; `python` is
+    this interpreter): exit status, standard output, standard error."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = await asyncio.create_subprocess_exec(
+        "bash", "-c", commands, env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode, out.decode(), err.decode()

@@ -31,7 +31,8 @@ def assert_error_shape(body: dict, code: str) -> None:
 @pytest.mark.parametrize(("body", "message"), BAD_BODIES)
 async def test_bad_json_bodies_get_a_400_with_the_error_shape(http, gateway, path, body,
                                                               message) -> None:
-    async with http.post(gateway.url + path, data=body) as answer:
+    async with http.post(gateway.url + path, data=body,
+                         headers={"Content-Type": "application/json"}) as answer:
         assert answer.status == 400
         payload = await answer.json()
     assert_error_shape(payload, "validation_error")

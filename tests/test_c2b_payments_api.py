@@ -5,13 +5,19 @@ import json
 import pytest
 import pytest_asyncio
 
-from support import callback_body
+from support import callback_body, make_settings
 
 PAYMENTS = [
     ("TX0000001A", "20240101080000", "070707070", "100.00", "600984"),
     ("TX0000002B", "20240102080000", "080808080", "250.50", "600984"),
     ("TX0000003C", "20240103080000", "070707070", "75", "600985"),
 ]
+
+
+@pytest.fixture
+def settings():
+    """The gateway serves both shortcodes of the stored payments."""
+    return make_settings(c2b={"validation_shortcodes": ("600984", "600985")})
 
 
 @pytest_asyncio.fixture

@@ -14,19 +14,10 @@ import pytest
 from server.auth.passwords import verify_password
 from server.store import open_store
 
-from support import TEST_ENV, callback_body
+from support import TEST_ENV, callback_body, run_py
 
 ROOT = Path(__file__).resolve().parent.parent
 MONGODB_URI = os.environ.get("TEST_MONGODB_URI")
-
-
-async def run_py(*args: str, env: dict[str, str], stdin: str = "") -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "run.py", *args, cwd=ROOT, env={**os.environ, **env},
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 60)
-    return process.returncode, out.decode(), err.decode()
 
 
 @pytest.mark.asyncio

@@ -82,4 +82,5 @@ def test_invalid_configuration_stops_start_up_with_one_line(
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [
-        "configuration error: server.port: 99999 is not a TCP port (0-65535)"]
+        "configuration error: server.port: 99999 is not a TCP port (0-65535) "
+        "(from GATEWAY_SERVER_PORT)"]

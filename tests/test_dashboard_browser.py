@@ -290,6 +290,17 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str,
     await expect(kes).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator("#chart-bucket")).to_have_text("(per day)", timeout=WAIT_MS)
 
+    # Signing out revokes the session on the server: its refresh token no longer works.
+    refresh_token = await page.evaluate("sessionStorage.getItem('gateway.refresh_token')")
+    async with page.expect_response(lambda answer: answer.url.endswith("/auth/logout"),
+                                    timeout=WAIT_MS) as logout:
+        await page.click("#logout")
+    assert (await logout.value).status == 204
+    await expect(page.locator("#login-form")).to_be_visible()
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{base}/api/v1/auth/refresh", json={"refresh_token": refresh_token}) as answer:
+        assert answer.status == 401
+
 
 async def _confirm(page: Page, reason: str, *, reference: str | None = None,
                    policy: str | None = None) -> None:

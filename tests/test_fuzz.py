@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, Pr
 from server.psps.schemas import PspCreateSchema
 from server.runtime import start_gateway
 
-from support import LoopThread, make_settings
+from support import LoopThread, callback_body, make_settings
 
 EXAMPLES = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -150,3 +151,132 @@ def test_arbitrary_callbacks_are_answered_in_darajas_format_and_kept(target, kin
     for payment in target.documents("c2b_payments"):
         assert isinstance(payment["amount"], int) and payment["amount"] > 0
         assert payment["currency"] == "KES" and payment["trans_time"].tzinfo is not None
+
+
+# Whitespace a resend may wrap an identifier in; the stored identifier never has it.
+padding = st.text(alphabet=" \t\r\n\x0b\x0c", max_size=3)
+
+
+def spelt(identifier: str, *, any_case: bool) -> st.SearchStrategy[str]:
+    cases = st.sampled_from([identifier, identifier.lower()] if any_case else [identifier])
+    return st.tuples(padding, cases, padding).map("".join)
+
+
+def test_padded_or_lower_case_trans_ids_never_store_a_second_payment(target) -> None:
+    @EXAMPLES
+    @given(core=st.from_regex(r"[A-Z0-9]{1,10}", fullmatch=True), data=st.data())
+    def check(core: str, data: st.DataObject) -> None:
+        trans_id = f"NLFZ{core}"
+        for _ in range(2):
+            body = callback_body(TransID=data.draw(spelt(trans_id, any_case=True)))
+            status, answer = target.post("/api/v1/c2b/confirmation/test-callback",
+                                         json.dumps(body).encode())
+            assert (status, answer["ResultCode"]) == (200, 0)
+        stored = [payment for payment in target.documents("c2b_payments")
+                  if payment["trans_id"].strip().upper() == trans_id]
+        assert [payment["trans_id"] for payment in stored] == [trans_id]
+
+    check()
+
+
+def test_padded_insuree_numbers_never_create_a_second_insuree(target) -> None:
+    @EXAMPLES
+    @given(digits=st.from_regex(r"[0-9]{1,12}", fullmatch=True), data=st.data())
+    def check(digits: str, data: st.DataObject) -> None:
+        chf_id = f"31{digits}"
+        statuses = []
+        for _ in range(2):
+            body = {"chf_id": data.draw(spelt(chf_id, any_case=False)), "first_name": "A",
+                    "last_name": "B"}
+            statuses.append(target.post("/api/v1/insurees", json.dumps(body).encode(),
+                                        "admin")[0])
+        assert statuses in ([201, 409], [409, 409])
+        stored = [item["chf_id"] for item in target.documents("insurees")
+                  if item["chf_id"].strip() == chf_id]
+        assert stored == [chf_id]
+
+    check()
+
+
+# --- hostile JSON and paths -------------------------------------------------
+# Nesting past any body of the API (to thousands deep: Python's parser recurses),
+# integers past Python's 4,300-digit conversion limit, NaN and Infinity: always a 400.
+# NUL bytes, escaped or raw, in any value: never a 500.
+
+def nested(depth: int, shape: tuple[bytes, bytes, bytes]) -> bytes:
+    opener, leaf, closer = shape
+    return opener * depth + leaf + closer * depth
+
+
+too_deep = st.builds(nested, st.integers(33, 3000),
+                     st.sampled_from([(b"[", b"", b"]"), (b'{"a": ', b"1", b"}"),
+                                      (b'[{"b": ', b"null", b"}]")]))
+too_long = st.builds(lambda sign, digits: sign + b"9" * digits, st.sampled_from([b"", b"-"]),
+                     st.integers(4301, 8000))
+not_finite = st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-2.5e400"])
+with_nul = st.one_of(
+    st.tuples(st.text(max_size=6), st.text(max_size=6)).map(
+        lambda parts: json.dumps("\x00".join(parts)).encode()),       # escaped: \u0000
+    st.binary(max_size=6).map(lambda raw: b'"' + raw.replace(b'"', b"") + b'\x00"'))
+
+
+def placed(values: st.SearchStrategy[bytes], fields: list[str]) -> st.SearchStrategy[bytes]:
+    """The value as the body, or as the value of one of the endpoint's fields."""
+    return values | st.builds(lambda name, value: b'{"%s": %s}' % (name.encode(), value),
+                              st.sampled_from(fields), values)
+
+
+HOSTILE_ENDPOINTS = [
+    *[(path, role, fields) for path, fields in (
+        ("/api/v1/auth/token", ["username", "password"]),
+        ("/api/v1/auth/refresh", ["refresh_token"]),
+        ("/api/v1/auth/logout", ["refresh_token"])) for role in (None, "operator")],
+    *[endpoint for endpoint in ENDPOINTS if endpoint[1] is not None],
+]
+HOSTILE_IDS = [f"{path} {role or 'no token'}" for path, role, _ in HOSTILE_ENDPOINTS]
+
+
+@pytest.mark.parametrize(("path", "role", "fields"), HOSTILE_ENDPOINTS, ids=HOSTILE_IDS)
+def test_deep_nesting_huge_numbers_nan_and_infinity_are_a_400(target, path, role,
+                                                              fields) -> None:
+    @EXAMPLES
+    @given(body=placed(too_deep | too_long | not_finite, fields))
+    def check(body: bytes) -> None:
+        status, answer = target.post(path, body, role)
+        assert status == 400, answer
+        assert answer["error"]["code"] == "validation_error"
+
+    check()
+
+
+@pytest.mark.parametrize(("path", "role", "fields"), HOSTILE_ENDPOINTS, ids=HOSTILE_IDS)
+def test_nul_bytes_in_json_never_get_a_500(target, path, role, fields) -> None:
+    @EXAMPLES
+    @given(body=placed(with_nul, fields))
+    def check(body: bytes) -> None:
+        status, answer = target.post(path, body, role)
+        assert_error_shape(status, answer)
+
+    check()
+
+
+def status_of(method: str, url: str) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method),
+                                    timeout=30) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_nul_bytes_in_page_file_paths_are_a_404(target) -> None:
+    @EXAMPLES
+    @given(directory=st.sampled_from(["/dashboard/static/", "/docs/static/"]),
+           name=st.sampled_from(["", "dashboard.js", "swagger-ui.css", "../app.py"]),
+           before=st.text(max_size=8), after=st.text(max_size=8),
+           method=st.sampled_from(["GET", "HEAD"]))
+    def check(directory: str, name: str, before: str, after: str, method: str) -> None:
+        path = directory + urllib.parse.quote(f"{before}{name}\x00{after}", safe="/")
+        assert status_of(method, target.gateway.url + path) == 404
+
+    check()

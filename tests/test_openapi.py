@@ -112,7 +112,8 @@ def test_admin_operations_document_the_schemas_their_handlers_load() -> None:
 
 
 def test_authentication_is_required_except_for_tokens_callbacks_and_public_pages() -> None:
-    public = {"/api/v1/auth/token", "/api/v1/auth/refresh", "/api/v1/c2b/validation/{secret}",
+    public = {"/api/v1/auth/token", "/api/v1/auth/refresh", "/api/v1/auth/logout",
+              "/api/v1/c2b/validation/{secret}",
               "/api/v1/c2b/confirmation/{secret}", "/healthz", "/readyz", "/metrics",
               "/openapi.json", "/docs", "/docs/static/{path}", "/dashboard",
               "/dashboard/static/{path}"}

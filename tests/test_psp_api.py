@@ -347,7 +347,7 @@ async def test_every_request_and_answer_is_audited_without_credentials(gateway, 
         ("GET", 200), ("POST", 201), ("POST", 400)]
     assert entries[1]["request"]["psp_transaction_id"] == "AFR-0001"
     assert entries[1]["answer"]["payment_id"] == paid["payment_id"]
-    assert entries[2]["answer"]["error"]["code"] == "amount_too_small"
+    assert entries[2]["reason"] == "amount_too_small"
     assert all(entry["psp_uuid"] == afrimoney.psp["_id"] for entry in entries)
     assert "Bearer" not in str(entries)
     await afrimoney.call("GET", "/api/v1/insurees/070707070/policies",
@@ -357,5 +357,5 @@ async def test_every_request_and_answer_is_audited_without_credentials(gateway, 
         if refused is not None:
             break
         await asyncio.sleep(0.02)
-    assert refused["psp_uuid"] is None and refused["answer"]["error"]["code"] == "invalid_token"
+    assert refused["psp_uuid"] is None and refused["reason"] == "invalid_token"
     assert "forged" not in str(refused)

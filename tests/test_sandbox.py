@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from server.sandbox import (
     start_sandbox,
     summary,
 )
+
+from support import free_port_triple
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,25 +109,6 @@ async def test_printed_walkthroughs_work_as_printed(caplog) -> None:
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "request request_id=" in logged and "settled transaction=" in logged
     assert_no_secret_logged(logged, otps)
-
-
-def free_port_triple() -> int:
-    """A port N with N, N+1 and N+2 free at the time of asking."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port >= 65000:
-            continue
-        with socket.socket() as first, socket.socket() as second, socket.socket() as third:
-            try:
-                first.bind(("127.0.0.1", port))
-                second.bind(("127.0.0.1", port + 1))
-                third.bind(("127.0.0.1", port + 2))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of ports")
 
 
 def test_run_py_starts_the_sandbox_and_the_printed_command_shows_a_payment() -> None:

@@ -1,8 +1,13 @@
-"""POST /api/v1/auth/token and /api/v1/auth/refresh."""
+"""POST /api/v1/auth/token, /api/v1/auth/refresh and /api/v1/auth/logout."""
 
 from __future__ import annotations
 
-from server.auth.schemas import RefreshRequestSchema, TokenRequestSchema, TokenResponseSchema
+from server.auth.schemas import (
+    LogoutRequestSchema,
+    RefreshRequestSchema,
+    TokenRequestSchema,
+    TokenResponseSchema,
+)
 from server.web import BaseHandler
 
 
@@ -10,7 +15,7 @@ class TokenHandler(BaseHandler):
     async def post(self) -> None:
         request = self.load_json(TokenRequestSchema)
         pair = await self.settings["services"].auth.login(request["username"],
-                                                          request["password"])
+                                                          request["password"], self.client_ip)
         self.write_json(TokenResponseSchema().dump(pair))
 
 
@@ -19,3 +24,11 @@ class RefreshHandler(BaseHandler):
         request = self.load_json(RefreshRequestSchema)
         pair = await self.settings["services"].auth.refresh(request["refresh_token"])
         self.write_json(TokenResponseSchema().dump(pair))
+
+
+class LogoutHandler(BaseHandler):
+    async def post(self) -> None:
+        request = self.load_json(LogoutRequestSchema)
+        await self.settings["services"].auth.logout(request["refresh_token"])
+        self.set_status(204)
+        self.finish()

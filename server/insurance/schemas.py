@@ -7,25 +7,28 @@ from typing import Any
 
 from marshmallow import fields, validate
 
+from server.identifiers import CHF_ID, PRODUCT_CODE
 from server.insurance.repository import POLICY_STATUSES
 from server.money import format_amount
 from server.schemas import (
     CURRENCY,
     AtLeastOneField,
+    IdentifierField,
     PageQuerySchema,
     StrictSchema,
+    Whole,
     iso_day,
     iso_stamp,
 )
 
-CHF_ID = validate.Regexp(r"^[0-9]{1,20}$", error="must be 1-20 digits")
 NAME = validate.Length(min=1, max=100)
-DECIMAL = validate.Regexp(r"^[0-9]{1,13}(\.[0-9]+)?$",
-                          error="must be a decimal string like '10.50'")
+# A price or a policy's value: a decimal string of more than zero, like '10.50'.
+AMOUNT = Whole(r"[1-9][0-9]{0,12}(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*",
+               error="must be a decimal string greater than 0, like '10.50'")
 
 
 class InsureeCreateSchema(StrictSchema):
-    chf_id = fields.String(required=True, validate=CHF_ID)
+    chf_id = IdentifierField(CHF_ID, required=True)
     first_name = fields.String(required=True, validate=NAME)
     last_name = fields.String(required=True, validate=NAME)
     phone = fields.String(load_default="", validate=validate.Length(max=20))
@@ -40,39 +43,39 @@ class InsureeUpdateSchema(AtLeastOneField):
 
 
 class InsureeQuerySchema(PageQuerySchema):
-    chf_id = fields.String(validate=CHF_ID)
+    chf_id = IdentifierField(CHF_ID)
 
 
 class ProductCreateSchema(StrictSchema):
-    code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,20}$"))
+    code = IdentifierField(PRODUCT_CODE, required=True)
     name = fields.String(required=True, validate=NAME)
-    price = fields.String(required=True, validate=DECIMAL)
+    price = fields.String(required=True, validate=AMOUNT)
     currency = fields.String(required=True, validate=CURRENCY)
 
 
 class ProductUpdateSchema(AtLeastOneField):
     name = fields.String(validate=NAME)
-    price = fields.String(validate=DECIMAL)
+    price = fields.String(validate=AMOUNT)
 
 
 class PolicyCreateSchema(StrictSchema):
-    chf_id = fields.String(required=True, validate=CHF_ID)
-    product_code = fields.String(required=True, validate=validate.Length(min=1, max=20))
-    amount = fields.String(validate=DECIMAL)      # defaults to the product's price
+    chf_id = IdentifierField(CHF_ID, required=True)
+    product_code = IdentifierField(PRODUCT_CODE, required=True)
+    amount = fields.String(validate=AMOUNT)      # defaults to the product's price
     start_date = fields.Date(required=True)
     expiry_date = fields.Date()
     status = fields.Integer(load_default=1, validate=validate.OneOf(POLICY_STATUSES))
 
 
 class PolicyUpdateSchema(AtLeastOneField):
-    amount = fields.String(validate=DECIMAL)
+    amount = fields.String(validate=AMOUNT)
     start_date = fields.Date()
     expiry_date = fields.Date()
     status = fields.Integer(validate=validate.OneOf(POLICY_STATUSES))
 
 
 class PolicyQuerySchema(PageQuerySchema):
-    chf_id = fields.String(validate=CHF_ID)
+    chf_id = IdentifierField(CHF_ID)
     status = fields.Integer(validate=validate.OneOf(POLICY_STATUSES))
 
 

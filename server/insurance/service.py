@@ -9,6 +9,7 @@ from typing import Any
 from server.clock import Clock
 from server.documents import DuplicateDocument
 from server.errors import Conflict, NotFound, ValidationFailed
+from server.identifiers import CHF_ID, PRODUCT_CODE
 from server.insurance.repository import (
     IDLE,
     InsureeRepository,
@@ -16,25 +17,35 @@ from server.insurance.repository import (
     ProductRepository,
 )
 from server.insurance.schemas import day_start
-from server.money import AmountError, format_amount, parse_amount
+from server.money import AmountError, AmountNotPositive, format_amount, parse_positive_amount
 
 Page = tuple[list[dict[str, Any]], int]
 
 
 def _amount(text: str, currency: str, field: str) -> int:
+    """A price or a policy's value: more than zero."""
     try:
-        return parse_amount(text, currency)
+        return parse_positive_amount(text, currency)
     except AmountError as err:
         raise ValidationFailed(str(err), {"fields": {field: [str(err)]}}) from None
 
 
 def require_exact_amount(policy: dict[str, Any], amount: str) -> None:
-    """A payment must equal the policy's value exactly, in the policy's currency."""
+    """A payment is more than zero and equals the policy's value exactly, in the policy's
+    currency. A policy whose stored value is not more than zero cannot be paid."""
     try:
-        minor = parse_amount(amount, policy["currency"])
+        minor = parse_positive_amount(amount, policy["currency"])
+    except AmountNotPositive as err:
+        raise ValidationFailed(str(err), {"fields": {"amount": [str(err)]}}) from None
     except AmountError as err:
         raise ValidationFailed(str(err), {"fields": {"amount": [str(err)]}},
                                code="invalid_amount") from None
+    if policy["value"] <= 0:
+        value = format_amount(policy["value"], policy["currency"])
+        raise Conflict(f"the policy's value is {value} {policy['currency']}: it cannot be "
+                       "paid until it is given a value greater than 0",
+                       {"value": value, "currency": policy["currency"]},
+                       code="policy_value_not_positive")
     if minor != policy["value"]:
         expected = format_amount(policy["value"], policy["currency"])
         word = "small" if minor < policy["value"] else "large"
@@ -64,6 +75,7 @@ class InsureeService:
                            code="insuree_exists") from None
 
     async def get(self, chf_id: str) -> dict[str, Any]:
+        chf_id = CHF_ID.normalise(chf_id)
         insuree = await self.insurees.find_one({"chf_id": chf_id})
         if insuree is None:
             raise NotFound(f"no insuree with number {chf_id}", code="unknown_insuree")
@@ -73,6 +85,7 @@ class InsureeService:
         return await self.insurees.page(filters, [("chf_id", 1)], limit, offset)
 
     async def update(self, chf_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        chf_id = CHF_ID.normalise(chf_id)
         updated = await self.insurees.update({"chf_id": chf_id},
                                              {**changes, "updated_at": self.clock.now()})
         if updated is None:
@@ -97,6 +110,7 @@ class ProductService:
                            code="product_exists") from None
 
     async def get(self, code: str) -> dict[str, Any]:
+        code = PRODUCT_CODE.normalise(code)
         product = await self.products.find_one({"code": code})
         if product is None:
             raise NotFound(f"no product with code {code}", code="unknown_product")
@@ -109,7 +123,7 @@ class ProductService:
         product = await self.get(code)
         if "price" in changes:
             changes["price"] = _amount(changes["price"], product["currency"], "price")
-        updated = await self.products.update({"code": code},
+        updated = await self.products.update({"code": product["code"]},
                                              {**changes, "updated_at": self.clock.now()})
         if updated is None:
             raise NotFound(f"no product with code {code}", code="unknown_product")
@@ -130,6 +144,11 @@ class PolicyService:
         currency = product["currency"]
         value = (_amount(data["amount"], currency, "amount") if "amount" in data
                  else product["price"])
+        if value <= 0:
+            price = format_amount(value, currency)
+            message = (f"product {product['code']} costs {price} {currency}: give the policy "
+                       "an amount greater than 0")
+            raise ValidationFailed(message, {"fields": {"amount": [message]}})
         now = self.clock.now()
         document = {"_id": str(uuid.uuid4()), "chf_id": data["chf_id"],
                     "payment_token": secrets.token_urlsafe(18),

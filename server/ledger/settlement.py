@@ -37,7 +37,8 @@ class Settlement:
         """Settle a succeeded transaction; returns the transaction with its settlement.
 
         A policy that is no longer idle (paid meanwhile through another channel) is
-        not activated twice: the settlement is recorded as `refused` for an operator."""
+        not activated twice, and a payment or policy value of zero or less never
+        activates one: the settlement is recorded as `refused` for an operator."""
         if transaction.get("settlement"):
             return transaction
         now = self.clock.now()
@@ -46,6 +47,8 @@ class Settlement:
         if policy is None:
             return await self._refuse(transaction, "policy_missing", now)
         if policy.get("activated_by") != transaction["_id"]:
+            if transaction["amount"] <= 0 or policy["value"] <= 0:
+                return await self._refuse(transaction, "amount_not_positive", now)
             effective = max(paid_at, policy["start_date"])
             activated = await self.policies.activate(policy["_id"], transaction["_id"],
                                                      effective, now)

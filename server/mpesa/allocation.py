@@ -8,7 +8,8 @@ Payment statuses: a new payment is stored `allocating` (to the policy it matched
 `unmatched`; allocating -> settled | unmatched; unmatched -> allocating (operator)
 -> ... Leaving `unmatched` for `allocating` is a compare-and-set claim, so one
 payment is never applied twice; an allocation cut off by a crash is resumed from the
-policy it recorded."""
+policy it recorded. A payment to a shortcode the gateway does not serve is stored
+`held`, flagged for review, and never leaves that state: no policy is paid from it."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from server.mpesa.repository import C2BPaymentRepository
 log = logging.getLogger("gateway.c2b")
 
 CHANNEL = "mpesa_c2b"
-ALLOCATING, SETTLED, UNMATCHED = "allocating", "settled", "unmatched"
+ALLOCATING, SETTLED, UNMATCHED, HELD = "allocating", "settled", "unmatched", "held"
+SHORTCODE_NOT_SERVED = "shortcode_not_served"
 # Transaction ids are derived from (TransID, policy): a re-run finds its own transaction.
 _TRANSACTION_IDS = uuid.UUID("5f1c9a3e-8a57-4c0e-9d0b-6c1b2f7f4e21")
 
@@ -80,6 +82,15 @@ class Allocation:
         return {"status": status, "updated_at": now, **fields,
                 "allocation_history": [{**event, "status": status, "at": now}]}
 
+    def held_state(self, inbox_id: str, reason: str) -> dict[str, Any]:
+        """The fields a new payment that must never settle is stored with: `held`, with
+        the reason, and flagged for review by the confirmation that brought it."""
+        now = self.clock.now()
+        return {"status": HELD, "updated_at": now, "unmatched_reason": reason,
+                "allocation_history": [{"by": "system", "reason": reason, "policy_uuid": None,
+                                        "status": HELD, "at": now}],
+                "review": [{"inbox_id": inbox_id, "reason": reason, "at": now}]}
+
     async def auto(self, payment: dict[str, Any]) -> dict[str, Any]:
         """Complete a payment stored as allocating (new, or cut off by a crash)."""
         if payment["status"] == ALLOCATING:
@@ -95,9 +106,21 @@ class Allocation:
         payment = await self.payments.get(trans_id)
         if payment is None:
             raise NotFound(f"no C2B payment with TransID {trans_id}")
+        if payment["status"] == HELD:
+            raise Conflict(f"the payment went to shortcode {payment['shortcode']}, which this "
+                           "gateway does not serve: it is kept for review and never applied "
+                           "to a policy", {"status": HELD, "reason": payment["unmatched_reason"],
+                                           "shortcode": payment["shortcode"]},
+                           code=payment["unmatched_reason"])
         if payment["status"] != UNMATCHED:
             raise Conflict(f"the payment is {payment['status']}",
                            {"status": payment["status"]}, code="invalid_state")
+        if payment["amount"] <= 0:
+            paid = format_amount(payment["amount"], payment["currency"])
+            raise ValidationFailed(f"the payment ({paid} {payment['currency']}) is not more "
+                                   "than zero: it cannot pay a policy",
+                                   {"amount": paid, "currency": payment["currency"]},
+                                   code="amount_not_positive")
         policy = await self.policies.get(policy_uuid)
         if policy["status"] != IDLE:
             raise Conflict("the policy is not awaiting payment", {"status": policy["status"]},

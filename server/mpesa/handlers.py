@@ -31,11 +31,6 @@ class CallbackHandler(BaseHandler):
     kind = ""
     error_result_code: Any = OTHER_ERROR
 
-    @property
-    def log_path(self) -> str:
-        """The path without its secret segment."""
-        return f"/api/v1/c2b/{self.kind}/<secret>"
-
     def prepare(self) -> None:
         super().prepare()
         secret = self.path_args[0] if self.path_args else ""

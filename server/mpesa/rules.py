@@ -27,7 +27,7 @@ def rejected(code: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ValidationRules:
-    account_pattern: re.Pattern[str]
+    account_pattern: re.Pattern[str]    # matched whole (fullmatch) against BillRefNumber
     min_amount: int             # minor units
     max_amount: int
     currency: str

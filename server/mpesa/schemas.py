@@ -9,10 +9,11 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
+from server.identifiers import SHORTCODE, TRANS_ID
 from server.money import format_amount
-from server.schemas import PageQuerySchema, StrictSchema, shared
+from server.schemas import IdentifierField, PageQuerySchema, StrictSchema, shared
 
-PAYMENT_STATUSES = ("allocating", "settled", "unmatched")
+PAYMENT_STATUSES = ("allocating", "settled", "unmatched", "held")
 NAIROBI = timezone(timedelta(hours=3), "EAT")
 
 
@@ -40,19 +41,19 @@ def _optional(name: str) -> fields.String:
 class C2BCallbackSchema(Schema):
     """Validation and confirmation share this body. Unknown keys are ignored:
     Daraja adds fields over time and the raw body is kept in the inbox anyway.
-    Values are strings; parse_callback turns JSON numbers into their exact text."""
+    Values are strings; parse_callback turns JSON numbers into their exact text.
+    TransID and BusinessShortCode are identifiers (server.identifiers); the account
+    number loses its surrounding whitespace, like the insuree number it names."""
 
     class Meta:
         unknown = EXCLUDE
 
-    trans_id = fields.String(data_key="TransID", required=True,
-                            validate=validate.Regexp(r"^[A-Za-z0-9]{1,64}$"))
+    trans_id = IdentifierField(TRANS_ID, data_key="TransID", required=True)
     transaction_type = _optional("TransactionType")
     trans_time = fields.String(data_key="TransTime", required=True)
     trans_amount = fields.String(data_key="TransAmount", required=True,
                                 validate=validate.Length(min=1, max=32))
-    shortcode = fields.String(data_key="BusinessShortCode", required=True,
-                             validate=validate.Regexp(r"^[0-9]{1,12}$"))
+    shortcode = IdentifierField(SHORTCODE, data_key="BusinessShortCode", required=True)
     bill_ref = _optional("BillRefNumber")
     invoice_number = _optional("InvoiceNumber")
     org_balance = _optional("OrgAccountBalance")
@@ -65,6 +66,7 @@ class C2BCallbackSchema(Schema):
     @post_load
     def build(self, data: dict[str, Any], **_: Any) -> C2BCallback:
         data["trans_time"] = parse_trans_time(data["trans_time"])
+        data["bill_ref"] = data["bill_ref"].strip()
         return C2BCallback(**data)
 
 
@@ -78,11 +80,16 @@ def parse_trans_time(text: str) -> datetime:
 
 
 def parse_callback(raw: bytes) -> C2BCallback:
-    """Decode a callback body; numbers keep their exact text, never a float."""
+    """Decode a callback body; numbers keep their exact text, never a float.
+
+    Whatever cannot be read (not UTF-8, not JSON, nested past the parser's depth) is a
+    ValidationError, so the body is kept for review like any other unreadable one."""
     try:
         body = json.loads(raw, parse_float=str, parse_int=str)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except ValueError:          # UnicodeDecodeError and JSONDecodeError among them
         raise ValidationError("body is not valid JSON") from None
+    except RecursionError:
+        raise ValidationError("body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object")
     return shared(C2BCallbackSchema).load(body)

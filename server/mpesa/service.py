@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,9 +14,10 @@ from marshmallow import ValidationError
 
 from server.clock import Clock
 from server.errors import Conflict, NotFound
+from server.identifiers import TRANS_ID
 from server.money import AmountError, format_amount, parse_amount
 from server.mpesa import repository as repo
-from server.mpesa.allocation import Allocation
+from server.mpesa.allocation import HELD, SHORTCODE_NOT_SERVED, Allocation
 from server.mpesa.repository import C2BPaymentRepository, InboxRepository, InsertOutcome
 from server.mpesa.rules import (
     ACCEPTED,
@@ -89,38 +90,49 @@ class C2BService:
         """Answer a validation callback within the deadline, whatever the store does.
 
         Past the deadline the configured fallback answers; the work goes on in the
-        background so the inbox entry is still written and marked."""
-        work = asyncio.ensure_future(self._validate(raw, source_ip, headers))
+        background so the inbox entry is still written and marked. A body that cannot
+        be read is refused (C2B00016) even then: nothing would let it be accepted."""
         try:
-            return await asyncio.wait_for(asyncio.shield(work), self.validation_deadline)
+            callback = parse_callback(raw)
+        except ValidationError as err:
+            work = self._keep_unreadable(raw, source_ip, headers, err)
+            return await self._within_deadline(work, rejected(OTHER_ERROR))
+        work = self._validate(callback, raw, source_ip, headers)
+        return await self._within_deadline(work, self.fallback_answer)
+
+    async def _within_deadline(self, work: Coroutine[Any, Any, dict[str, Any]],
+                               fallback: dict[str, Any]) -> dict[str, Any]:
+        task = asyncio.ensure_future(work)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.validation_deadline)
         except TimeoutError:
-            self._late.add(work)
-            work.add_done_callback(self._finish_late)
+            self._late.add(task)
+            task.add_done_callback(self._finish_late)
             log.warning("validation_deadline_passed deadline_s=%s answer=%s",
-                        self.validation_deadline, self.fallback_answer["ResultCode"])
+                        self.validation_deadline, fallback["ResultCode"])
         except Exception:
-            log.exception("validation_failed answer=%s", self.fallback_answer["ResultCode"])
-        return self.fallback_answer
+            log.exception("validation_failed answer=%s", fallback["ResultCode"])
+        return fallback
 
     def _finish_late(self, task: asyncio.Task) -> None:
         self._late.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("late_validation_failed error=%r", task.exception())
 
-    async def _validate(self, raw: bytes, source_ip: str,
+    async def _keep_unreadable(self, raw: bytes, source_ip: str, headers: dict[str, str],
+                               err: ValidationError) -> dict[str, Any]:
+        answer = rejected(OTHER_ERROR)
+        await self._record("validation", raw, source_ip, headers, {
+            "status": repo.NEEDS_REVIEW, "answer": answer, "errors": err.messages})
+        self._count("validation", repo.NEEDS_REVIEW)
+        return answer
+
+    async def _validate(self, callback: C2BCallback, raw: bytes, source_ip: str,
                         headers: dict[str, str]) -> dict[str, Any]:
         """Without policy matching the answer follows from the body alone, so the raw
         body is written once, with its answer, before the answer leaves: nothing is
         lost and the store takes one write. Matching reads the store, so then the raw
         body is written first and marked after."""
-        try:
-            callback = parse_callback(raw)
-        except ValidationError as err:
-            answer = rejected(OTHER_ERROR)
-            await self._record("validation", raw, source_ip, headers, {
-                "status": repo.NEEDS_REVIEW, "answer": answer, "errors": err.messages})
-            self._count("validation", repo.NEEDS_REVIEW)
-            return answer
         code = self.rules.check(callback)
         if code is None and self.validation_matches_policy:
             entry = await self._record("validation", raw, source_ip, headers)
@@ -195,9 +207,12 @@ class C2BService:
             self._count("confirmation", repo.NEEDS_REVIEW)
             return repo.NEEDS_REVIEW
         payment = self._payment_document(callback, amount, entry_id, received_at)
-        payment.update(await self.allocation.first_state(payment))
+        if callback.shortcode in self.rules.shortcodes:
+            payment.update(await self.allocation.first_state(payment))
+        else:   # the money moved, but not to us: kept, never applied to a policy
+            payment.update(self.allocation.held_state(entry_id, SHORTCODE_NOT_SERVED))
         outcome, stored = await self.payments.insert_once(payment)
-        if outcome is InsertOutcome.NEW:
+        if outcome is InsertOutcome.NEW and stored["status"] != HELD:
             await self._notify(stored)      # before the mark: a replay will not notify again
         if outcome is InsertOutcome.NEW or stored["inbox_id"] == entry_id:
             await self.allocation.auto(stored)
@@ -318,10 +333,11 @@ class C2BService:
 
     async def allocate(self, trans_id: str, policy_uuid: str, actor: str,
                        note: str) -> dict[str, Any]:
-        return await self.allocation.allocate(trans_id, policy_uuid, actor, note)
+        return await self.allocation.allocate(TRANS_ID.normalise(trans_id), policy_uuid,
+                                              actor, note)
 
     async def get_payment(self, trans_id: str) -> dict[str, Any] | None:
-        return await self.payments.get(trans_id)
+        return await self.payments.get(TRANS_ID.normalise(trans_id))
 
     async def list_payments(self, filters: dict[str, Any], limit: int,
                             offset: int) -> tuple[list[dict[str, Any]], int]:

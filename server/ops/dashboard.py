@@ -149,6 +149,7 @@ class Dashboard:
                 lambda item: {"trans_id": item["trans_id"],
                               "amount": format_amount(item["amount"], item["currency"]),
                               "currency": item["currency"],
+                              "reason": item["review"][-1]["reason"],
                               "received_at": _iso(item["received_at"])}),
             "stuck_debits": await self._oldest(
                 "transactions", {"$or": stuck, **money},

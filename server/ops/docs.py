@@ -3,15 +3,30 @@ swagger-ui-bundle package, so the page loads nothing from the internet."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 from swagger_ui_bundle import swagger_ui_path
-from tornado.web import HTTPError, StaticFileHandler
+from tornado.web import HTTPError
 
 from server.ops.openapi import openapi_spec
-from server.web import BaseHandler, TrackedRequest
+from server.ops.page_headers import content_security_policy, protective_headers
+from server.web import BaseHandler, StaticFiles
 
 ASSETS = "/docs/static"
 
 # validatorUrl null: Swagger UI would otherwise send the document to validator.swagger.io.
+START_SCRIPT = """
+    window.ui = SwaggerUIBundle({
+      url: "/openapi.json",
+      dom_id: "#swagger-ui",
+      validatorUrl: null,
+      deepLinking: true,
+      presets: [SwaggerUIBundle.presets.apis],
+      layout: "BaseLayout"
+    });
+  """
+
 DOCS_PAGE = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -23,19 +38,14 @@ DOCS_PAGE = f"""<!DOCTYPE html>
 <body>
   <div id="swagger-ui"></div>
   <script src="{ASSETS}/swagger-ui-bundle.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({{
-      url: "/openapi.json",
-      dom_id: "#swagger-ui",
-      validatorUrl: null,
-      deepLinking: true,
-      presets: [SwaggerUIBundle.presets.apis],
-      layout: "BaseLayout"
-    }});
-  </script>
+  <script>{START_SCRIPT}</script>
 </body>
 </html>
 """
+
+# The page runs Swagger UI's files and its one inline script (allowed by its hash).
+_START_HASH = base64.b64encode(hashlib.sha256(START_SCRIPT.encode()).digest()).decode()
+CONTENT_SECURITY_POLICY = content_security_policy(scripts=f"'self' 'sha256-{_START_HASH}'")
 
 
 class OpenApiHandler(BaseHandler):
@@ -47,6 +57,8 @@ class DocsHandler(BaseHandler):
     def get(self) -> None:
         # Set here rather than in set_default_headers, so errors still answer JSON.
         self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        protective_headers(self)
         self.finish(DOCS_PAGE)
 
 
@@ -55,7 +67,7 @@ class DocsHandler(BaseHandler):
 DOCS_ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png"})
 
 
-class DocsAssetHandler(TrackedRequest, StaticFileHandler):
+class DocsAssetHandler(StaticFiles):
     """Swagger UI's own files, from the swagger-ui-bundle package directory."""
 
     def initialize(self) -> None:
@@ -65,3 +77,6 @@ class DocsAssetHandler(TrackedRequest, StaticFileHandler):
         if path not in DOCS_ASSETS:
             raise HTTPError(404)
         await super().get(path, include_body)
+
+    def set_extra_headers(self, path: str) -> None:
+        protective_headers(self)

@@ -9,7 +9,7 @@ from marshmallow import fields
 from server.errors import ServiceUnavailable
 from server.ops.health import readiness_problem
 from server.schemas import CURRENCY, StrictSchema
-from server.services import INDEXES
+from server.services import indexes
 from server.web import BaseHandler
 
 
@@ -38,7 +38,8 @@ class ReadyHandler(BaseHandler):
     """The store answers in time and the indexes exist."""
 
     async def get(self) -> None:
-        problem = await readiness_problem(self.settings["services"].store, INDEXES)
+        problem = await readiness_problem(self.settings["services"].store,
+                                          indexes(self.settings["gateway"]))
         if problem:
             raise ServiceUnavailable(f"not ready: {problem}", code="not_ready")
         self.write_json({"status": "ready"})

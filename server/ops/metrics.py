@@ -34,6 +34,9 @@ class Metrics:
         self.token_refreshes = Counter("gateway_provider_token_refreshes_total",
                                        "Provider tokens fetched", ["provider"],
                                        registry=registry)
+        self.login_refusals = Counter("gateway_login_refusals_total",
+                                      "Logins refused: invalid_credentials, throttled_user, "
+                                      "throttled_address", ["reason"], registry=registry)
         self.payments = Gauge("gateway_payments", "Transactions in the store by channel and status",
                               ["channel", "status"], registry=registry)
         self.inbox_backlog = Gauge("gateway_c2b_inbox_backlog",

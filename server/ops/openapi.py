@@ -18,7 +18,12 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema
 
-from server.auth.schemas import RefreshRequestSchema, TokenRequestSchema, TokenResponseSchema
+from server.auth.schemas import (
+    LogoutRequestSchema,
+    RefreshRequestSchema,
+    TokenRequestSchema,
+    TokenResponseSchema,
+)
 from server.insurance.schemas import (
     InsureeCreateSchema,
     InsureeQuerySchema,
@@ -58,7 +63,7 @@ PSP = ("psp",)
 
 # Error statuses most operations share: a bearer token with the right role, a JSON body.
 AUTH = (401, 403)
-BODY = (400, 413)
+BODY = (400, 413, 415)
 
 
 class SpecOutOfDate(RuntimeError):
@@ -87,14 +92,19 @@ class Operation:
 
 
 ERROR_RESPONSES = {
-    400: ("BadRequest", "Bad input: malformed JSON, missing, unknown or invalid fields "
-                        "(named in `details.fields`), or a rule of the operation"),
+    400: ("BadRequest", "Bad input: malformed JSON (also: nested deeper than 32 levels, "
+                        "NaN, Infinity or a number out of range), missing, unknown or "
+                        "invalid fields (named in `details.fields`), or a rule of the "
+                        "operation"),
     401: ("Unauthorized", "Missing, invalid or expired token, or wrong credentials"),
     403: ("Forbidden", "The caller's role may not do this"),
     404: ("NotFound", "Nothing with that key"),
     409: ("Conflict", "The current state does not allow it (`details` says why)"),
     413: ("PayloadTooLarge", "The body is larger than server.max_body_bytes"),
-    429: ("TooManyRequests", "Over psp_api.rate_limit_per_minute; retry after `Retry-After`"),
+    415: ("UnsupportedMediaType", "The body is not sent as `Content-Type: application/json` "
+                                  "(parameters such as charset may follow)"),
+    429: ("TooManyRequests", "Over psp_api.rate_limit_per_minute, or too many failed logins "
+                             "(auth.login_*); retry after `Retry-After`"),
     502: ("BadGateway", "The provider refused (`details.provider_code`)"),
     503: ("ServiceUnavailable", "A dependency is unavailable or not configured; retry later"),
 }
@@ -138,7 +148,12 @@ CALLBACK_EXAMPLE = {
     "MSISDN": "2547 ***** 149", "FirstName": "JOHN", "MiddleName": "", "LastName": "DOE",
 }
 
+INTERNAL = ("On the internal listener (server.internal_port) when that is set; this port "
+            "then answers 404.")
+
 POLICY_UUID = "6f1c2a4e-8b3d-4f7a-9c21-5d0e8a7b3f42"
+REFRESH_TOKEN_EXAMPLE = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZnJpbW9uZXkifQ."
+                         "c2lnbmF0dXJl")
 PSP_UUID = "2b9e1c0d-4a7f-4e3b-8d6c-91f0a2b4c5d6"
 
 
@@ -196,13 +211,26 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
         "Log in: an access and a refresh token", "auth", TokenResponseSchema,
         body=TokenRequestSchema,
         example={"username": "afrimoney", "password": "sandbox-afrimoney"},
-        errors=(*BODY, 401))},
+        errors=(*BODY, 401, 429),
+        description="Failed logins are throttled per username and per source address "
+                    "(auth.login_max_failures_per_user and _per_address within "
+                    "auth.login_failure_window_minutes): past the limit the answer is 429 "
+                    "`too_many_login_attempts` with `Retry-After`, before any password "
+                    "check, known username or not.")},
     "/api/v1/auth/refresh": {"post": Operation(
         "A new token pair for a refresh token", "auth", TokenResponseSchema,
         body=RefreshRequestSchema,
-        example={"refresh_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZnJp"
-                                  "bW9uZXkifQ.c2lnbmF0dXJl"},
-        errors=(*BODY, 401))},
+        example={"refresh_token": REFRESH_TOKEN_EXAMPLE},
+        errors=(*BODY, 401),
+        description="Rotates: the presented refresh token is used up (401 afterwards). "
+                    "Presenting a used one again revokes its whole session (401).")},
+    "/api/v1/auth/logout": {"post": Operation(
+        "End a session: revoke its refresh tokens", "auth", None, body=LogoutRequestSchema,
+        example={"refresh_token": REFRESH_TOKEN_EXAMPLE},
+        success={204: "Revoked (also when it already was)"}, errors=(*BODY, 401),
+        description="Revokes every refresh token of the session; an access token "
+                    "already issued stays valid until it expires. 401 for a token that "
+                    "is invalid, expired or unknown.")},
     "/api/v1/c2b/validation/{secret}": _callback(
         "validation", answers.DarajaValidationAnswerSchema,
         "Kept raw in the inbox, then checked: shortcode (C2B00015), amount (C2B00013), "
@@ -283,10 +311,10 @@ OPERATIONS: dict[str, dict[str, Operation]] = {
     "/healthz": {"get": Operation("Liveness", "operations", answers.HealthSchema)},
     "/readyz": {"get": Operation(
         "Readiness: the store answers within 2 s and every index exists", "operations",
-        answers.ReadinessSchema, errors=(503,))},
+        answers.ReadinessSchema, errors=(404, 503), description=INTERNAL)},
     "/metrics": {"get": Operation(
         "Prometheus metrics", "operations", {"type": "string"},
-        media_type="text/plain; version=0.0.4")},
+        media_type="text/plain; version=0.0.4", errors=(404,), description=INTERNAL)},
     "/api/v1/insurees": _collection(
         "insurees", "insuree", answers.InsureePageSchema, answers.InsureeSchema,
         InsureeQuerySchema, InsureeCreateSchema,

@@ -404,6 +404,7 @@ class ReviewItemSchema(Schema):
     trans_id = _text()
     amount = _amount()
     currency = _text()
+    reason = _text()
     received_at = _stamp()
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
 from server.errors import TooManyRequests
+from server.psp_api.audit import AuditedRequest
 from server.psp_api.schemas import PaymentRequestSchema, render_payment, render_verification
 from server.web import BaseHandler
 
@@ -19,6 +19,7 @@ class ProviderHandler(BaseHandler):
 
     psp: dict[str, Any] | None = None
     answer: Any = None
+    validated: Any = None       # the request body as the handler validated it
     _audits: set[asyncio.Task] = set()
 
     async def prepare(self) -> None:
@@ -39,18 +40,15 @@ class ProviderHandler(BaseHandler):
         return self.answer
 
     def on_finish(self) -> None:
-        """Record the request and the answer (no credentials are in either)."""
+        """Audit the request (server.psp_api.audit says what is kept); no credentials."""
         super().on_finish()
-        try:
-            body = json.loads(self.request.body) if self.request.body else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            body = self.request.body[:2048].decode("utf-8", errors="replace")
-        entry = {"psp_uuid": self.psp["_id"] if self.psp else None,
-                 "user": self.identity.username if self.identity else None,
-                 "request_id": getattr(self, "request_id", None),
-                 "method": self.request.method, "path": self.request.path, "request": body,
-                 "status": self.get_status(), "answer": self.answer}
-        task = asyncio.ensure_future(self.settings["services"].psp_api.record_audit(entry))
+        audited = AuditedRequest(
+            method=self.request.method or "", path=self.request.path, source=self.client_ip,
+            status=self.get_status(), body=self.request.body or b"", answer=self.answer,
+            request_id=getattr(self, "request_id", None),
+            psp_uuid=self.psp["_id"] if self.psp else None,
+            user=self.identity.username if self.identity else None, request=self.validated)
+        task = asyncio.ensure_future(self.settings["services"].psp_api.record_audit(audited))
         self._audits.add(task)
         task.add_done_callback(self._audit_done)
 
@@ -68,7 +66,7 @@ class VerifyInsureeHandler(ProviderHandler):
 
 class ProviderPaymentHandler(ProviderHandler):
     async def post(self) -> None:
-        request = self.load_json(PaymentRequestSchema)
+        request = self.validated = self.load_json(PaymentRequestSchema)
         status, transaction = await self.settings["services"].psp_api.pay(
             self.psp, request, self.identity.username)
         self.write_json(render_payment(transaction), status=status)

@@ -1,4 +1,4 @@
-"""Audit trail of the payment-provider API: every request and answer."""
+"""Audit trail of the payment-provider API: every request, kept for the retention period."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ from typing import Any
 
 from pymongo import DESCENDING
 
-from server.store import IndexSpec, Store
+from server.store import IndexSpec, Store, expiring_index
 
 AUDIT = "psp_audit"
 INDEXES: list[IndexSpec] = [(AUDIT, [("psp_uuid", 1), ("at", DESCENDING)], {})]
+
+
+def retention_index(days: int) -> IndexSpec:
+    """A TTL index: an audit record is deleted `days` after it was written."""
+    return expiring_index(AUDIT, "at", days)
 
 
 class AuditRepository:

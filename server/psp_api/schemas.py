@@ -8,16 +8,16 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
-from server.insurance.schemas import CHF_ID
+from server.identifiers import CHF_ID, PRODUCT_CODE, PSP_TRANSACTION_ID
 from server.money import format_amount
-from server.schemas import StrictSchema, iso_day, iso_stamp
+from server.schemas import IdentifierField, StrictSchema, iso_day, iso_stamp
 
 MAX_JSON_EXT_BYTES = 4096
 
 
 class PolicyReferenceSchema(StrictSchema):
     token = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    product_code = fields.String(required=True, validate=validate.Length(min=1, max=20))
+    product_code = IdentifierField(PRODUCT_CODE, required=True)
     product_name = fields.String(required=True, validate=validate.Length(min=1, max=100))
 
 
@@ -27,10 +27,9 @@ def _small_json(value: dict[str, Any]) -> None:
 
 
 class PaymentRequestSchema(StrictSchema):
-    chf_id = fields.String(required=True, validate=CHF_ID)
+    chf_id = IdentifierField(CHF_ID, required=True)
     amount = fields.String(required=True, validate=validate.Length(min=1, max=32))
-    psp_transaction_id = fields.String(required=True, validate=validate.Regexp(
-        r"^[A-Za-z0-9._:/-]{1,64}$", error="1-64 letters, digits or . _ : / -"))
+    psp_transaction_id = IdentifierField(PSP_TRANSACTION_ID, required=True)
     policy = fields.Nested(PolicyReferenceSchema, required=True)
     json_ext = fields.Dict(keys=fields.String(), load_default=None, allow_none=True,
                            validate=_small_json)

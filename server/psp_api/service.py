@@ -21,6 +21,7 @@ from server.insurance.service import InsureeService, PolicyService, require_exac
 from server.ledger import states
 from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
 from server.ledger.repository import TransactionRepository
+from server.psp_api.audit import AuditedRequest, audit_entry
 from server.psp_api.repository import AuditRepository
 from server.psps.repository import PspRepository
 
@@ -56,7 +57,7 @@ class PspApiService:
 
     async def verify(self, chf_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         insuree = await self.insurees.get(chf_id)
-        return insuree, await self.policies.idle_of(chf_id)
+        return insuree, await self.policies.idle_of(insuree["chf_id"])
 
     async def pay(self, psp: dict[str, Any], request: dict[str, Any],
                   actor: str) -> tuple[int, dict[str, Any]]:
@@ -90,8 +91,9 @@ class PspApiService:
             raise _not_idle() from None
         return self._settled(recorded)
 
-    async def record_audit(self, entry: dict[str, Any]) -> None:
-        await self.audit.add({"_id": str(uuid.uuid4()), "at": self.clock.now(), **entry})
+    async def record_audit(self, audited: AuditedRequest) -> None:
+        await self.audit.add({"_id": str(uuid.uuid4()), "at": self.clock.now(),
+                              **audit_entry(audited)})
 
     async def _existing(self, psp: dict[str, Any], request: dict[str, Any]) -> dict | None:
         return await self.transactions.find_one({

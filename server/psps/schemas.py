@@ -6,11 +6,19 @@ from typing import Any
 
 from marshmallow import fields, validate
 
+from server.identifiers import USERNAME
 from server.psps.repository import KINDS
-from server.schemas import CURRENCY, AtLeastOneField, PageQuerySchema, StrictSchema, iso_stamp
+from server.schemas import (
+    CURRENCY,
+    AtLeastOneField,
+    IdentifierField,
+    PageQuerySchema,
+    StrictSchema,
+    Whole,
+    iso_stamp,
+)
 
-PIN = validate.Regexp(r"^[0-9]{4,12}$", error="must be 4-12 digits")
-USERNAME = validate.Length(min=1, max=100)
+PIN = Whole(r"[0-9]{4,12}", error="must be 4-12 digits")
 
 
 class PspCreateSchema(StrictSchema):
@@ -20,7 +28,7 @@ class PspCreateSchema(StrictSchema):
     currency = fields.String(required=True, validate=CURRENCY)
     pin = fields.String(load_default=None, validate=PIN, load_only=True)
     is_external_api = fields.Boolean(load_default=False)
-    username = fields.String(load_default=None, validate=USERNAME)
+    username = IdentifierField(USERNAME, load_default=None)
     active = fields.Boolean(load_default=True)
 
 
@@ -28,7 +36,7 @@ class PspUpdateSchema(AtLeastOneField):
     account = fields.String(validate=validate.Length(min=1, max=40))
     pin = fields.String(validate=PIN, load_only=True)
     is_external_api = fields.Boolean()
-    username = fields.String(validate=USERNAME, allow_none=True)
+    username = IdentifierField(USERNAME, allow_none=True)
     active = fields.Boolean()
 
 

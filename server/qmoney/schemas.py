@@ -6,19 +6,19 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from server.insurance.schemas import DECIMAL
-from server.schemas import StrictSchema
+from server.insurance.schemas import AMOUNT
+from server.schemas import StrictSchema, Whole
 
 
 class DebitRequestSchema(StrictSchema):
     policy_uuid = fields.String(required=True, validate=validate.Length(min=1, max=64))
     psp_uuid = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    amount = fields.String(required=True, validate=DECIMAL)
+    amount = fields.String(required=True, validate=AMOUNT)
 
 
 class ProcessRequestSchema(StrictSchema):
-    otp = fields.String(required=True, validate=validate.Regexp(
-        r"^[0-9]{4,8}$", error="must be the 4-8 digit code the payer received"))
+    otp = fields.String(required=True, validate=Whole(
+        r"[0-9]{4,8}", error="must be the 4-8 digit code the payer received"))
 
 
 REASON = validate.Length(min=3, max=500)

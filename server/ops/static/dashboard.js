@@ -567,10 +567,11 @@
             ? actionButton("Replay", "replay", r)
             : el("span", { class: "muted" }, "not replayable") },
     ], (r) => ({ data: { id: r.id, status: r.status } }));
-    attentionBlock("c2b_needs_review", attention.c2b_needs_review, "No conflicting redeliveries.", [
+    attentionBlock("c2b_needs_review", attention.c2b_needs_review, "No payments to review.", [
       { label: "Received", cell: (r) => when(r.received_at) },
       { label: "TransID", cell: (r) => el("code", {}, r.trans_id) },
       { label: "Amount", cls: "num", cell: (r) => money(r.amount, r.currency) },
+      { label: "Reason", cell: (r) => r.reason },
     ], (r) => ({ data: { transId: r.trans_id } }));
   }
 
@@ -704,6 +705,9 @@
   function start() {
     $("login-form").addEventListener("submit", login);
     $("logout").addEventListener("click", () => {
+      // Revoke the session on the server too; the page signs out whatever it answers.
+      const refresh = sessionStorage.getItem(KEYS.refresh);
+      if (refresh) send("POST", "/auth/logout", { body: { refresh_token: refresh } }).catch(() => {});
       sessionStorage.removeItem(KEYS.user);
       signOut("");
     });

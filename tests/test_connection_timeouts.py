@@ -1,0 +1,87 @@
+"""Connections that stop sending are closed: idle ones and half-sent headers after
+server.idle_timeout_seconds, half-sent bodies after server.body_timeout_seconds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import pytest_asyncio
+
+from support import make_settings
+
+TIMEOUT = 0.3
+# How long a test waits for the gateway to close (a guard, far above TIMEOUT; without
+# the timeouts the gateway keeps the connection for an hour).
+GUARD = 20
+
+
+@pytest_asyncio.fixture
+async def quick(start_gateway_with):
+    return await start_gateway_with(make_settings(
+        server={"idle_timeout_seconds": TIMEOUT, "body_timeout_seconds": TIMEOUT}))
+
+
+async def connect(gateway) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(gateway.settings.server.host, gateway.port)
+
+
+async def closed_by_gateway(reader: asyncio.StreamReader) -> bytes:
+    """Everything the gateway sends until it closes the connection."""
+    return await asyncio.wait_for(reader.read(), GUARD)
+
+
+@pytest.mark.asyncio
+async def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(quick) -> None:
+    reader, writer = await connect(quick)
+    assert await closed_by_gateway(reader) == b""
+    writer.close()
+
+
+@pytest.mark.asyncio
+async def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(quick) -> None:
+    reader, writer = await connect(quick)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+    answer = await closed_by_gateway(reader)
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"status":"ok"}')
+    writer.close()
+
+
+@pytest.mark.asyncio
+async def test_half_sent_headers_are_closed_after_the_idle_timeout(quick) -> None:
+    reader, writer = await connect(quick)
+    writer.write(b"POST /api/v1/auth/token HTTP/1.1\r\nHost: gateway\r\nContent-Ty")
+    assert await closed_by_gateway(reader) == b""
+    writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_half_sent_body_is_closed_after_the_body_timeout(quick) -> None:
+    reader, writer = await connect(quick)
+    writer.write(b"POST /api/v1/auth/token HTTP/1.1\r\nHost: gateway\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                 b'{"username": ')
+    assert await closed_by_gateway(reader) == b""
+    writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_half_sent_chunked_body_is_closed_after_the_body_timeout(quick) -> None:
+    reader, writer = await connect(quick)
+    writer.write(b"POST /api/v1/auth/token HTTP/1.1\r\nHost: gateway\r\n"
+                 b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"d\r\n{\"username\": \r\n")
+    assert await closed_by_gateway(reader) == b""
+    writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_request_sent_in_time_is_answered(quick) -> None:
+    reader, writer = await connect(quick)
+    body = b'{"username": "nobody", "password": "wrong"}'
+    writer.write(b"POST /api/v1/auth/token HTTP/1.1\r\nHost: gateway\r\n"
+                 b"Content-Type: application/json\r\n"
+                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+    answer = await closed_by_gateway(reader)
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    writer.close()

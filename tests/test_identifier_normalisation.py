@@ -1,0 +1,243 @@
+"""Identifiers are normalised once (surrounding whitespace; TransID upper-cased) before
+any uniqueness check or look-up, and then matched whole: a final newline, inner
+whitespace or a control character never makes a second record."""
+
+import json
+
+import pytest
+from marshmallow import ValidationError
+
+from server.auth.repository import UserExists
+from server.errors import Conflict, ValidationFailed
+from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
+from server.psp_api.schemas import PaymentRequestSchema
+from server.psps.schemas import PspCreateSchema
+from server.qmoney.schemas import ProcessRequestSchema
+from server.schemas import Whole
+
+from support import callback_body
+
+TRANS_ID = "RP5878D37Z"
+SAME_TRANS_ID = [f"{TRANS_ID}\n", f" {TRANS_ID.lower()} ", f"{TRANS_ID}\r\n", f"\t{TRANS_ID}"]
+NOT_A_TRANS_ID = ["RP58 78D37Z", "RP5878\x00D37Z", f"{TRANS_ID}\nX", "RP5878D37Z\u200b"]
+JSON = {"Content-Type": "application/json"}
+
+
+async def confirm(http, gateway, **fields: str) -> None:
+    async with http.post(f"{gateway.url}/api/v1/c2b/confirmation/test-callback",
+                         data=json.dumps(callback_body(**fields)), headers=JSON) as answer:
+        assert (answer.status, (await answer.json())["ResultCode"]) == (200, 0)
+
+
+async def kenyan_policy(gateway, chf_id: str = "070707070", amount: str = "1500.00") -> dict:
+    services = gateway.services
+    await services.products.create(ProductCreateSchema().load(
+        {"code": "BASIC-KES", "name": "Basic cover", "price": amount, "currency": "KES"}))
+    await services.insurees.create(InsureeCreateSchema().load(
+        {"chf_id": chf_id, "first_name": "Wanjiru", "last_name": "Kamau"}))
+    return await services.policies.create(PolicyCreateSchema().load(
+        {"chf_id": chf_id, "product_code": "BASIC-KES", "start_date": "2026-01-01"}))
+
+
+# --- TransID ---------------------------------------------------------------------------
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("resent", SAME_TRANS_ID, ids=repr)
+async def test_resent_confirmation_with_another_spelling_of_the_trans_id_is_a_duplicate(
+        http, gateway, store, notifier, resent) -> None:
+    await confirm(http, gateway, TransID=TRANS_ID)
+    await confirm(http, gateway, TransID=resent)
+    [payment] = await store.collection("c2b_payments").find({}).to_list(None)
+    assert payment["trans_id"] == TRANS_ID
+    entries = await store.collection("c2b_inbox").find({}).sort("received_at", 1).to_list(None)
+    assert [entry["status"] for entry in entries] == ["processed", "duplicate"]
+    assert {entry["trans_id"] for entry in entries} == {TRANS_ID}
+    assert len(notifier.sent) == 1
+
+
+@pytest.mark.asyncio
+async def test_first_confirmation_with_a_lower_case_trans_id_is_stored_normalised(
+        http, gateway, store) -> None:
+    await confirm(http, gateway, TransID=f"{TRANS_ID.lower()}\n")
+    await confirm(http, gateway, TransID=TRANS_ID)
+    [payment] = await store.collection("c2b_payments").find({}).to_list(None)
+    assert payment["trans_id"] == TRANS_ID
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("trans_id", NOT_A_TRANS_ID, ids=repr)
+async def test_trans_id_with_inner_whitespace_or_control_characters_is_kept_for_review(
+        http, gateway, store, trans_id) -> None:
+    await confirm(http, gateway, TransID=trans_id)
+    [entry] = await store.collection("c2b_inbox").find({}).to_list(None)
+    assert entry["status"] == "needs_review" and "TransID" in entry["errors"]
+    assert await store.collection("c2b_payments").count_documents({}) == 0
+
+
+@pytest.mark.asyncio
+async def test_validation_normalises_the_trans_id_it_records(http, gateway, store) -> None:
+    async with http.post(f"{gateway.url}/api/v1/c2b/validation/test-callback", headers=JSON,
+                         data=json.dumps(callback_body(TransID=f"{TRANS_ID.lower()}\n"))
+                         ) as answer:
+        assert (await answer.json())["ResultCode"] == "0"
+    entry = await store.collection("c2b_inbox").find_one({})
+    assert entry["trans_id"] == TRANS_ID
+
+
+@pytest.mark.asyncio
+async def test_payment_detail_and_allocation_paths_find_the_normalised_trans_id(
+        http, gateway, operator_headers) -> None:
+    await confirm(http, gateway, TransID=TRANS_ID, BillRefNumber="nobody", TransAmount="1500")
+    policy = await kenyan_policy(gateway)
+    spelt = "%20rp5878d37z%0A"
+    async with http.get(f"{gateway.url}/api/v1/c2b/payments/{spelt}",
+                        headers=operator_headers) as answer:
+        assert answer.status == 200
+        assert (await answer.json())["trans_id"] == TRANS_ID
+    async with http.post(f"{gateway.url}/api/v1/c2b/payments/{spelt}/allocate",
+                         headers=operator_headers,
+                         json={"policy_uuid": policy["_id"], "note": "typed wrongly"}) as answer:
+        assert answer.status == 200
+        assert (await answer.json())["status"] == "settled"
+
+
+# --- insuree numbers, also as the paybill account ------------------------------------
+
+@pytest.mark.asyncio
+async def test_account_number_with_surrounding_whitespace_pays_the_insurees_policy(
+        http, gateway, store) -> None:
+    policy = await kenyan_policy(gateway)
+    await confirm(http, gateway, BillRefNumber=" 070707070\n", TransAmount="1500.00")
+    payment = await store.collection("c2b_payments").find_one({})
+    assert (payment["bill_ref"], payment["status"]) == ("070707070", "settled")
+    assert payment["policy_uuid"] == policy["_id"]
+
+
+@pytest.mark.asyncio
+async def test_account_number_with_an_inner_newline_is_rejected_at_validation(
+        http, gateway) -> None:
+    async with http.post(f"{gateway.url}/api/v1/c2b/validation/test-callback", headers=JSON,
+                         data=json.dumps(callback_body(BillRefNumber="0707\n07070"))) as answer:
+        assert (await answer.json())["ResultCode"] == "C2B00012"
+
+
+@pytest.mark.asyncio
+async def test_insuree_number_with_a_final_newline_is_the_same_insuree(gateway) -> None:
+    insurees = gateway.services.insurees
+    created = await insurees.create(InsureeCreateSchema().load(
+        {"chf_id": " 070707070\n", "first_name": "Awa", "last_name": "Jallow"}))
+    assert created["chf_id"] == "070707070"
+    with pytest.raises(Conflict) as caught:
+        await insurees.create(InsureeCreateSchema().load(
+            {"chf_id": "070707070\n", "first_name": "Awa", "last_name": "Jallow"}))
+    assert caught.value.code == "insuree_exists"
+    assert (await insurees.get("070707070\n"))["_id"] == created["_id"]
+
+
+@pytest.mark.parametrize("chf_id", ["0707 07070", "0707\x0007070", "07070707a", ""], ids=repr)
+def test_insuree_number_with_inner_whitespace_or_other_characters_is_refused(chf_id) -> None:
+    with pytest.raises(ValidationError) as caught:
+        InsureeCreateSchema().load({"chf_id": chf_id, "first_name": "A", "last_name": "B"})
+    assert "chf_id" in caught.value.messages
+
+
+# --- provider API ----------------------------------------------------------------------
+
+async def provider(http, gateway) -> dict[str, str]:
+    services = gateway.services
+    await services.products.create(ProductCreateSchema().load(
+        {"code": "BASIC-GMD", "name": "Basic cover", "price": "500.00", "currency": "GMD"}))
+    await services.auth.create_user("afri", "afri-password", "psp")
+    await services.psps.create(PspCreateSchema().load({
+        "name": "Afrimoney", "kind": "external", "account": "A", "currency": "GMD",
+        "is_external_api": True, "username": " afri\n"}))
+    async with http.post(f"{gateway.url}/api/v1/auth/token",
+                         json={"username": "afri\n", "password": "afri-password"}) as answer:
+        assert answer.status == 200
+        return {"Authorization": f"Bearer {(await answer.json())['access_token']}"}
+
+
+@pytest.mark.asyncio
+async def test_provider_payment_resent_with_a_padded_psp_transaction_id_is_a_replay(
+        http, gateway, store) -> None:
+    headers = await provider(http, gateway)
+    services = gateway.services
+    await services.insurees.create(InsureeCreateSchema().load(
+        {"chf_id": "060606060", "first_name": "Fatou", "last_name": "Ceesay"}))
+    policy = await services.policies.create(PolicyCreateSchema().load(
+        {"chf_id": "060606060", "product_code": "BASIC-GMD", "start_date": "2026-01-01"}))
+    answers = []
+    for reference, chf_id in (("AFR-0001", "060606060"), ("AFR-0001\n", " 060606060"),
+                              (" AFR-0001 ", "060606060\n")):
+        body = {"chf_id": chf_id, "amount": "500.00", "psp_transaction_id": reference,
+                "policy": {"token": policy["payment_token"], "product_code": "BASIC-GMD",
+                           "product_name": "Basic cover"}}
+        async with http.post(f"{gateway.url}/api/v1/payments", json=body,
+                             headers=headers) as answer:
+            answers.append((answer.status, (await answer.json())["payment_id"]))
+    assert [status for status, _ in answers] == [201, 200, 200]
+    assert len({payment_id for _, payment_id in answers}) == 1
+    assert await store.collection("transactions").count_documents({}) == 1
+
+
+@pytest.mark.asyncio
+async def test_provider_look_up_finds_an_insuree_number_with_surrounding_whitespace(
+        http, gateway) -> None:
+    headers = await provider(http, gateway)
+    await gateway.services.insurees.create(InsureeCreateSchema().load(
+        {"chf_id": "060606060", "first_name": "Fatou", "last_name": "Ceesay"}))
+    async with http.get(f"{gateway.url}/api/v1/insurees/%20060606060%0A/policies",
+                        headers=headers) as answer:
+        assert answer.status == 200
+        assert (await answer.json())["chf_id"] == "060606060"
+
+
+def test_psp_transaction_id_with_inner_whitespace_is_refused() -> None:
+    body = {"chf_id": "060606060", "amount": "500.00", "psp_transaction_id": "AFR 0001",
+            "policy": {"token": "t", "product_code": "P", "product_name": "N"}}
+    with pytest.raises(ValidationError) as caught:
+        PaymentRequestSchema().load(body)
+    assert "psp_transaction_id" in caught.value.messages
+
+
+# --- usernames -------------------------------------------------------------------------
+
+@pytest.mark.asyncio
+async def test_username_with_a_final_newline_is_the_same_user(gateway) -> None:
+    auth = gateway.services.auth
+    await auth.create_user("olga\n", "olga-password", "operator")
+    with pytest.raises(UserExists):
+        await auth.create_user(" olga", "other-password", "operator")
+    assert (await auth.login("olga", "olga-password")).access_token
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("username", ["ol ga", "ol\x00ga", "ol\nga", ""], ids=repr)
+async def test_username_with_inner_whitespace_or_control_characters_is_refused(
+        gateway, username) -> None:
+    with pytest.raises(ValidationFailed):
+        await gateway.services.auth.create_user(username, "olga-password", "operator")
+
+
+# --- other patterns are matched whole too ----------------------------------------------
+
+@pytest.mark.parametrize("value", ["1234\n", "12345\n", "1234\r\n"], ids=repr)
+def test_otp_with_a_final_newline_is_refused(value) -> None:
+    with pytest.raises(ValidationError):
+        ProcessRequestSchema().load({"otp": value})
+
+
+@pytest.mark.parametrize(("pattern", "value"), [
+    (r"[0-9]{1,3}", "12\n"), (r"[0-9]{1,3}", "x12"), (r"[0-9]{1,3}", "12x")], ids=repr)
+def test_whole_pattern_refuses_anything_around_the_match(pattern, value) -> None:
+    with pytest.raises(ValidationError):
+        Whole(pattern, error="no")(value)
+
+
+def test_product_code_with_a_final_newline_is_the_same_code() -> None:
+    loaded = ProductCreateSchema().load(
+        {"code": "BASIC-KES\n", "name": "Basic", "price": "1.00", "currency": "KES"})
+    assert loaded["code"] == "BASIC-KES"
+    with pytest.raises(ValidationError):
+        ProductCreateSchema().load({"code": "BASIC KES", "name": "Basic", "price": "1.00",
+                                    "currency": "KES"})
