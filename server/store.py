@@ -21,6 +21,7 @@ log = logging.getLogger("gateway.store")
 IndexSpec = tuple[str, list[tuple[str, int]], dict[str, Any]]
 # The option that makes an index a TTL index: documents expire this long after its field.
 EXPIRY = "expireAfterSeconds"
+INDEX_NOT_FOUND = 27     # MongoDB's error code when a dropped index is not there
 
 
 def expiring_index(collection: str, field: str, days: int) -> IndexSpec:
@@ -80,7 +81,11 @@ class Store:
             how = "collMod"
         except (NotImplementedError, OperationFailure) as err:
             how = f"rebuilt_after_{err.__class__.__name__}"
-            await self.db[collection].drop_index(name)
+            try:
+                await self.db[collection].drop_index(name)
+            except OperationFailure as gone:    # another process dropped it first
+                if gone.code != INDEX_NOT_FOUND:
+                    raise
             await self.db[collection].create_index(keys, **options)
         log.info("index_expiry_changed collection=%s index=%s seconds=%s how=%s",
                  collection, name, seconds, how)

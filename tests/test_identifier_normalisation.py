@@ -241,3 +241,14 @@ def test_product_code_with_a_final_newline_is_the_same_code() -> None:
     with pytest.raises(ValidationError):
         ProductCreateSchema().load({"code": "BASIC KES", "name": "Basic", "price": "1.00",
                                     "currency": "KES"})
+
+
+@pytest.mark.asyncio
+async def test_an_account_named_before_the_username_rule_can_still_log_in(gateway, http
+                                                                          ) -> None:
+    await gateway.services.auth.users.create(
+        "jane doe", await gateway.services.auth.passwords.hash("jane-password"), "operator",
+        gateway.services.auth.clock.now())
+    async with http.post(f"{gateway.url}/api/v1/auth/token",
+                         json={"username": " jane doe\n", "password": "jane-password"}) as answer:
+        assert answer.status == 200

@@ -9,7 +9,7 @@ from datetime import timedelta
 import aiohttp
 import pytest
 
-from server.auth import passwords
+from server.auth import passwords, throttle
 from server.runtime import Gateway
 
 from support import make_settings
@@ -176,3 +176,45 @@ async def test_refusals_are_counted_and_logged_without_the_password(http, start_
     assert len(lines) == 6
     assert lines[-1] == 'login_refused reason=throttled_user username="olga" source=127.0.0.1'
     assert "Secret-Guess-1234" not in caplog.text
+
+
+class NeverAnswering:
+    """Password checks that never finish, as when the gateway stops mid-login."""
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_login_gives_its_reserved_checks_back(start_gateway_with) -> None:
+    gateway = await start_gateway_with(make_settings(auth=LIMITS))
+    auth = gateway.services.auth
+    real_passwords, auth.passwords = auth.passwords, NeverAnswering()
+    cut = [asyncio.create_task(auth.login("olga", "olga-password", "203.0.113.5"))
+           for _ in range(5)]
+    await asyncio.sleep(0.2)
+    for task in cut:
+        task.cancel()
+    await asyncio.gather(*cut, return_exceptions=True)
+    auth.passwords = real_passwords
+    await auth.create_user("olga", "olga-password", "operator")
+    assert (await auth.login("olga", "olga-password", "203.0.113.5")).access_token
+
+
+def test_an_ipv6_caller_is_counted_by_its_64() -> None:
+    assert throttle.address_key("2001:db8:1:2::7") == throttle.address_key("2001:db8:1:2:ffff::1")
+    assert throttle.address_key("2001:db8:1:2::7") == "2001:db8:1:2::/64"
+    assert throttle.address_key("2001:db8:1:3::7") != throttle.address_key("2001:db8:1:2::7")
+    assert throttle.address_key("203.0.113.5") == "203.0.113.5"
+
+
+@pytest.mark.asyncio
+async def test_failures_from_one_ipv6_64_are_counted_together(http, start_gateway_with) -> None:
+    gateway = await start_gateway_with(make_settings(
+        server={"trusted_proxies": ("127.0.0.1",)},
+        auth={"login_max_failures_per_user": 5, "login_max_failures_per_address": 2}))
+    answers = [(await log_in(http, gateway, f"user-{n}", "wrong",
+                             {"X-Forwarded-For": f"2001:db8:1:2::{n + 1}"}))[0]
+               for n in range(3)]
+    assert answers == [401, 401, 429]

@@ -122,3 +122,29 @@ async def test_a_server_with_collmod_changes_the_expiry_in_place() -> None:
     server.calls.clear()
     await store.ensure_indexes(indexes(make_settings(retention={"audit_days": 10})))
     assert [call for call in server.calls if call[0] != "create"] == []
+
+
+class ServerWithoutCollMod(ServerIndexes):
+    """An older server (or a user without the collMod right), where another gateway
+    process drops the index just before this one does."""
+
+    async def command(self, document: dict) -> dict:
+        raise OperationFailure("not authorized on gateway to execute command", code=13)
+
+    def __getitem__(self, name: str) -> "CollectionIndexes":
+        return DroppedFirstByAnother(self, name)
+
+
+class DroppedFirstByAnother(CollectionIndexes):
+    async def drop_index(self, name: str) -> None:
+        del self.present[name]                    # the other process's drop
+        raise OperationFailure(f"index not found with name [{name}]", code=27)
+
+
+@pytest.mark.asyncio
+async def test_a_rebuild_tolerates_another_process_dropping_the_index_first() -> None:
+    server = ServerWithoutCollMod()
+    store = Store({"gateway": server}, "gateway", in_memory=False)
+    await store.ensure_indexes(indexes(make_settings()))
+    await store.ensure_indexes(indexes(make_settings(retention={"audit_days": 10})))
+    assert (await server["psp_audit"].index_information())["at_1"][EXPIRY] == 10 * DAY

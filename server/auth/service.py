@@ -56,7 +56,7 @@ class AuthService:
             user = await self.users.find(username)
             password_hash = user["password_hash"] if user else None
             matches = await self.passwords.verify(password_hash, password)
-        except Exception:
+        except BaseException:       # cancelled too (shutdown): give the reserved checks back
             await self.throttle.release(username, source)
             raise
         if not matches or not user or not user["active"]:

@@ -9,6 +9,7 @@ keeps its count. Unknown usernames are counted exactly like known ones."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -79,7 +80,7 @@ class LoginThrottle:
     def _keys(self, username: str, source: str | None) -> list[_Key]:
         keys = [_Key(f"user:{username}", "user", self.per_user)]
         if source is not None:
-            keys.append(_Key(f"address:{source}", "address", self.per_address))
+            keys.append(_Key(f"address:{address_key(source)}", "address", self.per_address))
         return keys
 
     async def _retry_after(self, key: str, now: datetime) -> int:
@@ -93,3 +94,16 @@ class LoginThrottle:
 def lock_after(failures_past_limit: int) -> timedelta:
     """The lock after the failure that reaches the limit (0) and each one past it."""
     return min(LONGEST_LOCK, FIRST_LOCK * 2 ** min(failures_past_limit, 16))
+
+
+def address_key(source: str) -> str:
+    """The address a failure counts against: an IPv6 caller by its /64 (one subscriber
+    usually holds a whole /64, so counting single addresses would not hold), IPv4 as it
+    is."""
+    try:
+        address = ipaddress.ip_address(source)
+    except ValueError:
+        return source
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
