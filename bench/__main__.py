@@ -117,10 +117,12 @@ def row(name: str, concurrency: int, figures: dict[str, Any]) -> str:
             f"{figures['p95']:.1f} | {figures['p99']:.1f} |")
 
 
-def peak_rss_mib(pid: int) -> float:
+def peak_rss_mib(pid: int, field: str = "VmHWM") -> float:
+    """A memory figure of /proc/<pid>/status in MiB: the peak resident size (VmHWM), or
+    e.g. VmRSS, resident now."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 

@@ -20,9 +20,9 @@ import aiohttp
 import bson
 
 from server.config import load_settings
+from server.psp_api.repository import AUDIT
 from server.runtime import start_gateway
 
-AUDIT = "psp_audit"
 CONCURRENCY = 50
 AUDIT_WAIT_POLLS = 1200
 

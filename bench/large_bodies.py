@@ -17,19 +17,10 @@ import time
 
 import aiohttp
 
-from bench.__main__ import target
+from bench.__main__ import peak_rss_mib, target
 
 # How often the gateway's RSS is read while the bodies are sent.
 SAMPLE_SECONDS = 0.005
-
-
-def memory_mib(pid: int, field: str) -> float:
-    """A memory figure of /proc/<pid>/status (VmRSS: resident now), in MiB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} for {pid}")
 
 
 async def send_at_once(urls: list[str], body: bytes) -> tuple[collections.Counter, float]:
@@ -57,11 +48,11 @@ async def run(clients: int, body_mb: int) -> None:
         secret = gateway.info["callback_secret"]
         urls = [f"{url}/api/v1/auth/token" if number % 2 else
                 f"{url}/api/v1/c2b/confirmation/{secret}" for number in range(clients)]
-        at_rest = memory_mib(gateway.pid, "VmRSS")
+        at_rest = peak_rss_mib(gateway.pid, "VmRSS")
         highest = at_rest
         sending = asyncio.ensure_future(send_at_once(urls, body))
         while not sending.done():
-            highest = max(highest, memory_mib(gateway.pid, "VmRSS"))
+            highest = max(highest, peak_rss_mib(gateway.pid, "VmRSS"))
             await asyncio.sleep(SAMPLE_SECONDS)
         statuses, seconds = sending.result()
     answers = ", ".join(f"{count} x {status}" for status, count in sorted(statuses.items()))

@@ -250,8 +250,7 @@ async def run_register_urls(args: argparse.Namespace) -> int:
 
 async def run_create_user(args: argparse.Namespace) -> int:
     settings = load_settings()
-    _require(settings.store.uri != "memory://",
-             "store.uri: create-user needs a persistent MongoDB store (set GATEWAY_STORE_URI)")
+    _require_mongodb(settings, "create-user")
     store = await _reachable_store(settings)
     try:
         password = _read_password(args.password_stdin)
@@ -272,8 +271,7 @@ async def run_create_user(args: argparse.Namespace) -> int:
 
 async def run_create_psp(args: argparse.Namespace) -> int:
     settings = load_settings()
-    _require(settings.store.uri != "memory://",
-             "store.uri: create-psp needs a persistent MongoDB store (set GATEWAY_STORE_URI)")
+    _require_mongodb(settings, "create-psp")
     data = {"name": args.name, "kind": args.kind, "account": args.account,
             "currency": args.currency, "is_external_api": args.external_api,
             "username": args.username, "active": True,
@@ -299,8 +297,7 @@ async def run_create_psp(args: argparse.Namespace) -> int:
 
 async def run_replay_inbox(args: argparse.Namespace) -> int:
     settings = load_settings()
-    _require(settings.store.uri != "memory://",
-             "store.uri: replay-inbox needs a persistent MongoDB store (set GATEWAY_STORE_URI)")
+    _require_mongodb(settings, "replay-inbox")
     store = await _reachable_store(settings)
     try:
         services = _services(settings, store)
@@ -353,6 +350,11 @@ def _services(settings: Settings, store: Store) -> Services:
 def _report_progress(done: int, total: int) -> None:
     if done == total or done % 100 == 0:
         print(f"  {done}/{total} processed", file=sys.stderr, flush=True)
+
+
+def _require_mongodb(settings: Settings, command: str) -> None:
+    _require(settings.store.uri != "memory://",
+             f"store.uri: {command} needs a persistent MongoDB store (set GATEWAY_STORE_URI)")
 
 
 def _require(condition: object, message: str) -> None:

@@ -18,6 +18,8 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _finite(text: str) -> float:
+    """A JSON number with a fraction or exponent. Never money: amounts are decimal
+    strings on the wire, and their schemas refuse numbers."""
     number = float(text)
     if not math.isfinite(number):
         raise ValueError("number out of range")

@@ -8,8 +8,6 @@ import logging
 import socket
 from dataclasses import dataclass
 
-from tornado.netutil import bind_sockets
-
 from server.app import INTERNAL_ROUTES, make_app, public_routes
 from server.clock import Clock
 from server.config import Settings
@@ -24,6 +22,7 @@ from server.services import (
     indexes,
     open_providers,
 )
+from server.startup import listen
 from server.store import Store, open_store
 
 log = logging.getLogger("gateway")
@@ -101,10 +100,10 @@ async def start_gateway(settings: Settings, *, store: Store | None = None,
     if settled:
         log.warning("settlements_completed_at_start count=%s", settled)
     if sockets is None:
-        sockets = bind_sockets(settings.server.port if port is None else port,
-                               settings.server.host)
+        sockets = listen(settings.server.host, settings.server.port if port is None else port)
     if internal_sockets is None and settings.server.internal_port:
-        internal_sockets = bind_sockets(settings.server.internal_port, settings.server.host)
+        internal_sockets = listen(settings.server.host, settings.server.internal_port,
+                                  "the internal listener")
     internal = None
     if internal_sockets is not None:
         internal = GatewayHTTPServer(make_app(settings, services, INTERNAL_ROUTES),

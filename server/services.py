@@ -57,7 +57,7 @@ INDEXES: list[IndexSpec] = [*auth_repository.INDEXES, *c2b_repository.INDEXES,
 def indexes(settings: Settings) -> list[IndexSpec]:
     """Every index, with the retention (TTL) indexes whose expiry comes from the settings."""
     retention = settings.retention
-    return [*INDEXES, psp_api_repository.retention_index(retention.audit_days),
+    return [*INDEXES, expiring_index(psp_api_repository.AUDIT, "at", retention.audit_days),
             expiring_index(PROVIDER_CALLS, "at", retention.provider_calls_days)]
 
 

@@ -23,12 +23,11 @@ from server.insurance.repository import IDLE, InsureeRepository
 from server.insurance.service import PolicyService
 from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
 from server.money import format_amount
-from server.mpesa.repository import C2BPaymentRepository
+from server.mpesa.repository import ALLOCATING, HELD, SETTLED, UNMATCHED, C2BPaymentRepository
 
 log = logging.getLogger("gateway.c2b")
 
 CHANNEL = "mpesa_c2b"
-ALLOCATING, SETTLED, UNMATCHED, HELD = "allocating", "settled", "unmatched", "held"
 SHORTCODE_NOT_SERVED = "shortcode_not_served"
 # Transaction ids are derived from (TransID, policy): a re-run finds its own transaction.
 _TRANSACTION_IDS = uuid.UUID("5f1c9a3e-8a57-4c0e-9d0b-6c1b2f7f4e21")

@@ -30,6 +30,10 @@ INDEXES: list[IndexSpec] = [
 RECEIVED, PROCESSED, DUPLICATE, CONFLICT, NEEDS_REVIEW, FAILED = (
     "received", "processed", "duplicate", "conflict", "needs_review", "failed")
 REPLAYABLE = (RECEIVED, FAILED)
+# What a C2B payment can be: being applied to a policy, applied, waiting for an operator,
+# or held (paid to a shortcode this gateway does not serve; never applied).
+ALLOCATING, SETTLED, UNMATCHED, HELD = "allocating", "settled", "unmatched", "held"
+PAYMENT_STATUSES = (ALLOCATING, SETTLED, UNMATCHED, HELD)
 
 
 class InsertOutcome(enum.Enum):

@@ -33,9 +33,12 @@ class ValidationRules:
     currency: str
     shortcodes: frozenset[str]
 
+    def serves(self, shortcode: str) -> bool:
+        return shortcode in self.shortcodes
+
     def check(self, callback: C2BCallback) -> str | None:
         """The C2B0001x code to reject with, or None to accept."""
-        if callback.shortcode not in self.shortcodes:
+        if not self.serves(callback.shortcode):
             return INVALID_SHORTCODE
         try:
             amount = parse_amount(callback.trans_amount, self.currency)

@@ -11,9 +11,9 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 
 from server.identifiers import SHORTCODE, TRANS_ID
 from server.money import format_amount
+from server.mpesa.repository import PAYMENT_STATUSES
 from server.schemas import IdentifierField, PageQuerySchema, StrictSchema, shared
 
-PAYMENT_STATUSES = ("allocating", "settled", "unmatched", "held")
 NAIROBI = timezone(timedelta(hours=3), "EAT")
 
 

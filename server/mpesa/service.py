@@ -17,7 +17,7 @@ from server.errors import Conflict, NotFound
 from server.identifiers import TRANS_ID
 from server.money import AmountError, format_amount, parse_amount
 from server.mpesa import repository as repo
-from server.mpesa.allocation import HELD, SHORTCODE_NOT_SERVED, Allocation
+from server.mpesa.allocation import SHORTCODE_NOT_SERVED, Allocation
 from server.mpesa.repository import C2BPaymentRepository, InboxRepository, InsertOutcome
 from server.mpesa.rules import (
     ACCEPTED,
@@ -207,12 +207,12 @@ class C2BService:
             self._count("confirmation", repo.NEEDS_REVIEW)
             return repo.NEEDS_REVIEW
         payment = self._payment_document(callback, amount, entry_id, received_at)
-        if callback.shortcode in self.rules.shortcodes:
+        if self.rules.serves(callback.shortcode):
             payment.update(await self.allocation.first_state(payment))
         else:   # the money moved, but not to us: kept, never applied to a policy
             payment.update(self.allocation.held_state(entry_id, SHORTCODE_NOT_SERVED))
         outcome, stored = await self.payments.insert_once(payment)
-        if outcome is InsertOutcome.NEW and stored["status"] != HELD:
+        if outcome is InsertOutcome.NEW and stored["status"] != repo.HELD:
             await self._notify(stored)      # before the mark: a replay will not notify again
         if outcome is InsertOutcome.NEW or stored["inbox_id"] == entry_id:
             await self.allocation.auto(stored)

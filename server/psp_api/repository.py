@@ -6,15 +6,10 @@ from typing import Any
 
 from pymongo import DESCENDING
 
-from server.store import IndexSpec, Store, expiring_index
+from server.store import IndexSpec, Store
 
 AUDIT = "psp_audit"
 INDEXES: list[IndexSpec] = [(AUDIT, [("psp_uuid", 1), ("at", DESCENDING)], {})]
-
-
-def retention_index(days: int) -> IndexSpec:
-    """A TTL index: an audit record is deleted `days` after it was written."""
-    return expiring_index(AUDIT, "at", days)
 
 
 class AuditRepository:
