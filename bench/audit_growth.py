@@ -19,9 +19,9 @@ from dataclasses import replace
 import aiohttp
 import bson
 
-from server.config import load_settings
 from server.psp_api.repository import AUDIT
-from server.runtime import start_gateway
+from server.startup.config import load_settings
+from server.startup.runtime import start_gateway
 
 CONCURRENCY = 50
 AUDIT_WAIT_POLLS = 1200

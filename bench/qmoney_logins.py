@@ -18,11 +18,11 @@ from datetime import date
 
 import aiohttp
 
-from server.config import load_settings
-from server.demo import PRODUCTS
 from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
 from server.psps.schemas import PspCreateSchema
-from server.runtime import start_gateway
+from server.sandbox.demo import PRODUCTS
+from server.startup.config import load_settings
+from server.startup.runtime import start_gateway
 from simulators.qmoney import QmoneySimSettings, QmoneySimulator
 
 EXPIRIES = ("3600", "-1")

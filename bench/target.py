@@ -25,11 +25,11 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
-from server.config import load_settings
-from server.demo import PRODUCTS
 from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
 from server.psps.schemas import PspCreateSchema
-from server.runtime import start_gateway
+from server.sandbox.demo import PRODUCTS
+from server.startup.config import load_settings
+from server.startup.runtime import start_gateway
 
 
 class BareHandler(RequestHandler):

@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from server.config import Settings
-from server.notifications import RecordingNotifier
-from server.runtime import Gateway, start_gateway
-from server.services import INDEXES
-from server.store import Store, open_store
+from server.integrations.notifications import RecordingNotifier
+from server.kernel.store import Store, open_store
+from server.startup.config import Settings
+from server.startup.runtime import Gateway, start_gateway
+from server.startup.services import INDEXES
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
 
 from support import SUMMARY_LINES, make_settings

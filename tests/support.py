@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
-from server.config import Settings, load_settings
 from server.mpesa.repository import C2BPaymentRepository
+from server.startup.config import Settings, load_settings
 
 TEST_ENV = {
     "GATEWAY_AUTH_JWT_SECRET": "test-only-jwt-secret-of-at-least-32-chars",

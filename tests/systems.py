@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest_asyncio
 
-from server.clock import Clock
+from server.kernel.clock import Clock
 from server.mpesa.client import DarajaClient
 from server.mpesa.registration import register_callback_urls
 from simulators.qmoney import QmoneySimSettings, QmoneySimulator

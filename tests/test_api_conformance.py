@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from server.ops.openapi import OPERATIONS, openapi_spec
-from server.sandbox import Sandbox, start_sandbox
+from server.sandbox.environment import Sandbox, start_sandbox
 
 from support import LoopThread, report_in_summary
 

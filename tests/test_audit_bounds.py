@@ -10,8 +10,8 @@ import bson
 import pytest
 import pytest_asyncio
 
-from server.clock import Clock
-from server.providers import CallLog, ProviderRejected
+from server.integrations.transport import CallLog, ProviderRejected
+from server.kernel.clock import Clock
 from server.psp_api.audit import EXCERPT_BYTES, PATH_CHARS, excerpt
 from server.psps.schemas import PspCreateSchema
 

@@ -7,7 +7,7 @@ import jwt
 import pytest
 import pytest_asyncio
 
-from server.runtime import Gateway
+from server.startup.runtime import Gateway
 
 SECRET = "test-only-jwt-secret-of-at-least-32-chars"
 

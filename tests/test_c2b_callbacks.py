@@ -6,8 +6,8 @@ import json
 import aiohttp
 import pytest
 
-from server.runtime import Gateway
-from server.store import Store
+from server.kernel.store import Store
+from server.startup.runtime import Gateway
 
 from support import callback_body, make_settings
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
-from server.clock import Clock
+from server.integrations.notifications import RecordingNotifier
+from server.kernel.clock import Clock
 from server.mpesa.repository import InboxRepository
 from server.mpesa.service import C2BService, InboxUnavailable
-from server.notifications import RecordingNotifier
-from server.services import build_services
+from server.startup.services import build_services
 
 from support import FailingPayments, callback_body, make_settings
 

@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from server.logs import configure, redact
+from server.kernel.logs import configure, redact
 
 from support import callback_body, make_settings
 

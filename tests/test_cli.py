@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from server.auth.passwords import verify_password
-from server.store import open_store
+from server.kernel.store import open_store
 
 from support import TEST_ENV, callback_body, run_py
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import main
-from server.config import ConfigError, load_settings
+from server.startup.cli import main
+from server.startup.config import ConfigError, load_settings
 
 SECRETS = {"GATEWAY_AUTH_JWT_SECRET": "x" * 40, "GATEWAY_C2B_CALLBACK_SECRET": "callback-path",
            "GATEWAY_SECURITY_PIN_KEY": "dGVzdC1vbmx5LXBpbi1rZXktMzItYnl0ZXMtbG9uZyE="}

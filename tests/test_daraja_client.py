@@ -8,9 +8,13 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from server.clock import Clock
+from server.integrations.transport import (
+    ProviderOutcomeUnknown,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from server.kernel.clock import Clock
 from server.mpesa.client import DarajaClient
-from server.providers import ProviderOutcomeUnknown, ProviderRejected, ProviderUnavailable
 from simulators.daraja import DarajaSimulator
 
 URLS = ("http://127.0.0.1:9/api/v1/c2b/confirmation/abcdefgh",

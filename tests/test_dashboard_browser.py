@@ -18,13 +18,13 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
-from server.demo_history import PastClock
+from server.integrations.notifications import LogNotifier
 from server.ledger import states
-from server.notifications import LogNotifier
 from server.ops.dashboard import STUCK_AFTER
 from server.ops.dashboard_page import STATIC_DIR
-from server.sandbox import Sandbox, simulate_paybill_payment, start_sandbox
-from server.services import build_services
+from server.sandbox.demo_history import PastClock
+from server.sandbox.environment import Sandbox, simulate_paybill_payment, start_sandbox
+from server.startup.services import build_services
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",

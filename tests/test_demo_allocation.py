@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from server.money import format_amount
-from server.sandbox import (
+from server.kernel.money import format_amount
+from server.sandbox.environment import (
     MISTYPED_ACCOUNT,
     MISTYPED_FOR,
     allocation_walkthrough,

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from server.sandbox import start_sandbox
+from server.sandbox.environment import start_sandbox
 
 
 @pytest.mark.asyncio

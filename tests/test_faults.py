@@ -14,10 +14,10 @@ import socket
 import aiohttp
 import pytest
 
-from server.clock import Clock
+from server.integrations.transport import ProviderOutcomeUnknown, ProviderUnavailable
+from server.kernel.clock import Clock
 from server.mpesa.client import DarajaClient
 from server.mpesa.registration import register_callback_urls
-from server.providers import ProviderOutcomeUnknown, ProviderUnavailable
 
 from support import callback_body
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
 from server.psps.schemas import PspCreateSchema
-from server.runtime import start_gateway
+from server.startup.runtime import start_gateway
 
 from support import LoopThread, callback_body, make_settings
 

@@ -8,12 +8,12 @@ import pytest
 from marshmallow import ValidationError
 
 from server.auth.repository import UserExists
-from server.errors import Conflict, ValidationFailed
 from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
+from server.kernel.errors import Conflict, ValidationFailed
+from server.kernel.schemas import Whole
 from server.psp_api.schemas import PaymentRequestSchema
 from server.psps.schemas import PspCreateSchema
 from server.qmoney.schemas import ProcessRequestSchema
-from server.schemas import Whole
 
 from support import callback_body
 

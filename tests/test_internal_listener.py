@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from tornado.netutil import bind_sockets
 
-from server.runtime import start_gateway
+from server.startup.runtime import start_gateway
 
 from support import TEST_ENV, make_settings
 

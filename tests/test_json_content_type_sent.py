@@ -6,7 +6,7 @@ import re
 import pytest
 from aiohttp import web
 
-from server.sandbox import (
+from server.sandbox.environment import (
     NothingPaid,
     allocation_walkthrough,
     c2b_walkthrough,

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from server.auth import passwords, throttle
-from server.runtime import Gateway
+from server.startup.runtime import Gateway
 
 from support import make_settings
 from systems import ManualClock

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.money import AmountError, format_amount, parse_amount
+from server.kernel.money import AmountError, format_amount, parse_amount
 
 
 @pytest.mark.parametrize(("text", "minor"), [

@@ -14,8 +14,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 from tornado.web import RequestHandler
 
-from server.admin import CollectionHandler, ItemHandler
-from server.app import ROUTES
+from server.api.admin import CollectionHandler, ItemHandler
+from server.api.app import ROUTES
 from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
 from server.ops.openapi import OPERATIONS, SpecOutOfDate, build_spec, openapi_spec
 from server.psps.schemas import PspCreateSchema

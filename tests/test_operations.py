@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.logs import JsonFormatter
+from server.kernel.logs import JsonFormatter
+from server.kernel.store import open_store
 from server.ops.health import readiness_problem
-from server.services import INDEXES
-from server.store import open_store
+from server.startup.services import INDEXES
 
 from support import callback_body, make_settings
 

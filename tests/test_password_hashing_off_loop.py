@@ -14,7 +14,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from server.auth import passwords
-from server.runtime import Gateway, start_gateway
+from server.startup.runtime import Gateway, start_gateway
 
 from support import make_settings
 

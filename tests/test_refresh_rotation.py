@@ -12,7 +12,7 @@ import jwt
 import pytest
 import pytest_asyncio
 
-from server.runtime import Gateway
+from server.startup.runtime import Gateway
 
 from support import TEST_ENV
 

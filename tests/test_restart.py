@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from server.clock import Clock
+from server.kernel.clock import Clock
+from server.kernel.store import open_store
 from server.mpesa.client import DarajaClient
-from server.store import open_store
 
 from support import TEST_ENV
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 import pytest
 from pymongo.errors import OperationFailure
 
-from server.services import indexes
-from server.store import EXPIRY, Store
+from server.kernel.store import EXPIRY, Store
+from server.startup.services import indexes
 
 from support import make_settings
 

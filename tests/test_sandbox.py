@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from server.sandbox import (
+from server.sandbox.environment import (
     c2b_walkthrough,
     provider_walkthrough,
     qmoney_walkthrough,

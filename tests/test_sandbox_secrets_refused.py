@@ -2,7 +2,7 @@
 
 import pytest
 
-from server.config import SANDBOX_SECRETS, ConfigError, load_settings
+from server.startup.config import SANDBOX_SECRETS, ConfigError, load_settings
 
 from support import TEST_ENV, run_py
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.config import ConfigError, load_settings
+from server.startup.config import ConfigError, load_settings
 
 from support import TEST_ENV
 

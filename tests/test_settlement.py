@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
-from server.clock import Clock
 from server.insurance.repository import ACTIVE, IDLE, PolicyRepository
+from server.kernel.clock import Clock
 from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
 from server.ledger.repository import PremiumRepository, TransactionRepository
 from server.ledger.settlement import Settlement

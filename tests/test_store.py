@@ -1,6 +1,6 @@
 import pytest
 
-from server.services import INDEXES
+from server.startup.services import INDEXES
 
 
 @pytest.mark.asyncio

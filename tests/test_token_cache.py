@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.providers import CachedToken, TokenCache
+from server.integrations.transport import CachedToken, TokenCache
 
 
 class ManualClock:

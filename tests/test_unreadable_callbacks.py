@@ -7,10 +7,10 @@ import json
 import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
-from server.clock import Clock
+from server.integrations.notifications import RecordingNotifier
+from server.kernel.clock import Clock
 from server.mpesa.repository import InboxRepository
-from server.notifications import RecordingNotifier
-from server.services import build_services
+from server.startup.services import build_services
 
 from support import callback_body, make_settings
 

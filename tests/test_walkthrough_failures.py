@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from server.sandbox import (
+from server.sandbox.environment import (
     NothingPaid,
     daraja_client,
     provider_walkthrough,

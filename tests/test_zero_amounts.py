@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import pytest
 import pytest_asyncio
 
-from server.clock import Clock
-from server.errors import ValidationFailed
 from server.insurance.repository import IDLE, PolicyRepository
+from server.kernel.clock import Clock
+from server.kernel.errors import ValidationFailed
+from server.kernel.money import AmountNotPositive, parse_positive_amount
 from server.ledger.repository import PremiumRepository, TransactionRepository
 from server.ledger.settlement import Settlement
-from server.money import AmountNotPositive, parse_positive_amount
 from server.psps.schemas import PspCreateSchema
 
 from support import callback_body

@@ -15,7 +15,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from server.store import IndexSpec, Store
+from server.kernel.store import IndexSpec, Store
 
 COLLECTION = "login_attempts"
 INDEXES: list[IndexSpec] = [(COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0})]

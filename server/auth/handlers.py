@@ -8,7 +8,7 @@ from server.auth.schemas import (
     TokenRequestSchema,
     TokenResponseSchema,
 )
-from server.web import BaseHandler
+from server.web.handler import BaseHandler
 
 
 class TokenHandler(BaseHandler):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from server.store import IndexSpec, Store
+from server.kernel.store import IndexSpec, Store
 
 COLLECTION = "refresh_tokens"
 INDEXES: list[IndexSpec] = [

@@ -7,7 +7,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from server.store import IndexSpec, Store
+from server.kernel.store import IndexSpec, Store
 
 COLLECTION = "users"
 INDEXES: list[IndexSpec] = [(COLLECTION, [("username", 1)], {"unique": True})]

@@ -6,8 +6,8 @@ from typing import Any
 
 from marshmallow import fields, validate
 
-from server.identifiers import USERNAME
-from server.schemas import StrictSchema
+from server.kernel.identifiers import USERNAME
+from server.kernel.schemas import StrictSchema
 
 
 class LoginName(fields.String):

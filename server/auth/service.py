@@ -11,10 +11,10 @@ from server.auth.repository import UserRepository
 from server.auth.sessions import RefreshSessions
 from server.auth.throttle import LoginThrottle, Throttled
 from server.auth.tokens import ROLES, Claims, TokenInvalid, TokenIssuer
-from server.clock import Clock
-from server.errors import TooManyRequests, Unauthorized, ValidationFailed
-from server.identifiers import USERNAME
-from server.ops.metrics import Metrics
+from server.kernel.clock import Clock
+from server.kernel.errors import TooManyRequests, Unauthorized, ValidationFailed
+from server.kernel.identifiers import USERNAME
+from server.kernel.metrics import Metrics
 
 log = logging.getLogger("gateway.auth")
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from server.auth.refresh_tokens import RefreshTokenRepository
 from server.auth.tokens import Claims, TokenIssuer
-from server.clock import Clock
-from server.errors import Unauthorized
+from server.kernel.clock import Clock
+from server.kernel.errors import Unauthorized
 
 log = logging.getLogger("gateway.auth")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from server.auth.attempts import LoginAttemptRepository
-from server.clock import Clock
+from server.kernel.clock import Clock
 
 FIRST_LOCK = timedelta(minutes=1)
 LONGEST_LOCK = timedelta(hours=1)

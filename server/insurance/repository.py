@@ -7,8 +7,8 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
-from server.documents import DocumentRepository
-from server.store import IndexSpec
+from server.kernel.documents import DocumentRepository
+from server.kernel.store import IndexSpec
 
 INSUREES, PRODUCTS, POLICIES = "insurees", "products", "policies"
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from marshmallow import fields, validate
 
-from server.identifiers import CHF_ID, PRODUCT_CODE
 from server.insurance.repository import POLICY_STATUSES
-from server.money import format_amount
-from server.schemas import (
+from server.kernel.identifiers import CHF_ID, PRODUCT_CODE
+from server.kernel.money import format_amount
+from server.kernel.schemas import (
     CURRENCY,
     AtLeastOneField,
     IdentifierField,

@@ -6,10 +6,6 @@ import secrets
 import uuid
 from typing import Any
 
-from server.clock import Clock
-from server.documents import DuplicateDocument
-from server.errors import Conflict, NotFound, ValidationFailed
-from server.identifiers import CHF_ID, PRODUCT_CODE
 from server.insurance.repository import (
     IDLE,
     InsureeRepository,
@@ -17,7 +13,11 @@ from server.insurance.repository import (
     ProductRepository,
 )
 from server.insurance.schemas import day_start
-from server.money import AmountError, AmountNotPositive, format_amount, parse_positive_amount
+from server.kernel.clock import Clock
+from server.kernel.documents import DuplicateDocument
+from server.kernel.errors import Conflict, NotFound, ValidationFailed
+from server.kernel.identifiers import CHF_ID, PRODUCT_CODE
+from server.kernel.money import AmountError, AmountNotPositive, format_amount, parse_positive_amount
 
 Page = tuple[list[dict[str, Any]], int]
 

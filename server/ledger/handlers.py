@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from server.kernel.schemas import page_body
 from server.ledger.schemas import TransactionQuerySchema, render_transaction
 from server.qmoney.schemas import (
     DebitRequestSchema,
@@ -9,8 +10,7 @@ from server.qmoney.schemas import (
     ReasonSchema,
     ResolveRequestSchema,
 )
-from server.schemas import page_body
-from server.web import BaseHandler
+from server.web.handler import BaseHandler
 
 ROLES = ("operator", "admin")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.clock import Clock
-from server.documents import DuplicateDocument
 from server.insurance.repository import IDLE, PolicyRepository
+from server.kernel.clock import Clock
+from server.kernel.documents import DuplicateDocument
 from server.ledger import states
 from server.ledger.repository import TransactionRepository
 from server.ledger.settlement import Settlement

@@ -13,9 +13,9 @@ from typing import Any
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from server.documents import DocumentRepository
+from server.kernel.documents import DocumentRepository
+from server.kernel.store import IndexSpec
 from server.ledger import states
-from server.store import IndexSpec
 
 log = logging.getLogger("gateway.ledger")
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from marshmallow import fields, validate
 
+from server.kernel.money import format_amount
+from server.kernel.schemas import PageQuerySchema, iso_day, iso_stamp
 from server.ledger import states
-from server.money import format_amount
-from server.schemas import PageQuerySchema, iso_day, iso_stamp
 
 CHANNELS = ("qmoney", "mpesa_c2b", "psp_api")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.errors import NotFound
+from server.kernel.errors import NotFound
+from server.kernel.store import time_window
 from server.ledger.repository import TransactionRepository
-from server.store import time_window
 
 
 class LedgerService:

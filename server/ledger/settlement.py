@@ -16,8 +16,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from server.clock import Clock
 from server.insurance.repository import PolicyRepository
+from server.kernel.clock import Clock
 from server.ledger.repository import PremiumRepository, TransactionRepository
 
 log = logging.getLogger("gateway.settlement")

@@ -17,12 +17,12 @@ import logging
 import uuid
 from typing import Any
 
-from server.clock import Clock
-from server.errors import Conflict, NotFound, ValidationFailed
 from server.insurance.repository import IDLE, InsureeRepository
 from server.insurance.service import PolicyService
+from server.kernel.clock import Clock
+from server.kernel.errors import Conflict, NotFound, ValidationFailed
+from server.kernel.money import format_amount
 from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
-from server.money import format_amount
 from server.mpesa.repository import ALLOCATING, HELD, SETTLED, UNMATCHED, C2BPaymentRepository
 
 log = logging.getLogger("gateway.c2b")

@@ -6,7 +6,8 @@ import hmac
 import logging
 from typing import Any
 
-from server.errors import ApiError, Forbidden, NotFound, ServiceUnavailable
+from server.kernel.errors import ApiError, Forbidden, NotFound, ServiceUnavailable
+from server.kernel.schemas import page_body
 from server.mpesa.rules import OTHER_ERROR
 from server.mpesa.schemas import (
     AllocateRequestSchema,
@@ -17,8 +18,7 @@ from server.mpesa.schemas import (
     render_payment,
 )
 from server.mpesa.service import InboxUnavailable
-from server.schemas import page_body
-from server.web import BaseHandler, in_networks
+from server.web.handler import BaseHandler, in_networks
 
 log = logging.getLogger("gateway.c2b")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from server.config import Settings
 from server.mpesa.callback_urls import callback_urls
 from server.mpesa.client import DarajaClient, Registration
+from server.startup.config import Settings
 
 
 async def register_callback_urls(settings: Settings, client: DarajaClient) -> Registration:

@@ -11,7 +11,7 @@ from typing import Any
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from server.store import IndexSpec, Store
+from server.kernel.store import IndexSpec, Store
 
 INBOX = "c2b_inbox"
 PAYMENTS = "c2b_payments"

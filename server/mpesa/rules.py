@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from server.money import AmountError, parse_amount
+from server.kernel.money import AmountError, parse_amount
 from server.mpesa.schemas import C2BCallback
 
 ACCEPTED: dict[str, Any] = {"ResultCode": "0", "ResultDesc": "Accepted"}

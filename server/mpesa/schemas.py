@@ -9,10 +9,10 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
-from server.identifiers import SHORTCODE, TRANS_ID
-from server.money import format_amount
+from server.kernel.identifiers import SHORTCODE, TRANS_ID
+from server.kernel.money import format_amount
+from server.kernel.schemas import IdentifierField, PageQuerySchema, StrictSchema, shared
 from server.mpesa.repository import PAYMENT_STATUSES
-from server.schemas import IdentifierField, PageQuerySchema, StrictSchema, shared
 
 NAIROBI = timezone(timedelta(hours=3), "EAT")
 

@@ -12,10 +12,13 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from server.clock import Clock
-from server.errors import Conflict, NotFound
-from server.identifiers import TRANS_ID
-from server.money import AmountError, format_amount, parse_amount
+from server.integrations.notifications import Notification, Notifier
+from server.kernel.clock import Clock
+from server.kernel.errors import Conflict, NotFound
+from server.kernel.identifiers import TRANS_ID
+from server.kernel.metrics import Metrics
+from server.kernel.money import AmountError, format_amount, parse_amount
+from server.kernel.store import time_window
 from server.mpesa import repository as repo
 from server.mpesa.allocation import SHORTCODE_NOT_SERVED, Allocation
 from server.mpesa.repository import C2BPaymentRepository, InboxRepository, InsertOutcome
@@ -29,9 +32,6 @@ from server.mpesa.rules import (
     rejected,
 )
 from server.mpesa.schemas import C2BCallback, parse_callback
-from server.notifications import Notification, Notifier
-from server.ops.metrics import Metrics
-from server.store import time_window
 
 log = logging.getLogger("gateway.c2b")
 

@@ -11,10 +11,10 @@ import statistics
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from server.clock import Clock
+from server.kernel.clock import Clock
+from server.kernel.money import format_amount
+from server.kernel.store import Store
 from server.ledger import states
-from server.money import format_amount
-from server.store import Store
 
 ATTENTION_ITEMS = 5
 # Debits that have sat in these states longer than this need a person. A payer who

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from server.ops.page_headers import content_security_policy, protective_headers
-from server.web import StaticFiles, TrackedRequest
+from server.web.handler import StaticFiles, TrackedRequest
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE = STATIC_DIR / "dashboard.html"

@@ -11,7 +11,7 @@ from tornado.web import HTTPError
 
 from server.ops.openapi import openapi_spec
 from server.ops.page_headers import content_security_policy, protective_headers
-from server.web import BaseHandler, StaticFiles
+from server.web.handler import BaseHandler, StaticFiles
 
 ASSETS = "/docs/static"
 

@@ -6,11 +6,11 @@ from datetime import UTC
 
 from marshmallow import fields
 
-from server.errors import ServiceUnavailable
+from server.kernel.errors import ServiceUnavailable
+from server.kernel.schemas import CURRENCY, StrictSchema
 from server.ops.health import readiness_problem
-from server.schemas import CURRENCY, StrictSchema
-from server.services import indexes
-from server.web import BaseHandler
+from server.startup.services import indexes
+from server.web.handler import BaseHandler
 
 
 class DashboardQuerySchema(StrictSchema):

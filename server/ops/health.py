@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from server.store import IndexSpec, Store
+from server.kernel.store import IndexSpec, Store
 
 READY_TIMEOUT_SECONDS = 2.0
 

@@ -34,6 +34,7 @@ from server.insurance.schemas import (
     ProductCreateSchema,
     ProductUpdateSchema,
 )
+from server.kernel.schemas import PageQuerySchema
 from server.ledger.schemas import TransactionQuerySchema
 from server.mpesa.schemas import (
     AllocateRequestSchema,
@@ -52,8 +53,7 @@ from server.qmoney.schemas import (
     ReasonSchema,
     ResolveRequestSchema,
 )
-from server.schemas import PageQuerySchema
-from server.web import implemented_methods
+from server.web.handler import implemented_methods
 
 Route = Sequence[Any]       # (pattern, handler) or (pattern, handler, kwargs)
 
@@ -491,6 +491,6 @@ def build_spec(routes: Iterable[Route]) -> dict[str, Any]:
 def openapi_spec() -> dict[str, Any]:
     """The document of the gateway's routes, built once per process."""
     # Imported here: server.app imports this module (through the docs handlers).
-    from server.app import ROUTES
+    from server.api.app import ROUTES
 
     return build_spec(ROUTES)

@@ -6,10 +6,10 @@ import asyncio
 import logging
 from typing import Any
 
-from server.errors import TooManyRequests
+from server.kernel.errors import TooManyRequests
 from server.psp_api.audit import AuditedRequest
 from server.psp_api.schemas import PaymentRequestSchema, render_payment, render_verification
-from server.web import BaseHandler
+from server.web.handler import BaseHandler
 
 log = logging.getLogger("gateway.psp_api")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from server.clock import Clock
+from server.kernel.clock import Clock
 
 
 class RateLimiter:

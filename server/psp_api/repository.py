@@ -6,7 +6,7 @@ from typing import Any
 
 from pymongo import DESCENDING
 
-from server.store import IndexSpec, Store
+from server.kernel.store import IndexSpec, Store
 
 AUDIT = "psp_audit"
 INDEXES: list[IndexSpec] = [(AUDIT, [("psp_uuid", 1), ("at", DESCENDING)], {})]

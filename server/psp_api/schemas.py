@@ -8,9 +8,9 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
-from server.identifiers import CHF_ID, PRODUCT_CODE, PSP_TRANSACTION_ID
-from server.money import format_amount
-from server.schemas import IdentifierField, StrictSchema, iso_day, iso_stamp
+from server.kernel.identifiers import CHF_ID, PRODUCT_CODE, PSP_TRANSACTION_ID
+from server.kernel.money import format_amount
+from server.kernel.schemas import IdentifierField, StrictSchema, iso_day, iso_stamp
 
 MAX_JSON_EXT_BYTES = 4096
 

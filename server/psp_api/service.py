@@ -14,10 +14,10 @@ import uuid
 from typing import Any
 
 from server.auth.service import Identity
-from server.clock import Clock
-from server.errors import ApiError, Conflict, Forbidden, ValidationFailed
 from server.insurance.repository import IDLE
 from server.insurance.service import InsureeService, PolicyService, require_exact_amount
+from server.kernel.clock import Clock
+from server.kernel.errors import ApiError, Conflict, Forbidden, ValidationFailed
 from server.ledger import states
 from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
 from server.ledger.repository import TransactionRepository

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from server.documents import DocumentRepository
-from server.store import IndexSpec
+from server.kernel.documents import DocumentRepository
+from server.kernel.store import IndexSpec
 
 PSPS = "psps"
 KINDS = ("qmoney", "mpesa", "external")

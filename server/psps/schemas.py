@@ -6,9 +6,8 @@ from typing import Any
 
 from marshmallow import fields, validate
 
-from server.identifiers import USERNAME
-from server.psps.repository import KINDS
-from server.schemas import (
+from server.kernel.identifiers import USERNAME
+from server.kernel.schemas import (
     CURRENCY,
     AtLeastOneField,
     IdentifierField,
@@ -17,6 +16,7 @@ from server.schemas import (
     Whole,
     iso_stamp,
 )
+from server.psps.repository import KINDS
 
 PIN = Whole(r"[0-9]{4,12}", error="must be 4-12 digits")
 

@@ -6,11 +6,11 @@ import uuid
 from typing import Any
 
 from server.auth.repository import UserRepository
-from server.clock import Clock
-from server.crypto import PinCipher
-from server.documents import DuplicateDocument
-from server.errors import Conflict, NotFound, ValidationFailed
 from server.insurance.service import Page
+from server.kernel.clock import Clock
+from server.kernel.crypto import PinCipher
+from server.kernel.documents import DuplicateDocument
+from server.kernel.errors import Conflict, NotFound, ValidationFailed
 from server.psps.repository import PspRepository
 
 

@@ -17,8 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from server.clock import Clock
-from server.providers import (
+from server.integrations.transport import (
     Answer,
     CachedToken,
     CallLog,
@@ -28,6 +27,7 @@ from server.providers import (
     TokenCache,
     send,
 )
+from server.kernel.clock import Clock
 
 log = logging.getLogger("gateway.qmoney")
 

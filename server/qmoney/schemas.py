@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from server.insurance.schemas import AMOUNT
-from server.schemas import StrictSchema, Whole
+from server.kernel.schemas import StrictSchema, Whole
 
 
 class DebitRequestSchema(StrictSchema):

@@ -11,17 +11,21 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from server.clock import Clock
-from server.documents import DuplicateDocument
-from server.errors import ApiError, Conflict, ServiceUnavailable, ValidationFailed
 from server.insurance.repository import IDLE
 from server.insurance.service import InsureeService, PolicyService, require_exact_amount
+from server.integrations.transport import (
+    ProviderOutcomeUnknown,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from server.kernel.clock import Clock
+from server.kernel.documents import DuplicateDocument
+from server.kernel.errors import ApiError, Conflict, ServiceUnavailable, ValidationFailed
+from server.kernel.money import format_amount
 from server.ledger import states
 from server.ledger.repository import TransactionRepository
 from server.ledger.service import LedgerService
 from server.ledger.settlement import Settlement
-from server.money import format_amount
-from server.providers import ProviderOutcomeUnknown, ProviderRejected, ProviderUnavailable
 from server.psps.service import PspService
 from server.qmoney.client import WRONG_OTP, QmoneyClient
 

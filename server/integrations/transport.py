@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from server.clock import Clock
+from server.kernel.clock import Clock
 
 log = logging.getLogger("gateway.providers")
 

@@ -19,8 +19,8 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.web import Application
 
-from server.body_limit import BodyLimit
-from server.config import ServerSettings
+from server.startup.config import ServerSettings
+from server.web.body_limit import BodyLimit
 
 log = logging.getLogger("gateway.http")
 

@@ -8,13 +8,15 @@ import logging
 import socket
 from dataclasses import dataclass
 
-from server.app import INTERNAL_ROUTES, make_app, public_routes
-from server.clock import Clock
-from server.config import Settings
-from server.http_server import GatewayHTTPServer
-from server.notifications import Notifier, make_notifier
-from server.ops.metrics import Metrics
-from server.services import (
+from server.api.app import INTERNAL_ROUTES, make_app, public_routes
+from server.api.http_server import GatewayHTTPServer
+from server.integrations.notifications import Notifier, make_notifier
+from server.kernel.clock import Clock
+from server.kernel.metrics import Metrics
+from server.kernel.store import Store, open_store
+from server.startup.config import Settings
+from server.startup.listen import listen
+from server.startup.services import (
     Providers,
     Services,
     build_services,
@@ -22,8 +24,6 @@ from server.services import (
     indexes,
     open_providers,
 )
-from server.startup import listen
-from server.store import Store, open_store
 
 log = logging.getLogger("gateway")
 

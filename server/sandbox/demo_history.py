@@ -16,13 +16,13 @@ from typing import Any
 
 import aiohttp
 
-from server.clock import Clock
-from server.config import Settings
 from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema
+from server.integrations.notifications import LogNotifier
+from server.kernel.clock import Clock
+from server.kernel.store import Store
 from server.mpesa.schemas import NAIROBI
-from server.notifications import LogNotifier
-from server.services import Providers, Services, build_services
-from server.store import Store
+from server.startup.config import Settings
+from server.startup.services import Providers, Services, build_services
 
 DAYS = 6
 WALLET = "5811724c"

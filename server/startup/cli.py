@@ -15,18 +15,17 @@ from datetime import timedelta
 import aiohttp
 from marshmallow import ValidationError
 
-from server import logs, workers
 from server.auth.repository import UserExists
-from server.clock import Clock
-from server.config import ConfigError, Settings, load_settings
-from server.errors import ApiError
+from server.integrations.notifications import make_notifier
+from server.integrations.transport import ProviderError
+from server.kernel import logs
+from server.kernel.clock import Clock
+from server.kernel.errors import ApiError
+from server.kernel.store import Store
 from server.mpesa.callback_urls import CallbackUrlError
 from server.mpesa.registration import register_callback_urls
-from server.notifications import make_notifier
-from server.providers import ProviderError
 from server.psps.schemas import PspCreateSchema
-from server.runtime import start_gateway
-from server.sandbox import (
+from server.sandbox.environment import (
     ARRIVAL_TIMEOUT_SECONDS,
     NothingPaid,
     daraja_client,
@@ -37,9 +36,11 @@ from server.sandbox import (
     summary,
     unmatched_explanation,
 )
-from server.services import Services, build_services, indexes
-from server.startup import StartupError, listen, reachable_store
-from server.store import Store
+from server.startup import workers
+from server.startup.config import ConfigError, Settings, load_settings
+from server.startup.listen import StartupError, listen, reachable_store
+from server.startup.runtime import start_gateway
+from server.startup.services import Services, build_services, indexes
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
 from simulators.qmoney import QmoneySimulator
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from tornado.web import Application
 
-from server.admin import admin_routes
+from server.api.admin import admin_routes
 from server.auth.handlers import LogoutHandler, RefreshHandler, TokenHandler
-from server.config import Settings
 from server.insurance.schemas import (
     InsureeCreateSchema,
     InsureeQuerySchema,
@@ -20,6 +19,8 @@ from server.insurance.schemas import (
     render_policy,
     render_product,
 )
+from server.kernel.logs import log_request, redact_tornado_logs
+from server.kernel.schemas import PageQuerySchema
 from server.ledger.handlers import (
     ExpireHandler,
     ProcessDebitHandler,
@@ -27,7 +28,6 @@ from server.ledger.handlers import (
     TransactionCollectionHandler,
     TransactionHandler,
 )
-from server.logs import log_request, redact_tornado_logs
 from server.mpesa.handlers import (
     AllocateHandler,
     ConfirmationHandler,
@@ -42,9 +42,9 @@ from server.ops.docs import DocsAssetHandler, DocsHandler, OpenApiHandler
 from server.ops.handlers import DashboardHandler, HealthHandler, MetricsHandler, ReadyHandler
 from server.psp_api.handlers import ProviderPaymentHandler, VerifyInsureeHandler
 from server.psps.schemas import PspCreateSchema, PspQuerySchema, PspUpdateSchema, render_psp
-from server.schemas import PageQuerySchema
-from server.services import Services
-from server.web import NotFoundHandler
+from server.startup.config import Settings
+from server.startup.services import Services
+from server.web.handler import NotFoundHandler
 
 ROUTES = [
     (r"/api/v1/auth/token", TokenHandler),

@@ -14,17 +14,17 @@ from typing import Any
 
 import aiohttp
 
-from server.clock import Clock
-from server.config import Settings, load_settings
-from server.demo import MPESA_INSUREES, QMONEY_INSUREE, QMONEY_PSP, USERS, DemoData, seed
-from server.demo_history import History, seed_history
-from server.money import format_amount
+from server.integrations.transport import CallLog, ProviderRejected, ProviderUnavailable
+from server.kernel.clock import Clock
+from server.kernel.money import format_amount
 from server.mpesa.callback_urls import callback_urls
 from server.mpesa.client import DarajaClient
 from server.mpesa.registration import register_callback_urls
-from server.providers import CallLog, ProviderRejected, ProviderUnavailable
-from server.runtime import Gateway, start_gateway
-from server.startup import listen, listen_error
+from server.sandbox.demo import MPESA_INSUREES, QMONEY_INSUREE, QMONEY_PSP, USERS, DemoData, seed
+from server.sandbox.demo_history import History, seed_history
+from server.startup.config import Settings, load_settings
+from server.startup.listen import listen, listen_error
+from server.startup.runtime import Gateway, start_gateway
 from simulators.common import SimulatorServer
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
 from simulators.qmoney import QmoneySimSettings, QmoneySimulator

@@ -9,8 +9,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from server.identifiers import Identifier
-from server.money import MINOR_UNIT_EXPONENTS
+from server.kernel.identifiers import Identifier
+from server.kernel.money import MINOR_UNIT_EXPONENTS
 
 
 @functools.cache

@@ -10,8 +10,8 @@ from typing import Any
 
 from marshmallow import Schema
 
-from server.schemas import page_body
-from server.web import BaseHandler
+from server.kernel.schemas import page_body
+from server.web.handler import BaseHandler
 
 READERS = ("admin", "operator")
 WRITERS = ("admin",)

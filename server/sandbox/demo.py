@@ -12,7 +12,7 @@ from server.insurance.schemas import (
     ProductCreateSchema,
 )
 from server.psps.schemas import PspCreateSchema
-from server.services import Services
+from server.startup.services import Services
 
 USERS = (("admin", "sandbox-admin", "admin"), ("operator", "sandbox-operator", "operator"),
          ("afrimoney", "sandbox-afrimoney", "psp"))

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pymongo.errors import ConfigurationError, ConnectionFailure, OperationFailure
 from tornado.netutil import bind_sockets
 
-from server.store import Store, open_store
+from server.kernel.store import Store, open_store
 
 # The parts of a server-selection message that say nothing to a user.
 _DRIVER_DETAIL = re.compile(r" \(configured timeouts:[^)]*\)|, Topology Description: .*$")

@@ -13,8 +13,7 @@ from marshmallow import ValidationError as SchemaError
 from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 from server.auth.service import Identity
-from server.body_limit import declared_length
-from server.errors import (
+from server.kernel.errors import (
     ApiError,
     Forbidden,
     NotFound,
@@ -23,9 +22,10 @@ from server.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from server.json_body import parse_json
-from server.logs import redact
-from server.schemas import shared
+from server.kernel.logs import redact
+from server.kernel.schemas import shared
+from server.web.body_limit import declared_length
+from server.web.json_body import parse_json
 
 log = logging.getLogger("gateway.http")
 

@@ -7,7 +7,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from server.store import Store
+from server.kernel.store import Store
 
 
 class DuplicateDocument(Exception):

@@ -24,13 +24,13 @@ from urllib.parse import urlsplit
 import yaml
 from cryptography.fernet import Fernet
 
-from server.money import AmountError, parse_amount
+from server.kernel.money import AmountError, parse_amount
 from server.mpesa.callback_urls import forbidden_word_in
 
 log = logging.getLogger("gateway.config")
 
 ENV_PREFIX = "GATEWAY_"
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config.yaml"
 
 
 class ConfigError(Exception):

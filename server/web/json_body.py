@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-from server.errors import ValidationFailed
+from server.kernel.errors import ValidationFailed
 
 # Deeper than any body of the API; MongoDB refuses documents nested past 100 levels.
 MAX_DEPTH = 32

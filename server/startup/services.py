@@ -17,24 +17,24 @@ from server.auth.service import AuthService
 from server.auth.sessions import RefreshSessions
 from server.auth.throttle import LoginThrottle
 from server.auth.tokens import TokenIssuer
-from server.clock import Clock
-from server.config import Settings
-from server.crypto import PinCipher
 from server.insurance import repository as insurance_repository
 from server.insurance.service import InsureeService, PolicyService, ProductService
+from server.integrations.notifications import Notifier
+from server.integrations.transport import CallLog
+from server.kernel.clock import Clock
+from server.kernel.crypto import PinCipher
+from server.kernel.metrics import Metrics
+from server.kernel.money import parse_amount
+from server.kernel.store import IndexSpec, Store, expiring_index
 from server.ledger import repository as ledger_repository
 from server.ledger.incoming import IncomingPayments
 from server.ledger.service import LedgerService
 from server.ledger.settlement import Settlement
-from server.money import parse_amount
 from server.mpesa import repository as c2b_repository
 from server.mpesa.allocation import Allocation
 from server.mpesa.rules import ValidationRules
 from server.mpesa.service import C2BService
-from server.notifications import Notifier
 from server.ops.dashboard import Dashboard
-from server.ops.metrics import Metrics
-from server.providers import CallLog
 from server.psp_api import repository as psp_api_repository
 from server.psp_api.ratelimit import RateLimiter
 from server.psp_api.service import PspApiService
@@ -42,7 +42,7 @@ from server.psps import repository as psp_repository
 from server.psps.service import PspService
 from server.qmoney.client import QmoneyClient
 from server.qmoney.service import DebitService
-from server.store import IndexSpec, Store, expiring_index
+from server.startup.config import Settings
 
 PROVIDER_CALLS = "provider_calls"
 

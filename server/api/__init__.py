@@ -1,0 +1,1 @@
+"""The HTTP application: the route table, the server, the admin collections' handlers."""

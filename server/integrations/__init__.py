@@ -1,0 +1,1 @@
+"""Outbound integrations: the provider transport, token cache, call log, notifier."""

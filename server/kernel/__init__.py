@@ -1,0 +1,1 @@
+"""The kernel: time, money, errors, the store and its repositories, logs, metrics."""

@@ -1,0 +1,1 @@
+"""The sandbox: gateway and simulators on one machine, demo data and history."""

@@ -1,0 +1,1 @@
+"""Start-up: settings, the composition root, the runtime, the command line."""
