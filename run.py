@@ -2,7 +2,7 @@
 
 import sys
 
-from server.startup.cli import main
+from server.sandbox.commands import main
 
 if __name__ == "__main__":
     sys.exit(main())

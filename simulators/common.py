@@ -183,7 +183,7 @@ def _parse_fault(
     target, kind = payload.get("target"), payload.get("kind")
     if not isinstance(target, str) or target not in kinds:
         raise ControlError(f"target must be one of {sorted(kinds)}")
-    if kind not in kinds[target]:
+    if not isinstance(kind, str) or kind not in kinds[target]:
         raise ControlError(f"kind for {target} must be one of {list(kinds[target])}")
     seconds = payload.get("seconds")
     if seconds is not None and (
@@ -398,7 +398,9 @@ async def _sent_slowly(request: web.Request, response: web.StreamResponse, secon
                        engine: SimEngine) -> web.StreamResponse:
     """The answer's head and first half at once, the rest after `seconds`: a provider
     (or a proxy) whose body arrives slower than the caller waits."""
-    body = response.body if isinstance(response, web.Response) and response.body else b"{}"
+    body = response.body if isinstance(response, web.Response) else None
+    if not isinstance(body, bytes | bytearray) or not body:
+        body = b"{}"
     slow = web.StreamResponse(status=response.status,
                               headers={"Content-Type": response.headers["Content-Type"]})
     slow.content_length = len(body)

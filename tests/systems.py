@@ -38,36 +38,55 @@ class Debits:
         self.headers, self.clock, self.store = headers, clock, store
         self.services = gateway.services
 
-    async def policy(self, chf_id: str = "070707070", wallet: str = WALLET,
-                     amount: str = "500.00") -> dict:
+    async def policy(
+        self, chf_id: str = "070707070", wallet: str = WALLET, amount: str = "500.00"
+    ) -> dict:
         try:
             await self.services.insurees.get(chf_id)
         except Exception:
-            await self.services.insurees.create({"chf_id": chf_id, "first_name": "Awa",
-                                                 "last_name": "Jallow", "phone": "",
-                                                 "wallet": wallet})
-        return await self.services.policies.create({
-            "chf_id": chf_id, "product_code": "BASIC-GMD", "amount": amount,
-            "start_date": date(2026, 1, 1), "status": 1})
+            await self.services.insurees.create(
+                {
+                    "chf_id": chf_id,
+                    "first_name": "Awa",
+                    "last_name": "Jallow",
+                    "phone": "",
+                    "wallet": wallet,
+                }
+            )
+        return await self.services.policies.create(
+            {
+                "chf_id": chf_id,
+                "product_code": "BASIC-GMD",
+                "amount": amount,
+                "start_date": date(2026, 1, 1),
+                "status": 1,
+            }
+        )
 
     async def api(self, method: str, path: str, body=None) -> tuple[int, dict]:
-        async with self.http.request(method, f"{self.gateway.url}{path}", json=body,
-                                     headers=self.headers) as answer:
+        async with self.http.request(
+            method, f"{self.gateway.url}{path}", json=body, headers=self.headers
+        ) as answer:
             return answer.status, await answer.json()
 
-    async def start(self, policy: dict, amount: str = "500.00",
-                    psp: dict | None = None) -> tuple[int, dict]:
-        return await self.api("POST", "/api/v1/transactions", {
-            "policy_uuid": policy["_id"], "psp_uuid": (psp or self.psp)["_id"],
-            "amount": amount})
+    async def start(
+        self, policy: dict, amount: str = "500.00", psp: dict | None = None
+    ) -> tuple[int, dict]:
+        return await self.api(
+            "POST",
+            "/api/v1/transactions",
+            {"policy_uuid": policy["_id"], "psp_uuid": (psp or self.psp)["_id"], "amount": amount},
+        )
 
     async def process(self, transaction: dict, otp: str) -> tuple[int, dict]:
-        return await self.api("POST", f"/api/v1/transactions/{transaction['uuid']}/process",
-                              {"otp": otp})
+        return await self.api(
+            "POST", f"/api/v1/transactions/{transaction['uuid']}/process", {"otp": otp}
+        )
 
     async def control(self, method: str, path: str, body=None) -> dict:
-        async with self.http.request(method, f"{self.sim.base_url}/_sim/{path}",
-                                     json=body) as answer:
+        async with self.http.request(
+            method, f"{self.sim.base_url}/_sim/{path}", json=body
+        ) as answer:
             assert answer.status == 200, await answer.text()
             return await answer.json()
 
@@ -97,17 +116,26 @@ async def debits(http, start_gateway_with, qmoney_sim, store) -> Debits:
     gateway = await start_gateway_with(settings, clock=clock)
     services = gateway.services
     await services.auth.create_user("olga", "olga-password", "operator")
-    async with http.post(f"{gateway.url}/api/v1/auth/token",
-                         json={"username": "olga", "password": "olga-password"}) as answer:
+    async with http.post(
+        f"{gateway.url}/api/v1/auth/token", json={"username": "olga", "password": "olga-password"}
+    ) as answer:
         token = (await answer.json())["access_token"]
-    system = Debits(http, gateway, qmoney_sim, {"Authorization": f"Bearer {token}"}, clock,
-                    store)
-    await services.products.create({"code": "BASIC-GMD", "name": "Basic cover",
-                                    "price": "500.00", "currency": "GMD"})
-    system.psp = await services.psps.create({"name": "Qmoney", "kind": "qmoney",
-                                             "account": "14001502", "currency": "GMD",
-                                             "pin": "1234", "is_external_api": False,
-                                             "username": None, "active": True})
+    system = Debits(http, gateway, qmoney_sim, {"Authorization": f"Bearer {token}"}, clock, store)
+    await services.products.create(
+        {"code": "BASIC-GMD", "name": "Basic cover", "price": "500.00", "currency": "GMD"}
+    )
+    system.psp = await services.psps.create(
+        {
+            "name": "Qmoney",
+            "kind": "qmoney",
+            "account": "14001502",
+            "currency": "GMD",
+            "pin": "1234",
+            "is_external_api": False,
+            "username": None,
+            "active": True,
+        }
+    )
     return system
 
 
@@ -117,24 +145,30 @@ class System:
     def __init__(self, http, gateway, sim, settings, store, notifier) -> None:
         self.http, self.gateway, self.sim = http, gateway, sim
         self.settings, self.store, self.notifier = settings, store, notifier
-        self.client = DarajaClient(http, sim.base_url, "sandbox-key", "sandbox-secret", Clock(),
-                                   5.0)
+        self.client = DarajaClient(
+            http, sim.base_url, "sandbox-key", "sandbox-secret", Clock(), 5.0
+        )
 
     async def register(self, **daraja) -> None:
         settings = replace(self.settings, daraja=replace(self.settings.daraja, **daraja))
-        await register_callback_urls(settings, self.client)
+        await register_callback_urls(
+            settings.server.public_url, settings.daraja, settings.c2b, self.client
+        )
 
     async def control(self, method: str, path: str, body: dict | None = None) -> dict:
-        async with self.http.request(method, f"{self.sim.base_url}/_sim/{path}",
-                                     json=body) as answer:
+        async with self.http.request(
+            method, f"{self.sim.base_url}/_sim/{path}", json=body
+        ) as answer:
             assert answer.status == 200, await answer.text()
             return await answer.json()
 
-    async def pay(self, amount: str = "150.00", account: str = "070707070",
-                  version: str = "v2") -> dict:
+    async def pay(
+        self, amount: str = "150.00", account: str = "070707070", version: str = "v2"
+    ) -> dict:
         """Simulate a paybill payment and wait until the simulator has finished with it."""
-        conversation = await self.client.simulate_payment("600984", amount, "254708374149",
-                                                          account, version)
+        conversation = await self.client.simulate_payment(
+            "600984", amount, "254708374149", account, version
+        )
         for _ in range(200):
             txn = await self.control("GET", f"transactions/{conversation}")
             deliveries = await self.control("GET", f"deliveries?trans_id={txn['trans_id']}")

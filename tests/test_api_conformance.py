@@ -22,7 +22,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from server.ops.openapi import OPERATIONS, openapi_spec
+from server.api.app import openapi_spec
+from server.ops.openapi import OPERATIONS
 from server.sandbox.environment import Sandbox, start_sandbox
 
 from support import LoopThread, report_in_summary

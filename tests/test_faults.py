@@ -23,8 +23,14 @@ from support import callback_body
 
 # Faults that make the gateway's call fail: (kind, seconds). The client timeout is 2 s.
 LATE = ("timeout", 3.0)
-FAILURES = [LATE, ("http_500", None), ("drop", None), ("drop_after", None), ("malformed", None),
-            ("slow_body", 3.0)]
+FAILURES = [
+    LATE,
+    ("http_500", None),
+    ("drop", None),
+    ("drop_after", None),
+    ("malformed", None),
+    ("slow_body", 3.0),
+]
 
 
 def fault(target: str, kind: str, seconds: float | None, times: int = 1) -> dict:
@@ -41,17 +47,18 @@ async def sim_debits(debits) -> list[dict]:
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("kind", "seconds"), FAILURES, ids=[kind for kind, _ in FAILURES])
 async def test_login_failing_every_time_fails_the_debit_and_moves_no_money(
-        debits, kind, seconds) -> None:
+    debits, kind, seconds
+) -> None:
     await debits.control("POST", "faults", fault("login", kind, seconds, times=0))
     policy = await debits.policy()
     status, body = await debits.start(policy)
     assert status == 503 and body["error"]["code"] == "provider_unavailable"
-    assert len(await debits.requests("/login")) == 2           # login is retried once
+    assert len(await debits.requests("/login")) == 2  # login is retried once
     assert await debits.requests("/getMoney") == []
     _, listed = await debits.api("GET", "/api/v1/transactions")
     assert listed["items"][0]["status"] == "failed"
     await debits.control("DELETE", "faults")
-    status, retried = await debits.start(policy)              # a later retry just works
+    status, retried = await debits.start(policy)  # a later retry just works
     assert status == 201
     _, done = await debits.process(retried, await debits.otp())
     assert done["status"] == "succeeded" and await debits.balance() == "9500.00"
@@ -69,25 +76,27 @@ async def test_a_single_login_failure_is_retried(debits, kind, seconds) -> None:
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("kind", "seconds"), FAILURES, ids=[kind for kind, _ in FAILURES])
 async def test_getmoney_failure_fails_the_debit_and_a_retry_charges_once(
-        debits, kind, seconds) -> None:
+    debits, kind, seconds
+) -> None:
     await debits.control("POST", "faults", fault("getMoney", kind, seconds))
     policy = await debits.policy()
     status, body = await debits.start(policy)
     assert status == 503 and body["error"]["code"] == "provider_unavailable"
-    assert len(await debits.requests("/getMoney")) == 1        # never retried
+    assert len(await debits.requests("/getMoney")) == 1  # never retried
     assert await debits.balance() == "10000.00"
-    await asyncio.sleep(1.2 if kind == "timeout" else 0)        # let the late answer land
+    await asyncio.sleep(1.2 if kind == "timeout" else 0)  # let the late answer land
     status, retried = await debits.start(policy)
     assert status == 201
     _, done = await debits.process(retried, await debits.otp())
     assert done["status"] == "succeeded"
-    assert await debits.balance() == "9500.00"                  # charged exactly once
+    assert await debits.balance() == "9500.00"  # charged exactly once
 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("kind", "seconds"), FAILURES, ids=[kind for kind, _ in FAILURES])
 async def test_verifycode_failure_is_unknown_until_reconciled_without_double_charge(
-        debits, kind, seconds) -> None:
+    debits, kind, seconds
+) -> None:
     policy = await debits.policy()
     _, started = await debits.start(policy)
     otp = await debits.otp()
@@ -95,7 +104,7 @@ async def test_verifycode_failure_is_unknown_until_reconciled_without_double_cha
     status, unknown = await debits.process(started, otp)
     assert status == 200 and unknown["status"] == "unknown"
     await asyncio.sleep(1.2 if kind == "timeout" else 0)
-    assert len(await debits.requests("/verifyCode")) == 1      # never retried
+    assert len(await debits.requests("/verifyCode")) == 1  # never retried
     status, _ = await debits.process(started, otp)
     assert status == 409
     # Reconciliation: the operator checks the provider's record and resolves.
@@ -103,10 +112,16 @@ async def test_verifycode_failure_is_unknown_until_reconciled_without_double_cha
     moved = record["status"] == "completed"
     assert moved == (kind in ("timeout", "drop_after", "malformed", "slow_body"))
     status, resolved = await debits.api(
-        "POST", f"/api/v1/transactions/{started['uuid']}/resolve",
-        {"outcome": "succeeded", "provider_reference": started["provider_reference"],
-         "reason": "on the statement"} if moved else
-        {"outcome": "failed", "reason": "not on the statement"})
+        "POST",
+        f"/api/v1/transactions/{started['uuid']}/resolve",
+        {
+            "outcome": "succeeded",
+            "provider_reference": started["provider_reference"],
+            "reason": "on the statement",
+        }
+        if moved
+        else {"outcome": "failed", "reason": "not on the statement"},
+    )
     assert status == 200
     assert resolved["status"] == ("succeeded" if moved else "failed")
     assert await debits.balance() == ("9500.00" if moved else "10000.00")
@@ -137,16 +152,28 @@ DARAJA_FAULTS = [
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("kind", "seconds", "error"), DARAJA_FAULTS,
-                         ids=[kind for kind, _, _ in DARAJA_FAULTS])
-async def test_registerurl_faults_are_typed_and_a_retry_registers(system, kind, seconds,
-                                                                  error) -> None:
+@pytest.mark.parametrize(
+    ("kind", "seconds", "error"), DARAJA_FAULTS, ids=[kind for kind, _, _ in DARAJA_FAULTS]
+)
+async def test_registerurl_faults_are_typed_and_a_retry_registers(
+    system, kind, seconds, error
+) -> None:
     system.client._timeout = aiohttp.ClientTimeout(total=1.0)
     await system.control("POST", "faults", fault("registerurl", kind, seconds))
     with pytest.raises(error):
-        await register_callback_urls(system.settings, system.client)
+        await register_callback_urls(
+            system.settings.server.public_url,
+            system.settings.daraja,
+            system.settings.c2b,
+            system.client,
+        )
     await system.control("DELETE", "faults")
-    registration = await register_callback_urls(system.settings, system.client)
+    registration = await register_callback_urls(
+        system.settings.server.public_url,
+        system.settings.daraja,
+        system.settings.c2b,
+        system.client,
+    )
     assert registration.conversation_id
 
 
@@ -157,14 +184,20 @@ async def need_a_new_daraja_token(system) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("kind", "seconds", "_"), DARAJA_FAULTS,
-                         ids=[kind for kind, _, _ in DARAJA_FAULTS])
+@pytest.mark.parametrize(
+    ("kind", "seconds", "_"), DARAJA_FAULTS, ids=[kind for kind, _, _ in DARAJA_FAULTS]
+)
 async def test_oauth_failing_every_time_is_unavailable(system, kind, seconds, _) -> None:
     await need_a_new_daraja_token(system)
     before = len((await system.control("GET", "requests"))["items"])
     await system.control("POST", "faults", fault("oauth", kind, seconds, times=0))
     with pytest.raises(ProviderUnavailable):
-        await register_callback_urls(system.settings, system.client)
+        await register_callback_urls(
+            system.settings.server.public_url,
+            system.settings.daraja,
+            system.settings.c2b,
+            system.client,
+        )
     after = [item["path"] for item in (await system.control("GET", "requests"))["items"]]
     # Retried once, then given up; aiohttp itself also repeats a GET whose reused
     # connection was closed under it, so a dropped answer may count twice. Never more.
@@ -173,26 +206,35 @@ async def test_oauth_failing_every_time_is_unavailable(system, kind, seconds, _)
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("kind", "seconds", "_"), DARAJA_FAULTS,
-                         ids=[kind for kind, _, _ in DARAJA_FAULTS])
+@pytest.mark.parametrize(
+    ("kind", "seconds", "_"), DARAJA_FAULTS, ids=[kind for kind, _, _ in DARAJA_FAULTS]
+)
 async def test_a_single_oauth_failure_is_retried(system, kind, seconds, _) -> None:
     await need_a_new_daraja_token(system)
     await system.control("POST", "faults", fault("oauth", kind, seconds))
-    registration = await register_callback_urls(system.settings, system.client)
+    registration = await register_callback_urls(
+        system.settings.server.public_url,
+        system.settings.daraja,
+        system.settings.c2b,
+        system.client,
+    )
     assert registration.conversation_id
 
 
 @pytest.mark.asyncio
 async def test_refused_connection_to_daraja_is_unavailable(http) -> None:
-    with socket.socket() as probe:              # a port nothing listens on
+    with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     client = DarajaClient(http, f"http://127.0.0.1:{closed}", "key", "secret", Clock(), 1.0)
     with pytest.raises(ProviderUnavailable):
-        await client.register_urls("600984", "Completed", "http://127.0.0.1:1/c", "http://127.0.0.1:1/v")
+        await client.register_urls(
+            "600984", "Completed", "http://127.0.0.1:1/c", "http://127.0.0.1:1/v"
+        )
 
 
 # --- callbacks ----------------------------------------------------------------
+
 
 @pytest.mark.asyncio
 async def test_confirmation_before_its_validation_is_recorded_once(system) -> None:
@@ -206,8 +248,7 @@ async def test_confirmation_before_its_validation_is_recorded_once(system) -> No
 
 
 @pytest.mark.asyncio
-async def test_delayed_and_concurrent_deliveries_of_one_transid_are_stored_once(
-        system) -> None:
+async def test_delayed_and_concurrent_deliveries_of_one_transid_are_stored_once(system) -> None:
     body = json.dumps(callback_body(TransID="SAME00001"))
     url = f"{system.gateway.url}/api/v1/c2b/confirmation/test-callback"
 
@@ -222,15 +263,15 @@ async def test_delayed_and_concurrent_deliveries_of_one_transid_are_stored_once(
 
 
 @pytest.mark.asyncio
-async def test_burst_of_500_confirmations_through_daraja_is_stored_exactly_once(
-        system) -> None:
+async def test_burst_of_500_confirmations_through_daraja_is_stored_exactly_once(system) -> None:
     """Every confirmation the simulator saw acknowledged is stored, once."""
     semaphore = asyncio.Semaphore(50)
 
     async def pay(number: int) -> None:
         async with semaphore:
-            await system.client.simulate_payment("600984", f"{10 + number}.00",
-                                                 "254708374149", f"ACC{number}")
+            await system.client.simulate_payment(
+                "600984", f"{10 + number}.00", "254708374149", f"ACC{number}"
+            )
 
     await asyncio.gather(*(pay(number) for number in range(500)))
     for _ in range(600):
@@ -238,8 +279,11 @@ async def test_burst_of_500_confirmations_through_daraja_is_stored_exactly_once(
         if len(deliveries) == 500 and all(item["finished_at"] for item in deliveries):
             break
         await asyncio.sleep(0.1)
-    acknowledged = {item["trans_id"] for item in deliveries
-                    if item["outcome"] == "answered" and item["answer"]["ResultCode"] == 0}
+    acknowledged = {
+        item["trans_id"]
+        for item in deliveries
+        if item["outcome"] == "answered" and item["answer"]["ResultCode"] == 0
+    }
     assert len(acknowledged) == 500
     stored = [payment["trans_id"] for payment in await system.payments()]
     assert sorted(stored) == sorted(acknowledged)

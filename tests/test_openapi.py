@@ -15,9 +15,9 @@ from referencing.jsonschema import DRAFT4
 from tornado.web import RequestHandler
 
 from server.api.admin import CollectionHandler, ItemHandler
-from server.api.app import ROUTES
+from server.api.app import ROUTES, openapi_spec
 from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
-from server.ops.openapi import OPERATIONS, SpecOutOfDate, build_spec, openapi_spec
+from server.ops.openapi import OPERATIONS, SpecOutOfDate, build_spec
 from server.psps.schemas import PspCreateSchema
 
 from support import TEST_ENV, callback_body

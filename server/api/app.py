@@ -1,6 +1,9 @@
-"""The route table and the Tornado application built from explicit parts."""
+"""The route table, its OpenAPI document, and the Tornado application built from explicit parts."""
 
 from __future__ import annotations
+
+import functools
+from typing import Any
 
 from tornado.web import Application
 
@@ -21,13 +24,7 @@ from server.insurance.schemas import (
 )
 from server.kernel.logs import log_request, redact_tornado_logs
 from server.kernel.schemas import PageQuerySchema
-from server.ledger.handlers import (
-    ExpireHandler,
-    ProcessDebitHandler,
-    ResolveHandler,
-    TransactionCollectionHandler,
-    TransactionHandler,
-)
+from server.ledger.handlers import TransactionHandler
 from server.mpesa.handlers import (
     AllocateHandler,
     ConfirmationHandler,
@@ -40,10 +37,15 @@ from server.mpesa.handlers import (
 from server.ops.dashboard_page import STATIC_DIR, DashboardPageHandler, DashboardStaticHandler
 from server.ops.docs import DocsAssetHandler, DocsHandler, OpenApiHandler
 from server.ops.handlers import DashboardHandler, HealthHandler, MetricsHandler, ReadyHandler
+from server.ops.openapi import build_spec
 from server.psp_api.handlers import ProviderPaymentHandler, VerifyInsureeHandler
 from server.psps.schemas import PspCreateSchema, PspQuerySchema, PspUpdateSchema, render_psp
-from server.startup.config import Settings
-from server.startup.services import Services
+from server.qmoney.handlers import (
+    ExpireHandler,
+    ProcessDebitHandler,
+    ResolveHandler,
+    TransactionCollectionHandler,
+)
 from server.web.handler import NotFoundHandler
 
 ROUTES = [
@@ -94,7 +96,15 @@ def public_routes(*, internal_listener: bool) -> list:
             if not (internal_listener and route in INTERNAL_ROUTES)]
 
 
-def make_app(settings: Settings, services: Services, routes: list = ROUTES) -> Application:
+@functools.cache
+def openapi_spec() -> dict[str, Any]:
+    """The document of every route of the gateway, built once per process."""
+    return build_spec(ROUTES)
+
+
+def make_app(settings: Any, services: Any, routes: list = ROUTES) -> Application:
+    """The application serving `routes`. `settings` and `services` are start-up's
+    (server.startup): handlers reach them as self.settings["gateway"] and ["services"]."""
     redact_tornado_logs()
-    return Application(routes, gateway=settings, services=services,
+    return Application(routes, gateway=settings, services=services, openapi=openapi_spec,
                        default_handler_class=NotFoundHandler, log_function=log_request)

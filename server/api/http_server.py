@@ -19,7 +19,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.web import Application
 
-from server.startup.config import ServerSettings
+from server.kernel.settings import ServerSettings
 from server.web.body_limit import BodyLimit
 
 log = logging.getLogger("gateway.http")

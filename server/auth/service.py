@@ -14,6 +14,7 @@ from server.auth.tokens import ROLES, Claims, TokenInvalid, TokenIssuer
 from server.kernel.clock import Clock
 from server.kernel.errors import TooManyRequests, Unauthorized, ValidationFailed
 from server.kernel.identifiers import USERNAME
+from server.kernel.identity import Identity
 from server.kernel.metrics import Metrics
 
 log = logging.getLogger("gateway.auth")
@@ -24,12 +25,6 @@ class TokenPair:
     access_token: str
     refresh_token: str
     expires_in: int
-
-
-@dataclass(frozen=True)
-class Identity:
-    username: str
-    role: str
 
 
 class AuthService:

@@ -40,7 +40,7 @@ class Whole(validate.Regexp):
                          error=error)
         self.whole = re.compile(pattern)
 
-    def __call__(self, value: str) -> str:
+    def __call__(self, value: Any) -> Any:
         if self.whole.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value

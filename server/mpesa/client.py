@@ -22,6 +22,7 @@ from server.integrations.transport import (
     send,
 )
 from server.kernel.clock import Clock
+from server.mpesa.settings import DarajaSettings
 
 log = logging.getLogger("gateway.daraja")
 
@@ -50,6 +51,12 @@ class DarajaClient:
         self.tokens = TokenCache(self._login, clock,
                                  on_fetch=self._calls.token_fetched(PROVIDER))
         self._clock = clock
+
+    @classmethod
+    def from_settings(cls, session: aiohttp.ClientSession, daraja: DarajaSettings, clock: Clock,
+                      calls: CallLog | None = None) -> DarajaClient:
+        return cls(session, daraja.base_url, daraja.consumer_key, daraja.consumer_secret, clock,
+                   daraja.timeout_seconds, calls)
 
     async def register_urls(self, shortcode: str, response_type: str, confirmation_url: str,
                             validation_url: str, version: str = "v2") -> Registration:

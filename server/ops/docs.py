@@ -9,7 +9,6 @@ import hashlib
 from swagger_ui_bundle import swagger_ui_path
 from tornado.web import HTTPError
 
-from server.ops.openapi import openapi_spec
 from server.ops.page_headers import content_security_policy, protective_headers
 from server.web.handler import BaseHandler, StaticFiles
 
@@ -50,7 +49,7 @@ CONTENT_SECURITY_POLICY = content_security_policy(scripts=f"'self' 'sha256-{_STA
 
 class OpenApiHandler(BaseHandler):
     def get(self) -> None:
-        self.write_json(openapi_spec())
+        self.write_json(self.settings["openapi"]())
 
 
 class DocsHandler(BaseHandler):

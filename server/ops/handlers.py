@@ -9,7 +9,6 @@ from marshmallow import fields
 from server.kernel.errors import ServiceUnavailable
 from server.kernel.schemas import CURRENCY, StrictSchema
 from server.ops.health import readiness_problem
-from server.startup.services import indexes
 from server.web.handler import BaseHandler
 
 
@@ -39,7 +38,7 @@ class ReadyHandler(BaseHandler):
 
     async def get(self) -> None:
         problem = await readiness_problem(self.settings["services"].store,
-                                          indexes(self.settings["gateway"]))
+                                          self.settings["services"].indexes)
         if problem:
             raise ServiceUnavailable(f"not ready: {problem}", code="not_ready")
         self.write_json({"status": "ready"})

@@ -7,7 +7,6 @@ no entry, or an entry has no route: the document cannot silently fall behind the
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -485,12 +484,3 @@ def build_spec(routes: Iterable[Route]) -> dict[str, Any]:
         spec.path(path=template, operations={method: _operation(template, operation)
                                              for method, operation in operations.items()})
     return spec.to_dict()
-
-
-@functools.cache
-def openapi_spec() -> dict[str, Any]:
-    """The document of the gateway's routes, built once per process."""
-    # Imported here: server.app imports this module (through the docs handlers).
-    from server.api.app import ROUTES
-
-    return build_spec(ROUTES)

@@ -13,11 +13,11 @@ import json
 import uuid
 from typing import Any
 
-from server.auth.service import Identity
 from server.insurance.repository import IDLE
 from server.insurance.service import InsureeService, PolicyService, require_exact_amount
 from server.kernel.clock import Clock
 from server.kernel.errors import ApiError, Conflict, Forbidden, ValidationFailed
+from server.kernel.identity import Identity
 from server.ledger import states
 from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
 from server.ledger.repository import TransactionRepository

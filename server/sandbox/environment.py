@@ -38,8 +38,12 @@ MISTYPED_ACCOUNT, MISTYPED_FOR = "09090909", "090909090"
 # Paybill payments made through the simulator at start-up: one settles a policy, one
 # has the wrong amount, one pays a Gambian insuree in KES, one has a mistyped account;
 # the last three stay unmatched.
-DEMO_PAYMENTS = (("080808080", "1500.00"), ("090909090", "350.00"), ("070707070", "500.00"),
-                 (MISTYPED_ACCOUNT, "1500.00"))
+DEMO_PAYMENTS = (
+    ("080808080", "1500.00"),
+    ("090909090", "350.00"),
+    ("070707070", "500.00"),
+    (MISTYPED_ACCOUNT, "1500.00"),
+)
 DEMO_MSISDN = "254708374149"
 ARRIVAL_TIMEOUT_SECONDS = 20.0
 GATEWAY_TIMEOUT_SECONDS = 10.0
@@ -61,6 +65,7 @@ class NothingPaid(Exception):
 @dataclass(frozen=True)
 class Allocatable:
     """An unmatched demo payment and the idle policy it can be allocated to."""
+
     trans_id: str
     policy: dict[str, Any]
 
@@ -99,48 +104,81 @@ def sandbox_settings(host: str, port: int) -> Settings:
     )
 
 
-async def start_sandbox(host: str = "127.0.0.1", port: int = 8080,
-                        progress: Callable[[str], None] = lambda _: None) -> Sandbox:
+async def start_sandbox(
+    host: str = "127.0.0.1", port: int = 8080, progress: Callable[[str], None] = lambda _: None
+) -> Sandbox:
     settings = sandbox_settings(host, port)
     sockets = listen(host, port, "the gateway")
-    daraja = DarajaSimulator(DarajaSimSettings(
-        consumer_key=settings.daraja.consumer_key,
-        consumer_secret=settings.daraja.consumer_secret, local_mode=True))
-    qmoney = QmoneySimulator(QmoneySimSettings(
-        channel_id=settings.qmoney.channel_id, channel_secret=settings.qmoney.channel_secret,
-        username=settings.qmoney.username, password=settings.qmoney.password,
-        merchant_account=QMONEY_PSP["account"], merchant_pin=QMONEY_PSP["pin"]))
+    daraja = DarajaSimulator(
+        DarajaSimSettings(
+            consumer_key=settings.daraja.consumer_key,
+            consumer_secret=settings.daraja.consumer_secret,
+            local_mode=True,
+        )
+    )
+    qmoney = QmoneySimulator(
+        QmoneySimSettings(
+            channel_id=settings.qmoney.channel_id,
+            channel_secret=settings.qmoney.channel_secret,
+            username=settings.qmoney.username,
+            password=settings.qmoney.password,
+            merchant_account=QMONEY_PSP["account"],
+            merchant_pin=QMONEY_PSP["pin"],
+        )
+    )
     try:
-        daraja_url = await start_simulator(daraja, host, port + 1 if port else 0,
-                                           "the Daraja simulator")
-        qmoney_url = await start_simulator(qmoney, host, port + 2 if port else 0,
-                                           "the Qmoney simulator")
-        settings = replace(settings, daraja=replace(settings.daraja, base_url=daraja_url),
-                           qmoney=replace(settings.qmoney, base_url=qmoney_url))
+        daraja_url = await start_simulator(
+            daraja, host, port + 1 if port else 0, "the Daraja simulator"
+        )
+        qmoney_url = await start_simulator(
+            qmoney, host, port + 2 if port else 0, "the Qmoney simulator"
+        )
+        settings = replace(
+            settings,
+            daraja=replace(settings.daraja, base_url=daraja_url),
+            qmoney=replace(settings.qmoney, base_url=qmoney_url),
+        )
         gateway = await start_gateway(settings, sockets=sockets)
     except BaseException:
         await daraja.stop()
         await qmoney.stop()
         _close(sockets)
         raise
-    settings = replace(settings, server=replace(settings.server, port=gateway.port,
-                                                public_url=gateway.url))
+    settings = replace(
+        settings, server=replace(settings.server, port=gateway.port, public_url=gateway.url)
+    )
     sandbox = Sandbox(settings, gateway, daraja, qmoney, aiohttp.ClientSession())
     try:
         sandbox.demo = await seed(gateway.services, date.today())
         progress("demo data: users, products, insurees, policies, PSPs")
         with _staged_failures_off_the_console():
-            await seed_history(History(settings, gateway.services.store, gateway.providers,
-                                       sandbox.session, qmoney_url, sandbox.demo), progress)
+            await seed_history(
+                History(
+                    settings,
+                    gateway.services.store,
+                    gateway.providers,
+                    sandbox.session,
+                    qmoney_url,
+                    sandbox.demo,
+                ),
+                progress,
+            )
         client = daraja_client(settings, sandbox.session, gateway.providers.calls)
-        registration = await register_callback_urls(settings, client)
+        registration = await register_callback_urls(
+            settings.server.public_url, settings.daraja, settings.c2b, client
+        )
         await _make_demo_payments(settings, client, gateway)
         sandbox.allocatable = await _allocatable(gateway)
     except BaseException:
         await sandbox.stop()
         raise
-    log.info("sandbox_ready gateway=%s daraja=%s qmoney=%s registration=%s", gateway.url,
-             daraja_url, qmoney_url, registration.conversation_id)
+    log.info(
+        "sandbox_ready gateway=%s daraja=%s qmoney=%s registration=%s",
+        gateway.url,
+        daraja_url,
+        qmoney_url,
+        registration.conversation_id,
+    )
     return sandbox
 
 
@@ -171,12 +209,16 @@ def _staged_failures_off_the_console() -> Iterator[None]:
         gateway_log.setLevel(level)
 
 
-async def _make_demo_payments(settings: Settings, client: DarajaClient,
-                              gateway: Gateway) -> None:
+async def _make_demo_payments(settings: Settings, client: DarajaClient, gateway: Gateway) -> None:
     _, before = await gateway.services.c2b.list_payments({}, 1, 0)
     for account, amount in DEMO_PAYMENTS:
-        await client.simulate_payment(settings.daraja.shortcode, amount, DEMO_MSISDN, account,
-                                      settings.daraja.register_version)
+        await client.simulate_payment(
+            settings.daraja.shortcode,
+            amount,
+            DEMO_MSISDN,
+            account,
+            settings.daraja.register_version,
+        )
     async with asyncio.timeout(ARRIVAL_TIMEOUT_SECONDS):
         while True:
             _, stored = await gateway.services.c2b.list_payments({}, 1, 0)
@@ -187,47 +229,53 @@ async def _make_demo_payments(settings: Settings, client: DarajaClient,
 
 async def _allocatable(gateway: Gateway) -> Allocatable:
     """The mistyped demo payment and the idle policy it fits."""
-    [payment], _ = await gateway.services.c2b.list_payments({"bill_ref": MISTYPED_ACCOUNT},
-                                                            1, 0)
+    [payment], _ = await gateway.services.c2b.list_payments({"bill_ref": MISTYPED_ACCOUNT}, 1, 0)
     [policy] = await gateway.services.policies.idle_of(MISTYPED_FOR)
     return Allocatable(payment["trans_id"], policy)
 
 
-def daraja_client(settings: Settings, session: aiohttp.ClientSession,
-                  calls: CallLog | None = None) -> DarajaClient:
-    return DarajaClient(session, settings.daraja.base_url, settings.daraja.consumer_key,
-                        settings.daraja.consumer_secret, Clock(),
-                        settings.daraja.timeout_seconds, calls)
+def daraja_client(
+    settings: Settings, session: aiohttp.ClientSession, calls: CallLog | None = None
+) -> DarajaClient:
+    return DarajaClient.from_settings(session, settings.daraja, Clock(), calls)
 
 
-async def simulate_paybill_payment(settings: Settings, account: str, amount: str, msisdn: str,
-                                   username: str, password: str) -> dict[str, Any]:
+async def simulate_paybill_payment(
+    settings: Settings, account: str, amount: str, msisdn: str, username: str, password: str
+) -> dict[str, Any]:
     """Pay through the Daraja (simulator's) simulate API, then wait until the gateway
     lists the new payment, settled or unmatched, and return it as the API shows it.
     The gateway is asked first: when it cannot be reached, nothing is paid (NothingPaid)."""
     gateway = settings.server.public_url
     timeout = aiohttp.ClientTimeout(total=GATEWAY_TIMEOUT_SECONDS)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        signed_in = await _gateway_json(session, "POST", f"{gateway}/api/v1/auth/token", gateway,
-                                        json={"username": username, "password": password})
+        signed_in = await _gateway_json(
+            session,
+            "POST",
+            f"{gateway}/api/v1/auth/token",
+            gateway,
+            json={"username": username, "password": password},
+        )
         headers = {"Authorization": f"Bearer {signed_in['access_token']}"}
         listing = f"{gateway}/api/v1/c2b/payments"
         params = {"bill_ref": account, "limit": "50"}
 
         async def payments() -> list[dict[str, Any]]:
-            answer = await _gateway_json(session, "GET", listing, gateway, params=params,
-                                         headers=headers)
+            answer = await _gateway_json(
+                session, "GET", listing, gateway, params=params, headers=headers
+            )
             return answer["items"]
 
         before = {item["trans_id"] for item in await payments()}
         try:
             await daraja_client(settings, session).simulate_payment(
-                settings.daraja.shortcode, amount, msisdn, account,
-                settings.daraja.register_version)
+                settings.daraja.shortcode, amount, msisdn, account, settings.daraja.register_version
+            )
         except (ProviderRejected, ProviderUnavailable) as err:
-            raise NothingPaid(f"nothing was paid: the Daraja simulator at "
-                              f"{settings.daraja.base_url} did not take the payment ({err})"
-                              ) from None
+            raise NothingPaid(
+                f"nothing was paid: the Daraja simulator at "
+                f"{settings.daraja.base_url} did not take the payment ({err})"
+            ) from None
         async with asyncio.timeout(ARRIVAL_TIMEOUT_SECONDS):
             while True:
                 new = [item for item in await payments() if item["trans_id"] not in before]
@@ -236,23 +284,29 @@ async def simulate_paybill_payment(settings: Settings, account: str, amount: str
                 await asyncio.sleep(0.2)
 
 
-async def _gateway_json(session: aiohttp.ClientSession, method: str, url: str, gateway: str,
-                        **options: Any) -> Any:
+async def _gateway_json(
+    session: aiohttp.ClientSession, method: str, url: str, gateway: str, **options: Any
+) -> Any:
     """A gateway answer's JSON; a gateway out of reach or saying no is NothingPaid."""
     try:
         async with session.request(method, url, **options) as answer:
             body = await answer.json(content_type=None)
             status = answer.status
     except aiohttp.ClientConnectorError as err:
-        raise NothingPaid(f"nothing was paid: the gateway at {gateway} cannot be reached "
-                          f"({err.os_error.strerror or err.os_error})") from None
+        raise NothingPaid(
+            f"nothing was paid: the gateway at {gateway} cannot be reached "
+            f"({err.os_error.strerror or err.os_error})"
+        ) from None
     except (aiohttp.ClientError, TimeoutError, ValueError) as err:
-        raise NothingPaid(f"nothing was paid: the gateway at {gateway} did not answer "
-                          f"({err.__class__.__name__})") from None
+        raise NothingPaid(
+            f"nothing was paid: the gateway at {gateway} did not answer ({err.__class__.__name__})"
+        ) from None
     if status >= 400:
         error = body.get("error", {}) if isinstance(body, dict) else {}
-        raise NothingPaid(f"nothing was paid: the gateway at {gateway} answered {status} "
-                          f"({error.get('code')}: {error.get('message')})")
+        raise NothingPaid(
+            f"nothing was paid: the gateway at {gateway} answered {status} "
+            f"({error.get('code')}: {error.get('message')})"
+        )
     return body
 
 
@@ -266,9 +320,11 @@ def unmatched_explanation(payment: dict[str, Any]) -> str:
 def _answer(expression: str) -> str:
     """A shell filter for a gateway answer `a`: an error answer stops the walkthrough
     with the gateway's code and message; any other answer prints `expression`."""
-    return ("python -c 'import json,sys; a=json.load(sys.stdin); \"error\" in a and "
-            "sys.exit(\"{code}: {message}\".format(**a[\"error\"])); "
-            f"print({expression})'")
+    return (
+        'python -c \'import json,sys; a=json.load(sys.stdin); "error" in a and '
+        'sys.exit("{code}: {message}".format(**a["error"])); '
+        f"print({expression})'"
+    )
 
 
 def _read_json(key: str) -> str:
@@ -287,8 +343,10 @@ def _steps(*steps: str) -> str:
 
 def _login(settings: Settings, variable: str, username: str, password: str) -> str:
     credentials = json.dumps({"username": username, "password": password})
-    return (f"{variable}=$(curl -s {JSON_TYPE} {settings.server.public_url}/api/v1/auth/token \\\n"
-            f"  -d '{credentials}' | {_read_json('access_token')})")
+    return (
+        f"{variable}=$(curl -s {JSON_TYPE} {settings.server.public_url}/api/v1/auth/token \\\n"
+        f"  -d '{credentials}' | {_read_json('access_token')})"
+    )
 
 
 def _operator_login(settings: Settings) -> str:
@@ -298,9 +356,15 @@ def _operator_login(settings: Settings) -> str:
 def c2b_walkthrough(settings: Settings) -> str:
     """Shell commands: a paybill payment through the simulator, then the payment list."""
     daraja, gateway = settings.daraja.base_url, settings.server.public_url
-    body = json.dumps({"ShortCode": settings.daraja.shortcode,
-                       "CommandID": "CustomerPayBillOnline", "Amount": "1500.00",
-                       "Msisdn": DEMO_MSISDN, "BillRefNumber": DEMO_ACCOUNT})
+    body = json.dumps(
+        {
+            "ShortCode": settings.daraja.shortcode,
+            "CommandID": "CustomerPayBillOnline",
+            "Amount": "1500.00",
+            "Msisdn": DEMO_MSISDN,
+            "BillRefNumber": DEMO_ACCOUNT,
+        }
+    )
     return _steps(
         "TOKEN=$(curl -s -u sandbox-key:sandbox-secret \\\n"
         f"  '{daraja}/oauth/v1/generate?grant_type=client_credentials' \\\n"
@@ -318,8 +382,13 @@ def qmoney_walkthrough(settings: Settings, demo: DemoData) -> str:
     """Shell commands: start a debit, read the OTP the payer got, process it, see the policy."""
     gateway, qmoney = settings.server.public_url, settings.qmoney.base_url
     policy, psp = demo.qmoney_policy, demo.qmoney_psp
-    body = json.dumps({"policy_uuid": policy["_id"], "psp_uuid": psp["_id"],
-                       "amount": format_amount(policy["value"], policy["currency"])})
+    body = json.dumps(
+        {
+            "policy_uuid": policy["_id"],
+            "psp_uuid": psp["_id"],
+            "amount": format_amount(policy["value"], policy["currency"]),
+        }
+    )
     auth = f'-H "Authorization: Bearer $OP" {JSON_TYPE}'
     wallet = QMONEY_INSUREE["wallet"]
     return _steps(
@@ -338,27 +407,37 @@ def provider_walkthrough(settings: Settings, demo: DemoData) -> str:
     gateway, policy = settings.server.public_url, demo.provider_policy
     auth = f'-H "Authorization: Bearer $AFRI" {JSON_TYPE}'
     verify = f"{gateway}/api/v1/insurees/{policy['chf_id']}/policies"
-    body = json.dumps({"chf_id": policy["chf_id"],
-                       "amount": format_amount(policy["value"], policy["currency"]),
-                       "psp_transaction_id": "AFR-DEMO-0001",
-                       "policy": {"token": "TOKEN", "product_code": policy["product_code"],
-                                  "product_name": policy["product_name"]}})
+    body = json.dumps(
+        {
+            "chf_id": policy["chf_id"],
+            "amount": format_amount(policy["value"], policy["currency"]),
+            "psp_transaction_id": "AFR-DEMO-0001",
+            "policy": {
+                "token": "TOKEN",
+                "product_code": policy["product_code"],
+                "product_name": policy["product_name"],
+            },
+        }
+    )
     body = body.replace('"TOKEN"', "\"'$TOKEN'\"")
     first_token = '(a["policies"] or sys.exit(a["message"]))[0]["token"]'
     return _steps(
         _login(settings, "AFRI", "afrimoney", "sandbox-afrimoney"),
         f"curl -s {auth} {verify} | {SHOW_JSON}",
         f"TOKEN=$(curl -s {auth} {verify} | {_answer(first_token)})",
-        f"curl -s {auth} {gateway}/api/v1/payments \\\n"
-        f"  -d '{body}' | {SHOW_JSON}",
+        f"curl -s {auth} {gateway}/api/v1/payments \\\n  -d '{body}' | {SHOW_JSON}",
     )
 
 
 def allocation_walkthrough(settings: Settings, allocatable: Allocatable) -> str:
     """Shell commands: an operator allocates the mistyped demo payment to its policy."""
     gateway = settings.server.public_url
-    body = json.dumps({"policy_uuid": allocatable.policy["_id"],
-                       "note": f"the payer typed {MISTYPED_ACCOUNT} for {MISTYPED_FOR}"})
+    body = json.dumps(
+        {
+            "policy_uuid": allocatable.policy["_id"],
+            "note": f"the payer typed {MISTYPED_ACCOUNT} for {MISTYPED_FOR}",
+        }
+    )
     return _steps(
         _operator_login(settings),
         f'curl -s -H "Authorization: Bearer $OP" {JSON_TYPE} \\\n'
@@ -373,8 +452,9 @@ def _indented(commands: str) -> str:
 
 def summary(sandbox: Sandbox) -> str:
     settings = sandbox.settings
-    validation_url, confirmation_url = callback_urls(settings.server.public_url,
-                                                     settings.c2b.callback_secret)
+    validation_url, confirmation_url = callback_urls(
+        settings.server.public_url, settings.c2b.callback_secret
+    )
     port_option = "" if settings.server.port == 8080 else f" --port {settings.server.port}"
     users = "\n".join(f"    {name} / {password} ({role})" for name, password, role in USERS)
     policy, allocatable = sandbox.demo.qmoney_policy, sandbox.allocatable

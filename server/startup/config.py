@@ -24,8 +24,20 @@ from urllib.parse import urlsplit
 import yaml
 from cryptography.fernet import Fernet
 
+from server.auth.settings import AuthSettings
+from server.integrations.notification_settings import NotificationSettings
 from server.kernel.money import AmountError, parse_amount
+from server.kernel.settings import (
+    LoggingSettings,
+    RetentionSettings,
+    SecuritySettings,
+    ServerSettings,
+    StoreSettings,
+)
 from server.mpesa.callback_urls import forbidden_word_in
+from server.mpesa.settings import C2BSettings, DarajaSettings
+from server.psp_api.settings import PspApiSettings
+from server.qmoney.settings import QmoneySettings
 
 log = logging.getLogger("gateway.config")
 
@@ -35,103 +47,6 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config.yaml"
 
 class ConfigError(Exception):
     """Invalid configuration; the message names the setting."""
-
-
-def secret() -> Any:
-    return field(default="", metadata={"secret": True}, repr=False)
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    public_url: str = "http://127.0.0.1:8080"
-    max_body_bytes: int = 65536
-    trusted_proxies: tuple[str, ...] = ()
-    idle_timeout_seconds: float = 60.0
-    body_timeout_seconds: float = 30.0
-    internal_port: int = 0
-
-
-@dataclass(frozen=True)
-class StoreSettings:
-    uri: str = "memory://"
-    database: str = "gateway"
-
-
-@dataclass(frozen=True)
-class AuthSettings:
-    jwt_secret: str = secret()
-    access_token_minutes: int = 15
-    refresh_token_hours: int = 168
-    login_max_failures_per_user: int = 5
-    login_max_failures_per_address: int = 20
-    login_failure_window_minutes: int = 15
-    password_hash_threads: int = 2
-
-
-@dataclass(frozen=True)
-class DarajaSettings:
-    base_url: str = "https://sandbox.safaricom.co.ke"
-    consumer_key: str = secret()
-    consumer_secret: str = secret()
-    shortcode: str = "600984"
-    register_version: str = "v2"
-    response_type: str = "Completed"
-    timeout_seconds: float = 10.0
-
-
-@dataclass(frozen=True)
-class C2BSettings:
-    callback_secret: str = secret()
-    currency: str = "KES"
-    ip_allowlist: tuple[str, ...] = ()
-    validation_account_pattern: str = r"[0-9A-Za-z]{1,20}"   # matched whole (fullmatch)
-    validation_min_amount: str = "1"
-    validation_max_amount: str = "250000"
-    validation_shortcodes: tuple[str, ...] = ()
-    validation_deadline_seconds: float = 5.0
-    validation_fallback: str = "accept"
-    validation_match_policy: bool = False
-
-
-@dataclass(frozen=True)
-class QmoneySettings:
-    base_url: str = "http://127.0.0.1:8082"
-    channel_id: str = ""
-    channel_secret: str = secret()
-    username: str = ""
-    password: str = secret()
-    timeout_seconds: float = 15.0
-    otp_lifetime_seconds: int = 300
-    max_otp_attempts: int = 3
-
-
-@dataclass(frozen=True)
-class PspApiSettings:
-    rate_limit_per_minute: int = 120
-
-
-@dataclass(frozen=True)
-class SecuritySettings:
-    pin_key: str = secret()
-
-
-@dataclass(frozen=True)
-class RetentionSettings:
-    audit_days: int = 90
-    provider_calls_days: int = 30
-
-
-@dataclass(frozen=True)
-class LoggingSettings:
-    level: str = "INFO"
-    format: str = "text"
-
-
-@dataclass(frozen=True)
-class NotificationSettings:
-    kind: str = "log"
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,7 @@ class Services:
     rate_limiter: RateLimiter
     dashboard: Dashboard
     metrics: Metrics
+    indexes: list[IndexSpec]
     inflight: set = field(default_factory=set)
 
 
@@ -173,4 +174,5 @@ def build_services(settings: Settings, store: Store, providers: Providers | None
                     psps=psps, ledger=ledger, settlement=settlement, debits=debits,
                     psp_api=psp_api,
                     rate_limiter=RateLimiter(settings.psp_api.rate_limit_per_minute, clock),
-                    dashboard=Dashboard(store, clock), metrics=metrics)
+                    dashboard=Dashboard(store, clock), metrics=metrics,
+                    indexes=indexes(settings))

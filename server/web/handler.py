@@ -12,7 +12,6 @@ from marshmallow import Schema
 from marshmallow import ValidationError as SchemaError
 from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
-from server.auth.service import Identity
 from server.kernel.errors import (
     ApiError,
     Forbidden,
@@ -22,6 +21,7 @@ from server.kernel.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from server.kernel.identity import Identity
 from server.kernel.logs import redact
 from server.kernel.schemas import shared
 from server.web.body_limit import declared_length
