@@ -21,7 +21,7 @@ from server.startup.runtime import Gateway, start_gateway
 from server.startup.services import INDEXES
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
 
-from support import SUMMARY_LINES, make_settings
+from support import SUMMARY_LINES, headers_for_role, make_settings
 from systems import debits, qmoney_sim, system  # noqa: F401  (fixtures)
 
 MONGODB_URI = os.environ.get("TEST_MONGODB_URI")
@@ -111,12 +111,7 @@ async def headers_for(http: aiohttp.ClientSession, gateway: Gateway) -> HeadersF
     """Create a user with a role and return Authorization headers for it."""
 
     async def make(username: str, role: str) -> dict[str, str]:
-        password = f"{username}-password"
-        await gateway.services.auth.create_user(username, password, role)
-        async with http.post(f"{gateway.url}/api/v1/auth/token",
-                             json={"username": username, "password": password}) as answer:
-            body = await answer.json()
-        return {"Authorization": f"Bearer {body['access_token']}"}
+        return await headers_for_role(http, gateway, username, role)
 
     return make
 

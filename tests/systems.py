@@ -4,18 +4,28 @@ The fixtures are registered in conftest.py."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest_asyncio
 
 from server.kernel.clock import Clock
 from server.mpesa.client import DarajaClient
 from server.mpesa.registration import register_callback_urls
+from server.mpesa.settings import DarajaSettings
 from simulators.qmoney import QmoneySimSettings, QmoneySimulator
 
-from support import make_settings
+from support import (
+    BASIC_GMD,
+    PAYMENTS,
+    ensure_product,
+    headers_for_role,
+    idle_policy,
+    make_settings,
+    request_json,
+    sim_control,
+    wait_until,
+)
 
 WALLET = "5811724c"
 
@@ -41,33 +51,12 @@ class Debits:
     async def policy(
         self, chf_id: str = "070707070", wallet: str = WALLET, amount: str = "500.00"
     ) -> dict:
-        try:
-            await self.services.insurees.get(chf_id)
-        except Exception:
-            await self.services.insurees.create(
-                {
-                    "chf_id": chf_id,
-                    "first_name": "Awa",
-                    "last_name": "Jallow",
-                    "phone": "",
-                    "wallet": wallet,
-                }
-            )
-        return await self.services.policies.create(
-            {
-                "chf_id": chf_id,
-                "product_code": "BASIC-GMD",
-                "amount": amount,
-                "start_date": date(2026, 1, 1),
-                "status": 1,
-            }
-        )
+        return await idle_policy(self.services, chf_id, amount=amount, wallet=wallet)
 
     async def api(self, method: str, path: str, body=None) -> tuple[int, dict]:
-        async with self.http.request(
-            method, f"{self.gateway.url}{path}", json=body, headers=self.headers
-        ) as answer:
-            return answer.status, await answer.json()
+        return await request_json(
+            self.http, method, f"{self.gateway.url}{path}", body, headers=self.headers
+        )
 
     async def start(
         self, policy: dict, amount: str = "500.00", psp: dict | None = None
@@ -84,11 +73,7 @@ class Debits:
         )
 
     async def control(self, method: str, path: str, body=None) -> dict:
-        async with self.http.request(
-            method, f"{self.sim.base_url}/_sim/{path}", json=body
-        ) as answer:
-            assert answer.status == 200, await answer.text()
-            return await answer.json()
+        return await sim_control(self.http, self.sim.base_url, method, path, body)
 
     async def otp(self, wallet: str = WALLET) -> str:
         return (await self.control("GET", f"otp/{wallet}"))["otp"]
@@ -96,6 +81,16 @@ class Debits:
     async def requests(self, path: str) -> list[dict]:
         items = (await self.control("GET", "requests"))["items"]
         return [item for item in items if item["path"] == path]
+
+    async def answered(self, path: str) -> None:
+        """Wait until the simulator has acted on every request to `path` it received
+        (answered it, however late, or dropped it without acting)."""
+
+        async def all_answered() -> bool:
+            return all(item["status"] is not None or item["fault"] == "drop"
+                       for item in await self.requests(path))
+
+        await wait_until(all_answered, f"the simulator to answer every {path} request")
 
     async def balance(self, wallet: str = WALLET) -> str:
         return (await self.control("GET", "state"))["wallets"][wallet]
@@ -115,15 +110,9 @@ async def debits(http, start_gateway_with, qmoney_sim, store) -> Debits:
     settings = make_settings(qmoney={"base_url": qmoney_sim.base_url, "timeout_seconds": 2.0})
     gateway = await start_gateway_with(settings, clock=clock)
     services = gateway.services
-    await services.auth.create_user("olga", "olga-password", "operator")
-    async with http.post(
-        f"{gateway.url}/api/v1/auth/token", json={"username": "olga", "password": "olga-password"}
-    ) as answer:
-        token = (await answer.json())["access_token"]
-    system = Debits(http, gateway, qmoney_sim, {"Authorization": f"Bearer {token}"}, clock, store)
-    await services.products.create(
-        {"code": "BASIC-GMD", "name": "Basic cover", "price": "500.00", "currency": "GMD"}
-    )
+    headers = await headers_for_role(http, gateway, "olga", "operator")
+    system = Debits(http, gateway, qmoney_sim, headers, clock, store)
+    await ensure_product(services, BASIC_GMD)
     system.psp = await services.psps.create(
         {
             "name": "Qmoney",
@@ -145,9 +134,9 @@ class System:
     def __init__(self, http, gateway, sim, settings, store, notifier) -> None:
         self.http, self.gateway, self.sim = http, gateway, sim
         self.settings, self.store, self.notifier = settings, store, notifier
-        self.client = DarajaClient(
-            http, sim.base_url, "sandbox-key", "sandbox-secret", Clock(), 5.0
-        )
+        self.daraja = DarajaSettings(base_url=sim.base_url, consumer_key="sandbox-key",
+                                     consumer_secret="sandbox-secret", timeout_seconds=5.0)
+        self.client = DarajaClient(http, self.daraja, Clock())
 
     async def register(self, **daraja) -> None:
         settings = replace(self.settings, daraja=replace(self.settings.daraja, **daraja))
@@ -156,11 +145,7 @@ class System:
         )
 
     async def control(self, method: str, path: str, body: dict | None = None) -> dict:
-        async with self.http.request(
-            method, f"{self.sim.base_url}/_sim/{path}", json=body
-        ) as answer:
-            assert answer.status == 200, await answer.text()
-            return await answer.json()
+        return await sim_control(self.http, self.sim.base_url, method, path, body)
 
     async def pay(
         self, amount: str = "150.00", account: str = "070707070", version: str = "v2"
@@ -169,17 +154,20 @@ class System:
         conversation = await self.client.simulate_payment(
             "600984", amount, "254708374149", account, version
         )
-        for _ in range(200):
+
+        async def finished() -> dict | None:
             txn = await self.control("GET", f"transactions/{conversation}")
             deliveries = await self.control("GET", f"deliveries?trans_id={txn['trans_id']}")
-            finished = [item for item in deliveries["items"] if item.get("finished_at")]
-            if txn["status"] != "pending" and len(finished) == len(deliveries["items"]):
+            done = [item for item in deliveries["items"] if item.get("finished_at")]
+            if txn["status"] != "pending" and len(done) == len(deliveries["items"]):
                 return {**txn, "deliveries": deliveries["items"]}
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"transaction {conversation} never finished")
+            return None
+
+        return await wait_until(finished, f"the simulator to finish transaction {conversation}",
+                                every=0.05)
 
     async def payments(self) -> list[dict]:
-        return await self.store.collection("c2b_payments").find({}).to_list(None)
+        return await self.store.collection(PAYMENTS).find({}).to_list(None)
 
 
 @pytest_asyncio.fixture

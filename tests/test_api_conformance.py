@@ -22,8 +22,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from server.api.app import openapi_spec
-from server.ops.openapi import OPERATIONS
+from server.api.app import ROUTES, openapi_spec
+from server.ops.openapi import operations_for
 from server.sandbox.environment import Sandbox, start_sandbox
 
 from support import LoopThread, report_in_summary
@@ -35,6 +35,7 @@ LOGINS = {"admin": ("admin", "sandbox-admin"), "operator": ("operator", "sandbox
           "psp": ("afrimoney", "sandbox-afrimoney")}
 
 schema = schemathesis.openapi.from_dict(openapi_spec())
+OPERATIONS = operations_for(ROUTES)     # OpenAPI path -> method -> Operation
 
 
 @dataclass

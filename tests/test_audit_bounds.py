@@ -13,9 +13,18 @@ import pytest_asyncio
 from server.integrations.transport import CallLog, ProviderRejected
 from server.kernel.clock import Clock
 from server.psp_api.audit import EXCERPT_BYTES, PATH_CHARS, excerpt
-from server.psps.schemas import PspCreateSchema
 
-JSON = {"Content-Type": "application/json"}
+from support import (
+    JSON_TYPE,
+    PROVIDER_CALLS,
+    PSP_AUDIT,
+    PspUser,
+    ensure_insuree,
+    psp_user,
+    request_json,
+    wait_until,
+)
+
 # The largest summary: its fields, 1 KB of body, a cut path.
 SUMMARY_BYTES = 2048
 
@@ -31,30 +40,25 @@ def big_body(size: int = 60 * 1024) -> bytes:
 
 async def audited(store, count: int = 1) -> list[dict]:
     """The audit entries, once `count` are written (they are written after the answer)."""
-    for _ in range(100):
-        entries = await store.collection("psp_audit").find({}).sort("at", 1).to_list(None)
-        if len(entries) >= count:
-            return entries
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{count} audit entries expected, found {len(entries)}")
+
+    async def written() -> list[dict] | None:
+        entries = await store.collection(PSP_AUDIT).find({}).sort("at", 1).to_list(None)
+        return entries if len(entries) >= count else None
+
+    return await wait_until(written, f"{count} audit entries")
 
 
 async def send(http, gateway, method: str, path: str, body: bytes = b"",
                headers: dict | None = None) -> int:
-    async with http.request(method, gateway.url + path, data=body,
-                            headers={**JSON, **(headers or {})}) as answer:
-        await answer.read()
-        return answer.status
+    answer = await request_json(http, method, gateway.url + path, data=body,
+                                headers={**JSON_TYPE, **(headers or {})})
+    return answer.status
 
 
 @pytest_asyncio.fixture
-async def provider(gateway, headers_for) -> tuple[dict[str, str], dict]:
+async def provider(http, gateway) -> PspUser:
     """An active external-API provider: its Authorization headers and its document."""
-    headers = await headers_for("afrimoney", "psp")
-    psp = await gateway.services.psps.create(PspCreateSchema().load({
-        "name": "Afrimoney", "kind": "external", "account": "afrimoney-account",
-        "currency": "GMD", "is_external_api": True, "username": "afrimoney"}))
-    return headers, psp
+    return await psp_user(http, gateway, "afrimoney")
 
 
 @pytest.mark.asyncio
@@ -91,9 +95,7 @@ async def test_a_refused_request_of_a_provider_is_a_summary_naming_the_provider(
 @pytest.mark.asyncio
 async def test_an_accepted_request_keeps_what_was_validated_not_its_raw_body(
         http, gateway, store, provider) -> None:
-    await gateway.services.insurees.create({"chf_id": "070707070", "first_name": "Awa",
-                                            "last_name": "Jallow", "phone": "",
-                                            "wallet": ""})
+    await ensure_insuree(gateway.services, "070707070")
     body = big_body()
     assert await send(http, gateway, "GET", "/api/v1/insurees/070707070/policies", body,
                       provider[0]) == 200
@@ -135,14 +137,11 @@ def test_an_excerpt_is_at_most_1_kb_whatever_the_bytes(body) -> None:
 
 @pytest.mark.asyncio
 async def test_a_provider_error_message_is_cut_in_the_call_log(store) -> None:
-    calls = CallLog(store.collection("provider_calls"), Clock())
+    calls = CallLog(store.collection(PROVIDER_CALLS), Clock())
     with pytest.raises(ProviderRejected):
         async with calls.call("qmoney", "getMoney"):
             raise ProviderRejected("qmoney", "E1", "x" * 100_000)
-    for _ in range(100):
-        entry = await store.collection("provider_calls").find_one({})
-        if entry is not None:
-            break
-        await asyncio.sleep(0.02)
+    entry = await wait_until(lambda: store.collection(PROVIDER_CALLS).find_one({}),
+                             "the provider call to be logged")
     assert entry["outcome"] == "rejected" and entry["error"].startswith("E1 xxx")
     assert len(entry["error"]) == CallLog.ERROR_CHARS

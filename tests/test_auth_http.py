@@ -2,38 +2,31 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
 import jwt
 import pytest
 import pytest_asyncio
 
 from server.startup.runtime import Gateway
 
+from support import USERS, create_user, request_json
+
 SECRET = "test-only-jwt-secret-of-at-least-32-chars"
 
 
-async def post(http: aiohttp.ClientSession, url: str, body: object) -> tuple[int, dict]:
-    async with http.post(url, json=body) as answer:
-        return answer.status, await answer.json()
-
-
-async def get_payments(http: aiohttp.ClientSession, gateway: Gateway,
-                       token: str) -> tuple[int, dict]:
-    async with http.get(f"{gateway.url}/api/v1/c2b/payments",
-                        headers={"Authorization": f"Bearer {token}"}) as answer:
-        return answer.status, await answer.json()
+async def get_payments(http, gateway: Gateway, token: str) -> tuple[int, dict]:
+    return await request_json(http, "GET", f"{gateway.url}/api/v1/c2b/payments", token=token)
 
 
 @pytest_asyncio.fixture
 async def operator(gateway: Gateway) -> str:
-    await gateway.services.auth.create_user("olga", "olga-password", "operator")
+    await create_user(gateway.services, "olga", "operator")
     return "olga"
 
 
 @pytest.mark.asyncio
 async def test_token_pair_is_issued_for_valid_credentials(http, gateway, operator) -> None:
-    status, body = await post(http, f"{gateway.url}/api/v1/auth/token",
-                              {"username": "olga", "password": "olga-password"})
+    status, body = await request_json(http, "POST", f"{gateway.url}/api/v1/auth/token",
+                                      {"username": "olga", "password": "olga-password"})
     assert status == 200
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 15 * 60
@@ -49,8 +42,8 @@ async def test_token_pair_is_issued_for_valid_credentials(http, gateway, operato
                                                     ("nobody", "olga-password")])
 async def test_wrong_password_or_unknown_user_is_401(http, gateway, operator, username,
                                                      password) -> None:
-    status, body = await post(http, f"{gateway.url}/api/v1/auth/token",
-                              {"username": username, "password": password})
+    status, body = await request_json(http, "POST", f"{gateway.url}/api/v1/auth/token",
+                                      {"username": username, "password": password})
     assert status == 401
     assert body["error"]["code"] == "invalid_credentials"
     assert body["error"]["message"] == "invalid username or password"
@@ -59,16 +52,16 @@ async def test_wrong_password_or_unknown_user_is_401(http, gateway, operator, us
 @pytest.mark.asyncio
 async def test_refresh_token_gives_a_new_pair_but_is_not_an_access_token(http, gateway,
                                                                            operator) -> None:
-    _, pair = await post(http, f"{gateway.url}/api/v1/auth/token",
-                         {"username": "olga", "password": "olga-password"})
+    _, pair = await request_json(http, "POST", f"{gateway.url}/api/v1/auth/token",
+                                 {"username": "olga", "password": "olga-password"})
     status, _ = await get_payments(http, gateway, pair["refresh_token"])
     assert status == 401
-    status, fresh = await post(http, f"{gateway.url}/api/v1/auth/refresh",
-                               {"refresh_token": pair["refresh_token"]})
+    status, fresh = await request_json(http, "POST", f"{gateway.url}/api/v1/auth/refresh",
+                                       {"refresh_token": pair["refresh_token"]})
     assert status == 200
     assert (await get_payments(http, gateway, fresh["access_token"]))[0] == 200
-    status, body = await post(http, f"{gateway.url}/api/v1/auth/refresh",
-                              {"refresh_token": pair["access_token"]})
+    status, body = await request_json(http, "POST", f"{gateway.url}/api/v1/auth/refresh",
+                                      {"refresh_token": pair["access_token"]})
     assert status == 401 and body["error"]["code"] == "invalid_token"
 
 
@@ -123,11 +116,11 @@ async def test_wrong_role_is_403(http, gateway, headers_for) -> None:
 
 @pytest.mark.asyncio
 async def test_inactive_user_loses_access_immediately(http, gateway, operator) -> None:
-    _, pair = await post(http, f"{gateway.url}/api/v1/auth/token",
-                         {"username": "olga", "password": "olga-password"})
-    await gateway.services.store.collection("users").update_one({"username": "olga"},
-                                                                {"$set": {"active": False}})
+    _, pair = await request_json(http, "POST", f"{gateway.url}/api/v1/auth/token",
+                                 {"username": "olga", "password": "olga-password"})
+    await gateway.services.store.collection(USERS).update_one({"username": "olga"},
+                                                              {"$set": {"active": False}})
     assert (await get_payments(http, gateway, pair["access_token"]))[0] == 401
-    status, _ = await post(http, f"{gateway.url}/api/v1/auth/token",
-                           {"username": "olga", "password": "olga-password"})
+    status, _ = await request_json(http, "POST", f"{gateway.url}/api/v1/auth/token",
+                                   {"username": "olga", "password": "olga-password"})
     assert status == 401

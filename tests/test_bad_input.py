@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from support import callback_body
+from support import INBOX, PAYMENTS, callback_body
 
 MEGABYTE = b'{"padding": "' + b"x" * (1024 * 1024) + b'"}'
 
@@ -63,7 +63,7 @@ async def test_huge_callback_is_413_in_daraja_format_and_not_stored(http, gatewa
                          data=MEGABYTE) as answer:
         assert answer.status == 413
         assert set(await answer.json()) == {"ResultCode", "ResultDesc"}
-    assert await store.collection("c2b_inbox").count_documents({}) == 0
+    assert await store.collection(INBOX).count_documents({}) == 0
 
 
 @pytest.mark.asyncio
@@ -123,4 +123,4 @@ async def test_callback_with_unknown_fields_is_still_recorded(http, gateway, sto
     async with http.post(f"{gateway.url}/api/v1/c2b/confirmation/test-callback",
                          data=json.dumps(body)) as answer:
         assert answer.status == 200
-    assert await store.collection("c2b_payments").count_documents({}) == 1
+    assert await store.collection(PAYMENTS).count_documents({}) == 1

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import pytest
 
-from support import callback_body
+from support import INBOX, callback_body
 
 LIMIT = 65536           # server.max_body_bytes in the test settings
 GUARD = 20              # seconds to wait for an answer that should come at once
@@ -76,7 +76,7 @@ async def test_a_callback_declared_too_large_is_refused_in_darajas_format(gatewa
     answer.writer.close()
     assert answer.status == 413
     assert set(json.loads(answer.body)) == {"ResultCode", "ResultDesc"}
-    assert await store.collection("c2b_inbox").count_documents({}) == 0
+    assert await store.collection(INBOX).count_documents({}) == 0
 
 
 @pytest.mark.asyncio

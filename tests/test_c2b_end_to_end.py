@@ -7,9 +7,17 @@ from datetime import timedelta
 
 import pytest
 
-from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
-
-from support import FailingPayments, make_settings
+from support import (
+    BASIC_KES,
+    INBOX,
+    PREMIUMS,
+    FailingPayments,
+    Product,
+    headers_for_role,
+    idle_policy,
+    make_settings,
+    request_json,
+)
 from systems import System
 
 
@@ -45,7 +53,7 @@ async def test_accepted_validation_is_followed_by_the_confirmation(system) -> No
     assert kinds(txn) == ["validation", "confirmation"]
     assert txn["deliveries"][0]["answer"] == {"ResultCode": "0", "ResultDesc": "Accepted"}
     assert len(await system.payments()) == 1
-    inbox = await system.store.collection("c2b_inbox").find({}).to_list(None)
+    inbox = await system.store.collection(INBOX).find({}).to_list(None)
     assert sorted(entry["kind"] for entry in inbox) == ["confirmation", "validation"]
 
 
@@ -86,7 +94,7 @@ async def test_validation_slower_than_daraja_waits_follows_the_response_type(
     slow_inbox_add = service.inbox.add
 
     async def slow_add(*args, **kwargs):
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.5)        # the slow store under test: a fixed delay is the point
         return await slow_inbox_add(*args, **kwargs)
 
     service.inbox.add = slow_add
@@ -105,7 +113,7 @@ async def test_duplicate_delivery_is_recorded_once(system) -> None:
     assert len(await system.payments()) == 1
     assert len(system.notifier.sent) == 1
     statuses = sorted(entry["status"] for entry in
-                      await system.store.collection("c2b_inbox").find({}).to_list(None))
+                      await system.store.collection(INBOX).find({}).to_list(None))
     assert statuses == ["duplicate", "processed"]
 
 
@@ -118,11 +126,11 @@ async def test_confirmation_that_failed_to_process_is_replayed_exactly_once(syst
     assert txn["deliveries"][0]["answer"]["ResultCode"] == 0   # the inbox has it: acknowledged
     assert await system.payments() == []
     service.payments = healthy
-    results = await service.replay(grace=timedelta(0))
+    results = await system.gateway.services.inbox.replay(grace=timedelta(0))
     assert [result.status for result in results] == ["processed"]
     [payment] = await system.payments()
     assert payment["trans_id"] == txn["trans_id"]
-    assert await service.replay(grace=timedelta(0)) == []
+    assert await system.gateway.services.inbox.replay(grace=timedelta(0)) == []
 
 
 @pytest.mark.asyncio
@@ -131,9 +139,9 @@ async def test_malformed_delivery_is_kept_in_the_inbox_and_replay_keeps_it(syste
                                 data=json.dumps({"TransID": "BROKEN1", "TransAmount": "x"})
                                 ) as answer:
         assert (await answer.json()) == {"ResultCode": 0, "ResultDesc": "Success"}
-    [entry] = await system.store.collection("c2b_inbox").find({}).to_list(None)
+    [entry] = await system.store.collection(INBOX).find({}).to_list(None)
     assert entry["status"] == "needs_review"
-    results = await system.gateway.services.c2b.replay(grace=timedelta(0), include_review=True)
+    results = await system.gateway.services.inbox.replay(grace=timedelta(0), include_review=True)
     assert [result.status for result in results] == ["needs_review"]
     assert await system.payments() == []
 
@@ -151,36 +159,18 @@ async def test_registration_is_recorded_by_the_simulator_with_the_secret_urls(sy
 # --- payments that settle policies ------------------------------------------
 
 async def kenyan_policy(system, chf_id: str = "070707070", amount: str = "1500.00") -> dict:
-    services = system.gateway.services
-    try:
-        await services.products.get("BASIC-KES")
-    except Exception:
-        await services.products.create(ProductCreateSchema().load(
-            {"code": "BASIC-KES", "name": "Basic cover", "price": "1500.00",
-             "currency": "KES"}))
-    try:
-        await services.insurees.get(chf_id)
-    except Exception:
-        await services.insurees.create(InsureeCreateSchema().load(
-            {"chf_id": chf_id, "first_name": "Wanjiru", "last_name": "Kamau"}))
-    return await services.policies.create(PolicyCreateSchema().load(
-        {"chf_id": chf_id, "product_code": "BASIC-KES", "amount": amount,
-         "start_date": "2026-01-01"}))
+    return await idle_policy(system.gateway.services, chf_id, BASIC_KES, amount=amount,
+                             first_name="Wanjiru", last_name="Kamau")
 
 
 async def operator(system) -> dict[str, str]:
-    services = system.gateway.services
-    await services.auth.create_user("olga", "olga-password", "operator")
-    async with system.http.post(f"{system.gateway.url}/api/v1/auth/token", json={
-            "username": "olga", "password": "olga-password"}) as answer:
-        return {"Authorization": f"Bearer {(await answer.json())['access_token']}"}
+    return await headers_for_role(system.http, system.gateway, "olga", "operator")
 
 
 async def allocate(system, headers, trans_id: str, policy_uuid: str) -> tuple[int, dict]:
-    async with system.http.post(
-            f"{system.gateway.url}/api/v1/c2b/payments/{trans_id}/allocate", headers=headers,
-            json={"policy_uuid": policy_uuid, "note": "account typed wrongly"}) as answer:
-        return answer.status, await answer.json()
+    return await request_json(
+        system.http, "POST", f"{system.gateway.url}/api/v1/c2b/payments/{trans_id}/allocate",
+        {"policy_uuid": policy_uuid, "note": "account typed wrongly"}, headers=headers)
 
 
 @pytest.mark.asyncio
@@ -195,7 +185,7 @@ async def test_paybill_payment_to_an_insuree_number_settles_the_policy(system) -
     transaction = await system.gateway.services.ledger.get(payment["transaction_uuid"])
     assert transaction["channel"] == "mpesa_c2b"
     assert transaction["provider_reference"] == txn["trans_id"]
-    assert await system.store.collection("premiums").count_documents({}) == 1
+    assert await system.store.collection(PREMIUMS).count_documents({}) == 1
 
 
 @pytest.mark.asyncio
@@ -224,12 +214,7 @@ async def test_insuree_without_an_idle_policy_is_unmatched_with_that_reason(syst
 @pytest.mark.asyncio
 async def test_policy_of_the_same_amount_in_another_currency_is_no_match(system) -> None:
     services = system.gateway.services
-    await services.products.create(ProductCreateSchema().load(
-        {"code": "BASIC-GMD", "name": "Basic cover", "price": "1500.00", "currency": "GMD"}))
-    await services.insurees.create(InsureeCreateSchema().load(
-        {"chf_id": "070707070", "first_name": "Awa", "last_name": "Jallow"}))
-    gambian = await services.policies.create(PolicyCreateSchema().load(
-        {"chf_id": "070707070", "product_code": "BASIC-GMD", "start_date": "2026-01-01"}))
+    gambian = await idle_policy(services, "070707070", Product("BASIC-GMD", "1500.00", "GMD"))
     await system.pay("1500.00", account="070707070")                 # KES
     [payment] = await system.payments()
     assert (payment["status"], payment["unmatched_reason"]) == ("unmatched", "amount_mismatch")
@@ -275,7 +260,7 @@ async def test_wrong_amount_lands_unmatched_and_an_operator_allocates_it(system)
     policies = system.gateway.services.policies
     assert (await policies.get(right["_id"]))["status"] == 2
     assert (await policies.get(meant["_id"]))["status"] == 1
-    premiums = await system.store.collection("premiums").find({}).to_list(None)
+    premiums = await system.store.collection(PREMIUMS).find({}).to_list(None)
     assert [(premium["policy_uuid"], premium["amount"]) for premium in premiums] == [
         (right["_id"], 100000)]
 
@@ -320,7 +305,7 @@ async def test_concurrent_allocations_apply_a_payment_once(system) -> None:
     results = await asyncio.gather(allocate(system, headers, txn["trans_id"], first["_id"]),
                                    allocate(system, headers, txn["trans_id"], second["_id"]))
     assert sorted(status for status, _ in results) == [200, 409]
-    assert await system.store.collection("premiums").count_documents({}) == 1
+    assert await system.store.collection(PREMIUMS).count_documents({}) == 1
     statuses = {(await system.gateway.services.policies.get(p["_id"]))["status"]
                 for p in (first, second)}
     assert statuses == {1, 2}

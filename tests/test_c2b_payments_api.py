@@ -1,11 +1,9 @@
 """GET /api/v1/c2b/payments and /payments/<trans_id> for operators."""
 
-import json
-
 import pytest
 import pytest_asyncio
 
-from support import callback_body, make_settings
+from support import callback_body, deliver_callback, make_settings, request_json
 
 PAYMENTS = [
     ("TX0000001A", "20240101080000", "070707070", "100.00", "600984"),
@@ -25,16 +23,15 @@ async def stored(http, gateway) -> None:
     for trans_id, when, account, amount, shortcode in PAYMENTS:
         body = callback_body(TransID=trans_id, TransTime=when, BillRefNumber=account,
                              TransAmount=amount, BusinessShortCode=shortcode)
-        async with http.post(f"{gateway.url}/api/v1/c2b/confirmation/test-callback",
-                             data=json.dumps(body)) as answer:
-            assert answer.status == 200
+        status, _ = await deliver_callback(http, gateway, "confirmation", body)
+        assert status == 200
 
 
 async def listing(http, gateway, headers, **params) -> dict:
-    async with http.get(f"{gateway.url}/api/v1/c2b/payments", params=params,
-                        headers=headers) as answer:
-        assert answer.status == 200
-        return await answer.json()
+    status, page = await request_json(http, "GET", f"{gateway.url}/api/v1/c2b/payments",
+                                      headers=headers, params=params)
+    assert status == 200
+    return page
 
 
 @pytest.mark.asyncio
@@ -80,8 +77,8 @@ async def test_pagination_reports_total_limit_and_offset(http, gateway, operator
 
 @pytest.mark.asyncio
 async def test_one_payment_by_trans_id(http, gateway, operator_headers, stored) -> None:
-    async with http.get(f"{gateway.url}/api/v1/c2b/payments/TX0000001A",
-                        headers=operator_headers) as answer:
-        assert answer.status == 200
-        payment = await answer.json()
+    status, payment = await request_json(http, "GET",
+                                         f"{gateway.url}/api/v1/c2b/payments/TX0000001A",
+                                         headers=operator_headers)
+    assert status == 200
     assert payment["amount"] == "100.00" and payment["trans_id"] == "TX0000001A"

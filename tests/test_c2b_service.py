@@ -7,13 +7,13 @@ from datetime import timedelta
 import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
+from server.inbox.repository import InboxRepository
 from server.integrations.notifications import RecordingNotifier
 from server.kernel.clock import Clock
-from server.mpesa.repository import InboxRepository
 from server.mpesa.service import C2BService, InboxUnavailable
-from server.startup.services import build_services
+from server.startup.services import Services, build_services
 
-from support import FailingPayments, callback_body, make_settings
+from support import INBOX, PAYMENTS, FailingPayments, callback_body, make_settings, wait_until
 
 RAW = json.dumps(callback_body()).encode()
 HEADERS = {"Content-Type": "application/json"}
@@ -23,7 +23,7 @@ class SlowInbox(InboxRepository):
     delay = 0.3
 
     async def add(self, *args, **kwargs):
-        await asyncio.sleep(self.delay)
+        await asyncio.sleep(self.delay)     # the slow store under test
         return await super().add(*args, **kwargs)
 
 
@@ -32,16 +32,22 @@ class FailingInbox(InboxRepository):
         raise ServerSelectionTimeoutError("store unreachable")
 
 
-def service(store, inbox=None, payments=None, deadline=1.0, fallback="accept") -> C2BService:
-    """The C2B service as the gateway builds it, with store faults swapped in."""
+def services_with(store, inbox=None, payments=None, deadline=1.0,
+                  fallback="accept") -> Services:
+    """The services as the gateway builds them, with store faults swapped into C2B's."""
     settings = make_settings(c2b={"validation_deadline_seconds": deadline,
                                   "validation_fallback": fallback})
-    c2b = build_services(settings, store, None, RecordingNotifier(), Clock()).c2b
+    services = build_services(settings, store, None, RecordingNotifier(), Clock())
+    c2b = services.c2b
     if inbox is not None:
         c2b.inbox = inbox
     if payments is not None:
         c2b.payments = c2b.allocation.payments = payments
-    return c2b
+    return services
+
+
+def service(store, **faults) -> C2BService:
+    return services_with(store, **faults).c2b
 
 
 @pytest.mark.asyncio
@@ -51,11 +57,12 @@ async def test_slow_store_gets_the_fallback_answer_and_the_entry_is_still_writte
     answer = await c2b.validate(RAW, "127.0.0.1", HEADERS)
     # The rules would accept this payment: a rejection can only be the fallback.
     assert answer == {"ResultCode": "C2B00016", "ResultDesc": "Rejected"}
-    for _ in range(100):
-        entry = await store.collection("c2b_inbox").find_one({})
-        if entry and entry["status"] == "processed":
-            break
-        await asyncio.sleep(0.02)
+
+    async def processed() -> dict | None:
+        entry = await store.collection(INBOX).find_one({})
+        return entry if entry and entry["status"] == "processed" else None
+
+    entry = await wait_until(processed, "the late inbox entry to be processed")
     assert entry["status"] == "processed" and entry["answer"]["ResultCode"] == "0"
 
 
@@ -75,38 +82,42 @@ async def test_confirmation_the_inbox_cannot_take_is_not_acknowledged(store) -> 
 @pytest.mark.asyncio
 async def test_failed_processing_is_kept_and_replay_stores_it_exactly_once(store) -> None:
     payments = FailingPayments(store)
-    c2b = service(store, payments=payments)
+    services = services_with(store, payments=payments)
+    c2b = services.c2b
     assert (await c2b.confirm(RAW, "127.0.0.1", HEADERS))["ResultCode"] == 0
-    entry = await store.collection("c2b_inbox").find_one({})
-    assert entry["status"] == "failed"
-    assert await store.collection("c2b_payments").count_documents({}) == 0
+    entry = await store.collection(INBOX).find_one({})
+    assert entry["status"] == "failed" and entry["source"] == "daraja_c2b"
+    assert entry["failure"]["type"] == "ServerSelectionTimeoutError"
+    assert await store.collection(PAYMENTS).count_documents({}) == 0
 
     payments.failing = False
-    results = await c2b.replay(grace=timedelta(0))
+    results = await services.inbox.replay(grace=timedelta(0))
     assert [result.status for result in results] == ["processed"]
-    assert await store.collection("c2b_payments").count_documents({}) == 1
-    assert await c2b.replay(grace=timedelta(0)) == []
+    assert await store.collection(PAYMENTS).count_documents({}) == 1
+    assert await services.inbox.replay(grace=timedelta(0)) == []
     assert len(c2b.notifier.sent) == 1
 
 
 @pytest.mark.asyncio
 async def test_replay_leaves_recent_entries_to_their_own_processing(store) -> None:
     payments = FailingPayments(store)
-    c2b = service(store, payments=payments)
+    services = services_with(store, payments=payments)
+    c2b = services.c2b
     await c2b.confirm(RAW, "127.0.0.1", HEADERS)
-    assert await c2b.replay() == []
+    assert await services.inbox.replay() == []
 
 
 @pytest.mark.asyncio
 async def test_replay_of_a_malformed_confirmation_keeps_it_for_review(store) -> None:
-    c2b = service(store)
+    services = services_with(store)
+    c2b = services.c2b
     await c2b.confirm(b'{"TransID": "X1"}', "127.0.0.1", HEADERS)
-    assert await c2b.replay(grace=timedelta(0)) == []
-    [result] = await c2b.replay(grace=timedelta(0), include_review=True)
+    assert await services.inbox.replay(grace=timedelta(0)) == []
+    [result] = await services.inbox.replay(grace=timedelta(0), include_review=True)
     assert result.status == "needs_review"
-    entry = await store.collection("c2b_inbox").find_one({})
+    entry = await store.collection(INBOX).find_one({})
     assert entry["attempts"] == 2
-    assert await store.collection("c2b_payments").count_documents({}) == 0
+    assert await store.collection(PAYMENTS).count_documents({}) == 0
 
 
 @pytest.mark.asyncio
@@ -118,7 +129,7 @@ async def test_a_failing_notifier_never_fails_the_payment(store) -> None:
     c2b = service(store)
     c2b.notifier = BrokenNotifier()
     assert (await c2b.confirm(RAW, "127.0.0.1", HEADERS))["ResultCode"] == 0
-    entry = await store.collection("c2b_inbox").find_one({})
+    entry = await store.collection(INBOX).find_one({})
     assert entry["status"] == "processed"
 
 
@@ -137,10 +148,11 @@ class FailingMarkInbox(InboxRepository):
 @pytest.mark.asyncio
 async def test_crash_between_payment_and_inbox_mark_is_replayed_without_a_second_notice(
         store) -> None:
-    c2b = service(store, inbox=FailingMarkInbox(store))
+    services = services_with(store, inbox=FailingMarkInbox(store))
+    c2b = services.c2b
     assert (await c2b.confirm(RAW, "127.0.0.1", HEADERS))["ResultCode"] == 0
-    assert (await store.collection("c2b_inbox").find_one({}))["status"] == "failed"
-    [result] = await c2b.replay(grace=timedelta(0))
+    assert (await store.collection(INBOX).find_one({}))["status"] == "failed"
+    [result] = await services.inbox.replay(grace=timedelta(0))
     assert result.status == "processed"
-    assert await store.collection("c2b_payments").count_documents({}) == 1
+    assert await store.collection(PAYMENTS).count_documents({}) == 1
     assert len(c2b.notifier.sent) == 1

@@ -14,7 +14,7 @@ import pytest
 from server.auth.passwords import verify_password
 from server.kernel.store import open_store
 
-from support import TEST_ENV, callback_body, run_py
+from support import INBOX, PAYMENTS, PSPS, TEST_ENV, USERS, callback_body, run_py
 
 ROOT = Path(__file__).resolve().parent.parent
 MONGODB_URI = os.environ.get("TEST_MONGODB_URI")
@@ -75,7 +75,7 @@ async def test_create_user_and_replay_inbox_work_against_mongodb() -> None:
         code, out, err = await run_py("create-user", "alice", "--role", "operator",
                                       "--password-stdin", env=env, stdin="alice-password\n")
         assert code == 0, err
-        user = await store.collection("users").find_one({"username": "alice"})
+        user = await store.collection(USERS).find_one({"username": "alice"})
         assert user["role"] == "operator" and user["password_hash"].startswith("$argon2")
         assert verify_password(user["password_hash"], "alice-password")
         code, _, err = await run_py("create-user", "alice", "--role", "admin",
@@ -83,7 +83,7 @@ async def test_create_user_and_replay_inbox_work_against_mongodb() -> None:
         assert code == 1 and "already exists" in err
 
         body = json.dumps(callback_body()).encode()
-        await store.collection("c2b_inbox").insert_one({
+        await store.collection(INBOX).insert_one({
             "_id": "entry-1", "kind": "confirmation", "body": body.decode(),
             "body_encoding": "utf-8", "source_ip": "127.0.0.1", "headers": {},
             "received_at": user["created_at"].replace(year=2020), "status": "failed",
@@ -91,7 +91,7 @@ async def test_create_user_and_replay_inbox_work_against_mongodb() -> None:
         code, out, err = await run_py("replay-inbox", env=env)
         assert code == 0, err
         assert "entry-1 processed" in out and "1/1 processed" in err
-        assert await store.collection("c2b_payments").count_documents({}) == 1
+        assert await store.collection(PAYMENTS).count_documents({}) == 1
     finally:
         await store.client.drop_database(env["GATEWAY_STORE_DATABASE"])
         await store.close()
@@ -108,7 +108,7 @@ async def test_create_psp_stores_an_encrypted_pin() -> None:
                                       stdin="1234\n")
         assert code == 0, err
         assert out.startswith("created PSP 'Qmoney' (qmoney) with uuid ")
-        psp = await store.collection("psps").find_one({"name": "Qmoney"})
+        psp = await store.collection(PSPS).find_one({"name": "Qmoney"})
         assert psp["pin_encrypted"] and "1234" not in str(psp)
         code, _, err = await run_py("create-psp", "Bad", "--kind", "qmoney", "--account", "1",
                                     "--currency", "GMD", env=env)

@@ -15,7 +15,10 @@ from server.integrations.transport import (
 )
 from server.kernel.clock import Clock
 from server.mpesa.client import DarajaClient
+from server.mpesa.settings import DarajaSettings
 from simulators.daraja import DarajaSimulator
+
+from support import sim_control
 
 URLS = ("http://127.0.0.1:9/api/v1/c2b/confirmation/abcdefgh",
         "http://127.0.0.1:9/api/v1/c2b/validation/abcdefgh")
@@ -23,18 +26,18 @@ URLS = ("http://127.0.0.1:9/api/v1/c2b/confirmation/abcdefgh",
 
 def client_for(http, base_url: str, key: str = "sandbox-key", secret: str = "sandbox-secret",
                timeout: float = 5.0) -> DarajaClient:
-    return DarajaClient(http, base_url, key, secret, Clock(), timeout)
+    settings = DarajaSettings(base_url=base_url, consumer_key=key, consumer_secret=secret,
+                              timeout_seconds=timeout)
+    return DarajaClient(http, settings, Clock())
 
 
 async def sim_requests(http, sim: DarajaSimulator, path: str) -> list[dict]:
-    async with http.get(f"{sim.base_url}/_sim/requests") as answer:
-        items = (await answer.json())["items"]
+    items = (await sim_control(http, sim.base_url, "GET", "requests"))["items"]
     return [item for item in items if item["path"] == path]
 
 
 async def add_fault(http, sim: DarajaSimulator, **fault) -> None:
-    async with http.post(f"{sim.base_url}/_sim/faults", json=fault) as answer:
-        assert answer.status == 200
+    await sim_control(http, sim.base_url, "POST", "faults", fault)
 
 
 async def register(client: DarajaClient, version: str = "v2", response_type: str = "Completed",
@@ -58,8 +61,7 @@ async def test_invalid_access_token_answer_logs_in_again_and_retries_once(http,
                                                                           daraja_sim) -> None:
     client = client_for(http, daraja_sim.base_url)
     await register(client)
-    async with http.post(f"{daraja_sim.base_url}/_sim/reset") as answer:   # forgets tokens
-        assert answer.status == 200
+    await sim_control(http, daraja_sim.base_url, "POST", "reset")   # forgets tokens
     assert (await register(client)).conversation_id
     assert len(await sim_requests(http, daraja_sim, "/oauth/v1/generate")) == 1
     assert client.tokens.fetches == 2

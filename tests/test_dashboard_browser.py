@@ -4,7 +4,6 @@ act on what needs attention."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -25,6 +24,8 @@ from server.ops.dashboard_page import STATIC_DIR
 from server.sandbox.demo_history import PastClock
 from server.sandbox.environment import Sandbox, simulate_paybill_payment, start_sandbox
 from server.startup.services import build_services
+
+from support import BASIC_GMD, idle_policy_over_api, login_headers, request_json, wait_until
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
@@ -72,26 +73,16 @@ async def test_dashboard_page_and_its_files_are_served(
     assert not re.search(r"\.(inner|outer)HTML\b|insertAdjacentHTML|document\.write", script)
 
 
-async def _operator_token(session: aiohttp.ClientSession, base: str) -> str:
-    async with session.post(f"{base}/api/v1/auth/token", json={
-            "username": "operator", "password": "sandbox-operator"}) as answer:
-        assert answer.status == 200
-        return (await answer.json())["access_token"]
-
-
 async def _api(base: str, method: str, path: str, body: dict[str, Any] | None = None,
                params: dict[str, str] | None = None, *, user: str = "operator",
                expect_status: int = 200) -> dict[str, Any]:
     """One call to the gateway's API as `user` (operator or admin), checked and decoded."""
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{base}/api/v1/auth/token", json={
-                "username": user, "password": f"sandbox-{user}"}) as answer:
-            assert answer.status == 200
-            token = (await answer.json())["access_token"]
-        async with session.request(method, f"{base}/api/v1{path}", json=body, params=params,
-                                   headers={"Authorization": f"Bearer {token}"}) as answer:
-            assert answer.status == expect_status, await answer.text()
-            return await answer.json()
+        headers = await login_headers(session, base, user, f"sandbox-{user}")
+        status, answer = await request_json(session, method, f"{base}/api/v1{path}", body,
+                                            headers=headers, params=params)
+    assert status == expect_status, answer
+    return answer
 
 
 @dataclass(frozen=True)
@@ -114,14 +105,11 @@ async def _stuck_debits(sandbox: Sandbox) -> StuckDebits:
     for chf_id, wallet, ago in (
             ("5590001", LOST_ANSWER_WALLET, STUCK_AFTER[states.UNKNOWN] * 3),
             ("5590002", "5811724c", STUCK_AFTER[states.OTP_SENT] + timedelta(seconds=40))):
-        await _api(base, "POST", "/insurees", {"chf_id": chf_id, "first_name": "Stuck",
-                                               "last_name": f"Debit {chf_id}",
-                                               "wallet": wallet}, user="admin",
-                   expect_status=201)
-        policy = await _api(base, "POST", "/policies", {
-            "chf_id": chf_id, "product_code": "BASIC-GMD",
-            "start_date": date.today().isoformat()},
-            user="admin", expect_status=201)
+        async with aiohttp.ClientSession() as session:
+            admin = await login_headers(session, base, "admin", "sandbox-admin")
+            policy = await idle_policy_over_api(
+                session, base, admin, chf_id, BASIC_GMD, start_date=date.today().isoformat(),
+                first_name="Stuck", last_name=f"Debit {chf_id}", wallet=wallet)
         services = build_services(sandbox.settings, sandbox.gateway.services.store,
                                   sandbox.gateway.providers, LogNotifier(), PastClock(ago))
         debit = await services.debits.initiate(policy["uuid"], psp, policy["amount"],
@@ -139,12 +127,7 @@ async def _stuck_debits(sandbox: Sandbox) -> StuckDebits:
 
 
 async def _idle_policy(base: str, chf_id: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session:
-        headers = {"Authorization": f"Bearer {await _operator_token(session, base)}"}
-        async with session.get(f"{base}/api/v1/policies", params={"chf_id": chf_id},
-                               headers=headers) as answer:
-            assert answer.status == 200
-            items = (await answer.json())["items"]
+    items = (await _api(base, "GET", "/policies", params={"chf_id": chf_id}))["items"]
     return next(item for item in items if item["status"] == 1)
 
 
@@ -271,12 +254,12 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str,
 
     # A stale access token is renewed with the refresh token, without a new sign-in.
     await page.evaluate("sessionStorage.setItem('gateway.access_token', 'stale')")
-    for _ in range(WAIT_MS // 100):
-        if await page.evaluate("sessionStorage.getItem('gateway.access_token')") != "stale":
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("the stale access token was not renewed")
+
+    async def renewed() -> bool:
+        return await page.evaluate("sessionStorage.getItem('gateway.access_token')") != "stale"
+
+    await wait_until(renewed, "the stale access token to be renewed", within=WAIT_MS / 1000,
+                     every=0.1)
     await expect(page.locator("#dashboard-view")).to_be_visible()
     await expect(page.locator("#load-error")).to_be_hidden()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from support import TEST_ENV
+from support import TEST_ENV, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTORS = 64            # the gateway process's limit
@@ -71,10 +71,8 @@ async def test_out_of_descriptors_the_gateway_backs_off_logs_once_a_pause_and_re
         idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(CONNECTIONS)]
         async with asyncio.timeout(GUARD):
             await paused.wait()
-            while True:
-                if await answers(f"http://127.0.0.1:{port}/healthz"):
-                    break
-                await asyncio.sleep(0.2)
+        await wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"),
+                         "the gateway to answer again after pausing", within=GUARD, every=0.2)
     finally:
         for _, writer in idle:
             writer.close()

@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from dataclasses import replace
 
-import aiohttp
 import pytest
 
 from server.integrations.transport import ProviderOutcomeUnknown, ProviderUnavailable
 from server.kernel.clock import Clock
 from server.mpesa.client import DarajaClient
 from server.mpesa.registration import register_callback_urls
+from server.mpesa.settings import DarajaSettings
 
-from support import callback_body
+from support import PREMIUMS, callback_body, deliver_callback, wait_until
 
 # Faults that make the gateway's call fail: (kind, seconds). The client timeout is 2 s.
 LATE = ("timeout", 3.0)
@@ -84,7 +85,7 @@ async def test_getmoney_failure_fails_the_debit_and_a_retry_charges_once(
     assert status == 503 and body["error"]["code"] == "provider_unavailable"
     assert len(await debits.requests("/getMoney")) == 1  # never retried
     assert await debits.balance() == "10000.00"
-    await asyncio.sleep(1.2 if kind == "timeout" else 0)  # let the late answer land
+    await debits.answered("/getMoney")  # let the late answer land
     status, retried = await debits.start(policy)
     assert status == 201
     _, done = await debits.process(retried, await debits.otp())
@@ -103,7 +104,7 @@ async def test_verifycode_failure_is_unknown_until_reconciled_without_double_cha
     await debits.control("POST", "faults", fault("verifyCode", kind, seconds))
     status, unknown = await debits.process(started, otp)
     assert status == 200 and unknown["status"] == "unknown"
-    await asyncio.sleep(1.2 if kind == "timeout" else 0)
+    await debits.answered("/verifyCode")  # let the late answer land
     assert len(await debits.requests("/verifyCode")) == 1  # never retried
     status, _ = await debits.process(started, otp)
     assert status == 409
@@ -127,7 +128,7 @@ async def test_verifycode_failure_is_unknown_until_reconciled_without_double_cha
     assert await debits.balance() == ("9500.00" if moved else "10000.00")
     policy_now = await debits.services.policies.get(policy["_id"])
     assert policy_now["status"] == (2 if moved else 1)
-    premiums = await debits.store.collection("premiums").count_documents({})
+    premiums = await debits.store.collection(PREMIUMS).count_documents({})
     assert premiums == (1 if moved else 0)
 
 
@@ -158,7 +159,7 @@ DARAJA_FAULTS = [
 async def test_registerurl_faults_are_typed_and_a_retry_registers(
     system, kind, seconds, error
 ) -> None:
-    system.client._timeout = aiohttp.ClientTimeout(total=1.0)
+    short_timeout(system)
     await system.control("POST", "faults", fault("registerurl", kind, seconds))
     with pytest.raises(error):
         await register_callback_urls(
@@ -177,9 +178,15 @@ async def test_registerurl_faults_are_typed_and_a_retry_registers(
     assert registration.conversation_id
 
 
+def short_timeout(system) -> None:
+    """A new client with a 1 s timeout (and no token yet)."""
+    system.client = DarajaClient(system.http, replace(system.daraja, timeout_seconds=1.0),
+                                 Clock())
+
+
 async def need_a_new_daraja_token(system) -> None:
     """A short client timeout, and the cached token dropped: the next call logs in."""
-    system.client._timeout = aiohttp.ClientTimeout(total=1.0)
+    short_timeout(system)
     system.client.tokens.invalidate(await system.client.tokens.get())
 
 
@@ -226,7 +233,9 @@ async def test_refused_connection_to_daraja_is_unavailable(http) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
-    client = DarajaClient(http, f"http://127.0.0.1:{closed}", "key", "secret", Clock(), 1.0)
+    client = DarajaClient(http, DarajaSettings(base_url=f"http://127.0.0.1:{closed}",
+                                               consumer_key="key", consumer_secret="secret",
+                                               timeout_seconds=1.0), Clock())
     with pytest.raises(ProviderUnavailable):
         await client.register_urls(
             "600984", "Completed", "http://127.0.0.1:1/c", "http://127.0.0.1:1/v"
@@ -250,12 +259,11 @@ async def test_confirmation_before_its_validation_is_recorded_once(system) -> No
 @pytest.mark.asyncio
 async def test_delayed_and_concurrent_deliveries_of_one_transid_are_stored_once(system) -> None:
     body = json.dumps(callback_body(TransID="SAME00001"))
-    url = f"{system.gateway.url}/api/v1/c2b/confirmation/test-callback"
 
     async def deliver(delay: float) -> int:
-        await asyncio.sleep(delay)
-        async with system.http.post(url, data=body) as answer:
-            return (await answer.json())["ResultCode"]
+        await asyncio.sleep(delay)  # a delayed resend: the timing is what is under test
+        _, answer = await deliver_callback(system.http, system.gateway, "confirmation", body)
+        return answer["ResultCode"]
 
     results = await asyncio.gather(*(deliver(delay) for delay in (0, 0, 0, 0.3, 0.6)))
     assert results == [0] * 5
@@ -274,11 +282,15 @@ async def test_burst_of_500_confirmations_through_daraja_is_stored_exactly_once(
             )
 
     await asyncio.gather(*(pay(number) for number in range(500)))
-    for _ in range(600):
+
+    async def all_finished() -> list[dict] | None:
         deliveries = (await system.control("GET", "deliveries?kind=confirmation"))["items"]
         if len(deliveries) == 500 and all(item["finished_at"] for item in deliveries):
-            break
-        await asyncio.sleep(0.1)
+            return deliveries
+        return None
+
+    deliveries = await wait_until(all_finished, "the simulator to finish 500 confirmations",
+                                  within=60, every=0.1)
     acknowledged = {
         item["trans_id"]
         for item in deliveries

@@ -1,66 +1,59 @@
 """A confirmation for a shortcode the gateway does not serve is kept exactly once (the
 money moved somewhere) but never settles a policy: it is held for review."""
 
-import json
-
 import pytest
 import pytest_asyncio
 
-from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
-
-from support import callback_body
+from support import (
+    BASIC_KES,
+    INBOX,
+    PAYMENTS,
+    PREMIUMS,
+    TRANSACTIONS,
+    callback_body,
+    deliver_callback,
+    idle_policy,
+)
 
 FOREIGN = callback_body(TransID="RP5878D37Z", BusinessShortCode="999999",
                         BillRefNumber="070707070", TransAmount="1500.00")
 
 
-async def deliver(http, gateway, kind: str, body: dict) -> tuple[int, dict]:
-    async with http.post(f"{gateway.url}/api/v1/c2b/{kind}/test-callback",
-                         data=json.dumps(body),
-                         headers={"Content-Type": "application/json"}) as answer:
-        return answer.status, await answer.json()
-
-
 @pytest_asyncio.fixture
 async def policy(gateway) -> dict:
     """An idle policy the foreign payment's account number and amount point to."""
-    services = gateway.services
-    await services.products.create(ProductCreateSchema().load(
-        {"code": "BASIC-KES", "name": "Basic cover", "price": "1500.00", "currency": "KES"}))
-    await services.insurees.create(InsureeCreateSchema().load(
-        {"chf_id": "070707070", "first_name": "Wanjiru", "last_name": "Kamau"}))
-    return await services.policies.create(PolicyCreateSchema().load(
-        {"chf_id": "070707070", "product_code": "BASIC-KES", "start_date": "2026-01-01"}))
+    return await idle_policy(gateway.services, "070707070", BASIC_KES, first_name="Wanjiru",
+                             last_name="Kamau")
 
 
 @pytest.mark.asyncio
 async def test_confirmation_for_a_shortcode_not_served_is_held_and_settles_nothing(
         http, gateway, store, notifier, policy) -> None:
     for _ in range(2):
-        assert await deliver(http, gateway, "confirmation", FOREIGN) == (
+        assert await deliver_callback(http, gateway, "confirmation", FOREIGN) == (
             200, {"ResultCode": 0, "ResultDesc": "Success"})
-    [payment] = await store.collection("c2b_payments").find({}).to_list(None)
+    [payment] = await store.collection(PAYMENTS).find({}).to_list(None)
     assert (payment["status"], payment["unmatched_reason"]) == ("held", "shortcode_not_served")
     assert [item["reason"] for item in payment["review"]] == ["shortcode_not_served"]
     assert (await gateway.services.policies.get(policy["_id"]))["status"] == 1
-    assert await store.collection("transactions").count_documents({}) == 0
-    assert await store.collection("premiums").count_documents({}) == 0
+    assert await store.collection(TRANSACTIONS).count_documents({}) == 0
+    assert await store.collection(PREMIUMS).count_documents({}) == 0
     statuses = {entry["status"] for entry in
-                await store.collection("c2b_inbox").find({}).to_list(None)}
+                await store.collection(INBOX).find({}).to_list(None)}
     assert statuses == {"processed", "duplicate"}
     assert notifier.sent == []
 
 
 @pytest.mark.asyncio
 async def test_validation_still_refuses_a_shortcode_not_served(http, gateway) -> None:
-    assert await deliver(http, gateway, "validation", FOREIGN) == (
+    assert await deliver_callback(http, gateway, "validation", FOREIGN) == (
         200, {"ResultCode": "C2B00015", "ResultDesc": "Rejected"})
 
 
 @pytest.mark.asyncio
 async def test_held_payment_is_shown_for_review_in_the_list_detail_and_dashboard(
         http, gateway, operator_headers, policy) -> None:
-    await deliver(http, gateway, "confirmation", FOREIGN)
+    await deliver_callback(http, gateway, "confirmation", FOREIGN)
     base = f"{gateway.url}/api/v1"
     async with http.get(f"{base}/c2b/payments", params={"needs_review": "true"},
                         headers=operator_headers) as answer:
@@ -79,7 +72,7 @@ async def test_held_payment_is_shown_for_review_in_the_list_detail_and_dashboard
 @pytest.mark.asyncio
 async def test_allocating_a_held_payment_is_refused_with_a_409(http, gateway, store,
                                                                operator_headers, policy) -> None:
-    await deliver(http, gateway, "confirmation", FOREIGN)
+    await deliver_callback(http, gateway, "confirmation", FOREIGN)
     async with http.post(f"{gateway.url}/api/v1/c2b/payments/RP5878D37Z/allocate",
                          headers=operator_headers,
                          json={"policy_uuid": policy["_id"], "note": "apply it anyway"}) as answer:
@@ -89,4 +82,4 @@ async def test_allocating_a_held_payment_is_refused_with_a_409(http, gateway, st
     assert body["error"]["details"] == {"status": "held", "reason": "shortcode_not_served",
                                         "shortcode": "999999"}
     assert (await gateway.services.policies.get(policy["_id"]))["status"] == 1
-    assert (await store.collection("c2b_payments").find_one({}))["status"] == "held"
+    assert (await store.collection(PAYMENTS).find_one({}))["status"] == "held"

@@ -15,11 +15,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
-from server.psps.schemas import PspCreateSchema
 from server.startup.runtime import start_gateway
 
-from support import LoopThread, callback_body, make_settings
+from support import (
+    INBOX,
+    INSUREES,
+    PAYMENTS,
+    TRANSACTIONS,
+    LoopThread,
+    bearer,
+    callback_body,
+    create_user,
+    external_psp,
+    idle_policy,
+    make_settings,
+    password_for,
+)
 
 EXAMPLES = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -54,21 +65,13 @@ class ThreadedGateway(LoopThread):
 
     async def _seed(self) -> dict[str, dict[str, str]]:
         services = self.gateway.services
-        await services.products.create(ProductCreateSchema().load(
-            {"code": "BASIC-GMD", "name": "Basic cover", "price": "500.00",
-             "currency": "GMD"}))
-        await services.insurees.create(InsureeCreateSchema().load(
-            {"chf_id": "070707070", "first_name": "Awa", "last_name": "Jallow"}))
-        await services.policies.create(PolicyCreateSchema().load(
-            {"chf_id": "070707070", "product_code": "BASIC-GMD", "start_date": "2026-01-01"}))
+        await idle_policy(services)
         headers = {}
         for name, role in (("admin", "admin"), ("operator", "operator"), ("afri", "psp")):
-            await services.auth.create_user(name, f"{name}-password", role)
-            pair = await services.auth.login(name, f"{name}-password")
-            headers[role] = {"Authorization": f"Bearer {pair.access_token}"}
-        await services.psps.create(PspCreateSchema().load(
-            {"name": "Afrimoney", "kind": "external", "account": "A", "currency": "GMD",
-             "is_external_api": True, "username": "afri"}))
+            await create_user(services, name, role)
+            pair = await services.auth.login(name, password_for(name))
+            headers[role] = bearer(pair.access_token)
+        await external_psp(services, "afri", name="Afrimoney", account="A")
         return headers
 
     def post(self, path: str, body: bytes, role: str | None = None) -> tuple[int, Any]:
@@ -128,7 +131,7 @@ def test_arbitrary_json_never_gets_a_500(target, path, role, fields) -> None:
         assert_error_shape(status, answer)
 
     check()
-    for transaction in target.documents("transactions"):      # nothing half-written
+    for transaction in target.documents(TRANSACTIONS):      # nothing half-written
         assert transaction["status"] != "processing"
         assert transaction["status"] != "succeeded" or transaction["settlement"]
 
@@ -146,9 +149,9 @@ def test_arbitrary_callbacks_are_answered_in_darajas_format_and_kept(target, kin
         assert status == 200 and set(answer) == {"ResultCode", "ResultDesc"}
 
     check()
-    entries = target.documents("c2b_inbox")
+    entries = target.documents(INBOX)
     assert entries and all(entry["status"] != "received" for entry in entries)
-    for payment in target.documents("c2b_payments"):
+    for payment in target.documents(PAYMENTS):
         assert isinstance(payment["amount"], int) and payment["amount"] > 0
         assert payment["currency"] == "KES" and payment["trans_time"].tzinfo is not None
 
@@ -172,7 +175,7 @@ def test_padded_or_lower_case_trans_ids_never_store_a_second_payment(target) -> 
             status, answer = target.post("/api/v1/c2b/confirmation/test-callback",
                                          json.dumps(body).encode())
             assert (status, answer["ResultCode"]) == (200, 0)
-        stored = [payment for payment in target.documents("c2b_payments")
+        stored = [payment for payment in target.documents(PAYMENTS)
                   if payment["trans_id"].strip().upper() == trans_id]
         assert [payment["trans_id"] for payment in stored] == [trans_id]
 
@@ -191,7 +194,7 @@ def test_padded_insuree_numbers_never_create_a_second_insuree(target) -> None:
             statuses.append(target.post("/api/v1/insurees", json.dumps(body).encode(),
                                         "admin")[0])
         assert statuses in ([201, 409], [409, 409])
-        stored = [item["chf_id"] for item in target.documents("insurees")
+        stored = [item["chf_id"] for item in target.documents(INSUREES)
                   if item["chf_id"].strip() == chf_id]
         assert stored == [chf_id]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.psps.schemas import PspCreateSchema
+from support import external_psp
 
 DEEP_ARRAY = b"[" * 2000 + b"]" * 2000
 DEEP_OBJECT = b'{"a": ' * 2000 + b"1" + b"}" * 2000
@@ -54,9 +54,7 @@ async def test_hostile_json_with_a_token_is_a_400(http, gateway, headers_for, me
                                                   role, body, message) -> None:
     headers = {**await headers_for(role, role), **JSON}
     if role == "psp":       # an active external-API provider of that user
-        await gateway.services.psps.create(PspCreateSchema().load({
-            "name": "Afrimoney", "kind": "external", "account": "A", "currency": "GMD",
-            "is_external_api": True, "username": role}))
+        await external_psp(gateway.services, role, name="Afrimoney", account="A")
     async with http.request(method, gateway.url + path, data=body,
                             headers=headers) as answer:
         assert_validation_error(answer.status, await answer.json(), message)

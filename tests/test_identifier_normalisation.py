@@ -2,41 +2,45 @@
 any uniqueness check or look-up, and then matched whole: a final newline, inner
 whitespace or a control character never makes a second record."""
 
-import json
-
 import pytest
 from marshmallow import ValidationError
 
 from server.auth.repository import UserExists
-from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
+from server.debits.schemas import ProcessRequestSchema
+from server.insurance.schemas import InsureeCreateSchema, ProductCreateSchema
 from server.kernel.errors import Conflict, ValidationFailed
 from server.kernel.schemas import Whole
 from server.psp_api.schemas import PaymentRequestSchema
-from server.psps.schemas import PspCreateSchema
-from server.qmoney.schemas import ProcessRequestSchema
 
-from support import callback_body
+from support import (
+    BASIC_KES,
+    INBOX,
+    PAYMENTS,
+    TRANSACTIONS,
+    callback_body,
+    create_user,
+    deliver_callback,
+    ensure_insuree,
+    ensure_product,
+    external_psp,
+    idle_policy,
+    insuree_body,
+    login_headers,
+)
 
 TRANS_ID = "RP5878D37Z"
 SAME_TRANS_ID = [f"{TRANS_ID}\n", f" {TRANS_ID.lower()} ", f"{TRANS_ID}\r\n", f"\t{TRANS_ID}"]
 NOT_A_TRANS_ID = ["RP58 78D37Z", "RP5878\x00D37Z", f"{TRANS_ID}\nX", "RP5878D37Z\u200b"]
-JSON = {"Content-Type": "application/json"}
 
 
 async def confirm(http, gateway, **fields: str) -> None:
-    async with http.post(f"{gateway.url}/api/v1/c2b/confirmation/test-callback",
-                         data=json.dumps(callback_body(**fields)), headers=JSON) as answer:
-        assert (answer.status, (await answer.json())["ResultCode"]) == (200, 0)
+    status, answer = await deliver_callback(http, gateway, "confirmation", callback_body(**fields))
+    assert (status, answer["ResultCode"]) == (200, 0)
 
 
-async def kenyan_policy(gateway, chf_id: str = "070707070", amount: str = "1500.00") -> dict:
-    services = gateway.services
-    await services.products.create(ProductCreateSchema().load(
-        {"code": "BASIC-KES", "name": "Basic cover", "price": amount, "currency": "KES"}))
-    await services.insurees.create(InsureeCreateSchema().load(
-        {"chf_id": chf_id, "first_name": "Wanjiru", "last_name": "Kamau"}))
-    return await services.policies.create(PolicyCreateSchema().load(
-        {"chf_id": chf_id, "product_code": "BASIC-KES", "start_date": "2026-01-01"}))
+async def kenyan_policy(gateway) -> dict:
+    return await idle_policy(gateway.services, "070707070", BASIC_KES, first_name="Wanjiru",
+                             last_name="Kamau")
 
 
 # --- TransID ---------------------------------------------------------------------------
@@ -47,9 +51,9 @@ async def test_resent_confirmation_with_another_spelling_of_the_trans_id_is_a_du
         http, gateway, store, notifier, resent) -> None:
     await confirm(http, gateway, TransID=TRANS_ID)
     await confirm(http, gateway, TransID=resent)
-    [payment] = await store.collection("c2b_payments").find({}).to_list(None)
+    [payment] = await store.collection(PAYMENTS).find({}).to_list(None)
     assert payment["trans_id"] == TRANS_ID
-    entries = await store.collection("c2b_inbox").find({}).sort("received_at", 1).to_list(None)
+    entries = await store.collection(INBOX).find({}).sort("received_at", 1).to_list(None)
     assert [entry["status"] for entry in entries] == ["processed", "duplicate"]
     assert {entry["trans_id"] for entry in entries} == {TRANS_ID}
     assert len(notifier.sent) == 1
@@ -60,7 +64,7 @@ async def test_first_confirmation_with_a_lower_case_trans_id_is_stored_normalise
         http, gateway, store) -> None:
     await confirm(http, gateway, TransID=f"{TRANS_ID.lower()}\n")
     await confirm(http, gateway, TransID=TRANS_ID)
-    [payment] = await store.collection("c2b_payments").find({}).to_list(None)
+    [payment] = await store.collection(PAYMENTS).find({}).to_list(None)
     assert payment["trans_id"] == TRANS_ID
 
 
@@ -69,18 +73,17 @@ async def test_first_confirmation_with_a_lower_case_trans_id_is_stored_normalise
 async def test_trans_id_with_inner_whitespace_or_control_characters_is_kept_for_review(
         http, gateway, store, trans_id) -> None:
     await confirm(http, gateway, TransID=trans_id)
-    [entry] = await store.collection("c2b_inbox").find({}).to_list(None)
+    [entry] = await store.collection(INBOX).find({}).to_list(None)
     assert entry["status"] == "needs_review" and "TransID" in entry["errors"]
-    assert await store.collection("c2b_payments").count_documents({}) == 0
+    assert await store.collection(PAYMENTS).count_documents({}) == 0
 
 
 @pytest.mark.asyncio
 async def test_validation_normalises_the_trans_id_it_records(http, gateway, store) -> None:
-    async with http.post(f"{gateway.url}/api/v1/c2b/validation/test-callback", headers=JSON,
-                         data=json.dumps(callback_body(TransID=f"{TRANS_ID.lower()}\n"))
-                         ) as answer:
-        assert (await answer.json())["ResultCode"] == "0"
-    entry = await store.collection("c2b_inbox").find_one({})
+    _, answer = await deliver_callback(http, gateway, "validation",
+                                       callback_body(TransID=f"{TRANS_ID.lower()}\n"))
+    assert answer["ResultCode"] == "0"
+    entry = await store.collection(INBOX).find_one({})
     assert entry["trans_id"] == TRANS_ID
 
 
@@ -108,7 +111,7 @@ async def test_account_number_with_surrounding_whitespace_pays_the_insurees_poli
         http, gateway, store) -> None:
     policy = await kenyan_policy(gateway)
     await confirm(http, gateway, BillRefNumber=" 070707070\n", TransAmount="1500.00")
-    payment = await store.collection("c2b_payments").find_one({})
+    payment = await store.collection(PAYMENTS).find_one({})
     assert (payment["bill_ref"], payment["status"]) == ("070707070", "settled")
     assert payment["policy_uuid"] == policy["_id"]
 
@@ -116,20 +119,18 @@ async def test_account_number_with_surrounding_whitespace_pays_the_insurees_poli
 @pytest.mark.asyncio
 async def test_account_number_with_an_inner_newline_is_rejected_at_validation(
         http, gateway) -> None:
-    async with http.post(f"{gateway.url}/api/v1/c2b/validation/test-callback", headers=JSON,
-                         data=json.dumps(callback_body(BillRefNumber="0707\n07070"))) as answer:
-        assert (await answer.json())["ResultCode"] == "C2B00012"
+    _, answer = await deliver_callback(http, gateway, "validation",
+                                       callback_body(BillRefNumber="0707\n07070"))
+    assert answer["ResultCode"] == "C2B00012"
 
 
 @pytest.mark.asyncio
 async def test_insuree_number_with_a_final_newline_is_the_same_insuree(gateway) -> None:
     insurees = gateway.services.insurees
-    created = await insurees.create(InsureeCreateSchema().load(
-        {"chf_id": " 070707070\n", "first_name": "Awa", "last_name": "Jallow"}))
+    created = await insurees.create(InsureeCreateSchema().load(insuree_body(" 070707070\n")))
     assert created["chf_id"] == "070707070"
     with pytest.raises(Conflict) as caught:
-        await insurees.create(InsureeCreateSchema().load(
-            {"chf_id": "070707070\n", "first_name": "Awa", "last_name": "Jallow"}))
+        await insurees.create(InsureeCreateSchema().load(insuree_body("070707070\n")))
     assert caught.value.code == "insuree_exists"
     assert (await insurees.get("070707070\n"))["_id"] == created["_id"]
 
@@ -144,28 +145,20 @@ def test_insuree_number_with_inner_whitespace_or_other_characters_is_refused(chf
 # --- provider API ----------------------------------------------------------------------
 
 async def provider(http, gateway) -> dict[str, str]:
+    """A provider whose user is named, and logs in, with surrounding whitespace."""
     services = gateway.services
-    await services.products.create(ProductCreateSchema().load(
-        {"code": "BASIC-GMD", "name": "Basic cover", "price": "500.00", "currency": "GMD"}))
-    await services.auth.create_user("afri", "afri-password", "psp")
-    await services.psps.create(PspCreateSchema().load({
-        "name": "Afrimoney", "kind": "external", "account": "A", "currency": "GMD",
-        "is_external_api": True, "username": " afri\n"}))
-    async with http.post(f"{gateway.url}/api/v1/auth/token",
-                         json={"username": "afri\n", "password": "afri-password"}) as answer:
-        assert answer.status == 200
-        return {"Authorization": f"Bearer {(await answer.json())['access_token']}"}
+    await ensure_product(services)
+    await create_user(services, "afri", "psp")
+    await external_psp(services, " afri\n", name="Afrimoney", account="A")
+    return await login_headers(http, gateway.url, "afri\n", "afri-password")
 
 
 @pytest.mark.asyncio
 async def test_provider_payment_resent_with_a_padded_psp_transaction_id_is_a_replay(
         http, gateway, store) -> None:
     headers = await provider(http, gateway)
-    services = gateway.services
-    await services.insurees.create(InsureeCreateSchema().load(
-        {"chf_id": "060606060", "first_name": "Fatou", "last_name": "Ceesay"}))
-    policy = await services.policies.create(PolicyCreateSchema().load(
-        {"chf_id": "060606060", "product_code": "BASIC-GMD", "start_date": "2026-01-01"}))
+    policy = await idle_policy(gateway.services, "060606060", first_name="Fatou",
+                               last_name="Ceesay")
     answers = []
     for reference, chf_id in (("AFR-0001", "060606060"), ("AFR-0001\n", " 060606060"),
                               (" AFR-0001 ", "060606060\n")):
@@ -177,15 +170,14 @@ async def test_provider_payment_resent_with_a_padded_psp_transaction_id_is_a_rep
             answers.append((answer.status, (await answer.json())["payment_id"]))
     assert [status for status, _ in answers] == [201, 200, 200]
     assert len({payment_id for _, payment_id in answers}) == 1
-    assert await store.collection("transactions").count_documents({}) == 1
+    assert await store.collection(TRANSACTIONS).count_documents({}) == 1
 
 
 @pytest.mark.asyncio
 async def test_provider_look_up_finds_an_insuree_number_with_surrounding_whitespace(
         http, gateway) -> None:
     headers = await provider(http, gateway)
-    await gateway.services.insurees.create(InsureeCreateSchema().load(
-        {"chf_id": "060606060", "first_name": "Fatou", "last_name": "Ceesay"}))
+    await ensure_insuree(gateway.services, "060606060", first_name="Fatou", last_name="Ceesay")
     async with http.get(f"{gateway.url}/api/v1/insurees/%20060606060%0A/policies",
                         headers=headers) as answer:
         assert answer.status == 200

@@ -8,7 +8,7 @@ import json
 import aiohttp
 import pytest
 
-from support import callback_body
+from support import PAYMENTS, callback_body, create_user
 
 LOGIN = json.dumps({"username": "nobody", "password": "wrong"}).encode()
 NOT_JSON = ["application/x-www-form-urlencoded", "text/plain", "text/plain; charset=utf-8",
@@ -35,7 +35,7 @@ async def test_a_body_sent_as_another_type_than_json_is_415(http, gateway, path,
 @pytest.mark.asyncio
 @pytest.mark.parametrize("multipart", [False, True])
 async def test_a_form_posted_to_the_login_is_415(http, gateway, multipart) -> None:
-    await gateway.services.auth.create_user("clerk", "clerk-password", "operator")
+    await create_user(gateway.services, "clerk", "operator")
     form = aiohttp.FormData({"username": "clerk", "password": "clerk-password"},
                             default_to_multipart=multipart)
     async with http.post(f"{gateway.url}/api/v1/auth/token", data=form) as answer:
@@ -85,4 +85,4 @@ async def test_daraja_callbacks_take_any_content_type(http, gateway, store,
                          data=json.dumps(callback_body()), headers=headers) as answer:
         assert answer.status == 200
         assert (await answer.json())["ResultCode"] == 0
-    assert await store.collection("c2b_payments").count_documents({}) == 1
+    assert await store.collection(PAYMENTS).count_documents({}) == 1

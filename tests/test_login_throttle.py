@@ -12,7 +12,7 @@ import pytest
 from server.auth import passwords, throttle
 from server.startup.runtime import Gateway
 
-from support import make_settings
+from support import create_user, make_settings, request_json, wait_until
 from systems import ManualClock
 
 LIMITS = {"login_max_failures_per_user": 5, "login_max_failures_per_address": 20}
@@ -21,9 +21,9 @@ LIMITS = {"login_max_failures_per_user": 5, "login_max_failures_per_address": 20
 async def log_in(http: aiohttp.ClientSession, gateway: Gateway, username: str,
                  password: str, headers: dict[str, str] | None = None
                  ) -> tuple[int, dict, str | None]:
-    async with http.post(f"{gateway.url}/api/v1/auth/token", headers=headers,
-                         json={"username": username, "password": password}) as answer:
-        return answer.status, await answer.json(), answer.headers.get("Retry-After")
+    answer = await request_json(http, "POST", f"{gateway.url}/api/v1/auth/token",
+                                {"username": username, "password": password}, headers=headers)
+    return answer.status, answer.body, answer.headers.get("Retry-After")
 
 
 async def fail(http: aiohttp.ClientSession, gateway: Gateway, username: str, times: int,
@@ -36,7 +36,7 @@ async def fail(http: aiohttp.ClientSession, gateway: Gateway, username: str, tim
 async def test_a_user_is_locked_after_five_failures_even_with_the_right_password(
         http, start_gateway_with) -> None:
     gateway = await start_gateway_with(make_settings(auth=LIMITS))
-    await gateway.services.auth.create_user("olga", "olga-password", "operator")
+    await create_user(gateway.services, "olga", "operator")
     assert await fail(http, gateway, "olga", 5) == [401] * 5
     status, body, retry_after = await log_in(http, gateway, "olga", "wrong-password")
     assert status == 429
@@ -51,7 +51,7 @@ async def test_a_user_is_locked_after_five_failures_even_with_the_right_password
 async def test_an_unknown_user_is_throttled_exactly_like_a_known_one(
         http, start_gateway_with) -> None:
     gateway = await start_gateway_with(make_settings(auth=LIMITS))
-    await gateway.services.auth.create_user("olga", "olga-password", "operator")
+    await create_user(gateway.services, "olga", "operator")
     answers = {}
     for username in ("olga", "nobody"):
         answers[username] = [await log_in(http, gateway, username, "wrong-password")
@@ -79,7 +79,7 @@ async def test_a_throttled_login_checks_no_password(http, start_gateway_with,
 @pytest.mark.asyncio
 async def test_a_successful_login_clears_the_users_failures(http, start_gateway_with) -> None:
     gateway = await start_gateway_with(make_settings(auth=LIMITS))
-    await gateway.services.auth.create_user("olga", "olga-password", "operator")
+    await create_user(gateway.services, "olga", "operator")
     assert await fail(http, gateway, "olga", 4) == [401] * 4
     assert (await log_in(http, gateway, "olga", "olga-password"))[0] == 200
     assert await fail(http, gateway, "olga", 6) == [401] * 5 + [429]
@@ -90,7 +90,7 @@ async def test_the_lock_doubles_with_each_failure_past_the_limit(http, start_gat
                                                                  ) -> None:
     clock = ManualClock()
     gateway = await start_gateway_with(make_settings(auth=LIMITS), clock=clock)
-    await gateway.services.auth.create_user("olga", "olga-password", "operator")
+    await create_user(gateway.services, "olga", "operator")
     await fail(http, gateway, "olga", 5)
     waits = []
     for _ in range(3):
@@ -127,7 +127,7 @@ async def test_an_address_is_locked_after_its_failures_whatever_the_usernames(
         http, start_gateway_with) -> None:
     gateway = await start_gateway_with(make_settings(
         auth={"login_max_failures_per_user": 5, "login_max_failures_per_address": 3}))
-    await gateway.services.auth.create_user("olga", "olga-password", "operator")
+    await create_user(gateway.services, "olga", "operator")
     statuses = [(await log_in(http, gateway, f"user-{number}", "wrong-password"))[0]
                 for number in range(3)]
     assert statuses == [401] * 3
@@ -154,7 +154,7 @@ async def test_failures_are_shared_by_every_gateway_on_the_store(http, start_gat
                                                                  ) -> None:
     settings = make_settings(auth=LIMITS)
     first, second = await start_gateway_with(settings), await start_gateway_with(settings)
-    await first.services.auth.create_user("olga", "olga-password", "operator")
+    await create_user(first.services, "olga", "operator")
     assert await fail(http, first, "olga", 3) == [401] * 3
     assert await fail(http, second, "olga", 3) == [401, 401, 429]
     assert (await log_in(http, first, "olga", "olga-password"))[0] == 429
@@ -181,7 +181,11 @@ async def test_refusals_are_counted_and_logged_without_the_password(http, start_
 class NeverAnswering:
     """Password checks that never finish, as when the gateway stops mid-login."""
 
+    def __init__(self) -> None:
+        self.waiting = 0
+
     async def verify(self, password_hash: str | None, password: str) -> bool:
+        self.waiting += 1
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
@@ -190,15 +194,16 @@ class NeverAnswering:
 async def test_a_cancelled_login_gives_its_reserved_checks_back(start_gateway_with) -> None:
     gateway = await start_gateway_with(make_settings(auth=LIMITS))
     auth = gateway.services.auth
-    real_passwords, auth.passwords = auth.passwords, NeverAnswering()
+    never = NeverAnswering()
+    real_passwords, auth.passwords = auth.passwords, never
     cut = [asyncio.create_task(auth.login("olga", "olga-password", "203.0.113.5"))
            for _ in range(5)]
-    await asyncio.sleep(0.2)
+    await wait_until(lambda: never.waiting == 5, "5 logins to reserve checks and wait")
     for task in cut:
         task.cancel()
     await asyncio.gather(*cut, return_exceptions=True)
     auth.passwords = real_passwords
-    await auth.create_user("olga", "olga-password", "operator")
+    await create_user(gateway.services, "olga", "operator")
     assert (await auth.login("olga", "olga-password", "203.0.113.5")).access_token
 
 

@@ -15,7 +15,18 @@ from server.kernel.store import open_store
 from server.ops.health import readiness_problem
 from server.startup.services import INDEXES
 
-from support import callback_body, make_settings
+from support import (
+    INBOX,
+    PAYMENTS,
+    PROVIDER_CALLS,
+    PSPS,
+    TRANSACTIONS,
+    callback_body,
+    idle_policy,
+    make_settings,
+    request_json,
+    wait_until,
+)
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -37,8 +48,8 @@ async def seed_ledger(store) -> str:
     psp = {"_id": "psp-q", "name": "Qmoney", "kind": "qmoney", "account": "1",
            "currency": "GMD", "is_external_api": False, "username": None, "active": True,
            "pin_encrypted": None, "created_at": NOW, "updated_at": NOW}
-    await store.collection("psps").insert_one(psp)
-    await store.collection("transactions").insert_many([
+    await store.collection(PSPS).insert_one(psp)
+    await store.collection(TRANSACTIONS).insert_many([
         transaction("mpesa_c2b", "succeeded", 150000, "KES", hours_ago=2),
         transaction("mpesa_c2b", "succeeded", 100000, "KES", hours_ago=1),
         transaction("qmoney", "succeeded", 50000, "GMD", hours_ago=3, psp="psp-q"),
@@ -48,31 +59,27 @@ async def seed_ledger(store) -> str:
         transaction("psp_api", "succeeded", 50000, "GMD", hours_ago=4, psp="psp-q"),
         transaction("qmoney", "succeeded", 99900, "GMD", hours_ago=48, psp="psp-q"),
     ])
-    await store.collection("c2b_payments").insert_one({
+    await store.collection(PAYMENTS).insert_one({
         "trans_id": "UNM1", "bill_ref": "090909090", "amount": 35000, "currency": "KES",
         "status": "unmatched", "unmatched_reason": "amount_mismatch",
         "received_at": NOW - timedelta(hours=1), "review": [], "trans_time": NOW})
-    await store.collection("c2b_inbox").insert_one({
+    await store.collection(INBOX).insert_one({
         "_id": "inbox-1", "kind": "confirmation", "status": "failed", "body": "{}",
         "body_encoding": "utf-8", "source_ip": "1.2.3.4", "headers": {},
         "received_at": NOW - timedelta(hours=2), "attempts": 1})
-    await store.collection("provider_calls").insert_many([
+    await store.collection(PROVIDER_CALLS).insert_many([
         {"provider": "qmoney", "endpoint": "verifyCode", "at": NOW - timedelta(minutes=m),
          "duration_ms": float(10 * m), "outcome": "ok" if m != 3 else "unknown",
          "error": None if m != 3 else "no answer (timed out)"} for m in range(1, 11)])
     return psp["_id"]
 
 
-async def get(http, gateway, path: str, headers: dict, **params) -> tuple[int, dict]:
-    async with http.get(gateway.url + path, headers=headers, params=params) as answer:
-        return answer.status, await answer.json()
-
-
 @pytest.mark.asyncio
 async def test_dashboard_totals_channels_psps_and_statuses(http, gateway, store,
                                                            operator_headers) -> None:
     await seed_ledger(store)
-    status, board = await get(http, gateway, "/api/v1/dashboard", operator_headers)
+    status, board = await request_json(http, "GET", f"{gateway.url}/api/v1/dashboard",
+                                       headers=operator_headers)
     assert status == 200
     assert board["window"]["bucket"] == "hour"
     assert board["totals"] == [{"currency": "GMD", "amount": "1000.00", "count": 2},
@@ -99,8 +106,9 @@ async def test_dashboard_lists_what_needs_attention_and_provider_health(
         debit = transaction("qmoney", status, 50000, "GMD", psp="psp-q")
         debit["updated_at"] = datetime.now(UTC) - timedelta(minutes=minutes_ago)
         waiting.append(debit)
-    await store.collection("transactions").insert_many(waiting)
-    _, board = await get(http, gateway, "/api/v1/dashboard", operator_headers)
+    await store.collection(TRANSACTIONS).insert_many(waiting)
+    _, board = await request_json(http, "GET", f"{gateway.url}/api/v1/dashboard",
+                                  headers=operator_headers)
     attention = board["attention"]
     assert attention["c2b_unmatched"]["count"] == 1
     assert attention["c2b_unmatched"]["oldest"][0]["reason"] == "amount_mismatch"
@@ -122,38 +130,29 @@ async def test_dashboard_window_and_currency_filters(http, gateway, store,
                                                     operator_headers) -> None:
     await seed_ledger(store)
     week_ago = (NOW - timedelta(days=7)).isoformat()
-    _, board = await get(http, gateway, "/api/v1/dashboard", operator_headers,
-                         **{"from": week_ago, "currency": "GMD"})
+    _, board = await request_json(http, "GET", f"{gateway.url}/api/v1/dashboard",
+                                  headers=operator_headers,
+                                  params={"from": week_ago, "currency": "GMD"})
     assert board["window"]["bucket"] == "day"
     assert board["totals"] == [{"currency": "GMD", "amount": "1999.00", "count": 3}]
     assert board["attention"]["c2b_unmatched"]["count"] == 0
-    status, body = await get(http, gateway, "/api/v1/dashboard", operator_headers,
-                             currency="XXX")
+    status, body = await request_json(http, "GET", f"{gateway.url}/api/v1/dashboard",
+                                      headers=operator_headers, params={"currency": "XXX"})
     assert status == 400 and body["error"]["code"] == "validation_error"
 
 
 @pytest.mark.asyncio
 async def test_dashboard_needs_an_operator(http, gateway, headers_for) -> None:
-    status, _ = await get(http, gateway, "/api/v1/dashboard", await headers_for("afri", "psp"))
+    status, _ = await request_json(http, "GET", f"{gateway.url}/api/v1/dashboard",
+                                   headers=await headers_for("afri", "psp"))
     assert status == 403
 
 
-async def post(http, gateway, path: str, headers: dict, body: dict) -> tuple[int, dict]:
-    async with http.post(gateway.url + path, headers=headers, json=body) as answer:
-        return answer.status, await answer.json()
-
-
 async def unknown_debit(gateway, store) -> dict:
-    services = gateway.services
-    await services.products.create({"code": "B", "name": "Basic", "price": "500.00",
-                                    "currency": "GMD"})
-    await services.insurees.create({"chf_id": "1", "first_name": "A", "last_name": "B",
-                                    "phone": "", "wallet": "w"})
-    policy = await services.policies.create({"chf_id": "1", "product_code": "B",
-                                             "start_date": NOW.date(), "status": 1})
+    policy = await idle_policy(gateway.services, "1", wallet="w")
     debit = transaction("qmoney", "unknown", 50000, "GMD", policy=policy["_id"])
     debit["open"] = True
-    await store.collection("transactions").insert_one(debit)
+    await store.collection(TRANSACTIONS).insert_one(debit)
     return debit
 
 
@@ -161,19 +160,22 @@ async def unknown_debit(gateway, store) -> dict:
 async def test_operator_resolves_an_unknown_debit_as_succeeded_and_it_settles(
         http, gateway, store, operator_headers) -> None:
     debit = await unknown_debit(gateway, store)
-    path = f"/api/v1/transactions/{debit['_id']}/resolve"
-    status, body = await post(http, gateway, path, operator_headers,
-                              {"outcome": "succeeded", "reason": "checked the statement"})
+    url = f"{gateway.url}/api/v1/transactions/{debit['_id']}/resolve"
+    status, body = await request_json(http, "POST", url,
+                                      {"outcome": "succeeded", "reason": "checked the statement"},
+                                      headers=operator_headers)
     assert status == 400 and "provider_reference" in body["error"]["details"]["fields"]
-    status, body = await post(http, gateway, path, operator_headers, {
-        "outcome": "succeeded", "provider_reference": "QM-889", "reason": "on the statement"})
+    status, body = await request_json(http, "POST", url, {
+        "outcome": "succeeded", "provider_reference": "QM-889", "reason": "on the statement"},
+        headers=operator_headers)
     assert status == 200 and body["status"] == "succeeded"
     assert body["settlement"]["status"] == "settled"
     assert body["history"][-1] == {**body["history"][-1], "actor": "operator",
                                    "reason": "on the statement", "to": "succeeded"}
     assert (await gateway.services.policies.get(debit["policy_uuid"]))["status"] == 2
-    status, body = await post(http, gateway, path, operator_headers,
-                              {"outcome": "failed", "reason": "changed my mind"})
+    status, body = await request_json(http, "POST", url,
+                                      {"outcome": "failed", "reason": "changed my mind"},
+                                      headers=operator_headers)
     assert status == 409 and body["error"]["details"]["status"] == "succeeded"
 
 
@@ -181,9 +183,9 @@ async def test_operator_resolves_an_unknown_debit_as_succeeded_and_it_settles(
 async def test_operator_resolves_an_unknown_debit_as_failed(http, gateway, store,
                                                             operator_headers) -> None:
     debit = await unknown_debit(gateway, store)
-    status, body = await post(http, gateway, f"/api/v1/transactions/{debit['_id']}/resolve",
-                              operator_headers, {"outcome": "failed",
-                                                 "reason": "provider says never debited"})
+    status, body = await request_json(
+        http, "POST", f"{gateway.url}/api/v1/transactions/{debit['_id']}/resolve",
+        {"outcome": "failed", "reason": "provider says never debited"}, headers=operator_headers)
     assert status == 200 and body["status"] == "failed"
     assert body["failure"] == {"code": "resolved_failed",
                                "message": "provider says never debited"}
@@ -195,13 +197,15 @@ async def test_operator_expires_a_stale_debit_but_not_a_finished_one(
         http, gateway, store, operator_headers) -> None:
     waiting = transaction("qmoney", "otp_sent", 50000, "GMD")
     done = transaction("qmoney", "succeeded", 50000, "GMD")
-    await store.collection("transactions").insert_many([waiting, done])
-    status, body = await post(http, gateway, f"/api/v1/transactions/{waiting['_id']}/expire",
-                              operator_headers, {"reason": "payer unreachable"})
+    await store.collection(TRANSACTIONS).insert_many([waiting, done])
+    status, body = await request_json(
+        http, "POST", f"{gateway.url}/api/v1/transactions/{waiting['_id']}/expire",
+        {"reason": "payer unreachable"}, headers=operator_headers)
     assert status == 200 and body["status"] == "expired"
     assert body["history"][-1]["actor"] == "operator"
-    status, body = await post(http, gateway, f"/api/v1/transactions/{done['_id']}/expire",
-                              operator_headers, {"reason": "oops"})
+    status, body = await request_json(
+        http, "POST", f"{gateway.url}/api/v1/transactions/{done['_id']}/expire",
+        {"reason": "oops"}, headers=operator_headers)
     assert status == 409
 
 
@@ -209,20 +213,21 @@ async def test_operator_expires_a_stale_debit_but_not_a_finished_one(
 async def test_operator_replays_a_failed_inbox_entry(http, gateway, store,
                                                      operator_headers) -> None:
     raw = json.dumps(callback_body())
-    await store.collection("c2b_inbox").insert_one({
+    await store.collection(INBOX).insert_one({
         "_id": "entry-9", "kind": "confirmation", "status": "failed", "body": raw,
         "body_encoding": "utf-8", "source_ip": "196.201.214.200", "headers": {},
         "received_at": NOW, "attempts": 1})
-    status, failed = await get(http, gateway, "/api/v1/c2b/inbox", operator_headers,
-                               status="failed")
+    status, failed = await request_json(http, "GET", f"{gateway.url}/api/v1/c2b/inbox",
+                                        headers=operator_headers, params={"status": "failed"})
     assert status == 200 and [item["id"] for item in failed["items"]] == ["entry-9"]
-    status, entry = await post(http, gateway, "/api/v1/c2b/inbox/entry-9/replay",
-                               operator_headers, {"reason": "store was down"})
+    replay = f"{gateway.url}/api/v1/c2b/inbox/entry-9/replay"
+    status, entry = await request_json(http, "POST", replay, {"reason": "store was down"},
+                                       headers=operator_headers)
     assert status == 200 and entry["status"] == "processed"
     assert entry["replays"][0]["by"] == "operator"
-    assert await store.collection("c2b_payments").count_documents({}) == 1
-    status, body = await post(http, gateway, "/api/v1/c2b/inbox/entry-9/replay",
-                              operator_headers, {"reason": "again"})
+    assert await store.collection(PAYMENTS).count_documents({}) == 1
+    status, body = await request_json(http, "POST", replay, {"reason": "again"},
+                                      headers=operator_headers)
     assert status == 409
 
 
@@ -232,7 +237,7 @@ async def test_health_and_readiness(http, gateway, store) -> None:
         assert answer.status == 200 and (await answer.json()) == {"status": "ok"}
     async with http.get(f"{gateway.url}/readyz") as answer:
         assert answer.status == 200
-    await store.collection("c2b_payments").drop_index("trans_id_1")
+    await store.collection(PAYMENTS).drop_index("trans_id_1")
     async with http.get(f"{gateway.url}/readyz") as answer:
         body = await answer.json()
         assert answer.status == 503 and body["error"]["code"] == "not_ready"
@@ -353,8 +358,11 @@ async def test_stopping_lets_requests_in_flight_finish(http, start_gateway_with)
     service = gateway.services.c2b
     original_add = service.inbox.add
 
+    arrived = asyncio.Event()
+
     async def slow_add(*args, **kwargs):
-        await asyncio.sleep(0.8)
+        arrived.set()
+        await asyncio.sleep(0.8)        # a slow store: still busy when the gateway stops
         return await original_add(*args, **kwargs)
 
     service.inbox.add = slow_add
@@ -365,7 +373,7 @@ async def test_stopping_lets_requests_in_flight_finish(http, start_gateway_with)
             return answer.status, await answer.json()
 
     request = asyncio.ensure_future(validate())
-    await asyncio.sleep(0.2)
+    await wait_until(arrived.is_set, "the validation to reach the store")
     await gateway.stop()
     status, answer = await request
     assert (status, answer["ResultCode"]) == (200, "0")

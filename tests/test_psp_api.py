@@ -8,12 +8,22 @@ import jwt
 import pytest
 import pytest_asyncio
 
-from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
 from server.psp_api.schemas import PaymentRequestSchema
 from server.psp_api.service import PspApiService
-from server.psps.schemas import PspCreateSchema
 
-from support import TEST_ENV, make_settings
+from support import (
+    PREMIUMS,
+    PSP_AUDIT,
+    TEST_ENV,
+    TRANSACTIONS,
+    USERS,
+    ensure_insuree,
+    idle_policy,
+    make_settings,
+    psp_user,
+    request_json,
+    wait_until,
+)
 
 
 class Provider:
@@ -21,11 +31,10 @@ class Provider:
         self.http, self.gateway, self.headers, self.psp = http, gateway, headers, psp
 
     async def call(self, method: str, path: str, body=None, headers=None) -> tuple[int, dict]:
-        async with self.http.request(method, self.gateway.url + path, json=body,
-                                     headers=self.headers if headers is None else headers
-                                     ) as answer:
-            self.last_headers = answer.headers
-            return answer.status, await answer.json()
+        answer = await request_json(self.http, method, self.gateway.url + path, body,
+                                    headers=self.headers if headers is None else headers)
+        self.last_headers = answer.headers
+        return answer
 
     async def verify(self, chf_id: str) -> tuple[int, dict]:
         return await self.call("GET", f"/api/v1/insurees/{chf_id}/policies")
@@ -36,34 +45,12 @@ class Provider:
 
 async def provider_user(gateway, http, name: str, *, currency: str = "GMD",
                         active: bool = True) -> Provider:
-    services = gateway.services
-    await services.auth.create_user(name, f"{name}-password", "psp")
-    psp = await services.psps.create(PspCreateSchema().load({
-        "name": name.title(), "kind": "external", "account": f"{name}-account",
-        "currency": currency, "is_external_api": True, "username": name, "active": active}))
-    async with http.post(f"{gateway.url}/api/v1/auth/token",
-                         json={"username": name, "password": f"{name}-password"}) as answer:
-        token = (await answer.json())["access_token"]
-    return Provider(http, gateway, {"Authorization": f"Bearer {token}"}, psp)
-
-
-async def idle_policy(gateway, chf_id: str, amount: str = "500.00",
-                      product: str = "BASIC-GMD") -> dict:
-    services = gateway.services
-    try:
-        await services.insurees.get(chf_id)
-    except Exception:
-        await services.insurees.create(InsureeCreateSchema().load(
-            {"chf_id": chf_id, "first_name": "Awa", "last_name": "Jallow"}))
-    return await services.policies.create(PolicyCreateSchema().load(
-        {"chf_id": chf_id, "product_code": product, "amount": amount,
-         "start_date": "2026-01-01"}))
+    headers, psp = await psp_user(http, gateway, name, currency=currency, active=active)
+    return Provider(http, gateway, headers, psp)
 
 
 @pytest_asyncio.fixture
 async def afrimoney(http, gateway) -> Provider:
-    await gateway.services.products.create(ProductCreateSchema().load(
-        {"code": "BASIC-GMD", "name": "Basic cover", "price": "500.00", "currency": "GMD"}))
     return await provider_user(gateway, http, "afrimoney")
 
 
@@ -79,8 +66,8 @@ def payment(policy: dict, reference: str = "AFR-0001", amount: str = "500.00",
 
 @pytest.mark.asyncio
 async def test_verify_lists_idle_policies_with_opaque_tokens(gateway, afrimoney) -> None:
-    policy = await idle_policy(gateway, "070707070")
-    active = await idle_policy(gateway, "070707070", amount="800.00")
+    policy = await idle_policy(gateway.services, "070707070")
+    active = await idle_policy(gateway.services, "070707070", amount="800.00")
     await gateway.services.policies.update(active["_id"], {"status": 2})
     status, body = await afrimoney.verify("070707070")
     assert status == 200
@@ -98,8 +85,7 @@ async def test_verify_unknown_insuree_is_404_and_none_idle_is_an_empty_list(
         gateway, afrimoney) -> None:
     status, body = await afrimoney.verify("999999")
     assert status == 404 and body["error"]["code"] == "unknown_insuree"
-    await gateway.services.insurees.create(InsureeCreateSchema().load(
-        {"chf_id": "123", "first_name": "A", "last_name": "B"}))
+    await ensure_insuree(gateway.services, "123", first_name="A", last_name="B")
     status, body = await afrimoney.verify("123")
     assert status == 200 and body["policies"] == [] and body["message"]
 
@@ -107,16 +93,16 @@ async def test_verify_unknown_insuree_is_404_and_none_idle_is_an_empty_list(
 @pytest.mark.asyncio
 async def test_payment_settles_the_policy(gateway, afrimoney, store, caplog) -> None:
     caplog.set_level(logging.INFO, logger="gateway.ledger")
-    policy = await idle_policy(gateway, "070707070")
+    policy = await idle_policy(gateway.services, "070707070")
     status, body = await afrimoney.pay(payment(policy))
     assert status == 201
     assert body["status"] == "succeeded" and body["psp_transaction_id"] == "AFR-0001"
     assert (body["amount"], body["currency"]) == ("500.00", "GMD")
     assert body["receipt"].startswith("R-") and body["premium"]["pay_type"] == "M"
     assert body["policy"]["status"] == 2 and body["policy"]["effective_date"]
-    transaction = await store.collection("transactions").find_one({"_id": body["payment_id"]})
+    transaction = await store.collection(TRANSACTIONS).find_one({"_id": body["payment_id"]})
     assert transaction["channel"] == "psp_api" and transaction["psp_uuid"] == afrimoney.psp["_id"]
-    assert transaction["json_ext"] == {"channel": "ussd"}
+    assert transaction["channel_data"]["json_ext"] == {"channel": "ussd"}
     assert (await gateway.services.policies.get(policy["_id"]))["status"] == 2
     prefix = f"transaction_state transaction={body['payment_id']}"
     changes = [record.getMessage() for record in caplog.records
@@ -127,36 +113,36 @@ async def test_payment_settles_the_policy(gateway, afrimoney, store, caplog) -> 
 
 @pytest.mark.asyncio
 async def test_replay_answers_the_first_outcome(gateway, afrimoney, store) -> None:
-    policy = await idle_policy(gateway, "070707070")
+    policy = await idle_policy(gateway.services, "070707070")
     _, first = await afrimoney.pay(payment(policy))
     status, again = await afrimoney.pay(payment(policy))
     assert status == 200 and again == first
-    assert await store.collection("premiums").count_documents({}) == 1
+    assert await store.collection(PREMIUMS).count_documents({}) == 1
 
 
 @pytest.mark.asyncio
 async def test_conflicting_replay_is_409_and_changes_nothing(gateway, afrimoney,
                                                             store) -> None:
-    policy = await idle_policy(gateway, "070707070")
-    other = await idle_policy(gateway, "080808080")
+    policy = await idle_policy(gateway.services, "070707070")
+    other = await idle_policy(gateway.services, "080808080")
     _, first = await afrimoney.pay(payment(policy))
     status, body = await afrimoney.pay(payment(other))
     assert status == 409 and body["error"]["code"] == "duplicate_transaction_id"
     assert body["error"]["details"]["payment_id"] == first["payment_id"]
     assert (await gateway.services.policies.get(other["_id"]))["status"] == 1
-    assert await store.collection("transactions").count_documents({}) == 1
+    assert await store.collection(TRANSACTIONS).count_documents({}) == 1
 
 
 @pytest.mark.asyncio
 async def test_concurrent_identical_requests_make_exactly_one_payment(gateway, afrimoney,
                                                                       store) -> None:
-    policy = await idle_policy(gateway, "070707070")
+    policy = await idle_policy(gateway.services, "070707070")
     results = await asyncio.gather(*(afrimoney.pay(payment(policy)) for _ in range(8)))
     statuses = sorted(status for status, _ in results)
     assert statuses == [200] * 7 + [201]
     assert len({body["payment_id"] for _, body in results}) == 1
-    assert await store.collection("transactions").count_documents({}) == 1
-    assert await store.collection("premiums").count_documents({}) == 1
+    assert await store.collection(TRANSACTIONS).count_documents({}) == 1
+    assert await store.collection(PREMIUMS).count_documents({}) == 1
 
 
 class PausedLookups:
@@ -183,26 +169,26 @@ async def test_identical_request_checked_after_the_first_paid_answers_its_outcom
     paused = PausedLookups(api.policies)
     late = PspApiService(api.insurees, paused, api.psps, api.transactions, api.incoming,
                          api.audit, api.clock)
-    request = PaymentRequestSchema().load(payment(await idle_policy(gateway, "070707070")))
+    request = PaymentRequestSchema().load(payment(await idle_policy(gateway.services, "070707070")))
     second = asyncio.create_task(late.pay(afrimoney.psp, request, "afrimoney"))
     await paused.waiting.wait()            # it found no payment yet and is checking
     first_status, first = await api.pay(afrimoney.psp, request, "afrimoney")
     paused.release.set()
     second_status, again = await second
     assert (first_status, second_status) == (201, 200) and again["_id"] == first["_id"]
-    assert await store.collection("transactions").count_documents({}) == 1
+    assert await store.collection(TRANSACTIONS).count_documents({}) == 1
 
 
 @pytest.mark.asyncio
 async def test_concurrent_different_payments_of_one_policy_pay_it_once(gateway, afrimoney,
                                                                        store) -> None:
-    policy = await idle_policy(gateway, "070707070")
+    policy = await idle_policy(gateway.services, "070707070")
     results = await asyncio.gather(*(afrimoney.pay(payment(policy, f"AFR-{n}"))
                                      for n in range(6)))
     assert sorted(status for status, _ in results).count(201) == 1
     assert {body["error"]["code"] for status, body in results if status != 201} <= {
         "payment_in_progress", "policy_not_idle"}
-    assert await store.collection("premiums").count_documents({}) == 1
+    assert await store.collection(PREMIUMS).count_documents({}) == 1
 
 
 @pytest.mark.asyncio
@@ -223,7 +209,7 @@ async def test_concurrent_different_payments_of_one_policy_pay_it_once(gateway, 
 ])
 async def test_each_check_has_its_own_error(gateway, afrimoney, store, change, status,
                                             code) -> None:
-    policy = await idle_policy(gateway, "070707070")
+    policy = await idle_policy(gateway.services, "070707070")
     body = payment(policy)
     for key, value in change.items():
         if key.startswith("policy_"):
@@ -233,13 +219,13 @@ async def test_each_check_has_its_own_error(gateway, afrimoney, store, change, s
     answer_status, answer = await afrimoney.pay(body)
     assert (answer_status, answer["error"]["code"]) == (status, code)
     assert answer["error"]["message"]
-    assert await store.collection("transactions").count_documents({}) == 0
+    assert await store.collection(TRANSACTIONS).count_documents({}) == 0
 
 
 @pytest.mark.asyncio
 async def test_token_of_another_insurees_policy_is_refused(gateway, afrimoney) -> None:
-    mine = await idle_policy(gateway, "070707070")
-    theirs = await idle_policy(gateway, "080808080")
+    mine = await idle_policy(gateway.services, "070707070")
+    theirs = await idle_policy(gateway.services, "080808080")
     body = payment(mine)
     body["policy"]["token"] = theirs["payment_token"]
     status, answer = await afrimoney.pay(body)
@@ -248,7 +234,7 @@ async def test_token_of_another_insurees_policy_is_refused(gateway, afrimoney) -
 
 @pytest.mark.asyncio
 async def test_policy_not_idle_is_409(gateway, afrimoney) -> None:
-    policy = await idle_policy(gateway, "070707070")
+    policy = await idle_policy(gateway.services, "070707070")
     await gateway.services.policies.update(policy["_id"], {"status": 4})
     status, answer = await afrimoney.pay(payment(policy))
     assert status == 409 and answer["error"]["code"] == "policy_not_idle"
@@ -257,14 +243,15 @@ async def test_policy_not_idle_is_409(gateway, afrimoney) -> None:
 @pytest.mark.asyncio
 async def test_provider_in_another_currency_is_refused(http, gateway, afrimoney) -> None:
     kenyan = await provider_user(gateway, http, "mshwari", currency="KES")
-    status, answer = await kenyan.pay(payment(await idle_policy(gateway, "070707070")))
+    status, answer = await kenyan.pay(payment(await idle_policy(gateway.services, "070707070")))
     assert status == 400 and answer["error"]["code"] == "currency_mismatch"
 
 
 @pytest.mark.asyncio
 async def test_another_provider_may_reuse_a_transaction_id(http, gateway, afrimoney) -> None:
     wave = await provider_user(gateway, http, "wave")
-    first, second = await idle_policy(gateway, "1"), await idle_policy(gateway, "2")
+    first = await idle_policy(gateway.services, "1")
+    second = await idle_policy(gateway.services, "2")
     assert (await afrimoney.pay(payment(first, "SAME-1")))[0] == 201
     status, body = await wave.pay(payment(second, "SAME-1"))
     assert status == 201 and body["chf_id"] == "2"
@@ -280,12 +267,9 @@ def expired_token(username: str) -> str:
 
 @pytest.mark.asyncio
 async def test_authorization_matrix(http, gateway, afrimoney, headers_for, store) -> None:
-    policy = await idle_policy(gateway, "070707070")
+    policy = await idle_policy(gateway.services, "070707070")
     operator = await headers_for("olga", "operator")
-    await gateway.services.auth.create_user("loner", "loner-password", "psp")
-    async with http.post(f"{gateway.url}/api/v1/auth/token",
-                         json={"username": "loner", "password": "loner-password"}) as answer:
-        loner = {"Authorization": f"Bearer {(await answer.json())['access_token']}"}
+    loner = await headers_for("loner", "psp")
     cases = [
         ({}, 401, "missing_token"),
         (operator, 403, "forbidden"),
@@ -305,19 +289,17 @@ async def test_authorization_matrix(http, gateway, afrimoney, headers_for, store
     await gateway.services.psps.update(afrimoney.psp["_id"], {"active": False})
     await assert_refused(afrimoney.headers, 403, "psp_inactive")
     await gateway.services.psps.update(afrimoney.psp["_id"], {"active": True})
-    await store.collection("users").update_one({"username": "afrimoney"},
+    await store.collection(USERS).update_one({"username": "afrimoney"},
                                                {"$set": {"active": False}})
     await assert_refused(afrimoney.headers, 401, "invalid_token")
-    assert await store.collection("transactions").count_documents({}) == 0
+    assert await store.collection(TRANSACTIONS).count_documents({}) == 0
 
 
 @pytest.mark.asyncio
 async def test_rate_limit_answers_429_with_retry_after(http, start_gateway_with) -> None:
     gateway = await start_gateway_with(make_settings(psp_api={"rate_limit_per_minute": 3}))
-    await gateway.services.products.create(ProductCreateSchema().load(
-        {"code": "BASIC-GMD", "name": "Basic cover", "price": "500.00", "currency": "GMD"}))
     provider = await provider_user(gateway, http, "afrimoney")
-    await idle_policy(gateway, "070707070")
+    await idle_policy(gateway.services, "070707070")
     statuses = [(await provider.verify("070707070"))[0] for _ in range(3)]
     assert statuses == [200, 200, 200]
     status, body = await provider.verify("070707070")
@@ -327,22 +309,23 @@ async def test_rate_limit_answers_429_with_retry_after(http, start_gateway_with)
                                        "psp_transaction_id": "AFR-LIMITED", "policy": {}})
     assert status == 429 and body["error"]["code"] == "rate_limited"
     assert "Retry-After" in provider.last_headers
-    assert await gateway.services.store.collection("transactions").count_documents({}) == 0
+    assert await gateway.services.store.collection(TRANSACTIONS).count_documents({}) == 0
 
 
 @pytest.mark.asyncio
 async def test_every_request_and_answer_is_audited_without_credentials(gateway, afrimoney,
                                                                        store) -> None:
-    policy = await idle_policy(gateway, "070707070")
+    policy = await idle_policy(gateway.services, "070707070")
     await afrimoney.verify("070707070")
     _, paid = await afrimoney.pay(payment(policy))
-    other = await idle_policy(gateway, "080808080")
+    other = await idle_policy(gateway.services, "080808080")
     await afrimoney.pay(payment(other, amount="1.00", psp_transaction_id="AFR-2"))
-    for _ in range(50):
-        entries = await store.collection("psp_audit").find({}).sort("at", 1).to_list(None)
-        if len(entries) == 3:
-            break
-        await asyncio.sleep(0.02)
+
+    async def three_entries() -> list[dict] | None:
+        entries = await store.collection(PSP_AUDIT).find({}).sort("at", 1).to_list(None)
+        return entries if len(entries) == 3 else None
+
+    entries = await wait_until(three_entries, "3 audit entries")
     assert [(entry["method"], entry["status"]) for entry in entries] == [
         ("GET", 200), ("POST", 201), ("POST", 400)]
     assert entries[1]["request"]["psp_transaction_id"] == "AFR-0001"
@@ -352,10 +335,7 @@ async def test_every_request_and_answer_is_audited_without_credentials(gateway, 
     assert "Bearer" not in str(entries)
     await afrimoney.call("GET", "/api/v1/insurees/070707070/policies",
                          headers={"Authorization": "Bearer forged.token.value"})
-    for _ in range(50):
-        refused = await store.collection("psp_audit").find_one({"status": 401})
-        if refused is not None:
-            break
-        await asyncio.sleep(0.02)
+    refused = await wait_until(lambda: store.collection(PSP_AUDIT).find_one({"status": 401}),
+                               "the refused request's audit entry")
     assert refused["psp_uuid"] is None and refused["reason"] == "invalid_token"
     assert "forged" not in str(refused)

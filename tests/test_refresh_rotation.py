@@ -14,16 +14,14 @@ import pytest_asyncio
 
 from server.startup.runtime import Gateway
 
-from support import TEST_ENV
+from support import REFRESH_TOKENS, TEST_ENV, create_user, request_json
 
 SECRET = TEST_ENV["GATEWAY_AUTH_JWT_SECRET"]
 
 
 async def post(http: aiohttp.ClientSession, gateway: Gateway, path: str,
                body: object) -> tuple[int, dict | None]:
-    async with http.post(f"{gateway.url}/api/v1/auth/{path}", json=body) as answer:
-        text = await answer.text()
-        return answer.status, (await answer.json()) if text else None
+    return await request_json(http, "POST", f"{gateway.url}/api/v1/auth/{path}", body)
 
 
 async def log_in(http: aiohttp.ClientSession, gateway: Gateway) -> dict:
@@ -39,14 +37,13 @@ async def refresh(http: aiohttp.ClientSession, gateway: Gateway,
 
 
 async def payments_status(http: aiohttp.ClientSession, gateway: Gateway, access: str) -> int:
-    async with http.get(f"{gateway.url}/api/v1/c2b/payments",
-                        headers={"Authorization": f"Bearer {access}"}) as answer:
-        return answer.status
+    return (await request_json(http, "GET", f"{gateway.url}/api/v1/c2b/payments",
+                               token=access)).status
 
 
 @pytest_asyncio.fixture
 async def olga(gateway: Gateway) -> None:
-    await gateway.services.auth.create_user("olga", "olga-password", "operator")
+    await create_user(gateway.services, "olga", "operator")
 
 
 @pytest.mark.asyncio
@@ -147,10 +144,10 @@ async def test_a_refresh_token_record_expires_with_its_token(http, gateway, olga
                                                              store) -> None:
     pair = await log_in(http, gateway)
     claims = jwt.decode(pair["refresh_token"], SECRET, algorithms=["HS256"])
-    record = await store.collection("refresh_tokens").find_one({"jti": claims["jti"]})
+    record = await store.collection(REFRESH_TOKENS).find_one({"jti": claims["jti"]})
     assert record["family"] == claims["fam"] and record["username"] == "olga"
     assert int(record["expires_at"].timestamp()) == claims["exp"]
-    indexes = await store.collection("refresh_tokens").index_information()
+    indexes = await store.collection(REFRESH_TOKENS).index_information()
     keys = {tuple(index["key"]): index for index in indexes.values()}
     assert keys[(("jti", 1),)]["unique"] is True
     assert keys[(("expires_at", 1),)]["expireAfterSeconds"] == 0

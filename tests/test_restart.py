@@ -17,8 +17,10 @@ import pytest
 from server.kernel.clock import Clock
 from server.kernel.store import open_store
 from server.mpesa.client import DarajaClient
+from server.mpesa.settings import DarajaSettings
 
-from support import TEST_ENV
+from support import PAYMENTS as PAYMENTS_COLLECTION
+from support import TEST_ENV, sim_control, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 MONGODB_URI = os.environ.get("TEST_MONGODB_URI")
@@ -52,36 +54,48 @@ async def test_killed_gateway_loses_no_acknowledged_confirmation(http, daraja_si
             sys.executable, "run.py", "register-urls", cwd=ROOT, env=env,
             stdout=asyncio.subprocess.DEVNULL)
         assert await register.wait() == 0
-        client = DarajaClient(http, daraja_sim.base_url, "sandbox-key", "sandbox-secret",
-                              Clock(), 5.0)
+        client = DarajaClient(http, DarajaSettings(base_url=daraja_sim.base_url,
+                                                   consumer_key="sandbox-key",
+                                                   consumer_secret="sandbox-secret",
+                                                   timeout_seconds=5.0), Clock())
 
         async def pay(number: int) -> None:
             await client.simulate_payment("600984", f"{10 + number}.00", "254708374149",
                                           f"ACC{number}")
 
+        async def confirmations() -> list[dict]:
+            return (await sim_control(http, daraja_sim.base_url, "GET",
+                                      "deliveries?kind=confirmation"))["items"]
+
+        def acknowledged_in(items: list[dict]) -> set[str]:
+            return {item["trans_id"] for item in items
+                    if item["outcome"] == "answered" and isinstance(item["answer"], dict)
+                    and item["answer"].get("ResultCode") == 0}
+
+        async def under_way() -> bool:
+            return bool(acknowledged_in(await confirmations()))
+
+        async def all_finished() -> list[dict] | None:
+            items = await confirmations()
+            done = len(items) == PAYMENTS and all(item["finished_at"] for item in items)
+            return items if done else None
+
         first = asyncio.gather(*(pay(number) for number in range(PAYMENTS)))
-        await asyncio.sleep(0.15)
-        gateway.send_signal(signal.SIGKILL)                 # no goodbye
+        await wait_until(under_way, "the gateway to acknowledge a first confirmation")
+        gateway.send_signal(signal.SIGKILL)                 # no goodbye, mid-burst
         await gateway.wait()
         await first
         gateway = await start(env)                          # same port, same store
-        for _ in range(300):
-            async with http.get(f"{daraja_sim.base_url}/_sim/deliveries?kind=confirmation"
-                                ) as answer:
-                deliveries = (await answer.json())["items"]
-            if len(deliveries) == PAYMENTS and all(item["finished_at"] for item in deliveries):
-                break
-            await asyncio.sleep(0.1)
+        deliveries = await wait_until(all_finished, f"the simulator to finish {PAYMENTS} "
+                                      "confirmations", within=30, every=0.1)
         replay = await asyncio.create_subprocess_exec(
             sys.executable, "run.py", "replay-inbox", "--grace", "0", cwd=ROOT, env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         assert await replay.wait() == 0
-        acknowledged = {item["trans_id"] for item in deliveries
-                        if item["outcome"] == "answered" and isinstance(item["answer"], dict)
-                        and item["answer"].get("ResultCode") == 0}
+        acknowledged = acknowledged_in(deliveries)
         assert len(acknowledged) < PAYMENTS                  # the kill was mid-burst
         stored = [payment["trans_id"] for payment in
-                  await store.collection("c2b_payments").find({}).to_list(None)]
+                  await store.collection(PAYMENTS_COLLECTION).find({}).to_list(None)]
         assert len(stored) == len(set(stored))               # once each
         assert acknowledged <= set(stored)                   # none acknowledged is lost
     finally:

@@ -9,7 +9,7 @@ from pymongo.errors import OperationFailure
 from server.kernel.store import EXPIRY, Store
 from server.startup.services import indexes
 
-from support import make_settings
+from support import PROVIDER_CALLS, PSP_AUDIT, make_settings
 
 DAY = 86400
 
@@ -26,38 +26,38 @@ async def test_audit_and_call_log_expire_after_their_retention(start_gateway_wit
                                                                store) -> None:
     await start_gateway_with(make_settings(retention={"audit_days": 7,
                                                       "provider_calls_days": 3}))
-    assert await expiry(store, "psp_audit") == 7 * DAY
-    assert await expiry(store, "provider_calls") == 3 * DAY
+    assert await expiry(store, PSP_AUDIT) == 7 * DAY
+    assert await expiry(store, PROVIDER_CALLS) == 3 * DAY
 
 
 @pytest.mark.asyncio
 async def test_a_changed_retention_changes_the_index_when_the_gateway_starts(
         start_gateway_with, store) -> None:
     await start_gateway_with(make_settings())
-    assert await expiry(store, "psp_audit") == 90 * DAY
+    assert await expiry(store, PSP_AUDIT) == 90 * DAY
     now = datetime.now(UTC)
-    await store.collection("psp_audit").insert_one({"_id": "kept", "at": now})
-    await store.collection("provider_calls").insert_one({"_id": "kept", "at": now})
+    await store.collection(PSP_AUDIT).insert_one({"_id": "kept", "at": now})
+    await store.collection(PROVIDER_CALLS).insert_one({"_id": "kept", "at": now})
     # Another process (or a restart) with other settings, on the same store.
     await start_gateway_with(make_settings(retention={"audit_days": 10,
                                                       "provider_calls_days": 5}))
-    assert await expiry(store, "psp_audit") == 10 * DAY
-    assert await expiry(store, "provider_calls") == 5 * DAY
-    for collection in ("psp_audit", "provider_calls"):
+    assert await expiry(store, PSP_AUDIT) == 10 * DAY
+    assert await expiry(store, PROVIDER_CALLS) == 5 * DAY
+    for collection in (PSP_AUDIT, PROVIDER_CALLS):
         assert await store.collection(collection).count_documents({"_id": "kept"}) == 1
 
 
 @pytest.mark.asyncio
 async def test_a_plain_call_log_index_becomes_a_ttl_index(start_gateway_with, store) -> None:
     """Stores created before retention existed have a plain index on provider_calls.at."""
-    await store.collection("provider_calls").create_index([("at", 1)])
+    await store.collection(PROVIDER_CALLS).create_index([("at", 1)])
     await start_gateway_with(make_settings())
-    assert await expiry(store, "provider_calls") == 30 * DAY
+    assert await expiry(store, PROVIDER_CALLS) == 30 * DAY
 
 
 @pytest.mark.asyncio
 async def test_readiness_needs_the_retention_indexes(http, gateway, store) -> None:
-    await store.collection("psp_audit").drop_index("at_1")
+    await store.collection(PSP_AUDIT).drop_index("at_1")
     async with http.get(f"{gateway.url}/readyz") as answer:
         assert answer.status == 503
         assert "psp_audit(at)" in (await answer.json())["error"]["message"]
@@ -112,13 +112,13 @@ async def test_a_server_with_collmod_changes_the_expiry_in_place() -> None:
     store = Store({"gateway": server}, "gateway", in_memory=False)
     await store.ensure_indexes(indexes(make_settings()))
     with pytest.raises(OperationFailure, match="different options"):
-        await server["psp_audit"].create_index([("at", 1)], expireAfterSeconds=DAY)
+        await server[PSP_AUDIT].create_index([("at", 1)], expireAfterSeconds=DAY)
     server.calls.clear()
     await store.ensure_indexes(indexes(make_settings(retention={"audit_days": 10})))
     changes = [call for call in server.calls if call[0] != "create"]
-    assert changes == [("command", {"collMod": "psp_audit",
+    assert changes == [("command", {"collMod": PSP_AUDIT,
                                     "index": {"name": "at_1", EXPIRY: 10 * DAY}})]
-    assert (await server["psp_audit"].index_information())["at_1"][EXPIRY] == 10 * DAY
+    assert (await server[PSP_AUDIT].index_information())["at_1"][EXPIRY] == 10 * DAY
     server.calls.clear()
     await store.ensure_indexes(indexes(make_settings(retention={"audit_days": 10})))
     assert [call for call in server.calls if call[0] != "create"] == []
@@ -147,4 +147,4 @@ async def test_a_rebuild_tolerates_another_process_dropping_the_index_first() ->
     store = Store({"gateway": server}, "gateway", in_memory=False)
     await store.ensure_indexes(indexes(make_settings()))
     await store.ensure_indexes(indexes(make_settings(retention={"audit_days": 10})))
-    assert (await server["psp_audit"].index_information())["at_1"][EXPIRY] == 10 * DAY
+    assert (await server[PSP_AUDIT].index_information())["at_1"][EXPIRY] == 10 * DAY

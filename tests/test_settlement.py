@@ -12,6 +12,8 @@ from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayabl
 from server.ledger.repository import PremiumRepository, TransactionRepository
 from server.ledger.settlement import Settlement
 
+from support import POLICIES, PREMIUMS, TRANSACTIONS, stored_debit, stored_policy
+
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -28,17 +30,9 @@ class CrashingPremiums(PremiumRepository):
 
 
 async def make_case(store, *, start=START, status=IDLE, paid_at=None) -> dict:
-    policy = {"_id": str(uuid.uuid4()), "chf_id": "070707070", "product_code": "BASIC",
-              "product_name": "Basic", "value": 50000, "currency": "GMD", "status": status,
-              "start_date": start, "created_at": START, "updated_at": START}
-    await store.collection("policies").insert_one(policy)
-    transaction = {"_id": str(uuid.uuid4()), "channel": "qmoney", "status": "succeeded",
-                   "open": False, "amount": 50000, "currency": "GMD",
-                   "policy_uuid": policy["_id"], "chf_id": "070707070", "psp_uuid": "p",
-                   "paid_at": paid_at or datetime(2026, 3, 5, 10, tzinfo=UTC),
-                   "settlement": None, "created_at": START, "updated_at": START}
-    await store.collection("transactions").insert_one(transaction)
-    return transaction
+    policy = await stored_policy(store, status=status, start=start)
+    return await stored_debit(store, policy,
+                              paid_at=paid_at or datetime(2026, 3, 5, 10, tzinfo=UTC))
 
 
 def settlement(store, premiums=None) -> Settlement:
@@ -51,10 +45,10 @@ async def test_settlement_creates_the_premium_and_activates_the_policy(store) ->
     transaction = await make_case(store)
     settled = await settlement(store).settle(transaction)
     assert settled["settlement"]["status"] == "settled"
-    policy = await store.collection("policies").find_one({"_id": transaction["policy_uuid"]})
+    policy = await store.collection(POLICIES).find_one({"_id": transaction["policy_uuid"]})
     assert policy["status"] == ACTIVE
     assert policy["effective_date"] == datetime(2026, 3, 5, 10, tzinfo=UTC)
-    [premium] = await store.collection("premiums").find({}).to_list(None)
+    [premium] = await store.collection(PREMIUMS).find({}).to_list(None)
     assert (premium["amount"], premium["currency"], premium["pay_type"]) == (50000, "GMD", "M")
     assert premium["transaction_uuid"] == transaction["_id"]
     assert settled["settlement"]["receipt"] == premium["receipt"]
@@ -64,7 +58,7 @@ async def test_settlement_creates_the_premium_and_activates_the_policy(store) ->
 async def test_effective_date_is_the_start_date_when_paid_before_it(store) -> None:
     transaction = await make_case(store, start=datetime(2026, 6, 1, tzinfo=UTC))
     await settlement(store).settle(transaction)
-    policy = await store.collection("policies").find_one({"_id": transaction["policy_uuid"]})
+    policy = await store.collection(POLICIES).find_one({"_id": transaction["policy_uuid"]})
     assert policy["effective_date"] == datetime(2026, 6, 1, tzinfo=UTC)
 
 
@@ -73,11 +67,11 @@ async def test_settling_twice_creates_one_premium(store) -> None:
     transaction = await make_case(store)
     service = settlement(store)
     first = await service.settle(transaction)
-    await store.collection("transactions").update_one({"_id": transaction["_id"]},
+    await store.collection(TRANSACTIONS).update_one({"_id": transaction["_id"]},
                                                       {"$set": {"settlement": None}})
     second = await service.settle(transaction)
     assert second["settlement"]["premium_uuid"] == first["settlement"]["premium_uuid"]
-    assert await store.collection("premiums").count_documents({}) == 1
+    assert await store.collection(PREMIUMS).count_documents({}) == 1
 
 
 @pytest.mark.asyncio
@@ -85,12 +79,12 @@ async def test_crash_between_writes_is_completed_by_settle_pending(store) -> Non
     transaction = await make_case(store)
     with pytest.raises(ServerSelectionTimeoutError):
         await settlement(store, CrashingPremiums(store)).settle(transaction)
-    policy = await store.collection("policies").find_one({"_id": transaction["policy_uuid"]})
+    policy = await store.collection(POLICIES).find_one({"_id": transaction["policy_uuid"]})
     assert policy["status"] == ACTIVE                    # first write done
-    assert await store.collection("premiums").count_documents({}) == 0
+    assert await store.collection(PREMIUMS).count_documents({}) == 0
     assert await settlement(store).settle_pending() == 1
-    assert await store.collection("premiums").count_documents({}) == 1
-    stored = await store.collection("transactions").find_one({"_id": transaction["_id"]})
+    assert await store.collection(PREMIUMS).count_documents({}) == 1
+    stored = await store.collection(TRANSACTIONS).find_one({"_id": transaction["_id"]})
     assert stored["settlement"]["status"] == "settled"
     assert await settlement(store).settle_pending() == 0
 
@@ -101,11 +95,11 @@ async def test_policy_paid_by_another_transaction_is_not_activated_twice(store) 
     service = settlement(store)
     await service.settle(first)
     second = {**first, "_id": str(uuid.uuid4()), "settlement": None}
-    await store.collection("transactions").insert_one(second)
+    await store.collection(TRANSACTIONS).insert_one(second)
     refused = await service.settle(second)
     assert refused["settlement"] == {"status": "refused", "reason": "policy_not_idle",
                                      "settled_at": refused["settlement"]["settled_at"]}
-    assert await store.collection("premiums").count_documents({}) == 1
+    assert await store.collection(PREMIUMS).count_documents({}) == 1
 
 
 @pytest.mark.asyncio
@@ -113,13 +107,13 @@ async def test_a_succeeded_payment_holds_the_policy_until_it_is_settled(store) -
     """Otherwise a second payment could see the policy still idle and be taken too."""
     first = await make_case(store)
     transactions = TransactionRepository(store)
-    await store.collection("transactions").update_one(
+    await store.collection(TRANSACTIONS).update_one(
         {"_id": first["_id"]}, {"$set": {"status": "processing", "open": True}})
     await transactions.transition(first["_id"], "processing", "succeeded",
                                   datetime.now(UTC))
     incoming = IncomingPayments(transactions, PolicyRepository(store), settlement(store),
                                 Clock())
-    policy = await store.collection("policies").find_one({"_id": first["policy_uuid"]})
+    policy = await store.collection(POLICIES).find_one({"_id": first["policy_uuid"]})
     second = incoming.new_transaction(str(uuid.uuid4()), "psp_api", policy, "psp", "REF-2",
                                       "afrimoney")
     with pytest.raises(PolicyBusy):

@@ -18,7 +18,7 @@ def issuing(clock: ManualClock, lifetime: timedelta | None, delay: float = 0.0):
     issued: list[str] = []
 
     async def fetch() -> CachedToken:
-        await asyncio.sleep(delay)
+        await asyncio.sleep(delay)      # a slow token request, so that callers overlap
         issued.append(f"token-{len(issued) + 1}")
         expires = clock.now() + lifetime if lifetime is not None else None
         return CachedToken(issued[-1], expires)

@@ -7,12 +7,12 @@ import json
 import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
+from server.inbox.repository import InboxRepository
 from server.integrations.notifications import RecordingNotifier
 from server.kernel.clock import Clock
-from server.mpesa.repository import InboxRepository
 from server.startup.services import build_services
 
-from support import callback_body, make_settings
+from support import INBOX, PAYMENTS, callback_body, deliver_callback, make_settings
 
 DEPTH = 2000
 NESTED = ('{"TransID": ' + "[" * DEPTH + "]" * DEPTH + "}").encode()
@@ -24,12 +24,6 @@ UNREADABLE = {"nested object": NESTED, "nested array": NESTED_BARE,
 REJECTED = {"ResultCode": "C2B00016", "ResultDesc": "Rejected"}
 
 
-async def deliver(http, gateway, kind: str, body: bytes) -> tuple[int, dict]:
-    async with http.post(f"{gateway.url}/api/v1/c2b/{kind}/test-callback", data=body,
-                         headers={"Content-Type": "application/json"}) as answer:
-        return answer.status, await answer.json()
-
-
 class FailingInbox(InboxRepository):
     async def add(self, *args, **kwargs):
         raise ServerSelectionTimeoutError("store unreachable")
@@ -39,8 +33,8 @@ class FailingInbox(InboxRepository):
 @pytest.mark.parametrize("body", UNREADABLE.values(), ids=UNREADABLE.keys())
 async def test_unreadable_validation_is_rejected_and_kept_for_review(http, gateway, store,
                                                                      body) -> None:
-    assert await deliver(http, gateway, "validation", body) == (200, REJECTED)
-    [entry] = await store.collection("c2b_inbox").find({}).to_list(None)
+    assert await deliver_callback(http, gateway, "validation", body) == (200, REJECTED)
+    [entry] = await store.collection(INBOX).find({}).to_list(None)
     assert (entry["kind"], entry["status"]) == ("validation", "needs_review")
     assert entry["body"].encode() == body and entry["errors"]
 
@@ -49,12 +43,12 @@ async def test_unreadable_validation_is_rejected_and_kept_for_review(http, gatew
 @pytest.mark.parametrize("body", UNREADABLE.values(), ids=UNREADABLE.keys())
 async def test_unreadable_confirmation_is_acknowledged_and_kept_for_review(http, gateway,
                                                                            store, body) -> None:
-    assert await deliver(http, gateway, "confirmation", body) == (
+    assert await deliver_callback(http, gateway, "confirmation", body) == (
         200, {"ResultCode": 0, "ResultDesc": "Success"})
-    [entry] = await store.collection("c2b_inbox").find({}).to_list(None)
+    [entry] = await store.collection(INBOX).find({}).to_list(None)
     assert (entry["kind"], entry["status"]) == ("confirmation", "needs_review")
     assert entry["body"].encode() == body
-    assert await store.collection("c2b_payments").count_documents({}) == 0
+    assert await store.collection(PAYMENTS).count_documents({}) == 0
 
 
 @pytest.mark.asyncio
@@ -62,9 +56,9 @@ async def test_huge_number_in_an_unknown_field_is_read_as_its_text(http, gateway
                                                                    store) -> None:
     body = json.dumps(callback_body()).replace('"InvoiceNumber": ""',
                                                f'"Extra": {HUGE}, "InvoiceNumber": ""')
-    assert await deliver(http, gateway, "confirmation", body.encode()) == (
+    assert await deliver_callback(http, gateway, "confirmation", body.encode()) == (
         200, {"ResultCode": 0, "ResultDesc": "Success"})
-    assert await store.collection("c2b_payments").count_documents({}) == 1
+    assert await store.collection(PAYMENTS).count_documents({}) == 1
 
 
 @pytest.mark.asyncio
@@ -80,6 +74,6 @@ async def test_unreadable_validation_the_inbox_cannot_take_is_rejected_not_accep
 async def test_unreadable_confirmation_the_inbox_cannot_take_is_answered_for_a_retry(
         http, gateway) -> None:
     gateway.services.c2b.inbox = FailingInbox(gateway.services.store)
-    status, answer = await deliver(http, gateway, "confirmation", NESTED)
+    status, answer = await deliver_callback(http, gateway, "confirmation", NESTED)
     assert status == 503 and set(answer) == {"ResultCode", "ResultDesc"}
     assert answer["ResultCode"] != 0

@@ -14,18 +14,30 @@ from server.kernel.errors import ValidationFailed
 from server.kernel.money import AmountNotPositive, parse_positive_amount
 from server.ledger.repository import PremiumRepository, TransactionRepository
 from server.ledger.settlement import Settlement
-from server.psps.schemas import PspCreateSchema
 
-from support import callback_body
+from support import (
+    INBOX,
+    PAYMENTS,
+    POLICIES,
+    PREMIUMS,
+    PRODUCTS,
+    TRANSACTIONS,
+    Product,
+    callback_body,
+    ensure_insuree,
+    ensure_product,
+    idle_policy,
+    insuree_body,
+    policy_body,
+    psp_user,
+    request_json,
+    stored_debit,
+    stored_policy,
+)
 
 NOT_POSITIVE = ["0", "0.00", "0.0", "-5.00", "-0"]
 START = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-async def call(http, gateway, method: str, path: str, headers: dict,
-               body=None) -> tuple[int, dict]:
-    async with http.request(method, gateway.url + path, json=body, headers=headers) as answer:
-        return answer.status, await answer.json()
+BASIC = Product("BASIC", "500.00", "GMD", "Basic")
 
 
 @pytest_asyncio.fixture
@@ -34,23 +46,15 @@ async def admin(headers_for) -> dict[str, str]:
 
 
 @pytest_asyncio.fixture
-async def provider(gateway, headers_for) -> dict[str, str]:
+async def provider(http, gateway) -> dict[str, str]:
     """Headers of an active external-API provider settling in GMD."""
-    headers = await headers_for("afrimoney", "psp")
-    await gateway.services.psps.create(PspCreateSchema().load({
-        "name": "Afrimoney", "kind": "external", "account": "afrimoney-account",
-        "currency": "GMD", "is_external_api": True, "username": "afrimoney"}))
-    return headers
+    return (await psp_user(http, gateway, "afrimoney")).headers
 
 
-async def idle_policy(gateway, currency: str = "GMD") -> dict:
-    services = gateway.services
-    await services.insurees.create({"chf_id": "070707070", "first_name": "Awa",
-                                    "last_name": "Jallow", "phone": "", "wallet": ""})
-    await services.products.create({"code": "BASIC", "name": "Basic", "price": "5.00",
-                                    "currency": currency})
-    return await services.policies.create({"chf_id": "070707070", "product_code": "BASIC",
-                                           "start_date": START.date(), "status": IDLE})
+async def policy_of_5(gateway, currency: str = "GMD") -> dict:
+    """An idle policy worth 5.00 in `currency`."""
+    return await idle_policy(gateway.services, product=Product("BASIC", "5.00", currency,
+                                                                "Basic"))
 
 
 def payment(policy: dict, amount: str) -> dict:
@@ -61,15 +65,15 @@ def payment(policy: dict, amount: str) -> dict:
 
 async def worthless(store, policy: dict) -> dict:
     """A policy whose stored value is 0 (written before the rule held)."""
-    await store.collection("policies").update_one({"_id": policy["_id"]},
+    await store.collection(POLICIES).update_one({"_id": policy["_id"]},
                                                   {"$set": {"value": 0}})
     return {**policy, "value": 0}
 
 
 async def still_idle(store, policy: dict) -> bool:
-    stored = await store.collection("policies").find_one({"_id": policy["_id"]})
+    stored = await store.collection(POLICIES).find_one({"_id": policy["_id"]})
     return (stored["status"] == IDLE and "activated_by" not in stored
-            and await store.collection("premiums").count_documents({}) == 0)
+            and await store.collection(PREMIUMS).count_documents({}) == 0)
 
 
 def refused_field(status: int, body: dict, field: str) -> bool:
@@ -96,14 +100,14 @@ def test_a_positive_amount_is_parsed_into_minor_units() -> None:
 @pytest.mark.parametrize("price", NOT_POSITIVE)
 async def test_a_product_priced_at_zero_or_less_is_refused(http, gateway, admin,
                                                            price) -> None:
-    status, body = await call(http, gateway, "POST", "/api/v1/products", admin,
-                              {"code": "FREE", "name": "Free", "price": price,
-                               "currency": "GMD"})
+    products = f"{gateway.url}/api/v1/products"
+    status, body = await request_json(http, "POST", products,
+                                      {"code": "FREE", "name": "Free", "price": price,
+                                       "currency": "GMD"}, headers=admin)
     assert refused_field(status, body, "price"), body
-    await call(http, gateway, "POST", "/api/v1/products", admin,
-               {"code": "BASIC", "name": "Basic", "price": "500.00", "currency": "GMD"})
-    status, body = await call(http, gateway, "PATCH", "/api/v1/products/BASIC", admin,
-                              {"price": price})
+    await request_json(http, "POST", products, BASIC.body(), headers=admin)
+    status, body = await request_json(http, "PATCH", f"{products}/BASIC", {"price": price},
+                                      headers=admin)
     assert refused_field(status, body, "price"), body
     assert (await gateway.services.products.get("BASIC"))["price"] == 50000
 
@@ -111,19 +115,16 @@ async def test_a_product_priced_at_zero_or_less_is_refused(http, gateway, admin,
 @pytest.mark.asyncio
 @pytest.mark.parametrize("amount", NOT_POSITIVE)
 async def test_a_policy_worth_zero_or_less_is_refused(http, gateway, admin, amount) -> None:
-    await call(http, gateway, "POST", "/api/v1/insurees", admin,
-               {"chf_id": "070707070", "first_name": "Awa", "last_name": "Jallow"})
-    await call(http, gateway, "POST", "/api/v1/products", admin,
-               {"code": "BASIC", "name": "Basic", "price": "500.00", "currency": "GMD"})
-    status, body = await call(http, gateway, "POST", "/api/v1/policies", admin,
-                              {"chf_id": "070707070", "product_code": "BASIC",
-                               "amount": amount, "start_date": "2026-01-01"})
+    api = f"{gateway.url}/api/v1"
+    await request_json(http, "POST", f"{api}/insurees", insuree_body(), headers=admin)
+    await request_json(http, "POST", f"{api}/products", BASIC.body(), headers=admin)
+    status, body = await request_json(http, "POST", f"{api}/policies",
+                                      policy_body(product=BASIC, amount=amount), headers=admin)
     assert refused_field(status, body, "amount"), body
-    _, policy = await call(http, gateway, "POST", "/api/v1/policies", admin,
-                           {"chf_id": "070707070", "product_code": "BASIC",
-                            "start_date": "2026-01-01"})
-    status, body = await call(http, gateway, "PATCH", f"/api/v1/policies/{policy['uuid']}",
-                              admin, {"amount": amount})
+    _, policy = await request_json(http, "POST", f"{api}/policies", policy_body(product=BASIC),
+                                   headers=admin)
+    status, body = await request_json(http, "PATCH", f"{api}/policies/{policy['uuid']}",
+                                      {"amount": amount}, headers=admin)
     assert refused_field(status, body, "amount"), body
     assert (await gateway.services.policies.get(policy["uuid"]))["value"] == 50000
 
@@ -136,18 +137,16 @@ async def test_services_refuse_a_zero_price_or_value_without_the_api_schemas(gat
         await services.products.create({"code": "FREE", "name": "Free", "price": "0.00",
                                         "currency": "GMD"})
     assert "price" in refused.value.details["fields"]
-    await services.insurees.create({"chf_id": "070707070", "first_name": "Awa",
-                                    "last_name": "Jallow", "phone": "", "wallet": ""})
-    await services.products.create({"code": "BASIC", "name": "Basic", "price": "500.00",
-                                    "currency": "GMD"})
+    await ensure_insuree(services)
+    await ensure_product(services, BASIC)
     # A product stored with a price of 0 gives no policy its price.
-    await store.collection("products").update_one({"code": "BASIC"},
+    await store.collection(PRODUCTS).update_one({"code": "BASIC"},
                                                   {"$set": {"price": 0}})
     with pytest.raises(ValidationFailed, match="greater than 0") as refused:
         await services.policies.create({"chf_id": "070707070", "product_code": "BASIC",
                                         "start_date": START.date(), "status": IDLE})
     assert "amount" in refused.value.details["fields"]
-    assert await store.collection("policies").count_documents({}) == 0
+    assert await store.collection(POLICIES).count_documents({}) == 0
 
 
 # --- payments --------------------------------------------------------------
@@ -156,20 +155,20 @@ async def test_services_refuse_a_zero_price_or_value_without_the_api_schemas(gat
 @pytest.mark.parametrize("amount", ["0.00", "0", "-500.00"])
 async def test_a_provider_payment_of_zero_or_less_is_refused(http, gateway, provider, store,
                                                              amount) -> None:
-    policy = await worthless(store, await idle_policy(gateway))
-    status, body = await call(http, gateway, "POST", "/api/v1/payments", provider,
-                              payment(policy, amount))
+    policy = await worthless(store, await policy_of_5(gateway))
+    status, body = await request_json(http, "POST", f"{gateway.url}/api/v1/payments",
+                                      payment(policy, amount), headers=provider)
     assert refused_field(status, body, "amount"), body
     assert await still_idle(store, policy)
-    assert await store.collection("transactions").count_documents({}) == 0
+    assert await store.collection(TRANSACTIONS).count_documents({}) == 0
 
 
 @pytest.mark.asyncio
 async def test_a_policy_worth_zero_cannot_be_paid_by_a_provider(http, gateway, provider,
                                                                 store) -> None:
-    policy = await worthless(store, await idle_policy(gateway))
-    status, body = await call(http, gateway, "POST", "/api/v1/payments", provider,
-                              payment(policy, "5.00"))
+    policy = await worthless(store, await policy_of_5(gateway))
+    status, body = await request_json(http, "POST", f"{gateway.url}/api/v1/payments",
+                                      payment(policy, "5.00"), headers=provider)
     assert status == 409 and body["error"]["code"] == "policy_value_not_positive"
     assert await still_idle(store, policy)
 
@@ -188,31 +187,31 @@ async def test_a_qmoney_debit_of_zero_is_refused_before_any_provider_call(debits
 @pytest.mark.asyncio
 async def test_an_operator_cannot_allocate_a_payment_of_zero(http, gateway, store,
                                                              operator_headers) -> None:
-    policy = await worthless(store, await idle_policy(gateway, "KES"))
+    policy = await worthless(store, await policy_of_5(gateway, "KES"))
     # A payment of 0 stored unmatched before confirmations of 0 were refused.
-    await store.collection("c2b_payments").insert_one({
+    await store.collection(PAYMENTS).insert_one({
         "_id": str(uuid.uuid4()), "trans_id": "RKL51ZDR4F", "amount": 0, "currency": "KES",
         "status": "unmatched", "unmatched_reason": "unknown_account", "bill_ref": "x",
         "shortcode": "600984", "msisdn": "2547 ***** 126", "review": []})
-    status, body = await call(http, gateway, "POST",
-                              "/api/v1/c2b/payments/RKL51ZDR4F/allocate", operator_headers,
-                              {"policy_uuid": policy["_id"], "note": "typed wrongly"})
+    status, body = await request_json(
+        http, "POST", f"{gateway.url}/api/v1/c2b/payments/RKL51ZDR4F/allocate",
+        {"policy_uuid": policy["_id"], "note": "typed wrongly"}, headers=operator_headers)
     assert status == 400 and body["error"]["code"] == "amount_not_positive", body
     assert await still_idle(store, policy)
 
 
 @pytest.mark.asyncio
 async def test_a_confirmation_of_zero_is_kept_but_never_settles(http, gateway, store) -> None:
-    policy = await worthless(store, await idle_policy(gateway, "KES"))
+    policy = await worthless(store, await policy_of_5(gateway, "KES"))
     secret = gateway.settings.c2b.callback_secret
     async with http.post(f"{gateway.url}/api/v1/c2b/confirmation/{secret}",
                          data=json.dumps(callback_body(TransAmount="0.00")),
                          headers={"Content-Type": "application/json"}) as answer:
         assert answer.status == 200
         assert (await answer.json())["ResultCode"] == 0
-    [entry] = await store.collection("c2b_inbox").find({}).to_list(None)
+    [entry] = await store.collection(INBOX).find({}).to_list(None)
     assert entry["status"] == "needs_review"
-    assert await store.collection("c2b_payments").count_documents({}) == 0
+    assert await store.collection(PAYMENTS).count_documents({}) == 0
     assert await still_idle(store, policy)
 
 
@@ -221,19 +220,12 @@ async def test_a_confirmation_of_zero_is_kept_but_never_settles(http, gateway, s
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("amount", "value"), [(0, 0), (0, 50000), (50000, 0)])
 async def test_settlement_never_activates_a_policy_for_zero(store, amount, value) -> None:
-    policy = {"_id": str(uuid.uuid4()), "chf_id": "070707070", "product_code": "BASIC",
-              "product_name": "Basic", "value": value, "currency": "GMD", "status": IDLE,
-              "start_date": START, "created_at": START, "updated_at": START}
-    await store.collection("policies").insert_one(policy)
-    await store.collection("transactions").insert_one({
-        "_id": str(uuid.uuid4()), "channel": "qmoney", "status": "succeeded", "open": False,
-        "amount": amount, "currency": "GMD", "policy_uuid": policy["_id"],
-        "chf_id": "070707070", "psp_uuid": "p", "paid_at": START, "settlement": None,
-        "created_at": START, "updated_at": START})
+    policy = await stored_policy(store, value=value)
+    await stored_debit(store, policy, amount=amount, paid_at=START)
     settlement = Settlement(TransactionRepository(store), PremiumRepository(store),
                             PolicyRepository(store), Clock())
     assert await settlement.settle_pending() == 1
-    [transaction] = await store.collection("transactions").find({}).to_list(None)
+    [transaction] = await store.collection(TRANSACTIONS).find({}).to_list(None)
     assert transaction["settlement"]["status"] == "refused"
     assert transaction["settlement"]["reason"] == "amount_not_positive"
     assert await still_idle(store, policy)

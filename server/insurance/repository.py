@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import cast
 
 from pymongo import ReturnDocument
 
+from server.insurance.documents import Insuree, Policy, Product
 from server.kernel.documents import DocumentRepository
 from server.kernel.store import IndexSpec
 
@@ -26,19 +27,41 @@ INDEXES: list[IndexSpec] = [
 ]
 
 
-class InsureeRepository(DocumentRepository):
+class InsureeRepository(DocumentRepository[Insuree]):
     collection_name = INSUREES
 
+    async def with_idle_policies(self, chf_id: str) -> tuple[Insuree | None, list[Policy]]:
+        """The insuree and its policies awaiting payment, oldest first, in one round trip
+        (a paybill confirmation's match is on the hot path)."""
+        found = await self.store.aggregate(INSUREES, [
+            {"$match": {"chf_id": chf_id}}, {"$limit": 1},
+            {"$lookup": {"from": POLICIES, "localField": "chf_id", "foreignField": "chf_id",
+                         "as": "policies"}}])
+        if not found:
+            return None, []
+        insuree = found[0]
+        # The aggregate answers plain dicts: an insuree, with its policies joined.
+        policies = cast(list[Policy], insuree.pop("policies"))
+        idle = sorted((policy for policy in policies if policy["status"] == IDLE),
+                      key=lambda policy: (policy["created_at"], policy["_id"]))
+        return cast(Insuree, insuree), idle
 
-class ProductRepository(DocumentRepository):
+
+class ProductRepository(DocumentRepository[Product]):
     collection_name = PRODUCTS
 
 
-class PolicyRepository(DocumentRepository):
+class PolicyRepository(DocumentRepository[Policy]):
     collection_name = POLICIES
 
+    async def idle_of(self, chf_id: str, limit: int = 100) -> list[Policy]:
+        """An insuree's policies awaiting payment, oldest first."""
+        cursor = (self.collection.find({"chf_id": chf_id, "status": IDLE})
+                  .sort([("created_at", 1), ("_id", 1)]).limit(limit))
+        return await cursor.to_list(None)
+
     async def activate(self, policy_uuid: str, transaction_uuid: str, effective: datetime,
-                       at: datetime) -> dict[str, Any] | None:
+                       at: datetime) -> Policy | None:
         """Idle -> active, as one compare-and-set; None when the policy was not idle."""
         return await self.collection.find_one_and_update(
             {"_id": policy_uuid, "status": IDLE},

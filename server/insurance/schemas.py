@@ -1,11 +1,12 @@
-"""Wire formats of the insuree, product and policy admin endpoints."""
+"""Wire formats of the insuree, product and policy admin endpoints: what they load,
+what they answer (render_*) and the schemas that describe those answers."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from marshmallow import fields, validate
+from marshmallow import Schema, fields, validate
 
 from server.insurance.repository import POLICY_STATUSES
 from server.kernel.identifiers import CHF_ID, PRODUCT_CODE
@@ -20,8 +21,10 @@ from server.kernel.schemas import (
     iso_day,
     iso_stamp,
 )
+from server.web import answer_schemas as answers
 
 NAME = validate.Length(min=1, max=100)
+POLICY_UUID_EXAMPLE = "6f1c2a4e-8b3d-4f7a-9c21-5d0e8a7b3f42"      # in request examples
 # A price or a policy's value: a decimal string of more than zero, like '10.50'.
 AMOUNT = Whole(r"[1-9][0-9]{0,12}(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*",
                error="must be a decimal string greater than 0, like '10.50'")
@@ -79,9 +82,53 @@ class PolicyQuerySchema(PageQuerySchema):
     status = fields.Integer(validate=validate.OneOf(POLICY_STATUSES))
 
 
+def policy_status_field(*, nullable: bool = False) -> fields.Integer:
+    """A policy's status in an answer (theirs and the answers that show one)."""
+    return fields.Integer(required=True, allow_none=nullable,
+                          validate=validate.OneOf(POLICY_STATUSES),
+                          metadata={"description": "openIMIS policy status: 1 idle, 2 active, "
+                                                   "4 suspended, 8 expired, 16 ready"})
+
+
 def day_start(day: date) -> datetime:
     """Dates are stored as UTC midnight datetimes (BSON has no date type)."""
     return datetime.combine(day, time(), tzinfo=UTC)
+
+
+class InsureeSchema(Schema):
+    """What render_insuree answers."""
+
+    chf_id = answers.text()
+    first_name = answers.text()
+    last_name = answers.text()
+    phone = answers.text()
+    wallet = answers.text(metadata={"description": "Qmoney wallet; empty when none"})
+    created_at = answers.stamp()
+
+
+class ProductSchema(Schema):
+    """What render_product answers."""
+
+    code = answers.text()
+    name = answers.text()
+    price = answers.amount()
+    currency = answers.text()
+
+
+class PolicySchema(Schema):
+    """What render_policy answers."""
+
+    uuid = answers.text()
+    chf_id = answers.text()
+    product_code = answers.text()
+    product_name = answers.text()
+    amount = answers.amount()
+    currency = answers.text()
+    status = policy_status_field()
+    start_date = answers.day()
+    effective_date = answers.day(nullable=True)
+    expiry_date = answers.day(nullable=True)
+    created_at = answers.stamp()
 
 
 def render_insuree(document: dict[str, Any]) -> dict[str, Any]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
+from server.insurance.documents import Insuree, Policy, Product
 from server.insurance.repository import (
-    IDLE,
     InsureeRepository,
     PolicyRepository,
     ProductRepository,
@@ -19,7 +20,8 @@ from server.kernel.errors import Conflict, NotFound, ValidationFailed
 from server.kernel.identifiers import CHF_ID, PRODUCT_CODE
 from server.kernel.money import AmountError, AmountNotPositive, format_amount, parse_positive_amount
 
-Page = tuple[list[dict[str, Any]], int]
+T = TypeVar("T")
+Page = tuple[list[T], int]
 
 
 def _amount(text: str, currency: str, field: str) -> int:
@@ -30,7 +32,7 @@ def _amount(text: str, currency: str, field: str) -> int:
         raise ValidationFailed(str(err), {"fields": {field: [str(err)]}}) from None
 
 
-def require_exact_amount(policy: dict[str, Any], amount: str) -> None:
+def require_exact_amount(policy: Policy, amount: str) -> None:
     """A payment is more than zero and equals the policy's value exactly, in the policy's
     currency. A policy whose stored value is not more than zero cannot be paid."""
     try:
@@ -65,26 +67,29 @@ class InsureeService:
         self.insurees = insurees
         self.clock = clock
 
-    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, data: dict[str, Any]) -> Insuree:
         now = self.clock.now()
         try:
-            return await self.insurees.insert({"_id": str(uuid.uuid4()), **data,
-                                               "created_at": now, "updated_at": now})
+            return await self.insurees.insert({
+                "_id": str(uuid.uuid4()), "chf_id": data["chf_id"],
+                "first_name": data["first_name"], "last_name": data["last_name"],
+                "phone": data["phone"], "wallet": data["wallet"],
+                "created_at": now, "updated_at": now})
         except DuplicateDocument:
             raise Conflict(f"insuree {data['chf_id']} already exists",
                            code="insuree_exists") from None
 
-    async def get(self, chf_id: str) -> dict[str, Any]:
+    async def get(self, chf_id: str) -> Insuree:
         chf_id = CHF_ID.normalise(chf_id)
         insuree = await self.insurees.find_one({"chf_id": chf_id})
         if insuree is None:
             raise NotFound(f"no insuree with number {chf_id}", code="unknown_insuree")
         return insuree
 
-    async def list(self, filters: dict[str, Any], limit: int, offset: int) -> Page:
+    async def list(self, filters: dict[str, Any], limit: int, offset: int) -> Page[Insuree]:
         return await self.insurees.page(filters, [("chf_id", 1)], limit, offset)
 
-    async def update(self, chf_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    async def update(self, chf_id: str, changes: dict[str, Any]) -> Insuree:
         chf_id = CHF_ID.normalise(chf_id)
         updated = await self.insurees.update({"chf_id": chf_id},
                                              {**changes, "updated_at": self.clock.now()})
@@ -98,28 +103,30 @@ class ProductService:
         self.products = products
         self.clock = clock
 
-    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, data: dict[str, Any]) -> Product:
         now = self.clock.now()
-        document = {"_id": str(uuid.uuid4()), "code": data["code"], "name": data["name"],
-                    "price": _amount(data["price"], data["currency"], "price"),
-                    "currency": data["currency"], "created_at": now, "updated_at": now}
+        document: Product = {"_id": str(uuid.uuid4()), "code": data["code"],
+                             "name": data["name"],
+                             "price": _amount(data["price"], data["currency"], "price"),
+                             "currency": data["currency"], "created_at": now,
+                             "updated_at": now}
         try:
             return await self.products.insert(document)
         except DuplicateDocument:
             raise Conflict(f"product {data['code']} already exists",
                            code="product_exists") from None
 
-    async def get(self, code: str) -> dict[str, Any]:
+    async def get(self, code: str) -> Product:
         code = PRODUCT_CODE.normalise(code)
         product = await self.products.find_one({"code": code})
         if product is None:
             raise NotFound(f"no product with code {code}", code="unknown_product")
         return product
 
-    async def list(self, filters: dict[str, Any], limit: int, offset: int) -> Page:
+    async def list(self, filters: dict[str, Any], limit: int, offset: int) -> Page[Product]:
         return await self.products.page(filters, [("code", 1)], limit, offset)
 
-    async def update(self, code: str, changes: dict[str, Any]) -> dict[str, Any]:
+    async def update(self, code: str, changes: dict[str, Any]) -> Product:
         product = await self.get(code)
         if "price" in changes:
             changes["price"] = _amount(changes["price"], product["currency"], "price")
@@ -138,7 +145,7 @@ class PolicyService:
         self.products = products
         self.clock = clock
 
-    async def create(self, data: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, data: dict[str, Any]) -> Policy:
         await self.insurees.get(data["chf_id"])
         product = await self.products.get(data["product_code"])
         currency = product["currency"]
@@ -150,35 +157,34 @@ class PolicyService:
                        "an amount greater than 0")
             raise ValidationFailed(message, {"fields": {"amount": [message]}})
         now = self.clock.now()
-        document = {"_id": str(uuid.uuid4()), "chf_id": data["chf_id"],
-                    "payment_token": secrets.token_urlsafe(18),
-                    "product_code": product["code"], "product_name": product["name"],
-                    "value": value, "currency": currency, "status": data["status"],
-                    **_dates({key: data[key] for key in ("start_date", "expiry_date")
-                              if key in data}),
-                    "created_at": now, "updated_at": now}
+        document: Policy = {"_id": str(uuid.uuid4()), "chf_id": data["chf_id"],
+                            "payment_token": secrets.token_urlsafe(18),
+                            "product_code": product["code"], "product_name": product["name"],
+                            "value": value, "currency": currency, "status": data["status"],
+                            "start_date": day_start(data["start_date"]),
+                            "created_at": now, "updated_at": now}
+        if "expiry_date" in data:
+            document["expiry_date"] = day_start(data["expiry_date"])
         return await self.policies.insert(document)
 
-    async def get(self, policy_uuid: str) -> dict[str, Any]:
+    async def get(self, policy_uuid: str) -> Policy:
         policy = await self.policies.find_one({"_id": policy_uuid})
         if policy is None:
             raise NotFound(f"no policy {policy_uuid}", code="unknown_policy")
         return policy
 
-    async def list(self, filters: dict[str, Any], limit: int, offset: int) -> Page:
+    async def list(self, filters: dict[str, Any], limit: int, offset: int) -> Page[Policy]:
         return await self.policies.page(filters, [("chf_id", 1), ("created_at", 1)], limit,
                                         offset)
 
-    async def idle_of(self, chf_id: str) -> list[dict[str, Any]]:
+    async def idle_of(self, chf_id: str) -> builtins.list[Policy]:
         """The policies of an insuree that await payment."""
-        items, _ = await self.policies.page({"chf_id": chf_id, "status": IDLE},
-                                            [("created_at", 1)], 100, 0)
-        return items
+        return await self.policies.idle_of(chf_id)
 
-    async def by_payment_token(self, token: str) -> dict[str, Any] | None:
+    async def by_payment_token(self, token: str) -> Policy | None:
         return await self.policies.find_one({"payment_token": token})
 
-    async def update(self, policy_uuid: str, changes: dict[str, Any]) -> dict[str, Any]:
+    async def update(self, policy_uuid: str, changes: dict[str, Any]) -> Policy:
         policy = await self.get(policy_uuid)
         changes = _dates(changes)
         if "amount" in changes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -19,23 +18,31 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from server.kernel.background import BackgroundTasks
 from server.kernel.clock import Clock
-
-log = logging.getLogger("gateway.providers")
 
 
 class ProviderError(Exception):
-    def __init__(self, provider: str, message: str) -> None:
+    """`http_status`: the provider's HTTP status, when it answered; `correlation_id`: the
+    id the provider gave the request, when it sent one (for tracing with the provider).
+    The message names the operation and the provider's answer, never a credential."""
+
+    def __init__(self, provider: str, message: str, *, http_status: int | None = None,
+                 correlation_id: str | None = None) -> None:
         super().__init__(f"{provider}: {message}")
         self.provider = provider
         self.message = message
+        self.http_status = http_status
+        self.correlation_id = correlation_id
 
 
 class ProviderRejected(ProviderError):
     """The provider answered and said no; `code` is the provider's own code."""
 
-    def __init__(self, provider: str, code: str, message: str) -> None:
-        super().__init__(provider, f"{code} {message}")
+    def __init__(self, provider: str, code: str, message: str, *,
+                 http_status: int | None = None, correlation_id: str | None = None) -> None:
+        super().__init__(provider, f"{code} {message}", http_status=http_status,
+                         correlation_id=correlation_id)
         self.code = code
         self.reason = message
 
@@ -139,11 +146,11 @@ class CallLog:
     ERROR_CHARS = 500
 
     def __init__(self, collection: Any = None, clock: Clock | None = None,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, background: BackgroundTasks | None = None) -> None:
         self._collection = collection
         self._clock = clock or Clock()
         self._metrics = metrics
-        self._writes: set[asyncio.Task] = set()
+        self._background = BackgroundTasks() if background is None else background
 
     def token_fetched(self, provider: str) -> Callable[[], None]:
         def count() -> None:
@@ -176,14 +183,7 @@ class CallLog:
             self._metrics.provider_seconds.labels(provider, endpoint).observe(seconds)
         if self._collection is None:
             return
-        task = asyncio.ensure_future(self._collection.insert_one({
+        self._background.spawn(self._collection.insert_one({
             "provider": provider, "endpoint": endpoint, "at": at,
             "duration_ms": round(seconds * 1000, 2), "outcome": outcome,
-            "error": error[:self.ERROR_CHARS] if error else error}))
-        self._writes.add(task)
-        task.add_done_callback(self._written)
-
-    def _written(self, task: asyncio.Task) -> None:
-        self._writes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("provider_call_not_recorded error=%r", task.exception())
+            "error": error[:self.ERROR_CHARS] if error else error}), "provider-call-log")

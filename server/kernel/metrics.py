@@ -1,8 +1,8 @@
 """Prometheus metrics. One registry per gateway (tests run several in one process).
 
 Counters and histograms are updated as things happen; figures that live in the
-store (payments by channel and status, inbox backlog) are read at scrape time,
-so every gateway process reports the same shared truth."""
+store (payments by channel and status, inbox backlog, each job's last success)
+are read at scrape time, so every gateway process reports the same shared truth."""
 
 from __future__ import annotations
 
@@ -42,6 +42,12 @@ class Metrics:
         self.inbox_backlog = Gauge("gateway_c2b_inbox_backlog",
                                    "Callbacks received but not processed, or failed",
                                    registry=registry)
+        self.job_runs = Counter("gateway_job_runs_total",
+                                "Job runs by this process, by outcome (ok, failed, skipped)",
+                                ["job", "outcome"], registry=registry)
+        self.job_last_success = Gauge("gateway_job_last_success_timestamp_seconds",
+                                      "When each job last ended without error, in any process",
+                                      ["job"], registry=registry)
 
     async def render(self, store: Store) -> bytes:
         """Refresh the store-backed gauges, then the text exposition format."""
@@ -54,4 +60,8 @@ class Metrics:
         backlog = await store.collection("c2b_inbox").count_documents(
             {"status": {"$in": ["received", "failed"]}})
         self.inbox_backlog.set(backlog)
+        leases = await store.collection("jobs").find(
+            {"last_success_at": {"$ne": None}}, {"last_success_at": 1}).to_list(None)
+        for lease in leases:
+            self.job_last_success.labels(lease["_id"]).set(lease["last_success_at"].timestamp())
         return generate_latest(self.registry)

@@ -2,19 +2,25 @@
 
 `mongodb://` and `mongodb+srv://` URIs get PyMongo's native async client;
 `memory://` gets the in-memory mongomock-motor store (sandbox and tests).
+
+On a replica set (or a sharded cluster) the collections whose writes decide money
+are written with write concern `majority` (journaled) and read with read concern
+`majority`: an acknowledged payment survives the loss of the primary, and a read
+never shows what a failover could roll back. The in-memory store has no such thing.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
+from pymongo.read_concern import ReadConcern
 
 log = logging.getLogger("gateway.store")
 
@@ -22,11 +28,19 @@ IndexSpec = tuple[str, list[tuple[str, int]], dict[str, Any]]
 # The option that makes an index a TTL index: documents expire this long after its field.
 EXPIRY = "expireAfterSeconds"
 INDEX_NOT_FOUND = 27     # MongoDB's error code when a dropped index is not there
+MAJORITY_WRITES = WriteConcern("majority", j=True)
+MAJORITY_READS = ReadConcern("majority")
 
 
 def expiring_index(collection: str, field: str, days: int) -> IndexSpec:
     """A TTL index: a document is deleted `days` after the time in its `field`."""
     return (collection, [(field, 1)], {EXPIRY: days * 86400})
+
+
+def majority_applies(hello: Mapping[str, Any], enabled: bool) -> bool:
+    """Majority concerns, when the setting allows them, on a replica set member (its
+    `hello` answer names the set) or a mongos in front of replica-set shards."""
+    return enabled and bool(hello.get("setName") or hello.get("msg") == "isdbgrid")
 
 
 class Store:
@@ -36,13 +50,35 @@ class Store:
         self.client = client
         self.db = client[database]
         self.in_memory = in_memory
+        self._majority: frozenset[str] = frozenset()
 
     def collection(self, name: str) -> AsyncCollection:
+        """The collection, with majority concerns if it is one `use_majority` named."""
+        if name in self._majority:
+            return self.db.get_collection(name, write_concern=MAJORITY_WRITES,
+                                          read_concern=MAJORITY_READS)
         return self.db[name]
+
+    async def use_majority(self, collections: Iterable[str], *, enabled: bool) -> bool:
+        """Ask the server what it is (after connecting) and give `collections` majority
+        concerns if `majority_applies`; call it before the repositories take their
+        collections. The in-memory store ignores it."""
+        if self.in_memory:
+            return False
+        if majority_applies(await self._hello(), enabled):
+            self._majority = frozenset(collections)
+            log.info("store_majority_concerns collections=%s", ",".join(sorted(self._majority)))
+        else:
+            self._majority = frozenset()
+        return bool(self._majority)
+
+    async def _hello(self) -> Mapping[str, Any]:
+        answer: Mapping[str, Any] = await self.client.admin.command("hello")
+        return answer
 
     async def aggregate(self, collection: str, pipeline: list[dict[str, Any]]) -> list[dict]:
         """Run a pipeline; AsyncMongoClient's aggregate is awaited, mongomock's is not."""
-        cursor = self.db[collection].aggregate(pipeline)
+        cursor: Any = self.collection(collection).aggregate(pipeline)
         if inspect.isawaitable(cursor):
             cursor = await cursor
         return await cursor.to_list(None)
@@ -96,6 +132,12 @@ class Store:
             await result
 
 
+class _ClientOptions(TypedDict, total=False):
+    """The AsyncMongoClient keyword options open_store may add to the URI's."""
+    serverSelectionTimeoutMS: int
+    retryWrites: bool
+
+
 def open_store(uri: str, database: str) -> Store:
     """Client factory: no I/O happens until the first operation."""
     if uri == "memory://":
@@ -103,10 +145,15 @@ def open_store(uri: str, database: str) -> Store:
 
         return Store(AsyncMongoMockClient(tz_aware=True), database, in_memory=True)
     options = {key.lower() for key in parse_qs(urlsplit(uri).query)}
+    added: _ClientOptions = {}
     # 5 s to find a server, unless the URI sets its own serverSelectionTimeoutMS.
-    timeout = {} if "serverselectiontimeoutms" in options else {"serverSelectionTimeoutMS": 5000}
+    if "serverselectiontimeoutms" not in options:
+        added["serverSelectionTimeoutMS"] = 5000
+    # A write cut by a failover is sent once more to the new primary, unless the URI says no.
+    if "retrywrites" not in options:
+        added["retryWrites"] = True
     return Store(AsyncMongoClient(uri, tz_aware=True, appname="mobile-payments-gateway",
-                                  **timeout), database, in_memory=False)
+                                  **added), database, in_memory=False)
 
 
 def time_window(filters: dict[str, Any], field: str) -> dict[str, Any]:

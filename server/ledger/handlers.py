@@ -1,26 +1,46 @@
-"""Transactions of every channel: list and read."""
+"""Transactions of every channel: list and read; what each answers
+(server.web.operations) and the route of one transaction."""
 
 from __future__ import annotations
 
 from server.kernel.schemas import page_body
-from server.ledger.schemas import TransactionQuerySchema, render_transaction
+from server.ledger.schemas import TransactionPageSchema, TransactionQuerySchema, TransactionSchema
 from server.web.handler import BaseHandler
+from server.web.operations import AUTH, STAFF, Operation
 
 ROLES = ("operator", "admin")
 
+TRANSACTION_UUID = {"transaction_uuid": "Uuid of the transaction"}
+
 
 class TransactionListHandler(BaseHandler):
+    operations = {"get": Operation(
+        "List transactions of every channel, newest first", "transactions",
+        TransactionPageSchema, roles=STAFF, query=TransactionQuerySchema,
+        errors=(400, *AUTH))}
+
     async def get(self) -> None:
         await self.require_role(*ROLES)
         query = self.load_query(TransactionQuerySchema)
         limit, offset = query.pop("limit"), query.pop("offset")
-        items, total = await self.settings["services"].ledger.list(query, limit, offset)
-        self.write_json(page_body([render_transaction(item) for item in items], total, limit,
-                                  offset))
+        ledger = self.settings["services"].ledger
+        items, total = await ledger.list(query, limit, offset)
+        self.write_json(page_body([ledger.render(item) for item in items], total, limit, offset))
 
 
 class TransactionHandler(BaseHandler):
+    path_parameters = TRANSACTION_UUID
+    operations = {"get": Operation(
+        "One transaction with its history", "transactions", TransactionSchema,
+        roles=STAFF, errors=(*AUTH, 404))}
+
     async def get(self, transaction_uuid: str) -> None:
         await self.require_role(*ROLES)
-        transaction = await self.settings["services"].ledger.get(transaction_uuid)
-        self.write_json(render_transaction(transaction))
+        ledger = self.settings["services"].ledger
+        self.write_json(ledger.render(await ledger.get(transaction_uuid)))
+
+
+# The list of transactions is routed with the debits' handler (which also starts one).
+ROUTES = [
+    (r"/api/v1/transactions/([^/]+)", TransactionHandler),
+]

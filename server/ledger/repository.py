@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from pymongo.errors import DuplicateKeyError
 from server.kernel.documents import DocumentRepository
 from server.kernel.store import IndexSpec
 from server.ledger import states
+from server.ledger.documents import Premium, Settlement, Transaction
 
 log = logging.getLogger("gateway.ledger")
 
@@ -37,10 +39,10 @@ INDEXES: list[IndexSpec] = [
 ]
 
 
-class TransactionRepository(DocumentRepository):
+class TransactionRepository(DocumentRepository[Transaction]):
     collection_name = TRANSACTIONS
 
-    async def insert(self, document: dict[str, Any]) -> dict[str, Any]:
+    async def insert(self, document: Transaction) -> Transaction:
         stored = await super().insert(document)
         _log_state(stored, "-", stored["status"], "created", stored.get("created_by", ""))
         return stored
@@ -48,7 +50,7 @@ class TransactionRepository(DocumentRepository):
     async def transition(self, transaction_uuid: str, current: str, target: str,
                          at: datetime, *, reason: str = "", actor: str = "",
                          changes: dict[str, Any] | None = None,
-                         increments: dict[str, int] | None = None) -> dict[str, Any] | None:
+                         increments: dict[str, int] | None = None) -> Transaction | None:
         """Compare-and-set current -> target with a history entry; None if not in `current`."""
         states.check(current, target)
         update: dict[str, Any] = {
@@ -67,36 +69,50 @@ class TransactionRepository(DocumentRepository):
         return moved
 
     async def record_settlement(self, transaction_uuid: str,
-                                settlement: dict[str, Any]) -> dict[str, Any] | None:
+                                settlement: Settlement) -> Transaction:
         """Settled (or refused): the policy is released for other payments."""
-        return await self.collection.find_one_and_update(
+        recorded = await self.collection.find_one_and_update(
             {"_id": transaction_uuid}, {"$set": {"settlement": settlement, "open": False}},
             return_document=ReturnDocument.AFTER)
+        if recorded is None:    # transactions are never deleted
+            raise RuntimeError(f"transaction {transaction_uuid} vanished while settled")
+        return recorded
 
-    async def unsettled(self, limit: int) -> list[dict[str, Any]]:
+    async def unsettled(self, limit: int) -> list[Transaction]:
         """Succeeded transactions whose settlement never finished (e.g. a crash)."""
         cursor = self.collection.find({"status": states.SUCCEEDED, "settlement": None}
                                       ).limit(limit)
         return await cursor.to_list(None)
 
-    async def stale(self, status: str, expires_before: datetime,
-                    limit: int) -> list[dict[str, Any]]:
-        cursor = self.collection.find({"status": status,
-                                       "otp_expires_at": {"$lte": expires_before}}).limit(limit)
+    async def stuck_processing(self, channels: Collection[str], updated_before: datetime,
+                               limit: int) -> list[Transaction]:
+        """Transactions of `channels` still `processing` since before `updated_before`."""
+        cursor = self.collection.find({"status": states.PROCESSING,
+                                       "channel": {"$in": sorted(channels)},
+                                       "updated_at": {"$lt": updated_before}}).limit(limit)
+        return await cursor.to_list(None)
+
+    async def stale(self, waiting: frozenset[str], now: datetime,
+                    limit: int) -> list[Transaction]:
+        """Debits still waiting for their payer past their deadline."""
+        cursor = self.collection.find({"status": {"$in": sorted(waiting)}, "$or": [
+            {"expires_at": {"$lte": now}},
+            # Debits stored before the deadline had a channel-neutral name.
+            {"expires_at": {"$exists": False}, "otp_expires_at": {"$lte": now}}]}).limit(limit)
         return await cursor.to_list(None)
 
 
-def _log_state(transaction: dict[str, Any], current: str, target: str, reason: str,
+def _log_state(transaction: Transaction, current: str, target: str, reason: str,
                actor: str) -> None:
     log.info("transaction_state transaction=%s channel=%s from=%s to=%s reason=%s actor=%s",
              transaction["_id"], transaction.get("channel", "-"), current, target,
              json.dumps(reason) if reason else "-", actor or "-")
 
 
-class PremiumRepository(DocumentRepository):
+class PremiumRepository(DocumentRepository[Premium]):
     collection_name = PREMIUMS
 
-    async def insert_once(self, premium: dict[str, Any]) -> dict[str, Any]:
+    async def insert_once(self, premium: Premium) -> Premium:
         """The premium of a transaction, created at most once."""
         try:
             await self.collection.insert_one(premium)

@@ -1,27 +1,79 @@
-"""Wire format of transactions."""
+"""Wire format of transactions: the list's query, render_transaction and the schema
+that describes its answer."""
 
 from __future__ import annotations
 
 from datetime import UTC
 from typing import Any
 
-from marshmallow import fields, validate
+from marshmallow import Schema, fields, validate
 
+from server.insurance.schemas import policy_status_field
 from server.kernel.money import format_amount
 from server.kernel.schemas import PageQuerySchema, iso_day, iso_stamp
 from server.ledger import states
-
-CHANNELS = ("qmoney", "mpesa_c2b", "psp_api")
+from server.web import answer_schemas as answers
 
 
 class TransactionQuerySchema(PageQuerySchema):
     status = fields.String(validate=validate.OneOf(states.STATES))
-    channel = fields.String(validate=validate.OneOf(CHANNELS))
+    channel = fields.String(validate=validate.Length(min=1, max=32))   # a registered one
     psp_uuid = fields.String(validate=validate.Length(max=64))
     policy_uuid = fields.String(validate=validate.Length(max=64))
     chf_id = fields.String(validate=validate.Length(max=20))
     date_from = fields.AwareDateTime(data_key="from", default_timezone=UTC)
     date_to = fields.AwareDateTime(data_key="to", default_timezone=UTC)
+
+
+class FailureSchema(Schema):
+    code = answers.text()
+    message = answers.text()
+
+
+class SettlementSchema(Schema):
+    """What render_settlement answers (when there is a settlement)."""
+
+    status = answers.one_of(["settled", "refused"])
+    reason = answers.text(nullable=True)
+    premium_uuid = answers.text(nullable=True)
+    receipt = answers.text(nullable=True)
+    policy_status = policy_status_field(nullable=True)
+    effective_date = answers.day(nullable=True)
+    settled_at = answers.stamp()
+
+
+class TransitionSchema(Schema):
+    from_ = answers.one_of(states.STATES, nullable=True, data_key="from")
+    to = answers.one_of(states.STATES)
+    at = answers.stamp()
+    reason = answers.text()
+    actor = answers.text()
+
+
+class TransactionSchema(Schema):
+    """What render_transaction answers, with the fields its channel adds (shown)."""
+
+    uuid = answers.text()
+    channel = answers.text()   # a registered channel: the dashboard lists them
+    status = answers.one_of(states.STATES)
+    amount = answers.amount()
+    currency = answers.text()
+    policy_uuid = answers.text()
+    chf_id = answers.text()
+    psp_uuid = answers.text(nullable=True)
+    provider_reference = answers.text(nullable=True)
+    failure = answers.nested(FailureSchema, nullable=True)
+    settlement = answers.nested(SettlementSchema, nullable=True)
+    created_by = answers.text(nullable=True)
+    created_at = answers.stamp()
+    updated_at = answers.stamp()
+    history = answers.list_of(TransitionSchema)
+    otp_attempts = fields.Integer(metadata={"description": "Qmoney debits only"})
+    otp_expires_at = fields.DateTime(allow_none=True,
+                                     metadata={"description": "Qmoney debits only"})
+
+
+TransactionPageSchema = answers.page_of(TransactionSchema)
 
 
 def render_settlement(settlement: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -52,7 +104,4 @@ def render_transaction(document: dict[str, Any]) -> dict[str, Any]:
                      "reason": item["reason"], "actor": item["actor"]}
                     for item in document.get("history", [])],
     }
-    if document["channel"] == "qmoney":
-        body["otp_attempts"] = document["otp_attempts"]
-        body["otp_expires_at"] = iso_stamp(document.get("otp_expires_at"))
     return body

@@ -2,25 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, cast
 
-from server.kernel.errors import NotFound
+from server.kernel.errors import NotFound, ValidationFailed
 from server.kernel.store import time_window
+from server.ledger.documents import Transaction
 from server.ledger.repository import TransactionRepository
+from server.ledger.schemas import render_transaction
 
 
 class LedgerService:
-    def __init__(self, transactions: TransactionRepository) -> None:
+    def __init__(self, transactions: TransactionRepository, channels: Collection[str],
+                 shown: Callable[[Transaction], dict[str, Any]]) -> None:
+        """`channels`: the registered channel names; `shown`: a transaction's
+        channel-specific fields as the API shows them (both from the channel registry)."""
         self.transactions = transactions
+        self.channels = channels
+        self.shown = shown
 
-    async def get(self, transaction_uuid: str) -> dict[str, Any]:
+    def render(self, transaction: Transaction) -> dict[str, Any]:
+        # The wire format reads a transaction as a plain dict.
+        body = render_transaction(cast(dict[str, Any], transaction))
+        return {**body, **self.shown(transaction)}
+
+    async def get(self, transaction_uuid: str) -> Transaction:
         transaction = await self.transactions.find_one({"_id": transaction_uuid})
         if transaction is None:
             raise NotFound(f"no transaction {transaction_uuid}", code="unknown_transaction")
         return transaction
 
     async def list(self, filters: dict[str, Any], limit: int,
-                   offset: int) -> tuple[list[dict[str, Any]], int]:
+                   offset: int) -> tuple[list[Transaction], int]:
+        if "channel" in filters and filters["channel"] not in self.channels:
+            raise ValidationFailed("query parameters are invalid", {"fields": {
+                "channel": [f"Must be one of: {', '.join(self.channels)}."]}})
         query: dict[str, Any] = {key: filters[key] for key in ("status", "channel", "psp_uuid",
                                                                  "policy_uuid", "chf_id")
                                  if key in filters}

@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import Any
 
+from server.insurance.documents import Policy
 from server.insurance.repository import PolicyRepository
 from server.kernel.clock import Clock
+from server.ledger import documents
+from server.ledger.documents import Transaction
 from server.ledger.repository import PremiumRepository, TransactionRepository
 
 log = logging.getLogger("gateway.settlement")
@@ -33,8 +35,10 @@ class Settlement:
         self.policies = policies
         self.clock = clock
 
-    async def settle(self, transaction: dict[str, Any]) -> dict[str, Any]:
+    async def settle(self, transaction: Transaction,
+                     policy: Policy | None = None) -> Transaction:
         """Settle a succeeded transaction; returns the transaction with its settlement.
+        `policy`, when the caller has just read it, saves reading it again.
 
         A policy that is no longer idle (paid meanwhile through another channel) is
         not activated twice, and a payment or policy value of zero or less never
@@ -43,21 +47,39 @@ class Settlement:
             return transaction
         now = self.clock.now()
         paid_at: datetime = transaction.get("paid_at") or now
-        policy = await self.policies.find_one({"_id": transaction["policy_uuid"]})
+        if policy is None or policy["_id"] != transaction["policy_uuid"]:
+            policy = await self.policies.find_one({"_id": transaction["policy_uuid"]})
         if policy is None:
             return await self._refuse(transaction, "policy_missing", now)
-        if policy.get("activated_by") != transaction["_id"]:
-            if transaction["amount"] <= 0 or policy["value"] <= 0:
-                return await self._refuse(transaction, "amount_not_positive", now)
-            effective = max(paid_at, policy["start_date"])
-            activated = await self.policies.activate(policy["_id"], transaction["_id"],
-                                                     effective, now)
-            if activated is None:
-                current = await self.policies.find_one({"_id": policy["_id"]})
-                if current is None or current.get("activated_by") != transaction["_id"]:
-                    return await self._refuse(transaction, "policy_not_idle", now)
-                activated = current
-            policy = activated
+        if not payable_amounts(transaction, policy):
+            return await self._refuse(transaction, "amount_not_positive", now)
+        activated = await self.activate(transaction, policy, paid_at)
+        if activated is None:
+            return await self._refuse(transaction, "policy_not_idle", now)
+        settlement = await self.record_premium(transaction, activated, paid_at)
+        return await self.transactions.record_settlement(transaction["_id"], settlement)
+
+    async def activate(self, transaction: Transaction, policy: Policy,
+                       paid_at: datetime) -> Policy | None:
+        """Step 1: the policy activated by this transaction (now, or by an earlier run
+        of it); None when another payment took it."""
+        if policy.get("activated_by") == transaction["_id"]:
+            return policy
+        effective = max(paid_at, policy["start_date"])
+        activated = await self.policies.activate(policy["_id"], transaction["_id"], effective,
+                                                 self.clock.now())
+        if activated is not None:
+            return activated
+        current = await self.policies.find_one({"_id": policy["_id"]})
+        if current is None or current.get("activated_by") != transaction["_id"]:
+            return None
+        return current
+
+    async def record_premium(self, transaction: Transaction, policy: Policy,
+                             paid_at: datetime) -> documents.Settlement:
+        """Step 2: the transaction's premium (created once); returns the settlement to
+        record on the transaction (step 3)."""
+        now = self.clock.now()
         premium = await self.premiums.insert_once({
             "_id": str(uuid.uuid4()),
             "transaction_uuid": transaction["_id"],
@@ -70,12 +92,11 @@ class Settlement:
             "receipt": receipt_number(transaction),
             "created_at": now,
         })
-        settlement = {"status": "settled", "premium_uuid": premium["_id"],
-                      "receipt": premium["receipt"], "policy_status": policy["status"],
-                      "effective_date": policy["effective_date"], "settled_at": now}
         log.info("settled transaction=%s policy=%s premium=%s", transaction["_id"],
                  policy["_id"], premium["_id"])
-        return await self.transactions.record_settlement(transaction["_id"], settlement)
+        return {"status": "settled", "premium_uuid": premium["_id"],
+                "receipt": premium["receipt"], "policy_status": policy["status"],
+                "effective_date": policy["effective_date"], "settled_at": now}
 
     async def settle_pending(self, limit: int = 1000) -> int:
         """Finish the settlements a crash left half done; returns how many."""
@@ -84,13 +105,26 @@ class Settlement:
             await self.settle(transaction)
         return len(pending)
 
-    async def _refuse(self, transaction: dict[str, Any], reason: str,
-                      now: datetime) -> dict[str, Any]:
+    async def _refuse(self, transaction: Transaction, reason: str,
+                      now: datetime) -> Transaction:
         log.warning("settlement_refused transaction=%s reason=%s", transaction["_id"], reason)
         return await self.transactions.record_settlement(
             transaction["_id"], {"status": "refused", "reason": reason, "settled_at": now})
 
 
-def receipt_number(transaction: dict[str, Any]) -> str:
+def settlement_of(transaction: Transaction) -> documents.Settlement:
+    """The settlement of a transaction `Settlement.settle` returned: it always has one."""
+    settlement = transaction["settlement"]
+    if settlement is None:
+        raise RuntimeError(f"transaction {transaction['_id']} has no settlement")
+    return settlement
+
+
+def payable_amounts(transaction: Transaction, policy: Policy) -> bool:
+    """A payment or policy value of zero or less never activates a policy."""
+    return transaction["amount"] > 0 and policy["value"] > 0
+
+
+def receipt_number(transaction: Transaction) -> str:
     """Stable per transaction, so a re-run gives the same receipt."""
     return "R-" + transaction["_id"].replace("-", "")[:12].upper()

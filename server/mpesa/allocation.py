@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from datetime import datetime
 
+from server.insurance.documents import Policy
 from server.insurance.repository import IDLE, InsureeRepository
 from server.insurance.service import PolicyService
 from server.kernel.clock import Clock
 from server.kernel.errors import Conflict, NotFound, ValidationFailed
 from server.kernel.money import format_amount
 from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
+from server.ledger.settlement import settlement_of
+from server.mpesa.documents import AllocationEvent, C2BPayment, PaymentState, ReceivedPayment
 from server.mpesa.repository import ALLOCATING, HELD, SETTLED, UNMATCHED, C2BPaymentRepository
 
 log = logging.getLogger("gateway.c2b")
@@ -47,11 +50,12 @@ class Allocation:
         self.clock = clock
 
     async def candidate(self, bill_ref: str, amount: int,
-                        currency: str) -> tuple[dict[str, Any] | None, str]:
+                        currency: str) -> tuple[Policy | None, str]:
         """The one policy the account number and amount point to, or the reason why none."""
-        if not bill_ref or await self.insurees.find_one({"chf_id": bill_ref}) is None:
+        insuree, idle = (None, []) if not bill_ref else (
+            await self.insurees.with_idle_policies(bill_ref))
+        if insuree is None:
             return None, "unknown_account"
-        idle = await self.policies.idle_of(bill_ref)
         if not idle:
             return None, "no_idle_policy"
         same = [policy for policy in idle
@@ -62,45 +66,44 @@ class Allocation:
             return None, "several_candidates"
         return same[0], ""
 
-    async def first_state(self, payment: dict[str, Any]) -> dict[str, Any]:
+    async def first_state(self, payment: ReceivedPayment
+                          ) -> tuple[PaymentState, Policy | None]:
         """The fields a new payment is stored with: `allocating` to the one policy its
-        account number and amount point to, or `unmatched` with the reason. Matching
-        before the insert saves a write per payment; the insert stays the exactly-once
-        point (unique TransID), and `auto` then completes an allocating payment."""
+        account number and amount point to, or `unmatched` with the reason; and that
+        policy, for `auto`. Matching before the insert saves a write per payment; the
+        insert stays the exactly-once point (unique TransID), and `auto` then completes
+        an allocating payment."""
         policy, reason = await self.candidate(payment["bill_ref"], payment["amount"],
                                               payment["currency"])
-        if policy is None:
-            status, fields = UNMATCHED, {"unmatched_reason": reason}
-            event = {"by": "system", "reason": reason, "policy_uuid": None}
-        else:
-            status = ALLOCATING
-            fields = {"allocation": {"policy_uuid": policy["_id"], "by": "system"}}
-            event = {"by": "system", "reason": "matched by account number",
-                     "policy_uuid": policy["_id"]}
         now = self.clock.now()
-        return {"status": status, "updated_at": now, **fields,
-                "allocation_history": [{**event, "status": status, "at": now}]}
+        if policy is None:
+            return {"status": UNMATCHED, "updated_at": now, "unmatched_reason": reason,
+                    "allocation_history": [_event(UNMATCHED, reason, None, now)]}, None
+        return {"status": ALLOCATING, "updated_at": now,
+                "allocation": {"policy_uuid": policy["_id"], "by": "system"},
+                "allocation_history": [_event(ALLOCATING, "matched by account number",
+                                              policy["_id"], now)]}, policy
 
-    def held_state(self, inbox_id: str, reason: str) -> dict[str, Any]:
+    def held_state(self, inbox_id: str, reason: str) -> PaymentState:
         """The fields a new payment that must never settle is stored with: `held`, with
         the reason, and flagged for review by the confirmation that brought it."""
         now = self.clock.now()
         return {"status": HELD, "updated_at": now, "unmatched_reason": reason,
-                "allocation_history": [{"by": "system", "reason": reason, "policy_uuid": None,
-                                        "status": HELD, "at": now}],
+                "allocation_history": [_event(HELD, reason, None, now)],
                 "review": [{"inbox_id": inbox_id, "reason": reason, "at": now}]}
 
-    async def auto(self, payment: dict[str, Any]) -> dict[str, Any]:
-        """Complete a payment stored as allocating (new, or cut off by a crash)."""
+    async def auto(self, payment: C2BPayment, policy: Policy | None = None) -> C2BPayment:
+        """Complete a payment stored as allocating (new, or cut off by a crash);
+        `policy` is the one `first_state` matched, when the caller has it."""
         if payment["status"] == ALLOCATING:
-            return await self._complete(payment)
+            return await self._complete(payment, policy)
         if payment["status"] == UNMATCHED:
             log.info("c2b_unmatched trans_id=%s reason=%s", payment["trans_id"],
                      payment["unmatched_reason"])
         return payment
 
     async def allocate(self, trans_id: str, policy_uuid: str, actor: str,
-                       note: str) -> dict[str, Any]:
+                       note: str) -> C2BPayment:
         """An operator applies an unmatched payment to a policy."""
         payment = await self.payments.get(trans_id)
         if payment is None:
@@ -134,7 +137,7 @@ class Allocation:
                 code="amount_mismatch")
         claimed = await self._claim(trans_id, policy_uuid, actor, note)
         if claimed is None:
-            current = await self.payments.get(trans_id)
+            current = await self._stored(trans_id)
             raise Conflict(f"the payment is {current['status']}",
                            {"status": current["status"]}, code="invalid_state")
         result = await self._complete(claimed)
@@ -144,29 +147,35 @@ class Allocation:
         return result
 
     async def _claim(self, trans_id: str, policy_uuid: str, actor: str,
-                     note: str) -> dict[str, Any] | None:
+                     note: str) -> C2BPayment | None:
         return await self.payments.move(
             trans_id, (UNMATCHED,), ALLOCATING, self.clock.now(),
             {"allocation": {"policy_uuid": policy_uuid, "by": actor}},
             {"by": actor, "reason": note, "policy_uuid": policy_uuid})
 
-    async def _complete(self, payment: dict[str, Any]) -> dict[str, Any]:
-        policy_uuid = payment["allocation"]["policy_uuid"]
-        actor = payment["allocation"]["by"]
-        policy = await self.policies.get(policy_uuid)
+    async def _complete(self, payment: C2BPayment,
+                        policy: Policy | None = None) -> C2BPayment:
+        allocation = payment.get("allocation")
+        if allocation is None:  # never: a payment is allocating to the policy it names
+            raise RuntimeError(f"the C2B payment {payment['trans_id']} names no policy")
+        policy_uuid = allocation["policy_uuid"]
+        actor = allocation["by"]
+        if policy is None or policy["_id"] != policy_uuid:
+            policy = await self.policies.get(policy_uuid)
         transaction = self.incoming.new_transaction(
             transaction_id(payment["trans_id"], policy_uuid), CHANNEL, policy, None,
             payment["trans_id"], actor, payer=payment["msisdn"])
         reason = ""
         try:
-            recorded = await self.incoming.record(transaction)
+            recorded = await self.incoming.record(transaction, policy)
         except PolicyBusy:
             reason = "payment_in_progress"
         except PolicyNotPayable:
             reason = "policy_not_idle"
         else:
-            if recorded["settlement"]["status"] != "settled":
-                reason = recorded["settlement"].get("reason") or "not_settled"
+            settlement = settlement_of(recorded)
+            if settlement["status"] != "settled":
+                reason = settlement.get("reason") or "not_settled"
         now = self.clock.now()
         if reason:
             log.info("c2b_unmatched trans_id=%s reason=%s", payment["trans_id"], reason)
@@ -180,6 +189,20 @@ class Allocation:
                 payment["trans_id"], (ALLOCATING,), SETTLED, now,
                 {"unmatched_reason": None, "policy_uuid": policy_uuid,
                  "transaction_uuid": recorded["_id"],
-                 "receipt": recorded["settlement"]["receipt"]},
+                 "receipt": settlement_of(recorded)["receipt"]},
                 {"by": actor, "reason": "settled", "policy_uuid": policy_uuid})
-        return moved or await self.payments.get(payment["trans_id"])
+        return moved or await self._stored(payment["trans_id"])
+
+    async def _stored(self, trans_id: str) -> C2BPayment:
+        """A payment read again after a compare-and-set missed: it was there a moment
+        ago, and payments are never deleted."""
+        payment = await self.payments.get(trans_id)
+        if payment is None:
+            raise RuntimeError(f"the C2B payment {trans_id} vanished while being allocated")
+        return payment
+
+
+def _event(status: str, reason: str, policy_uuid: str | None, at: datetime) -> AllocationEvent:
+    """An allocation the gateway itself decided."""
+    return {"by": "system", "reason": reason, "policy_uuid": policy_uuid, "status": status,
+            "at": at}

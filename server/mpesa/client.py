@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from server.integrations.provider_transport import ProviderTransport
 from server.integrations.transport import (
     Answer,
     CachedToken,
@@ -18,8 +19,6 @@ from server.integrations.transport import (
     ProviderOutcomeUnknown,
     ProviderRejected,
     ProviderUnavailable,
-    TokenCache,
-    send,
 )
 from server.kernel.clock import Clock
 from server.mpesa.settings import DarajaSettings
@@ -30,6 +29,9 @@ PROVIDER = "daraja"
 INVALID_TOKEN = "404.001.03"
 INVALID_CREDENTIALS = "400.008.01"
 RATE_LIMITED = "500.003.02"
+ALREADY_REGISTERED = "500.003.1001"
+# Daraja spells it OriginatorCoversationID (sic); older answers differ.
+CONVERSATION_KEYS = ("OriginatorCoversationID", "OriginatorConversationID", "ConversationID")
 
 
 @dataclass(frozen=True)
@@ -39,33 +41,26 @@ class Registration:
 
 
 class DarajaClient:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, consumer_key: str,
-                 consumer_secret: str, clock: Clock, timeout_seconds: float,
+    def __init__(self, session: aiohttp.ClientSession, settings: DarajaSettings, clock: Clock,
                  calls: CallLog | None = None) -> None:
-        self._session = session
-        self._base_url = base_url.rstrip("/")
-        credentials = f"{consumer_key}:{consumer_secret}".encode()
+        credentials = f"{settings.consumer_key}:{settings.consumer_secret}".encode()
         self._basic_auth = "Basic " + base64.b64encode(credentials).decode("ascii")
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._calls = calls or CallLog()
-        self.tokens = TokenCache(self._login, clock,
-                                 on_fetch=self._calls.token_fetched(PROVIDER))
         self._clock = clock
-
-    @classmethod
-    def from_settings(cls, session: aiohttp.ClientSession, daraja: DarajaSettings, clock: Clock,
-                      calls: CallLog | None = None) -> DarajaClient:
-        return cls(session, daraja.base_url, daraja.consumer_key, daraja.consumer_secret, clock,
-                   daraja.timeout_seconds, calls)
+        self._transport = ProviderTransport(
+            session, PROVIDER, settings.base_url, settings.timeout_seconds, clock,
+            login=self._oauth, login_endpoint="oauth",
+            token_rejected=lambda answer: _error_code(answer) == INVALID_TOKEN, calls=calls)
+        self.tokens = self._transport.tokens
 
     async def register_urls(self, shortcode: str, response_type: str, confirmation_url: str,
                             validation_url: str, version: str = "v2") -> Registration:
         body = {"ShortCode": shortcode, "ResponseType": response_type,
                 "ConfirmationURL": confirmation_url, "ValidationURL": validation_url}
-        async with self._calls.call(PROVIDER, "registerurl"):
+        async with self._transport.call("registerurl"):
             answer = await self._post(f"/mpesa/c2b/{version}/registerurl", body)
             data = answer.body if isinstance(answer.body, dict) else {}
-            return Registration(_conversation_id(data), str(data.get("ResponseDescription", "")))
+            return Registration(_conversation_id(answer),
+                                str(data.get("ResponseDescription", "")))
 
     async def simulate_payment(self, shortcode: str, amount: str, msisdn: str,
                                bill_ref: str | None, version: str = "v2") -> str:
@@ -75,35 +70,21 @@ class DarajaClient:
                 "CommandID": "CustomerPayBillOnline" if bill_ref else "CustomerBuyGoodsOnline"}
         if bill_ref:
             body["BillRefNumber"] = bill_ref
-        async with self._calls.call(PROVIDER, "simulate"):
+        async with self._transport.call("simulate"):
             answer = await self._post(f"/mpesa/c2b/{version}/simulate", body)
-            return _conversation_id(answer.body)
+            return _conversation_id(answer)
 
-    # --- transport ------------------------------------------------------
+    # --- wire format ----------------------------------------------------
 
-    async def _login(self) -> CachedToken:
-        async with self._calls.call(PROVIDER, "oauth"):
-            return await self._fetch_token()
-
-    async def _fetch_token(self) -> CachedToken:
-        """OAuth is safe to repeat: any failure short of a refusal is tried once more."""
-        for attempt in (1, 2):
-            try:
-                token, seconds = await self._oauth_once()
-                break
-            except (ProviderUnavailable, ProviderOutcomeUnknown) as err:
-                if attempt == 2:
-                    raise ProviderUnavailable(PROVIDER, f"oauth: {err.message}") from None
-        log.info("daraja_token_issued expires_in=%s", seconds)
-        return CachedToken(token, self._clock.now() + timedelta(seconds=seconds))
-
-    async def _oauth_once(self) -> tuple[str, int]:
-        url = f"{self._base_url}/oauth/v1/generate?grant_type=client_credentials"
-        answer = await self._send("GET", url, headers={"Authorization": self._basic_auth})
+    async def _oauth(self) -> CachedToken:
+        """One OAuth attempt; the transport tries a failure short of a refusal once more."""
+        answer = await self._transport.send(
+            "GET", "/oauth/v1/generate?grant_type=client_credentials",
+            headers={"Authorization": self._basic_auth})
         if answer.status == 400 and not answer.body:
             raise ProviderRejected(PROVIDER, INVALID_CREDENTIALS,
-                                   "invalid consumer key or secret")
-        self._raise_for_error(answer)
+                                   "invalid consumer key or secret", http_status=400)
+        _raise_for_error(answer)
         data = answer.body if isinstance(answer.body, dict) else {}
         token, expires_in = data.get("access_token"), data.get("expires_in")
         try:
@@ -111,56 +92,46 @@ class DarajaClient:
         except ValueError:
             seconds = 0
         if not isinstance(token, str) or not token or seconds <= 0:
-            raise ProviderUnavailable(PROVIDER, "OAuth answer without a usable token")
-        return token, seconds
+            raise ProviderUnavailable(PROVIDER, "OAuth answer without a usable token",
+                                      http_status=answer.status)
+        log.info("daraja_token_issued expires_in=%s", seconds)
+        return CachedToken(token, self._clock.now() + timedelta(seconds=seconds))
 
     async def _post(self, path: str, body: dict[str, Any]) -> Answer:
         """POST with the bearer token; an "Invalid Access Token" answer gets one new login."""
-        for attempt in (1, 2):
-            token = await self.tokens.get()
-            answer = await self._send("POST", self._base_url + path, json_body=body,
-                                      headers={"Authorization": f"Bearer {token}"})
-            if _error_code(answer) == INVALID_TOKEN and attempt == 1:
-                log.info("daraja_token_rejected path=%s", path)
-                self.tokens.invalidate(token)
-                continue
-            self._raise_for_error(answer)
-            return answer
-        raise AssertionError("unreachable")
-
-    async def _send(self, method: str, url: str, *, json_body: Any = None,
-                    headers: dict[str, str] | None = None) -> Answer:
-        data = None if json_body is None else json.dumps(json_body)
-        headers = {**(headers or {}), **({"Content-Type": "application/json"} if data else {})}
-        return await send(self._session, PROVIDER, method, url, data=data, headers=headers,
-                          limit=self._timeout)
-
-    @staticmethod
-    def _raise_for_error(answer: Answer) -> None:
-        if answer.status < 400:
-            if answer.body is None:
-                raise ProviderOutcomeUnknown(PROVIDER, "answer is not JSON")
-            return
-        code = _error_code(answer) or str(answer.status)
-        message = answer.body.get("errorMessage", "") if isinstance(answer.body, dict) else ""
-        if answer.status >= 500 and code != "500.003.1001":
-            raise ProviderUnavailable(PROVIDER, f"{code} {message}".strip())
-        raise ProviderRejected(PROVIDER, code, message or f"HTTP {answer.status}")
+        answer = await self._transport.authorized("POST", path, data=json.dumps(body))
+        _raise_for_error(answer)
+        return answer
 
 
-def _conversation_id(body: Any) -> str:
-    """Daraja spells it OriginatorCoversationID (sic); older answers differ."""
-    data = body if isinstance(body, dict) else {}
+def _raise_for_error(answer: Answer) -> None:
+    if answer.status < 400:
+        if answer.body is None:
+            raise ProviderOutcomeUnknown(PROVIDER, "answer is not JSON",
+                                         http_status=answer.status)
+        return
+    data = answer.body if isinstance(answer.body, dict) else {}
+    code = _error_code(answer) or str(answer.status)
+    message = data.get("errorMessage", "")
+    request_id = str(data["requestId"]) if data.get("requestId") else None
+    if answer.status >= 500 and code != ALREADY_REGISTERED:
+        raise ProviderUnavailable(PROVIDER, f"{code} {message}".strip(),
+                                  http_status=answer.status, correlation_id=request_id)
+    raise ProviderRejected(PROVIDER, code, message or f"HTTP {answer.status}",
+                           http_status=answer.status, correlation_id=request_id)
+
+
+def _conversation_id(answer: Answer) -> str:
+    data = answer.body if isinstance(answer.body, dict) else {}
+    conversation = next((str(data[key]) for key in CONVERSATION_KEYS if data.get(key)), "")
     if str(data.get("ResponseCode")) != "0":
-        raise ProviderOutcomeUnknown(PROVIDER, f"unexpected answer {data!r}")
-    for key in ("OriginatorCoversationID", "OriginatorConversationID", "ConversationID"):
-        if data.get(key):
-            return str(data[key])
-    return ""
+        raise ProviderOutcomeUnknown(PROVIDER, f"unexpected answer {data!r}",
+                                     http_status=answer.status,
+                                     correlation_id=conversation or None)
+    return conversation
 
 
 def _error_code(answer: Answer) -> str | None:
     if isinstance(answer.body, dict) and answer.body.get("errorCode"):
         return str(answer.body["errorCode"])
     return None
-

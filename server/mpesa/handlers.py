@@ -1,4 +1,5 @@
-"""C2B HTTP endpoints: Daraja's callbacks and the operators' payment list."""
+"""C2B HTTP endpoints: Daraja's callbacks and the operators' payments and inbox, what
+each answers (server.web.operations) and their routes."""
 
 from __future__ import annotations
 
@@ -6,11 +7,23 @@ import hmac
 import logging
 from typing import Any
 
+from marshmallow import Schema
+
+from server.insurance.schemas import POLICY_UUID_EXAMPLE
 from server.kernel.errors import ApiError, Forbidden, NotFound, ServiceUnavailable
 from server.kernel.schemas import page_body
-from server.mpesa.rules import OTHER_ERROR
+from server.mpesa.rules import (
+    OTHER_ERROR,
+    DarajaConfirmationAnswerSchema,
+    DarajaValidationAnswerSchema,
+)
 from server.mpesa.schemas import (
     AllocateRequestSchema,
+    C2BCallbackSchema,
+    C2BPaymentPageSchema,
+    C2BPaymentSchema,
+    InboxEntryPageSchema,
+    InboxEntrySchema,
     InboxQuerySchema,
     PaymentQuerySchema,
     ReplayRequestSchema,
@@ -19,10 +32,36 @@ from server.mpesa.schemas import (
 )
 from server.mpesa.service import InboxUnavailable
 from server.web.handler import BaseHandler, in_networks
+from server.web.operations import AUTH, BODY, STAFF, Operation, Operations
 
 log = logging.getLogger("gateway.c2b")
 
 KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For")
+
+DARAJA_ERRORS = {
+    403: "The source address is not in c2b.ip_allowlist",
+    404: "Wrong secret: nothing is processed",
+    413: "The body is larger than server.max_body_bytes",
+    503: "The inbox could not be written: not acknowledged, so Daraja delivers it again",
+}
+
+CALLBACK_EXAMPLE = {
+    "TransactionType": "Pay Bill", "TransID": "RKL51ZDR4F", "TransTime": "20261123121325",
+    "TransAmount": "1500.00", "BusinessShortCode": "600984", "BillRefNumber": "080808080",
+    "InvoiceNumber": "", "OrgAccountBalance": "25000.00", "ThirdPartyTransID": "",
+    "MSISDN": "2547 ***** 149", "FirstName": "JOHN", "MiddleName": "", "LastName": "DOE",
+}
+
+TRANS_ID = {"trans_id": "M-Pesa TransID of the payment"}
+
+
+def callback_operations(kind: str, answer: type[Schema], description: str,
+                        errors: tuple[int, ...]) -> Operations:
+    """A callback's POST: Daraja's body, answered (errors too) in Daraja's format."""
+    return {"post": Operation(
+        f"Daraja {kind} callback", "c2b-callbacks", answer, body=C2BCallbackSchema,
+        example=CALLBACK_EXAMPLE, errors=errors, error_answer=answer,
+        error_descriptions=DARAJA_ERRORS, description=description)}
 
 
 class CallbackHandler(BaseHandler):
@@ -30,6 +69,7 @@ class CallbackHandler(BaseHandler):
 
     kind = ""
     error_result_code: Any = OTHER_ERROR
+    path_parameters = {"secret": "The callback secret (c2b.callback_secret); a wrong one is 404"}
 
     def prepare(self) -> None:
         super().prepare()
@@ -59,6 +99,12 @@ class CallbackHandler(BaseHandler):
 
 class ValidationHandler(CallbackHandler):
     kind = "validation"
+    operations = callback_operations(
+        "validation", DarajaValidationAnswerSchema,
+        "Kept raw in the inbox, then checked: shortcode (C2B00015), amount (C2B00013), "
+        "paybill account number (C2B00012). Answered within "
+        "c2b.validation_deadline_seconds; an unreadable body is C2B00016.",
+        (403, 404, 413))
 
     async def post(self, _secret: str) -> None:
         answer = await self.settings["services"].c2b.validate(
@@ -69,6 +115,11 @@ class ValidationHandler(CallbackHandler):
 class ConfirmationHandler(CallbackHandler):
     kind = "confirmation"
     error_result_code = 1
+    operations = callback_operations(
+        "confirmation", DarajaConfirmationAnswerSchema,
+        "Never refused: stored once per TransID, and settles the insuree's policy when "
+        "the account number and amount match exactly one idle policy.",
+        (403, 404, 413, 503))
 
     async def post(self, _secret: str) -> None:
         try:
@@ -80,6 +131,10 @@ class ConfirmationHandler(CallbackHandler):
 
 
 class PaymentListHandler(BaseHandler):
+    operations = {"get": Operation(
+        "List M-Pesa payments, newest first", "c2b-payments", C2BPaymentPageSchema,
+        roles=STAFF, query=PaymentQuerySchema, errors=(400, *AUTH))}
+
     async def get(self) -> None:
         await self.require_role("operator", "admin")
         query = self.load_query(PaymentQuerySchema)
@@ -90,6 +145,11 @@ class PaymentListHandler(BaseHandler):
 
 
 class PaymentHandler(BaseHandler):
+    path_parameters = TRANS_ID
+    operations = {"get": Operation(
+        "One M-Pesa payment", "c2b-payments", C2BPaymentSchema, roles=STAFF,
+        errors=(*AUTH, 404))}
+
     async def get(self, trans_id: str) -> None:
         await self.require_role("operator", "admin")
         payment = await self.settings["services"].c2b.get_payment(trans_id)
@@ -99,6 +159,14 @@ class PaymentHandler(BaseHandler):
 
 
 class AllocateHandler(BaseHandler):
+    path_parameters = TRANS_ID
+    operations = {"post": Operation(
+        "Apply an unmatched payment to an idle policy of exactly its amount",
+        "c2b-payments", C2BPaymentSchema, roles=STAFF, body=AllocateRequestSchema,
+        example={"policy_uuid": POLICY_UUID_EXAMPLE,
+                 "note": "payer confirmed the policy by phone"},
+        errors=(*BODY, *AUTH, 404, 409))}
+
     async def post(self, trans_id: str) -> None:
         """An operator applies an unmatched payment to a policy."""
         identity = await self.require_role("operator", "admin")
@@ -109,20 +177,42 @@ class AllocateHandler(BaseHandler):
 
 
 class InboxListHandler(BaseHandler):
+    operations = {"get": Operation(
+        "List raw callbacks as received", "c2b-payments", InboxEntryPageSchema,
+        roles=STAFF, query=InboxQuerySchema, errors=(400, *AUTH))}
+
     async def get(self) -> None:
         await self.require_role("operator", "admin")
         query = self.load_query(InboxQuerySchema)
         limit, offset = query.pop("limit"), query.pop("offset")
-        items, total = await self.settings["services"].c2b.list_inbox(query, limit, offset)
+        items, total = await self.settings["services"].inbox.entries(query, limit, offset)
         self.write_json(page_body([render_inbox_entry(item) for item in items], total, limit,
                                   offset))
 
 
 class InboxReplayHandler(BaseHandler):
+    path_parameters = {"entry_id": "Id of the inbox entry"}
+    operations = {"post": Operation(
+        "Process a failed (or for-review) confirmation again", "c2b-payments",
+        InboxEntrySchema, roles=STAFF, body=ReplayRequestSchema,
+        example={"reason": "the store was down when it arrived"},
+        errors=(*BODY, *AUTH, 404, 409))}
+
     async def post(self, entry_id: str) -> None:
         """An operator processes a failed confirmation again."""
         identity = await self.require_role("operator", "admin")
         request = self.load_json(ReplayRequestSchema)
-        entry = await self.settings["services"].c2b.replay_entry(
+        entry = await self.settings["services"].inbox.replay_entry(
             entry_id, request["reason"], identity.username)
         self.write_json(render_inbox_entry(entry))
+
+
+ROUTES = [
+    (r"/api/v1/c2b/validation/([^/]*)", ValidationHandler),
+    (r"/api/v1/c2b/confirmation/([^/]*)", ConfirmationHandler),
+    (r"/api/v1/c2b/payments", PaymentListHandler),
+    (r"/api/v1/c2b/payments/([^/]+)", PaymentHandler),
+    (r"/api/v1/c2b/payments/([^/]+)/allocate", AllocateHandler),
+    (r"/api/v1/c2b/inbox", InboxListHandler),
+    (r"/api/v1/c2b/inbox/([^/]+)/replay", InboxReplayHandler),
+]

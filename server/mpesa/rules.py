@@ -6,8 +6,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from marshmallow import Schema, fields, validate
+
 from server.kernel.money import AmountError, parse_amount
 from server.mpesa.schemas import C2BCallback
+from server.web import answer_schemas as answers
 
 ACCEPTED: dict[str, Any] = {"ResultCode": "0", "ResultDesc": "Accepted"}
 CONFIRMATION_RECEIVED: dict[str, Any] = {"ResultCode": 0, "ResultDesc": "Success"}
@@ -23,6 +26,23 @@ OTHER_ERROR = "C2B00016"
 
 def rejected(code: str) -> dict[str, Any]:
     return {"ResultCode": code, "ResultDesc": "Rejected"}
+
+
+# What the callbacks answer (these, and the handlers' error_body), in Daraja's format.
+
+VALIDATION_RESULT_CODES = ["0", INVALID_MSISDN, INVALID_ACCOUNT, INVALID_AMOUNT, INVALID_KYC,
+                           INVALID_SHORTCODE, OTHER_ERROR]
+
+
+class DarajaValidationAnswerSchema(Schema):
+    ResultCode = answers.one_of(VALIDATION_RESULT_CODES)
+    ResultDesc = answers.text(metadata={"example": "Accepted"})
+
+
+class DarajaConfirmationAnswerSchema(Schema):
+    ResultCode = fields.Integer(required=True, validate=validate.OneOf([0, 1]),
+                                metadata={"description": "0 received; 1 only on errors"})
+    ResultDesc = answers.text(metadata={"example": "Success"})
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Wire formats of the C2B callbacks and of the payment list."""
+"""Wire formats of the C2B callbacks, of the payments and of the inbox: what the
+endpoints load, what they answer (render_*) and the schemas that describe those answers."""
 
 from __future__ import annotations
 
@@ -9,10 +10,20 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
+from server.inbox.repository import (
+    CONFLICT,
+    DUPLICATE,
+    FAILED,
+    LEGACY_SOURCE_KIND,
+    NEEDS_REVIEW,
+    PROCESSED,
+    RECEIVED,
+)
 from server.kernel.identifiers import SHORTCODE, TRANS_ID
 from server.kernel.money import format_amount
 from server.kernel.schemas import IdentifierField, PageQuerySchema, StrictSchema, shared
 from server.mpesa.repository import PAYMENT_STATUSES
+from server.web import answer_schemas as answers
 
 NAIROBI = timezone(timedelta(hours=3), "EAT")
 
@@ -109,21 +120,58 @@ class AllocateRequestSchema(StrictSchema):
     note = fields.String(required=True, validate=validate.Length(min=3, max=500))  # the why
 
 
-INBOX_STATUSES = ("received", "processed", "duplicate", "conflict", "needs_review", "failed")
+INBOX_STATUSES = (RECEIVED, PROCESSED, DUPLICATE, CONFLICT, NEEDS_REVIEW, FAILED)
 
 
 class InboxQuerySchema(PageQuerySchema):
     status = fields.String(validate=validate.OneOf(INBOX_STATUSES))
     kind = fields.String(validate=validate.OneOf(["validation", "confirmation"]))
+    source = fields.String(validate=validate.Length(min=1, max=32))
 
 
 class ReplayRequestSchema(StrictSchema):
     reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
 
 
+class InboxReplaySchema(Schema):
+    by = answers.text()
+    reason = answers.text()
+    at = answers.stamp()
+
+
+class InboxFailureSchema(Schema):
+    type = answers.text(
+        metadata={"description": "the kind of error that stopped the processing"})
+    message = answers.text()
+
+
+class InboxEntrySchema(Schema):
+    """What render_inbox_entry answers."""
+
+    id = answers.text()
+    source = answers.text(metadata={"description": "who sent it, e.g. `daraja_c2b`"})
+    kind = answers.one_of(["validation", "confirmation"])
+    failure = answers.nested(InboxFailureSchema, nullable=True)
+    status = answers.one_of(INBOX_STATUSES)
+    trans_id = answers.text(nullable=True)
+    source_ip = answers.text()
+    received_at = answers.stamp()
+    attempts = answers.count()
+    errors = fields.Raw(required=True, allow_none=True,
+                        metadata={"description": "why the body could not be read"})
+    body = answers.text(metadata={"description": "the raw body, as text or base64"})
+    body_encoding = answers.one_of(["utf-8", "base64"])
+    replays = answers.list_of(InboxReplaySchema)
+
+
+InboxEntryPageSchema = answers.page_of(InboxEntrySchema)
+
+
 def render_inbox_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """An inbox entry without its raw body's secrets (Daraja bodies hold none)."""
-    return {"id": entry["_id"], "kind": entry["kind"], "status": entry["status"],
+    failure = entry.get("failure")
+    return {"id": entry["_id"], "source": entry.get("source", LEGACY_SOURCE_KIND[0]),
+            "kind": entry["kind"], "status": entry["status"], "failure": failure,
             "trans_id": entry.get("trans_id"), "source_ip": entry["source_ip"],
             "received_at": entry["received_at"].astimezone(UTC).isoformat(),
             "attempts": entry["attempts"], "errors": entry.get("errors"),
@@ -131,6 +179,46 @@ def render_inbox_entry(entry: dict[str, Any]) -> dict[str, Any]:
             "replays": [{"by": item["by"], "reason": item["reason"],
                          "at": item["at"].astimezone(UTC).isoformat()}
                         for item in entry.get("replays", [])]}
+
+
+class AllocationStepSchema(Schema):
+    status = answers.text()
+    by = answers.text()
+    reason = answers.text()
+    policy_uuid = answers.text(nullable=True)
+    at = answers.stamp()
+
+
+class ReviewEntrySchema(Schema):
+    inbox_id = answers.text()
+    reason = answers.text()
+    at = answers.stamp()
+
+
+class C2BPaymentSchema(Schema):
+    """What render_payment answers."""
+
+    trans_id = answers.text(metadata={"example": "RKL51ZDR4F"})
+    transaction_type = answers.text(metadata={"example": "Pay Bill"})
+    bill_ref = answers.text(metadata={"example": "070707070"})
+    amount = answers.amount()
+    currency = answers.text()
+    shortcode = answers.text()
+    msisdn = answers.text(metadata={"example": "2547 ***** 149"})
+    msisdn_form = answers.one_of(["clear", "masked", "hashed", "absent", "other"])
+    payer_name = answers.text()
+    trans_time = answers.stamp()
+    received_at = answers.stamp()
+    status = answers.one_of(PAYMENT_STATUSES)
+    unmatched_reason = answers.text(nullable=True)
+    policy_uuid = answers.text(nullable=True)
+    transaction_uuid = answers.text(nullable=True)
+    receipt = answers.text(nullable=True)
+    allocation_history = answers.list_of(AllocationStepSchema)
+    review = answers.list_of(ReviewEntrySchema)
+
+
+C2BPaymentPageSchema = answers.page_of(C2BPaymentSchema)
 
 
 def render_payment(document: dict[str, Any]) -> dict[str, Any]:

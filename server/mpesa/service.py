@@ -5,23 +5,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Coroutine
+from datetime import datetime
 from typing import Any
 
 from marshmallow import ValidationError
 
+from server.inbox import repository as inbox
+from server.inbox.documents import InboxEntry
+from server.inbox.repository import InboxRepository
 from server.integrations.notifications import Notification, Notifier
+from server.kernel.background import BackgroundTasks
 from server.kernel.clock import Clock
-from server.kernel.errors import Conflict, NotFound
 from server.kernel.identifiers import TRANS_ID
 from server.kernel.metrics import Metrics
 from server.kernel.money import AmountError, format_amount, parse_amount
 from server.kernel.store import time_window
 from server.mpesa import repository as repo
 from server.mpesa.allocation import SHORTCODE_NOT_SERVED, Allocation
-from server.mpesa.repository import C2BPaymentRepository, InboxRepository, InsertOutcome
+from server.mpesa.documents import C2BPayment, ReceivedPayment
+from server.mpesa.repository import C2BPaymentRepository, InsertOutcome
 from server.mpesa.rules import (
     ACCEPTED,
     CONFIRMATION_RECEIVED,
@@ -36,14 +39,12 @@ from server.mpesa.schemas import C2BCallback, parse_callback
 log = logging.getLogger("gateway.c2b")
 
 
+# The inbox source of Daraja's paybill callbacks (validation and confirmation).
+SOURCE = "daraja_c2b"
+
+
 class InboxUnavailable(Exception):
     """The callback could not even be written to the inbox."""
-
-
-@dataclass(frozen=True)
-class ReplayResult:
-    entry_id: str
-    status: str
 
 
 def msisdn_form(msisdn: str) -> str:
@@ -68,8 +69,8 @@ class C2BService:
     def __init__(self, inbox: InboxRepository, payments: C2BPaymentRepository,
                  rules: ValidationRules, allocation: Allocation, notifier: Notifier,
                  clock: Clock, *, validation_deadline: float, validation_fallback: str,
-                 validation_matches_policy: bool = False, metrics: Metrics | None = None
-                 ) -> None:
+                 validation_matches_policy: bool = False, metrics: Metrics | None = None,
+                 background: BackgroundTasks | None = None) -> None:
         self.inbox = inbox
         self.payments = payments
         self.rules = rules
@@ -81,7 +82,7 @@ class C2BService:
         self.validation_deadline = validation_deadline
         self.fallback_answer = ACCEPTED if validation_fallback == "accept" else rejected(
             OTHER_ERROR)
-        self._late: set[asyncio.Task] = set()
+        self.background = BackgroundTasks() if background is None else background
 
     # --- callbacks ------------------------------------------------------
 
@@ -106,25 +107,28 @@ class C2BService:
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.validation_deadline)
         except TimeoutError:
-            self._late.add(task)
-            task.add_done_callback(self._finish_late)
+            self.background.spawn(self._finish_late(task), "c2b-late-validation")
             log.warning("validation_deadline_passed deadline_s=%s answer=%s",
                         self.validation_deadline, fallback["ResultCode"])
         except Exception:
             log.exception("validation_failed answer=%s", fallback["ResultCode"])
         return fallback
 
-    def _finish_late(self, task: asyncio.Task) -> None:
-        self._late.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("late_validation_failed error=%r", task.exception())
+    @staticmethod
+    async def _finish_late(task: asyncio.Task) -> None:
+        """A validation answered by the fallback goes on as background work, so a
+        stopping gateway waits for its inbox write."""
+        try:
+            await task
+        except Exception as err:
+            log.error("late_validation_failed error=%r", err)
 
     async def _keep_unreadable(self, raw: bytes, source_ip: str, headers: dict[str, str],
                                err: ValidationError) -> dict[str, Any]:
         answer = rejected(OTHER_ERROR)
         await self._record("validation", raw, source_ip, headers, {
-            "status": repo.NEEDS_REVIEW, "answer": answer, "errors": err.messages})
-        self._count("validation", repo.NEEDS_REVIEW)
+            "status": inbox.NEEDS_REVIEW, "answer": answer, "errors": err.messages})
+        self._count("validation", inbox.NEEDS_REVIEW)
         return answer
 
     async def _validate(self, callback: C2BCallback, raw: bytes, source_ip: str,
@@ -138,12 +142,12 @@ class C2BService:
             entry = await self._record("validation", raw, source_ip, headers)
             code = await self._policy_check(callback)
             answer = ACCEPTED if code is None else rejected(code)
-            await self.inbox.mark(entry["_id"], repo.PROCESSED, self.clock.now(),
+            await self.inbox.mark(entry["_id"], inbox.PROCESSED, self.clock.now(),
                                   trans_id=callback.trans_id, answer=answer)
         else:
             answer = ACCEPTED if code is None else rejected(code)
             await self._record("validation", raw, source_ip, headers, {
-                "status": repo.PROCESSED, "answer": answer, "trans_id": callback.trans_id})
+                "status": inbox.PROCESSED, "answer": answer, "trans_id": callback.trans_id})
         self._count("validation", "accepted" if code is None else "rejected")
         log.info("validation trans_id=%s answer=%s", callback.trans_id, answer["ResultCode"])
         return answer
@@ -167,15 +171,15 @@ class C2BService:
         entry = await self._record("confirmation", raw, source_ip, headers)
         try:
             await self._process_confirmation(entry["_id"], raw, entry["received_at"])
-        except Exception:
+        except Exception as err:
             log.exception("confirmation_processing_failed inbox_id=%s", entry["_id"])
-            await self._mark_failed(entry["_id"])
+            await self.mark_failed(entry["_id"], err)
         return CONFIRMATION_RECEIVED
 
     async def _record(self, kind: str, raw: bytes, source_ip: str, headers: dict[str, str],
-                      outcome: dict[str, Any] | None = None) -> dict[str, Any]:
+                      outcome: dict[str, Any] | None = None) -> InboxEntry:
         try:
-            return await self.inbox.add(kind, raw, source_ip, headers, self.clock.now(),
+            return await self.inbox.add(SOURCE, kind, raw, source_ip, headers, self.clock.now(),
                                         outcome=outcome)
         except Exception as err:
             # Last resort so the payment can be rebuilt from the log; bodies hold no secret.
@@ -186,12 +190,18 @@ class C2BService:
     def _count(self, kind: str, outcome: str) -> None:
         self.metrics.callbacks.labels(kind, outcome).inc()
 
-    async def _mark_failed(self, entry_id: str) -> None:
-        self._count("confirmation", repo.FAILED)
+    async def mark_failed(self, entry_id: str, error: BaseException) -> None:
+        """A confirmation whose processing failed stays `failed`, with what failed."""
+        self._count("confirmation", inbox.FAILED)
         try:
-            await self.inbox.mark(entry_id, repo.FAILED, self.clock.now())
+            await self.inbox.mark(entry_id, inbox.FAILED, self.clock.now(), failure=error)
         except Exception:
             log.exception("inbox_mark_failed inbox_id=%s", entry_id)
+
+    async def process_entry(self, entry: InboxEntry) -> str:
+        """Process a stored confirmation again (the inbox's replay)."""
+        return await self._process_confirmation(entry["_id"], inbox.decode_body(entry),
+                                                entry["received_at"])
 
     async def _process_confirmation(self, entry_id: str, raw: bytes,
                                     received_at: datetime) -> str:
@@ -202,28 +212,30 @@ class C2BService:
         except ValidationError as err:
             log.warning("confirmation_needs_review inbox_id=%s errors=%s", entry_id,
                         err.messages)
-            await self.inbox.mark(entry_id, repo.NEEDS_REVIEW, now, errors=err.messages,
+            await self.inbox.mark(entry_id, inbox.NEEDS_REVIEW, now, errors=err.messages,
                                   answer=CONFIRMATION_RECEIVED)
-            self._count("confirmation", repo.NEEDS_REVIEW)
-            return repo.NEEDS_REVIEW
-        payment = self._payment_document(callback, amount, entry_id, received_at)
+            self._count("confirmation", inbox.NEEDS_REVIEW)
+            return inbox.NEEDS_REVIEW
+        received = self._payment_document(callback, amount, entry_id, received_at)
+        matched = None
         if self.rules.serves(callback.shortcode):
-            payment.update(await self.allocation.first_state(payment))
+            state, matched = await self.allocation.first_state(received)
         else:   # the money moved, but not to us: kept, never applied to a policy
-            payment.update(self.allocation.held_state(entry_id, SHORTCODE_NOT_SERVED))
+            state = self.allocation.held_state(entry_id, SHORTCODE_NOT_SERVED)
+        payment: C2BPayment = {**received, **state}
         outcome, stored = await self.payments.insert_once(payment)
         if outcome is InsertOutcome.NEW and stored["status"] != repo.HELD:
             await self._notify(stored)      # before the mark: a replay will not notify again
         if outcome is InsertOutcome.NEW or stored["inbox_id"] == entry_id:
-            await self.allocation.auto(stored)
+            await self.allocation.auto(stored, matched if outcome is InsertOutcome.NEW else None)
         if outcome is InsertOutcome.CONFLICT:
             await self.payments.flag_for_review(callback.trans_id, entry_id,
                                                 "conflicting_duplicate", now)
-            status = repo.CONFLICT
+            status = inbox.CONFLICT
         elif outcome is InsertOutcome.DUPLICATE and stored["inbox_id"] != entry_id:
-            status = repo.DUPLICATE
+            status = inbox.DUPLICATE
         else:   # new, or stored by an earlier attempt at this same entry
-            status = repo.PROCESSED
+            status = inbox.PROCESSED
         await self.inbox.mark(entry_id, status, now, trans_id=callback.trans_id,
                               answer=CONFIRMATION_RECEIVED)
         self._count("confirmation", status)
@@ -241,7 +253,7 @@ class C2BService:
         return amount
 
     def _payment_document(self, callback: C2BCallback, amount: int, entry_id: str,
-                          received_at: datetime) -> dict[str, Any]:
+                          received_at: datetime) -> ReceivedPayment:
         names = (callback.first_name, callback.middle_name, callback.last_name)
         try:
             balance: int | None = parse_amount(callback.org_balance, self.rules.currency)
@@ -267,7 +279,7 @@ class C2BService:
             "review": [],
         }
 
-    async def _notify(self, payment: dict[str, Any]) -> None:
+    async def _notify(self, payment: C2BPayment) -> None:
         amount = format_amount(payment["amount"], payment["currency"])
         message = (f"Payment of {payment['currency']} {amount} received for account "
                    f"{payment['bill_ref'] or payment['shortcode']}. Ref {payment['trans_id']}.")
@@ -278,69 +290,18 @@ class C2BService:
             # A lost notification must never undo or fail a recorded payment.
             log.exception("notification_failed trans_id=%s", payment["trans_id"])
 
-    # --- replay ---------------------------------------------------------
-
-    async def replay(self, *, include_review: bool = False, grace: timedelta = timedelta(
-            minutes=1), limit: int = 1000,
-            progress: Callable[[int, int], None] | None = None) -> list[ReplayResult]:
-        """Process again the confirmations that were received but not finished.
-
-        Validation entries are never replayed: their answer cannot be given again,
-        and the payment's own confirmation is what records it.
-
-        Entries younger than `grace` may still be in flight and are left alone.
-        Replay is safe to repeat: payments are unique on TransID."""
-        statuses = repo.REPLAYABLE + ((repo.NEEDS_REVIEW,) if include_review else ())
-        before = self.clock.now() - grace
-        entries = await self.inbox.replayable_confirmations(statuses, before, limit)
-        results = []
-        for entry in entries:
-            try:
-                status = await self._process_confirmation(entry["_id"], repo.decode_body(entry),
-                                                          entry["received_at"])
-            except Exception:
-                log.exception("replay_failed inbox_id=%s", entry["_id"])
-                await self._mark_failed(entry["_id"])
-                status = repo.FAILED
-            results.append(ReplayResult(entry["_id"], status))
-            if progress is not None:
-                progress(len(results), len(entries))
-        return results
-
-    async def replay_entry(self, entry_id: str, reason: str, actor: str) -> dict[str, Any]:
-        """An operator processes one confirmation again (audited on the entry)."""
-        entry = await self.inbox.get(entry_id)
-        if entry is None:
-            raise NotFound(f"no inbox entry {entry_id}")
-        if entry["kind"] != "confirmation" or entry["status"] not in (
-                *repo.REPLAYABLE, repo.NEEDS_REVIEW):
-            raise Conflict(f"a {entry['kind']} entry that is {entry['status']} is not replayed",
-                           {"status": entry["status"]}, code="invalid_state")
-        await self.inbox.note_replay(entry_id, actor, reason, self.clock.now())
-        try:
-            await self._process_confirmation(entry_id, repo.decode_body(entry),
-                                             entry["received_at"])
-        except Exception:
-            log.exception("replay_failed inbox_id=%s", entry_id)
-            await self._mark_failed(entry_id)
-        return await self.inbox.get(entry_id)
-
-    async def list_inbox(self, filters: dict[str, Any], limit: int,
-                         offset: int) -> tuple[list[dict[str, Any]], int]:
-        return await self.inbox.page(filters, limit, offset)
-
     # --- reads ----------------------------------------------------------
 
     async def allocate(self, trans_id: str, policy_uuid: str, actor: str,
-                       note: str) -> dict[str, Any]:
+                       note: str) -> C2BPayment:
         return await self.allocation.allocate(TRANS_ID.normalise(trans_id), policy_uuid,
                                               actor, note)
 
-    async def get_payment(self, trans_id: str) -> dict[str, Any] | None:
+    async def get_payment(self, trans_id: str) -> C2BPayment | None:
         return await self.payments.get(TRANS_ID.normalise(trans_id))
 
     async def list_payments(self, filters: dict[str, Any], limit: int,
-                            offset: int) -> tuple[list[dict[str, Any]], int]:
+                            offset: int) -> tuple[list[C2BPayment], int]:
         query: dict[str, Any] = {}
         query.update(time_window(filters, "trans_time"))
         for key in ("shortcode", "bill_ref", "status"):

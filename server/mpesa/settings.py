@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from server.kernel.settings import secret
+from server.kernel.money import AmountError, parse_amount
+from server.kernel.settings import (
+    SettingError,
+    require_choice,
+    require_networks,
+    require_positive,
+    require_url,
+    secret,
+)
+from server.mpesa.callback_urls import forbidden_word_in
 
 
 @dataclass(frozen=True)
@@ -16,6 +26,12 @@ class DarajaSettings:
     register_version: str = "v2"
     response_type: str = "Completed"
     timeout_seconds: float = 10.0
+
+    def check(self) -> None:
+        require_url("base_url", self.base_url)
+        require_choice("register_version", self.register_version, ("v1", "v2"))
+        require_choice("response_type", self.response_type, ("Completed", "Cancelled"))
+        require_positive(self, ("timeout_seconds",))
 
 
 @dataclass(frozen=True)
@@ -30,3 +46,34 @@ class C2BSettings:
     validation_deadline_seconds: float = 5.0
     validation_fallback: str = "accept"
     validation_match_policy: bool = False
+
+    def check(self) -> None:
+        require_choice("validation_fallback", self.validation_fallback, ("accept", "reject"))
+        try:
+            re.compile(self.validation_account_pattern)
+        except re.error as err:
+            raise SettingError(f"validation_account_pattern: invalid pattern ({err})") from None
+        limits = {}
+        for key in ("validation_min_amount", "validation_max_amount"):
+            try:
+                limits[key] = parse_amount(getattr(self, key), self.currency)
+            except AmountError as err:
+                raise SettingError(f"{key}: {err}") from None
+        if limits["validation_min_amount"] > limits["validation_max_amount"]:
+            raise SettingError(f"validation_min_amount: {self.validation_min_amount} is above "
+                               f"c2b.validation_max_amount ({self.validation_max_amount})")
+        if not 0 < self.validation_deadline_seconds < 8:
+            raise SettingError("validation_deadline_seconds: must be between 0 and 8 "
+                               "(Daraja waits about 8 s for the answer)")
+        self._check_callback_secret()
+        require_networks("ip_allowlist", self.ip_allowlist)
+
+    def _check_callback_secret(self) -> None:
+        if not self.callback_secret:
+            return
+        if not re.fullmatch(r"[A-Za-z0-9_-]{8,128}", self.callback_secret):
+            raise SettingError("callback_secret: use 8-128 letters, digits, '-' or '_'")
+        word = forbidden_word_in(self.callback_secret)
+        if word:
+            raise SettingError(f"callback_secret: contains {word!r}, which Daraja refuses "
+                               "in URLs")

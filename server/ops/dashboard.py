@@ -3,28 +3,35 @@
 Every figure is an aggregation pipeline over indexed fields (created_at, status,
 received_at, at), so it reads the same from the in-memory store and MongoDB.
 Amounts stay integer minor units per currency until rendered; amounts of
-different currencies are never added together."""
+different currencies are never added together. DashboardSchema (at the end) describes
+the answer key for key."""
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from marshmallow import Schema, fields
+
+from server.debits.registry import Channel
 from server.kernel.clock import Clock
 from server.kernel.money import format_amount
 from server.kernel.store import Store
 from server.ledger import states
+from server.mpesa.schemas import INBOX_STATUSES
+from server.web import answer_schemas as answers
 
 ATTENTION_ITEMS = 5
 # Debits that have sat in these states longer than this need a person. A payer who
 # has not read out the OTP after a few minutes may never have received it, and the
-# debit would otherwise only expire with its OTP lifetime (qmoney.otp_lifetime_seconds).
-STUCK_AFTER = {states.OTP_SENT: timedelta(minutes=2),
+# debit would otherwise only expire with its channel's lifetime (e.g.
+# qmoney.otp_lifetime_seconds).
+STUCK_AFTER = {**{waiting: timedelta(minutes=2) for waiting in states.WAITING},
                states.PROCESSING: timedelta(minutes=15),
                states.UNKNOWN: timedelta(minutes=15)}
 FINISHED = (states.SUCCEEDED, states.FAILED, states.EXPIRED)
-CHANNELS = ("mpesa_c2b", "qmoney", "psp_api")
 HOURLY_UP_TO = timedelta(days=3)
 PROVIDER_SAMPLE = 5000
 
@@ -34,9 +41,12 @@ def _iso(value: datetime | None) -> str | None:
 
 
 class Dashboard:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, channels: Sequence[Channel]) -> None:
+        """`channels`: the registered ones, in the order the dashboard lists them."""
         self.store = store
         self.clock = clock
+        self.channels = [{"name": channel.name, "label": channel.label,
+                          "direction": channel.direction.value} for channel in channels]
 
     async def summary(self, date_from: datetime | None, date_to: datetime | None,
                       currency: str | None) -> dict[str, Any]:
@@ -49,6 +59,7 @@ class Dashboard:
         succeeded = {**window, "status": states.SUCCEEDED}
         return {
             "window": {"from": _iso(start), "to": _iso(end), "bucket": bucket},
+            "channels": self.channels,
             "currency": currency,
             "totals": await self._totals(succeeded),
             "by_channel": await self._by_channel(window),
@@ -199,3 +210,147 @@ def _percentile(values: list[float], percent: int) -> float | None:
     if len(values) == 1:
         return round(values[0], 1)
     return round(statistics.quantiles(values, n=100, method="inclusive")[percent - 1], 1)
+
+
+# --- what summary answers ---------------------------------------------------
+
+
+class DashboardWindowSchema(Schema):
+    from_ = answers.stamp(data_key="from")
+    to = answers.stamp()
+    bucket = answers.one_of(["hour", "day"])
+
+
+class CurrencyTotalSchema(Schema):
+    currency = answers.text()
+    amount = answers.amount()
+    count = answers.count()
+
+
+class ChannelFigureSchema(Schema):
+    channel = answers.text()   # a registered channel: the dashboard lists them
+    currency = answers.text()
+    amount = answers.amount()
+    count = answers.count()
+    succeeded = answers.count()
+    failed = answers.count()
+    success_rate = fields.Float(required=True, allow_none=True,
+                                metadata={"description": "succeeded over finished; null "
+                                                         "when none finished"})
+
+
+class PspFigureSchema(Schema):
+    psp_uuid = answers.text()
+    psp_name = answers.text()
+    currency = answers.text()
+    amount = answers.amount()
+    count = answers.count()
+
+
+class StatusCountSchema(Schema):
+    status = answers.one_of(states.STATES)
+    count = answers.count()
+
+
+class SeriesPointSchema(Schema):
+    start = answers.stamp()
+    currency = answers.text()
+    amount = answers.amount()
+    count = answers.count()
+
+
+class UnmatchedItemSchema(Schema):
+    trans_id = answers.text()
+    bill_ref = answers.text()
+    amount = answers.amount()
+    currency = answers.text()
+    reason = answers.text(nullable=True)
+    received_at = answers.stamp()
+
+
+class ReviewItemSchema(Schema):
+    trans_id = answers.text()
+    amount = answers.amount()
+    currency = answers.text()
+    reason = answers.text()
+    received_at = answers.stamp()
+
+
+class StuckDebitItemSchema(Schema):
+    uuid = answers.text()
+    status = answers.one_of(states.STATES)
+    channel = answers.text()   # a registered channel: the dashboard lists them
+    amount = answers.amount()
+    currency = answers.text()
+    chf_id = answers.text()
+    updated_at = answers.stamp()
+
+
+class FailedInboxItemSchema(Schema):
+    id = answers.text()
+    kind = answers.one_of(["validation", "confirmation"])
+    status = answers.one_of(INBOX_STATUSES)
+    received_at = answers.stamp()
+
+
+class UnmatchedAttentionSchema(Schema):
+    count = answers.count()
+    oldest = answers.list_of(UnmatchedItemSchema)
+
+
+class ReviewAttentionSchema(Schema):
+    count = answers.count()
+    oldest = answers.list_of(ReviewItemSchema)
+
+
+class StuckDebitAttentionSchema(Schema):
+    count = answers.count()
+    oldest = answers.list_of(StuckDebitItemSchema)
+
+
+class FailedInboxAttentionSchema(Schema):
+    count = answers.count()
+    oldest = answers.list_of(FailedInboxItemSchema)
+
+
+class AttentionSchema(Schema):
+    c2b_unmatched = answers.nested(UnmatchedAttentionSchema)
+    c2b_needs_review = answers.nested(ReviewAttentionSchema)
+    stuck_debits = answers.nested(StuckDebitAttentionSchema)
+    failed_inbox = answers.nested(FailedInboxAttentionSchema)
+
+
+class LastErrorSchema(Schema):
+    at = answers.stamp()
+    message = answers.text()
+
+
+class ProviderHealthSchema(Schema):
+    provider = answers.text()
+    endpoint = answers.text()
+    count = answers.count()
+    error_rate = fields.Float(required=True)
+    p50_ms = fields.Float(required=True, allow_none=True)
+    p95_ms = fields.Float(required=True, allow_none=True)
+    last_error = answers.nested(LastErrorSchema, nullable=True)
+
+
+class ChannelSchema(Schema):
+    name = answers.text()
+    label = answers.text()
+    direction = answers.one_of(["inbound", "debit"])
+
+
+class DashboardSchema(Schema):
+    """What Dashboard.summary answers."""
+
+    window = answers.nested(DashboardWindowSchema)
+    channels = answers.list_of(ChannelSchema)
+    currency = answers.text(nullable=True)
+    totals = answers.list_of(CurrencyTotalSchema)
+    by_channel = answers.list_of(ChannelFigureSchema)
+    by_psp = answers.list_of(PspFigureSchema)
+    by_status = answers.list_of(StatusCountSchema)
+    series = answers.list_of(SeriesPointSchema)
+    attention = answers.nested(AttentionSchema)
+    providers = answers.list_of(ProviderHealthSchema)

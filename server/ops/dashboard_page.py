@@ -10,6 +10,7 @@ from pathlib import Path
 
 from server.ops.page_headers import content_security_policy, protective_headers
 from server.web.handler import StaticFiles, TrackedRequest
+from server.web.operations import FILE_PATH, page_operations, static_file_operations
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE = STATIC_DIR / "dashboard.html"
@@ -20,6 +21,8 @@ CONTENT_SECURITY_POLICY = content_security_policy()
 
 class DashboardPageHandler(TrackedRequest):
     """GET /dashboard: the page (never cached: it is small and changes with releases)."""
+
+    operations = page_operations("The operators' dashboard page")
 
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=UTF-8")
@@ -32,6 +35,9 @@ class DashboardPageHandler(TrackedRequest):
 class DashboardStaticHandler(StaticFiles):
     """GET /dashboard/static/<file>: the page's script and stylesheet. Browsers
     revalidate them (ETag) on every load, so a new release is picked up at once."""
+
+    path_parameters = FILE_PATH
+    operations = static_file_operations("the dashboard page")
 
     def set_extra_headers(self, path: str) -> None:
         self.set_header("Cache-Control", "no-cache")

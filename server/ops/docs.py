@@ -11,6 +11,7 @@ from tornado.web import HTTPError
 
 from server.ops.page_headers import content_security_policy, protective_headers
 from server.web.handler import BaseHandler, StaticFiles
+from server.web.operations import FILE_PATH, Operation, page_operations, static_file_operations
 
 ASSETS = "/docs/static"
 
@@ -48,11 +49,16 @@ CONTENT_SECURITY_POLICY = content_security_policy(scripts=f"'self' 'sha256-{_STA
 
 
 class OpenApiHandler(BaseHandler):
+    operations = {"get": Operation("This OpenAPI document", "operations",
+                                   {"type": "object", "description": "OpenAPI 3.0.3"})}
+
     def get(self) -> None:
         self.write_json(self.settings["openapi"]())
 
 
 class DocsHandler(BaseHandler):
+    operations = page_operations("This document in Swagger UI")
+
     def get(self) -> None:
         # Set here rather than in set_default_headers, so errors still answer JSON.
         self.set_header("Content-Type", "text/html; charset=UTF-8")
@@ -69,8 +75,12 @@ DOCS_ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x3
 class DocsAssetHandler(StaticFiles):
     """Swagger UI's own files, from the swagger-ui-bundle package directory."""
 
-    def initialize(self) -> None:
-        super().initialize(path=swagger_ui_path)
+    path_parameters = FILE_PATH
+    operations = static_file_operations("Swagger UI")
+
+    def initialize(self, path: str = swagger_ui_path, default_filename: str | None = None,
+                   allowed_symlink_directory: str | list[str] | None = None) -> None:
+        super().initialize(path, default_filename, allowed_symlink_directory)
 
     async def get(self, path: str, include_body: bool = True) -> None:
         if path not in DOCS_ASSETS:

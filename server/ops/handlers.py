@@ -1,15 +1,22 @@
-"""Operations endpoints: dashboard data, health, readiness, metrics."""
+"""Operations endpoints: dashboard data, health, readiness, metrics; what each answers
+(server.web.operations)."""
 
 from __future__ import annotations
 
 from datetime import UTC
 
-from marshmallow import fields
+from marshmallow import Schema, fields
 
 from server.kernel.errors import ServiceUnavailable
 from server.kernel.schemas import CURRENCY, StrictSchema
+from server.ops.dashboard import DashboardSchema
 from server.ops.health import readiness_problem
+from server.web import answer_schemas as answers
 from server.web.handler import BaseHandler
+from server.web.operations import AUTH, STAFF, Operation
+
+INTERNAL = ("On the internal listener (server.internal_port) when that is set; this port "
+            "then answers 404.")
 
 
 class DashboardQuerySchema(StrictSchema):
@@ -18,7 +25,19 @@ class DashboardQuerySchema(StrictSchema):
     currency = fields.String(validate=CURRENCY)
 
 
+class HealthSchema(Schema):
+    status = answers.one_of(["ok"])
+
+
+class ReadinessSchema(Schema):
+    status = answers.one_of(["ready"])
+
+
 class DashboardHandler(BaseHandler):
+    operations = {"get": Operation(
+        "The operations summary of a window (default: the last 24 hours)", "operations",
+        DashboardSchema, roles=STAFF, query=DashboardQuerySchema, errors=(400, *AUTH))}
+
     async def get(self) -> None:
         await self.require_role("operator", "admin")
         query = self.load_query(DashboardQuerySchema)
@@ -29,12 +48,18 @@ class DashboardHandler(BaseHandler):
 class HealthHandler(BaseHandler):
     """The process is alive and serving."""
 
+    operations = {"get": Operation("Liveness", "operations", HealthSchema)}
+
     def get(self) -> None:
         self.write_json({"status": "ok"})
 
 
 class ReadyHandler(BaseHandler):
     """The store answers in time and the indexes exist."""
+
+    operations = {"get": Operation(
+        "Readiness: the store answers within 2 s and every index exists", "operations",
+        ReadinessSchema, errors=(404, 503), description=INTERNAL)}
 
     async def get(self) -> None:
         problem = await readiness_problem(self.settings["services"].store,
@@ -45,10 +70,12 @@ class ReadyHandler(BaseHandler):
 
 
 class MetricsHandler(BaseHandler):
+    operations = {"get": Operation(
+        "Prometheus metrics", "operations", {"type": "string"},
+        media_type="text/plain; version=0.0.4", errors=(404,), description=INTERNAL)}
+
     async def get(self) -> None:
         services = self.settings["services"]
         body = await services.metrics.render(services.store)
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.finish(body)
-
-

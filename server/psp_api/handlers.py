@@ -1,17 +1,21 @@
-"""GET /api/v1/insurees/<chf_id>/policies and POST /api/v1/payments for providers."""
+"""GET /api/v1/insurees/<chf_id>/policies and POST /api/v1/payments for providers: the
+handlers, what each answers (server.web.operations) and the routes."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
 
 from server.kernel.errors import TooManyRequests
 from server.psp_api.audit import AuditedRequest
-from server.psp_api.schemas import PaymentRequestSchema, render_payment, render_verification
+from server.psp_api.schemas import (
+    PaymentRequestSchema,
+    ProviderPaymentSchema,
+    VerificationSchema,
+    render_payment,
+    render_verification,
+)
 from server.web.handler import BaseHandler
-
-log = logging.getLogger("gateway.psp_api")
+from server.web.operations import AUTH, BODY, PSP, Operation
 
 
 class ProviderHandler(BaseHandler):
@@ -20,7 +24,6 @@ class ProviderHandler(BaseHandler):
     psp: dict[str, Any] | None = None
     answer: Any = None
     validated: Any = None       # the request body as the handler validated it
-    _audits: set[asyncio.Task] = set()
 
     async def prepare(self) -> None:
         super().prepare()
@@ -48,25 +51,43 @@ class ProviderHandler(BaseHandler):
             request_id=getattr(self, "request_id", None),
             psp_uuid=self.psp["_id"] if self.psp else None,
             user=self.identity.username if self.identity else None, request=self.validated)
-        task = asyncio.ensure_future(self.settings["services"].psp_api.record_audit(audited))
-        self._audits.add(task)
-        task.add_done_callback(self._audit_done)
-
-    def _audit_done(self, task: asyncio.Task) -> None:
-        self._audits.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("audit_write_failed error=%r", task.exception())
+        services = self.settings["services"]
+        services.background.spawn(services.psp_api.record_audit(audited), "psp-api-audit")
 
 
 class VerifyInsureeHandler(ProviderHandler):
+    path_parameters = {"chf_id": "Insuree number"}
+    operations = {"get": Operation(
+        "Verify an insuree: the policies awaiting payment", "payment-providers",
+        VerificationSchema, roles=PSP, errors=(*AUTH, 404, 429))}
+
     async def get(self, chf_id: str) -> None:
         insuree, policies = await self.settings["services"].psp_api.verify(chf_id)
         self.write_json(render_verification(insuree, policies))
 
 
 class ProviderPaymentHandler(ProviderHandler):
+    operations = {"post": Operation(
+        "Pay a policy, idempotently per psp_transaction_id", "payment-providers",
+        ProviderPaymentSchema, roles=PSP, body=PaymentRequestSchema,
+        example={"chf_id": "060606060", "amount": "500.00",
+                 "psp_transaction_id": "AFR-2026-000123",
+                 "policy": {"token": "q3V0Zk1hY2tUb2tlbg", "product_code": "BASIC-GMD",
+                            "product_name": "Basic cover"},
+                 "json_ext": {"channel": "ussd"}},
+        success={201: "Paid", 200: "The same request again: its first outcome"},
+        errors=(*BODY, *AUTH, 404, 409, 429))}
+
     async def post(self) -> None:
         request = self.validated = self.load_json(PaymentRequestSchema)
+        if self.identity is None:
+            raise RuntimeError("prepare() did not authenticate the provider")
         status, transaction = await self.settings["services"].psp_api.pay(
             self.psp, request, self.identity.username)
         self.write_json(render_payment(transaction), status=status)
+
+
+ROUTES = [
+    (r"/api/v1/insurees/([^/]+)/policies", VerifyInsureeHandler),
+    (r"/api/v1/payments", ProviderPaymentHandler),
+]

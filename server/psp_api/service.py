@@ -13,14 +13,17 @@ import json
 import uuid
 from typing import Any
 
+from server.insurance.documents import Insuree, Policy
 from server.insurance.repository import IDLE
 from server.insurance.service import InsureeService, PolicyService, require_exact_amount
 from server.kernel.clock import Clock
 from server.kernel.errors import ApiError, Conflict, Forbidden, ValidationFailed
 from server.kernel.identity import Identity
 from server.ledger import states
+from server.ledger.documents import Transaction
 from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
 from server.ledger.repository import TransactionRepository
+from server.ledger.settlement import settlement_of
 from server.psp_api.audit import AuditedRequest, audit_entry
 from server.psp_api.repository import AuditRepository
 from server.psps.repository import PspRepository
@@ -55,12 +58,12 @@ class PspApiService:
             raise Forbidden("the payment provider is inactive", code="psp_inactive")
         return psp
 
-    async def verify(self, chf_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def verify(self, chf_id: str) -> tuple[Insuree, list[Policy]]:
         insuree = await self.insurees.get(chf_id)
         return insuree, await self.policies.idle_of(insuree["chf_id"])
 
     async def pay(self, psp: dict[str, Any], request: dict[str, Any],
-                  actor: str) -> tuple[int, dict[str, Any]]:
+                  actor: str) -> tuple[int, Transaction]:
         """(HTTP status, settled transaction): 201 when new, 200 for a replay."""
         digest = fingerprint(request)
         existing = await self._existing(psp, request)
@@ -77,13 +80,13 @@ class PspApiService:
             return 200, await self._replay(existing, digest)
 
     async def _record_new(self, psp: dict[str, Any], request: dict[str, Any], digest: str,
-                          actor: str) -> dict[str, Any]:
+                          actor: str) -> Transaction:
         policy = await self._check(psp, request)
         transaction = self.incoming.new_transaction(
             str(uuid.uuid4()), CHANNEL, policy, psp["_id"], request["psp_transaction_id"],
-            actor, request_fingerprint=digest, json_ext=request["json_ext"])
+            actor, channel_data={"request_fingerprint": digest, "json_ext": request["json_ext"]})
         try:
-            recorded = await self.incoming.record(transaction)
+            recorded = await self.incoming.record(transaction, policy)
         except PolicyBusy:
             raise Conflict("another payment of this policy is in progress",
                            code="payment_in_progress") from None
@@ -95,12 +98,13 @@ class PspApiService:
         await self.audit.add({"_id": str(uuid.uuid4()), "at": self.clock.now(),
                               **audit_entry(audited)})
 
-    async def _existing(self, psp: dict[str, Any], request: dict[str, Any]) -> dict | None:
+    async def _existing(self, psp: dict[str, Any],
+                        request: dict[str, Any]) -> Transaction | None:
         return await self.transactions.find_one({
             "channel": CHANNEL, "psp_uuid": psp["_id"],
             "provider_reference": request["psp_transaction_id"]})
 
-    async def _check(self, psp: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    async def _check(self, psp: dict[str, Any], request: dict[str, Any]) -> Policy:
         insuree = await self.insurees.get(request["chf_id"])
         reference = request["policy"]
         policy = await self.policies.by_payment_token(reference["token"])
@@ -121,8 +125,11 @@ class PspApiService:
         require_exact_amount(policy, request["amount"])
         return policy
 
-    async def _replay(self, existing: dict[str, Any], digest: str) -> dict[str, Any]:
-        if existing.get("request_fingerprint") != digest:
+    async def _replay(self, existing: Transaction, digest: str) -> Transaction:
+        # Payments stored before `channel_data` existed keep the fingerprint top-level.
+        fingerprint = existing.get("channel_data", {}).get(
+            "request_fingerprint", existing.get("request_fingerprint"))
+        if fingerprint != digest:
             raise Conflict("this psp_transaction_id was already used for a different payment",
                            {"payment_id": existing["_id"]}, code="duplicate_transaction_id")
         try:
@@ -131,7 +138,11 @@ class PspApiService:
                         existing["status"] == states.SUCCEEDED
                         and not existing.get("settlement")):
                     await asyncio.sleep(0.05)
-                    existing = await self.transactions.find_one({"_id": existing["_id"]})
+                    again = await self.transactions.find_one({"_id": existing["_id"]})
+                    if again is None:
+                        raise RuntimeError(f"transaction {existing['_id']} vanished "
+                                           "while its replay waited")
+                    existing = again
         except TimeoutError:
             raise Conflict("the first request with this psp_transaction_id is still being "
                            "processed; retry later", {"payment_id": existing["_id"]},
@@ -141,8 +152,8 @@ class PspApiService:
         return self._settled(existing)
 
     @staticmethod
-    def _settled(transaction: dict[str, Any]) -> dict[str, Any]:
-        if transaction["settlement"]["status"] != "settled":
+    def _settled(transaction: Transaction) -> Transaction:
+        if settlement_of(transaction)["status"] != "settled":
             raise Conflict("the payment was received but could not be applied to the policy",
                            {"payment_id": transaction["_id"]}, code="not_settled")
         return transaction

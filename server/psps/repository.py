@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from server.kernel.documents import DocumentRepository
 from server.kernel.store import IndexSpec
 
@@ -15,5 +17,5 @@ INDEXES: list[IndexSpec] = [
 ]
 
 
-class PspRepository(DocumentRepository):
+class PspRepository(DocumentRepository[dict[str, Any]]):
     collection_name = PSPS

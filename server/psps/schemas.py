@@ -1,10 +1,11 @@
-"""Wire formats of the PSP admin endpoints. The PIN is write-only."""
+"""Wire formats of the PSP admin endpoints (what they load and answer). The PIN is
+write-only."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import fields, validate
+from marshmallow import Schema, fields, validate
 
 from server.kernel.identifiers import USERNAME
 from server.kernel.schemas import (
@@ -17,6 +18,7 @@ from server.kernel.schemas import (
     iso_stamp,
 )
 from server.psps.repository import KINDS
+from server.web import answer_schemas as answers
 
 PIN = Whole(r"[0-9]{4,12}", error="must be 4-12 digits")
 
@@ -43,6 +45,21 @@ class PspUpdateSchema(AtLeastOneField):
 class PspQuerySchema(PageQuerySchema):
     kind = fields.String(validate=validate.OneOf(KINDS))
     active = fields.Boolean()
+
+
+class PspSchema(Schema):
+    """What render_psp answers."""
+
+    uuid = answers.text()
+    name = answers.text()
+    kind = answers.one_of(KINDS)
+    account = answers.text()
+    currency = answers.text()
+    is_external_api = fields.Boolean(required=True)
+    username = answers.text(nullable=True)
+    has_pin = fields.Boolean(required=True, metadata={"description": "the PIN is write-only"})
+    active = fields.Boolean(required=True)
+    created_at = answers.stamp()
 
 
 def render_psp(document: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from server.integrations.provider_transport import ProviderTransport
 from server.integrations.transport import (
     Answer,
     CachedToken,
@@ -24,10 +25,9 @@ from server.integrations.transport import (
     ProviderOutcomeUnknown,
     ProviderRejected,
     ProviderUnavailable,
-    TokenCache,
-    send,
 )
 from server.kernel.clock import Clock
+from server.qmoney.settings import QmoneySettings
 
 log = logging.getLogger("gateway.qmoney")
 
@@ -48,25 +48,20 @@ class Verified:
     balances: dict[str, str]
 
 
-class _TokenRejected(Exception):
-    pass
-
-
 class QmoneyClient:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, channel_id: str,
-                 channel_secret: str, username: str, password: str, clock: Clock,
-                 timeout_seconds: float, calls: CallLog | None = None) -> None:
-        self._session = session
-        self._base_url = base_url.rstrip("/")
-        channel = base64.b64encode(f"{channel_id}:{channel_secret}".encode()).decode("ascii")
+    def __init__(self, session: aiohttp.ClientSession, settings: QmoneySettings, clock: Clock,
+                 calls: CallLog | None = None) -> None:
+        channel = base64.b64encode(
+            f"{settings.channel_id}:{settings.channel_secret}".encode()).decode("ascii")
         self._channel_auth = f"Basic {channel}"
-        self._username = username
-        self._password = password
+        self._username = settings.username
+        self._password = settings.password
         self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._calls = calls or CallLog()
-        self.tokens = TokenCache(self._login, clock,
-                                 on_fetch=self._calls.token_fetched(PROVIDER))
+        self._transport = ProviderTransport(
+            session, PROVIDER, settings.base_url, settings.timeout_seconds, clock,
+            login=self._login, login_endpoint="login", token_rejected=_token_rejected,
+            calls=calls)
+        self.tokens = self._transport.tokens
 
     async def get_money(self, payer_wallet: str, merchant_account: str, amount: str,
                         pin: str) -> str:
@@ -79,11 +74,13 @@ class QmoneyClient:
                          "remarks": "add", "payment": [{"amount": _AMOUNT_PLACEHOLDER}],
                          "transactionPin": pin}}
         text = json.dumps(body).replace(json.dumps(_AMOUNT_PLACEHOLDER), amount)
-        async with self._calls.call(PROVIDER, "getMoney"):
+        async with self._transport.call("getMoney"):
             try:
                 data = await self._call("/getMoney", text)
             except ProviderOutcomeUnknown as err:
-                raise ProviderUnavailable(PROVIDER, f"getMoney: {err.message}") from None
+                raise ProviderUnavailable(PROVIDER, f"getMoney: {err.message}",
+                                          http_status=err.http_status,
+                                          correlation_id=err.correlation_id) from None
         transaction_id = data.get("transactionId") if isinstance(data, dict) else None
         if not transaction_id:
             raise ProviderUnavailable(PROVIDER, "getMoney answer without a transactionId")
@@ -92,74 +89,65 @@ class QmoneyClient:
     async def verify_code(self, transaction_id: str, otp: str) -> Verified:
         """Complete the debit with the payer's OTP: this moves the money."""
         text = json.dumps({"data": {"otp": otp, "transactionId": transaction_id}})
-        async with self._calls.call(PROVIDER, "verifyCode"):
+        async with self._transport.call("verifyCode"):
             data = await self._call("/verifyCode", text)
         data = data if isinstance(data, dict) else {}
         balances = {str(item.get("walletExternalId")): str(item.get("availableBalance"))
                     for item in data.get("balanceData") or [] if isinstance(item, dict)}
         return Verified(str(data.get("transactionId") or transaction_id), balances)
 
-    # --- transport ------------------------------------------------------
+    # --- wire format ----------------------------------------------------
 
     async def _login(self) -> CachedToken:
-        async with self._calls.call(PROVIDER, "login"):
-            return await self._fetch_token()
-
-    async def _fetch_token(self) -> CachedToken:
-        """Log in; any failure short of a refusal is tried once more (login is safe to
-        repeat and acts on nothing)."""
-        for attempt in (1, 2):
-            try:
-                data = await self._login_once()
-                break
-            except (ProviderUnavailable, ProviderOutcomeUnknown) as err:
-                if attempt == 2:
-                    raise ProviderUnavailable(PROVIDER, f"login: {err.message}") from None
+        """One login attempt; the transport tries a failure short of a refusal once more
+        (login is safe to repeat and acts on nothing)."""
+        body = json.dumps({"grantType": "password", "username": self._username,
+                           "password": self._password})
+        answer = await self._transport.send("POST", "/login", data=body,
+                                            headers={"Authorization": self._channel_auth})
+        if answer.status == 401:
+            raise ProviderRejected(PROVIDER, "401", "channel credential refused",
+                                   http_status=401)
+        data = _data(answer, "login")
+        if not isinstance(data, dict) or not data.get("access_token"):
+            raise ProviderUnavailable(PROVIDER, "login answer without an access_token",
+                                      http_status=answer.status)
         expiry = _expiry_seconds(data.get("accessTokenExpiry"))
         log.info("qmoney_token_issued expiry=%s", expiry if expiry is not None else "none")
         expires_at = None if expiry is None else self._clock.now() + timedelta(seconds=expiry)
         return CachedToken(str(data["access_token"]), expires_at)
 
-    async def _login_once(self) -> dict[str, Any]:
-        body = json.dumps({"grantType": "password", "username": self._username,
-                           "password": self._password})
-        answer = await self._post("/login", body, {"Authorization": self._channel_auth})
-        if answer.status == 401:
-            raise ProviderRejected(PROVIDER, "401", "channel credential refused")
-        data = self._data(answer, "login")
-        if not isinstance(data, dict) or not data.get("access_token"):
-            raise ProviderUnavailable(PROVIDER, "login answer without an access_token")
-        return data
-
     async def _call(self, path: str, body: str) -> Any:
         """An authenticated call; a rejected token gets one new login and one retry
         (Qmoney refused the call before acting on it)."""
-        for attempt in (1, 2):
-            token = await self.tokens.get()
-            answer = await self._post(path, body, {"Authorization": f"Bearer {token}"})
-            if _token_rejected(answer) and attempt == 1:
-                log.info("qmoney_token_rejected path=%s", path)
-                self.tokens.invalidate(token)
-                continue
-            return self._data(answer, path.lstrip("/"))
-        raise AssertionError("unreachable")
+        answer = await self._transport.authorized("POST", path, data=body)
+        return _data(answer, path.lstrip("/"))
 
-    async def _post(self, path: str, body: str, headers: dict[str, str]) -> Answer:
-        return await send(self._session, PROVIDER, "POST", self._base_url + path, data=body,
-                          headers={**headers, "Content-Type": "application/json"},
-                          limit=self._timeout)
 
-    @staticmethod
-    def _data(answer: Answer, operation: str) -> Any:
-        body = answer.body
-        if answer.status >= 500 or not isinstance(body, dict):
-            raise ProviderOutcomeUnknown(
-                PROVIDER, f"{operation}: unusable answer (HTTP {answer.status})")
-        code = str(body.get("responseCode", "")).strip()
-        if code != SUCCESS:
-            message = str(body.get("responseMessage") or body.get("error_description") or "")
-            raise ProviderRejected(PROVIDER, code or str(answer.status), message)
-        return body.get("data")
+def _data(answer: Answer, operation: str) -> Any:
+    body = answer.body
+    if answer.status >= 500 or not isinstance(body, dict):
+        raise ProviderOutcomeUnknown(
+            PROVIDER, f"{operation}: unusable answer (HTTP {answer.status})",
+            http_status=answer.status, correlation_id=_transaction_id(body))
+    code = str(body.get("responseCode", "")).strip()
+    if code != SUCCESS:
+        message = str(body.get("responseMessage") or body.get("error_description") or "")
+        raise ProviderRejected(PROVIDER, code or str(answer.status), message,
+                               http_status=answer.status,
+                               correlation_id=_transaction_id(body))
+    return body.get("data")
+
+
+def _transaction_id(body: Any) -> str | None:
+    """Qmoney's transactionId, where the answer carries one (in `data` or beside it)."""
+    if not isinstance(body, dict):
+        return None
+    data = body.get("data")
+    for holder in (data if isinstance(data, dict) else {}, body):
+        if holder.get("transactionId"):
+            return str(holder["transactionId"])
+    return None
 
 
 def _token_rejected(answer: Answer) -> bool:

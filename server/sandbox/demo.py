@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from server.insurance.documents import Policy
 from server.insurance.schemas import (
     InsureeCreateSchema,
     PolicyCreateSchema,
@@ -38,9 +39,9 @@ MPESA_INSUREES = (
 @dataclass(frozen=True)
 class DemoData:
     qmoney_psp: dict[str, Any]
-    qmoney_policy: dict[str, Any]
+    qmoney_policy: Policy
     provider_psp: dict[str, Any]
-    provider_policy: dict[str, Any]
+    provider_policy: Policy
 
 
 async def seed(services: Services, today: date) -> DemoData:
@@ -50,7 +51,7 @@ async def seed(services: Services, today: date) -> DemoData:
     for product in PRODUCTS:
         await services.products.create(ProductCreateSchema().load(product))
 
-    async def insuree_with_policy(insuree: dict[str, str], product: str) -> dict[str, Any]:
+    async def insuree_with_policy(insuree: dict[str, str], product: str) -> Policy:
         await services.insurees.create(InsureeCreateSchema().load(insuree))
         return await services.policies.create(PolicyCreateSchema().load({
             "chf_id": insuree["chf_id"], "product_code": product,

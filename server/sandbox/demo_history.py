@@ -16,13 +16,14 @@ from typing import Any
 
 import aiohttp
 
+from server.insurance.documents import Policy
 from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema
 from server.integrations.notifications import LogNotifier
 from server.kernel.clock import Clock
 from server.kernel.store import Store
 from server.mpesa.schemas import NAIROBI
 from server.startup.config import Settings
-from server.startup.services import Providers, Services, build_services
+from server.startup.services import ProviderClients, Services, build_services
 
 DAYS = 6
 WALLET = "5811724c"
@@ -39,7 +40,7 @@ class PastClock(Clock):
 
 
 class History:
-    def __init__(self, settings: Settings, store: Store, providers: Providers,
+    def __init__(self, settings: Settings, store: Store, providers: ProviderClients,
                  http: aiohttp.ClientSession, qmoney_url: str, demo: Any) -> None:
         self.settings = settings
         self.store = store
@@ -53,7 +54,7 @@ class History:
         return build_services(self.settings, self.store, self.providers, LogNotifier(),
                               PastClock(ago))
 
-    async def policy(self, services: Services, product: str, wallet: str = "") -> dict:
+    async def policy(self, services: Services, product: str, wallet: str = "") -> Policy:
         self.serial += 1
         chf_id = f"55{self.serial:05d}"
         await services.insurees.create(InsureeCreateSchema().load(

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from server.insurance.documents import Policy
 from server.integrations.transport import CallLog, ProviderRejected, ProviderUnavailable
 from server.kernel.clock import Clock
 from server.kernel.money import format_amount
@@ -67,7 +68,7 @@ class Allocatable:
     """An unmatched demo payment and the idle policy it can be allocated to."""
 
     trans_id: str
-    policy: dict[str, Any]
+    policy: Policy
 
 
 @dataclass
@@ -237,7 +238,7 @@ async def _allocatable(gateway: Gateway) -> Allocatable:
 def daraja_client(
     settings: Settings, session: aiohttp.ClientSession, calls: CallLog | None = None
 ) -> DarajaClient:
-    return DarajaClient.from_settings(session, settings.daraja, Clock(), calls)
+    return DarajaClient(session, settings.daraja, Clock(), calls)
 
 
 async def simulate_paybill_payment(
@@ -457,7 +458,10 @@ def summary(sandbox: Sandbox) -> str:
     )
     port_option = "" if settings.server.port == 8080 else f" --port {settings.server.port}"
     users = "\n".join(f"    {name} / {password} ({role})" for name, password, role in USERS)
-    policy, allocatable = sandbox.demo.qmoney_policy, sandbox.allocatable
+    demo, allocatable = sandbox.demo, sandbox.allocatable
+    if demo is None or allocatable is None:
+        raise RuntimeError("the sandbox has no demo data: start it with start_sandbox")
+    policy = demo.qmoney_policy
     return f"""
 Sandbox is running (in-memory store: everything is lost on exit).
 
@@ -476,7 +480,7 @@ control API under /_sim/)
   Demo data: insurees with idle policies: {QMONEY_INSUREE["chf_id"]} (Qmoney wallet \
 {QMONEY_INSUREE["wallet"]}, {format_amount(policy["value"], policy["currency"])} \
 {policy["currency"]}),
-  {sandbox.demo.provider_policy["chf_id"]} (for the payment provider, GMD), \
+  {demo.provider_policy["chf_id"]} (for the payment provider, GMD), \
 {", ".join(item["chf_id"] for item in MPESA_INSUREES)} (M-Pesa, 1500.00 KES);
   {len(DEMO_PAYMENTS)} paybill payments made through the Daraja simulator (one settled, \
 three unmatched).
@@ -493,13 +497,13 @@ or with curl:
 Qmoney: an OTP debit for the idle policy, read the OTP the payer received, process it,
 and see the policy active (status 2):
 
-{_indented(qmoney_walkthrough(settings, sandbox.demo))}
+{_indented(qmoney_walkthrough(settings, demo))}
 
 Payment provider (Afrimoney, user afrimoney / sandbox-afrimoney): verify insuree
-{sandbox.demo.provider_policy["chf_id"]}, then pay its idle policy (repeat the last command: \
+{demo.provider_policy["chf_id"]}, then pay its idle policy (repeat the last command: \
 the same answer, one payment):
 
-{_indented(provider_walkthrough(settings, sandbox.demo))}
+{_indented(provider_walkthrough(settings, demo))}
 
 Allocation: the paybill payment {allocatable.trans_id} (1500.00 KES to account \
 {MISTYPED_ACCOUNT}, no insuree, so

@@ -21,6 +21,7 @@ from marshmallow import ValidationError
 from server.auth.repository import UserExists
 from server.integrations.notifications import make_notifier
 from server.integrations.transport import ProviderError
+from server.jobs.runner import FAILED, SKIPPED
 from server.kernel import logs
 from server.kernel.clock import Clock
 from server.kernel.errors import ApiError
@@ -31,9 +32,10 @@ from server.mpesa.registration import register_callback_urls
 from server.psps.schemas import PspCreateSchema
 from server.startup import workers
 from server.startup.config import ConfigError, Settings, load_settings
+from server.startup.jobs import JOB_NAMES, job_runner
 from server.startup.listen import StartupError, listen, reachable_store
 from server.startup.runtime import start_gateway
-from server.startup.services import Services, build_services, indexes
+from server.startup.services import MAJORITY_COLLECTIONS, Services, build_services, indexes
 
 VERBOSE = ("-v", "--verbose")
 
@@ -146,6 +148,10 @@ def _replay_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _job_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", choices=JOB_NAMES, help="the job to run")
+
+
 async def run_until_signalled(shutdown: Callable[[], Awaitable[None]], announcement: str) -> None:
     """Print the announcement, wait for SIGINT or SIGTERM, then shut down cleanly. The
     signals are caught before the announcement, so a signal sent on reading it is too."""
@@ -230,7 +236,7 @@ async def run_register_urls(args: argparse.Namespace) -> int:
                 settings.server.public_url,
                 settings.daraja,
                 settings.c2b,
-                DarajaClient.from_settings(session, settings.daraja, Clock()),
+                DarajaClient(session, settings.daraja, Clock()),
             )
         except (ProviderError, CallbackUrlError) as err:
             print(f"registration failed: {err}", file=sys.stderr)
@@ -302,7 +308,7 @@ async def run_replay_inbox(args: argparse.Namespace) -> int:
     store = await _reachable_store(settings)
     try:
         services = _services(settings, store)
-        results = await services.c2b.replay(
+        results = await services.inbox.replay(
             include_review=args.include_review,
             grace=timedelta(seconds=args.grace),
             progress=_report_progress,
@@ -315,8 +321,37 @@ async def run_replay_inbox(args: argparse.Namespace) -> int:
     return 0
 
 
+async def run_run_job(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    _require_mongodb(settings, "run-job")
+    store = await _reachable_store(settings)
+    try:
+        await store.ensure_indexes(indexes(settings))
+        runner = job_runner(settings.jobs, _services(settings, store), Clock())
+        report = await runner.run_now(args.name)
+    finally:
+        await store.close()
+    if report.outcome == SKIPPED:
+        print(f"job {report.name} not run: {report.held_by} holds its lease (a run is in "
+              "progress)", file=sys.stderr)
+        return 1
+    if report.outcome == FAILED:
+        print(f"job {report.name} failed after {report.duration_ms:.0f} ms: {report.error}",
+              file=sys.stderr)
+        return 1
+    print(f"job {report.name} ok: {report.result} handled in {report.duration_ms:.0f} ms")
+    return 0
+
+
 async def _reachable_store(settings: Settings) -> Store:
-    return await reachable_store(settings.store.uri, settings.store.database)
+    """The store once its server answered, with majority concerns where they apply."""
+    store = await reachable_store(settings.store.uri, settings.store.database)
+    try:
+        await store.use_majority(MAJORITY_COLLECTIONS, enabled=settings.store.majority_writes)
+    except BaseException:
+        await store.close()
+        raise
+    return store
 
 
 def _services(settings: Settings, store: Store) -> Services:
@@ -362,5 +397,8 @@ COMMANDS: dict[str, Command] = {
         "process again confirmations that failed or were cut off",
         run_replay_inbox,
         _replay_arguments,
+    ),
+    "run-job": Command(
+        "run one job now, unless another process is running it", run_run_job, _job_arguments
     ),
 }

@@ -11,7 +11,6 @@ Settings are loaded once and passed down; nothing reads them globally.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import logging
 import os
 import re
@@ -19,22 +18,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 from cryptography.fernet import Fernet
 
 from server.auth.settings import AuthSettings
 from server.integrations.notification_settings import NotificationSettings
-from server.kernel.money import AmountError, parse_amount
+from server.jobs.settings import JobsSettings
 from server.kernel.settings import (
     LoggingSettings,
     RetentionSettings,
     SecuritySettings,
     ServerSettings,
+    SettingError,
     StoreSettings,
 )
-from server.mpesa.callback_urls import forbidden_word_in
 from server.mpesa.settings import C2BSettings, DarajaSettings
 from server.psp_api.settings import PspApiSettings
 from server.qmoney.settings import QmoneySettings
@@ -62,11 +60,12 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    jobs: JobsSettings = field(default_factory=JobsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
 
-SECTIONS = ("server", "store", "auth", "daraja", "c2b", "qmoney", "psp_api", "security",
-            "notifications", "retention", "logging")
+# Every section, in config.yaml's order: a section is one field of Settings.
+SECTIONS = tuple(spec.name for spec in fields(Settings) if spec.name != "sandbox")
 
 # Fixed, public values used only in sandbox mode. Never valid in production.
 SANDBOX_SECRETS: dict[str, dict[str, str]] = {
@@ -226,97 +225,21 @@ def _coerce(setting: str, type_name: Any, value: Any) -> Any:
         raise ConfigError(f"{setting}: expected {kind}, got {value!r}") from None
 
 
-def _require_url(setting: str, value: str, schemes: tuple[str, ...] = ("http", "https")) -> None:
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.netloc:
-        raise ConfigError(f"{setting}: {value!r} is not a valid {'/'.join(schemes)} URL")
-
-
-def _require_choice(setting: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{setting}: {value!r} is not one of {', '.join(choices)}")
-
-
 def validate(settings: Settings) -> None:
-    """Check every setting that can be checked before start-up."""
-    server, store, c2b, daraja = settings.server, settings.store, settings.c2b, settings.daraja
-    if not 0 <= server.port <= 65535:
-        raise ConfigError(f"server.port: {server.port} is not a TCP port (0-65535)")
-    if server.max_body_bytes < 1024:
-        raise ConfigError("server.max_body_bytes: must be at least 1024")
-    _require_url("server.public_url", server.public_url)
-    for key in ("idle_timeout_seconds", "body_timeout_seconds"):
-        if getattr(server, key) <= 0:
-            raise ConfigError(f"server.{key}: must be positive")
-    if not 0 <= server.internal_port <= 65535:
-        raise ConfigError(f"server.internal_port: {server.internal_port} is not a TCP port "
-                          "(0 = off)")
-    if server.internal_port and server.internal_port == server.port:
-        raise ConfigError("server.internal_port: must differ from server.port")
-    if not (store.uri == "memory://" or store.uri.startswith(("mongodb://", "mongodb+srv://"))):
-        raise ConfigError(f"store.uri: {store.uri!r} must start with mongodb://, "
-                          "mongodb+srv:// or be memory://")
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,60}", store.database):
-        raise ConfigError(f"store.database: {store.database!r} is not a valid database name")
-    _require_url("daraja.base_url", daraja.base_url)
-    _require_choice("daraja.register_version", daraja.register_version, ("v1", "v2"))
-    _require_choice("daraja.response_type", daraja.response_type, ("Completed", "Cancelled"))
-    if daraja.timeout_seconds <= 0:
-        raise ConfigError("daraja.timeout_seconds: must be positive")
-    if settings.auth.access_token_minutes <= 0 or settings.auth.refresh_token_hours <= 0:
-        raise ConfigError("auth: token lifetimes must be positive")
-    auth = settings.auth
-    for key in ("login_max_failures_per_user", "login_max_failures_per_address",
-                "login_failure_window_minutes"):
-        if getattr(auth, key) < 1:
-            raise ConfigError(f"auth.{key}: must be at least 1")
-    if not 1 <= auth.password_hash_threads <= 32:
-        raise ConfigError("auth.password_hash_threads: must be between 1 and 32")
-    for key in ("audit_days", "provider_calls_days"):
-        if getattr(settings.retention, key) < 1:
-            raise ConfigError(f"retention.{key}: must be at least 1 day")
-    _require_choice("c2b.validation_fallback", c2b.validation_fallback, ("accept", "reject"))
-    _require_choice("notifications.kind", settings.notifications.kind, ("log", "record"))
-    _require_choice("logging.level", settings.logging.level,
-                    ("DEBUG", "INFO", "WARNING", "ERROR"))
-    _require_choice("logging.format", settings.logging.format, ("text", "json"))
-    try:
-        re.compile(c2b.validation_account_pattern)
-    except re.error as err:
-        raise ConfigError(f"c2b.validation_account_pattern: invalid pattern ({err})") from None
-    limits = {}
-    for key in ("validation_min_amount", "validation_max_amount"):
-        try:
-            limits[key] = parse_amount(getattr(c2b, key), c2b.currency)
-        except AmountError as err:
-            raise ConfigError(f"c2b.{key}: {err}") from None
-    if limits["validation_min_amount"] > limits["validation_max_amount"]:
-        raise ConfigError(f"c2b.validation_min_amount: {c2b.validation_min_amount} is above "
-                          f"c2b.validation_max_amount ({c2b.validation_max_amount})")
-    if not 0 < c2b.validation_deadline_seconds < 8:
-        raise ConfigError("c2b.validation_deadline_seconds: must be between 0 and 8 "
-                          "(Daraja waits about 8 s for the answer)")
-    qmoney = settings.qmoney
-    _require_url("qmoney.base_url", qmoney.base_url)
-    if qmoney.timeout_seconds <= 0 or qmoney.otp_lifetime_seconds <= 0:
-        raise ConfigError("qmoney: timeout_seconds and otp_lifetime_seconds must be positive")
-    if not 1 <= qmoney.max_otp_attempts <= 10:
-        raise ConfigError("qmoney.max_otp_attempts: must be between 1 and 10")
-    if settings.psp_api.rate_limit_per_minute < 0:
-        raise ConfigError("psp_api.rate_limit_per_minute: must be 0 (off) or more")
+    """Check every setting that can be checked before start-up: each section's own
+    rules (its `check()`), then the rules across sections."""
+    for name in SECTIONS:
+        check = getattr(getattr(settings, name), "check", None)
+        if check is not None:
+            try:
+                check()
+            except SettingError as err:
+                raise ConfigError(f"{name}.{err}") from None
     _check_pin_key(settings.security.pin_key)
     if not settings.sandbox:
         _check_gateway_secrets(settings)
         if len(settings.auth.jwt_secret) < 32:
             raise ConfigError("auth.jwt_secret: must be at least 32 characters")
-    _check_callback_secret(c2b.callback_secret)
-    for setting, entries in (("server.trusted_proxies", server.trusted_proxies),
-                             ("c2b.ip_allowlist", c2b.ip_allowlist)):
-        for entry in entries:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ConfigError(f"{setting}: {entry!r} is not an IP address or network") from None
 
 
 def _check_gateway_secrets(settings: Settings) -> None:
@@ -349,13 +272,3 @@ def _check_pin_key(value: str) -> None:
         raise ConfigError("security.pin_key: not a Fernet key (32 url-safe base64 bytes); "
                           "make one with: python -c 'from cryptography.fernet import Fernet; "
                           "print(Fernet.generate_key().decode())'") from None
-
-
-def _check_callback_secret(value: str) -> None:
-    if not value:
-        return
-    if not re.fullmatch(r"[A-Za-z0-9_-]{8,128}", value):
-        raise ConfigError("c2b.callback_secret: use 8-128 letters, digits, '-' or '_'")
-    word = forbidden_word_in(value)
-    if word:
-        raise ConfigError(f"c2b.callback_secret: contains {word!r}, which Daraja refuses in URLs")

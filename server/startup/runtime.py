@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from dataclasses import dataclass
@@ -11,36 +10,40 @@ from dataclasses import dataclass
 from server.api.app import INTERNAL_ROUTES, make_app, public_routes
 from server.api.http_server import GatewayHTTPServer
 from server.integrations.notifications import Notifier, make_notifier
+from server.jobs.runner import JobRunner
+from server.kernel.background import BackgroundTasks
 from server.kernel.clock import Clock
 from server.kernel.metrics import Metrics
 from server.kernel.store import Store, open_store
 from server.startup.config import Settings
+from server.startup.jobs import job_runner
 from server.startup.listen import listen
 from server.startup.services import (
-    Providers,
+    MAJORITY_COLLECTIONS,
+    ProviderClients,
     Services,
     build_services,
     call_log,
     indexes,
-    open_providers,
+    open_provider_clients,
 )
 
 log = logging.getLogger("gateway")
 
 # How long a stopping gateway waits for requests in flight.
 SHUTDOWN_GRACE_SECONDS = 10.0
-# How often open debits are checked for an OTP that was never entered in time.
-MAINTENANCE_INTERVAL_SECONDS = 30.0
+# How long a stopping gateway then waits for its background work and a job run in progress.
+BACKGROUND_DEADLINE_SECONDS = 5.0
 
 
 @dataclass
 class Gateway:
     settings: Settings
     services: Services
-    providers: Providers
+    providers: ProviderClients
     http: GatewayHTTPServer
     port: int
-    maintenance: asyncio.Task
+    jobs: JobRunner
     owns_store: bool
     # The listener of /metrics and /readyz when they are not on the public port.
     internal: GatewayHTTPServer | None = None
@@ -51,9 +54,10 @@ class Gateway:
         return f"http://{self.settings.server.host}:{self.port}"
 
     async def stop(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
-        """Stop accepting, let requests in flight finish (up to the grace period),
-        then close connections, the password-hashing threads, provider sessions and the
-        store."""
+        """Stop accepting, let requests in flight finish (up to the grace period), stop
+        the jobs and let the background work and a job run in progress finish (up to
+        their deadline), then close connections, the password-hashing threads, provider
+        sessions and the store."""
         self.http.stop()
         if self.internal is not None:
             self.internal.stop()
@@ -65,9 +69,8 @@ class Gateway:
                     await asyncio.sleep(0.05)
         except TimeoutError:
             log.warning("shutdown_cut_requests count=%s", len(self.services.inflight))
-        self.maintenance.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.maintenance
+        await asyncio.gather(self.jobs.stop(BACKGROUND_DEADLINE_SECONDS),
+                             self.services.background.drain(BACKGROUND_DEADLINE_SECONDS))
         await self.http.close_all_connections()
         if self.internal is not None:
             await self.internal.close_all_connections()
@@ -89,13 +92,15 @@ async def start_gateway(settings: Settings, *, store: Store | None = None,
     server.internal_port when that is set; the public port then answers those 404."""
     owns_store = store is None
     store = store or open_store(settings.store.uri, settings.store.database)
+    await store.use_majority(MAJORITY_COLLECTIONS, enabled=settings.store.majority_writes)
     await store.ensure_indexes(indexes(settings))
     clock = clock or Clock()
     metrics = Metrics()
-    providers = open_providers(settings, clock, call_log(store, clock, metrics))
+    background = BackgroundTasks()
+    providers = open_provider_clients(settings, clock, call_log(store, clock, metrics, background))
     services = build_services(settings, store, providers,
                               notifier or make_notifier(settings.notifications.kind), clock,
-                              metrics)
+                              metrics, background)
     settled = await services.settlement.settle_pending()
     if settled:
         log.warning("settlements_completed_at_start count=%s", settled)
@@ -120,19 +125,8 @@ async def start_gateway(settings: Settings, *, store: Store | None = None,
     if internal_port is not None:
         log.info("internal_listening host=%s port=%s paths=/metrics,/readyz",
                  settings.server.host, internal_port)
-    maintenance = asyncio.create_task(_maintain(services), name="gateway-maintenance")
-    return Gateway(settings, services, providers, http, bound, maintenance, owns_store,
+    jobs = job_runner(settings.jobs, services, clock)
+    if settings.jobs.enabled:
+        jobs.start()
+    return Gateway(settings, services, providers, http, bound, jobs, owns_store,
                    internal, internal_port)
-
-
-async def _maintain(services: Services) -> None:
-    """Background upkeep: expire debits whose OTP was never entered in time."""
-    while True:
-        await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
-        try:
-            expired = await services.debits.expire_stale()
-        except Exception:
-            log.exception("maintenance_failed")
-            continue
-        if expired:
-            log.info("debits_expired count=%s", expired)

@@ -17,10 +17,17 @@ from server.auth.service import AuthService
 from server.auth.sessions import RefreshSessions
 from server.auth.throttle import LoginThrottle
 from server.auth.tokens import TokenIssuer
+from server.debits.engine import DebitEngine
+from server.debits.registry import Channel, ChannelRegistry
+from server.inbox import repository as inbox_repository
+from server.inbox.replay import InboxReplay
 from server.insurance import repository as insurance_repository
 from server.insurance.service import InsureeService, PolicyService, ProductService
 from server.integrations.notifications import Notifier
 from server.integrations.transport import CallLog
+from server.jobs import history as job_history
+from server.jobs.leases import LEASES as JOB_LEASES
+from server.kernel.background import BackgroundTasks
 from server.kernel.clock import Clock
 from server.kernel.crypto import PinCipher
 from server.kernel.metrics import Metrics
@@ -31,26 +38,31 @@ from server.ledger.incoming import IncomingPayments
 from server.ledger.service import LedgerService
 from server.ledger.settlement import Settlement
 from server.mpesa import repository as c2b_repository
+from server.mpesa.allocation import CHANNEL as C2B_CHANNEL
 from server.mpesa.allocation import Allocation
 from server.mpesa.rules import ValidationRules
+from server.mpesa.service import SOURCE as C2B_SOURCE
 from server.mpesa.service import C2BService
 from server.ops.dashboard import Dashboard
 from server.psp_api import repository as psp_api_repository
 from server.psp_api.ratelimit import RateLimiter
+from server.psp_api.service import CHANNEL as PSP_API_CHANNEL
 from server.psp_api.service import PspApiService
 from server.psps import repository as psp_repository
 from server.psps.service import PspService
+from server.qmoney.adapter import QmoneyDebits
 from server.qmoney.client import QmoneyClient
-from server.qmoney.service import DebitService
 from server.startup.config import Settings
 
 PROVIDER_CALLS = "provider_calls"
 
 # The indexes no setting changes; `indexes` adds the retention ones.
 INDEXES: list[IndexSpec] = [*auth_repository.INDEXES, *c2b_repository.INDEXES,
+                            *inbox_repository.INDEXES,
                             *login_attempts.INDEXES, *refresh_tokens.INDEXES,
                             *insurance_repository.INDEXES, *psp_repository.INDEXES,
                             *ledger_repository.INDEXES, *psp_api_repository.INDEXES,
+                            *job_history.INDEXES,
                             (PROVIDER_CALLS, [("provider", 1), ("endpoint", 1), ("at", -1)], {})]
 
 
@@ -58,11 +70,20 @@ def indexes(settings: Settings) -> list[IndexSpec]:
     """Every index, with the retention (TTL) indexes whose expiry comes from the settings."""
     retention = settings.retention
     return [*INDEXES, expiring_index(psp_api_repository.AUDIT, "at", retention.audit_days),
-            expiring_index(PROVIDER_CALLS, "at", retention.provider_calls_days)]
+            expiring_index(PROVIDER_CALLS, "at", retention.provider_calls_days),
+            expiring_index(job_history.RUNS, "started_at", retention.job_runs_days)]
+
+
+# Written with write concern and read with read concern `majority` on a replica set: the
+# collections whose writes decide money, and the job leases (a lease a failover rolled
+# back would let two processes run one job).
+MAJORITY_COLLECTIONS = (inbox_repository.INBOX, c2b_repository.PAYMENTS,
+                        ledger_repository.TRANSACTIONS, ledger_repository.PREMIUMS,
+                        insurance_repository.POLICIES, JOB_LEASES)
 
 
 @dataclass
-class Providers:
+class ProviderClients:
     """Outbound provider clients sharing one HTTP session."""
 
     session: aiohttp.ClientSession
@@ -73,21 +94,21 @@ class Providers:
         await self.session.close()
 
 
-def open_providers(settings: Settings, clock: Clock, calls: CallLog | None = None) -> Providers:
+def open_provider_clients(settings: Settings, clock: Clock,
+                          calls: CallLog | None = None) -> ProviderClients:
     """Must be called inside the running event loop (aiohttp binds the session to it)."""
     session = aiohttp.ClientSession()
     calls = calls or CallLog()
     qmoney = settings.qmoney
     client = None
     if qmoney.username and qmoney.password:
-        client = QmoneyClient(session, qmoney.base_url, qmoney.channel_id,
-                              qmoney.channel_secret, qmoney.username, qmoney.password, clock,
-                              qmoney.timeout_seconds, calls)
-    return Providers(session=session, qmoney=client, calls=calls)
+        client = QmoneyClient(session, qmoney, clock, calls)
+    return ProviderClients(session=session, qmoney=client, calls=calls)
 
 
-def call_log(store: Store, clock: Clock, metrics: Metrics) -> CallLog:
-    return CallLog(store.collection(PROVIDER_CALLS), clock, metrics)
+def call_log(store: Store, clock: Clock, metrics: Metrics,
+             background: BackgroundTasks | None = None) -> CallLog:
+    return CallLog(store.collection(PROVIDER_CALLS), clock, metrics, background)
 
 
 @dataclass
@@ -96,19 +117,24 @@ class Services:
     notifier: Notifier
     auth: AuthService
     c2b: C2BService
+    incoming: IncomingPayments
+    inbox: InboxReplay
     insurees: InsureeService
     products: ProductService
     policies: PolicyService
     psps: PspService
     ledger: LedgerService
     settlement: Settlement
-    debits: DebitService
+    channels: ChannelRegistry
+    debits: DebitEngine
     psp_api: PspApiService
     rate_limiter: RateLimiter
     dashboard: Dashboard
     metrics: Metrics
     indexes: list[IndexSpec]
     inflight: set = field(default_factory=set)
+    # The work requests start and do not wait for; drained when the gateway stops.
+    background: BackgroundTasks = field(default_factory=BackgroundTasks)
 
 
 def validation_rules(settings: Settings) -> ValidationRules:
@@ -120,6 +146,17 @@ def validation_rules(settings: Settings) -> ValidationRules:
         currency=c2b.currency,
         shortcodes=frozenset(c2b.validation_shortcodes or (settings.daraja.shortcode,)),
     )
+
+
+def channel_registry(settings: Settings, providers: ProviderClients | None) -> ChannelRegistry:
+    """Every payment channel, in the order the dashboard lists them: the one place a
+    channel is registered. A debit channel brings its adapter (server.debits.contract)."""
+    return ChannelRegistry([
+        Channel(C2B_CHANNEL, "M-Pesa paybill"),
+        Channel(QmoneyDebits.channel, "Qmoney OTP debit",
+                QmoneyDebits(providers.qmoney if providers else None, settings.qmoney)),
+        Channel(PSP_API_CHANNEL, "Payment provider API"),
+    ])
 
 
 def auth_service(settings: Settings, store: Store, users: UserRepository, clock: Clock,
@@ -136,9 +173,11 @@ def auth_service(settings: Settings, store: Store, users: UserRepository, clock:
                        throttle, clock, metrics)
 
 
-def build_services(settings: Settings, store: Store, providers: Providers | None,
-                   notifier: Notifier, clock: Clock, metrics: Metrics | None = None) -> Services:
+def build_services(settings: Settings, store: Store, providers: ProviderClients | None,
+                   notifier: Notifier, clock: Clock, metrics: Metrics | None = None,
+                   background: BackgroundTasks | None = None) -> Services:
     metrics = metrics or Metrics()
+    background = BackgroundTasks() if background is None else background   # empty is falsy
     users = UserRepository(store)
     insuree_repository = insurance_repository.InsureeRepository(store)
     insurees = InsureeService(insuree_repository, clock)
@@ -149,30 +188,32 @@ def build_services(settings: Settings, store: Store, providers: Providers | None
     psps = PspService(psp_documents, users,
                       PinCipher(settings.security.pin_key), clock)
     transactions = ledger_repository.TransactionRepository(store)
-    ledger = LedgerService(transactions)
+    channels = channel_registry(settings, providers)
+    ledger = LedgerService(transactions, channels.names, channels.shown)
     settlement = Settlement(transactions, ledger_repository.PremiumRepository(store),
                             policy_repository, clock)
     incoming = IncomingPayments(transactions, policy_repository, settlement, clock)
     c2b_payments = c2b_repository.C2BPaymentRepository(store)
-    c2b = C2BService(c2b_repository.InboxRepository(store), c2b_payments,
+    inbox = inbox_repository.InboxRepository(store)
+    c2b = C2BService(inbox, c2b_payments,
                      validation_rules(settings),
                      Allocation(c2b_payments, insuree_repository, policies, incoming, clock),
                      notifier, clock,
                      validation_deadline=settings.c2b.validation_deadline_seconds,
                      validation_fallback=settings.c2b.validation_fallback,
                      validation_matches_policy=settings.c2b.validation_match_policy,
-                     metrics=metrics)
-    debits = DebitService(transactions, ledger, policies, insurees, psps,
-                          providers.qmoney if providers else None, settlement, clock,
-                          otp_lifetime=timedelta(seconds=settings.qmoney.otp_lifetime_seconds),
-                          max_otp_attempts=settings.qmoney.max_otp_attempts)
+                     metrics=metrics, background=background)
+    replay = InboxReplay(inbox, clock)
+    replay.register(C2B_SOURCE, "confirmation", c2b.process_entry, c2b.mark_failed)
+    debits = DebitEngine(channels, transactions, ledger, policies, insurees, psps, settlement,
+                         clock)
     psp_api = PspApiService(insurees, policies, psp_documents, transactions, incoming,
                             psp_api_repository.AuditRepository(store), clock)
     auth = auth_service(settings, store, users, clock, metrics)
-    return Services(store=store, notifier=notifier, auth=auth,
+    return Services(store=store, notifier=notifier, auth=auth, inbox=replay, incoming=incoming,
                     c2b=c2b, insurees=insurees, products=products, policies=policies,
-                    psps=psps, ledger=ledger, settlement=settlement, debits=debits,
-                    psp_api=psp_api,
+                    psps=psps, ledger=ledger, settlement=settlement, channels=channels,
+                    debits=debits, psp_api=psp_api,
                     rate_limiter=RateLimiter(settings.psp_api.rate_limit_per_minute, clock),
-                    dashboard=Dashboard(store, clock), metrics=metrics,
-                    indexes=indexes(settings))
+                    dashboard=Dashboard(store, clock, channels.channels), metrics=metrics,
+                    indexes=indexes(settings), background=background)

@@ -15,6 +15,7 @@ DRAIN_BYTES the connection is closed."""
 
 from __future__ import annotations
 
+from asyncio import Future
 from collections.abc import Awaitable
 from typing import Any
 
@@ -119,10 +120,10 @@ class _AnswerFinishedAfterBody(httputil.HTTPConnection):
 
     def write_headers(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
                       headers: httputil.HTTPHeaders, chunk: bytes | None = None
-                      ) -> Awaitable[None]:
+                      ) -> Future[None]:
         return self._connection.write_headers(start_line, headers, chunk)
 
-    def write(self, chunk: bytes) -> Awaitable[None]:
+    def write(self, chunk: bytes) -> Future[None]:
         return self._connection.write(chunk)
 
     def finish(self) -> None:

@@ -6,6 +6,7 @@ import ipaddress
 import json
 import logging
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from marshmallow import Schema
@@ -42,7 +43,7 @@ class TrackedRequest(RequestHandler):
     """A request id (echoed as X-Request-ID) and in-flight tracking for graceful
     shutdown: for every handler, the pages and their files included."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> Awaitable[None] | None:   # subclasses may prepare asynchronously
         self.settings["services"].inflight.add(self)
         self.request_id = _request_id(self.request.headers.get("X-Request-ID"))
         self.set_header("X-Request-ID", self.request_id)
@@ -50,6 +51,7 @@ class TrackedRequest(RequestHandler):
         limit = self.settings["gateway"].server.max_body_bytes
         if max(len(self.request.body), declared_length(self.request.headers) or 0) > limit:
             raise self.body_too_large()
+        return None
 
     def body_too_large(self) -> Exception:
         """The refusal of a body over server.max_body_bytes; pages answer Tornado's own."""
@@ -161,6 +163,10 @@ class BaseHandler(TrackedRequest):
     def client_ip(self) -> str:
         """The caller's address; X-Forwarded-For is honoured only from trusted proxies."""
         peer = self.request.remote_ip
+        if peer is None:
+            # Tornado's HTTP server always sets it (0.0.0.0 on a Unix socket).
+            raise RuntimeError("the request has no remote_ip: it did not come through "
+                               "an HTTP server")
         trusted = self.settings["gateway"].server.trusted_proxies
         forwarded = self.request.headers.get("X-Forwarded-For")
         if not forwarded or not in_networks(peer, trusted):

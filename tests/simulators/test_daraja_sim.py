@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import inspect
 import logging
 import re
 import signal
@@ -20,6 +19,8 @@ import pytest_asyncio
 from aiohttp import web
 
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
+
+from support import wait_until
 
 KEY, SECRET = "sandbox-key", "sandbox-secret"
 SHORTCODE = "600984"
@@ -105,17 +106,6 @@ async def sim(start_sim: StartSim) -> str:
     return await start_sim()
 
 
-async def wait_until(predicate: Callable[[], bool | Awaitable[bool]], within: float = 3.0) -> None:
-    """Poll a (possibly async) condition: callbacks are delivered in the background."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = predicate()
-        if await result if inspect.isawaitable(result) else result:
-            return
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
-
 async def get_token(http: aiohttp.ClientSession, sim: str) -> str:
     async with http.get(
         f"{sim}/oauth/v1/generate",
@@ -193,7 +183,7 @@ async def settled_transaction(
         transaction.update(await get_json(http, f"{sim}/_sim/transactions/{conversation_id}"))
         return transaction["status"] != "pending"
 
-    await wait_until(settled)
+    await wait_until(settled, "the transaction to settle")
     return transaction
 
 
@@ -373,7 +363,7 @@ async def test_without_external_validation_only_the_confirmation_is_delivered(
 ) -> None:
     sim = await start_sim(org_balance_minor=1000)
     conversation_id = await pay(http, sim, receiver)
-    await wait_until(lambda: len(receiver.confirmations) == 1)
+    await wait_until(lambda: len(receiver.confirmations) == 1, "1 confirmation at the receiver")
     confirmation = receiver.confirmations[0]
     assert receiver.validations == []
     assert re.fullmatch(r"[A-Z][A-Z0-9]{9}", confirmation["TransID"])
@@ -400,7 +390,7 @@ async def test_till_payment_is_buy_goods_without_bill_reference(
     body = payment(CommandID="CustomerBuyGoodsOnline", Amount=10)
     del body["BillRefNumber"]
     assert (await post(http, f"{sim}/mpesa/c2b/v2/simulate", body, token))[0] == 200
-    await wait_until(lambda: len(receiver.confirmations) == 1)
+    await wait_until(lambda: len(receiver.confirmations) == 1, "1 confirmation at the receiver")
     confirmation = receiver.confirmations[0]
     assert confirmation["TransactionType"] == "Buy Goods"
     assert confirmation["BillRefNumber"] == ""
@@ -413,7 +403,7 @@ async def test_accepted_validation_is_followed_by_confirmation_echoing_third_par
 ) -> None:
     receiver.validation_answer = {"ResultCode": 0, "ResultDesc": "OK", "ThirdPartyTransID": "T1"}
     conversation_id = await pay(http, sim, receiver, validation=True)
-    await wait_until(lambda: len(receiver.confirmations) == 1)
+    await wait_until(lambda: len(receiver.confirmations) == 1, "1 confirmation at the receiver")
     [validation], [confirmation] = receiver.validations, receiver.confirmations
     assert validation["OrgAccountBalance"] == ""
     assert validation["TransID"] == confirmation["TransID"]
@@ -452,7 +442,10 @@ async def test_unanswered_validation_applies_the_registered_response_type(
     receiver.validation_hangs = True
     conversation_id = await pay(http, sim, receiver, validation=True, response_type=response_type)
     assert (await settled_transaction(http, sim, conversation_id))["status"] == status
-    await wait_until(lambda: len(receiver.confirmations) == confirmations)
+    await wait_until(
+        lambda: len(receiver.confirmations) == confirmations,
+        f"{confirmations} confirmations at the receiver",
+    )
     validation = (await get_json(http, f"{sim}/_sim/deliveries?kind=validation"))["items"]
     assert [d["outcome"] for d in validation] == ["timeout"]
 
@@ -476,7 +469,7 @@ async def test_duplicate_fault_delivers_two_identical_confirmations(
     fault = {"target": "confirmation", "kind": "duplicate"}
     assert (await post(http, f"{sim}/_sim/faults", fault))[0] == 200
     await pay(http, sim, receiver)
-    await wait_until(lambda: len(receiver.confirmations) == 2)
+    await wait_until(lambda: len(receiver.confirmations) == 2, "2 confirmations at the receiver")
     assert receiver.confirmations[0] == receiver.confirmations[1]
     assert (await get_json(http, f"{sim}/_sim/faults"))["items"] == []
 
@@ -493,7 +486,7 @@ async def test_delivery_in_flight_is_listed_unfinished_once_the_transaction_sett
     [delivery] = (await get_json(http, url))["items"]
     assert delivery["kind"] == "confirmation"
     assert delivery["outcome"] is delivery["finished_at"] is None
-    await wait_until(lambda: len(receiver.confirmations) == 1)
+    await wait_until(lambda: len(receiver.confirmations) == 1, "1 confirmation at the receiver")
 
 
 @pytest.mark.asyncio
@@ -508,7 +501,7 @@ async def test_dropped_confirmation_is_recorded_and_the_payment_still_completes(
         deliveries[:] = (await get_json(http, f"{sim}/_sim/deliveries"))["items"]
         return bool(deliveries)
 
-    await wait_until(recorded)
+    await wait_until(recorded, "a delivery to be recorded")
     assert [d["outcome"] for d in deliveries] == ["dropped"]
     assert (await settled_transaction(http, sim, conversation_id))["status"] == "completed"
     assert receiver.confirmations == []
@@ -530,7 +523,7 @@ async def test_msisdn_format_follows_the_registration_version(
     expected: str,
 ) -> None:
     await pay(http, sim, receiver, version=version)
-    await wait_until(lambda: len(receiver.confirmations) == 1)
+    await wait_until(lambda: len(receiver.confirmations) == 1, "1 confirmation at the receiver")
     assert receiver.confirmations[0]["MSISDN"] == expected
 
 
@@ -549,7 +542,7 @@ async def deliveries_of(
         return bool(items) and all(item["finished_at"] for item in items)
 
     await settled_transaction(http, sim, conversation_id)
-    await wait_until(finished)
+    await wait_until(finished, "every delivery to finish")
     return items
 
 
@@ -587,7 +580,10 @@ async def test_magic_msisdn_101_times_out_validation_and_the_response_type_decid
     ]
     assert [d["kind"] for d in deliveries[1:]] == ["confirmation"] * confirmations
     assert receiver.validations == []  # the validation URL was never called
-    await wait_until(lambda: len(receiver.confirmations) == confirmations)
+    await wait_until(
+        lambda: len(receiver.confirmations) == confirmations,
+        f"{confirmations} confirmations at the receiver",
+    )
     assert (await get_json(http, f"{sim}/_sim/faults"))["items"] == []
 
 
@@ -615,7 +611,7 @@ async def test_magic_msisdn_102_delivers_the_confirmation_twice(
     conversation_id = await pay(
         http, sim, receiver, simulate_version=simulate_version, msisdn="254700000102"
     )
-    await wait_until(lambda: len(receiver.confirmations) == 2)
+    await wait_until(lambda: len(receiver.confirmations) == 2, "2 confirmations at the receiver")
     assert receiver.confirmations[0] == receiver.confirmations[1]
     deliveries = await deliveries_of(http, sim, conversation_id)
     assert [(d["kind"], d["outcome"], d["fault"]) for d in deliveries] == [
@@ -640,7 +636,7 @@ async def test_magic_msisdn_103_drops_the_confirmation_but_the_money_moves(
         "magic:drop",
     )
     assert (await get_json(http, f"{sim}/_sim/state"))["balances"][SHORTCODE] == "5.50"
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # an absence: no condition to wait for, a stray one would show
     assert receiver.confirmations == []
 
 
@@ -659,7 +655,9 @@ async def test_magic_msisdn_104_delivers_the_confirmation_after_3_seconds(
         None,
     )
     assert receiver.confirmations == []
-    await wait_until(lambda: len(receiver.confirmations) == 1, within=5.0)
+    await wait_until(
+        lambda: len(receiver.confirmations) == 1, "1 confirmation at the receiver", within=5.0
+    )
     assert loop.time() - started >= 3.0
     [delivery] = await deliveries_of(http, sim, conversation_id)
     assert (delivery["outcome"], delivery["fault"]) == ("answered", "magic:latency")
@@ -792,7 +790,7 @@ async def test_stop_cancels_a_pending_validation_promptly(
     sim = await simulator.start()
     receiver.validation_hangs = True
     await pay(http, sim, receiver, validation=True)
-    await wait_until(lambda: len(receiver.validations) == 1)
+    await wait_until(lambda: len(receiver.validations) == 1, "the validation at the receiver")
     started = asyncio.get_running_loop().time()
     await simulator.stop()
     assert asyncio.get_running_loop().time() - started < 2

@@ -21,6 +21,8 @@ from aiohttp import web
 from simulators.qmoney import ENGINE as QMONEY_ENGINE
 from simulators.qmoney import QmoneySimSettings, QmoneySimulator
 
+from support import wait_until
+
 CHANNEL, CHANNEL_SECRET = "sandbox-channel", "sandbox-channel-secret"
 USERNAME, PASSWORD = "14001502", "sandbox-qmoney"
 MERCHANT, PIN = "14001502", "1234"
@@ -158,13 +160,6 @@ async def arm(http: aiohttp.ClientSession, sim: str, **fault: Any) -> None:
     assert status == 200, answer
 
 
-async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
-
 # --------------------------------------------------------------------------- login and tokens
 
 
@@ -227,7 +222,7 @@ async def test_tokens_expire_after_the_stated_seconds_but_never_when_it_is_minus
     data = await login_data(http, sim)
     assert data["accessTokenExpiry"] == "-1"
     everlasting = data["access_token"]
-    await asyncio.sleep(1.1)
+    await asyncio.sleep(1.1)  # the 1 s token lifetime running out is what is under test
     status, answer = await post(http, f"{sim}/getMoney", debit_body(), bearer(short_lived))
     assert (status, answer["error"]) == (401, "invalid_token")
     assert await get_money(http, sim, everlasting)
@@ -425,7 +420,7 @@ async def test_expired_otp_is_refused_and_closes_the_debit(
     otp = await latest_otp(http, sim)
     status, answer = await post(http, f"{sim}/_sim/settings", {"otp_lifetime_seconds": 0.2})
     assert (status, answer) == (200, {"token_expiry": "3600", "otp_lifetime_seconds": 0.2})
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # the 0.2 s OTP lifetime running out is what is under test
     answer = await verify(http, sim, token, transaction_id, otp)
     assert answer == {"responseCode": "-150006", "responseMessage": "OTP expired"}
     assert (await verify(http, sim, token, transaction_id, otp))["responseCode"] == "-150001"
@@ -594,7 +589,7 @@ async def test_timeout_fault_outlasts_the_caller_and_then_acts(
     async def otp_sent() -> bool:
         return bool((await get_json(http, f"{sim}/_sim/outbox/{WALLET}"))["items"])
 
-    await wait_until(otp_sent)
+    await wait_until(otp_sent, "the OTP text in the outbox")
 
 
 @pytest.mark.asyncio

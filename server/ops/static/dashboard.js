@@ -14,9 +14,6 @@
   const KEYS = { access: "gateway.access_token", refresh: "gateway.refresh_token",
                  user: "gateway.username" };
   const WINDOWS = { "24h": 24, "7d": 7 * 24, "30d": 30 * 24 };   // hours
-  const CHANNELS = ["mpesa_c2b", "qmoney", "psp_api"];
-  const CHANNEL_NAMES = { mpesa_c2b: "M-Pesa paybill", qmoney: "Qmoney OTP debit",
-                          psp_api: "Payment provider API" };
   const RECENT_PAYMENTS = 10;
   const SVG_NS = "http://www.w3.org/2000/svg";
   const TIME_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
@@ -335,7 +332,7 @@
     renderTotals(data.totals || []);
     renderChart(data.series || [], data.window || {});
     renderAttention(data.attention || {});
-    renderChannels(data.by_channel || []);
+    renderChannels(data.by_channel || [], data.channels || []);
     renderPsps(data.by_psp || []);
     renderStatuses(data.by_status || []);
     renderProviders(data.providers || []);
@@ -463,16 +460,19 @@
     return el("figure", { class: "panel chart-panel" }, chart);
   }
 
-  function renderChannels(rows) {
+  function renderChannels(rows, channels) {
+    // The registered channels, in the gateway's order, each with its name for people.
+    const order = channels.map((c) => c.name);
+    const names = Object.fromEntries(channels.map((c) => [c.name, c.label]));
     const present = new Set(rows.map((row) => row.channel));
-    const all = [...rows, ...CHANNELS.filter((c) => !present.has(c)).map((channel) => ({
+    const all = [...rows, ...order.filter((c) => !present.has(c)).map((channel) => ({
       channel, currency: null, amount: null, count: 0, succeeded: 0, failed: 0,
       success_rate: null }))];
-    all.sort((a, b) => CHANNELS.indexOf(a.channel) - CHANNELS.indexOf(b.channel)
+    all.sort((a, b) => order.indexOf(a.channel) - order.indexOf(b.channel)
                        || String(a.currency).localeCompare(String(b.currency)));
     $("by-channel").replaceChildren(table([
       { label: "Channel", cell: (r) => el("span", { title: r.channel },
-                                          CHANNEL_NAMES[r.channel] || r.channel) },
+                                          names[r.channel] || r.channel) },
       { label: "Applied", cls: "num", cell: (r) => r.currency ? money(r.amount, r.currency) : "—" },
       { label: "Transactions", cls: "num", cell: (r) => String(r.count) },
       { label: "Succeeded", cls: "num", cell: (r) => String(r.succeeded) },

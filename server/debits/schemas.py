@@ -1,4 +1,4 @@
-"""Wire formats of the OTP debit endpoints."""
+"""Wire formats of the debit endpoints."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The inbox: every callback of every provider, written raw before anything else."""

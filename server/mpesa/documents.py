@@ -1,0 +1,83 @@
+"""The stored shape of a C2B payment: what its confirmation carried, and where its
+allocation to a policy stands (server.mpesa.allocation)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NotRequired, TypedDict
+
+from bson import ObjectId
+
+
+class ReviewFlag(TypedDict):
+    """Why an operator should look at the payment, and which delivery said so."""
+
+    inbox_id: str
+    reason: str
+    at: datetime
+
+
+class AllocationEvent(TypedDict):
+    """One entry of `allocation_history`: the status the payment moved to, and why."""
+
+    status: str
+    by: str                     # "system" or an operator
+    reason: str
+    policy_uuid: str | None
+    at: datetime
+
+
+class PaymentAllocation(TypedDict):
+    """The policy an `allocating` payment is being applied to, and who chose it."""
+
+    policy_uuid: str
+    by: str
+
+
+class ReceivedPayment(TypedDict):
+    """The fields a confirmation gives a payment (C2BService._payment_document)."""
+
+    trans_id: str
+    transaction_type: str
+    trans_time: datetime
+    amount: int                 # minor units of `currency`
+    currency: str
+    shortcode: str
+    bill_ref: str
+    invoice_number: str
+    org_balance: int | None     # None when Daraja's text is not an amount
+    third_party_trans_id: str
+    msisdn: str
+    msisdn_form: str
+    payer_name: str
+    fingerprint: str            # what makes two deliveries the same payment
+    inbox_id: str               # the delivery that stored it
+    received_at: datetime
+    review: list[ReviewFlag]
+
+
+class PaymentState(TypedDict):
+    """The allocation fields a new payment is stored with (Allocation.first_state,
+    Allocation.held_state)."""
+
+    status: str
+    updated_at: datetime
+    unmatched_reason: NotRequired[str]
+    allocation: NotRequired[PaymentAllocation]
+    allocation_history: list[AllocationEvent]
+    review: NotRequired[list[ReviewFlag]]
+
+
+class C2BPayment(ReceivedPayment):
+    """A stored C2B payment (collection c2b_payments), one per TransID."""
+
+    _id: NotRequired[ObjectId]  # the store's own; payments are found by `trans_id`
+    status: str                 # server.mpesa.repository.PAYMENT_STATUSES
+    updated_at: datetime
+    unmatched_reason: NotRequired[str | None]           # None once settled
+    allocation: NotRequired[PaymentAllocation | None]   # None once unmatched again
+    allocation_history: list[AllocationEvent]
+    # Once settled:
+    policy_uuid: NotRequired[str]
+    transaction_uuid: NotRequired[str]
+    receipt: NotRequired[str]

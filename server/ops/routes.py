@@ -1,0 +1,22 @@
+"""The routes of the operations endpoints, and of the pages for browsers and their files."""
+
+from __future__ import annotations
+
+from server.ops.dashboard_page import STATIC_DIR, DashboardPageHandler, DashboardStaticHandler
+from server.ops.docs import DocsAssetHandler, DocsHandler, OpenApiHandler
+from server.ops.handlers import DashboardHandler, HealthHandler, MetricsHandler, ReadyHandler
+
+ROUTES = [
+    (r"/api/v1/dashboard", DashboardHandler),
+    (r"/healthz", HealthHandler),
+    (r"/readyz", ReadyHandler),
+    (r"/metrics", MetricsHandler),
+]
+
+PAGE_ROUTES = [
+    (r"/dashboard", DashboardPageHandler),
+    (r"/dashboard/static/(.*)", DashboardStaticHandler, {"path": str(STATIC_DIR)}),
+    (r"/openapi.json", OpenApiHandler),
+    (r"/docs", DocsHandler),
+    (r"/docs/static/(.*)", DocsAssetHandler),
+]
