@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
+
 from server.debits.contract import (
     DebitOrder,
     ProviderStatus,
@@ -14,7 +16,8 @@ from server.debits.contract import (
     payer_deadline,
 )
 from server.insurance.documents import Insuree
-from server.integrations.transport import ProviderRejected
+from server.integrations.transport import CallLog, ProviderRejected
+from server.kernel.clock import Clock
 from server.kernel.errors import ServiceUnavailable, ValidationFailed
 from server.kernel.schemas import iso_stamp
 from server.ledger.documents import Transaction
@@ -38,6 +41,15 @@ class QmoneyDebits:
         self.client = client
         self.payer_lifetime = timedelta(seconds=settings.otp_lifetime_seconds)
         self.max_code_attempts = settings.max_otp_attempts
+
+    @classmethod
+    def configured(cls, settings: QmoneySettings, session: aiohttp.ClientSession | None,
+                   clock: Clock, calls: CallLog | None = None) -> QmoneyDebits:
+        """The adapter, with a client when Qmoney's credentials are set and outbound
+        calls are possible (a session)."""
+        ready = session is not None and bool(settings.username and settings.password)
+        client = QmoneyClient(session, settings, clock, calls) if ready and session else None
+        return cls(client, settings)
 
     def require_ready(self) -> None:
         self._client()

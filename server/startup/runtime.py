@@ -97,7 +97,7 @@ async def start_gateway(settings: Settings, *, store: Store | None = None,
     clock = clock or Clock()
     metrics = Metrics()
     background = BackgroundTasks()
-    providers = open_provider_clients(settings, clock, call_log(store, clock, metrics, background))
+    providers = open_provider_clients(call_log(store, clock, metrics, background))
     services = build_services(settings, store, providers,
                               notifier or make_notifier(settings.notifications.kind), clock,
                               metrics, background)

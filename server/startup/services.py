@@ -51,7 +51,6 @@ from server.psp_api.service import PspApiService
 from server.psps import repository as psp_repository
 from server.psps.service import PspService
 from server.qmoney.adapter import QmoneyDebits
-from server.qmoney.client import QmoneyClient
 from server.startup.config import Settings
 
 PROVIDER_CALLS = "provider_calls"
@@ -84,26 +83,18 @@ MAJORITY_COLLECTIONS = (inbox_repository.INBOX, c2b_repository.PAYMENTS,
 
 @dataclass
 class ProviderClients:
-    """Outbound provider clients sharing one HTTP session."""
+    """What every outbound provider client shares: one HTTP session and the call log."""
 
     session: aiohttp.ClientSession
-    qmoney: QmoneyClient | None
     calls: CallLog
 
     async def close(self) -> None:
         await self.session.close()
 
 
-def open_provider_clients(settings: Settings, clock: Clock,
-                          calls: CallLog | None = None) -> ProviderClients:
+def open_provider_clients(calls: CallLog | None = None) -> ProviderClients:
     """Must be called inside the running event loop (aiohttp binds the session to it)."""
-    session = aiohttp.ClientSession()
-    calls = calls or CallLog()
-    qmoney = settings.qmoney
-    client = None
-    if qmoney.username and qmoney.password:
-        client = QmoneyClient(session, qmoney, clock, calls)
-    return ProviderClients(session=session, qmoney=client, calls=calls)
+    return ProviderClients(session=aiohttp.ClientSession(), calls=calls or CallLog())
 
 
 def call_log(store: Store, clock: Clock, metrics: Metrics,
@@ -148,13 +139,17 @@ def validation_rules(settings: Settings) -> ValidationRules:
     )
 
 
-def channel_registry(settings: Settings, providers: ProviderClients | None) -> ChannelRegistry:
+def channel_registry(settings: Settings, providers: ProviderClients | None,
+                     clock: Clock) -> ChannelRegistry:
     """Every payment channel, in the order the dashboard lists them: the one place a
-    channel is registered. A debit channel brings its adapter (server.debits.contract)."""
+    channel is registered. A debit channel brings its adapter (server.debits.contract),
+    built from its settings section and the shared outbound session (none in the
+    command-line tasks, which call no provider)."""
+    session, calls = (providers.session, providers.calls) if providers else (None, None)
     return ChannelRegistry([
         Channel(C2B_CHANNEL, "M-Pesa paybill"),
         Channel(QmoneyDebits.channel, "Qmoney OTP debit",
-                QmoneyDebits(providers.qmoney if providers else None, settings.qmoney)),
+                QmoneyDebits.configured(settings.qmoney, session, clock, calls)),
         Channel(PSP_API_CHANNEL, "Payment provider API"),
     ])
 
@@ -188,7 +183,7 @@ def build_services(settings: Settings, store: Store, providers: ProviderClients 
     psps = PspService(psp_documents, users,
                       PinCipher(settings.security.pin_key), clock)
     transactions = ledger_repository.TransactionRepository(store)
-    channels = channel_registry(settings, providers)
+    channels = channel_registry(settings, providers, clock)
     ledger = LedgerService(transactions, channels.names, channels.shown)
     settlement = Settlement(transactions, ledger_repository.PremiumRepository(store),
                             policy_repository, clock)
