@@ -34,7 +34,7 @@ STORED_FOR_RSS = 10_000
 BURST = 500
 LOGIN_CONCURRENCY = 50
 VALIDATION_CONCURRENCY = 50
-WARM_UP = 200       # requests before the validation-under-logins rows, not reported
+WARM_UP = 200  # requests before the validation-under-logins rows, not reported
 SCENARIOS = ("all", "validation-under-logins")
 
 
@@ -63,8 +63,13 @@ class Target:
 @asynccontextmanager
 async def target(*args: str):
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.target", *args, stdout=asyncio.subprocess.PIPE,
-        limit=64 * 1024 * 1024)
+        sys.executable,
+        "-m",
+        "bench.target",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        limit=64 * 1024 * 1024,
+    )
     server = Target(process, {})
     try:
         server.info = json.loads(await asyncio.wait_for(process.stdout.readline(), 600))
@@ -76,24 +81,43 @@ async def target(*args: str):
 
 def trans_id() -> str:
     return secrets.choice(string.ascii_uppercase) + "".join(
-        secrets.choice(string.ascii_uppercase + string.digits) for _ in range(11))
+        secrets.choice(string.ascii_uppercase + string.digits) for _ in range(11)
+    )
 
 
 def callback(amount: str = "10.00") -> bytes:
-    return json.dumps({
-        "TransactionType": "Pay Bill", "TransID": trans_id(), "TransTime": "20261123121325",
-        "TransAmount": amount, "BusinessShortCode": "600984", "BillRefNumber": "BENCH01",
-        "InvoiceNumber": "", "OrgAccountBalance": "", "ThirdPartyTransID": "",
-        "MSISDN": "2547 ***** 126", "FirstName": "JOHN", "MiddleName": "", "LastName": ""
-    }).encode()
+    return json.dumps(
+        {
+            "TransactionType": "Pay Bill",
+            "TransID": trans_id(),
+            "TransTime": "20261123121325",
+            "TransAmount": amount,
+            "BusinessShortCode": "600984",
+            "BillRefNumber": "BENCH01",
+            "InvoiceNumber": "",
+            "OrgAccountBalance": "",
+            "ThirdPartyTransID": "",
+            "MSISDN": "2547 ***** 126",
+            "FirstName": "JOHN",
+            "MiddleName": "",
+            "LastName": "",
+        }
+    ).encode()
 
 
-async def load(url: str, make_body: Callable[[], bytes], requests: int, concurrency: int,
-               headers: dict[str, str] | None = None, expect: int = 200) -> dict[str, Any]:
+async def load(
+    url: str,
+    make_body: Callable[[], bytes],
+    requests: int,
+    concurrency: int,
+    headers: dict[str, str] | None = None,
+    expect: int = 200,
+) -> dict[str, Any]:
     latencies: list[float] = []
     bodies = [make_body() for _ in range(requests)]
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
+
         async def worker() -> None:
             while bodies:
                 body = bodies.pop()
@@ -108,13 +132,19 @@ async def load(url: str, make_body: Callable[[], bytes], requests: int, concurre
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"rps": requests / elapsed, "p50": cuts[49] * 1000, "p95": cuts[94] * 1000,
-            "p99": cuts[98] * 1000}
+    return {
+        "rps": requests / elapsed,
+        "p50": cuts[49] * 1000,
+        "p95": cuts[94] * 1000,
+        "p99": cuts[98] * 1000,
+    }
 
 
 def row(name: str, concurrency: int, figures: dict[str, Any]) -> str:
-    return (f"| {name} | {concurrency} | {figures['rps']:.0f} | {figures['p50']:.1f} | "
-            f"{figures['p95']:.1f} | {figures['p99']:.1f} |")
+    return (
+        f"| {name} | {concurrency} | {figures['rps']:.0f} | {figures['p50']:.1f} | "
+        f"{figures['p95']:.1f} | {figures['p99']:.1f} |"
+    )
 
 
 def peak_rss_mib(pid: int, field: str = "VmHWM") -> float:
@@ -133,9 +163,11 @@ def table_head() -> None:
 
 
 async def main(requests: int, mongodb_uri: str | None, scenario: str) -> None:
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; store: {'MongoDB' if mongodb_uri else 'in-memory'}; "
-          f"{requests} requests per row\n")
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; store: {'MongoDB' if mongodb_uri else 'in-memory'}; "
+        f"{requests} requests per row\n"
+    )
     extra = ["--mongodb-uri", mongodb_uri] if mongodb_uri else []
     if scenario == "validation-under-logins":
         await validation_under_logins(requests, extra)
@@ -143,9 +175,14 @@ async def main(requests: int, mongodb_uri: str | None, scenario: str) -> None:
     table_head()
     async with target("bare") as bare:
         for level in CONCURRENCY:
-            print(row("bare Tornado handler", level,
-                      await load(bare.info["url"] + "/", callback, requests, level)),
-                  flush=True)
+            print(
+                row(
+                    "bare Tornado handler",
+                    level,
+                    await load(bare.info["url"] + "/", callback, requests, level),
+                ),
+                flush=True,
+            )
         before = bare.cpu_seconds()
         await load(bare.info["url"] + "/", callback, BURST, 10)
         bare_cpu = (bare.cpu_seconds() - before) / BURST
@@ -156,29 +193,47 @@ async def main(requests: int, mongodb_uri: str | None, scenario: str) -> None:
         for kind in ("validation", "confirmation"):
             for level in CONCURRENCY:
                 url = f"{base}/api/v1/c2b/{kind}/{secret}"
-                print(row(f"C2B {kind}", level, await load(url, callback, requests, level)),
-                      flush=True)
+                print(
+                    row(f"C2B {kind}", level, await load(url, callback, requests, level)),
+                    flush=True,
+                )
         tokens = list(info["policies"])
-        headers = {"Authorization": f"Bearer {info['psp_token']}",
-                   "Content-Type": "application/json"}
+        headers = {
+            "Authorization": f"Bearer {info['psp_token']}",
+            "Content-Type": "application/json",
+        }
 
         def payment() -> bytes:
             chf_id, token, name = tokens.pop()
-            return json.dumps({"chf_id": chf_id, "amount": "500.00",
-                               "psp_transaction_id": trans_id(),
-                               "policy": {"token": token, "product_code": "BASIC-GMD",
-                                          "product_name": name}}).encode()
+            return json.dumps(
+                {
+                    "chf_id": chf_id,
+                    "amount": "500.00",
+                    "psp_transaction_id": trans_id(),
+                    "policy": {"token": token, "product_code": "BASIC-GMD", "product_name": name},
+                }
+            ).encode()
 
         for level in CONCURRENCY:
-            print(row("provider payment", level,
-                      await load(f"{base}/api/v1/payments", payment, requests, level, headers,
-                                 expect=201)), flush=True)
+            print(
+                row(
+                    "provider payment",
+                    level,
+                    await load(
+                        f"{base}/api/v1/payments", payment, requests, level, headers, expect=201
+                    ),
+                ),
+                flush=True,
+            )
         stored = requests * len(CONCURRENCY)
         if stored < STORED_FOR_RSS:
-            await load(f"{base}/api/v1/c2b/confirmation/{secret}", callback,
-                       STORED_FOR_RSS - stored, 10)
-        print(f"\nGateway peak RSS after {max(stored, STORED_FOR_RSS)} stored C2B payments "
-              f"(plus {policies} policies and provider payments): {peak_rss_mib(pid):.0f} MiB")
+            await load(
+                f"{base}/api/v1/c2b/confirmation/{secret}", callback, STORED_FOR_RSS - stored, 10
+            )
+        print(
+            f"\nGateway peak RSS after {max(stored, STORED_FOR_RSS)} stored C2B payments "
+            f"(plus {policies} policies and provider payments): {peak_rss_mib(pid):.0f} MiB"
+        )
     print()
     await validation_under_logins(requests, extra)
     await decomposition(bare_cpu, extra)
@@ -192,8 +247,9 @@ async def validation_under_logins(requests: int, extra: list[str]) -> None:
     async with target("gateway", "--unthrottled-logins", *extra) as gateway:
         info = gateway.info
         validation = f"{info['url']}/api/v1/c2b/validation/{info['callback_secret']}"
-        wrong = json.dumps({"username": info["login_user"],
-                            "password": "not-the-password"}).encode()
+        wrong = json.dumps(
+            {"username": info["login_user"], "password": "not-the-password"}
+        ).encode()
         answered = 0
         first_answer = asyncio.Event()
         done = asyncio.Event()
@@ -201,8 +257,11 @@ async def validation_under_logins(requests: int, extra: list[str]) -> None:
         async def log_in_wrongly(http: aiohttp.ClientSession) -> None:
             nonlocal answered
             while not done.is_set():
-                async with http.post(f"{info['url']}/api/v1/auth/token", data=wrong,
-                                     headers={"Content-Type": "application/json"}) as answer:
+                async with http.post(
+                    f"{info['url']}/api/v1/auth/token",
+                    data=wrong,
+                    headers={"Content-Type": "application/json"},
+                ) as answer:
                     await answer.read()
                     if answer.status != 401:
                         raise RuntimeError(f"login: HTTP {answer.status}, expected 401")
@@ -215,23 +274,24 @@ async def validation_under_logins(requests: int, extra: list[str]) -> None:
         quiet = await load(validation, callback, requests, VALIDATION_CONCURRENCY)
         connector = aiohttp.TCPConnector(limit=LOGIN_CONCURRENCY)
         async with aiohttp.ClientSession(connector=connector) as http:
-            logins = [asyncio.create_task(log_in_wrongly(http))
-                      for _ in range(LOGIN_CONCURRENCY)]
+            logins = [asyncio.create_task(log_in_wrongly(http)) for _ in range(LOGIN_CONCURRENCY)]
             await first_answer.wait()
             before = answered
             figures = await load(validation, callback, requests, VALIDATION_CONCURRENCY)
             during = answered - before
             done.set()
             await asyncio.gather(*logins)
-    print(f"C2B validation while {LOGIN_CONCURRENCY} concurrent wrong-password logins run "
-          f"(the bench gateway allows {info['login_failures_allowed']:,} failed logins per "
-          "user and per address, so every login is a real argon2 check, not a 429):")
+    print(
+        f"C2B validation while {LOGIN_CONCURRENCY} concurrent wrong-password logins run "
+        f"(the bench gateway allows {info['login_failures_allowed']:,} failed logins per "
+        "user and per address, so every login is a real argon2 check, not a 429):"
+    )
     table_head()
     print(row("C2B validation, no login running", VALIDATION_CONCURRENCY, quiet))
-    print(row(f"C2B validation, {LOGIN_CONCURRENCY} logins running", VALIDATION_CONCURRENCY,
-              figures))
-    print(f"\nWrong-password logins answered (401) during the validation run: {during}",
-          flush=True)
+    print(
+        row(f"C2B validation, {LOGIN_CONCURRENCY} logins running", VALIDATION_CONCURRENCY, figures)
+    )
+    print(f"\nWrong-password logins answered (401) during the validation run: {during}", flush=True)
 
 
 async def confirmation_burst(extra: list[str]) -> tuple[float, dict[str, Any] | None]:
@@ -255,23 +315,30 @@ async def decomposition(bare_cpu: float, extra: list[str]) -> None:
     busy = profile["profiled_seconds"] - profile["idle_seconds"]
     store = total * profile["store_seconds"] / busy
     own = total - store
-    print(f"\nCPU per C2B confirmation over a burst of {BURST} (concurrency 10, fresh store; "
-          "split in the shares a sampling profiler saw in a second, profiled burst):")
+    print(
+        f"\nCPU per C2B confirmation over a burst of {BURST} (concurrency 10, fresh store; "
+        "split in the shares a sampling profiler saw in a second, profiled burst):"
+    )
     print("| part | CPU ms per request |")
     print("|---|---|")
     print(f"| gateway process in all | {total * 1000:.2f} |")
     print(f"| in the store's code | {store * 1000:.2f} |")
     print(f"| the gateway's own code (and Tornado) | {own * 1000:.2f} |")
     print(f"| bare Tornado handler, for comparison | {bare_cpu * 1000:.2f} |")
-    print(f"\nGateway's own CPU per confirmation / bare handler's per request: "
-          f"{own / bare_cpu:.1f}x")
+    print(
+        f"\nGateway's own CPU per confirmation / bare handler's per request: {own / bare_cpu:.1f}x"
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500, help="requests per table row")
     parser.add_argument("--mongodb-uri", help="run the gateway against this MongoDB")
-    parser.add_argument("--scenario", choices=SCENARIOS, default="all",
-                        help="validation-under-logins: only that table")
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="all",
+        help="validation-under-logins: only that table",
+    )
     args = parser.parse_args()
     asyncio.run(main(args.requests, args.mongodb_uri, args.scenario))

@@ -28,10 +28,12 @@ async def send_at_once(urls: list[str], body: bytes) -> tuple[collections.Counte
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     started = time.perf_counter()
     async with aiohttp.ClientSession(connector=connector) as http:
+
         async def post(url: str) -> str:
             try:
-                async with http.post(url, data=body,
-                                     headers={"Content-Type": "application/json"}) as answer:
+                async with http.post(
+                    url, data=body, headers={"Content-Type": "application/json"}
+                ) as answer:
                     await answer.read()
                     return str(answer.status)
             except aiohttp.ClientError as error:
@@ -46,8 +48,10 @@ async def run(clients: int, body_mb: int) -> None:
     async with target("gateway") as gateway:
         url = gateway.info["url"]
         secret = gateway.info["callback_secret"]
-        urls = [f"{url}/api/v1/auth/token" if number % 2 else
-                f"{url}/api/v1/c2b/confirmation/{secret}" for number in range(clients)]
+        urls = [
+            f"{url}/api/v1/auth/token" if number % 2 else f"{url}/api/v1/c2b/confirmation/{secret}"
+            for number in range(clients)
+        ]
         at_rest = peak_rss_mib(gateway.pid, "VmRSS")
         highest = at_rest
         sending = asyncio.ensure_future(send_at_once(urls, body))
@@ -56,9 +60,11 @@ async def run(clients: int, body_mb: int) -> None:
             await asyncio.sleep(SAMPLE_SECONDS)
         statuses, seconds = sending.result()
     answers = ", ".join(f"{count} x {status}" for status, count in sorted(statuses.items()))
-    print(f"{clients} concurrent POSTs of {len(body) / 1e6:.0f} MB in {seconds:.1f} s: "
-          f"{answers}; gateway RSS {at_rest:.0f} MiB at rest, {highest:.0f} MiB at most "
-          f"while they were sent")
+    print(
+        f"{clients} concurrent POSTs of {len(body) / 1e6:.0f} MB in {seconds:.1f} s: "
+        f"{answers}; gateway RSS {at_rest:.0f} MiB at rest, {highest:.0f} MiB at most "
+        f"while they were sent"
+    )
 
 
 def main() -> None:

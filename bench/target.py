@@ -57,7 +57,7 @@ async def serve_bare() -> None:
 
 
 STORE_MODULES = ("/mongomock", "/pymongo/", "/bson/", "/motor")
-IDLE_MODULE = "/selectors.py"       # the event loop waiting for the network
+IDLE_MODULE = "/selectors.py"  # the event loop waiting for the network
 
 
 def time_split(frame: Frame) -> dict[str, float]:
@@ -85,45 +85,85 @@ UNTHROTTLED = 1_000_000
 LOGIN_USER = ("bench-login", "bench-login-password")
 
 
-async def serve_gateway(policies: int, mongodb_uri: str | None, profile: bool,
-                        unthrottled_logins: bool = False) -> None:
+async def serve_gateway(
+    policies: int, mongodb_uri: str | None, profile: bool, unthrottled_logins: bool = False
+) -> None:
     base = load_settings(sandbox=True)
-    settings = replace(base, server=replace(base.server, port=0),
-                       psp_api=replace(base.psp_api, rate_limit_per_minute=0))
+    settings = replace(
+        base,
+        server=replace(base.server, port=0),
+        psp_api=replace(base.psp_api, rate_limit_per_minute=0),
+    )
     if unthrottled_logins:
-        settings = replace(settings, auth=replace(
-            settings.auth, login_max_failures_per_user=UNTHROTTLED,
-            login_max_failures_per_address=UNTHROTTLED))
-    database = f"bench_{secrets.token_hex(4)}"         # a fresh one each run, dropped after
+        settings = replace(
+            settings,
+            auth=replace(
+                settings.auth,
+                login_max_failures_per_user=UNTHROTTLED,
+                login_max_failures_per_address=UNTHROTTLED,
+            ),
+        )
+    database = f"bench_{secrets.token_hex(4)}"  # a fresh one each run, dropped after
     if mongodb_uri:
-        settings = replace(settings, store=replace(settings.store, uri=mongodb_uri,
-                                                   database=database))
+        settings = replace(
+            settings, store=replace(settings.store, uri=mongodb_uri, database=database)
+        )
     gateway = await start_gateway(settings)
     services = gateway.services
     await services.auth.create_user("bench-psp", "bench-password", "psp")
     await services.auth.create_user(*LOGIN_USER, "operator")
     await services.products.create(ProductCreateSchema().load(PRODUCTS[0]))
-    await services.psps.create(PspCreateSchema().load(
-        {"name": "Bench", "kind": "external", "account": "B", "currency": "GMD",
-         "is_external_api": True, "username": "bench-psp"}))
+    await services.psps.create(
+        PspCreateSchema().load(
+            {
+                "name": "Bench",
+                "kind": "external",
+                "account": "B",
+                "currency": "GMD",
+                "is_external_api": True,
+                "username": "bench-psp",
+            }
+        )
+    )
     tokens = []
     for number in range(policies):
         chf_id = f"9{number:08d}"
-        await services.insurees.create(InsureeCreateSchema().load(
-            {"chf_id": chf_id, "first_name": "Bench", "last_name": str(number)}))
-        policy = await services.policies.create(PolicyCreateSchema().load(
-            {"chf_id": chf_id, "product_code": "BASIC-GMD",
-             "start_date": date.today().isoformat()}))
+        await services.insurees.create(
+            InsureeCreateSchema().load(
+                {"chf_id": chf_id, "first_name": "Bench", "last_name": str(number)}
+            )
+        )
+        policy = await services.policies.create(
+            PolicyCreateSchema().load(
+                {
+                    "chf_id": chf_id,
+                    "product_code": "BASIC-GMD",
+                    "start_date": date.today().isoformat(),
+                }
+            )
+        )
         tokens.append([chf_id, policy["payment_token"], policy["product_name"]])
-    async with aiohttp.ClientSession() as http, http.post(
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
             f"{gateway.url}/api/v1/auth/token",
-            json={"username": "bench-psp", "password": "bench-password"}) as answer:
+            json={"username": "bench-psp", "password": "bench-password"},
+        ) as answer,
+    ):
         access = (await answer.json())["access_token"]
-    print(json.dumps({"url": gateway.url, "psp_token": access, "policies": tokens,
-                      "callback_secret": settings.c2b.callback_secret,
-                      "login_user": LOGIN_USER[0],
-                      "login_failures_allowed": settings.auth.login_max_failures_per_user}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "url": gateway.url,
+                "psp_token": access,
+                "policies": tokens,
+                "callback_secret": settings.c2b.callback_secret,
+                "login_user": LOGIN_USER[0],
+                "login_failures_allowed": settings.auth.login_max_failures_per_user,
+            }
+        ),
+        flush=True,
+    )
     # A sampling profiler: its cost is small and does not grow with the number of
     # Python calls, so the split between the store's code and ours stays fair.
     profiler = Profiler(interval=0.0005, async_mode="disabled") if profile else None
@@ -143,16 +183,23 @@ def main() -> None:
     parser.add_argument("kind", choices=["gateway", "bare"])
     parser.add_argument("--policies", type=int, default=0)
     parser.add_argument("--mongodb-uri")
-    parser.add_argument("--profile", action="store_true",
-                        help="profile the gateway; print the store's CPU share when stopped")
-    parser.add_argument("--unthrottled-logins", action="store_true",
-                        help=f"allow {UNTHROTTLED:,} failed logins per user and per address")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile the gateway; print the store's CPU share when stopped",
+    )
+    parser.add_argument(
+        "--unthrottled-logins",
+        action="store_true",
+        help=f"allow {UNTHROTTLED:,} failed logins per user and per address",
+    )
     args = parser.parse_args()
     if args.kind == "bare":
         asyncio.run(serve_bare())
     else:
-        asyncio.run(serve_gateway(args.policies, args.mongodb_uri, args.profile,
-                                  args.unthrottled_logins))
+        asyncio.run(
+            serve_gateway(args.policies, args.mongodb_uri, args.profile, args.unthrottled_logins)
+        )
 
 
 if __name__ == "__main__":

@@ -394,23 +394,25 @@ async def _provider_call(
     return response
 
 
-async def _sent_slowly(request: web.Request, response: web.StreamResponse, seconds: float,
-                       engine: SimEngine) -> web.StreamResponse:
+async def _sent_slowly(
+    request: web.Request, response: web.StreamResponse, seconds: float, engine: SimEngine
+) -> web.StreamResponse:
     """The answer's head and first half at once, the rest after `seconds`: a provider
     (or a proxy) whose body arrives slower than the caller waits."""
     body = response.body if isinstance(response, web.Response) else None
     if not isinstance(body, bytes | bytearray) or not body:
         body = b"{}"
-    slow = web.StreamResponse(status=response.status,
-                              headers={"Content-Type": response.headers["Content-Type"]})
+    slow = web.StreamResponse(
+        status=response.status, headers={"Content-Type": response.headers["Content-Type"]}
+    )
     slow.content_length = len(body)
     try:
         await slow.prepare(request)
         await slow.write(body[: len(body) // 2])
         await engine.pause(seconds)
-        await slow.write(body[len(body) // 2:])
+        await slow.write(body[len(body) // 2 :])
         await slow.write_eof()
-    except ConnectionResetError:        # the caller gave up waiting
+    except ConnectionResetError:  # the caller gave up waiting
         pass
     return slow
 

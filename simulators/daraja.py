@@ -77,8 +77,10 @@ SIMULATE_FIELDS = ("ShortCode", "CommandID", "Amount", "Msisdn")
 
 ENDPOINT_TARGETS = ("oauth", "registerurl", "simulate")
 FAULT_KINDS = {
-    **{target: ("latency", "http_500", "timeout", "drop", "drop_after", "malformed",
-                "slow_body") for target in ENDPOINT_TARGETS},
+    **{
+        target: ("latency", "http_500", "timeout", "drop", "drop_after", "malformed", "slow_body")
+        for target in ENDPOINT_TARGETS
+    },
     "validation": ("latency", "drop", "duplicate", "timeout"),
     "confirmation": ("latency", "drop", "duplicate"),
 }

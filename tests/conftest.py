@@ -27,6 +27,7 @@ from systems import debits, qmoney_sim, system  # noqa: F401  (fixtures)
 MONGODB_URI = os.environ.get("TEST_MONGODB_URI")
 STORE_LANES = ["memory", "mongodb"] if MONGODB_URI else ["memory"]
 
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     for line in config.stash.get(SUMMARY_LINES, []):
         terminalreporter.write_line(line)
@@ -68,14 +69,16 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
 @pytest_asyncio.fixture
-async def start_gateway_with(store: Store, notifier: RecordingNotifier
-                             ) -> AsyncIterator[GatewayFactory]:
+async def start_gateway_with(
+    store: Store, notifier: RecordingNotifier
+) -> AsyncIterator[GatewayFactory]:
     """Start the real gateway (on the lane's store) with given settings; stopped after."""
     started: list[Gateway] = []
 
     async def start(settings: Settings | None = None, **kwargs: Any) -> Gateway:
-        gateway = await start_gateway(settings or make_settings(), store=store,
-                                      notifier=notifier, port=0, **kwargs)
+        gateway = await start_gateway(
+            settings or make_settings(), store=store, notifier=notifier, port=0, **kwargs
+        )
         started.append(gateway)
         return gateway
 

@@ -71,12 +71,21 @@ def make_settings(**sections: dict[str, Any]) -> Settings:
 
 
 def callback_body(**overrides: str) -> dict[str, str]:
-    body = {"TransactionType": "Pay Bill", "TransID": "RKL51ZDR4F",
-            "TransTime": "20231121121325", "TransAmount": "5.00",
-            "BusinessShortCode": "600984", "BillRefNumber": "070707070", "InvoiceNumber": "",
-            "OrgAccountBalance": "25.00", "ThirdPartyTransID": "",
-            "MSISDN": "2547 ***** 126", "FirstName": "NICHOLAS", "MiddleName": "",
-            "LastName": ""}
+    body = {
+        "TransactionType": "Pay Bill",
+        "TransID": "RKL51ZDR4F",
+        "TransTime": "20231121121325",
+        "TransAmount": "5.00",
+        "BusinessShortCode": "600984",
+        "BillRefNumber": "070707070",
+        "InvoiceNumber": "",
+        "OrgAccountBalance": "25.00",
+        "ThirdPartyTransID": "",
+        "MSISDN": "2547 ***** 126",
+        "FirstName": "NICHOLAS",
+        "MiddleName": "",
+        "LastName": "",
+    }
     body.update(overrides)
     return body
 
@@ -124,9 +133,15 @@ ROOT = Path(__file__).resolve().parent.parent
 async def run_py(*args: str, env: dict[str, str], stdin: str = "") -> tuple[int, str, str]:
     """Exit status, standard output and standard error of one command."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "run.py", *args, cwd=ROOT, env={**os.environ, **env},
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "run.py",
+        *args,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 60)
     return process.returncode, out.decode(), err.decode()
 
@@ -163,8 +178,13 @@ async def paste(commands: str) -> tuple[int, str, str]:
     this interpreter): exit status, standard output, standard error."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     process = await asyncio.create_subprocess_exec(
-        "bash", "-c", commands, env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        "bash",
+        "-c",
+        commands,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode, out.decode(), err.decode()
 
@@ -175,8 +195,9 @@ async def paste(commands: str) -> tuple[int, str, str]:
 WAIT_SECONDS = 10.0
 
 
-async def wait_until(condition: Callable[[], Any], what: str, *, within: float = WAIT_SECONDS,
-                     every: float = 0.02) -> Any:
+async def wait_until(
+    condition: Callable[[], Any], what: str, *, within: float = WAIT_SECONDS, every: float = 0.02
+) -> Any:
     """Poll `condition` (a function whose result may be awaitable) until its result is
     truthy, and return that result; after `within` seconds fail, naming `what` was
     awaited and the last result seen."""
@@ -223,15 +244,23 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def request_json(http: aiohttp.ClientSession, method: str, url: str, body: Any = None,
-                       *, token: str | None = None, headers: Mapping[str, str] | None = None,
-                       params: Mapping[str, str] | None = None,
-                       data: bytes | str | None = None) -> JsonAnswer:
+async def request_json(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    token: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    data: bytes | str | None = None,
+) -> JsonAnswer:
     """Send `body` as JSON (or `data` as it is), with `token` as a bearer token if given;
     the status and the decoded JSON answer."""
     sent = {**(headers or {}), **(bearer(token) if token else {})}
-    async with http.request(method, url, json=body, data=data, headers=sent,
-                            params=params) as answer:
+    async with http.request(
+        method, url, json=body, data=data, headers=sent, params=params
+    ) as answer:
         decoded = await answer.json() if await answer.read() else None
         return JsonAnswer(answer.status, decoded, answer.headers)
 
@@ -240,17 +269,25 @@ def callback_url(gateway: Any, kind: str, secret: str = CALLBACK_SECRET) -> str:
     return f"{gateway.url}/api/v1/c2b/{kind}/{secret}"
 
 
-async def deliver_callback(http: aiohttp.ClientSession, gateway: Any, kind: str, body: Any,
-                           *, secret: str = CALLBACK_SECRET) -> JsonAnswer:
+async def deliver_callback(
+    http: aiohttp.ClientSession,
+    gateway: Any,
+    kind: str,
+    body: Any,
+    *,
+    secret: str = CALLBACK_SECRET,
+) -> JsonAnswer:
     """POST a Daraja callback (`kind`: validation or confirmation) as Daraja does: `body`
     as JSON text, or bytes or text sent as they are."""
     data = body if isinstance(body, bytes | str) else json.dumps(body)
-    return await request_json(http, "POST", callback_url(gateway, kind, secret), data=data,
-                              headers=JSON_TYPE)
+    return await request_json(
+        http, "POST", callback_url(gateway, kind, secret), data=data, headers=JSON_TYPE
+    )
 
 
-async def sim_control(http: aiohttp.ClientSession, sim_url: str, method: str, path: str,
-                      body: Any = None) -> Any:
+async def sim_control(
+    http: aiohttp.ClientSession, sim_url: str, method: str, path: str, body: Any = None
+) -> Any:
     """A call to a simulator's control API (/_sim/...), which must succeed."""
     status, answer = await request_json(http, method, f"{sim_url}/_sim/{path}", body)
     assert status == 200, answer
@@ -258,6 +295,7 @@ async def sim_control(http: aiohttp.ClientSession, sim_url: str, method: str, pa
 
 
 # Users and payment providers. A test user's password is `<username>-password`.
+
 
 def password_for(username: str) -> str:
     return f"{username}-password"
@@ -267,39 +305,61 @@ async def create_user(services: Any, username: str, role: str = "operator") -> N
     await services.auth.create_user(username, password_for(username), role)
 
 
-async def login_headers(http: aiohttp.ClientSession, base_url: str, username: str,
-                        password: str | None = None) -> dict[str, str]:
+async def login_headers(
+    http: aiohttp.ClientSession, base_url: str, username: str, password: str | None = None
+) -> dict[str, str]:
     """Log in over HTTP; Authorization headers with the access token."""
-    status, body = await request_json(http, "POST", f"{base_url}/api/v1/auth/token", {
-        "username": username, "password": password or password_for(username)})
+    status, body = await request_json(
+        http,
+        "POST",
+        f"{base_url}/api/v1/auth/token",
+        {"username": username, "password": password or password_for(username)},
+    )
     assert status == 200, body
     return bearer(body["access_token"])
 
 
-async def headers_for_role(http: aiohttp.ClientSession, gateway: Any, username: str,
-                           role: str) -> dict[str, str]:
+async def headers_for_role(
+    http: aiohttp.ClientSession, gateway: Any, username: str, role: str
+) -> dict[str, str]:
     """A new user with `role`, logged in: its Authorization headers."""
     await create_user(gateway.services, username, role)
     return await login_headers(http, gateway.url, username)
 
 
-async def external_psp(services: Any, username: str, *, name: str | None = None,
-                       account: str | None = None, currency: str = "GMD",
-                       active: bool = True) -> dict[str, Any]:
+async def external_psp(
+    services: Any,
+    username: str,
+    *,
+    name: str | None = None,
+    account: str | None = None,
+    currency: str = "GMD",
+    active: bool = True,
+) -> dict[str, Any]:
     """An external-API payment provider whose API user is `username`."""
-    return await services.psps.create(PspCreateSchema().load({
-        "name": name or username.title(), "kind": "external",
-        "account": account or f"{username}-account", "currency": currency,
-        "is_external_api": True, "username": username, "active": active}))
+    return await services.psps.create(
+        PspCreateSchema().load(
+            {
+                "name": name or username.title(),
+                "kind": "external",
+                "account": account or f"{username}-account",
+                "currency": currency,
+                "is_external_api": True,
+                "username": username,
+                "active": active,
+            }
+        )
+    )
 
 
 class PspUser(NamedTuple):
-    headers: dict[str, str]         # the provider's API user's Authorization headers
+    headers: dict[str, str]  # the provider's API user's Authorization headers
     psp: dict[str, Any]
 
 
-async def psp_user(http: aiohttp.ClientSession, gateway: Any, username: str = "afrimoney",
-                   **psp: Any) -> PspUser:
+async def psp_user(
+    http: aiohttp.ClientSession, gateway: Any, username: str = "afrimoney", **psp: Any
+) -> PspUser:
     """An API user with the psp role, its external-API provider (see external_psp) and
     its Authorization headers."""
     await create_user(gateway.services, username, "psp")
@@ -309,6 +369,7 @@ async def psp_user(http: aiohttp.ClientSession, gateway: Any, username: str = "a
 
 # Insurees, products and policies, through the services or the admin API.
 
+
 @dataclass(frozen=True)
 class Product:
     code: str
@@ -317,8 +378,12 @@ class Product:
     name: str = "Basic cover"
 
     def body(self) -> dict[str, str]:
-        return {"code": self.code, "name": self.name, "price": self.price,
-                "currency": self.currency}
+        return {
+            "code": self.code,
+            "name": self.name,
+            "price": self.price,
+            "currency": self.currency,
+        }
 
 
 BASIC_GMD = Product("BASIC-GMD", "500.00", "GMD")
@@ -331,10 +396,15 @@ def insuree_body(chf_id: str = CHF_ID, **fields: str) -> dict[str, str]:
     return {"chf_id": chf_id, "first_name": "Awa", "last_name": "Jallow", **fields}
 
 
-def policy_body(chf_id: str = CHF_ID, product: Product = BASIC_GMD,
-                **fields: Any) -> dict[str, Any]:
-    return {"chf_id": chf_id, "product_code": product.code,
-            "start_date": POLICY_START.date().isoformat(), **fields}
+def policy_body(
+    chf_id: str = CHF_ID, product: Product = BASIC_GMD, **fields: Any
+) -> dict[str, Any]:
+    return {
+        "chf_id": chf_id,
+        "product_code": product.code,
+        "start_date": POLICY_START.date().isoformat(),
+        **fields,
+    }
 
 
 async def ensure_product(services: Any, product: Product = BASIC_GMD) -> dict[str, Any]:
@@ -350,11 +420,18 @@ async def ensure_insuree(services: Any, chf_id: str = CHF_ID, **fields: str) -> 
         return await services.insurees.get(chf_id)
     except NotFound:
         return await services.insurees.create(
-            InsureeCreateSchema().load(insuree_body(chf_id, **fields)))
+            InsureeCreateSchema().load(insuree_body(chf_id, **fields))
+        )
 
 
-async def idle_policy(services: Any, chf_id: str = CHF_ID, product: Product = BASIC_GMD, *,
-                      amount: str | None = None, **insuree: str) -> dict[str, Any]:
+async def idle_policy(
+    services: Any,
+    chf_id: str = CHF_ID,
+    product: Product = BASIC_GMD,
+    *,
+    amount: str | None = None,
+    **insuree: str,
+) -> dict[str, Any]:
     """A new idle policy of `product` for the insuree `chf_id`, worth `amount` (the
     product's price if not given), starting on POLICY_START; the product and the insuree
     (with the fields `insuree`) are created unless they exist."""
@@ -364,43 +441,74 @@ async def idle_policy(services: Any, chf_id: str = CHF_ID, product: Product = BA
     return await services.policies.create(PolicyCreateSchema().load(body))
 
 
-async def idle_policy_over_api(http: aiohttp.ClientSession, base_url: str,
-                               headers: Mapping[str, str], chf_id: str = CHF_ID,
-                               product: Product = BASIC_GMD, *,
-                               start_date: str | None = None, **insuree: str) -> dict[str, Any]:
+async def idle_policy_over_api(
+    http: aiohttp.ClientSession,
+    base_url: str,
+    headers: Mapping[str, str],
+    chf_id: str = CHF_ID,
+    product: Product = BASIC_GMD,
+    *,
+    start_date: str | None = None,
+    **insuree: str,
+) -> dict[str, Any]:
     """The same through the admin API, as the admin of `headers`: the policy's answer."""
     api = f"{base_url}/api/v1"
-    status, body = await request_json(http, "POST", f"{api}/insurees",
-                                      insuree_body(chf_id, **insuree), headers=headers)
+    status, body = await request_json(
+        http, "POST", f"{api}/insurees", insuree_body(chf_id, **insuree), headers=headers
+    )
     assert status == 201 or body["error"]["code"] == "insuree_exists", body
-    status, body = await request_json(http, "POST", f"{api}/products", product.body(),
-                                      headers=headers)
+    status, body = await request_json(
+        http, "POST", f"{api}/products", product.body(), headers=headers
+    )
     assert status == 201 or body["error"]["code"] == "product_exists", body
     dates = {} if start_date is None else {"start_date": start_date}
-    status, policy = await request_json(http, "POST", f"{api}/policies",
-                                        policy_body(chf_id, product, **dates), headers=headers)
+    status, policy = await request_json(
+        http, "POST", f"{api}/policies", policy_body(chf_id, product, **dates), headers=headers
+    )
     assert status == 201, policy
     return policy
 
 
 # Documents written straight into the store, as an older gateway (or a crash) left them.
 
-async def stored_policy(store: Store, *, value: int = 50000, status: int = IDLE,
-                        start: datetime = POLICY_START) -> dict[str, Any]:
-    policy = {"_id": str(uuid.uuid4()), "chf_id": CHF_ID, "product_code": "BASIC",
-              "product_name": "Basic", "value": value, "currency": "GMD", "status": status,
-              "start_date": start, "created_at": POLICY_START, "updated_at": POLICY_START}
+
+async def stored_policy(
+    store: Store, *, value: int = 50000, status: int = IDLE, start: datetime = POLICY_START
+) -> dict[str, Any]:
+    policy = {
+        "_id": str(uuid.uuid4()),
+        "chf_id": CHF_ID,
+        "product_code": "BASIC",
+        "product_name": "Basic",
+        "value": value,
+        "currency": "GMD",
+        "status": status,
+        "start_date": start,
+        "created_at": POLICY_START,
+        "updated_at": POLICY_START,
+    }
     await store.collection(POLICIES).insert_one(policy)
     return policy
 
 
-async def stored_debit(store: Store, policy: dict[str, Any], *, amount: int = 50000,
-                       paid_at: datetime) -> dict[str, Any]:
+async def stored_debit(
+    store: Store, policy: dict[str, Any], *, amount: int = 50000, paid_at: datetime
+) -> dict[str, Any]:
     """A succeeded Qmoney debit of `policy`, not settled yet."""
-    transaction = {"_id": str(uuid.uuid4()), "channel": "qmoney", "status": "succeeded",
-                   "open": False, "amount": amount, "currency": "GMD",
-                   "policy_uuid": policy["_id"], "chf_id": policy["chf_id"], "psp_uuid": "p",
-                   "paid_at": paid_at, "settlement": None, "created_at": POLICY_START,
-                   "updated_at": POLICY_START}
+    transaction = {
+        "_id": str(uuid.uuid4()),
+        "channel": "qmoney",
+        "status": "succeeded",
+        "open": False,
+        "amount": amount,
+        "currency": "GMD",
+        "policy_uuid": policy["_id"],
+        "chf_id": policy["chf_id"],
+        "psp_uuid": "p",
+        "paid_at": paid_at,
+        "settlement": None,
+        "created_at": POLICY_START,
+        "updated_at": POLICY_START,
+    }
     await store.collection(TRANSACTIONS).insert_one(transaction)
     return transaction

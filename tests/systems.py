@@ -87,8 +87,10 @@ class Debits:
         (answered it, however late, or dropped it without acting)."""
 
         async def all_answered() -> bool:
-            return all(item["status"] is not None or item["fault"] == "drop"
-                       for item in await self.requests(path))
+            return all(
+                item["status"] is not None or item["fault"] == "drop"
+                for item in await self.requests(path)
+            )
 
         await wait_until(all_answered, f"the simulator to answer every {path} request")
 
@@ -134,8 +136,12 @@ class System:
     def __init__(self, http, gateway, sim, settings, store, notifier) -> None:
         self.http, self.gateway, self.sim = http, gateway, sim
         self.settings, self.store, self.notifier = settings, store, notifier
-        self.daraja = DarajaSettings(base_url=sim.base_url, consumer_key="sandbox-key",
-                                     consumer_secret="sandbox-secret", timeout_seconds=5.0)
+        self.daraja = DarajaSettings(
+            base_url=sim.base_url,
+            consumer_key="sandbox-key",
+            consumer_secret="sandbox-secret",
+            timeout_seconds=5.0,
+        )
         self.client = DarajaClient(http, self.daraja, Clock())
 
     async def register(self, **daraja) -> None:
@@ -163,8 +169,9 @@ class System:
                 return {**txn, "deliveries": deliveries["items"]}
             return None
 
-        return await wait_until(finished, f"the simulator to finish transaction {conversation}",
-                                every=0.05)
+        return await wait_until(
+            finished, f"the simulator to finish transaction {conversation}", every=0.05
+        )
 
     async def payments(self) -> list[dict]:
         return await self.store.collection(PAYMENTS).find({}).to_list(None)

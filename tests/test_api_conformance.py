@@ -31,11 +31,14 @@ from support import LoopThread, report_in_summary
 EXAMPLES_PER_OPERATION = 30
 # The statuses a provider's failure is reported with (documented per operation).
 PROVIDER_STATUSES = {502, 503}
-LOGINS = {"admin": ("admin", "sandbox-admin"), "operator": ("operator", "sandbox-operator"),
-          "psp": ("afrimoney", "sandbox-afrimoney")}
+LOGINS = {
+    "admin": ("admin", "sandbox-admin"),
+    "operator": ("operator", "sandbox-operator"),
+    "psp": ("afrimoney", "sandbox-afrimoney"),
+}
 
 schema = schemathesis.openapi.from_dict(openapi_spec())
-OPERATIONS = operations_for(ROUTES)     # OpenAPI path -> method -> Operation
+OPERATIONS = operations_for(ROUTES)  # OpenAPI path -> method -> Operation
 
 
 @dataclass
@@ -44,7 +47,7 @@ class RunningSandbox:
     tokens: dict[str, str]
     http: requests.Session = field(default_factory=requests.Session)
     sent: int = 0
-    undocumented: set[str] = field(default_factory=set)    # answered 405, checked too
+    undocumented: set[str] = field(default_factory=set)  # answered 405, checked too
 
     @property
     def url(self) -> str:
@@ -64,11 +67,17 @@ def not_an_internal_error(ctx, response, case) -> None:
     then checks is documented for the operation)."""
     status = response.status_code
     assert status < 500 or status in PROVIDER_STATUSES, (
-        f"{case.method} {case.formatted_path} answered {status}: {response.text[:300]}")
+        f"{case.method} {case.formatted_path} answered {status}: {response.text[:300]}"
+    )
 
 
-CHECKS = [not_an_internal_error, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance]
+CHECKS = [
+    not_an_internal_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +86,11 @@ def running(pytestconfig: pytest.Config) -> Iterator[RunningSandbox]:
     sandbox = thread.run(start_sandbox(port=0), timeout=120)
     tokens = {}
     for role, (username, password) in LOGINS.items():
-        answer = requests.post(f"{sandbox.gateway.url}/api/v1/auth/token", timeout=10,
-                               json={"username": username, "password": password})
+        answer = requests.post(
+            f"{sandbox.gateway.url}/api/v1/auth/token",
+            timeout=10,
+            json={"username": username, "password": password},
+        )
         tokens[role] = answer.json()["access_token"]
     running = RunningSandbox(sandbox, tokens)
     yield running
@@ -86,20 +98,27 @@ def running(pytestconfig: pytest.Config) -> Iterator[RunningSandbox]:
     thread.run(sandbox.stop())
     thread.close()
     documented = sum(len(methods) for methods in OPERATIONS.values())
-    report_in_summary(pytestconfig, f"schemathesis: {running.sent} requests to the sandbox, "
-                                    f"over all {documented} documented operations and "
-                                    f"{len(running.undocumented)} undocumented methods")
+    report_in_summary(
+        pytestconfig,
+        f"schemathesis: {running.sent} requests to the sandbox, "
+        f"over all {documented} documented operations and "
+        f"{len(running.undocumented)} undocumented methods",
+    )
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck)
+)
 def test_generated_requests_get_documented_answers(case, running: RunningSandbox) -> None:
-    if "secret" in case.path_parameters:        # reach the callbacks, not only their 404
+    if "secret" in case.path_parameters:  # reach the callbacks, not only their 404
         case.path_parameters["secret"] = running.sandbox.settings.c2b.callback_secret
     running.sent += 1
     if case.method.lower() not in OPERATIONS[case.path]:
         running.undocumented.add(f"{case.method} {case.path}")
-    case.call_and_validate(base_url=running.url, session=running.http,
-                           headers=running.headers_for(case.path, case.method),
-                           checks=CHECKS)
+    case.call_and_validate(
+        base_url=running.url,
+        session=running.http,
+        headers=running.headers_for(case.path, case.method),
+        checks=CHECKS,
+    )

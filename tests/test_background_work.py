@@ -17,7 +17,8 @@ from support import callback_body, make_settings
 
 @pytest.mark.asyncio
 async def test_a_background_write_started_just_before_stop_is_stored_after_stop(
-        start_gateway_with, store) -> None:
+    start_gateway_with, store
+) -> None:
     gateway = await start_gateway_with()
 
     async def late_write() -> None:
@@ -31,7 +32,8 @@ async def test_a_background_write_started_just_before_stop_is_stored_after_stop(
 
 @pytest.mark.asyncio
 async def test_a_late_validation_is_still_written_when_the_gateway_stops(
-        http, start_gateway_with, store) -> None:
+    http, start_gateway_with, store
+) -> None:
     gateway = await start_gateway_with(make_settings(c2b={"validation_deadline_seconds": 0.1}))
     service = gateway.services.c2b
     assert service.background is gateway.services.background
@@ -42,16 +44,18 @@ async def test_a_late_validation_is_still_written_when_the_gateway_stops(
         return await original_add(*args, **kwargs)
 
     service.inbox.add = slow_add
-    async with http.post(f"{gateway.url}/api/v1/c2b/validation/test-callback",
-                         data=json.dumps(callback_body())) as answer:
-        assert (await answer.json())["ResultCode"] == "0"      # the fallback, in time
+    async with http.post(
+        f"{gateway.url}/api/v1/c2b/validation/test-callback", data=json.dumps(callback_body())
+    ) as answer:
+        assert (await answer.json())["ResultCode"] == "0"  # the fallback, in time
     await gateway.stop()
     assert await store.collection("c2b_inbox").count_documents({"kind": "validation"}) == 1
 
 
 @pytest.mark.asyncio
 async def test_the_provider_call_log_writes_through_the_gateways_background_work(
-        start_gateway_with, store) -> None:
+    start_gateway_with, store
+) -> None:
     gateway = await start_gateway_with()
     async with gateway.providers.calls.call("qmoney", "login"):
         pass

@@ -29,10 +29,12 @@ def assert_error_shape(body: dict, code: str) -> None:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("path", JSON_ENDPOINTS)
 @pytest.mark.parametrize(("body", "message"), BAD_BODIES)
-async def test_bad_json_bodies_get_a_400_with_the_error_shape(http, gateway, path, body,
-                                                              message) -> None:
-    async with http.post(gateway.url + path, data=body,
-                         headers={"Content-Type": "application/json"}) as answer:
+async def test_bad_json_bodies_get_a_400_with_the_error_shape(
+    http, gateway, path, body, message
+) -> None:
+    async with http.post(
+        gateway.url + path, data=body, headers={"Content-Type": "application/json"}
+    ) as answer:
         assert answer.status == 400
         payload = await answer.json()
     assert_error_shape(payload, "validation_error")
@@ -41,8 +43,9 @@ async def test_bad_json_bodies_get_a_400_with_the_error_shape(http, gateway, pat
 
 @pytest.mark.asyncio
 async def test_unknown_and_mistyped_fields_are_named(http, gateway) -> None:
-    async with http.post(f"{gateway.url}/api/v1/auth/token",
-                         json={"username": 5, "password": "x", "extra": 1}) as answer:
+    async with http.post(
+        f"{gateway.url}/api/v1/auth/token", json={"username": 5, "password": "x", "extra": 1}
+    ) as answer:
         fields = (await answer.json())["error"]["details"]["fields"]
     assert set(fields) == {"username", "extra"}
 
@@ -57,24 +60,30 @@ async def test_huge_body_is_413(http, gateway, path) -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("kind", ["validation", "confirmation"])
-async def test_huge_callback_is_413_in_daraja_format_and_not_stored(http, gateway, store,
-                                                                    kind) -> None:
-    async with http.post(f"{gateway.url}/api/v1/c2b/{kind}/test-callback",
-                         data=MEGABYTE) as answer:
+async def test_huge_callback_is_413_in_daraja_format_and_not_stored(
+    http, gateway, store, kind
+) -> None:
+    async with http.post(f"{gateway.url}/api/v1/c2b/{kind}/test-callback", data=MEGABYTE) as answer:
         assert answer.status == 413
         assert set(await answer.json()) == {"ResultCode", "ResultDesc"}
     assert await store.collection(INBOX).count_documents({}) == 0
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("GET", "/api/v1/auth/token", "POST"), ("DELETE", "/api/v1/auth/refresh", "POST"),
-    ("POST", "/api/v1/c2b/payments", "GET"), ("PUT", "/api/v1/c2b/payments/RKL51ZDR4F", "GET"),
-    ("TRACE", "/api/v1/transactions", "GET, POST"),
-    ("DELETE", "/api/v1/insurees/070707070", "GET, PATCH"),
-])
-async def test_wrong_method_is_405_with_the_error_shape_and_allow(http, gateway, method, path,
-                                                                  allowed) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/api/v1/auth/token", "POST"),
+        ("DELETE", "/api/v1/auth/refresh", "POST"),
+        ("POST", "/api/v1/c2b/payments", "GET"),
+        ("PUT", "/api/v1/c2b/payments/RKL51ZDR4F", "GET"),
+        ("TRACE", "/api/v1/transactions", "GET, POST"),
+        ("DELETE", "/api/v1/insurees/070707070", "GET, PATCH"),
+    ],
+)
+async def test_wrong_method_is_405_with_the_error_shape_and_allow(
+    http, gateway, method, path, allowed
+) -> None:
     async with http.request(method, gateway.url + path) as answer:
         assert answer.status == 405
         assert answer.headers["Allow"] == allowed
@@ -83,8 +92,7 @@ async def test_wrong_method_is_405_with_the_error_shape_and_allow(http, gateway,
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("kind", ["validation", "confirmation"])
-async def test_wrong_method_on_a_callback_is_405_in_daraja_format(http, gateway,
-                                                                  kind) -> None:
+async def test_wrong_method_on_a_callback_is_405_in_daraja_format(http, gateway, kind) -> None:
     async with http.get(f"{gateway.url}/api/v1/c2b/{kind}/test-callback") as answer:
         assert answer.status == 405 and answer.headers["Allow"] == "POST"
         assert set(await answer.json()) == {"ResultCode", "ResultDesc"}
@@ -98,21 +106,32 @@ async def test_unknown_path_is_404_with_the_error_shape(http, gateway) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("query", [
-    {"limit": "abc"}, {"limit": "0"}, {"limit": "100000"}, {"offset": "-1"},
-    {"from": "yesterday"}, {"status": "stolen"}, {"colour": "red"}, {"needs_review": "maybe"},
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"limit": "abc"},
+        {"limit": "0"},
+        {"limit": "100000"},
+        {"offset": "-1"},
+        {"from": "yesterday"},
+        {"status": "stolen"},
+        {"colour": "red"},
+        {"needs_review": "maybe"},
+    ],
+)
 async def test_bad_list_parameters_are_400(http, gateway, operator_headers, query) -> None:
-    async with http.get(f"{gateway.url}/api/v1/c2b/payments", params=query,
-                        headers=operator_headers) as answer:
+    async with http.get(
+        f"{gateway.url}/api/v1/c2b/payments", params=query, headers=operator_headers
+    ) as answer:
         assert answer.status == 400
         assert_error_shape(await answer.json(), "validation_error")
 
 
 @pytest.mark.asyncio
 async def test_unknown_payment_is_404(http, gateway, operator_headers) -> None:
-    async with http.get(f"{gateway.url}/api/v1/c2b/payments/NOPE", headers=operator_headers
-                        ) as answer:
+    async with http.get(
+        f"{gateway.url}/api/v1/c2b/payments/NOPE", headers=operator_headers
+    ) as answer:
         assert answer.status == 404
         assert_error_shape(await answer.json(), "not_found")
 
@@ -120,7 +139,8 @@ async def test_unknown_payment_is_404(http, gateway, operator_headers) -> None:
 @pytest.mark.asyncio
 async def test_callback_with_unknown_fields_is_still_recorded(http, gateway, store) -> None:
     body = {**callback_body(), "NewDarajaField": "x"}
-    async with http.post(f"{gateway.url}/api/v1/c2b/confirmation/test-callback",
-                         data=json.dumps(body)) as answer:
+    async with http.post(
+        f"{gateway.url}/api/v1/c2b/confirmation/test-callback", data=json.dumps(body)
+    ) as answer:
         assert answer.status == 200
     assert await store.collection(PAYMENTS).count_documents({}) == 1

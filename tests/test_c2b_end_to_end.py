@@ -60,21 +60,25 @@ async def test_accepted_validation_is_followed_by_the_confirmation(system) -> No
 @pytest.mark.asyncio
 async def test_rejected_validation_means_no_confirmation(system) -> None:
     await system.control("POST", "validation", {"enabled": True})
-    txn = await system.pay("300000.00")            # above validation_max_amount
+    txn = await system.pay("300000.00")  # above validation_max_amount
     assert txn["status"] == "rejected" and kinds(txn) == ["validation"]
     assert txn["deliveries"][0]["answer"]["ResultCode"] == "C2B00013"
     assert await system.payments() == []
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("fault", "response_type", "status", "stored"), [
-    ("timeout", "Completed", "completed", 1),
-    ("timeout", "Cancelled", "cancelled", 0),
-    ("drop", "Completed", "completed", 1),
-    ("drop", "Cancelled", "cancelled", 0),
-])
+@pytest.mark.parametrize(
+    ("fault", "response_type", "status", "stored"),
+    [
+        ("timeout", "Completed", "completed", 1),
+        ("timeout", "Cancelled", "cancelled", 0),
+        ("drop", "Completed", "completed", 1),
+        ("drop", "Cancelled", "cancelled", 0),
+    ],
+)
 async def test_unanswered_validation_follows_the_registered_response_type(
-        system, fault, response_type, status, stored) -> None:
+    system, fault, response_type, status, stored
+) -> None:
     await system.register(response_type=response_type)
     await system.control("POST", "validation", {"enabled": True})
     await system.control("POST", "faults", {"target": "validation", "kind": fault})
@@ -84,8 +88,7 @@ async def test_unanswered_validation_follows_the_registered_response_type(
 
 
 @pytest.mark.asyncio
-async def test_validation_slower_than_daraja_waits_follows_the_response_type(
-        system, store) -> None:
+async def test_validation_slower_than_daraja_waits_follows_the_response_type(system, store) -> None:
     """A real slow answer: the simulator waits 1 s, the gateway's validation takes longer."""
     await system.register(response_type="Cancelled")
     await system.control("POST", "validation", {"enabled": True})
@@ -94,7 +97,7 @@ async def test_validation_slower_than_daraja_waits_follows_the_response_type(
     slow_inbox_add = service.inbox.add
 
     async def slow_add(*args, **kwargs):
-        await asyncio.sleep(1.5)        # the slow store under test: a fixed delay is the point
+        await asyncio.sleep(1.5)  # the slow store under test: a fixed delay is the point
         return await slow_inbox_add(*args, **kwargs)
 
     service.inbox.add = slow_add
@@ -112,8 +115,9 @@ async def test_duplicate_delivery_is_recorded_once(system) -> None:
     assert all(d["answer"]["ResultCode"] == 0 for d in txn["deliveries"])
     assert len(await system.payments()) == 1
     assert len(system.notifier.sent) == 1
-    statuses = sorted(entry["status"] for entry in
-                      await system.store.collection(INBOX).find({}).to_list(None))
+    statuses = sorted(
+        entry["status"] for entry in await system.store.collection(INBOX).find({}).to_list(None)
+    )
     assert statuses == ["duplicate", "processed"]
 
 
@@ -123,7 +127,7 @@ async def test_confirmation_that_failed_to_process_is_replayed_exactly_once(syst
     healthy = service.payments
     service.payments = FailingPayments(system.store)
     txn = await system.pay()
-    assert txn["deliveries"][0]["answer"]["ResultCode"] == 0   # the inbox has it: acknowledged
+    assert txn["deliveries"][0]["answer"]["ResultCode"] == 0  # the inbox has it: acknowledged
     assert await system.payments() == []
     service.payments = healthy
     results = await system.gateway.services.inbox.replay(grace=timedelta(0))
@@ -135,9 +139,10 @@ async def test_confirmation_that_failed_to_process_is_replayed_exactly_once(syst
 
 @pytest.mark.asyncio
 async def test_malformed_delivery_is_kept_in_the_inbox_and_replay_keeps_it(system) -> None:
-    async with system.http.post(f"{system.gateway.url}/api/v1/c2b/confirmation/test-callback",
-                                data=json.dumps({"TransID": "BROKEN1", "TransAmount": "x"})
-                                ) as answer:
+    async with system.http.post(
+        f"{system.gateway.url}/api/v1/c2b/confirmation/test-callback",
+        data=json.dumps({"TransID": "BROKEN1", "TransAmount": "x"}),
+    ) as answer:
         assert (await answer.json()) == {"ResultCode": 0, "ResultDesc": "Success"}
     [entry] = await system.store.collection(INBOX).find({}).to_list(None)
     assert entry["status"] == "needs_review"
@@ -155,12 +160,18 @@ async def test_registration_is_recorded_by_the_simulator_with_the_secret_urls(sy
     assert registration["ResponseType"] == "Completed"
 
 
-
 # --- payments that settle policies ------------------------------------------
 
+
 async def kenyan_policy(system, chf_id: str = "070707070", amount: str = "1500.00") -> dict:
-    return await idle_policy(system.gateway.services, chf_id, BASIC_KES, amount=amount,
-                             first_name="Wanjiru", last_name="Kamau")
+    return await idle_policy(
+        system.gateway.services,
+        chf_id,
+        BASIC_KES,
+        amount=amount,
+        first_name="Wanjiru",
+        last_name="Kamau",
+    )
 
 
 async def operator(system) -> dict[str, str]:
@@ -169,8 +180,12 @@ async def operator(system) -> dict[str, str]:
 
 async def allocate(system, headers, trans_id: str, policy_uuid: str) -> tuple[int, dict]:
     return await request_json(
-        system.http, "POST", f"{system.gateway.url}/api/v1/c2b/payments/{trans_id}/allocate",
-        {"policy_uuid": policy_uuid, "note": "account typed wrongly"}, headers=headers)
+        system.http,
+        "POST",
+        f"{system.gateway.url}/api/v1/c2b/payments/{trans_id}/allocate",
+        {"policy_uuid": policy_uuid, "note": "account typed wrongly"},
+        headers=headers,
+    )
 
 
 @pytest.mark.asyncio
@@ -189,12 +204,16 @@ async def test_paybill_payment_to_an_insuree_number_settles_the_policy(system) -
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("account", "amount", "reason"), [
-    ("070707070", "1000.00", "amount_mismatch"),
-    ("999999999", "1500.00", "unknown_account"),
-])
-async def test_payment_that_matches_no_policy_is_kept_unmatched(system, account, amount,
-                                                                reason) -> None:
+@pytest.mark.parametrize(
+    ("account", "amount", "reason"),
+    [
+        ("070707070", "1000.00", "amount_mismatch"),
+        ("999999999", "1500.00", "unknown_account"),
+    ],
+)
+async def test_payment_that_matches_no_policy_is_kept_unmatched(
+    system, account, amount, reason
+) -> None:
     policy = await kenyan_policy(system)
     await system.pay(amount, account=account)
     [payment] = await system.payments()
@@ -215,7 +234,7 @@ async def test_insuree_without_an_idle_policy_is_unmatched_with_that_reason(syst
 async def test_policy_of_the_same_amount_in_another_currency_is_no_match(system) -> None:
     services = system.gateway.services
     gambian = await idle_policy(services, "070707070", Product("BASIC-GMD", "1500.00", "GMD"))
-    await system.pay("1500.00", account="070707070")                 # KES
+    await system.pay("1500.00", account="070707070")  # KES
     [payment] = await system.payments()
     assert (payment["status"], payment["unmatched_reason"]) == ("unmatched", "amount_mismatch")
     assert (await services.policies.get(gambian["_id"]))["status"] == 1
@@ -233,7 +252,7 @@ async def test_several_candidate_policies_are_left_to_an_operator(system) -> Non
 @pytest.mark.asyncio
 async def test_operator_allocates_an_unmatched_payment(system) -> None:
     policy = await kenyan_policy(system)
-    txn = await system.pay("1500.00", account="07070707")          # a digit missing
+    txn = await system.pay("1500.00", account="07070707")  # a digit missing
     headers = await operator(system)
     status, body = await allocate(system, headers, txn["trans_id"], policy["_id"])
     assert status == 200 and body["status"] == "settled"
@@ -249,20 +268,20 @@ async def test_operator_allocates_an_unmatched_payment(system) -> None:
 @pytest.mark.asyncio
 async def test_wrong_amount_lands_unmatched_and_an_operator_allocates_it(system) -> None:
     meant = await kenyan_policy(system, amount="1500.00")
-    txn = await system.pay("1000.00", account="070707070")           # not the policy's value
+    txn = await system.pay("1000.00", account="070707070")  # not the policy's value
     [payment] = await system.payments()
     assert (payment["status"], payment["unmatched_reason"]) == ("unmatched", "amount_mismatch")
     # The payer's own account number was wrong: the operator finds the policy of 1000.00.
     right = await kenyan_policy(system, chf_id="080808080", amount="1000.00")
-    status, body = await allocate(system, await operator(system), txn["trans_id"],
-                                  right["_id"])
+    status, body = await allocate(system, await operator(system), txn["trans_id"], right["_id"])
     assert status == 200 and body["status"] == "settled" and body["policy_uuid"] == right["_id"]
     policies = system.gateway.services.policies
     assert (await policies.get(right["_id"]))["status"] == 2
     assert (await policies.get(meant["_id"]))["status"] == 1
     premiums = await system.store.collection(PREMIUMS).find({}).to_list(None)
     assert [(premium["policy_uuid"], premium["amount"]) for premium in premiums] == [
-        (right["_id"], 100000)]
+        (right["_id"], 100000)
+    ]
 
 
 @pytest.mark.asyncio
@@ -270,8 +289,10 @@ async def test_allocation_without_a_reason_is_refused(system) -> None:
     policy = await kenyan_policy(system)
     txn = await system.pay("1500.00", account="07070707")
     async with system.http.post(
-            f"{system.gateway.url}/api/v1/c2b/payments/{txn['trans_id']}/allocate",
-            headers=await operator(system), json={"policy_uuid": policy["_id"]}) as answer:
+        f"{system.gateway.url}/api/v1/c2b/payments/{txn['trans_id']}/allocate",
+        headers=await operator(system),
+        json={"policy_uuid": policy["_id"]},
+    ) as answer:
         assert answer.status == 400
         assert "note" in (await answer.json())["error"]["details"]["fields"]
     [payment] = await system.payments()
@@ -302,20 +323,25 @@ async def test_concurrent_allocations_apply_a_payment_once(system) -> None:
     second = await kenyan_policy(system, chf_id="2")
     txn = await system.pay("1500.00", account="3")
     headers = await operator(system)
-    results = await asyncio.gather(allocate(system, headers, txn["trans_id"], first["_id"]),
-                                   allocate(system, headers, txn["trans_id"], second["_id"]))
+    results = await asyncio.gather(
+        allocate(system, headers, txn["trans_id"], first["_id"]),
+        allocate(system, headers, txn["trans_id"], second["_id"]),
+    )
     assert sorted(status for status, _ in results) == [200, 409]
     assert await system.store.collection(PREMIUMS).count_documents({}) == 1
-    statuses = {(await system.gateway.services.policies.get(p["_id"]))["status"]
-                for p in (first, second)}
+    statuses = {
+        (await system.gateway.services.policies.get(p["_id"]))["status"] for p in (first, second)
+    }
     assert statuses == {1, 2}
 
 
 @pytest.mark.asyncio
 async def test_validation_can_refuse_what_cannot_settle_a_policy(
-        http, start_gateway_with, daraja_sim, store, notifier) -> None:
-    settings = make_settings(daraja={"base_url": daraja_sim.base_url},
-                             c2b={"validation_match_policy": True})
+    http, start_gateway_with, daraja_sim, store, notifier
+) -> None:
+    settings = make_settings(
+        daraja={"base_url": daraja_sim.base_url}, c2b={"validation_match_policy": True}
+    )
     gateway = await start_gateway_with(settings)
     settings = replace(settings, server=replace(settings.server, public_url=gateway.url))
     system = System(http, gateway, daraja_sim, settings, store, notifier)
@@ -326,6 +352,9 @@ async def test_validation_can_refuse_what_cannot_settle_a_policy(
     wrong = await system.pay("1000.00", account="070707070")
     right = await system.pay("1500.00", account="070707070")
     assert [txn["deliveries"][0]["answer"]["ResultCode"] for txn in (unknown, wrong, right)] == [
-        "C2B00012", "C2B00013", "0"]
+        "C2B00012",
+        "C2B00013",
+        "0",
+    ]
     [payment] = await system.payments()
     assert payment["status"] == "settled"

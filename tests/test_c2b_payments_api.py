@@ -21,25 +21,35 @@ def settings():
 @pytest_asyncio.fixture
 async def stored(http, gateway) -> None:
     for trans_id, when, account, amount, shortcode in PAYMENTS:
-        body = callback_body(TransID=trans_id, TransTime=when, BillRefNumber=account,
-                             TransAmount=amount, BusinessShortCode=shortcode)
+        body = callback_body(
+            TransID=trans_id,
+            TransTime=when,
+            BillRefNumber=account,
+            TransAmount=amount,
+            BusinessShortCode=shortcode,
+        )
         status, _ = await deliver_callback(http, gateway, "confirmation", body)
         assert status == 200
 
 
 async def listing(http, gateway, headers, **params) -> dict:
-    status, page = await request_json(http, "GET", f"{gateway.url}/api/v1/c2b/payments",
-                                      headers=headers, params=params)
+    status, page = await request_json(
+        http, "GET", f"{gateway.url}/api/v1/c2b/payments", headers=headers, params=params
+    )
     assert status == 200
     return page
 
 
 @pytest.mark.asyncio
 async def test_payments_are_listed_newest_first_with_decimal_amounts(
-        http, gateway, operator_headers, stored) -> None:
+    http, gateway, operator_headers, stored
+) -> None:
     page = await listing(http, gateway, operator_headers)
-    assert [item["trans_id"] for item in page["items"]] == ["TX0000003C", "TX0000002B",
-                                                            "TX0000001A"]
+    assert [item["trans_id"] for item in page["items"]] == [
+        "TX0000003C",
+        "TX0000002B",
+        "TX0000001A",
+    ]
     assert page["total"] == 3
     item = page["items"][1]
     assert item["amount"] == "250.50" and item["currency"] == "KES"
@@ -51,25 +61,27 @@ async def test_payments_are_listed_newest_first_with_decimal_amounts(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("params", "expected"), [
-    ({"bill_ref": "070707070"}, ["TX0000003C", "TX0000001A"]),
-    ({"shortcode": "600985"}, ["TX0000003C"]),
-    ({"from": "2024-01-02T00:00:00Z"}, ["TX0000003C", "TX0000002B"]),
-    ({"to": "2024-01-02T00:00:00Z"}, ["TX0000001A"]),
-    ({"from": "2024-01-01T09:00:00+03:00", "to": "2024-01-03T00:00:00Z"},
-     ["TX0000002B"]),
-    ({"status": "unmatched", "limit": "1", "offset": "1"}, ["TX0000002B"]),
-    ({"needs_review": "true"}, []),
-])
-async def test_payment_filters(http, gateway, operator_headers, stored, params,
-                               expected) -> None:
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"bill_ref": "070707070"}, ["TX0000003C", "TX0000001A"]),
+        ({"shortcode": "600985"}, ["TX0000003C"]),
+        ({"from": "2024-01-02T00:00:00Z"}, ["TX0000003C", "TX0000002B"]),
+        ({"to": "2024-01-02T00:00:00Z"}, ["TX0000001A"]),
+        ({"from": "2024-01-01T09:00:00+03:00", "to": "2024-01-03T00:00:00Z"}, ["TX0000002B"]),
+        ({"status": "unmatched", "limit": "1", "offset": "1"}, ["TX0000002B"]),
+        ({"needs_review": "true"}, []),
+    ],
+)
+async def test_payment_filters(http, gateway, operator_headers, stored, params, expected) -> None:
     page = await listing(http, gateway, operator_headers, **params)
     assert [item["trans_id"] for item in page["items"]] == expected
 
 
 @pytest.mark.asyncio
-async def test_pagination_reports_total_limit_and_offset(http, gateway, operator_headers,
-                                                         stored) -> None:
+async def test_pagination_reports_total_limit_and_offset(
+    http, gateway, operator_headers, stored
+) -> None:
     page = await listing(http, gateway, operator_headers, limit="2", offset="2")
     assert (page["total"], page["limit"], page["offset"]) == (3, 2, 2)
     assert len(page["items"]) == 1
@@ -77,8 +89,8 @@ async def test_pagination_reports_total_limit_and_offset(http, gateway, operator
 
 @pytest.mark.asyncio
 async def test_one_payment_by_trans_id(http, gateway, operator_headers, stored) -> None:
-    status, payment = await request_json(http, "GET",
-                                         f"{gateway.url}/api/v1/c2b/payments/TX0000001A",
-                                         headers=operator_headers)
+    status, payment = await request_json(
+        http, "GET", f"{gateway.url}/api/v1/c2b/payments/TX0000001A", headers=operator_headers
+    )
     assert status == 200
     assert payment["amount"] == "100.00" and payment["trans_id"] == "TX0000001A"

@@ -23,7 +23,7 @@ class SlowInbox(InboxRepository):
     delay = 0.3
 
     async def add(self, *args, **kwargs):
-        await asyncio.sleep(self.delay)     # the slow store under test
+        await asyncio.sleep(self.delay)  # the slow store under test
         return await super().add(*args, **kwargs)
 
 
@@ -32,11 +32,11 @@ class FailingInbox(InboxRepository):
         raise ServerSelectionTimeoutError("store unreachable")
 
 
-def services_with(store, inbox=None, payments=None, deadline=1.0,
-                  fallback="accept") -> Services:
+def services_with(store, inbox=None, payments=None, deadline=1.0, fallback="accept") -> Services:
     """The services as the gateway builds them, with store faults swapped into C2B's."""
-    settings = make_settings(c2b={"validation_deadline_seconds": deadline,
-                                  "validation_fallback": fallback})
+    settings = make_settings(
+        c2b={"validation_deadline_seconds": deadline, "validation_fallback": fallback}
+    )
     services = build_services(settings, store, None, RecordingNotifier(), Clock())
     c2b = services.c2b
     if inbox is not None:
@@ -51,8 +51,7 @@ def service(store, **faults) -> C2BService:
 
 
 @pytest.mark.asyncio
-async def test_slow_store_gets_the_fallback_answer_and_the_entry_is_still_written(
-        store) -> None:
+async def test_slow_store_gets_the_fallback_answer_and_the_entry_is_still_written(store) -> None:
     c2b = service(store, inbox=SlowInbox(store), deadline=0.05, fallback="reject")
     answer = await c2b.validate(RAW, "127.0.0.1", HEADERS)
     # The rules would accept this payment: a rejection can only be the fallback.
@@ -69,8 +68,10 @@ async def test_slow_store_gets_the_fallback_answer_and_the_entry_is_still_writte
 @pytest.mark.asyncio
 async def test_validation_answers_the_fallback_when_the_store_is_down(store) -> None:
     c2b = service(store, inbox=FailingInbox(store), fallback="accept")
-    assert await c2b.validate(RAW, "127.0.0.1", HEADERS) == {"ResultCode": "0",
-                                                             "ResultDesc": "Accepted"}
+    assert await c2b.validate(RAW, "127.0.0.1", HEADERS) == {
+        "ResultCode": "0",
+        "ResultDesc": "Accepted",
+    }
 
 
 @pytest.mark.asyncio
@@ -147,7 +148,8 @@ class FailingMarkInbox(InboxRepository):
 
 @pytest.mark.asyncio
 async def test_crash_between_payment_and_inbox_mark_is_replayed_without_a_second_notice(
-        store) -> None:
+    store,
+) -> None:
     services = services_with(store, inbox=FailingMarkInbox(store))
     c2b = services.c2b
     assert (await c2b.confirm(RAW, "127.0.0.1", HEADERS))["ResultCode"] == 0

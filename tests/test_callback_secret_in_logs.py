@@ -34,8 +34,14 @@ class Records(logging.Handler):
 def records() -> Iterator[Records]:
     handler = Records()
     root = logging.getLogger()
-    loggers = [root, *(logger for logger in logging.root.manager.loggerDict.values()
-                       if isinstance(logger, logging.Logger))]
+    loggers = [
+        root,
+        *(
+            logger
+            for logger in logging.root.manager.loggerDict.values()
+            if isinstance(logger, logging.Logger)
+        ),
+    ]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.DEBUG)
@@ -67,8 +73,13 @@ async def send(gateway, raw: bytes) -> int:
 
 
 def request(method: str, target: str, body: bytes = b"", **headers: str) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1", "Host: gateway", "Connection: close",
-             "Content-Type: application/json", *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        f"{method} {target} HTTP/1.1",
+        "Host: gateway",
+        "Connection: close",
+        "Content-Type: application/json",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     if body or method == "POST":
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
@@ -102,10 +113,14 @@ ANSWERED = [
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("method", "target", "body", "status"), REFUSED_OR_MISSED + ANSWERED,
-                         ids=[f"{m} {t} {s}" for m, t, _, s in REFUSED_OR_MISSED + ANSWERED])
+@pytest.mark.parametrize(
+    ("method", "target", "body", "status"),
+    REFUSED_OR_MISSED + ANSWERED,
+    ids=[f"{m} {t} {s}" for m, t, _, s in REFUSED_OR_MISSED + ANSWERED],
+)
 async def test_secret_is_never_logged_for_any_spelling_of_a_callback_url(
-        gateway, records, method, target, body, status) -> None:
+    gateway, records, method, target, body, status
+) -> None:
     assert await send(gateway, request(method, target, body)) == status
     assert_never_logged(records, SECRET)
 
@@ -120,7 +135,8 @@ async def test_wrong_secret_is_not_logged_either(gateway, records, kind) -> None
 @pytest.mark.asyncio
 @pytest.mark.parametrize("kind", ["validation", "confirmation"])
 async def test_right_secret_refused_by_the_allowlist_is_not_logged(
-        start_gateway_with, records, kind) -> None:
+    start_gateway_with, records, kind
+) -> None:
     gateway = await start_gateway_with(make_settings(c2b={"ip_allowlist": ("10.0.0.0/8",)}))
     assert await send(gateway, request("POST", f"/api/v1/c2b/{kind}/{SECRET}", BODY)) == 403
     assert_never_logged(records, SECRET)
@@ -132,21 +148,25 @@ async def test_secret_is_not_logged_when_handling_the_callback_fails(gateway, re
         raise RuntimeError("processing broke")
 
     gateway.services.c2b.confirm = broken
-    assert await send(gateway, request("POST", f"/api/v1/c2b/confirmation/{SECRET}",
-                                       BODY)) == 500
-    assert any("request_failed" in text and "processing broke" in text
-               for text in records.texts)
+    assert await send(gateway, request("POST", f"/api/v1/c2b/confirmation/{SECRET}", BODY)) == 500
+    assert any("request_failed" in text and "processing broke" in text for text in records.texts)
     assert_never_logged(records, SECRET)
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("raw", [
-    request("GET", "/healthz", Referer=f"http://h/api/v1/c2b/confirmation/{SECRET}\x01"),
-    request("GET", "/healthz").replace(b"Host: gateway",
-                                       f"Host: h/api/v1/c2b/validation/{SECRET}".encode()),
-], ids=["bad referer", "bad host"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        request("GET", "/healthz", Referer=f"http://h/api/v1/c2b/confirmation/{SECRET}\x01"),
+        request("GET", "/healthz").replace(
+            b"Host: gateway", f"Host: h/api/v1/c2b/validation/{SECRET}".encode()
+        ),
+    ],
+    ids=["bad referer", "bad host"],
+)
 async def test_tornado_does_not_log_the_secret_from_a_malformed_request(
-        gateway, records, raw) -> None:
+    gateway, records, raw
+) -> None:
     assert await send(gateway, raw) == 400
     assert any(text.startswith("tornado.general") for text in records.texts)
     assert_never_logged(records, SECRET)
@@ -157,8 +177,7 @@ def test_console_handler_redacts_any_logger_that_names_a_callback_url(capsys) ->
     handlers, level = root.handlers[:], root.level
     try:
         configure("INFO", "json")
-        logging.getLogger("elsewhere").warning("calling %s",
-                                               f"/api/v1/c2b/confirmation/{SECRET}")
+        logging.getLogger("elsewhere").warning("calling %s", f"/api/v1/c2b/confirmation/{SECRET}")
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
@@ -166,17 +185,27 @@ def test_console_handler_redacts_any_logger_that_names_a_callback_url(capsys) ->
     assert "/api/v1/c2b/confirmation/<secret>" in written and SECRET not in written
 
 
-@pytest.mark.parametrize(("text", "shown"), [
-    (f"path=/api/v1/c2b/confirmation/{SECRET} status=404",
-     "path=/api/v1/c2b/confirmation/<secret> status=404"),
-    ("path=/api/v1/c2b/confirmation/<secret>", "path=/api/v1/c2b/confirmation/<secret>"),
-    ("path=/api/v1/c2b/confirmation", "path=/api/v1/c2b/confirmation"),
-    (f"/api/v1/c2b/%63onfirmation/%20{SECRET}", "/api/v1/c2b/confirmation/<secret>"),
-    (f"/x/%2e%2e/api/v1/c2b/%76alidation/{SECRET}%0Aforged=line",
-     "/x/../api/v1/c2b/validation/<secret>"),
-    (f"a /api/v1/c2b/confirmation/{SECRET} b /api/v1//c2b/validation/{SECRET}",
-     "a /api/v1/c2b/confirmation/<secret> b /api/v1/c2b/validation/<secret>"),
-    ("path=/api/v1/c2b/payments/RP5878D37Z", "path=/api/v1/c2b/payments/RP5878D37Z"),
-], ids=repr)
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            f"path=/api/v1/c2b/confirmation/{SECRET} status=404",
+            "path=/api/v1/c2b/confirmation/<secret> status=404",
+        ),
+        ("path=/api/v1/c2b/confirmation/<secret>", "path=/api/v1/c2b/confirmation/<secret>"),
+        ("path=/api/v1/c2b/confirmation", "path=/api/v1/c2b/confirmation"),
+        (f"/api/v1/c2b/%63onfirmation/%20{SECRET}", "/api/v1/c2b/confirmation/<secret>"),
+        (
+            f"/x/%2e%2e/api/v1/c2b/%76alidation/{SECRET}%0Aforged=line",
+            "/x/../api/v1/c2b/validation/<secret>",
+        ),
+        (
+            f"a /api/v1/c2b/confirmation/{SECRET} b /api/v1//c2b/validation/{SECRET}",
+            "a /api/v1/c2b/confirmation/<secret> b /api/v1/c2b/validation/<secret>",
+        ),
+        ("path=/api/v1/c2b/payments/RP5878D37Z", "path=/api/v1/c2b/payments/RP5878D37Z"),
+    ],
+    ids=repr,
+)
 def test_redact_hides_what_follows_a_callback_prefix_and_nothing_else(text, shown) -> None:
     assert redact(text) == shown

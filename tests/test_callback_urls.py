@@ -9,8 +9,9 @@ def test_callback_urls_use_the_secret_path_segment() -> None:
     assert confirmation == "https://pay.example.org/api/v1/c2b/confirmation/s3cret-path"
 
 
-@pytest.mark.parametrize("word", ["mpesa", "M-Pesa", "SAFARICOM", "exe", "Exec", "cmd", "sql",
-                                  "Query"])
+@pytest.mark.parametrize(
+    "word", ["mpesa", "M-Pesa", "SAFARICOM", "exe", "Exec", "cmd", "sql", "Query"]
+)
 def test_a_word_daraja_forbids_is_never_built_into_a_url(word: str) -> None:
     with pytest.raises(CallbackUrlError, match="which Daraja refuses"):
         callback_urls(f"https://{word}.example.org", "secret-path")

@@ -21,25 +21,31 @@ MONGODB_URI = os.environ.get("TEST_MONGODB_URI")
 
 
 @pytest.mark.asyncio
-async def test_register_urls_registers_the_configured_urls_with_daraja(http,
-                                                                       daraja_sim) -> None:
-    env = {**TEST_ENV, "GATEWAY_DARAJA_BASE_URL": daraja_sim.base_url,
-           "GATEWAY_SERVER_PUBLIC_URL": "http://127.0.0.1:8443",
-           "GATEWAY_DARAJA_RESPONSE_TYPE": "Cancelled"}
+async def test_register_urls_registers_the_configured_urls_with_daraja(http, daraja_sim) -> None:
+    env = {
+        **TEST_ENV,
+        "GATEWAY_DARAJA_BASE_URL": daraja_sim.base_url,
+        "GATEWAY_SERVER_PUBLIC_URL": "http://127.0.0.1:8443",
+        "GATEWAY_DARAJA_RESPONSE_TYPE": "Cancelled",
+    }
     code, out, err = await run_py("register-urls", env=env)
     assert code == 0, err
     assert out.startswith("registered shortcode 600984")
     async with http.get(f"{daraja_sim.base_url}/_sim/state") as answer:
         registration = (await answer.json())["registrations"]["600984"]
     assert registration["ConfirmationURL"] == (
-        "http://127.0.0.1:8443/api/v1/c2b/confirmation/test-callback")
+        "http://127.0.0.1:8443/api/v1/c2b/confirmation/test-callback"
+    )
     assert registration["ResponseType"] == "Cancelled"
 
 
 @pytest.mark.asyncio
 async def test_register_urls_reports_a_refusal_in_one_line(daraja_sim) -> None:
-    env = {**TEST_ENV, "GATEWAY_DARAJA_BASE_URL": daraja_sim.base_url,
-           "GATEWAY_DARAJA_CONSUMER_SECRET": "wrong"}
+    env = {
+        **TEST_ENV,
+        "GATEWAY_DARAJA_BASE_URL": daraja_sim.base_url,
+        "GATEWAY_DARAJA_CONSUMER_SECRET": "wrong",
+    }
     code, out, err = await run_py("register-urls", env=env)
     assert code == 1
     assert err.strip() == "registration failed: daraja: 400.008.01 Invalid Authentication passed"
@@ -55,15 +61,25 @@ async def test_register_urls_without_daraja_credentials_names_them() -> None:
 
 @pytest.mark.asyncio
 async def test_create_user_refuses_the_in_memory_store() -> None:
-    code, _, err = await run_py("create-user", "alice", "--role", "operator",
-                                "--password-stdin", env=TEST_ENV, stdin="alice-password\n")
+    code, _, err = await run_py(
+        "create-user",
+        "alice",
+        "--role",
+        "operator",
+        "--password-stdin",
+        env=TEST_ENV,
+        stdin="alice-password\n",
+    )
     assert code == 2
     assert "create-user needs a persistent MongoDB store" in err
 
 
 def mongodb_env() -> dict[str, str]:
-    return {**TEST_ENV, "GATEWAY_STORE_URI": MONGODB_URI,
-            "GATEWAY_STORE_DATABASE": f"cli_{uuid.uuid4().hex[:12]}"}
+    return {
+        **TEST_ENV,
+        "GATEWAY_STORE_URI": MONGODB_URI,
+        "GATEWAY_STORE_DATABASE": f"cli_{uuid.uuid4().hex[:12]}",
+    }
 
 
 @pytest.mark.asyncio
@@ -72,22 +88,44 @@ async def test_create_user_and_replay_inbox_work_against_mongodb() -> None:
     env = mongodb_env()
     store = open_store(MONGODB_URI, env["GATEWAY_STORE_DATABASE"])
     try:
-        code, out, err = await run_py("create-user", "alice", "--role", "operator",
-                                      "--password-stdin", env=env, stdin="alice-password\n")
+        code, out, err = await run_py(
+            "create-user",
+            "alice",
+            "--role",
+            "operator",
+            "--password-stdin",
+            env=env,
+            stdin="alice-password\n",
+        )
         assert code == 0, err
         user = await store.collection(USERS).find_one({"username": "alice"})
         assert user["role"] == "operator" and user["password_hash"].startswith("$argon2")
         assert verify_password(user["password_hash"], "alice-password")
-        code, _, err = await run_py("create-user", "alice", "--role", "admin",
-                                    "--password-stdin", env=env, stdin="other-password\n")
+        code, _, err = await run_py(
+            "create-user",
+            "alice",
+            "--role",
+            "admin",
+            "--password-stdin",
+            env=env,
+            stdin="other-password\n",
+        )
         assert code == 1 and "already exists" in err
 
         body = json.dumps(callback_body()).encode()
-        await store.collection(INBOX).insert_one({
-            "_id": "entry-1", "kind": "confirmation", "body": body.decode(),
-            "body_encoding": "utf-8", "source_ip": "127.0.0.1", "headers": {},
-            "received_at": user["created_at"].replace(year=2020), "status": "failed",
-            "attempts": 1})
+        await store.collection(INBOX).insert_one(
+            {
+                "_id": "entry-1",
+                "kind": "confirmation",
+                "body": body.decode(),
+                "body_encoding": "utf-8",
+                "source_ip": "127.0.0.1",
+                "headers": {},
+                "received_at": user["created_at"].replace(year=2020),
+                "status": "failed",
+                "attempts": 1,
+            }
+        )
         code, out, err = await run_py("replay-inbox", env=env)
         assert code == 0, err
         assert "entry-1 processed" in out and "1/1 processed" in err
@@ -103,15 +141,26 @@ async def test_create_psp_stores_an_encrypted_pin() -> None:
     env = mongodb_env()
     store = open_store(MONGODB_URI, env["GATEWAY_STORE_DATABASE"])
     try:
-        code, out, err = await run_py("create-psp", "Qmoney", "--kind", "qmoney", "--account",
-                                      "14001502", "--currency", "GMD", "--pin-stdin", env=env,
-                                      stdin="1234\n")
+        code, out, err = await run_py(
+            "create-psp",
+            "Qmoney",
+            "--kind",
+            "qmoney",
+            "--account",
+            "14001502",
+            "--currency",
+            "GMD",
+            "--pin-stdin",
+            env=env,
+            stdin="1234\n",
+        )
         assert code == 0, err
         assert out.startswith("created PSP 'Qmoney' (qmoney) with uuid ")
         psp = await store.collection(PSPS).find_one({"name": "Qmoney"})
         assert psp["pin_encrypted"] and "1234" not in str(psp)
-        code, _, err = await run_py("create-psp", "Bad", "--kind", "qmoney", "--account", "1",
-                                    "--currency", "GMD", env=env)
+        code, _, err = await run_py(
+            "create-psp", "Bad", "--kind", "qmoney", "--account", "1", "--currency", "GMD", env=env
+        )
         assert code == 1 and "merchant PIN" in err
     finally:
         await store.client.drop_database(env["GATEWAY_STORE_DATABASE"])
@@ -133,8 +182,16 @@ async def test_several_worker_processes_serve_one_port_and_stop_on_sigterm(http)
         port = probe.getsockname()[1]
     env = {**os.environ, **mongodb_env(), "GATEWAY_SERVER_PORT": str(port)}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "run.py", "serve", "--processes", "2", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "run.py",
+        "serve",
+        "--processes",
+        "2",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         pids = set()
         async with asyncio.timeout(30):

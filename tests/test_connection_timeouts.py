@@ -18,8 +18,9 @@ GUARD = 20
 
 @pytest_asyncio.fixture
 async def quick(start_gateway_with):
-    return await start_gateway_with(make_settings(
-        server={"idle_timeout_seconds": TIMEOUT, "body_timeout_seconds": TIMEOUT}))
+    return await start_gateway_with(
+        make_settings(server={"idle_timeout_seconds": TIMEOUT, "body_timeout_seconds": TIMEOUT})
+    )
 
 
 async def connect(gateway) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -58,9 +59,11 @@ async def test_half_sent_headers_are_closed_after_the_idle_timeout(quick) -> Non
 @pytest.mark.asyncio
 async def test_a_half_sent_body_is_closed_after_the_body_timeout(quick) -> None:
     reader, writer = await connect(quick)
-    writer.write(b"POST /api/v1/auth/token HTTP/1.1\r\nHost: gateway\r\n"
-                 b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-                 b'{"username": ')
+    writer.write(
+        b"POST /api/v1/auth/token HTTP/1.1\r\nHost: gateway\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        b'{"username": '
+    )
     assert await closed_by_gateway(reader) == b""
     writer.close()
 
@@ -68,9 +71,11 @@ async def test_a_half_sent_body_is_closed_after_the_body_timeout(quick) -> None:
 @pytest.mark.asyncio
 async def test_a_half_sent_chunked_body_is_closed_after_the_body_timeout(quick) -> None:
     reader, writer = await connect(quick)
-    writer.write(b"POST /api/v1/auth/token HTTP/1.1\r\nHost: gateway\r\n"
-                 b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 b"d\r\n{\"username\": \r\n")
+    writer.write(
+        b"POST /api/v1/auth/token HTTP/1.1\r\nHost: gateway\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'd\r\n{"username": \r\n'
+    )
     assert await closed_by_gateway(reader) == b""
     writer.close()
 
@@ -79,9 +84,11 @@ async def test_a_half_sent_chunked_body_is_closed_after_the_body_timeout(quick) 
 async def test_a_request_sent_in_time_is_answered(quick) -> None:
     reader, writer = await connect(quick)
     body = b'{"username": "nobody", "password": "wrong"}'
-    writer.write(b"POST /api/v1/auth/token HTTP/1.1\r\nHost: gateway\r\n"
-                 b"Content-Type: application/json\r\n"
-                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+    writer.write(
+        b"POST /api/v1/auth/token HTTP/1.1\r\nHost: gateway\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    )
     answer = await closed_by_gateway(reader)
     assert answer.startswith(b"HTTP/1.1 401 ")
     writer.close()

@@ -20,14 +20,22 @@ from simulators.daraja import DarajaSimulator
 
 from support import sim_control
 
-URLS = ("http://127.0.0.1:9/api/v1/c2b/confirmation/abcdefgh",
-        "http://127.0.0.1:9/api/v1/c2b/validation/abcdefgh")
+URLS = (
+    "http://127.0.0.1:9/api/v1/c2b/confirmation/abcdefgh",
+    "http://127.0.0.1:9/api/v1/c2b/validation/abcdefgh",
+)
 
 
-def client_for(http, base_url: str, key: str = "sandbox-key", secret: str = "sandbox-secret",
-               timeout: float = 5.0) -> DarajaClient:
-    settings = DarajaSettings(base_url=base_url, consumer_key=key, consumer_secret=secret,
-                              timeout_seconds=timeout)
+def client_for(
+    http,
+    base_url: str,
+    key: str = "sandbox-key",
+    secret: str = "sandbox-secret",
+    timeout: float = 5.0,
+) -> DarajaClient:
+    settings = DarajaSettings(
+        base_url=base_url, consumer_key=key, consumer_secret=secret, timeout_seconds=timeout
+    )
     return DarajaClient(http, settings, Clock())
 
 
@@ -40,15 +48,20 @@ async def add_fault(http, sim: DarajaSimulator, **fault) -> None:
     await sim_control(http, sim.base_url, "POST", "faults", fault)
 
 
-async def register(client: DarajaClient, version: str = "v2", response_type: str = "Completed",
-                   urls: tuple[str, str] = URLS):
+async def register(
+    client: DarajaClient,
+    version: str = "v2",
+    response_type: str = "Completed",
+    urls: tuple[str, str] = URLS,
+):
     return await client.register_urls("600984", response_type, urls[0], urls[1], version)
 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("version", ["v1", "v2"])
 async def test_registration_succeeds_with_one_oauth_call_for_many_requests(
-        http, daraja_sim, version) -> None:
+    http, daraja_sim, version
+) -> None:
     client = client_for(http, daraja_sim.base_url)
     results = await asyncio.gather(*(register(client, version) for _ in range(5)))
     assert all(result.conversation_id for result in results)
@@ -57,11 +70,10 @@ async def test_registration_succeeds_with_one_oauth_call_for_many_requests(
 
 
 @pytest.mark.asyncio
-async def test_invalid_access_token_answer_logs_in_again_and_retries_once(http,
-                                                                          daraja_sim) -> None:
+async def test_invalid_access_token_answer_logs_in_again_and_retries_once(http, daraja_sim) -> None:
     client = client_for(http, daraja_sim.base_url)
     await register(client)
-    await sim_control(http, daraja_sim.base_url, "POST", "reset")   # forgets tokens
+    await sim_control(http, daraja_sim.base_url, "POST", "reset")  # forgets tokens
     assert (await register(client)).conversation_id
     assert len(await sim_requests(http, daraja_sim, "/oauth/v1/generate")) == 1
     assert client.tokens.fetches == 2
@@ -77,7 +89,8 @@ async def test_wrong_consumer_secret_is_rejected_with_daraja_code(http, daraja_s
 
 @pytest.mark.asyncio
 async def test_forbidden_word_in_a_url_is_rejected_with_the_providers_message(
-        http, daraja_sim) -> None:
+    http, daraja_sim
+) -> None:
     client = client_for(http, daraja_sim.base_url)
     bad = ("http://127.0.0.1:9/MPesa/confirmation", URLS[1])
     with pytest.raises(ProviderRejected) as caught:
@@ -130,11 +143,18 @@ async def test_simulate_returns_the_conversation_id(http, daraja_sim) -> None:
 
 # --- answers the simulator does not give, but the real Daraja has ------------
 
+
 @pytest_asyncio.fixture
 async def odd_daraja() -> AsyncIterator[tuple[str, dict]]:
-    behaviour = {"oauth": {"access_token": "T1", "expires_in": 3599}, "oauth_status": 200,
-                 "register": {"ConversationID": "old-id", "ResponseCode": "0",
-                              "ResponseDescription": "success"}}
+    behaviour = {
+        "oauth": {"access_token": "T1", "expires_in": 3599},
+        "oauth_status": 200,
+        "register": {
+            "ConversationID": "old-id",
+            "ResponseCode": "0",
+            "ResponseDescription": "success",
+        },
+    }
 
     async def oauth(request: web.Request) -> web.Response:
         if behaviour["oauth_status"] != 200:
@@ -157,8 +177,7 @@ async def odd_daraja() -> AsyncIterator[tuple[str, dict]]:
 
 
 @pytest.mark.asyncio
-async def test_numeric_expires_in_and_older_answer_fields_are_accepted(http,
-                                                                       odd_daraja) -> None:
+async def test_numeric_expires_in_and_older_answer_fields_are_accepted(http, odd_daraja) -> None:
     base_url, _ = odd_daraja
     registration = await register(client_for(http, base_url))
     assert registration.conversation_id == "old-id"
@@ -183,8 +202,7 @@ async def test_oauth_answer_without_a_token_is_unavailable(http, odd_daraja) -> 
 
 
 @pytest.mark.asyncio
-async def test_unexpected_registration_answer_is_not_taken_for_success(http,
-                                                                       odd_daraja) -> None:
+async def test_unexpected_registration_answer_is_not_taken_for_success(http, odd_daraja) -> None:
     base_url, behaviour = odd_daraja
     behaviour["register"] = {"ResponseCode": "1", "ResponseDescription": "?"}
     with pytest.raises(ProviderOutcomeUnknown):

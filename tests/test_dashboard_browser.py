@@ -27,12 +27,19 @@ from server.startup.services import build_services
 
 from support import BASIC_GMD, idle_policy_over_api, login_headers, request_json, wait_until
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 WAIT_MS = 10_000
 SCREENSHOT = "/tmp/dashboard.png"
-LOST_ANSWER_WALLET = "10000003"   # Qmoney simulator: verifyCode debits, then drops the answer
+LOST_ANSWER_WALLET = "10000003"  # Qmoney simulator: verifyCode debits, then drops the answer
 
 
 def chromium_path() -> str | None:
@@ -44,7 +51,8 @@ def chromium_path() -> str | None:
 
 @pytest.mark.asyncio
 async def test_dashboard_page_and_its_files_are_served(
-        start_gateway_with: Callable[..., Awaitable[Any]]) -> None:
+    start_gateway_with: Callable[..., Awaitable[Any]],
+) -> None:
     gateway = await start_gateway_with()
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{gateway.url}/dashboard") as answer:
@@ -61,34 +69,43 @@ async def test_dashboard_page_and_its_files_are_served(
                 assert answer.status == 200
                 assert kind in answer.headers["Content-Type"]
                 body = await answer.text()
-            outside = body.replace("http://www.w3.org/2000/svg", "")   # a namespace name
+            outside = body.replace("http://www.w3.org/2000/svg", "")  # a namespace name
             assert "http://" not in outside and "https://" not in outside
         async with session.get(f"{gateway.url}/dashboard/static/nothing.js") as answer:
             assert answer.status == 404
-        async with session.get(f"{gateway.url}/dashboard/static/%2E%2E/dashboard_page.py"
-                               ) as answer:
+        async with session.get(
+            f"{gateway.url}/dashboard/static/%2E%2E/dashboard_page.py"
+        ) as answer:
             assert answer.status in (403, 404)
     # The JavaScript never writes markup built from data.
     script = (STATIC_DIR / "dashboard.js").read_text(encoding="utf-8")
     assert not re.search(r"\.(inner|outer)HTML\b|insertAdjacentHTML|document\.write", script)
 
 
-async def _api(base: str, method: str, path: str, body: dict[str, Any] | None = None,
-               params: dict[str, str] | None = None, *, user: str = "operator",
-               expect_status: int = 200) -> dict[str, Any]:
+async def _api(
+    base: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    params: dict[str, str] | None = None,
+    *,
+    user: str = "operator",
+    expect_status: int = 200,
+) -> dict[str, Any]:
     """One call to the gateway's API as `user` (operator or admin), checked and decoded."""
     async with aiohttp.ClientSession() as session:
         headers = await login_headers(session, base, user, f"sandbox-{user}")
-        status, answer = await request_json(session, method, f"{base}/api/v1{path}", body,
-                                            headers=headers, params=params)
+        status, answer = await request_json(
+            session, method, f"{base}/api/v1{path}", body, headers=headers, params=params
+        )
     assert status == expect_status, answer
     return answer
 
 
 @dataclass(frozen=True)
 class StuckDebits:
-    lost_answer: dict[str, Any]     # `unknown`: Qmoney debited the wallet, the answer was lost
-    waiting: dict[str, Any]         # `otp_sent`: the payer never read out the OTP
+    lost_answer: dict[str, Any]  # `unknown`: Qmoney debited the wallet, the answer was lost
+    waiting: dict[str, Any]  # `otp_sent`: the payer never read out the OTP
 
 
 async def _stuck_debits(sandbox: Sandbox) -> StuckDebits:
@@ -103,26 +120,41 @@ async def _stuck_debits(sandbox: Sandbox) -> StuckDebits:
     # Listed once they have sat for STUCK_AFTER; the waiting one is well within its
     # OTP lifetime (5 minutes), so the gateway's upkeep does not expire it meanwhile.
     for chf_id, wallet, ago in (
-            ("5590001", LOST_ANSWER_WALLET, STUCK_AFTER[states.UNKNOWN] * 3),
-            ("5590002", "5811724c", STUCK_AFTER[states.OTP_SENT] + timedelta(seconds=40))):
+        ("5590001", LOST_ANSWER_WALLET, STUCK_AFTER[states.UNKNOWN] * 3),
+        ("5590002", "5811724c", STUCK_AFTER[states.OTP_SENT] + timedelta(seconds=40)),
+    ):
         async with aiohttp.ClientSession() as session:
             admin = await login_headers(session, base, "admin", "sandbox-admin")
             policy = await idle_policy_over_api(
-                session, base, admin, chf_id, BASIC_GMD, start_date=date.today().isoformat(),
-                first_name="Stuck", last_name=f"Debit {chf_id}", wallet=wallet)
-        services = build_services(sandbox.settings, sandbox.gateway.services.store,
-                                  sandbox.gateway.providers, LogNotifier(), PastClock(ago))
-        debit = await services.debits.initiate(policy["uuid"], psp, policy["amount"],
-                                               "operator")
+                session,
+                base,
+                admin,
+                chf_id,
+                BASIC_GMD,
+                start_date=date.today().isoformat(),
+                first_name="Stuck",
+                last_name=f"Debit {chf_id}",
+                wallet=wallet,
+            )
+        services = build_services(
+            sandbox.settings,
+            sandbox.gateway.services.store,
+            sandbox.gateway.providers,
+            LogNotifier(),
+            PastClock(ago),
+        )
+        debit = await services.debits.initiate(policy["uuid"], psp, policy["amount"], "operator")
         assert debit["status"] == "otp_sent"
         if wallet == LOST_ANSWER_WALLET:
             async with sandbox.session.get(
-                    f"{sandbox.settings.qmoney.base_url}/_sim/otp/{wallet}") as answer:
+                f"{sandbox.settings.qmoney.base_url}/_sim/otp/{wallet}"
+            ) as answer:
                 otp = (await answer.json())["otp"]
             debit = await services.debits.process(debit["_id"], otp, "operator")
             assert debit["status"] == "unknown"
-        made.append({"uuid": debit["_id"], "policy_uuid": policy["uuid"],
-                     "amount": policy["amount"]})
+        made.append(
+            {"uuid": debit["_id"], "policy_uuid": policy["uuid"], "amount": policy["amount"]}
+        )
     return StuckDebits(*made)
 
 
@@ -149,8 +181,9 @@ async def test_dashboard_in_a_browser() -> None:
     try:
         debits = await _stuck_debits(sandbox)
         async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=executable,
-                                                       args=CHROMIUM_ARGS)
+            browser = await playwright.chromium.launch(
+                executable_path=executable, args=CHROMIUM_ARGS
+            )
             try:
                 page = await browser.new_page(viewport={"width": 1400, "height": 1000})
                 requested: list[str] = []
@@ -160,8 +193,11 @@ async def test_dashboard_in_a_browser() -> None:
                 await _run_dashboard(page, sandbox, base, debits)
                 await page.screenshot(path=SCREENSHOT, full_page=True)
                 assert page_errors == []
-                outside = [url for url in requested
-                           if not url.startswith(base + "/") and not url.startswith("data:")]
+                outside = [
+                    url
+                    for url in requested
+                    if not url.startswith(base + "/") and not url.startswith("data:")
+                ]
                 assert outside == [], "the page loaded something from elsewhere"
             finally:
                 await browser.close()
@@ -169,8 +205,7 @@ async def test_dashboard_in_a_browser() -> None:
         await sandbox.stop()
 
 
-async def _run_dashboard(page: Page, sandbox: Sandbox, base: str,
-                         debits: StuckDebits) -> None:
+async def _run_dashboard(page: Page, sandbox: Sandbox, base: str, debits: StuckDebits) -> None:
     await page.goto(f"{base}/dashboard?refresh=1")
 
     # A wrong password: the API's message, still on the login form.
@@ -183,7 +218,8 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str,
 
     await _sign_in(page)
     await expect(page.locator("#updated-at")).to_have_text(
-        re.compile(r"^updated at \d\d:\d\d:\d\d$"))
+        re.compile(r"^updated at \d\d:\d\d:\d\d$")
+    )
 
     # The sandbox's demo data: money in KES and GMD (never added together), unmatched
     # paybill payments, a debit whose answer was lost, provider health.
@@ -204,16 +240,19 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str,
     # A new paybill payment settles 040404040's policy: the page shows it by itself.
     count_before = int((await kes.locator('[data-role="count"]').inner_text()).split()[0])
     amount_before = Decimal(await kes.locator('[data-role="amount"]').inner_text())
-    payment = await simulate_paybill_payment(sandbox.settings, "040404040", "1500.00",
-                                             "254708374149", "operator", "sandbox-operator")
+    payment = await simulate_paybill_payment(
+        sandbox.settings, "040404040", "1500.00", "254708374149", "operator", "sandbox-operator"
+    )
     assert payment["status"] == "settled"
     await expect(kes.locator('[data-role="count"]')).to_have_text(
-        f"{count_before + 1} payments", timeout=WAIT_MS)
+        f"{count_before + 1} payments", timeout=WAIT_MS
+    )
     await expect(kes.locator('[data-role="amount"]')).to_have_text(
-        f"{amount_before + Decimal('1500.00'):.2f}", timeout=WAIT_MS)
-    await expect(page.locator(
-        f'#recent-payments tr[data-trans-id="{payment["trans_id"]}"]')).to_contain_text(
-        "settled", timeout=WAIT_MS)
+        f"{amount_before + Decimal('1500.00'):.2f}", timeout=WAIT_MS
+    )
+    await expect(
+        page.locator(f'#recent-payments tr[data-trans-id="{payment["trans_id"]}"]')
+    ).to_contain_text("settled", timeout=WAIT_MS)
 
     # Allocating the 350.00 payment to a 1500.00 policy is refused: the API's reason shows.
     policy = await _idle_policy(base, "090909090")
@@ -224,7 +263,8 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str,
     await page.fill("#action-reason", "payer says it was for the basic cover")
     await page.click("#action-submit")
     await expect(page.locator("#action-error")).to_contain_text(
-        "does not equal the policy's value", timeout=WAIT_MS)
+        "does not equal the policy's value", timeout=WAIT_MS
+    )
     await page.click("#action-cancel")
     await expect(dialog).to_be_hidden()
     await expect(unmatched.locator('tr[data-bill-ref="090909090"]')).to_have_count(1)
@@ -241,11 +281,14 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str,
     await page.click("#action-submit")
     await expect(dialog).to_be_hidden(timeout=WAIT_MS)
     await expect(page.locator("#flash")).to_have_text(
-        f"Transaction {uuid} is now failed.", timeout=WAIT_MS)
+        f"Transaction {uuid} is now failed.", timeout=WAIT_MS
+    )
     await expect(page.locator(f'#attention-stuck_debits tr[data-uuid="{uuid}"]')).to_have_count(
-        0, timeout=WAIT_MS)
+        0, timeout=WAIT_MS
+    )
     await expect(page.locator("#attention-stuck_debits")).to_have_attribute(
-        "data-count", str(stuck_count - 1), timeout=WAIT_MS)
+        "data-count", str(stuck_count - 1), timeout=WAIT_MS
+    )
 
     await _resolve_succeeded(page, base, debits.lost_answer)
     await _expire(page, base, debits.waiting)
@@ -258,15 +301,17 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str,
     async def renewed() -> bool:
         return await page.evaluate("sessionStorage.getItem('gateway.access_token')") != "stale"
 
-    await wait_until(renewed, "the stale access token to be renewed", within=WAIT_MS / 1000,
-                     every=0.1)
+    await wait_until(
+        renewed, "the stale access token to be renewed", within=WAIT_MS / 1000, every=0.1
+    )
     await expect(page.locator("#dashboard-view")).to_be_visible()
     await expect(page.locator("#load-error")).to_be_hidden()
 
     # Narrow to one currency: only its card stays.
     await page.select_option("#currency", "GMD")
     await expect(page.locator('[data-card="total"][data-currency="KES"]')).to_have_count(
-        0, timeout=WAIT_MS)
+        0, timeout=WAIT_MS
+    )
     await expect(page.locator('[data-card="total"][data-currency="GMD"]')).to_be_visible()
     await page.select_option("#currency", "")
     await page.select_option("#window", "7d")
@@ -275,18 +320,24 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str,
 
     # Signing out revokes the session on the server: its refresh token no longer works.
     refresh_token = await page.evaluate("sessionStorage.getItem('gateway.refresh_token')")
-    async with page.expect_response(lambda answer: answer.url.endswith("/auth/logout"),
-                                    timeout=WAIT_MS) as logout:
+    async with page.expect_response(
+        lambda answer: answer.url.endswith("/auth/logout"), timeout=WAIT_MS
+    ) as logout:
         await page.click("#logout")
     assert (await logout.value).status == 204
     await expect(page.locator("#login-form")).to_be_visible()
-    async with aiohttp.ClientSession() as session, session.post(
-            f"{base}/api/v1/auth/refresh", json={"refresh_token": refresh_token}) as answer:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{base}/api/v1/auth/refresh", json={"refresh_token": refresh_token}
+        ) as answer,
+    ):
         assert answer.status == 401
 
 
-async def _confirm(page: Page, reason: str, *, reference: str | None = None,
-                   policy: str | None = None) -> None:
+async def _confirm(
+    page: Page, reason: str, *, reference: str | None = None, policy: str | None = None
+) -> None:
     """Fill the open action dialog and confirm; the dialog closes on success."""
     dialog = page.locator("#action-dialog")
     await expect(dialog).to_be_visible()
@@ -312,7 +363,8 @@ async def _resolve_succeeded(page: Page, base: str, debit: dict[str, Any]) -> No
     await expect(page.locator("#action-reference")).to_be_focused()
     await _confirm(page, "Qmoney statement shows the debit", reference="QM-STATEMENT-0001")
     await expect(page.locator("#flash")).to_have_text(
-        f"Transaction {debit['uuid']} is now succeeded.", timeout=WAIT_MS)
+        f"Transaction {debit['uuid']} is now succeeded.", timeout=WAIT_MS
+    )
     await expect(row).to_have_count(0, timeout=WAIT_MS)
     await expect(block).to_have_attribute("data-count", str(count - 1), timeout=WAIT_MS)
 
@@ -323,7 +375,11 @@ async def _resolve_succeeded(page: Page, base: str, debit: dict[str, Any]) -> No
     assert transaction["settlement"]["policy_status"] == 2
     last = transaction["history"][-1]
     assert (last["from"], last["to"], last["actor"], last["reason"]) == (
-        "unknown", "succeeded", "operator", "Qmoney statement shows the debit")
+        "unknown",
+        "succeeded",
+        "operator",
+        "Qmoney statement shows the debit",
+    )
     policy = await _api(base, "GET", f"/policies/{debit['policy_uuid']}")
     assert policy["status"] == 2
 
@@ -340,7 +396,8 @@ async def _expire(page: Page, base: str, debit: dict[str, Any]) -> None:
     await expect(page.locator("#action-subject")).to_contain_text("waiting for its OTP")
     await _confirm(page, "the payer cannot receive SMS")
     await expect(page.locator("#flash")).to_have_text(
-        f"Transaction {debit['uuid']} is now expired.", timeout=WAIT_MS)
+        f"Transaction {debit['uuid']} is now expired.", timeout=WAIT_MS
+    )
     await expect(row).to_have_count(0, timeout=WAIT_MS)
     await expect(block).to_have_attribute("data-count", str(count - 1), timeout=WAIT_MS)
 
@@ -349,7 +406,11 @@ async def _expire(page: Page, base: str, debit: dict[str, Any]) -> None:
     assert transaction["settlement"] is None
     last = transaction["history"][-1]
     assert (last["from"], last["to"], last["actor"], last["reason"]) == (
-        "otp_sent", "expired", "operator", "the payer cannot receive SMS")
+        "otp_sent",
+        "expired",
+        "operator",
+        "the payer cannot receive SMS",
+    )
     policy = await _api(base, "GET", f"/policies/{debit['policy_uuid']}")
     assert policy["status"] == 1
 
@@ -362,16 +423,26 @@ async def _allocate(page: Page, base: str) -> None:
     await expect(row).to_contain_text("350.00")
     trans_id = await row.get_attribute("data-trans-id")
     count = int(await block.get_attribute("data-count"))
-    policy = await _api(base, "POST", "/policies", {
-        "chf_id": "090909090", "product_code": "BASIC-KES", "amount": "350.00",
-        "start_date": date.today().isoformat()}, user="admin", expect_status=201)
+    policy = await _api(
+        base,
+        "POST",
+        "/policies",
+        {
+            "chf_id": "090909090",
+            "product_code": "BASIC-KES",
+            "amount": "350.00",
+            "start_date": date.today().isoformat(),
+        },
+        user="admin",
+        expect_status=201,
+    )
     assert (policy["amount"], policy["currency"], policy["status"]) == ("350.00", "KES", 1)
     await row.locator('button[data-action="allocate"]').click()
     await _confirm(page, "payer paid the reduced premium", policy=policy["uuid"])
     await expect(page.locator("#flash")).to_have_text(
-        re.compile(rf"^Payment {trans_id} is now settled \(receipt \S+\)\.$"), timeout=WAIT_MS)
-    await expect(block.locator(f'tr[data-trans-id="{trans_id}"]')).to_have_count(
-        0, timeout=WAIT_MS)
+        re.compile(rf"^Payment {trans_id} is now settled \(receipt \S+\)\.$"), timeout=WAIT_MS
+    )
+    await expect(block.locator(f'tr[data-trans-id="{trans_id}"]')).to_have_count(0, timeout=WAIT_MS)
     await expect(block).to_have_attribute("data-count", str(count - 1), timeout=WAIT_MS)
     await expect(block.locator('tr[data-bill-ref="070707070"]')).to_have_count(1)
 
@@ -379,9 +450,12 @@ async def _allocate(page: Page, base: str) -> None:
     assert payment["status"] == "settled"
     assert payment["policy_uuid"] == policy["uuid"]
     assert payment["receipt"]
-    assert any(item["by"] == "operator" and item["reason"] == "payer paid the reduced premium"
-               and item["policy_uuid"] == policy["uuid"]
-               for item in payment["allocation_history"])
+    assert any(
+        item["by"] == "operator"
+        and item["reason"] == "payer paid the reduced premium"
+        and item["policy_uuid"] == policy["uuid"]
+        for item in payment["allocation_history"]
+    )
     assert (await _api(base, "GET", f"/policies/{policy['uuid']}"))["status"] == 2
 
 
@@ -392,21 +466,34 @@ async def _replay(page: Page, base: str) -> None:
     row = block.locator('tr[data-status="needs_review"]')
     await expect(row).to_have_count(1)
     entry_id = await row.get_attribute("data-id")
-    before = next(item for item in (await _api(base, "GET", "/c2b/inbox", params={
-        "status": "needs_review", "kind": "confirmation"}))["items"] if item["id"] == entry_id)
+    before = next(
+        item
+        for item in (
+            await _api(
+                base, "GET", "/c2b/inbox", params={"status": "needs_review", "kind": "confirmation"}
+            )
+        )["items"]
+        if item["id"] == entry_id
+    )
     assert before["replays"] == []
     await row.locator('button[data-action="replay"]').click()
     await expect(page.locator("#action-subject")).to_contain_text(entry_id)
     await _confirm(page, "check whether the body is readable now")
     await expect(page.locator("#flash")).to_have_text(
-        f"Inbox entry {entry_id} replayed: now needs_review.", timeout=WAIT_MS)
+        f"Inbox entry {entry_id} replayed: now needs_review.", timeout=WAIT_MS
+    )
     await expect(block.locator(f'tr[data-id="{entry_id}"]')).to_have_attribute(
-        "data-status", "needs_review")
+        "data-status", "needs_review"
+    )
 
-    entries = (await _api(base, "GET", "/c2b/inbox", params={
-        "status": "needs_review", "kind": "confirmation"}))["items"]
+    entries = (
+        await _api(
+            base, "GET", "/c2b/inbox", params={"status": "needs_review", "kind": "confirmation"}
+        )
+    )["items"]
     entry = next(item for item in entries if item["id"] == entry_id)
     assert entry["attempts"] == before["attempts"] + 1
     assert entry["errors"]
     assert [(item["by"], item["reason"]) for item in entry["replays"]] == [
-        ("operator", "check whether the body is readable now")]
+        ("operator", "check whether the body is readable now")
+    ]

@@ -70,35 +70,63 @@ class ScriptedDebits:
         return {"attempts": transaction["code_attempts"]}
 
 
-async def _setup(store, answers: list[Any]) -> tuple[DebitEngine, ScriptedDebits, Services,
-                                                     dict, dict]:
+async def _setup(
+    store, answers: list[Any]
+) -> tuple[DebitEngine, ScriptedDebits, Services, dict, dict]:
     services = build_services(make_settings(), store, None, RecordingNotifier(), Clock())
     adapter = ScriptedDebits(answers)
-    registry = ChannelRegistry([Channel("mpesa_c2b", "M-Pesa paybill"),
-                                Channel(adapter.channel, adapter.label, adapter)])
-    engine = DebitEngine(registry, services.ledger.transactions, services.ledger,
-                         services.policies, services.insurees, services.psps,
-                         services.settlement, Clock())
-    await services.products.create(ProductCreateSchema().load(
-        {"code": "BASIC", "name": "Basic", "price": "1500.00", "currency": "KES"}))
-    await services.insurees.create(InsureeCreateSchema().load(
-        {"chf_id": "070707070", "first_name": "Awa", "last_name": "Jallow",
-         "phone": "254708374149"}))
-    policy = await services.policies.create(PolicyCreateSchema().load(
-        {"chf_id": "070707070", "product_code": "BASIC", "start_date": "2026-01-01"}))
-    psp = await services.psps.create(PspCreateSchema().load(
-        {"name": "Test wallet", "kind": "mpesa", "account": "600984", "currency": "KES"}))
+    registry = ChannelRegistry(
+        [Channel("mpesa_c2b", "M-Pesa paybill"), Channel(adapter.channel, adapter.label, adapter)]
+    )
+    engine = DebitEngine(
+        registry,
+        services.ledger.transactions,
+        services.ledger,
+        services.policies,
+        services.insurees,
+        services.psps,
+        services.settlement,
+        Clock(),
+    )
+    await services.products.create(
+        ProductCreateSchema().load(
+            {"code": "BASIC", "name": "Basic", "price": "1500.00", "currency": "KES"}
+        )
+    )
+    await services.insurees.create(
+        InsureeCreateSchema().load(
+            {
+                "chf_id": "070707070",
+                "first_name": "Awa",
+                "last_name": "Jallow",
+                "phone": "254708374149",
+            }
+        )
+    )
+    policy = await services.policies.create(
+        PolicyCreateSchema().load(
+            {"chf_id": "070707070", "product_code": "BASIC", "start_date": "2026-01-01"}
+        )
+    )
+    psp = await services.psps.create(
+        PspCreateSchema().load(
+            {"name": "Test wallet", "kind": "mpesa", "account": "600984", "currency": "KES"}
+        )
+    )
     return engine, adapter, services, policy, psp
 
 
 def test_the_registry_lists_channels_in_order_and_refuses_a_second_adapter_per_kind() -> None:
     first, second = ScriptedDebits([]), ScriptedDebits([])
     second.channel = "other_wallet"
-    registry = ChannelRegistry([Channel("mpesa_c2b", "M-Pesa paybill"),
-                                Channel(first.channel, first.label, first)])
+    registry = ChannelRegistry(
+        [Channel("mpesa_c2b", "M-Pesa paybill"), Channel(first.channel, first.label, first)]
+    )
     assert registry.names == ("mpesa_c2b", "test_wallet")
-    assert [channel.direction for channel in registry.channels] == [Direction.INBOUND,
-                                                                     Direction.DEBIT]
+    assert [channel.direction for channel in registry.channels] == [
+        Direction.INBOUND,
+        Direction.DEBIT,
+    ]
     assert registry.debit_for_psp("mpesa") is first and registry.debit("mpesa_c2b") is None
     with pytest.raises(ValueError, match="two debit channels"):
         ChannelRegistry([Channel(first.channel, "a", first), Channel("other_wallet", "b", second)])
@@ -108,8 +136,9 @@ def test_the_registry_lists_channels_in_order_and_refuses_a_second_adapter_per_k
 
 @pytest.mark.asyncio
 async def test_a_registered_channel_runs_start_to_settlement_through_the_engine(store) -> None:
-    engine, adapter, services, policy, psp = await _setup(store, [ProviderRejected(
-        "test", WRONG, "wrong code"), "RECEIPT-1"])
+    engine, adapter, services, policy, psp = await _setup(
+        store, [ProviderRejected("test", WRONG, "wrong code"), "RECEIPT-1"]
+    )
     started = await engine.initiate(policy["_id"], psp["_id"], "1500.00", "operator")
     assert started["status"] == "otp_sent" and started["channel"] == "test_wallet"
     assert started["provider_reference"] == "REF-1" and started["payer"] == "254708374149"
@@ -124,7 +153,13 @@ async def test_a_registered_channel_runs_start_to_settlement_through_the_engine(
     assert done["settlement"]["status"] == "settled"
     assert (await services.policies.get(policy["_id"]))["status"] == 2
     assert [step["to"] for step in done["history"]] == [
-        "initiated", "otp_sent", "processing", "otp_sent", "processing", "succeeded"]
+        "initiated",
+        "otp_sent",
+        "processing",
+        "otp_sent",
+        "processing",
+        "succeeded",
+    ]
 
 
 @pytest.mark.asyncio
@@ -143,25 +178,36 @@ async def test_a_lost_answer_leaves_the_debit_unknown_and_it_is_never_retried(st
 async def test_a_payment_of_another_channel_is_not_a_debit(store) -> None:
     engine, _, services, policy, _ = await _setup(store, [])
     transaction = services.ledger.transactions
-    await transaction.insert({"_id": "t-1", "channel": "mpesa_c2b", "status": "processing",
-                              "open": False, "policy_uuid": policy["_id"], "history": []})
+    await transaction.insert(
+        {
+            "_id": "t-1",
+            "channel": "mpesa_c2b",
+            "status": "processing",
+            "open": False,
+            "policy_uuid": policy["_id"],
+            "history": [],
+        }
+    )
     with pytest.raises(Conflict) as refused:
         await engine.process("t-1", "1234", "operator")
     assert refused.value.code == "not_a_debit"
 
 
 @pytest.mark.asyncio
-async def test_a_debit_stored_before_the_neutral_names_keeps_its_count_and_deadline(
-        store) -> None:
+async def test_a_debit_stored_before_the_neutral_names_keeps_its_count_and_deadline(store) -> None:
     """A debit in flight across the upgrade: its wrong codes and its deadline were
     stored as `otp_attempts` and `otp_expires_at`."""
-    engine, _, services, policy, psp = await _setup(store, [ProviderRejected(
-        "test", WRONG, "wrong code")])
+    engine, _, services, policy, psp = await _setup(
+        store, [ProviderRejected("test", WRONG, "wrong code")]
+    )
     started = await engine.initiate(policy["_id"], psp["_id"], "1500.00", "operator")
     await services.ledger.transactions.collection.update_one(
         {"_id": started["_id"]},
-        {"$set": {"otp_attempts": 1, "otp_expires_at": started["expires_at"]},
-         "$unset": {"code_attempts": "", "expires_at": ""}})
+        {
+            "$set": {"otp_attempts": 1, "otp_expires_at": started["expires_at"]},
+            "$unset": {"code_attempts": "", "expires_at": ""},
+        },
+    )
     failed = await engine.process(started["_id"], "0000", "operator")
     assert failed["status"] == "failed"
     assert failed["failure"]["code"] == "too_many_wrong_otps"
@@ -173,7 +219,10 @@ async def test_a_debit_stored_before_the_neutral_names_still_expires(store) -> N
     started = await engine.initiate(policy["_id"], psp["_id"], "1500.00", "operator")
     await services.ledger.transactions.collection.update_one(
         {"_id": started["_id"]},
-        {"$set": {"otp_expires_at": started["created_at"] - timedelta(minutes=1)},
-         "$unset": {"expires_at": ""}})
+        {
+            "$set": {"otp_expires_at": started["created_at"] - timedelta(minutes=1)},
+            "$unset": {"expires_at": ""},
+        },
+    )
     assert await engine.expire_stale() == 1
     assert (await services.ledger.get(started["_id"]))["status"] == "expired"

@@ -29,8 +29,9 @@ async def test_the_demo_leaves_an_unmatched_payment_that_can_be_allocated() -> N
         policy = allocatable.policy
         assert policy["chf_id"] == MISTYPED_FOR
         assert (payment["amount"], payment["currency"]) == (policy["value"], policy["currency"])
-        settled = await c2b.allocate(allocatable.trans_id, policy["_id"], "operator",
-                                     "the payer mistyped the account number")
+        settled = await c2b.allocate(
+            allocatable.trans_id, policy["_id"], "operator", "the payer mistyped the account number"
+        )
     finally:
         await sandbox.stop()
     assert settled["status"] == "settled" and settled["policy_uuid"] == policy["_id"]

@@ -21,9 +21,9 @@ import pytest
 from support import TEST_ENV, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-DESCRIPTORS = 64            # the gateway process's limit
-CONNECTIONS = 100           # idle ones, more than it can hold; fewer than the backlog
-GUARD = 60                  # seconds the whole exercise may take at most
+DESCRIPTORS = 64  # the gateway process's limit
+CONNECTIONS = 100  # idle ones, more than it can hold; fewer than the backlog
+GUARD = 60  # seconds the whole exercise may take at most
 
 
 def free_port() -> int:
@@ -46,14 +46,25 @@ async def answers(url: str) -> bool:
 
 
 @pytest.mark.asyncio
-async def test_out_of_descriptors_the_gateway_backs_off_logs_once_a_pause_and_recovers(
-        ) -> None:
+async def test_out_of_descriptors_the_gateway_backs_off_logs_once_a_pause_and_recovers() -> None:
     port = free_port()
-    env = {**os.environ, **TEST_ENV, "GATEWAY_SERVER_PORT": str(port),
-           "GATEWAY_SERVER_IDLE_TIMEOUT_SECONDS": "1", "GATEWAY_LOGGING_FORMAT": "text"}
+    env = {
+        **os.environ,
+        **TEST_ENV,
+        "GATEWAY_SERVER_PORT": str(port),
+        "GATEWAY_SERVER_IDLE_TIMEOUT_SECONDS": "1",
+        "GATEWAY_LOGGING_FORMAT": "text",
+    }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "run.py", "serve", cwd=ROOT, env=env, preexec_fn=few_descriptors,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "run.py",
+        "serve",
+        cwd=ROOT,
+        env=env,
+        preexec_fn=few_descriptors,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     log: list[str] = []
     paused = asyncio.Event()
 
@@ -71,8 +82,12 @@ async def test_out_of_descriptors_the_gateway_backs_off_logs_once_a_pause_and_re
         idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(CONNECTIONS)]
         async with asyncio.timeout(GUARD):
             await paused.wait()
-        await wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"),
-                         "the gateway to answer again after pausing", within=GUARD, every=0.2)
+        await wait_until(
+            lambda: answers(f"http://127.0.0.1:{port}/healthz"),
+            "the gateway to answer again after pausing",
+            within=GUARD,
+            every=0.2,
+        )
     finally:
         for _, writer in idle:
             writer.close()

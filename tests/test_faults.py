@@ -180,8 +180,7 @@ async def test_registerurl_faults_are_typed_and_a_retry_registers(
 
 def short_timeout(system) -> None:
     """A new client with a 1 s timeout (and no token yet)."""
-    system.client = DarajaClient(system.http, replace(system.daraja, timeout_seconds=1.0),
-                                 Clock())
+    system.client = DarajaClient(system.http, replace(system.daraja, timeout_seconds=1.0), Clock())
 
 
 async def need_a_new_daraja_token(system) -> None:
@@ -233,9 +232,16 @@ async def test_refused_connection_to_daraja_is_unavailable(http) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
-    client = DarajaClient(http, DarajaSettings(base_url=f"http://127.0.0.1:{closed}",
-                                               consumer_key="key", consumer_secret="secret",
-                                               timeout_seconds=1.0), Clock())
+    client = DarajaClient(
+        http,
+        DarajaSettings(
+            base_url=f"http://127.0.0.1:{closed}",
+            consumer_key="key",
+            consumer_secret="secret",
+            timeout_seconds=1.0,
+        ),
+        Clock(),
+    )
     with pytest.raises(ProviderUnavailable):
         await client.register_urls(
             "600984", "Completed", "http://127.0.0.1:1/c", "http://127.0.0.1:1/v"
@@ -289,8 +295,9 @@ async def test_burst_of_500_confirmations_through_daraja_is_stored_exactly_once(
             return deliveries
         return None
 
-    deliveries = await wait_until(all_finished, "the simulator to finish 500 confirmations",
-                                  within=60, every=0.1)
+    deliveries = await wait_until(
+        all_finished, "the simulator to finish 500 confirmations", within=60, every=0.1
+    )
     acknowledged = {
         item["trans_id"]
         for item in deliveries

@@ -15,31 +15,38 @@ from support import (
     idle_policy,
 )
 
-FOREIGN = callback_body(TransID="RP5878D37Z", BusinessShortCode="999999",
-                        BillRefNumber="070707070", TransAmount="1500.00")
+FOREIGN = callback_body(
+    TransID="RP5878D37Z",
+    BusinessShortCode="999999",
+    BillRefNumber="070707070",
+    TransAmount="1500.00",
+)
 
 
 @pytest_asyncio.fixture
 async def policy(gateway) -> dict:
     """An idle policy the foreign payment's account number and amount point to."""
-    return await idle_policy(gateway.services, "070707070", BASIC_KES, first_name="Wanjiru",
-                             last_name="Kamau")
+    return await idle_policy(
+        gateway.services, "070707070", BASIC_KES, first_name="Wanjiru", last_name="Kamau"
+    )
 
 
 @pytest.mark.asyncio
 async def test_confirmation_for_a_shortcode_not_served_is_held_and_settles_nothing(
-        http, gateway, store, notifier, policy) -> None:
+    http, gateway, store, notifier, policy
+) -> None:
     for _ in range(2):
         assert await deliver_callback(http, gateway, "confirmation", FOREIGN) == (
-            200, {"ResultCode": 0, "ResultDesc": "Success"})
+            200,
+            {"ResultCode": 0, "ResultDesc": "Success"},
+        )
     [payment] = await store.collection(PAYMENTS).find({}).to_list(None)
     assert (payment["status"], payment["unmatched_reason"]) == ("held", "shortcode_not_served")
     assert [item["reason"] for item in payment["review"]] == ["shortcode_not_served"]
     assert (await gateway.services.policies.get(policy["_id"]))["status"] == 1
     assert await store.collection(TRANSACTIONS).count_documents({}) == 0
     assert await store.collection(PREMIUMS).count_documents({}) == 0
-    statuses = {entry["status"] for entry in
-                await store.collection(INBOX).find({}).to_list(None)}
+    statuses = {entry["status"] for entry in await store.collection(INBOX).find({}).to_list(None)}
     assert statuses == {"processed", "duplicate"}
     assert notifier.sent == []
 
@@ -47,16 +54,20 @@ async def test_confirmation_for_a_shortcode_not_served_is_held_and_settles_nothi
 @pytest.mark.asyncio
 async def test_validation_still_refuses_a_shortcode_not_served(http, gateway) -> None:
     assert await deliver_callback(http, gateway, "validation", FOREIGN) == (
-        200, {"ResultCode": "C2B00015", "ResultDesc": "Rejected"})
+        200,
+        {"ResultCode": "C2B00015", "ResultDesc": "Rejected"},
+    )
 
 
 @pytest.mark.asyncio
 async def test_held_payment_is_shown_for_review_in_the_list_detail_and_dashboard(
-        http, gateway, operator_headers, policy) -> None:
+    http, gateway, operator_headers, policy
+) -> None:
     await deliver_callback(http, gateway, "confirmation", FOREIGN)
     base = f"{gateway.url}/api/v1"
-    async with http.get(f"{base}/c2b/payments", params={"needs_review": "true"},
-                        headers=operator_headers) as answer:
+    async with http.get(
+        f"{base}/c2b/payments", params={"needs_review": "true"}, headers=operator_headers
+    ) as answer:
         [item] = (await answer.json())["items"]
     assert (item["status"], item["unmatched_reason"]) == ("held", "shortcode_not_served")
     assert [entry["reason"] for entry in item["review"]] == ["shortcode_not_served"]
@@ -70,16 +81,22 @@ async def test_held_payment_is_shown_for_review_in_the_list_detail_and_dashboard
 
 
 @pytest.mark.asyncio
-async def test_allocating_a_held_payment_is_refused_with_a_409(http, gateway, store,
-                                                               operator_headers, policy) -> None:
+async def test_allocating_a_held_payment_is_refused_with_a_409(
+    http, gateway, store, operator_headers, policy
+) -> None:
     await deliver_callback(http, gateway, "confirmation", FOREIGN)
-    async with http.post(f"{gateway.url}/api/v1/c2b/payments/RP5878D37Z/allocate",
-                         headers=operator_headers,
-                         json={"policy_uuid": policy["_id"], "note": "apply it anyway"}) as answer:
+    async with http.post(
+        f"{gateway.url}/api/v1/c2b/payments/RP5878D37Z/allocate",
+        headers=operator_headers,
+        json={"policy_uuid": policy["_id"], "note": "apply it anyway"},
+    ) as answer:
         status, body = answer.status, await answer.json()
     assert status == 409 and body["error"]["code"] == "shortcode_not_served"
     assert "999999" in body["error"]["message"]
-    assert body["error"]["details"] == {"status": "held", "reason": "shortcode_not_served",
-                                        "shortcode": "999999"}
+    assert body["error"]["details"] == {
+        "status": "held",
+        "reason": "shortcode_not_served",
+        "shortcode": "999999",
+    }
     assert (await gateway.services.policies.get(policy["_id"]))["status"] == 1
     assert (await store.collection(PAYMENTS).find_one({}))["status"] == "held"

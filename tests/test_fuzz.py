@@ -32,15 +32,22 @@ from support import (
     password_for,
 )
 
-EXAMPLES = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+EXAMPLES = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
-scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-           | st.text(max_size=30))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-                           max_leaves=12)
+scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def shaped(fields: list[str]) -> st.SearchStrategy[dict[str, Any]]:
@@ -76,8 +83,9 @@ class ThreadedGateway(LoopThread):
 
     def post(self, path: str, body: bytes, role: str | None = None) -> tuple[int, Any]:
         headers = {"Content-Type": "application/json", **(self.headers[role] if role else {})}
-        request = urllib.request.Request(self.gateway.url + path, data=body, headers=headers,
-                                         method="POST")
+        request = urllib.request.Request(
+            self.gateway.url + path, data=body, headers=headers, method="POST"
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:
                 return answer.status, json.loads(answer.read())
@@ -109,20 +117,26 @@ def assert_error_shape(status: int, body: Any) -> None:
 ENDPOINTS = [
     ("/api/v1/auth/token", None, ["username", "password"]),
     ("/api/v1/auth/refresh", None, ["refresh_token"]),
-    ("/api/v1/payments", "psp", ["chf_id", "amount", "psp_transaction_id", "policy",
-                                 "json_ext"]),
+    ("/api/v1/payments", "psp", ["chf_id", "amount", "psp_transaction_id", "policy", "json_ext"]),
     ("/api/v1/transactions", "operator", ["policy_uuid", "psp_uuid", "amount"]),
     ("/api/v1/insurees", "admin", ["chf_id", "first_name", "last_name", "phone", "wallet"]),
     ("/api/v1/products", "admin", ["code", "name", "price", "currency"]),
-    ("/api/v1/policies", "admin", ["chf_id", "product_code", "amount", "start_date",
-                                   "expiry_date", "status"]),
-    ("/api/v1/psps", "admin", ["name", "kind", "account", "currency", "pin",
-                               "is_external_api", "username", "active"]),
+    (
+        "/api/v1/policies",
+        "admin",
+        ["chf_id", "product_code", "amount", "start_date", "expiry_date", "status"],
+    ),
+    (
+        "/api/v1/psps",
+        "admin",
+        ["name", "kind", "account", "currency", "pin", "is_external_api", "username", "active"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("path", "role", "fields"), ENDPOINTS,
-                         ids=[path for path, _, _ in ENDPOINTS])
+@pytest.mark.parametrize(
+    ("path", "role", "fields"), ENDPOINTS, ids=[path for path, _, _ in ENDPOINTS]
+)
 def test_arbitrary_json_never_gets_a_500(target, path, role, fields) -> None:
     @EXAMPLES
     @given(body=bodies(fields))
@@ -131,13 +145,21 @@ def test_arbitrary_json_never_gets_a_500(target, path, role, fields) -> None:
         assert_error_shape(status, answer)
 
     check()
-    for transaction in target.documents(TRANSACTIONS):      # nothing half-written
+    for transaction in target.documents(TRANSACTIONS):  # nothing half-written
         assert transaction["status"] != "processing"
         assert transaction["status"] != "succeeded" or transaction["settlement"]
 
 
-CALLBACK_FIELDS = ["TransactionType", "TransID", "TransTime", "TransAmount",
-                   "BusinessShortCode", "BillRefNumber", "MSISDN", "OrgAccountBalance"]
+CALLBACK_FIELDS = [
+    "TransactionType",
+    "TransID",
+    "TransTime",
+    "TransAmount",
+    "BusinessShortCode",
+    "BillRefNumber",
+    "MSISDN",
+    "OrgAccountBalance",
+]
 
 
 @pytest.mark.parametrize("kind", ["validation", "confirmation"])
@@ -172,11 +194,15 @@ def test_padded_or_lower_case_trans_ids_never_store_a_second_payment(target) -> 
         trans_id = f"NLFZ{core}"
         for _ in range(2):
             body = callback_body(TransID=data.draw(spelt(trans_id, any_case=True)))
-            status, answer = target.post("/api/v1/c2b/confirmation/test-callback",
-                                         json.dumps(body).encode())
+            status, answer = target.post(
+                "/api/v1/c2b/confirmation/test-callback", json.dumps(body).encode()
+            )
             assert (status, answer["ResultCode"]) == (200, 0)
-        stored = [payment for payment in target.documents(PAYMENTS)
-                  if payment["trans_id"].strip().upper() == trans_id]
+        stored = [
+            payment
+            for payment in target.documents(PAYMENTS)
+            if payment["trans_id"].strip().upper() == trans_id
+        ]
         assert [payment["trans_id"] for payment in stored] == [trans_id]
 
     check()
@@ -189,13 +215,18 @@ def test_padded_insuree_numbers_never_create_a_second_insuree(target) -> None:
         chf_id = f"31{digits}"
         statuses = []
         for _ in range(2):
-            body = {"chf_id": data.draw(spelt(chf_id, any_case=False)), "first_name": "A",
-                    "last_name": "B"}
-            statuses.append(target.post("/api/v1/insurees", json.dumps(body).encode(),
-                                        "admin")[0])
+            body = {
+                "chf_id": data.draw(spelt(chf_id, any_case=False)),
+                "first_name": "A",
+                "last_name": "B",
+            }
+            statuses.append(target.post("/api/v1/insurees", json.dumps(body).encode(), "admin")[0])
         assert statuses in ([201, 409], [409, 409])
-        stored = [item["chf_id"] for item in target.documents(INSUREES)
-                  if item["chf_id"].strip() == chf_id]
+        stored = [
+            item["chf_id"]
+            for item in target.documents(INSUREES)
+            if item["chf_id"].strip() == chf_id
+        ]
         assert stored == [chf_id]
 
     check()
@@ -206,42 +237,53 @@ def test_padded_insuree_numbers_never_create_a_second_insuree(target) -> None:
 # integers past Python's 4,300-digit conversion limit, NaN and Infinity: always a 400.
 # NUL bytes, escaped or raw, in any value: never a 500.
 
+
 def nested(depth: int, shape: tuple[bytes, bytes, bytes]) -> bytes:
     opener, leaf, closer = shape
     return opener * depth + leaf + closer * depth
 
 
-too_deep = st.builds(nested, st.integers(33, 3000),
-                     st.sampled_from([(b"[", b"", b"]"), (b'{"a": ', b"1", b"}"),
-                                      (b'[{"b": ', b"null", b"}]")]))
-too_long = st.builds(lambda sign, digits: sign + b"9" * digits, st.sampled_from([b"", b"-"]),
-                     st.integers(4301, 8000))
+too_deep = st.builds(
+    nested,
+    st.integers(33, 3000),
+    st.sampled_from([(b"[", b"", b"]"), (b'{"a": ', b"1", b"}"), (b'[{"b": ', b"null", b"}]")]),
+)
+too_long = st.builds(
+    lambda sign, digits: sign + b"9" * digits, st.sampled_from([b"", b"-"]), st.integers(4301, 8000)
+)
 not_finite = st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-2.5e400"])
 with_nul = st.one_of(
     st.tuples(st.text(max_size=6), st.text(max_size=6)).map(
-        lambda parts: json.dumps("\x00".join(parts)).encode()),       # escaped: \u0000
-    st.binary(max_size=6).map(lambda raw: b'"' + raw.replace(b'"', b"") + b'\x00"'))
+        lambda parts: json.dumps("\x00".join(parts)).encode()
+    ),  # escaped: \u0000
+    st.binary(max_size=6).map(lambda raw: b'"' + raw.replace(b'"', b"") + b'\x00"'),
+)
 
 
 def placed(values: st.SearchStrategy[bytes], fields: list[str]) -> st.SearchStrategy[bytes]:
     """The value as the body, or as the value of one of the endpoint's fields."""
-    return values | st.builds(lambda name, value: b'{"%s": %s}' % (name.encode(), value),
-                              st.sampled_from(fields), values)
+    return values | st.builds(
+        lambda name, value: b'{"%s": %s}' % (name.encode(), value), st.sampled_from(fields), values
+    )
 
 
 HOSTILE_ENDPOINTS = [
-    *[(path, role, fields) for path, fields in (
-        ("/api/v1/auth/token", ["username", "password"]),
-        ("/api/v1/auth/refresh", ["refresh_token"]),
-        ("/api/v1/auth/logout", ["refresh_token"])) for role in (None, "operator")],
+    *[
+        (path, role, fields)
+        for path, fields in (
+            ("/api/v1/auth/token", ["username", "password"]),
+            ("/api/v1/auth/refresh", ["refresh_token"]),
+            ("/api/v1/auth/logout", ["refresh_token"]),
+        )
+        for role in (None, "operator")
+    ],
     *[endpoint for endpoint in ENDPOINTS if endpoint[1] is not None],
 ]
 HOSTILE_IDS = [f"{path} {role or 'no token'}" for path, role, _ in HOSTILE_ENDPOINTS]
 
 
 @pytest.mark.parametrize(("path", "role", "fields"), HOSTILE_ENDPOINTS, ids=HOSTILE_IDS)
-def test_deep_nesting_huge_numbers_nan_and_infinity_are_a_400(target, path, role,
-                                                              fields) -> None:
+def test_deep_nesting_huge_numbers_nan_and_infinity_are_a_400(target, path, role, fields) -> None:
     @EXAMPLES
     @given(body=placed(too_deep | too_long | not_finite, fields))
     def check(body: bytes) -> None:
@@ -265,8 +307,9 @@ def test_nul_bytes_in_json_never_get_a_500(target, path, role, fields) -> None:
 
 def status_of(method: str, url: str) -> int:
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method=method),
-                                    timeout=30) as answer:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, method=method), timeout=30
+        ) as answer:
             return answer.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -274,10 +317,13 @@ def status_of(method: str, url: str) -> int:
 
 def test_nul_bytes_in_page_file_paths_are_a_404(target) -> None:
     @EXAMPLES
-    @given(directory=st.sampled_from(["/dashboard/static/", "/docs/static/"]),
-           name=st.sampled_from(["", "dashboard.js", "swagger-ui.css", "../app.py"]),
-           before=st.text(max_size=8), after=st.text(max_size=8),
-           method=st.sampled_from(["GET", "HEAD"]))
+    @given(
+        directory=st.sampled_from(["/dashboard/static/", "/docs/static/"]),
+        name=st.sampled_from(["", "dashboard.js", "swagger-ui.css", "../app.py"]),
+        before=st.text(max_size=8),
+        after=st.text(max_size=8),
+        method=st.sampled_from(["GET", "HEAD"]),
+    )
     def check(directory: str, name: str, before: str, after: str, method: str) -> None:
         path = directory + urllib.parse.quote(f"{before}{name}\x00{after}", safe="/")
         assert status_of(method, target.gateway.url + path) == 404

@@ -39,16 +39,19 @@ async def confirm(http, gateway, **fields: str) -> None:
 
 
 async def kenyan_policy(gateway) -> dict:
-    return await idle_policy(gateway.services, "070707070", BASIC_KES, first_name="Wanjiru",
-                             last_name="Kamau")
+    return await idle_policy(
+        gateway.services, "070707070", BASIC_KES, first_name="Wanjiru", last_name="Kamau"
+    )
 
 
 # --- TransID ---------------------------------------------------------------------------
 
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("resent", SAME_TRANS_ID, ids=repr)
 async def test_resent_confirmation_with_another_spelling_of_the_trans_id_is_a_duplicate(
-        http, gateway, store, notifier, resent) -> None:
+    http, gateway, store, notifier, resent
+) -> None:
     await confirm(http, gateway, TransID=TRANS_ID)
     await confirm(http, gateway, TransID=resent)
     [payment] = await store.collection(PAYMENTS).find({}).to_list(None)
@@ -61,7 +64,8 @@ async def test_resent_confirmation_with_another_spelling_of_the_trans_id_is_a_du
 
 @pytest.mark.asyncio
 async def test_first_confirmation_with_a_lower_case_trans_id_is_stored_normalised(
-        http, gateway, store) -> None:
+    http, gateway, store
+) -> None:
     await confirm(http, gateway, TransID=f"{TRANS_ID.lower()}\n")
     await confirm(http, gateway, TransID=TRANS_ID)
     [payment] = await store.collection(PAYMENTS).find({}).to_list(None)
@@ -71,7 +75,8 @@ async def test_first_confirmation_with_a_lower_case_trans_id_is_stored_normalise
 @pytest.mark.asyncio
 @pytest.mark.parametrize("trans_id", NOT_A_TRANS_ID, ids=repr)
 async def test_trans_id_with_inner_whitespace_or_control_characters_is_kept_for_review(
-        http, gateway, store, trans_id) -> None:
+    http, gateway, store, trans_id
+) -> None:
     await confirm(http, gateway, TransID=trans_id)
     [entry] = await store.collection(INBOX).find({}).to_list(None)
     assert entry["status"] == "needs_review" and "TransID" in entry["errors"]
@@ -80,8 +85,9 @@ async def test_trans_id_with_inner_whitespace_or_control_characters_is_kept_for_
 
 @pytest.mark.asyncio
 async def test_validation_normalises_the_trans_id_it_records(http, gateway, store) -> None:
-    _, answer = await deliver_callback(http, gateway, "validation",
-                                       callback_body(TransID=f"{TRANS_ID.lower()}\n"))
+    _, answer = await deliver_callback(
+        http, gateway, "validation", callback_body(TransID=f"{TRANS_ID.lower()}\n")
+    )
     assert answer["ResultCode"] == "0"
     entry = await store.collection(INBOX).find_one({})
     assert entry["trans_id"] == TRANS_ID
@@ -89,26 +95,32 @@ async def test_validation_normalises_the_trans_id_it_records(http, gateway, stor
 
 @pytest.mark.asyncio
 async def test_payment_detail_and_allocation_paths_find_the_normalised_trans_id(
-        http, gateway, operator_headers) -> None:
+    http, gateway, operator_headers
+) -> None:
     await confirm(http, gateway, TransID=TRANS_ID, BillRefNumber="nobody", TransAmount="1500")
     policy = await kenyan_policy(gateway)
     spelt = "%20rp5878d37z%0A"
-    async with http.get(f"{gateway.url}/api/v1/c2b/payments/{spelt}",
-                        headers=operator_headers) as answer:
+    async with http.get(
+        f"{gateway.url}/api/v1/c2b/payments/{spelt}", headers=operator_headers
+    ) as answer:
         assert answer.status == 200
         assert (await answer.json())["trans_id"] == TRANS_ID
-    async with http.post(f"{gateway.url}/api/v1/c2b/payments/{spelt}/allocate",
-                         headers=operator_headers,
-                         json={"policy_uuid": policy["_id"], "note": "typed wrongly"}) as answer:
+    async with http.post(
+        f"{gateway.url}/api/v1/c2b/payments/{spelt}/allocate",
+        headers=operator_headers,
+        json={"policy_uuid": policy["_id"], "note": "typed wrongly"},
+    ) as answer:
         assert answer.status == 200
         assert (await answer.json())["status"] == "settled"
 
 
 # --- insuree numbers, also as the paybill account ------------------------------------
 
+
 @pytest.mark.asyncio
 async def test_account_number_with_surrounding_whitespace_pays_the_insurees_policy(
-        http, gateway, store) -> None:
+    http, gateway, store
+) -> None:
     policy = await kenyan_policy(gateway)
     await confirm(http, gateway, BillRefNumber=" 070707070\n", TransAmount="1500.00")
     payment = await store.collection(PAYMENTS).find_one({})
@@ -118,9 +130,11 @@ async def test_account_number_with_surrounding_whitespace_pays_the_insurees_poli
 
 @pytest.mark.asyncio
 async def test_account_number_with_an_inner_newline_is_rejected_at_validation(
-        http, gateway) -> None:
-    _, answer = await deliver_callback(http, gateway, "validation",
-                                       callback_body(BillRefNumber="0707\n07070"))
+    http, gateway
+) -> None:
+    _, answer = await deliver_callback(
+        http, gateway, "validation", callback_body(BillRefNumber="0707\n07070")
+    )
     assert answer["ResultCode"] == "C2B00012"
 
 
@@ -144,6 +158,7 @@ def test_insuree_number_with_inner_whitespace_or_other_characters_is_refused(chf
 
 # --- provider API ----------------------------------------------------------------------
 
+
 async def provider(http, gateway) -> dict[str, str]:
     """A provider whose user is named, and logs in, with surrounding whitespace."""
     services = gateway.services
@@ -155,18 +170,31 @@ async def provider(http, gateway) -> dict[str, str]:
 
 @pytest.mark.asyncio
 async def test_provider_payment_resent_with_a_padded_psp_transaction_id_is_a_replay(
-        http, gateway, store) -> None:
+    http, gateway, store
+) -> None:
     headers = await provider(http, gateway)
-    policy = await idle_policy(gateway.services, "060606060", first_name="Fatou",
-                               last_name="Ceesay")
+    policy = await idle_policy(
+        gateway.services, "060606060", first_name="Fatou", last_name="Ceesay"
+    )
     answers = []
-    for reference, chf_id in (("AFR-0001", "060606060"), ("AFR-0001\n", " 060606060"),
-                              (" AFR-0001 ", "060606060\n")):
-        body = {"chf_id": chf_id, "amount": "500.00", "psp_transaction_id": reference,
-                "policy": {"token": policy["payment_token"], "product_code": "BASIC-GMD",
-                           "product_name": "Basic cover"}}
-        async with http.post(f"{gateway.url}/api/v1/payments", json=body,
-                             headers=headers) as answer:
+    for reference, chf_id in (
+        ("AFR-0001", "060606060"),
+        ("AFR-0001\n", " 060606060"),
+        (" AFR-0001 ", "060606060\n"),
+    ):
+        body = {
+            "chf_id": chf_id,
+            "amount": "500.00",
+            "psp_transaction_id": reference,
+            "policy": {
+                "token": policy["payment_token"],
+                "product_code": "BASIC-GMD",
+                "product_name": "Basic cover",
+            },
+        }
+        async with http.post(
+            f"{gateway.url}/api/v1/payments", json=body, headers=headers
+        ) as answer:
             answers.append((answer.status, (await answer.json())["payment_id"]))
     assert [status for status, _ in answers] == [201, 200, 200]
     assert len({payment_id for _, payment_id in answers}) == 1
@@ -175,24 +203,31 @@ async def test_provider_payment_resent_with_a_padded_psp_transaction_id_is_a_rep
 
 @pytest.mark.asyncio
 async def test_provider_look_up_finds_an_insuree_number_with_surrounding_whitespace(
-        http, gateway) -> None:
+    http, gateway
+) -> None:
     headers = await provider(http, gateway)
     await ensure_insuree(gateway.services, "060606060", first_name="Fatou", last_name="Ceesay")
-    async with http.get(f"{gateway.url}/api/v1/insurees/%20060606060%0A/policies",
-                        headers=headers) as answer:
+    async with http.get(
+        f"{gateway.url}/api/v1/insurees/%20060606060%0A/policies", headers=headers
+    ) as answer:
         assert answer.status == 200
         assert (await answer.json())["chf_id"] == "060606060"
 
 
 def test_psp_transaction_id_with_inner_whitespace_is_refused() -> None:
-    body = {"chf_id": "060606060", "amount": "500.00", "psp_transaction_id": "AFR 0001",
-            "policy": {"token": "t", "product_code": "P", "product_name": "N"}}
+    body = {
+        "chf_id": "060606060",
+        "amount": "500.00",
+        "psp_transaction_id": "AFR 0001",
+        "policy": {"token": "t", "product_code": "P", "product_name": "N"},
+    }
     with pytest.raises(ValidationError) as caught:
         PaymentRequestSchema().load(body)
     assert "psp_transaction_id" in caught.value.messages
 
 
 # --- usernames -------------------------------------------------------------------------
+
 
 @pytest.mark.asyncio
 async def test_username_with_a_final_newline_is_the_same_user(gateway) -> None:
@@ -206,12 +241,14 @@ async def test_username_with_a_final_newline_is_the_same_user(gateway) -> None:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("username", ["ol ga", "ol\x00ga", "ol\nga", ""], ids=repr)
 async def test_username_with_inner_whitespace_or_control_characters_is_refused(
-        gateway, username) -> None:
+    gateway, username
+) -> None:
     with pytest.raises(ValidationFailed):
         await gateway.services.auth.create_user(username, "olga-password", "operator")
 
 
 # --- other patterns are matched whole too ----------------------------------------------
+
 
 @pytest.mark.parametrize("value", ["1234\n", "12345\n", "1234\r\n"], ids=repr)
 def test_otp_with_a_final_newline_is_refused(value) -> None:
@@ -219,8 +256,11 @@ def test_otp_with_a_final_newline_is_refused(value) -> None:
         ProcessRequestSchema().load({"otp": value})
 
 
-@pytest.mark.parametrize(("pattern", "value"), [
-    (r"[0-9]{1,3}", "12\n"), (r"[0-9]{1,3}", "x12"), (r"[0-9]{1,3}", "12x")], ids=repr)
+@pytest.mark.parametrize(
+    ("pattern", "value"),
+    [(r"[0-9]{1,3}", "12\n"), (r"[0-9]{1,3}", "x12"), (r"[0-9]{1,3}", "12x")],
+    ids=repr,
+)
 def test_whole_pattern_refuses_anything_around_the_match(pattern, value) -> None:
     with pytest.raises(ValidationError):
         Whole(pattern, error="no")(value)
@@ -228,19 +268,25 @@ def test_whole_pattern_refuses_anything_around_the_match(pattern, value) -> None
 
 def test_product_code_with_a_final_newline_is_the_same_code() -> None:
     loaded = ProductCreateSchema().load(
-        {"code": "BASIC-KES\n", "name": "Basic", "price": "1.00", "currency": "KES"})
+        {"code": "BASIC-KES\n", "name": "Basic", "price": "1.00", "currency": "KES"}
+    )
     assert loaded["code"] == "BASIC-KES"
     with pytest.raises(ValidationError):
-        ProductCreateSchema().load({"code": "BASIC KES", "name": "Basic", "price": "1.00",
-                                    "currency": "KES"})
+        ProductCreateSchema().load(
+            {"code": "BASIC KES", "name": "Basic", "price": "1.00", "currency": "KES"}
+        )
 
 
 @pytest.mark.asyncio
-async def test_an_account_named_before_the_username_rule_can_still_log_in(gateway, http
-                                                                          ) -> None:
+async def test_an_account_named_before_the_username_rule_can_still_log_in(gateway, http) -> None:
     await gateway.services.auth.users.create(
-        "jane doe", await gateway.services.auth.passwords.hash("jane-password"), "operator",
-        gateway.services.auth.clock.now())
-    async with http.post(f"{gateway.url}/api/v1/auth/token",
-                         json={"username": " jane doe\n", "password": "jane-password"}) as answer:
+        "jane doe",
+        await gateway.services.auth.passwords.hash("jane-password"),
+        "operator",
+        gateway.services.auth.clock.now(),
+    )
+    async with http.post(
+        f"{gateway.url}/api/v1/auth/token",
+        json={"username": " jane doe\n", "password": "jane-password"},
+    ) as answer:
         assert answer.status == 200

@@ -37,15 +37,25 @@ class CrashingTransitions(TransactionRepository):
 
 def incoming(store, transactions=None, premiums=None) -> IncomingPayments:
     transactions = transactions or TransactionRepository(store)
-    settlement = Settlement(transactions, premiums or PremiumRepository(store),
-                            PolicyRepository(store), Clock())
+    settlement = Settlement(
+        transactions, premiums or PremiumRepository(store), PolicyRepository(store), Clock()
+    )
     return IncomingPayments(transactions, PolicyRepository(store), settlement, Clock())
 
 
 async def idle_policy(store) -> dict:
-    policy = {"_id": str(uuid.uuid4()), "chf_id": "070707070", "product_code": "BASIC",
-              "product_name": "Basic", "value": 50000, "currency": "GMD", "status": IDLE,
-              "start_date": START, "created_at": START, "updated_at": START}
+    policy = {
+        "_id": str(uuid.uuid4()),
+        "chf_id": "070707070",
+        "product_code": "BASIC",
+        "product_name": "Basic",
+        "value": 50000,
+        "currency": "GMD",
+        "status": IDLE,
+        "start_date": START,
+        "created_at": START,
+        "updated_at": START,
+    }
     await store.collection(POLICIES).insert_one(policy)
     return policy
 
@@ -54,23 +64,27 @@ async def age(store, transaction_uuid: str) -> None:
     """Make a cut-off transaction look as old as one a crash left behind."""
     await store.collection(TRANSACTIONS).update_one(
         {"_id": transaction_uuid},
-        {"$set": {"updated_at": datetime.now(UTC) - timedelta(minutes=10)}})
+        {"$set": {"updated_at": datetime.now(UTC) - timedelta(minutes=10)}},
+    )
 
 
 @pytest.mark.parametrize("crash", ["before_premium", "before_marking"])
 @pytest.mark.asyncio
 async def test_a_payment_cut_off_is_finished_once_by_finish_pending(store, crash) -> None:
     policy = await idle_policy(store)
-    broken = (incoming(store, premiums=CrashingPremiums(store)) if crash == "before_premium"
-              else incoming(store, transactions=CrashingTransitions(store)))
-    transaction = broken.new_transaction(str(uuid.uuid4()), "psp_api", policy, "psp",
-                                         "REF-1", "afrimoney")
+    broken = (
+        incoming(store, premiums=CrashingPremiums(store))
+        if crash == "before_premium"
+        else incoming(store, transactions=CrashingTransitions(store))
+    )
+    transaction = broken.new_transaction(
+        str(uuid.uuid4()), "psp_api", policy, "psp", "REF-1", "afrimoney"
+    )
     with pytest.raises(ServerSelectionTimeoutError):
         await broken.record(transaction, policy)
     stored = await store.collection(TRANSACTIONS).find_one({"_id": transaction["_id"]})
     assert stored["status"] == "processing" and stored["open"] is True
-    assert (await store.collection(POLICIES).find_one({"_id": policy["_id"]}))[
-        "status"] == ACTIVE
+    assert (await store.collection(POLICIES).find_one({"_id": policy["_id"]}))["status"] == ACTIVE
 
     healthy = incoming(store)
     # Recent ones may still be in their own request: left alone.
@@ -91,8 +105,9 @@ async def test_a_settling_payment_is_one_write_per_step(store) -> None:
     """Claim, activate, premium, then succeeded and settled together."""
     policy = await idle_policy(store)
     service = incoming(store)
-    transaction = service.new_transaction(str(uuid.uuid4()), "psp_api", policy, "psp",
-                                          "REF-1", "afrimoney")
+    transaction = service.new_transaction(
+        str(uuid.uuid4()), "psp_api", policy, "psp", "REF-1", "afrimoney"
+    )
     recorded = await service.record(transaction, policy)
     assert recorded["status"] == "succeeded" and recorded["settlement"]["status"] == "settled"
     assert [step["to"] for step in recorded["history"]] == ["processing", "succeeded"]

@@ -38,14 +38,15 @@ async def assert_moved(http: aiohttp.ClientSession, public: str, internal: str) 
 
 
 @pytest.mark.asyncio
-async def test_metrics_and_readiness_move_to_the_internal_listener(http,
-                                                                   start_gateway_with) -> None:
+async def test_metrics_and_readiness_move_to_the_internal_listener(
+    http, start_gateway_with
+) -> None:
     gateway = await start_gateway_with(internal_sockets=bind_sockets(0, "127.0.0.1"))
     internal = f"http://127.0.0.1:{gateway.internal_port}"
     await assert_moved(http, gateway.url, internal)
     async with http.get(f"{internal}/metrics") as answer:
         assert answer.content_type == "text/plain"
-    for path in ("/healthz", "/api/v1/auth/token", "/dashboard"):     # only those two
+    for path in ("/healthz", "/api/v1/auth/token", "/dashboard"):  # only those two
         async with http.get(internal + path) as answer:
             assert answer.status == 404, path
     async with http.get(f"{gateway.url}/healthz") as answer:
@@ -63,28 +64,40 @@ async def test_without_an_internal_port_they_stay_on_the_public_port(http, gatew
 @pytest.mark.asyncio
 async def test_the_internal_port_setting_starts_the_listener(http, store) -> None:
     port = free_port()
-    gateway = await start_gateway(make_settings(server={"internal_port": port}), store=store,
-                                  port=0)
+    gateway = await start_gateway(
+        make_settings(server={"internal_port": port}), store=store, port=0
+    )
     try:
         assert gateway.internal_port == port
         await assert_moved(http, gateway.url, f"http://127.0.0.1:{port}")
     finally:
         await gateway.stop()
-    with pytest.raises(OSError):                 # stopped with the gateway
+    with pytest.raises(OSError):  # stopped with the gateway
         await asyncio.open_connection("127.0.0.1", port)
 
 
 @pytest.mark.asyncio
 async def test_serve_starts_the_internal_listener(http) -> None:
     port, internal_port = free_port(), free_port()
-    env = {**os.environ, **TEST_ENV, "GATEWAY_SERVER_PORT": str(port),
-           "GATEWAY_SERVER_INTERNAL_PORT": str(internal_port)}
+    env = {
+        **os.environ,
+        **TEST_ENV,
+        "GATEWAY_SERVER_PORT": str(port),
+        "GATEWAY_SERVER_INTERNAL_PORT": str(internal_port),
+    }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "run.py", "serve", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "run.py",
+        "serve",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     try:
-        printed = [(await asyncio.wait_for(process.stdout.readline(), 60)).decode()
-                   for _ in range(2)]
+        printed = [
+            (await asyncio.wait_for(process.stdout.readline(), 60)).decode() for _ in range(2)
+        ]
         assert "gateway listening" in printed[0]
         assert printed[1] == f"/metrics and /readyz on http://127.0.0.1:{internal_port}\n"
         await assert_moved(http, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{internal_port}")

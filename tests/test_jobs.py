@@ -55,10 +55,25 @@ class Counted:
         return 2
 
 
-def runner(store, clock: Clock, work, holder: str, *, interval: timedelta = INTERVAL,
-           metrics: Metrics | None = None, lease: timedelta = LEASE) -> JobRunner:
-    return JobRunner([Job("tidy", interval, work)], LeaseRepository(store), RunHistory(store),
-                     clock, metrics or Metrics(), lease_for=lease, holder=holder)
+def runner(
+    store,
+    clock: Clock,
+    work,
+    holder: str,
+    *,
+    interval: timedelta = INTERVAL,
+    metrics: Metrics | None = None,
+    lease: timedelta = LEASE,
+) -> JobRunner:
+    return JobRunner(
+        [Job("tidy", interval, work)],
+        LeaseRepository(store),
+        RunHistory(store),
+        clock,
+        metrics or Metrics(),
+        lease_for=lease,
+        holder=holder,
+    )
 
 
 async def runs(store) -> list[dict]:
@@ -69,7 +84,7 @@ async def runs(store) -> list[dict]:
 async def test_two_runners_on_one_store_run_a_job_once_per_interval(store) -> None:
     clock, work = StoppedClock(), Counted()
     first, second = runner(store, clock, work, "a"), runner(store, clock, work, "b")
-    assert await first.run_due() == [] and await second.run_due() == []   # first due later
+    assert await first.run_due() == [] and await second.run_due() == []  # first due later
     clock.advance(INTERVAL)
     reports = await asyncio.gather(first.run_due(), second.run_due())
     assert sorted(len(done) for done in reports) == [0, 1]
@@ -94,12 +109,13 @@ async def test_a_lease_left_by_a_dead_holder_is_taken_over_once_it_expires(store
     survivor = runner(store, clock, work, "survivor")
     await survivor.run_due()
     clock.advance(INTERVAL)
-    dead = await LeaseRepository(store).acquire("tidy", "dead", clock.now(), lease_for=LEASE,
-                                                interval=INTERVAL, due_only=True)
-    assert dead is not None                 # then its process died, the lease never freed
-    clock.advance(INTERVAL)                 # due again, but the dead holder's lease runs on
+    dead = await LeaseRepository(store).acquire(
+        "tidy", "dead", clock.now(), lease_for=LEASE, interval=INTERVAL, due_only=True
+    )
+    assert dead is not None  # then its process died, the lease never freed
+    clock.advance(INTERVAL)  # due again, but the dead holder's lease runs on
     assert await survivor.run_due() == []
-    clock.advance(LEASE - INTERVAL)         # the lease has expired
+    clock.advance(LEASE - INTERVAL)  # the lease has expired
     [report] = await survivor.run_due()
     assert report.outcome == OK and work.calls == 1
     lease = await store.collection(LEASES).find_one({"_id": "tidy"})
@@ -110,8 +126,9 @@ async def test_a_lease_left_by_a_dead_holder_is_taken_over_once_it_expires(store
 async def test_a_failing_job_is_logged_and_counted_and_the_loop_goes_on(store, caplog) -> None:
     caplog.set_level(logging.INFO, logger="gateway.jobs")
     metrics, work = Metrics(), Counted(failures=1)
-    looping = runner(store, Clock(), work, "looping", interval=timedelta(seconds=0.2),
-                     metrics=metrics)
+    looping = runner(
+        store, Clock(), work, "looping", interval=timedelta(seconds=0.2), metrics=metrics
+    )
     looping.start()
     try:
         await asyncio.wait_for(work.third_call.wait(), 10)
@@ -124,8 +141,9 @@ async def test_a_failing_job_is_logged_and_counted_and_the_loop_goes_on(store, c
     assert "holder=looping result=2" in lines[1]
 
     def count(outcome: str) -> float | None:
-        return metrics.registry.get_sample_value("gateway_job_runs_total",
-                                                 {"job": "tidy", "outcome": outcome})
+        return metrics.registry.get_sample_value(
+            "gateway_job_runs_total", {"job": "tidy", "outcome": outcome}
+        )
 
     assert count(FAILED) == 1 and count(OK) >= 2
     history = await runs(store)
@@ -155,7 +173,7 @@ async def test_run_now_runs_a_job_not_yet_due_but_never_beside_a_running_one(sto
     release.set()
     assert (await first).outcome == OK
     assert (await elsewhere.run_now("tidy")).outcome == OK
-    assert await elsewhere.run_due() == []         # a forced run counts as the interval's
+    assert await elsewhere.run_due() == []  # a forced run counts as the interval's
     assert [run["holder"] for run in await runs(store)] == ["running", "elsewhere"]
 
 
@@ -198,11 +216,15 @@ async def test_a_run_cut_at_the_stop_deadline_is_recorded_and_frees_its_lease(st
 async def test_metrics_show_each_jobs_last_success_from_the_store(store) -> None:
     clock = StoppedClock()
     await runner(store, clock, Counted(), "a").run_now("tidy")
-    metrics = Metrics()        # another process's: it ran nothing itself
+    metrics = Metrics()  # another process's: it ran nothing itself
     text = (await metrics.render(store)).decode()
     assert 'gateway_job_last_success_timestamp_seconds{job="tidy"}' in text
-    assert metrics.registry.get_sample_value("gateway_job_last_success_timestamp_seconds",
-                                             {"job": "tidy"}) == clock.now().timestamp()
+    assert (
+        metrics.registry.get_sample_value(
+            "gateway_job_last_success_timestamp_seconds", {"job": "tidy"}
+        )
+        == clock.now().timestamp()
+    )
 
 
 def test_job_runs_expire_after_the_retention_period() -> None:
@@ -211,11 +233,17 @@ def test_job_runs_expire_after_the_retention_period() -> None:
 
 
 def test_job_intervals_come_from_the_environment_and_must_be_positive() -> None:
-    settings = load_settings(env={**TEST_ENV, "GATEWAY_JOBS_REPLAY_INBOX_INTERVAL_SECONDS": "5",
-                                  "GATEWAY_JOBS_ENABLED": "false"})
+    settings = load_settings(
+        env={
+            **TEST_ENV,
+            "GATEWAY_JOBS_REPLAY_INBOX_INTERVAL_SECONDS": "5",
+            "GATEWAY_JOBS_ENABLED": "false",
+        }
+    )
     assert settings.jobs.replay_inbox_interval_seconds == 5.0
     assert settings.jobs.enabled is False
     with pytest.raises(ConfigError) as refused:
         load_settings(env={**TEST_ENV, "GATEWAY_JOBS_LEASE_SECONDS": "0"})
-    assert str(refused.value) == ("jobs.lease_seconds: must be positive "
-                                  "(from GATEWAY_JOBS_LEASE_SECONDS)")
+    assert str(refused.value) == (
+        "jobs.lease_seconds: must be positive (from GATEWAY_JOBS_LEASE_SECONDS)"
+    )

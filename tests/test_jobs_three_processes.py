@@ -29,8 +29,14 @@ RUN_SECONDS = 6.0
 async def start(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
     """A `python run.py serve` process and its pid, once it listens."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "run.py", "serve", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "run.py",
+        "serve",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
     assert "gateway listening" in line, line
     return process, line.rsplit("pid ", 1)[1].rstrip(")\n")
@@ -41,11 +47,15 @@ async def start(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
 async def test_three_gateways_run_each_job_at_most_once_per_interval(pytestconfig) -> None:
     database = f"jobs_{uuid.uuid4().hex[:12]}"
     every = str(INTERVAL_SECONDS)
-    env = {**os.environ, **TEST_ENV, "GATEWAY_STORE_URI": MONGODB_URI,
-           "GATEWAY_STORE_DATABASE": database,
-           "GATEWAY_JOBS_EXPIRE_DEBITS_INTERVAL_SECONDS": every,
-           "GATEWAY_JOBS_FINISH_SETTLEMENTS_INTERVAL_SECONDS": every,
-           "GATEWAY_JOBS_REPLAY_INBOX_INTERVAL_SECONDS": every}
+    env = {
+        **os.environ,
+        **TEST_ENV,
+        "GATEWAY_STORE_URI": MONGODB_URI,
+        "GATEWAY_STORE_DATABASE": database,
+        "GATEWAY_JOBS_EXPIRE_DEBITS_INTERVAL_SECONDS": every,
+        "GATEWAY_JOBS_FINISH_SETTLEMENTS_INTERVAL_SECONDS": every,
+        "GATEWAY_JOBS_REPLAY_INBOX_INTERVAL_SECONDS": every,
+    }
     started: list[tuple[asyncio.subprocess.Process, str]] = []
     try:
         for _ in range(3):
@@ -72,5 +82,7 @@ async def test_three_gateways_run_each_job_at_most_once_per_interval(pytestconfi
         gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(starts)]
         assert min(gaps) >= INTERVAL_SECONDS - TOLERANCE_SECONDS, f"{name}: {gaps}"
     holders = {run["holder"] for run in runs}
-    report_in_summary(pytestconfig, f"jobs on three gateways: {len(runs)} runs by "
-                                    f"{len(holders)} of the 3 processes")
+    report_in_summary(
+        pytestconfig,
+        f"jobs on three gateways: {len(runs)} runs by {len(holders)} of the 3 processes",
+    )

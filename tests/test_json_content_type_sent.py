@@ -33,14 +33,16 @@ def posting_commands(shell: str) -> list[str]:
 async def test_every_printed_walkthrough_post_sends_the_json_type() -> None:
     sandbox = await start_sandbox("127.0.0.1", 0)
     try:
-        walkthroughs = [c2b_walkthrough(sandbox.settings),
-                        qmoney_walkthrough(sandbox.settings, sandbox.demo),
-                        provider_walkthrough(sandbox.settings, sandbox.demo),
-                        allocation_walkthrough(sandbox.settings, sandbox.allocatable)]
+        walkthroughs = [
+            c2b_walkthrough(sandbox.settings),
+            qmoney_walkthrough(sandbox.settings, sandbox.demo),
+            provider_walkthrough(sandbox.settings, sandbox.demo),
+            allocation_walkthrough(sandbox.settings, sandbox.allocatable),
+        ]
     finally:
         await sandbox.stop()
     posts = [command for text in walkthroughs for command in posting_commands(text)]
-    assert len(posts) == 9      # 4 logins, simulate, debit, OTP, payment, allocation
+    assert len(posts) == 9  # 4 logins, simulate, debit, OTP, payment, allocation
     for command in posts:
         assert JSON_TYPE in command, command
 
@@ -60,9 +62,16 @@ async def test_simulate_payment_signs_in_with_the_json_type(unused_tcp_port: int
 
     async def token(request: web.Request) -> web.Response:
         received.append(request.headers.get("Content-Type", ""))
-        return web.json_response({"error": {"code": "invalid_credentials",
-                                            "message": "invalid username or password",
-                                            "details": {}}}, status=401)
+        return web.json_response(
+            {
+                "error": {
+                    "code": "invalid_credentials",
+                    "message": "invalid username or password",
+                    "details": {},
+                }
+            },
+            status=401,
+        )
 
     app = web.Application()
     app.router.add_post("/api/v1/auth/token", token)
@@ -71,9 +80,14 @@ async def test_simulate_payment_signs_in_with_the_json_type(unused_tcp_port: int
     await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
     try:
         with pytest.raises(NothingPaid, match="answered 401 .invalid_credentials"):
-            await simulate_paybill_payment(sandbox_settings("127.0.0.1", unused_tcp_port),
-                                           "040404040", "1500.00", "254708374149",
-                                           "operator", "wrong")
+            await simulate_paybill_payment(
+                sandbox_settings("127.0.0.1", unused_tcp_port),
+                "040404040",
+                "1500.00",
+                "254708374149",
+                "operator",
+                "wrong",
+            )
     finally:
         await runner.cleanup()
     assert received == ["application/json"]

@@ -5,18 +5,45 @@ from hypothesis import strategies as st
 from server.kernel.money import AmountError, format_amount, parse_amount
 
 
-@pytest.mark.parametrize(("text", "minor"), [
-    ("5", 500), ("5.0", 500), ("5.00", 500), ("5.5", 550), ("0.01", 1), ("10", 1000),
-    ("5.000", 500), ("1234567.89", 123456789), ("0", 0),
-])
+@pytest.mark.parametrize(
+    ("text", "minor"),
+    [
+        ("5", 500),
+        ("5.0", 500),
+        ("5.00", 500),
+        ("5.5", 550),
+        ("0.01", 1),
+        ("10", 1000),
+        ("5.000", 500),
+        ("1234567.89", 123456789),
+        ("0", 0),
+    ],
+)
 def test_decimal_strings_parse_to_exact_minor_units(text: str, minor: int) -> None:
     assert parse_amount(text, "KES") == minor
 
 
-@pytest.mark.parametrize("text", [
-    "", " 5", "5 ", "-5", "+5", "5.", ".5", "5.001", "1e3", "NaN", "inf", "0x10", "05",
-    "5,00", "１２", "12345678901234",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " 5",
+        "5 ",
+        "-5",
+        "+5",
+        "5.",
+        ".5",
+        "5.001",
+        "1e3",
+        "NaN",
+        "inf",
+        "0x10",
+        "05",
+        "5,00",
+        "１２",
+        "12345678901234",
+    ],
+)
 def test_malformed_amounts_are_refused(text: str) -> None:
     with pytest.raises(AmountError):
         parse_amount(text, "KES")

@@ -41,9 +41,12 @@ def shape(path: str) -> str:
 
 def route_operations() -> set[tuple[str, str]]:
     """(path shape, method) of every method a routed handler implements."""
-    return {(shape(pattern), method.lower())
-            for pattern, handler, *_ in ROUTES for method in handler.SUPPORTED_METHODS
-            if getattr(handler, method.lower()) is not getattr(RequestHandler, method.lower())}
+    return {
+        (shape(pattern), method.lower())
+        for pattern, handler, *_ in ROUTES
+        for method in handler.SUPPORTED_METHODS
+        if getattr(handler, method.lower()) is not getattr(RequestHandler, method.lower())
+    }
 
 
 def template_for(path: str, spec: dict[str, Any]) -> str:
@@ -54,20 +57,28 @@ def template_for(path: str, spec: dict[str, Any]) -> str:
     raise AssertionError(f"{path} is not documented")
 
 
-def check_against(spec: dict[str, Any], schema: dict[str, Any], instance: Any,
-                  validator: type = OAS30ReadValidator) -> None:
+def check_against(
+    spec: dict[str, Any],
+    schema: dict[str, Any],
+    instance: Any,
+    validator: type = OAS30ReadValidator,
+) -> None:
     """Validate with the document's components resolvable from `schema`'s $refs."""
     registry = Registry().with_resource(
-        SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT4))
+        SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT4)
+    )
     if "$ref" in schema:
         schema = {"$ref": SPEC_URI + schema["$ref"]}
-    errors = [error.message for error in validator(
-        schema, registry=registry, format_checker=oas30_format_checker).iter_errors(instance)]
+    errors = [
+        error.message
+        for error in validator(
+            schema, registry=registry, format_checker=oas30_format_checker
+        ).iter_errors(instance)
+    ]
     assert not errors, errors
 
 
-def answer_schema(spec: dict[str, Any], template: str, method: str,
-                  status: int) -> dict[str, Any]:
+def answer_schema(spec: dict[str, Any], template: str, method: str, status: int) -> dict[str, Any]:
     response = spec["paths"][template][method]["responses"][str(status)]
     if "$ref" in response:
         response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
@@ -87,8 +98,9 @@ def test_the_document_is_valid_openapi_3_0() -> None:
 
 
 def test_every_route_and_method_is_documented_and_nothing_else() -> None:
-    documented = {(shape(path), method) for path, item in openapi_spec()["paths"].items()
-                  for method in item}
+    documented = {
+        (shape(path), method) for path, item in openapi_spec()["paths"].items() for method in item
+    }
     assert documented == route_operations()
 
 
@@ -99,10 +111,17 @@ def test_a_handler_and_its_operations_disagreeing_stops_the_build() -> None:
         def post(self, key: str) -> None: ...
 
     def new(pattern: str = r"/api/v1/new/([^/]+)", **attributes: Any) -> list:
-        handler = type("NewHandler", (NewHandler,), {
-            "path_parameters": {"key": "the key"},
-            "operations": {method: Operation("New", "operations", None)
-                           for method in ("get", "post")}, **attributes})
+        handler = type(
+            "NewHandler",
+            (NewHandler,),
+            {
+                "path_parameters": {"key": "the key"},
+                "operations": {
+                    method: Operation("New", "operations", None) for method in ("get", "post")
+                },
+                **attributes,
+            },
+        )
         return [*ROUTES, (pattern, handler)]
 
     assert "/api/v1/new/{key}" in build_spec(new())["paths"]
@@ -111,13 +130,20 @@ def test_a_handler_and_its_operations_disagreeing_stops_the_build() -> None:
     with pytest.raises(SpecOutOfDate, match=r"no Operation for \['post'\]"):
         build_spec(new(operations={"get": Operation("New", "operations", None)}))
     with pytest.raises(SpecOutOfDate, match=r"describes \['delete'\], which it does not"):
-        build_spec(new(operations={method: Operation("New", "operations", None)
-                                   for method in ("get", "post", "delete")}))
+        build_spec(
+            new(
+                operations={
+                    method: Operation("New", "operations", None)
+                    for method in ("get", "post", "delete")
+                }
+            )
+        )
     with pytest.raises(SpecOutOfDate, match="names 1 path parameters for its 2 groups"):
         build_spec(new(r"/api/v1/new/([^/]+)/([^/]+)"))
     with pytest.raises(SpecOutOfDate, match="unknown tag 'new'"):
-        build_spec(new(operations={method: Operation("New", "new", None)
-                                   for method in ("get", "post")}))
+        build_spec(
+            new(operations={method: Operation("New", "new", None) for method in ("get", "post")})
+        )
     with pytest.raises(SpecOutOfDate, match="more than one route"):
         build_spec([*ROUTES, ROUTES[0]])
 
@@ -135,11 +161,21 @@ def test_admin_operations_document_the_schemas_their_handlers_load() -> None:
 
 
 def test_authentication_is_required_except_for_tokens_callbacks_and_public_pages() -> None:
-    public = {"/api/v1/auth/token", "/api/v1/auth/refresh", "/api/v1/auth/logout",
-              "/api/v1/c2b/validation/{secret}",
-              "/api/v1/c2b/confirmation/{secret}", "/healthz", "/readyz", "/metrics",
-              "/openapi.json", "/docs", "/docs/static/{path}", "/dashboard",
-              "/dashboard/static/{path}"}
+    public = {
+        "/api/v1/auth/token",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/c2b/validation/{secret}",
+        "/api/v1/c2b/confirmation/{secret}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/docs/static/{path}",
+        "/dashboard",
+        "/dashboard/static/{path}",
+    }
     for path, item in openapi_spec()["paths"].items():
         for method, operation in item.items():
             expected = [] if path in public else [{"bearerAuth": []}]
@@ -150,8 +186,10 @@ def test_authentication_is_required_except_for_tokens_callbacks_and_public_pages
 
 def test_the_callbacks_document_darajas_formats_not_the_error_shape() -> None:
     spec = openapi_spec()
-    for kind, answer in (("validation", "DarajaValidationAnswer"),
-                         ("confirmation", "DarajaConfirmationAnswer")):
+    for kind, answer in (
+        ("validation", "DarajaValidationAnswer"),
+        ("confirmation", "DarajaConfirmationAnswer"),
+    ):
         operation = spec["paths"][f"/api/v1/c2b/{kind}/{{secret}}"]["post"]
         body = operation["requestBody"]["content"]["application/json"]["schema"]
         assert body == {"$ref": "#/components/schemas/C2BCallback"}
@@ -171,18 +209,27 @@ def test_request_examples_load_with_the_handlers_schemas_and_match_the_document(
             OPERATIONS[path][method].body().load(media["example"])
             check_against(spec, media["schema"], media["example"], OAS30WriteValidator)
             checked += 1
-    assert checked == sum(operation.body is not None for item in OPERATIONS.values()
-                          for operation in item.values())
+    assert checked == sum(
+        operation.body is not None for item in OPERATIONS.values() for operation in item.values()
+    )
 
 
 def test_a_wrong_body_does_not_validate_against_the_document() -> None:
     spec = openapi_spec()
     schema = {"$ref": "#/components/schemas/PaymentRequest"}
     with pytest.raises(AssertionError, match="unexpected"):
-        check_against(spec, schema, {"chf_id": "1", "amount": "1", "psp_transaction_id": "x",
-                                     "policy": {"token": "t", "product_code": "p",
-                                                "product_name": "n"}, "extra": 1},
-                      OAS30WriteValidator)
+        check_against(
+            spec,
+            schema,
+            {
+                "chf_id": "1",
+                "amount": "1",
+                "psp_transaction_id": "x",
+                "policy": {"token": "t", "product_code": "p", "product_name": "n"},
+                "extra": 1,
+            },
+            OAS30WriteValidator,
+        )
 
 
 # --- over HTTP -------------------------------------------------------------
@@ -220,41 +267,65 @@ class Caller:
     def __init__(self, http, gateway) -> None:
         self.http, self.url, self.spec = http, gateway.url, openapi_spec()
 
-    async def __call__(self, method: str, path: str, status: int, *, headers=None,
-                       body=None, params=None) -> Any:
-        answered, payload = await request_json(self.http, method, self.url + path, body,
-                                               headers=headers, params=params)
+    async def __call__(
+        self, method: str, path: str, status: int, *, headers=None, body=None, params=None
+    ) -> Any:
+        answered, payload = await request_json(
+            self.http, method, self.url + path, body, headers=headers, params=params
+        )
         assert answered == status, payload
-        schema = answer_schema(self.spec, template_for(path, self.spec), method.lower(),
-                               status)
+        schema = answer_schema(self.spec, template_for(path, self.spec), method.lower(), status)
         check_against(self.spec, schema, payload)
         return payload
 
 
 @pytest.mark.asyncio
-async def test_provider_and_transaction_answers_match_the_document(http, gateway,
-                                                                   operator_headers) -> None:
+async def test_provider_and_transaction_answers_match_the_document(
+    http, gateway, operator_headers
+) -> None:
     call, services = Caller(http, gateway), gateway.services
     await create_user(services, "afrimoney", "psp")
     psp = await external_psp(services, "afrimoney", account="AFR-1")
     policy = await idle_policy(services, "060606060", first_name="Fatou", last_name="Ceesay")
 
-    tokens = await call("POST", "/api/v1/auth/token", 200,
-                        body={"username": "afrimoney", "password": "afrimoney-password"})
+    tokens = await call(
+        "POST",
+        "/api/v1/auth/token",
+        200,
+        body={"username": "afrimoney", "password": "afrimoney-password"},
+    )
     provider = {"Authorization": f"Bearer {tokens['access_token']}"}
     await call("GET", "/api/v1/insurees/060606060/policies", 200, headers=provider)
-    paid = await call("POST", "/api/v1/payments", 201, headers=provider, body={
-        "chf_id": "060606060", "amount": "500.00", "psp_transaction_id": "AFR-1",
-        "policy": {"token": policy["payment_token"], "product_code": "BASIC-GMD",
-                   "product_name": "Basic cover"}})
+    paid = await call(
+        "POST",
+        "/api/v1/payments",
+        201,
+        headers=provider,
+        body={
+            "chf_id": "060606060",
+            "amount": "500.00",
+            "psp_transaction_id": "AFR-1",
+            "policy": {
+                "token": policy["payment_token"],
+                "product_code": "BASIC-GMD",
+                "product_name": "Basic cover",
+            },
+        },
+    )
     await call("POST", "/api/v1/payments", 400, headers=provider, body={"chf_id": "x"})
     await call("GET", "/api/v1/insurees/060606060/policies", 403, headers=operator_headers)
 
-    transaction = await call("GET", f"/api/v1/transactions/{paid['payment_id']}", 200,
-                             headers=operator_headers)
+    transaction = await call(
+        "GET", f"/api/v1/transactions/{paid['payment_id']}", 200, headers=operator_headers
+    )
     assert transaction["settlement"]["status"] == "settled"
-    await call("GET", "/api/v1/transactions", 200, headers=operator_headers,
-               params={"psp_uuid": psp["_id"]})
+    await call(
+        "GET",
+        "/api/v1/transactions",
+        200,
+        headers=operator_headers,
+        params={"psp_uuid": psp["_id"]},
+    )
     await call("GET", "/api/v1/transactions/nope", 404, headers=operator_headers)
     for path in ("/api/v1/insurees", "/api/v1/products", "/api/v1/policies", "/api/v1/psps"):
         page = await call("GET", path, 200, headers=operator_headers)
@@ -264,8 +335,9 @@ async def test_provider_and_transaction_answers_match_the_document(http, gateway
 
 
 @pytest.mark.asyncio
-async def test_c2b_and_operations_answers_match_the_document(http, gateway,
-                                                             operator_headers) -> None:
+async def test_c2b_and_operations_answers_match_the_document(
+    http, gateway, operator_headers
+) -> None:
     call = Caller(http, gateway)
     for kind in ("validation", "confirmation"):
         await call("POST", f"/api/v1/c2b/{kind}/{CALLBACK_SECRET}", 200, body=callback_body())
@@ -276,8 +348,9 @@ async def test_c2b_and_operations_answers_match_the_document(http, gateway,
     assert page["items"][0]["status"] == "unmatched"
     await call("GET", "/api/v1/c2b/payments/RKL51ZDR4F", 200, headers=operator_headers)
     await call("GET", "/api/v1/c2b/payments/NOPE", 404, headers=operator_headers)
-    await call("GET", "/api/v1/c2b/payments", 400, headers=operator_headers,
-               params={"status": "lost"})
+    await call(
+        "GET", "/api/v1/c2b/payments", 400, headers=operator_headers, params={"status": "lost"}
+    )
     await call("GET", "/api/v1/c2b/payments", 401)
     inbox = await call("GET", "/api/v1/c2b/inbox", 200, headers=operator_headers)
     assert inbox["total"] == 2

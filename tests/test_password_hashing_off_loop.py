@@ -53,38 +53,41 @@ class HeldChecks:
 
 
 async def log_in(http: aiohttp.ClientSession, gateway: Gateway, username: str) -> int:
-    async with http.post(f"{gateway.url}/api/v1/auth/token",
-                         json={"username": username, "password": "wrong-password"}) as answer:
+    async with http.post(
+        f"{gateway.url}/api/v1/auth/token",
+        json={"username": username, "password": "wrong-password"},
+    ) as answer:
         return answer.status
 
 
 @pytest.mark.asyncio
 async def test_password_checks_run_off_the_loop_in_a_pool_of_their_own(
-        http, start_gateway_with, monkeypatch) -> None:
+    http, start_gateway_with, monkeypatch
+) -> None:
     gateway = await start_gateway_with(make_settings(auth={"password_hash_threads": 2}))
     held = HeldChecks(expected=2)
     monkeypatch.setattr(passwords, "verify_password", held.verify)
-    logins = [asyncio.ensure_future(log_in(http, gateway, f"user-{number}"))
-              for number in range(8)]
+    logins = [asyncio.ensure_future(log_in(http, gateway, f"user-{number}")) for number in range(8)]
     async with asyncio.timeout(30):
         await held.started.wait()
         async with http.get(f"{gateway.url}/healthz") as answer:
             assert answer.status == 200
         free = await asyncio.get_running_loop().run_in_executor(None, str, "default executor")
         assert free == "default executor"
-        assert not any(login.done() for login in logins)     # all still waiting for argon2
+        assert not any(login.done() for login in logins)  # all still waiting for argon2
         held.release.set()
         assert await asyncio.gather(*logins) == [401] * 8
     assert held.most_at_once == 2
     assert threading.main_thread() not in held.threads
     assert {thread.name.split("_")[0] for thread in held.threads} == {"password-hashing"}
-    assert min(held.niceness) >= passwords.HASHING_NICENESS     # the loop's thread runs first
-    assert held.policies == {os.SCHED_IDLE}                     # and so does everything else
+    assert min(held.niceness) >= passwords.HASHING_NICENESS  # the loop's thread runs first
+    assert held.policies == {os.SCHED_IDLE}  # and so does everything else
 
 
 @pytest.mark.asyncio
-async def test_stopping_the_gateway_ends_the_password_hashing_threads(http, store,
-                                                                      monkeypatch) -> None:
+async def test_stopping_the_gateway_ends_the_password_hashing_threads(
+    http, store, monkeypatch
+) -> None:
     gateway = await start_gateway(make_settings(), store=store, port=0)
     held = HeldChecks()
     held.release.set()
@@ -106,8 +109,7 @@ class CountingHasher(PasswordHasher):
 
 
 @pytest.mark.asyncio
-async def test_an_unknown_user_costs_a_full_password_check(http, gateway,
-                                                           monkeypatch) -> None:
+async def test_an_unknown_user_costs_a_full_password_check(http, gateway, monkeypatch) -> None:
     hasher = CountingHasher()
     monkeypatch.setattr(passwords, "_hasher", hasher)
     assert await log_in(http, gateway, "nobody") == 401

@@ -74,8 +74,7 @@ async def provider() -> AsyncIterator[Provider]:
         await asyncio.sleep(state.call_delay)
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if state.refuse_every_token or token not in state.valid_tokens:
-            return web.json_response({"error": "invalid_token", "requestId": "r-401"},
-                                     status=401)
+            return web.json_response({"error": "invalid_token", "requestId": "r-401"}, status=401)
         if state.call_answers:
             status, body = state.call_answers.pop(0)
             return web.json_response(body, status=status)
@@ -97,27 +96,44 @@ def rejected_token(answer: Answer) -> bool:
     return answer.status == 401
 
 
-def transport_for(http, base_url: str, timeout: float = 5.0,
-                  metrics: Metrics | None = None) -> ProviderTransport:
+def transport_for(
+    http, base_url: str, timeout: float = 5.0, metrics: Metrics | None = None
+) -> ProviderTransport:
     """A transport with a small client's login: 403 is a refusal, 5xx a failure."""
     transport: ProviderTransport
 
     async def login() -> CachedToken:
-        answer = await transport.send("POST", "/login", data=json.dumps({"user": "u"}),
-                                      headers={"Authorization": "Basic c2VjcmV0"})
+        answer = await transport.send(
+            "POST",
+            "/login",
+            data=json.dumps({"user": "u"}),
+            headers={"Authorization": "Basic c2VjcmV0"},
+        )
         body = answer.body if isinstance(answer.body, dict) else {}
         if answer.status == 403:
-            raise ProviderRejected(PROVIDER, "403", "refused", http_status=403,
-                                   correlation_id=body.get("requestId"))
+            raise ProviderRejected(
+                PROVIDER, "403", "refused", http_status=403, correlation_id=body.get("requestId")
+            )
         if answer.status >= 500 or "token" not in body:
-            raise ProviderUnavailable(PROVIDER, f"HTTP {answer.status}",
-                                      http_status=answer.status,
-                                      correlation_id=body.get("requestId"))
+            raise ProviderUnavailable(
+                PROVIDER,
+                f"HTTP {answer.status}",
+                http_status=answer.status,
+                correlation_id=body.get("requestId"),
+            )
         return CachedToken(body["token"], None)
 
-    transport = ProviderTransport(http, PROVIDER, base_url, timeout, Clock(), login=login,
-                                  login_endpoint="login", token_rejected=rejected_token,
-                                  calls=CallLog(metrics=metrics))
+    transport = ProviderTransport(
+        http,
+        PROVIDER,
+        base_url,
+        timeout,
+        Clock(),
+        login=login,
+        login_endpoint="login",
+        token_rejected=rejected_token,
+        calls=CallLog(metrics=metrics),
+    )
     return transport
 
 
@@ -126,7 +142,8 @@ def outcomes(metrics: Metrics, endpoint: str) -> dict[str, float]:
     for outcome in ("ok", "rejected", "unavailable", "unknown"):
         value = metrics.registry.get_sample_value(
             "gateway_provider_calls_total",
-            {"provider": PROVIDER, "endpoint": endpoint, "outcome": outcome})
+            {"provider": PROVIDER, "endpoint": endpoint, "outcome": outcome},
+        )
         if value:
             found[outcome] = value
     return found
@@ -138,6 +155,7 @@ async def pay(transport: ProviderTransport) -> Answer:
 
 
 # --- login ------------------------------------------------------------------
+
 
 @pytest.mark.asyncio
 async def test_a_failed_login_is_tried_once_more(http, provider) -> None:
@@ -152,7 +170,8 @@ async def test_a_failed_login_is_tried_once_more(http, provider) -> None:
 
 @pytest.mark.asyncio
 async def test_a_login_failing_twice_is_unavailable_with_the_last_status_and_id(
-        http, provider) -> None:
+    http, provider
+) -> None:
     provider.login_answers = [(503, {"requestId": "r-1"}), (502, {"requestId": "r-2"})]
     metrics = Metrics()
     transport = transport_for(http, provider.url, metrics=metrics)
@@ -178,8 +197,9 @@ async def test_a_refused_login_is_not_tried_again(http, provider) -> None:
 @pytest.mark.asyncio
 async def test_a_login_timing_out_twice_is_unavailable(http, provider) -> None:
     provider.login_delay = 1.0
-    with pytest.raises(ProviderUnavailable, match="login: /login: no answer \\(timed out\\)"
-                       ) as caught:
+    with pytest.raises(
+        ProviderUnavailable, match="login: /login: no answer \\(timed out\\)"
+    ) as caught:
         await pay(transport_for(http, provider.url, timeout=0.2))
     assert caught.value.http_status is None and caught.value.correlation_id is None
     assert len(provider.logins) == 2 and provider.calls == []
@@ -195,6 +215,7 @@ async def test_concurrent_calls_share_one_login(http, provider) -> None:
 
 # --- the token --------------------------------------------------------------
 
+
 @pytest.mark.asyncio
 async def test_a_rejected_token_logs_in_again_and_retries_once(http, provider) -> None:
     metrics = Metrics()
@@ -205,7 +226,10 @@ async def test_a_rejected_token_logs_in_again_and_retries_once(http, provider) -
     assert answer.status == 200
     assert len(provider.logins) == 2 and len(provider.calls) == 3
     assert [call["Authorization"] for call in provider.calls] == [
-        "Bearer T1", "Bearer T1", "Bearer T2"]
+        "Bearer T1",
+        "Bearer T1",
+        "Bearer T2",
+    ]
     assert transport.tokens.fetches == 2
     assert outcomes(metrics, "login") == {"ok": 2} and outcomes(metrics, "pay") == {"ok": 2}
 
@@ -223,8 +247,7 @@ async def test_a_second_rejection_is_returned_and_not_retried_again(http, provid
 @pytest.mark.asyncio
 async def test_the_request_is_sent_unchanged_with_the_bearer_token(http, provider) -> None:
     transport = transport_for(http, provider.url)
-    await transport.authorized("POST", "/pay", data='{"amount": 5}',
-                               headers={"X-Trace": "t"})
+    await transport.authorized("POST", "/pay", data='{"amount": 5}', headers={"X-Trace": "t"})
     [sent] = provider.calls
     assert sent["Authorization"] == "Bearer T1" and sent["X-Trace"] == "t"
     assert sent["Content-Type"] == "application/json"
@@ -232,6 +255,7 @@ async def test_the_request_is_sent_unchanged_with_the_bearer_token(http, provide
 
 
 # --- lost answers -----------------------------------------------------------
+
 
 @pytest.mark.asyncio
 async def test_a_call_timing_out_is_unknown_and_never_retried(http, provider) -> None:
@@ -246,7 +270,7 @@ async def test_a_call_timing_out_is_unknown_and_never_retried(http, provider) ->
 
 @pytest.mark.asyncio
 async def test_an_unreachable_provider_is_unavailable(http) -> None:
-    with socket.socket() as probe:                 # a port nothing listens on
+    with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     with pytest.raises(ProviderUnavailable, match="cannot connect"):
@@ -254,6 +278,7 @@ async def test_an_unreachable_provider_is_unavailable(http) -> None:
 
 
 # --- the clients' errors carry the provider's status and correlation id -----
+
 
 @pytest_asyncio.fixture
 async def answers() -> AsyncIterator[tuple[str, dict[str, tuple[int, Any]]]]:
@@ -275,14 +300,27 @@ async def answers() -> AsyncIterator[tuple[str, dict[str, tuple[int, Any]]]]:
 
 
 def daraja(http, base_url: str) -> DarajaClient:
-    return DarajaClient(http, DarajaSettings(base_url=base_url, consumer_key="the-key",
-                                             consumer_secret="the-consumer-secret"), Clock())
+    return DarajaClient(
+        http,
+        DarajaSettings(
+            base_url=base_url, consumer_key="the-key", consumer_secret="the-consumer-secret"
+        ),
+        Clock(),
+    )
 
 
 def qmoney(http, base_url: str) -> QmoneyClient:
-    return QmoneyClient(http, QmoneySettings(base_url=base_url, channel_id="ch",
-                                             channel_secret="the-channel-secret",
-                                             username="u", password="the-password"), Clock())
+    return QmoneyClient(
+        http,
+        QmoneySettings(
+            base_url=base_url,
+            channel_id="ch",
+            channel_secret="the-channel-secret",
+            username="u",
+            password="the-password",
+        ),
+        Clock(),
+    )
 
 
 def assert_no_secret(err: Exception, *secrets: str) -> None:
@@ -291,20 +329,24 @@ def assert_no_secret(err: Exception, *secrets: str) -> None:
 
 
 OAUTH = (200, {"access_token": "the-token", "expires_in": "3599"})
-QMONEY_LOGIN = (200, {"responseCode": "1", "data": {"access_token": "the-token",
-                                                      "accessTokenExpiry": "-1"}})
+QMONEY_LOGIN = (
+    200,
+    {"responseCode": "1", "data": {"access_token": "the-token", "accessTokenExpiry": "-1"}},
+)
 
 
 @pytest.mark.asyncio
 async def test_a_daraja_refusal_carries_the_status_and_request_id(http, answers) -> None:
     base_url, table = answers
     table["/oauth/v1/generate"] = OAUTH
-    table["/mpesa/c2b/v2/registerurl"] = (400, {"requestId": "11728-2929992-1",
-                                                "errorCode": "400.003.02",
-                                                "errorMessage": "Bad Request"})
+    table["/mpesa/c2b/v2/registerurl"] = (
+        400,
+        {"requestId": "11728-2929992-1", "errorCode": "400.003.02", "errorMessage": "Bad Request"},
+    )
     with pytest.raises(ProviderRejected) as caught:
-        await daraja(http, base_url).register_urls("600984", "Completed", "http://h/c",
-                                                   "http://h/v")
+        await daraja(http, base_url).register_urls(
+            "600984", "Completed", "http://h/c", "http://h/v"
+        )
     assert caught.value.code == "400.003.02"
     assert caught.value.http_status == 400 and caught.value.correlation_id == "11728-2929992-1"
     assert_no_secret(caught.value, "the-token", "the-consumer-secret")
@@ -314,8 +356,10 @@ async def test_a_daraja_refusal_carries_the_status_and_request_id(http, answers)
 async def test_a_daraja_spike_arrest_is_unavailable_with_its_request_id(http, answers) -> None:
     base_url, table = answers
     table["/oauth/v1/generate"] = OAUTH
-    table["/mpesa/c2b/v2/simulate"] = (500, {"requestId": "r-500", "errorCode": "500.003.02",
-                                             "errorMessage": "Spike arrest"})
+    table["/mpesa/c2b/v2/simulate"] = (
+        500,
+        {"requestId": "r-500", "errorCode": "500.003.02", "errorMessage": "Spike arrest"},
+    )
     with pytest.raises(ProviderUnavailable) as caught:
         await daraja(http, base_url).simulate_payment("600984", "10", "2547", "070707070")
     assert caught.value.message == "500.003.02 Spike arrest"
@@ -326,8 +370,10 @@ async def test_a_daraja_spike_arrest_is_unavailable_with_its_request_id(http, an
 async def test_an_unexpected_daraja_answer_carries_its_conversation_id(http, answers) -> None:
     base_url, table = answers
     table["/oauth/v1/generate"] = OAUTH
-    table["/mpesa/c2b/v2/simulate"] = (200, {"ResponseCode": "1",
-                                             "OriginatorCoversationID": "conv-1"})
+    table["/mpesa/c2b/v2/simulate"] = (
+        200,
+        {"ResponseCode": "1", "OriginatorCoversationID": "conv-1"},
+    )
     with pytest.raises(ProviderOutcomeUnknown) as caught:
         await daraja(http, base_url).simulate_payment("600984", "10", "2547", "070707070")
     assert caught.value.http_status == 200 and caught.value.correlation_id == "conv-1"
@@ -336,8 +382,10 @@ async def test_an_unexpected_daraja_answer_carries_its_conversation_id(http, ans
 @pytest.mark.asyncio
 async def test_a_daraja_oauth_failing_twice_carries_the_last_status(http, answers) -> None:
     base_url, table = answers
-    table["/oauth/v1/generate"] = (503, {"requestId": "r-oauth", "errorCode": "503.001.01",
-                                         "errorMessage": "Service Unavailable"})
+    table["/oauth/v1/generate"] = (
+        503,
+        {"requestId": "r-oauth", "errorCode": "503.001.01", "errorMessage": "Service Unavailable"},
+    )
     with pytest.raises(ProviderUnavailable) as caught:
         await daraja(http, base_url).simulate_payment("600984", "10", "2547", "070707070")
     assert caught.value.message == "oauth: 503.001.01 Service Unavailable"
@@ -349,9 +397,14 @@ async def test_a_daraja_oauth_failing_twice_carries_the_last_status(http, answer
 async def test_a_qmoney_refusal_carries_the_status_and_transaction_id(http, answers) -> None:
     base_url, table = answers
     table["/login"] = QMONEY_LOGIN
-    table["/verifyCode"] = (200, {"responseCode": "-150005",
-                                  "responseMessage": "OTP validation failed",
-                                  "data": {"transactionId": "QM-1"}})
+    table["/verifyCode"] = (
+        200,
+        {
+            "responseCode": "-150005",
+            "responseMessage": "OTP validation failed",
+            "data": {"transactionId": "QM-1"},
+        },
+    )
     with pytest.raises(ProviderRejected) as caught:
         await qmoney(http, base_url).verify_code("QM-1", "364407")
     assert caught.value.code == "-150005"

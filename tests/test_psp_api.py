@@ -31,8 +31,13 @@ class Provider:
         self.http, self.gateway, self.headers, self.psp = http, gateway, headers, psp
 
     async def call(self, method: str, path: str, body=None, headers=None) -> tuple[int, dict]:
-        answer = await request_json(self.http, method, self.gateway.url + path, body,
-                                    headers=self.headers if headers is None else headers)
+        answer = await request_json(
+            self.http,
+            method,
+            self.gateway.url + path,
+            body,
+            headers=self.headers if headers is None else headers,
+        )
         self.last_headers = answer.headers
         return answer
 
@@ -43,8 +48,9 @@ class Provider:
         return await self.call("POST", "/api/v1/payments", body, headers)
 
 
-async def provider_user(gateway, http, name: str, *, currency: str = "GMD",
-                        active: bool = True) -> Provider:
+async def provider_user(
+    gateway, http, name: str, *, currency: str = "GMD", active: bool = True
+) -> Provider:
     headers, psp = await psp_user(http, gateway, name, currency=currency, active=active)
     return Provider(http, gateway, headers, psp)
 
@@ -54,12 +60,18 @@ async def afrimoney(http, gateway) -> Provider:
     return await provider_user(gateway, http, "afrimoney")
 
 
-def payment(policy: dict, reference: str = "AFR-0001", amount: str = "500.00",
-            **changes) -> dict:
-    body = {"chf_id": policy["chf_id"], "amount": amount, "psp_transaction_id": reference,
-            "policy": {"token": policy["payment_token"], "product_code": policy["product_code"],
-                       "product_name": policy["product_name"]},
-            "json_ext": {"channel": "ussd"}}
+def payment(policy: dict, reference: str = "AFR-0001", amount: str = "500.00", **changes) -> dict:
+    body = {
+        "chf_id": policy["chf_id"],
+        "amount": amount,
+        "psp_transaction_id": reference,
+        "policy": {
+            "token": policy["payment_token"],
+            "product_code": policy["product_code"],
+            "product_name": policy["product_name"],
+        },
+        "json_ext": {"channel": "ussd"},
+    }
     body.update(changes)
     return body
 
@@ -71,18 +83,23 @@ async def test_verify_lists_idle_policies_with_opaque_tokens(gateway, afrimoney)
     await gateway.services.policies.update(active["_id"], {"status": 2})
     status, body = await afrimoney.verify("070707070")
     assert status == 200
-    assert (body["chf_id"], body["first_name"], body["last_name"]) == ("070707070", "Awa",
-                                                                       "Jallow")
+    assert (body["chf_id"], body["first_name"], body["last_name"]) == ("070707070", "Awa", "Jallow")
     [item] = body["policies"]
-    assert item == {"token": policy["payment_token"], "product_code": "BASIC-GMD",
-                    "product_name": "Basic cover", "amount": "500.00", "currency": "GMD",
-                    "status": 1}
+    assert item == {
+        "token": policy["payment_token"],
+        "product_code": "BASIC-GMD",
+        "product_name": "Basic cover",
+        "amount": "500.00",
+        "currency": "GMD",
+        "status": 1,
+    }
     assert item["token"] != policy["_id"] and len(item["token"]) >= 20
 
 
 @pytest.mark.asyncio
 async def test_verify_unknown_insuree_is_404_and_none_idle_is_an_empty_list(
-        gateway, afrimoney) -> None:
+    gateway, afrimoney
+) -> None:
     status, body = await afrimoney.verify("999999")
     assert status == 404 and body["error"]["code"] == "unknown_insuree"
     await ensure_insuree(gateway.services, "123", first_name="A", last_name="B")
@@ -105,10 +122,13 @@ async def test_payment_settles_the_policy(gateway, afrimoney, store, caplog) -> 
     assert transaction["channel_data"]["json_ext"] == {"channel": "ussd"}
     assert (await gateway.services.policies.get(policy["_id"]))["status"] == 2
     prefix = f"transaction_state transaction={body['payment_id']}"
-    changes = [record.getMessage() for record in caplog.records
-               if record.getMessage().startswith(prefix)]
+    changes = [
+        record.getMessage() for record in caplog.records if record.getMessage().startswith(prefix)
+    ]
     assert [line.split(" reason=")[0].split(" channel=")[1] for line in changes] == [
-        "psp_api from=- to=processing", "psp_api from=processing to=succeeded"]
+        "psp_api from=- to=processing",
+        "psp_api from=processing to=succeeded",
+    ]
 
 
 @pytest.mark.asyncio
@@ -121,8 +141,7 @@ async def test_replay_answers_the_first_outcome(gateway, afrimoney, store) -> No
 
 
 @pytest.mark.asyncio
-async def test_conflicting_replay_is_409_and_changes_nothing(gateway, afrimoney,
-                                                            store) -> None:
+async def test_conflicting_replay_is_409_and_changes_nothing(gateway, afrimoney, store) -> None:
     policy = await idle_policy(gateway.services, "070707070")
     other = await idle_policy(gateway.services, "080808080")
     _, first = await afrimoney.pay(payment(policy))
@@ -134,8 +153,9 @@ async def test_conflicting_replay_is_409_and_changes_nothing(gateway, afrimoney,
 
 
 @pytest.mark.asyncio
-async def test_concurrent_identical_requests_make_exactly_one_payment(gateway, afrimoney,
-                                                                      store) -> None:
+async def test_concurrent_identical_requests_make_exactly_one_payment(
+    gateway, afrimoney, store
+) -> None:
     policy = await idle_policy(gateway.services, "070707070")
     results = await asyncio.gather(*(afrimoney.pay(payment(policy)) for _ in range(8)))
     statuses = sorted(status for status, _ in results)
@@ -164,14 +184,16 @@ class PausedLookups:
 
 @pytest.mark.asyncio
 async def test_identical_request_checked_after_the_first_paid_answers_its_outcome(
-        gateway, afrimoney, store) -> None:
+    gateway, afrimoney, store
+) -> None:
     api = gateway.services.psp_api
     paused = PausedLookups(api.policies)
-    late = PspApiService(api.insurees, paused, api.psps, api.transactions, api.incoming,
-                         api.audit, api.clock)
+    late = PspApiService(
+        api.insurees, paused, api.psps, api.transactions, api.incoming, api.audit, api.clock
+    )
     request = PaymentRequestSchema().load(payment(await idle_policy(gateway.services, "070707070")))
     second = asyncio.create_task(late.pay(afrimoney.psp, request, "afrimoney"))
-    await paused.waiting.wait()            # it found no payment yet and is checking
+    await paused.waiting.wait()  # it found no payment yet and is checking
     first_status, first = await api.pay(afrimoney.psp, request, "afrimoney")
     paused.release.set()
     second_status, again = await second
@@ -180,35 +202,50 @@ async def test_identical_request_checked_after_the_first_paid_answers_its_outcom
 
 
 @pytest.mark.asyncio
-async def test_concurrent_different_payments_of_one_policy_pay_it_once(gateway, afrimoney,
-                                                                       store) -> None:
+async def test_concurrent_different_payments_of_one_policy_pay_it_once(
+    gateway, afrimoney, store
+) -> None:
     policy = await idle_policy(gateway.services, "070707070")
-    results = await asyncio.gather(*(afrimoney.pay(payment(policy, f"AFR-{n}"))
-                                     for n in range(6)))
+    results = await asyncio.gather(*(afrimoney.pay(payment(policy, f"AFR-{n}")) for n in range(6)))
     assert sorted(status for status, _ in results).count(201) == 1
     assert {body["error"]["code"] for status, body in results if status != 201} <= {
-        "payment_in_progress", "policy_not_idle"}
+        "payment_in_progress",
+        "policy_not_idle",
+    }
     assert await store.collection(PREMIUMS).count_documents({}) == 1
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("change", "status", "code"), [
-    ({"amount": "499.99"}, 400, "amount_too_small"),
-    ({"amount": "500.01"}, 400, "amount_too_large"),
-    ({"amount": "5,00"}, 400, "invalid_amount"),
-    ({"amount": "500.001"}, 400, "invalid_amount"),
-    ({"chf_id": "999999"}, 404, "unknown_insuree"),
-    ({"policy": {"token": "guessed-token", "product_code": "BASIC-GMD",
-                 "product_name": "Basic cover"}}, 400, "invalid_policy_token"),
-    ({"policy_product_code": "GOLD"}, 400, "product_mismatch"),
-    ({"policy_product_name": "Gold cover"}, 400, "product_mismatch"),
-    ({"amount": 500}, 400, "validation_error"),
-    ({"psp_transaction_id": ""}, 400, "validation_error"),
-    ({"unexpected": 1}, 400, "validation_error"),
-    ({"json_ext": {"blob": "x" * 5000}}, 400, "validation_error"),
-])
-async def test_each_check_has_its_own_error(gateway, afrimoney, store, change, status,
-                                            code) -> None:
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"amount": "499.99"}, 400, "amount_too_small"),
+        ({"amount": "500.01"}, 400, "amount_too_large"),
+        ({"amount": "5,00"}, 400, "invalid_amount"),
+        ({"amount": "500.001"}, 400, "invalid_amount"),
+        ({"chf_id": "999999"}, 404, "unknown_insuree"),
+        (
+            {
+                "policy": {
+                    "token": "guessed-token",
+                    "product_code": "BASIC-GMD",
+                    "product_name": "Basic cover",
+                }
+            },
+            400,
+            "invalid_policy_token",
+        ),
+        ({"policy_product_code": "GOLD"}, 400, "product_mismatch"),
+        ({"policy_product_name": "Gold cover"}, 400, "product_mismatch"),
+        ({"amount": 500}, 400, "validation_error"),
+        ({"psp_transaction_id": ""}, 400, "validation_error"),
+        ({"unexpected": 1}, 400, "validation_error"),
+        ({"json_ext": {"blob": "x" * 5000}}, 400, "validation_error"),
+    ],
+)
+async def test_each_check_has_its_own_error(
+    gateway, afrimoney, store, change, status, code
+) -> None:
     policy = await idle_policy(gateway.services, "070707070")
     body = payment(policy)
     for key, value in change.items():
@@ -259,10 +296,17 @@ async def test_another_provider_may_reuse_a_transaction_id(http, gateway, afrimo
 
 def expired_token(username: str) -> str:
     past = datetime.now(UTC) - timedelta(hours=1)
-    return jwt.encode({"sub": username, "role": "psp", "typ": "access",
-                       "iat": int(past.timestamp()),
-                       "exp": int((past + timedelta(minutes=15)).timestamp())},
-                      TEST_ENV["GATEWAY_AUTH_JWT_SECRET"], algorithm="HS256")
+    return jwt.encode(
+        {
+            "sub": username,
+            "role": "psp",
+            "typ": "access",
+            "iat": int(past.timestamp()),
+            "exp": int((past + timedelta(minutes=15)).timestamp()),
+        },
+        TEST_ENV["GATEWAY_AUTH_JWT_SECRET"],
+        algorithm="HS256",
+    )
 
 
 @pytest.mark.asyncio
@@ -276,8 +320,10 @@ async def test_authorization_matrix(http, gateway, afrimoney, headers_for, store
         (loner, 403, "not_a_psp"),
         ({"Authorization": f"Bearer {expired_token('afrimoney')}"}, 401, "invalid_token"),
     ]
-    endpoints = (("GET", "/api/v1/insurees/070707070/policies", None),
-                 ("POST", "/api/v1/payments", payment(policy)))
+    endpoints = (
+        ("GET", "/api/v1/insurees/070707070/policies", None),
+        ("POST", "/api/v1/payments", payment(policy)),
+    )
 
     async def assert_refused(headers, status: int, code: str) -> None:
         for method, path, body in endpoints:
@@ -289,8 +335,7 @@ async def test_authorization_matrix(http, gateway, afrimoney, headers_for, store
     await gateway.services.psps.update(afrimoney.psp["_id"], {"active": False})
     await assert_refused(afrimoney.headers, 403, "psp_inactive")
     await gateway.services.psps.update(afrimoney.psp["_id"], {"active": True})
-    await store.collection(USERS).update_one({"username": "afrimoney"},
-                                               {"$set": {"active": False}})
+    await store.collection(USERS).update_one({"username": "afrimoney"}, {"$set": {"active": False}})
     await assert_refused(afrimoney.headers, 401, "invalid_token")
     assert await store.collection(TRANSACTIONS).count_documents({}) == 0
 
@@ -305,16 +350,23 @@ async def test_rate_limit_answers_429_with_retry_after(http, start_gateway_with)
     status, body = await provider.verify("070707070")
     assert status == 429 and body["error"]["code"] == "rate_limited"
     assert 1 <= int(provider.last_headers["Retry-After"]) <= 60
-    status, body = await provider.pay({"chf_id": "070707070", "amount": "500.00",
-                                       "psp_transaction_id": "AFR-LIMITED", "policy": {}})
+    status, body = await provider.pay(
+        {
+            "chf_id": "070707070",
+            "amount": "500.00",
+            "psp_transaction_id": "AFR-LIMITED",
+            "policy": {},
+        }
+    )
     assert status == 429 and body["error"]["code"] == "rate_limited"
     assert "Retry-After" in provider.last_headers
     assert await gateway.services.store.collection(TRANSACTIONS).count_documents({}) == 0
 
 
 @pytest.mark.asyncio
-async def test_every_request_and_answer_is_audited_without_credentials(gateway, afrimoney,
-                                                                       store) -> None:
+async def test_every_request_and_answer_is_audited_without_credentials(
+    gateway, afrimoney, store
+) -> None:
     policy = await idle_policy(gateway.services, "070707070")
     await afrimoney.verify("070707070")
     _, paid = await afrimoney.pay(payment(policy))
@@ -327,15 +379,23 @@ async def test_every_request_and_answer_is_audited_without_credentials(gateway, 
 
     entries = await wait_until(three_entries, "3 audit entries")
     assert [(entry["method"], entry["status"]) for entry in entries] == [
-        ("GET", 200), ("POST", 201), ("POST", 400)]
+        ("GET", 200),
+        ("POST", 201),
+        ("POST", 400),
+    ]
     assert entries[1]["request"]["psp_transaction_id"] == "AFR-0001"
     assert entries[1]["answer"]["payment_id"] == paid["payment_id"]
     assert entries[2]["reason"] == "amount_too_small"
     assert all(entry["psp_uuid"] == afrimoney.psp["_id"] for entry in entries)
     assert "Bearer" not in str(entries)
-    await afrimoney.call("GET", "/api/v1/insurees/070707070/policies",
-                         headers={"Authorization": "Bearer forged.token.value"})
-    refused = await wait_until(lambda: store.collection(PSP_AUDIT).find_one({"status": 401}),
-                               "the refused request's audit entry")
+    await afrimoney.call(
+        "GET",
+        "/api/v1/insurees/070707070/policies",
+        headers={"Authorization": "Bearer forged.token.value"},
+    )
+    refused = await wait_until(
+        lambda: store.collection(PSP_AUDIT).find_one({"status": 401}),
+        "the refused request's audit entry",
+    )
     assert refused["psp_uuid"] is None and refused["reason"] == "invalid_token"
     assert "forged" not in str(refused)

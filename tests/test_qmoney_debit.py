@@ -14,7 +14,8 @@ from systems import WALLET
 
 @pytest.mark.asyncio
 async def test_happy_path_debits_the_wallet_creates_the_premium_and_activates_the_policy(
-        debits) -> None:
+    debits,
+) -> None:
     policy = await debits.policy()
     status, started = await debits.start(policy)
     assert status == 201
@@ -24,8 +25,12 @@ async def test_happy_path_debits_the_wallet_creates_the_premium_and_activates_th
     status, done = await debits.process(started, await debits.otp())
     assert status == 200 and done["status"] == "succeeded"
     assert done["settlement"]["status"] == "settled" and done["settlement"]["receipt"]
-    assert [step["to"] for step in done["history"]] == ["initiated", "otp_sent", "processing",
-                                                        "succeeded"]
+    assert [step["to"] for step in done["history"]] == [
+        "initiated",
+        "otp_sent",
+        "processing",
+        "succeeded",
+    ]
     assert await debits.balance() == "9500.00"
     assert (await debits.control("GET", "state"))["merchant_balance"] == "500.00"
     stored_policy = await debits.services.policies.get(policy["_id"])
@@ -43,7 +48,10 @@ async def test_getmoney_gets_the_exact_body_of_the_protocol(debits) -> None:
     assert data["fromUser"] == {"userIdentifier": WALLET}
     assert data["toUser"] == {"userIdentifier": "14001502"}
     assert (data["serviceId"], data["productId"], data["remarks"]) == (
-        "MOBILE_MONEY", "NHIA_GETMONEY", "add")
+        "MOBILE_MONEY",
+        "NHIA_GETMONEY",
+        "add",
+    )
     assert data["transactionPin"] == "[redacted]"
     assert str(data["payment"][0]["amount"]) in ("5.50", "5.5")
 
@@ -63,9 +71,11 @@ async def test_wrong_otp_then_right_otp_succeeds(debits) -> None:
 
 
 def state_lines(caplog, transaction_uuid: str) -> list[str]:
-    return [re.sub(r" actor=\S+$", "", record.getMessage().split(" channel=")[1])
-            for record in caplog.records
-            if record.getMessage().startswith(f"transaction_state transaction={transaction_uuid}")]
+    return [
+        re.sub(r" actor=\S+$", "", record.getMessage().split(" channel=")[1])
+        for record in caplog.records
+        if record.getMessage().startswith(f"transaction_state transaction={transaction_uuid}")
+    ]
 
 
 @pytest.mark.asyncio
@@ -76,10 +86,10 @@ async def test_every_state_change_is_logged_once(debits, caplog) -> None:
     await debits.process(started, "000000" if otp != "000000" else "111111")
     await debits.process(started, otp)
     assert state_lines(caplog, started["uuid"]) == [
-        "qmoney from=- to=initiated reason=\"created\"",
+        'qmoney from=- to=initiated reason="created"',
         "qmoney from=initiated to=otp_sent reason=-",
         "qmoney from=otp_sent to=processing reason=-",
-        "qmoney from=processing to=otp_sent reason=\"wrong_otp\"",
+        'qmoney from=processing to=otp_sent reason="wrong_otp"',
         "qmoney from=otp_sent to=processing reason=-",
         "qmoney from=processing to=succeeded reason=-",
     ]
@@ -173,23 +183,21 @@ async def test_token_rejected_mid_flow_logs_in_again_and_completes(debits) -> No
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("fault", [{"kind": "drop_after"},
-                                   {"kind": "timeout", "seconds": 4}])
-async def test_lost_answer_after_the_debit_ends_unknown_and_is_not_retried(debits,
-                                                                           fault) -> None:
+@pytest.mark.parametrize("fault", [{"kind": "drop_after"}, {"kind": "timeout", "seconds": 4}])
+async def test_lost_answer_after_the_debit_ends_unknown_and_is_not_retried(debits, fault) -> None:
     policy = await debits.policy()
     _, started = await debits.start(policy)
     await debits.control("POST", "faults", {"target": "verifyCode", **fault})
     status, unknown = await debits.process(started, await debits.otp())
     assert status == 200 and unknown["status"] == "unknown"
-    await debits.answered("/verifyCode")             # the late answer lands, if any
+    await debits.answered("/verifyCode")  # the late answer lands, if any
     assert len(await debits.requests("/verifyCode")) == 1
-    assert await debits.balance() == "9500.00"               # the money did move
+    assert await debits.balance() == "9500.00"  # the money did move
     assert (await debits.services.policies.get(policy["_id"]))["status"] == 1
     status, again = await debits.process(started, await debits.otp())
     assert status == 409 and again["error"]["details"]["status"] == "unknown"
     status, _ = await debits.start(policy)
-    assert status == 409                                      # no second debit meanwhile
+    assert status == 409  # no second debit meanwhile
 
 
 @pytest.mark.asyncio
@@ -233,12 +241,16 @@ async def test_replayed_process_call_is_409_with_the_current_state(debits) -> No
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("amount", "code"), [("499.99", "amount_too_small"),
-                                              ("500.01", "amount_too_large"),
-                                              ("5OO", "validation_error"),
-                                              ("500.001", "invalid_amount")])
-async def test_amount_mismatch_is_refused_before_any_provider_call(debits, amount,
-                                                                   code) -> None:
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [
+        ("499.99", "amount_too_small"),
+        ("500.01", "amount_too_large"),
+        ("5OO", "validation_error"),
+        ("500.001", "invalid_amount"),
+    ],
+)
+async def test_amount_mismatch_is_refused_before_any_provider_call(debits, amount, code) -> None:
     status, body = await debits.start(await debits.policy(), amount=amount)
     assert status == 400 and body["error"]["code"] == code
     assert (await debits.control("GET", "requests"))["items"] == []
@@ -253,13 +265,24 @@ async def test_policy_and_psp_checks_come_before_any_provider_call(debits) -> No
     no_wallet = await debits.policy(chf_id="2", wallet="")
     status, body = await debits.start(no_wallet)
     assert status == 400 and body["error"]["code"] == "no_wallet"
-    other = await debits.services.psps.create({
-        "name": "Afrimoney", "kind": "external", "account": "A", "currency": "GMD",
-        "is_external_api": True, "username": None, "active": True})
+    other = await debits.services.psps.create(
+        {
+            "name": "Afrimoney",
+            "kind": "external",
+            "account": "A",
+            "currency": "GMD",
+            "is_external_api": True,
+            "username": None,
+            "active": True,
+        }
+    )
     status, body = await debits.start(await debits.policy(chf_id="3"), psp=other)
     assert status == 400 and body["error"]["code"] == "invalid_psp"
-    status, body = await debits.api("POST", "/api/v1/transactions", {
-        "policy_uuid": "nope", "psp_uuid": debits.psp["_id"], "amount": "1"})
+    status, body = await debits.api(
+        "POST",
+        "/api/v1/transactions",
+        {"policy_uuid": "nope", "psp_uuid": debits.psp["_id"], "amount": "1"},
+    )
     assert status == 404 and body["error"]["code"] == "unknown_policy"
     assert (await debits.control("GET", "requests"))["items"] == []
 
@@ -273,7 +296,7 @@ async def test_provider_refusal_fails_the_debit_with_its_code(debits) -> None:
     status, listed = await debits.api("GET", "/api/v1/transactions?status=failed")
     [failed] = listed["items"]
     assert failed["failure"]["code"] == "-150002"
-    status, _ = await debits.start(policy)   # a failed debit does not block the policy
+    status, _ = await debits.start(policy)  # a failed debit does not block the policy
     assert status == 502
 
 
@@ -318,8 +341,9 @@ async def test_transactions_are_listed_with_filters(debits) -> None:
     assert [item["uuid"] for item in page["items"]] == [second["uuid"], first["uuid"]]
     _, page = await debits.api("GET", "/api/v1/transactions?status=succeeded")
     assert [item["uuid"] for item in page["items"]] == [second["uuid"]]
-    _, page = await debits.api("GET", f"/api/v1/transactions?psp_uuid={debits.psp['_id']}"
-                                      "&limit=1&offset=1")
+    _, page = await debits.api(
+        "GET", f"/api/v1/transactions?psp_uuid={debits.psp['_id']}&limit=1&offset=1"
+    )
     assert page["total"] == 2 and [item["uuid"] for item in page["items"]] == [first["uuid"]]
     status, body = await debits.api("GET", "/api/v1/transactions?status=paid")
     assert status == 400
@@ -344,4 +368,3 @@ async def test_otp_and_pin_never_reach_the_store_or_the_logs(debits, caplog) -> 
         assert not pattern.search(logged), f"OTP {secret} logged"
     assert '"otp"' not in stored
     assert not re.search(r"(?<![\d.])1234(?!\d)", logged)
-

@@ -29,8 +29,14 @@ PAYMENTS = 120
 
 async def start(env: dict[str, str]) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "run.py", "serve", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "run.py",
+        "serve",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     line = await asyncio.wait_for(process.stdout.readline(), 30)
     assert b"gateway listening" in line
     return process
@@ -43,34 +49,56 @@ async def test_killed_gateway_loses_no_acknowledged_confirmation(http, daraja_si
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     database = f"restart_{uuid.uuid4().hex[:12]}"
-    env = {**os.environ, **TEST_ENV, "GATEWAY_STORE_URI": MONGODB_URI,
-           "GATEWAY_STORE_DATABASE": database, "GATEWAY_SERVER_PORT": str(port),
-           "GATEWAY_SERVER_PUBLIC_URL": f"http://127.0.0.1:{port}",
-           "GATEWAY_DARAJA_BASE_URL": daraja_sim.base_url}
+    env = {
+        **os.environ,
+        **TEST_ENV,
+        "GATEWAY_STORE_URI": MONGODB_URI,
+        "GATEWAY_STORE_DATABASE": database,
+        "GATEWAY_SERVER_PORT": str(port),
+        "GATEWAY_SERVER_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "GATEWAY_DARAJA_BASE_URL": daraja_sim.base_url,
+    }
     store = open_store(MONGODB_URI, database)
     gateway = await start(env)
     try:
         register = await asyncio.create_subprocess_exec(
-            sys.executable, "run.py", "register-urls", cwd=ROOT, env=env,
-            stdout=asyncio.subprocess.DEVNULL)
+            sys.executable,
+            "run.py",
+            "register-urls",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
         assert await register.wait() == 0
-        client = DarajaClient(http, DarajaSettings(base_url=daraja_sim.base_url,
-                                                   consumer_key="sandbox-key",
-                                                   consumer_secret="sandbox-secret",
-                                                   timeout_seconds=5.0), Clock())
+        client = DarajaClient(
+            http,
+            DarajaSettings(
+                base_url=daraja_sim.base_url,
+                consumer_key="sandbox-key",
+                consumer_secret="sandbox-secret",
+                timeout_seconds=5.0,
+            ),
+            Clock(),
+        )
 
         async def pay(number: int) -> None:
-            await client.simulate_payment("600984", f"{10 + number}.00", "254708374149",
-                                          f"ACC{number}")
+            await client.simulate_payment(
+                "600984", f"{10 + number}.00", "254708374149", f"ACC{number}"
+            )
 
         async def confirmations() -> list[dict]:
-            return (await sim_control(http, daraja_sim.base_url, "GET",
-                                      "deliveries?kind=confirmation"))["items"]
+            return (
+                await sim_control(http, daraja_sim.base_url, "GET", "deliveries?kind=confirmation")
+            )["items"]
 
         def acknowledged_in(items: list[dict]) -> set[str]:
-            return {item["trans_id"] for item in items
-                    if item["outcome"] == "answered" and isinstance(item["answer"], dict)
-                    and item["answer"].get("ResultCode") == 0}
+            return {
+                item["trans_id"]
+                for item in items
+                if item["outcome"] == "answered"
+                and isinstance(item["answer"], dict)
+                and item["answer"].get("ResultCode") == 0
+            }
 
         async def under_way() -> bool:
             return bool(acknowledged_in(await confirmations()))
@@ -82,22 +110,33 @@ async def test_killed_gateway_loses_no_acknowledged_confirmation(http, daraja_si
 
         first = asyncio.gather(*(pay(number) for number in range(PAYMENTS)))
         await wait_until(under_way, "the gateway to acknowledge a first confirmation")
-        gateway.send_signal(signal.SIGKILL)                 # no goodbye, mid-burst
+        gateway.send_signal(signal.SIGKILL)  # no goodbye, mid-burst
         await gateway.wait()
         await first
-        gateway = await start(env)                          # same port, same store
-        deliveries = await wait_until(all_finished, f"the simulator to finish {PAYMENTS} "
-                                      "confirmations", within=30, every=0.1)
+        gateway = await start(env)  # same port, same store
+        deliveries = await wait_until(
+            all_finished, f"the simulator to finish {PAYMENTS} confirmations", within=30, every=0.1
+        )
         replay = await asyncio.create_subprocess_exec(
-            sys.executable, "run.py", "replay-inbox", "--grace", "0", cwd=ROOT, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            sys.executable,
+            "run.py",
+            "replay-inbox",
+            "--grace",
+            "0",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         assert await replay.wait() == 0
         acknowledged = acknowledged_in(deliveries)
-        assert len(acknowledged) < PAYMENTS                  # the kill was mid-burst
-        stored = [payment["trans_id"] for payment in
-                  await store.collection(PAYMENTS_COLLECTION).find({}).to_list(None)]
-        assert len(stored) == len(set(stored))               # once each
-        assert acknowledged <= set(stored)                   # none acknowledged is lost
+        assert len(acknowledged) < PAYMENTS  # the kill was mid-burst
+        stored = [
+            payment["trans_id"]
+            for payment in await store.collection(PAYMENTS_COLLECTION).find({}).to_list(None)
+        ]
+        assert len(stored) == len(set(stored))  # once each
+        assert acknowledged <= set(stored)  # none acknowledged is lost
     finally:
         gateway.send_signal(signal.SIGTERM)
         await gateway.wait()

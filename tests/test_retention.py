@@ -22,25 +22,23 @@ async def expiry(store, collection: str) -> int | None:
 
 
 @pytest.mark.asyncio
-async def test_audit_and_call_log_expire_after_their_retention(start_gateway_with,
-                                                               store) -> None:
-    await start_gateway_with(make_settings(retention={"audit_days": 7,
-                                                      "provider_calls_days": 3}))
+async def test_audit_and_call_log_expire_after_their_retention(start_gateway_with, store) -> None:
+    await start_gateway_with(make_settings(retention={"audit_days": 7, "provider_calls_days": 3}))
     assert await expiry(store, PSP_AUDIT) == 7 * DAY
     assert await expiry(store, PROVIDER_CALLS) == 3 * DAY
 
 
 @pytest.mark.asyncio
 async def test_a_changed_retention_changes_the_index_when_the_gateway_starts(
-        start_gateway_with, store) -> None:
+    start_gateway_with, store
+) -> None:
     await start_gateway_with(make_settings())
     assert await expiry(store, PSP_AUDIT) == 90 * DAY
     now = datetime.now(UTC)
     await store.collection(PSP_AUDIT).insert_one({"_id": "kept", "at": now})
     await store.collection(PROVIDER_CALLS).insert_one({"_id": "kept", "at": now})
     # Another process (or a restart) with other settings, on the same store.
-    await start_gateway_with(make_settings(retention={"audit_days": 10,
-                                                      "provider_calls_days": 5}))
+    await start_gateway_with(make_settings(retention={"audit_days": 10, "provider_calls_days": 5}))
     assert await expiry(store, PSP_AUDIT) == 10 * DAY
     assert await expiry(store, PROVIDER_CALLS) == 5 * DAY
     for collection in (PSP_AUDIT, PROVIDER_CALLS):
@@ -95,8 +93,9 @@ class CollectionIndexes:
         name = options.pop("name", None) or "_".join(f"{key}_{order}" for key, order in keys)
         wanted = {"key": list(keys), **options}
         if name in self.present and self.present[name] != wanted:
-            raise OperationFailure(f"Index with name: {name} already exists with different "
-                                   "options", code=85)
+            raise OperationFailure(
+                f"Index with name: {name} already exists with different options", code=85
+            )
         self.server.calls.append(("create", self.name, name))
         self.present[name] = wanted
         return name
@@ -116,8 +115,9 @@ async def test_a_server_with_collmod_changes_the_expiry_in_place() -> None:
     server.calls.clear()
     await store.ensure_indexes(indexes(make_settings(retention={"audit_days": 10})))
     changes = [call for call in server.calls if call[0] != "create"]
-    assert changes == [("command", {"collMod": PSP_AUDIT,
-                                    "index": {"name": "at_1", EXPIRY: 10 * DAY}})]
+    assert changes == [
+        ("command", {"collMod": PSP_AUDIT, "index": {"name": "at_1", EXPIRY: 10 * DAY}})
+    ]
     assert (await server[PSP_AUDIT].index_information())["at_1"][EXPIRY] == 10 * DAY
     server.calls.clear()
     await store.ensure_indexes(indexes(make_settings(retention={"audit_days": 10})))
@@ -137,7 +137,7 @@ class ServerWithoutCollMod(ServerIndexes):
 
 class DroppedFirstByAnother(CollectionIndexes):
     async def drop_index(self, name: str) -> None:
-        del self.present[name]                    # the other process's drop
+        del self.present[name]  # the other process's drop
         raise OperationFailure(f"index not found with name [{name}]", code=27)
 
 

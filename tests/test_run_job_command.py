@@ -44,13 +44,21 @@ async def test_run_job_runs_the_job_once_unless_another_process_holds_its_lease(
         assert (run["name"], run["outcome"], run["result"]) == ("replay-inbox", "ok", 0)
 
         now = datetime.now(UTC)
-        await store.collection("jobs").insert_one({
-            "_id": "expire-debits", "next_due_at": now, "holder": "other-host:4242:abcdef",
-            "lease_id": "x", "lease_expires_at": now + timedelta(minutes=5)})
+        await store.collection("jobs").insert_one(
+            {
+                "_id": "expire-debits",
+                "next_due_at": now,
+                "holder": "other-host:4242:abcdef",
+                "lease_id": "x",
+                "lease_expires_at": now + timedelta(minutes=5),
+            }
+        )
         code, out, err = await run_py("run-job", "expire-debits", env=env)
         assert code == 1 and out == ""
-        assert err.strip() == ("job expire-debits not run: other-host:4242:abcdef holds its "
-                               "lease (a run is in progress)")
+        assert err.strip() == (
+            "job expire-debits not run: other-host:4242:abcdef holds its "
+            "lease (a run is in progress)"
+        )
     finally:
         await store.client.drop_database(database)
         await store.close()

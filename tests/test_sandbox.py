@@ -36,10 +36,11 @@ async def test_sandbox_payment_arrives_at_the_gateway() -> None:
         c2b = sandbox.gateway.services.c2b
         _, before = await c2b.list_payments({}, 1, 0)
         _, unmatched = await c2b.list_payments({"status": "unmatched"}, 10, 0)
-        assert unmatched >= 2          # the demo payments that match no policy
+        assert unmatched >= 2  # the demo payments that match no policy
         notices = len(sandbox.gateway.services.notifier.sent)
-        payment = await simulate_paybill_payment(sandbox.settings, "040404040", "1500.00",
-                                                 "254708374149", "operator", "sandbox-operator")
+        payment = await simulate_paybill_payment(
+            sandbox.settings, "040404040", "1500.00", "254708374149", "operator", "sandbox-operator"
+        )
         assert payment["amount"] == "1500.00" and payment["bill_ref"] == "040404040"
         assert payment["status"] == "settled"
         sent = sandbox.gateway.services.notifier.sent
@@ -58,15 +59,30 @@ async def run_shell(commands: str) -> str:
     """Run printed commands as a user would paste them (`python` is this interpreter)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     process = await asyncio.create_subprocess_exec(
-        "bash", "-euo", "pipefail", "-c", commands, env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        "bash",
+        "-euo",
+        "pipefail",
+        "-c",
+        commands,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
     return out.decode()
 
 
-SECRETS = ("sandbox-admin", "sandbox-operator", "sandbox-afrimoney", "sandbox-qmoney",
-           "sandbox-channel-secret", "sandbox-secret", "sandbox-callback", "sandbox-only")
+SECRETS = (
+    "sandbox-admin",
+    "sandbox-operator",
+    "sandbox-afrimoney",
+    "sandbox-qmoney",
+    "sandbox-channel-secret",
+    "sandbox-secret",
+    "sandbox-callback",
+    "sandbox-only",
+)
 
 
 def assert_no_secret_logged(text: str, otps: list[str]) -> None:
@@ -97,7 +113,8 @@ async def test_printed_walkthroughs_work_as_printed(caplog) -> None:
         assert paid["amount"] == "1500.00" and paid["status"] == "settled"
         repeated = "\n".join([provider, *provider.splitlines()[-2:]])
         verified, paid_once, paid_again = map(
-            json.loads, (await run_shell(repeated)).strip().splitlines())
+            json.loads, (await run_shell(repeated)).strip().splitlines()
+        )
         assert verified["policies"][0]["amount"] == "500.00"
         assert paid_once["status"] == "succeeded" and paid_once["policy"]["status"] == 2
         assert paid_again == paid_once
@@ -114,9 +131,14 @@ async def test_printed_walkthroughs_work_as_printed(caplog) -> None:
 def test_run_py_starts_the_sandbox_and_the_printed_command_shows_a_payment() -> None:
     port = free_port_triple()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    sandbox = subprocess.Popen([sys.executable, "run.py", "--port", str(port)], cwd=ROOT,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    sandbox = subprocess.Popen(
+        [sys.executable, "run.py", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 30
@@ -130,8 +152,14 @@ def test_run_py_starts_the_sandbox_and_the_printed_command_shows_a_payment() -> 
         assert f"http://127.0.0.1:{port}/dashboard" in output
         assert f"http://127.0.0.1:{port}/docs" in output
         command = next(line.strip() for line in lines if "run.py simulate-payment" in line)
-        paid = subprocess.run([sys.executable, *command.split()[1:]], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=60)
+        paid = subprocess.run(
+            [sys.executable, *command.split()[1:]],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert paid.returncode == 0, paid.stderr
         assert "payment arrived at the gateway" in paid.stdout
         assert "1500.00" in paid.stdout and "040404040" in paid.stdout
@@ -149,7 +177,8 @@ async def test_sandbox_history_gives_the_dashboard_a_story() -> None:
     sandbox = await start_sandbox("127.0.0.1", 0)
     try:
         board = await sandbox.gateway.services.dashboard.summary(
-            datetime.now(UTC) - timedelta(days=7), None, None)
+            datetime.now(UTC) - timedelta(days=7), None, None
+        )
     finally:
         await sandbox.stop()
     assert {row["currency"] for row in board["totals"]} == {"GMD", "KES"}

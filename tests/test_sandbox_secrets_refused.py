@@ -8,8 +8,10 @@ from support import TEST_ENV, run_py
 
 SANDBOX_VALUES = {
     "GATEWAY_AUTH_JWT_SECRET": ("auth.jwt_secret", SANDBOX_SECRETS["auth"]["jwt_secret"]),
-    "GATEWAY_C2B_CALLBACK_SECRET": ("c2b.callback_secret",
-                                    SANDBOX_SECRETS["c2b"]["callback_secret"]),
+    "GATEWAY_C2B_CALLBACK_SECRET": (
+        "c2b.callback_secret",
+        SANDBOX_SECRETS["c2b"]["callback_secret"],
+    ),
     "GATEWAY_SECURITY_PIN_KEY": ("security.pin_key", SANDBOX_SECRETS["security"]["pin_key"]),
 }
 
@@ -26,8 +28,10 @@ def test_a_sandbox_secret_is_refused_outside_the_sandbox(variable: str) -> None:
 
 def test_every_sandbox_secret_is_named_in_one_refusal() -> None:
     env = {**TEST_ENV, **{variable: value for variable, (_, value) in SANDBOX_VALUES.items()}}
-    with pytest.raises(ConfigError, match="auth.jwt_secret, c2b.callback_secret, "
-                                          "security.pin_key: public sandbox secret"):
+    with pytest.raises(
+        ConfigError,
+        match="auth.jwt_secret, c2b.callback_secret, security.pin_key: public sandbox secret",
+    ):
         load_settings(env=env)
 
 
@@ -54,4 +58,5 @@ async def test_serve_with_the_sandbox_jwt_key_stops_with_one_line() -> None:
     assert code == 2
     assert err.strip().splitlines() == [
         "configuration error: auth.jwt_secret: public sandbox secret, refused outside the "
-        "sandbox; set your own in GATEWAY_AUTH_JWT_SECRET"]
+        "sandbox; set your own in GATEWAY_AUTH_JWT_SECRET"
+    ]

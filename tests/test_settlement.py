@@ -31,13 +31,18 @@ class CrashingPremiums(PremiumRepository):
 
 async def make_case(store, *, start=START, status=IDLE, paid_at=None) -> dict:
     policy = await stored_policy(store, status=status, start=start)
-    return await stored_debit(store, policy,
-                              paid_at=paid_at or datetime(2026, 3, 5, 10, tzinfo=UTC))
+    return await stored_debit(
+        store, policy, paid_at=paid_at or datetime(2026, 3, 5, 10, tzinfo=UTC)
+    )
 
 
 def settlement(store, premiums=None) -> Settlement:
-    return Settlement(TransactionRepository(store), premiums or PremiumRepository(store),
-                      PolicyRepository(store), Clock())
+    return Settlement(
+        TransactionRepository(store),
+        premiums or PremiumRepository(store),
+        PolicyRepository(store),
+        Clock(),
+    )
 
 
 @pytest.mark.asyncio
@@ -67,8 +72,9 @@ async def test_settling_twice_creates_one_premium(store) -> None:
     transaction = await make_case(store)
     service = settlement(store)
     first = await service.settle(transaction)
-    await store.collection(TRANSACTIONS).update_one({"_id": transaction["_id"]},
-                                                      {"$set": {"settlement": None}})
+    await store.collection(TRANSACTIONS).update_one(
+        {"_id": transaction["_id"]}, {"$set": {"settlement": None}}
+    )
     second = await service.settle(transaction)
     assert second["settlement"]["premium_uuid"] == first["settlement"]["premium_uuid"]
     assert await store.collection(PREMIUMS).count_documents({}) == 1
@@ -80,7 +86,7 @@ async def test_crash_between_writes_is_completed_by_settle_pending(store) -> Non
     with pytest.raises(ServerSelectionTimeoutError):
         await settlement(store, CrashingPremiums(store)).settle(transaction)
     policy = await store.collection(POLICIES).find_one({"_id": transaction["policy_uuid"]})
-    assert policy["status"] == ACTIVE                    # first write done
+    assert policy["status"] == ACTIVE  # first write done
     assert await store.collection(PREMIUMS).count_documents({}) == 0
     assert await settlement(store).settle_pending() == 1
     assert await store.collection(PREMIUMS).count_documents({}) == 1
@@ -97,8 +103,11 @@ async def test_policy_paid_by_another_transaction_is_not_activated_twice(store) 
     second = {**first, "_id": str(uuid.uuid4()), "settlement": None}
     await store.collection(TRANSACTIONS).insert_one(second)
     refused = await service.settle(second)
-    assert refused["settlement"] == {"status": "refused", "reason": "policy_not_idle",
-                                     "settled_at": refused["settlement"]["settled_at"]}
+    assert refused["settlement"] == {
+        "status": "refused",
+        "reason": "policy_not_idle",
+        "settled_at": refused["settlement"]["settled_at"],
+    }
     assert await store.collection(PREMIUMS).count_documents({}) == 1
 
 
@@ -108,14 +117,14 @@ async def test_a_succeeded_payment_holds_the_policy_until_it_is_settled(store) -
     first = await make_case(store)
     transactions = TransactionRepository(store)
     await store.collection(TRANSACTIONS).update_one(
-        {"_id": first["_id"]}, {"$set": {"status": "processing", "open": True}})
-    await transactions.transition(first["_id"], "processing", "succeeded",
-                                  datetime.now(UTC))
-    incoming = IncomingPayments(transactions, PolicyRepository(store), settlement(store),
-                                Clock())
+        {"_id": first["_id"]}, {"$set": {"status": "processing", "open": True}}
+    )
+    await transactions.transition(first["_id"], "processing", "succeeded", datetime.now(UTC))
+    incoming = IncomingPayments(transactions, PolicyRepository(store), settlement(store), Clock())
     policy = await store.collection(POLICIES).find_one({"_id": first["policy_uuid"]})
-    second = incoming.new_transaction(str(uuid.uuid4()), "psp_api", policy, "psp", "REF-2",
-                                      "afrimoney")
+    second = incoming.new_transaction(
+        str(uuid.uuid4()), "psp_api", policy, "psp", "REF-2", "afrimoney"
+    )
     with pytest.raises(PolicyBusy):
         await incoming.record(second)
     await settlement(store).settle_pending()

@@ -22,28 +22,36 @@ async def test_serve_on_a_port_in_use_says_so_in_one_line() -> None:
         code, _, err = await run_py("serve", env={**TEST_ENV, "GATEWAY_SERVER_PORT": str(port)})
     assert code == 1
     assert err.strip().splitlines() == [
-        f"cannot listen on 127.0.0.1:{port}: address already in use"]
+        f"cannot listen on 127.0.0.1:{port}: address already in use"
+    ]
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("offset", "what"), [(0, "the gateway"), (1, "the Daraja simulator"),
-                                              (2, "the Qmoney simulator")])
-async def test_sandbox_on_a_port_in_use_names_the_part_and_the_port(offset: int,
-                                                                    what: str) -> None:
+@pytest.mark.parametrize(
+    ("offset", "what"),
+    [(0, "the gateway"), (1, "the Daraja simulator"), (2, "the Qmoney simulator")],
+)
+async def test_sandbox_on_a_port_in_use_names_the_part_and_the_port(offset: int, what: str) -> None:
     port = free_port_triple()
     with occupied_port(port + offset):
         code, out, err = await run_py("--port", str(port), env={})
     assert code == 1
     assert err.strip().splitlines() == [
-        f"cannot listen on 127.0.0.1:{port + offset} for {what}: address already in use"]
+        f"cannot listen on 127.0.0.1:{port + offset} for {what}: address already in use"
+    ]
     assert "Sandbox is running" not in out
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("command", [
-    ("serve",), ("create-user", "alice", "--role", "operator", "--password-stdin"),
-    ("create-psp", "Bank", "--kind", "external", "--account", "B-1", "--currency", "GMD"),
-    ("replay-inbox",)])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("serve",),
+        ("create-user", "alice", "--role", "operator", "--password-stdin"),
+        ("create-psp", "Bank", "--kind", "external", "--account", "B-1", "--currency", "GMD"),
+        ("replay-inbox",),
+    ],
+)
 async def test_an_unreachable_mongodb_is_one_line_without_credentials(command: tuple) -> None:
     env = {**TEST_ENV, "GATEWAY_STORE_URI": UNREACHABLE}
     code, out, err = await run_py(*command, env=env, stdin="alice-password\n")
@@ -59,14 +67,21 @@ async def test_replay_inbox_refuses_the_in_memory_store() -> None:
     assert code == 2
     assert err.strip().splitlines() == [
         "configuration error: store.uri: replay-inbox needs a persistent MongoDB store "
-        "(set GATEWAY_STORE_URI)"]
+        "(set GATEWAY_STORE_URI)"
+    ]
 
 
 @pytest.mark.asyncio
 async def test_serve_on_the_in_memory_store_warns_that_nothing_survives_a_restart() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "run.py", "serve", cwd=ROOT, env={**os.environ, **TEST_ENV},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "run.py",
+        "serve",
+        cwd=ROOT,
+        env={**os.environ, **TEST_ENV},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         listening = await asyncio.wait_for(process.stdout.readline(), 30)
         assert b"gateway listening" in listening
@@ -74,5 +89,7 @@ async def test_serve_on_the_in_memory_store_warns_that_nothing_survives_a_restar
         process.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0
-    assert ("warning: store.uri is memory://, the in-memory store: nothing will survive a "
-            "restart (set GATEWAY_STORE_URI to a MongoDB URI)") in err.decode().splitlines()
+    assert (
+        "warning: store.uri is memory://, the in-memory store: nothing will survive a "
+        "restart (set GATEWAY_STORE_URI to a MongoDB URI)"
+    ) in err.decode().splitlines()

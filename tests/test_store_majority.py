@@ -24,14 +24,18 @@ def unconnected(hello: dict[str, Any]) -> Store:
     return store
 
 
-@pytest.mark.parametrize(("hello", "enabled", "applies"), [
-    ({"setName": "rs0"}, True, True),
-    ({"msg": "isdbgrid"}, True, True),      # a mongos: the shards are replica sets
-    ({}, True, False),                      # a standalone server
-    ({"setName": "rs0"}, False, False),     # store.majority_writes: false
-])
+@pytest.mark.parametrize(
+    ("hello", "enabled", "applies"),
+    [
+        ({"setName": "rs0"}, True, True),
+        ({"msg": "isdbgrid"}, True, True),  # a mongos: the shards are replica sets
+        ({}, True, False),  # a standalone server
+        ({"setName": "rs0"}, False, False),  # store.majority_writes: false
+    ],
+)
 def test_majority_applies_on_a_replica_set_when_the_setting_allows(
-        hello: dict[str, Any], enabled: bool, applies: bool) -> None:
+    hello: dict[str, Any], enabled: bool, applies: bool
+) -> None:
     assert majority_applies(hello, enabled) is applies
 
 
@@ -52,7 +56,8 @@ async def test_money_collections_of_a_replica_set_write_and_read_at_majority() -
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("hello", "enabled"), [({}, True), ({"setName": "rs0"}, False)])
 async def test_without_a_replica_set_or_with_the_setting_off_concerns_stay_default(
-        hello: dict[str, Any], enabled: bool) -> None:
+    hello: dict[str, Any], enabled: bool
+) -> None:
     store = unconnected(hello)
     try:
         assert not await store.use_majority(MONEY, enabled=enabled)
@@ -71,10 +76,13 @@ async def test_the_in_memory_store_ignores_majority() -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("uri", "retries"), [
-    ("mongodb://127.0.0.1:1/", True),
-    ("mongodb://127.0.0.1:1/?retryWrites=false", False),     # the URI has the last word
-])
+@pytest.mark.parametrize(
+    ("uri", "retries"),
+    [
+        ("mongodb://127.0.0.1:1/", True),
+        ("mongodb://127.0.0.1:1/?retryWrites=false", False),  # the URI has the last word
+    ],
+)
 async def test_writes_are_retried_once_after_a_failover(uri: str, retries: bool) -> None:
     store = open_store(uri, "test")
     assert store.client.options.retry_writes is retries
@@ -82,5 +90,10 @@ async def test_writes_are_retried_once_after_a_failover(uri: str, retries: bool)
 
 
 def test_every_collection_whose_writes_decide_money_is_written_at_majority() -> None:
-    assert set(MAJORITY_COLLECTIONS) >= {"c2b_inbox", "c2b_payments", "transactions",
-                                         "premiums", "policies"}
+    assert set(MAJORITY_COLLECTIONS) >= {
+        "c2b_inbox",
+        "c2b_payments",
+        "transactions",
+        "premiums",
+        "policies",
+    }

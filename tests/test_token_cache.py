@@ -18,7 +18,7 @@ def issuing(clock: ManualClock, lifetime: timedelta | None, delay: float = 0.0):
     issued: list[str] = []
 
     async def fetch() -> CachedToken:
-        await asyncio.sleep(delay)      # a slow token request, so that callers overlap
+        await asyncio.sleep(delay)  # a slow token request, so that callers overlap
         issued.append(f"token-{len(issued) + 1}")
         expires = clock.now() + lifetime if lifetime is not None else None
         return CachedToken(issued[-1], expires)
@@ -68,6 +68,6 @@ async def test_invalidating_a_stale_token_keeps_the_fresh_one() -> None:
     await cache.get()
     cache.invalidate("token-1")
     await cache.get()
-    cache.invalidate("token-1")       # a late caller still holding the old token
+    cache.invalidate("token-1")  # a late caller still holding the old token
     assert await cache.get() == "token-2"
     assert issued == ["token-1", "token-2"]

@@ -63,8 +63,7 @@ class CollectionHandler(AdminResource):
         query = self.load_query(self.query_schema)
         limit, offset = query.pop("limit"), query.pop("offset")
         items, total = await self.service.list(query, limit, offset)
-        self.write_json(page_body([self.render_item(item) for item in items], total, limit,
-                                  offset))
+        self.write_json(page_body([self.render_item(item) for item in items], total, limit, offset))
 
     async def post(self) -> None:
         await self.require_role(*WRITERS)
@@ -93,7 +92,7 @@ class Resource:
     singular: str
     key: dict[str, str]
     render: Callable[[dict[str, Any]], dict[str, Any]]
-    answer: type[Schema]        # what `render` answers
+    answer: type[Schema]  # what `render` answers
     query: type[Schema]
     create: type[Schema]
     update: type[Schema]
@@ -107,63 +106,156 @@ def admin_routes(resource: Resource) -> list[tuple[str, type]]:
     """The two routes of one admin resource, `path` and `path/<key>`, with what each
     method answers."""
     item = resource.answer
-    attributes = {"service_name": resource.name, "render_item": staticmethod(resource.render),
-                  "query_schema": resource.query, "create_schema": resource.create,
-                  "update_schema": resource.update}
+    attributes = {
+        "service_name": resource.name,
+        "render_item": staticmethod(resource.render),
+        "query_schema": resource.query,
+        "create_schema": resource.create,
+        "update_schema": resource.update,
+    }
     collection_operations = {
-        "get": Operation(f"List {resource.name}", resource.name, page_of(item), roles=STAFF,
-                         query=resource.query, errors=(400, *AUTH)),
-        "post": Operation(f"Create a {resource.singular}", resource.name, item, roles=ADMIN,
-                          body=resource.create, example=resource.create_example,
-                          success={201: "Created"},
-                          errors=(*BODY, *AUTH, *resource.create_errors)),
+        "get": Operation(
+            f"List {resource.name}",
+            resource.name,
+            page_of(item),
+            roles=STAFF,
+            query=resource.query,
+            errors=(400, *AUTH),
+        ),
+        "post": Operation(
+            f"Create a {resource.singular}",
+            resource.name,
+            item,
+            roles=ADMIN,
+            body=resource.create,
+            example=resource.create_example,
+            success={201: "Created"},
+            errors=(*BODY, *AUTH, *resource.create_errors),
+        ),
     }
     item_operations = {
-        "get": Operation(f"One {resource.singular}", resource.name, item, roles=STAFF,
-                         errors=(*AUTH, 404)),
-        "patch": Operation(f"Change a {resource.singular}", resource.name, item, roles=ADMIN,
-                           body=resource.update, example=resource.update_example,
-                           errors=(*BODY, *AUTH, 404, *resource.update_errors),
-                           description="Give at least one field."),
+        "get": Operation(
+            f"One {resource.singular}", resource.name, item, roles=STAFF, errors=(*AUTH, 404)
+        ),
+        "patch": Operation(
+            f"Change a {resource.singular}",
+            resource.name,
+            item,
+            roles=ADMIN,
+            body=resource.update,
+            example=resource.update_example,
+            errors=(*BODY, *AUTH, 404, *resource.update_errors),
+            description="Give at least one field.",
+        ),
     }
     name = resource.name.title()
-    return [(resource.path, type(f"{name}CollectionHandler", (CollectionHandler,),
-                                 {**attributes, "operations": collection_operations})),
-            (resource.path + r"/([^/]+)", type(f"{name}ItemHandler", (ItemHandler,),
-                                               {**attributes, "operations": item_operations,
-                                                "path_parameters": resource.key}))]
+    return [
+        (
+            resource.path,
+            type(
+                f"{name}CollectionHandler",
+                (CollectionHandler,),
+                {**attributes, "operations": collection_operations},
+            ),
+        ),
+        (
+            resource.path + r"/([^/]+)",
+            type(
+                f"{name}ItemHandler",
+                (ItemHandler,),
+                {**attributes, "operations": item_operations, "path_parameters": resource.key},
+            ),
+        ),
+    ]
 
 
 ROUTES = [
-    *admin_routes(Resource(
-        r"/api/v1/insurees", "insurees", "insuree", {"chf_id": "Insuree number"},
-        render_insuree, InsureeSchema, InsureeQuerySchema, InsureeCreateSchema,
-        InsureeUpdateSchema,
-        create_example={"chf_id": "060606060", "first_name": "Fatou", "last_name": "Ceesay",
-                        "phone": "+2207712345", "wallet": ""},
-        update_example={"phone": "+2207754321", "wallet": "5811724c"},
-        create_errors=(409,))),
-    *admin_routes(Resource(
-        r"/api/v1/products", "products", "product", {"code": "Product code"},
-        render_product, ProductSchema, PageQuerySchema, ProductCreateSchema,
-        ProductUpdateSchema,
-        create_example={"code": "BASIC-GMD", "name": "Basic cover", "price": "500.00",
-                        "currency": "GMD"},
-        update_example={"price": "550.00"},
-        create_errors=(409,))),
-    *admin_routes(Resource(
-        r"/api/v1/policies", "policies", "policy", {"uuid": "Uuid of the item"},
-        render_policy, PolicySchema, PolicyQuerySchema, PolicyCreateSchema,
-        PolicyUpdateSchema,
-        create_example={"chf_id": "060606060", "product_code": "BASIC-GMD",
-                        "start_date": "2026-11-23", "expiry_date": "2027-11-22"},
-        update_example={"status": 4},
-        create_errors=(404,))),
-    *admin_routes(Resource(
-        r"/api/v1/psps", "psps", "psp", {"uuid": "Uuid of the item"},
-        render_psp, PspSchema, PspQuerySchema, PspCreateSchema, PspUpdateSchema,
-        create_example={"name": "Afrimoney", "kind": "external", "account": "AFR-0001",
-                        "currency": "GMD", "is_external_api": True, "username": "afrimoney"},
-        update_example={"active": False},
-        create_errors=(409,), update_errors=(409,))),
+    *admin_routes(
+        Resource(
+            r"/api/v1/insurees",
+            "insurees",
+            "insuree",
+            {"chf_id": "Insuree number"},
+            render_insuree,
+            InsureeSchema,
+            InsureeQuerySchema,
+            InsureeCreateSchema,
+            InsureeUpdateSchema,
+            create_example={
+                "chf_id": "060606060",
+                "first_name": "Fatou",
+                "last_name": "Ceesay",
+                "phone": "+2207712345",
+                "wallet": "",
+            },
+            update_example={"phone": "+2207754321", "wallet": "5811724c"},
+            create_errors=(409,),
+        )
+    ),
+    *admin_routes(
+        Resource(
+            r"/api/v1/products",
+            "products",
+            "product",
+            {"code": "Product code"},
+            render_product,
+            ProductSchema,
+            PageQuerySchema,
+            ProductCreateSchema,
+            ProductUpdateSchema,
+            create_example={
+                "code": "BASIC-GMD",
+                "name": "Basic cover",
+                "price": "500.00",
+                "currency": "GMD",
+            },
+            update_example={"price": "550.00"},
+            create_errors=(409,),
+        )
+    ),
+    *admin_routes(
+        Resource(
+            r"/api/v1/policies",
+            "policies",
+            "policy",
+            {"uuid": "Uuid of the item"},
+            render_policy,
+            PolicySchema,
+            PolicyQuerySchema,
+            PolicyCreateSchema,
+            PolicyUpdateSchema,
+            create_example={
+                "chf_id": "060606060",
+                "product_code": "BASIC-GMD",
+                "start_date": "2026-11-23",
+                "expiry_date": "2027-11-22",
+            },
+            update_example={"status": 4},
+            create_errors=(404,),
+        )
+    ),
+    *admin_routes(
+        Resource(
+            r"/api/v1/psps",
+            "psps",
+            "psp",
+            {"uuid": "Uuid of the item"},
+            render_psp,
+            PspSchema,
+            PspQuerySchema,
+            PspCreateSchema,
+            PspUpdateSchema,
+            create_example={
+                "name": "Afrimoney",
+                "kind": "external",
+                "account": "AFR-0001",
+                "currency": "GMD",
+                "is_external_api": True,
+                "username": "afrimoney",
+            },
+            update_example={"active": False},
+            create_errors=(409,),
+            update_errors=(409,),
+        )
+    ),
 ]

@@ -23,7 +23,7 @@ ROUTES = [
     *auth.ROUTES,
     *mpesa.ROUTES,
     *psp_api.ROUTES,
-    *debits.ROUTES,         # the transactions API, the ledger's read of one included
+    *debits.ROUTES,  # the transactions API, the ledger's read of one included
     *ops.ROUTES,
     *admin.ROUTES,
     *ops.PAGE_ROUTES,
@@ -36,8 +36,7 @@ INTERNAL_ROUTES = [route for route in ROUTES if route[0] in (r"/readyz", r"/metr
 
 def public_routes(*, internal_listener: bool) -> list:
     """Every route, less the internal ones when they have a listener of their own."""
-    return [route for route in ROUTES
-            if not (internal_listener and route in INTERNAL_ROUTES)]
+    return [route for route in ROUTES if not (internal_listener and route in INTERNAL_ROUTES)]
 
 
 @functools.cache
@@ -51,5 +50,11 @@ def make_app(settings: Any, services: Any, routes: list = ROUTES) -> Application
     """The application serving `routes`. `settings` and `services` are start-up's
     (server.startup): handlers reach them as self.settings["gateway"] and ["services"]."""
     redact_tornado_logs()
-    return Application(routes, gateway=settings, services=services, openapi=openapi_spec,
-                       default_handler_class=NotFoundHandler, log_function=log_request)
+    return Application(
+        routes,
+        gateway=settings,
+        services=services,
+        openapi=openapi_spec,
+        default_handler_class=NotFoundHandler,
+        log_function=log_request,
+    )

@@ -37,21 +37,27 @@ class GatewayHTTPServer(HTTPServer):
     limit of the settings, and Acceptor on every socket it listens on."""
 
     # Tornado's HTTPServer takes its arguments in initialize (it is a Configurable).
-    def initialize(self, application: Application,  # type: ignore[override]
-                   settings: ServerSettings) -> None:
+    def initialize(  # type: ignore[override]
+        self,
+        application: Application,
+        settings: ServerSettings,
+    ) -> None:
         # The body limit is BodyLimit's, answered in the route's format; Tornado's own
         # (a bare 400) is set out of reach.
-        super().initialize(BodyLimit(application, settings.max_body_bytes),
-                           idle_connection_timeout=settings.idle_timeout_seconds,
-                           body_timeout=settings.body_timeout_seconds,
-                           max_body_size=sys.maxsize)
+        super().initialize(
+            BodyLimit(application, settings.max_body_bytes),
+            idle_connection_timeout=settings.idle_timeout_seconds,
+            body_timeout=settings.body_timeout_seconds,
+            max_body_size=sys.maxsize,
+        )
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         """TCPServer.add_sockets, with the accept handler below."""
         for sock in sockets:
             self._sockets[sock.fileno()] = sock
             self._handlers[sock.fileno()] = Acceptor(
-                sock, self._handle_connection, ACCEPT_PAUSE_SECONDS).remove
+                sock, self._handle_connection, ACCEPT_PAUSE_SECONDS
+            ).remove
 
 
 class Acceptor:
@@ -59,14 +65,18 @@ class Acceptor:
     descriptors, stops watching the socket for a pause and logs it once, instead of
     being woken again at once by the connection still waiting (a busy loop)."""
 
-    def __init__(self, sock: socket.socket, on_connection: Callable[[socket.socket, Any], None],
-                 pause_seconds: float) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        on_connection: Callable[[socket.socket, Any], None],
+        pause_seconds: float,
+    ) -> None:
         self.sock = sock
         self.on_connection = on_connection
         self.pause_seconds = pause_seconds
         self.io_loop = IOLoop.current()
         self.removed = False
-        self.paused: object | None = None       # the timeout that resumes accepting
+        self.paused: object | None = None  # the timeout that resumes accepting
         self.io_loop.add_handler(sock, self._accept, IOLoop.READ)
 
     def _accept(self, _fd: Any, _events: int) -> None:
@@ -89,8 +99,12 @@ class Acceptor:
     def _pause(self, code: int) -> None:
         self.io_loop.update_handler(self.sock, 0)
         self.paused = self.io_loop.call_later(self.pause_seconds, self._resume)
-        log.warning("accept_paused reason=%s port=%s resume_in_seconds=%s",
-                    errno.errorcode[code], self.sock.getsockname()[1], self.pause_seconds)
+        log.warning(
+            "accept_paused reason=%s port=%s resume_in_seconds=%s",
+            errno.errorcode[code],
+            self.sock.getsockname()[1],
+            self.pause_seconds,
+        )
 
     def _resume(self) -> None:
         self.paused = None

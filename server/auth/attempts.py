@@ -28,18 +28,26 @@ class LoginAttemptRepository:
     async def open(self, key: str, budget: int, now: datetime, expires_at: datetime) -> None:
         """Make sure a live record exists: an expired one is replaced by a fresh one."""
         await self.collection.delete_one({"_id": key, "expires_at": {"$lte": now}})
-        with contextlib.suppress(DuplicateKeyError):    # another process opened it first
+        with contextlib.suppress(DuplicateKeyError):  # another process opened it first
             await self.collection.update_one(
                 {"_id": key},
-                {"$setOnInsert": {"failures": 0, "budget": budget, "locked_until": now,
-                                  "expires_at": expires_at}},
-                upsert=True)
+                {
+                    "$setOnInsert": {
+                        "failures": 0,
+                        "budget": budget,
+                        "locked_until": now,
+                        "expires_at": expires_at,
+                    }
+                },
+                upsert=True,
+            )
 
     async def take(self, key: str, now: datetime) -> bool:
         """Start one password check: True when the record is unlocked and has budget."""
         taken = await self.collection.find_one_and_update(
             {"_id": key, "budget": {"$gt": 0}, "locked_until": {"$lte": now}},
-            {"$inc": {"budget": -1}})
+            {"$inc": {"budget": -1}},
+        )
         return taken is not None
 
     async def give_back(self, key: str) -> None:
@@ -51,14 +59,16 @@ class LoginAttemptRepository:
     async def add_failure(self, key: str) -> int | None:
         """Count one failure; the new count, or None when the record has gone."""
         record = await self.collection.find_one_and_update(
-            {"_id": key}, {"$inc": {"failures": 1}}, return_document=ReturnDocument.AFTER)
+            {"_id": key}, {"$inc": {"failures": 1}}, return_document=ReturnDocument.AFTER
+        )
         return record["failures"] if record else None
 
     async def lock(self, key: str, until: datetime, expires_at: datetime) -> None:
         """Lock until `until` (never shortening a longer lock); one check may start after."""
         await self.collection.update_one(
             {"_id": key},
-            {"$max": {"locked_until": until, "expires_at": expires_at}, "$set": {"budget": 1}})
+            {"$max": {"locked_until": until, "expires_at": expires_at}, "$set": {"budget": 1}},
+        )
 
     async def clear(self, key: str) -> None:
         await self.collection.delete_one({"_id": key})

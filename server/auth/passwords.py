@@ -39,10 +39,10 @@ def _yield_to_the_loop() -> None:
     """Lower this thread's CPU priority (and so that of the threads argon2 starts from it):
     the lowest nice value and Linux's idle scheduling class, so that whenever the cores
     are busy the event loop runs first; logins progress on the cores' spare time."""
-    if sys.platform != "linux":      # only Linux sets a nice value per thread
+    if sys.platform != "linux":  # only Linux sets a nice value per thread
         return
     thread = threading.get_native_id()
-    if os.getpriority(os.PRIO_PROCESS, thread) < HASHING_NICENESS:   # never raise it
+    if os.getpriority(os.PRIO_PROCESS, thread) < HASHING_NICENESS:  # never raise it
         os.setpriority(os.PRIO_PROCESS, thread, HASHING_NICENESS)
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
@@ -53,17 +53,19 @@ class PasswordHashing:
     of the loop's default executor (which resolves host names)."""
 
     def __init__(self, threads: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads,
-                                        thread_name_prefix="password-hashing",
-                                        initializer=_yield_to_the_loop)
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads,
+            thread_name_prefix="password-hashing",
+            initializer=_yield_to_the_loop,
+        )
 
     async def hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, hash_password,
-                                                                password)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, hash_password, password)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, verify_password,
-                                                                password_hash, password)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, verify_password, password_hash, password
+        )
 
     def close(self) -> None:
         """Drop checks still queued, wait for the running ones, end the threads."""

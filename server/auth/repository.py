@@ -21,10 +21,16 @@ class UserRepository:
     def __init__(self, store: Store) -> None:
         self.collection = store.collection(COLLECTION)
 
-    async def create(self, username: str, password_hash: str, role: str,
-                     created_at: datetime) -> dict[str, Any]:
-        document = {"username": username, "password_hash": password_hash, "role": role,
-                    "active": True, "created_at": created_at}
+    async def create(
+        self, username: str, password_hash: str, role: str, created_at: datetime
+    ) -> dict[str, Any]:
+        document = {
+            "username": username,
+            "password_hash": password_hash,
+            "role": role,
+            "active": True,
+            "created_at": created_at,
+        }
         try:
             await self.collection.insert_one(document)
         except DuplicateKeyError:

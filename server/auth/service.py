@@ -28,9 +28,16 @@ class TokenPair:
 
 
 class AuthService:
-    def __init__(self, users: UserRepository, tokens: TokenIssuer, sessions: RefreshSessions,
-                 passwords: PasswordHashing, throttle: LoginThrottle, clock: Clock,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self,
+        users: UserRepository,
+        tokens: TokenIssuer,
+        sessions: RefreshSessions,
+        passwords: PasswordHashing,
+        throttle: LoginThrottle,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> None:
         self.users = users
         self.tokens = tokens
         self.sessions = sessions
@@ -39,8 +46,7 @@ class AuthService:
         self.clock = clock
         self.metrics = metrics
 
-    async def login(self, username: str, password: str, source: str | None = None
-                    ) -> TokenPair:
+    async def login(self, username: str, password: str, source: str | None = None) -> TokenPair:
         """`source` is the caller's address (None for callers inside the process): failed
         logins are throttled per username and per address before any password check."""
         throttled = await self.throttle.admit(username, source)
@@ -51,7 +57,7 @@ class AuthService:
             user = await self.users.find(username)
             password_hash = user["password_hash"] if user else None
             matches = await self.passwords.verify(password_hash, password)
-        except BaseException:       # cancelled too (shutdown): give the reserved checks back
+        except BaseException:  # cancelled too (shutdown): give the reserved checks back
             await self.throttle.release(username, source)
             raise
         if not matches or not user or not user["active"]:
@@ -83,23 +89,29 @@ class AuthService:
             raise ValidationFailed(f"role must be one of {', '.join(ROLES)}")
         if len(password) < 8:
             raise ValidationFailed("password must be at least 8 characters")
-        await self.users.create(username, await self.passwords.hash(password), role,
-                                self.clock.now())
+        await self.users.create(
+            username, await self.passwords.hash(password), role, self.clock.now()
+        )
 
     def close(self) -> None:
         self.passwords.close()
 
     def _refused(self, reason: str, username: str, source: str | None) -> None:
         self.metrics.login_refusals.labels(reason).inc()
-        log.info("login_refused reason=%s username=%s source=%s", reason,
-                 json.dumps(username), source or "-")
+        log.info(
+            "login_refused reason=%s username=%s source=%s",
+            reason,
+            json.dumps(username),
+            source or "-",
+        )
 
     def _decode(self, token: str, token_type: str) -> Claims:
         try:
             return self.tokens.decode(token, token_type)
         except TokenInvalid:
-            raise Unauthorized(f"invalid or expired {token_type} token",
-                               code="invalid_token") from None
+            raise Unauthorized(
+                f"invalid or expired {token_type} token", code="invalid_token"
+            ) from None
 
     async def _active_identity(self, claims: Claims) -> Identity:
         user = await self.users.find(claims.subject)
@@ -109,15 +121,18 @@ class AuthService:
 
     async def _pair(self, username: str, role: str, family: str | None = None) -> TokenPair:
         refresh_token = await self.sessions.issue(username, role, family)
-        return TokenPair(access_token=self.tokens.issue(username, role, "access",
-                                                        self.clock.now()),
-                         refresh_token=refresh_token,
-                         expires_in=int(self.tokens.access_ttl.total_seconds()))
+        return TokenPair(
+            access_token=self.tokens.issue(username, role, "access", self.clock.now()),
+            refresh_token=refresh_token,
+            expires_in=int(self.tokens.access_ttl.total_seconds()),
+        )
 
 
 def _too_many(throttled: Throttled) -> TooManyRequests:
     """The same answer whether the username, known or not, or the address is locked."""
-    return TooManyRequests("too many failed logins; try again later",
-                           {"retry_after_seconds": throttled.retry_after},
-                           code="too_many_login_attempts",
-                           headers={"Retry-After": str(throttled.retry_after)})
+    return TooManyRequests(
+        "too many failed logins; try again later",
+        {"retry_after_seconds": throttled.retry_after},
+        code="too_many_login_attempts",
+        headers={"Retry-After": str(throttled.retry_after)},
+    )

@@ -23,8 +23,7 @@ log = logging.getLogger("gateway.auth")
 
 
 class RefreshSessions:
-    def __init__(self, records: RefreshTokenRepository, tokens: TokenIssuer,
-                 clock: Clock) -> None:
+    def __init__(self, records: RefreshTokenRepository, tokens: TokenIssuer, clock: Clock) -> None:
         self.records = records
         self.tokens = tokens
         self.clock = clock
@@ -38,8 +37,7 @@ class RefreshSessions:
         # here or has marked the new record too.
         if await self.records.family_revoked(family):
             raise Unauthorized("refresh token has been revoked", code="invalid_token")
-        return self.tokens.issue(username, role, "refresh", now, token_id=token_id,
-                                 family=family)
+        return self.tokens.issue(username, role, "refresh", now, token_id=token_id, family=family)
 
     async def use(self, claims: Claims) -> None:
         """Mark the token used; refused when it is unknown, revoked or used before (which
@@ -51,27 +49,32 @@ class RefreshSessions:
         if record["revoked_at"] is not None:
             raise Unauthorized("refresh token has been revoked", code="invalid_token")
         revoked = await self.records.revoke_family(record["family"], self.clock.now(), "reuse")
-        log.warning("refresh_token_reused username=%s family=%s revoked=%s",
-                    record["username"], record["family"], revoked)
-        raise Unauthorized("refresh token was already used; its session is revoked",
-                           code="invalid_token")
+        log.warning(
+            "refresh_token_reused username=%s family=%s revoked=%s",
+            record["username"],
+            record["family"],
+            revoked,
+        )
+        raise Unauthorized(
+            "refresh token was already used; its session is revoked", code="invalid_token"
+        )
 
     async def end(self, claims: Claims) -> None:
         """Log out: revoke the token's family. Idempotent for a recorded token."""
         record = await self._record(_token_id(claims))
-        revoked = await self.records.revoke_family(record["family"], self.clock.now(),
-                                                   "logout")
-        log.info("logout username=%s family=%s revoked=%s", record["username"],
-                 record["family"], revoked)
+        revoked = await self.records.revoke_family(record["family"], self.clock.now(), "logout")
+        log.info(
+            "logout username=%s family=%s revoked=%s", record["username"], record["family"], revoked
+        )
 
     async def _record(self, token_id: str) -> dict[str, Any]:
         record = await self.records.find(token_id)
-        if record is None:          # never issued here, or expired and removed
+        if record is None:  # never issued here, or expired and removed
             raise Unauthorized("refresh token is unknown", code="invalid_token")
         return record
 
 
 def _token_id(claims: Claims) -> str:
-    if claims.token_id is None:     # TokenIssuer.decode refuses refresh tokens without one
+    if claims.token_id is None:  # TokenIssuer.decode refuses refresh tokens without one
         raise Unauthorized("invalid or expired refresh token", code="invalid_token")
     return claims.token_id

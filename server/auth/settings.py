@@ -19,8 +19,11 @@ class AuthSettings:
 
     def check(self) -> None:
         require_positive(self, ("access_token_minutes", "refresh_token_hours"))
-        for key in ("login_max_failures_per_user", "login_max_failures_per_address",
-                    "login_failure_window_minutes"):
+        for key in (
+            "login_max_failures_per_user",
+            "login_max_failures_per_address",
+            "login_failure_window_minutes",
+        ):
             if getattr(self, key) < 1:
                 raise SettingError(f"{key}: must be at least 1")
         if not 1 <= self.password_hash_threads <= 32:

@@ -25,8 +25,8 @@ LONGEST_LOCK = timedelta(hours=1)
 class Throttled:
     """Why a login is refused before its password is checked, and for how long."""
 
-    reason: str             # "user" or "address"
-    retry_after: int        # seconds
+    reason: str  # "user" or "address"
+    retry_after: int  # seconds
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,15 @@ class _Key:
 
 
 class LoginThrottle:
-    def __init__(self, attempts: LoginAttemptRepository, clock: Clock, *, per_user: int,
-                 per_address: int, window: timedelta) -> None:
+    def __init__(
+        self,
+        attempts: LoginAttemptRepository,
+        clock: Clock,
+        *,
+        per_user: int,
+        per_address: int,
+        window: timedelta,
+    ) -> None:
         self.attempts = attempts
         self.clock = clock
         self.per_user = per_user

@@ -23,8 +23,8 @@ class Claims:
     subject: str
     role: str
     token_type: str
-    token_id: str | None = None     # refresh tokens only
-    family: str | None = None       # refresh tokens only
+    token_id: str | None = None  # refresh tokens only
+    family: str | None = None  # refresh tokens only
 
 
 class TokenIssuer:
@@ -33,26 +33,49 @@ class TokenIssuer:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
 
-    def issue(self, subject: str, role: str, token_type: str, now: datetime, *,
-              token_id: str | None = None, family: str | None = None) -> str:
+    def issue(
+        self,
+        subject: str,
+        role: str,
+        token_type: str,
+        now: datetime,
+        *,
+        token_id: str | None = None,
+        family: str | None = None,
+    ) -> str:
         ttl = self.access_ttl if token_type == "access" else self.refresh_ttl
-        payload = {"sub": subject, "role": role, "typ": token_type,
-                   "iat": int(now.timestamp()), "exp": int((now + ttl).timestamp())}
+        payload = {
+            "sub": subject,
+            "role": role,
+            "typ": token_type,
+            "iat": int(now.timestamp()),
+            "exp": int((now + ttl).timestamp()),
+        }
         if token_id is not None and family is not None:
             payload.update(jti=token_id, fam=family)
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
 
     def decode(self, token: str, expected_type: str) -> Claims:
         try:
-            payload = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
-                                 options={"require": ["exp", "iat", "sub"]})
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"require": ["exp", "iat", "sub"]},
+            )
         except jwt.PyJWTError as err:
             raise TokenInvalid(str(err)) from None
         if payload.get("typ") != expected_type or payload.get("role") not in ROLES:
             raise TokenInvalid(f"not an {expected_type} token")
         token_id, family = payload.get("jti"), payload.get("fam")
-        if expected_type == "refresh" and not (isinstance(token_id, str)
-                                               and isinstance(family, str)):
+        if expected_type == "refresh" and not (
+            isinstance(token_id, str) and isinstance(family, str)
+        ):
             raise TokenInvalid("refresh token without an id and a family")
-        return Claims(subject=str(payload["sub"]), role=payload["role"],
-                      token_type=expected_type, token_id=token_id, family=family)
+        return Claims(
+            subject=str(payload["sub"]),
+            role=payload["role"],
+            token_type=expected_type,
+            token_id=token_id,
+            family=family,
+        )

@@ -24,12 +24,12 @@ class DebitOrder:
     """A debit the engine has checked and stored, for the adapter to start."""
 
     transaction_uuid: str
-    payer: str                     # the payer's wallet or phone at the provider
-    merchant_account: str          # the PSP's account that receives the money
-    amount: str                    # decimal string in `currency`
+    payer: str  # the payer's wallet or phone at the provider
+    merchant_account: str  # the PSP's account that receives the money
+    amount: str  # decimal string in `currency`
     currency: str
-    reference: str                 # what the payer sees: the insuree number
-    merchant_pin: str | None       # only for adapters that say they need it
+    reference: str  # what the payer sees: the insuree number
+    merchant_pin: str | None  # only for adapters that say they need it
 
 
 class ProviderStatus(StrEnum):
@@ -37,8 +37,8 @@ class ProviderStatus(StrEnum):
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    PENDING = "pending"           # the payer has not acted yet
-    NOT_ASKED = "not_asked"       # the provider offers no status call
+    PENDING = "pending"  # the payer has not acted yet
+    NOT_ASKED = "not_asked"  # the provider offers no status call
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,12 @@ class DebitAdapter(Protocol):
     """One debit channel: registered under its channel name and the PSP kind whose
     accounts it debits (server.debits.registry)."""
 
-    channel: str                   # the transactions' `channel`
-    label: str                     # the provider's name in messages and on the dashboard
-    psp_kind: str                  # PSPs of this kind debit through this adapter
-    waiting_state: State           # the state while the payer acts, e.g. `otp_sent`
-    payer_lifetime: timedelta      # how long the payer has to act
-    max_code_attempts: int         # wrong codes allowed before the debit fails; 0: no code
+    channel: str  # the transactions' `channel`
+    label: str  # the provider's name in messages and on the dashboard
+    psp_kind: str  # PSPs of this kind debit through this adapter
+    waiting_state: State  # the state while the payer acts, e.g. `otp_sent`
+    payer_lifetime: timedelta  # how long the payer has to act
+    max_code_attempts: int  # wrong codes allowed before the debit fails; 0: no code
     needs_merchant_pin: bool
 
     def require_ready(self) -> None:

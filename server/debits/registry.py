@@ -15,14 +15,14 @@ from server.ledger.documents import Transaction
 
 
 class Direction(StrEnum):
-    INBOUND = "inbound"     # the payer pays in; the provider tells the gateway
-    DEBIT = "debit"         # the gateway asks the provider to take the money
+    INBOUND = "inbound"  # the payer pays in; the provider tells the gateway
+    DEBIT = "debit"  # the gateway asks the provider to take the money
 
 
 @dataclass(frozen=True)
 class Channel:
-    name: str               # the transactions' `channel`
-    label: str              # its name for people
+    name: str  # the transactions' `channel`
+    label: str  # its name for people
     debit: DebitAdapter | None = None
 
     @property
@@ -41,8 +41,9 @@ class ChannelRegistry:
             if channel.debit is None:
                 continue
             if channel.debit.channel != channel.name:
-                raise ValueError(f"channel {channel.name} has the adapter of "
-                                 f"{channel.debit.channel}")
+                raise ValueError(
+                    f"channel {channel.name} has the adapter of {channel.debit.channel}"
+                )
             if channel.debit.psp_kind in self._by_psp_kind:
                 raise ValueError(f"two debit channels for PSP kind {channel.debit.psp_kind}")
             self._by_psp_kind[channel.debit.psp_kind] = channel.debit

@@ -17,8 +17,10 @@ class DebitRequestSchema(StrictSchema):
 
 
 class ProcessRequestSchema(StrictSchema):
-    otp = fields.String(required=True, validate=Whole(
-        r"[0-9]{4,8}", error="must be the 4-8 digit code the payer received"))
+    otp = fields.String(
+        required=True,
+        validate=Whole(r"[0-9]{4,8}", error="must be the 4-8 digit code the payer received"),
+    )
 
 
 REASON = validate.Length(min=3, max=500)
@@ -32,8 +34,9 @@ class ResolveRequestSchema(StrictSchema):
     @validates_schema
     def reference_for_success(self, data: dict[str, Any], **_: Any) -> None:
         if data["outcome"] == "succeeded" and not data.get("provider_reference"):
-            raise ValidationError("the provider's reference is needed to mark it succeeded",
-                                  "provider_reference")
+            raise ValidationError(
+                "the provider's reference is needed to mark it succeeded", "provider_reference"
+            )
 
 
 class ReasonSchema(StrictSchema):

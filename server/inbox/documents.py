@@ -11,14 +11,14 @@ from typing import Any, NotRequired, TypedDict
 
 
 class EncodedBody(TypedDict):
-    body: str                   # the raw body as text, or its base64
-    body_encoding: str          # utf-8 | base64
+    body: str  # the raw body as text, or its base64
+    body_encoding: str  # utf-8 | base64
 
 
 class InboxFailure(TypedDict):
     """What failed while processing the entry."""
 
-    type: str                   # the error's class name
+    type: str  # the error's class name
     message: str
 
 
@@ -35,21 +35,21 @@ class InboxOutcome(TypedDict):
 
     status: str
     processed_at: datetime
-    errors: Any                 # why the body could not be read (the schema's messages)
+    errors: Any  # why the body could not be read (the schema's messages)
     trans_id: NotRequired[str]
-    answer: NotRequired[dict[str, Any]]     # the answer the provider was given
+    answer: NotRequired[dict[str, Any]]  # the answer the provider was given
 
 
 class InboxEntry(TypedDict):
     _id: str
-    source: NotRequired[str]    # absent: server.inbox.repository.LEGACY_SOURCE_KIND
+    source: NotRequired[str]  # absent: server.inbox.repository.LEGACY_SOURCE_KIND
     kind: str
     body: str
     body_encoding: str
     source_ip: str
     headers: dict[str, str]
     received_at: datetime
-    status: str                 # server.inbox.repository's inbox states
+    status: str  # server.inbox.repository's inbox states
     attempts: int
     processed_at: NotRequired[datetime]
     errors: NotRequired[Any]

@@ -45,24 +45,31 @@ class InboxReplay:
         self.clock = clock
         self._processors: dict[tuple[str, str], _Registration] = {}
 
-    def register(self, source: str, kind: str, process: Processor,
-                 mark_failed: FailureMarker) -> None:
+    def register(
+        self, source: str, kind: str, process: Processor, mark_failed: FailureMarker
+    ) -> None:
         self._processors[(source, kind)] = _Registration(process, mark_failed)
 
     def _registration(self, entry: InboxEntry) -> _Registration | None:
         source = entry.get("source", repo.LEGACY_SOURCE_KIND[0])
         return self._processors.get((source, entry["kind"]))
 
-    async def replay(self, *, include_review: bool = False,
-                     grace: timedelta = timedelta(minutes=1), limit: int = 1000,
-                     progress: Callable[[int, int], None] | None = None) -> list[ReplayResult]:
+    async def replay(
+        self,
+        *,
+        include_review: bool = False,
+        grace: timedelta = timedelta(minutes=1),
+        limit: int = 1000,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[ReplayResult]:
         """Process again the entries that were received but not finished.
 
         Entries younger than `grace` may still be in flight and are left alone.
         Replay is safe to repeat: every processor is idempotent on its entry."""
         statuses = repo.REVIEWABLE if include_review else repo.REPLAYABLE
-        entries = await self.inbox.replayable(set(self._processors), statuses,
-                                              self.clock.now() - grace, limit)
+        entries = await self.inbox.replayable(
+            set(self._processors), statuses, self.clock.now() - grace, limit
+        )
         results = []
         for entry in entries:
             results.append(ReplayResult(entry["_id"], await self._process(entry)))
@@ -76,8 +83,11 @@ class InboxReplay:
         if entry is None:
             raise NotFound(f"no inbox entry {entry_id}")
         if self._registration(entry) is None or entry["status"] not in repo.REVIEWABLE:
-            raise Conflict(f"a {entry['kind']} entry that is {entry['status']} is not replayed",
-                           {"status": entry["status"]}, code="invalid_state")
+            raise Conflict(
+                f"a {entry['kind']} entry that is {entry['status']} is not replayed",
+                {"status": entry["status"]},
+                code="invalid_state",
+            )
         await self.inbox.note_replay(entry_id, actor, reason, self.clock.now())
         await self._process(entry)
         replayed = await self.inbox.get(entry_id)
@@ -96,6 +106,7 @@ class InboxReplay:
             await registration.mark_failed(entry["_id"], err)
             return repo.FAILED
 
-    async def entries(self, filters: dict[str, Any], limit: int,
-                   offset: int) -> tuple[list[InboxEntry], int]:
+    async def entries(
+        self, filters: dict[str, Any], limit: int, offset: int
+    ) -> tuple[list[InboxEntry], int]:
         return await self.inbox.page(filters, limit, offset)

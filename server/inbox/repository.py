@@ -27,7 +27,13 @@ INDEXES: list[IndexSpec] = [
 # Inbox states. `received` is written before any processing, so an entry still
 # `received` after a crash, or `failed`, is work for replay.
 RECEIVED, PROCESSED, DUPLICATE, CONFLICT, NEEDS_REVIEW, FAILED = (
-    "received", "processed", "duplicate", "conflict", "needs_review", "failed")
+    "received",
+    "processed",
+    "duplicate",
+    "conflict",
+    "needs_review",
+    "failed",
+)
 REPLAYABLE = (RECEIVED, FAILED)
 REVIEWABLE = (*REPLAYABLE, NEEDS_REVIEW)
 
@@ -50,8 +56,14 @@ def decode_body(entry: InboxEntry) -> bytes:
     return entry["body"].encode("utf-8")
 
 
-def _marked(status: str, processed_at: datetime, *, trans_id: str | None = None,
-            answer: dict[str, Any] | None = None, errors: Any = None) -> InboxOutcome:
+def _marked(
+    status: str,
+    processed_at: datetime,
+    *,
+    trans_id: str | None = None,
+    answer: dict[str, Any] | None = None,
+    errors: Any = None,
+) -> InboxOutcome:
     fields: InboxOutcome = {"status": status, "processed_at": processed_at, "errors": errors}
     if trans_id is not None:
         fields["trans_id"] = trans_id
@@ -64,56 +76,95 @@ class InboxRepository:
     def __init__(self, store: Store) -> None:
         self.collection: AsyncCollection[InboxEntry] = store.collection(INBOX)
 
-    async def add(self, source: str, kind: str, raw: bytes, source_ip: str,
-                  headers: dict[str, str], received_at: datetime, *,
-                  outcome: dict[str, Any] | None = None) -> InboxEntry:
+    async def add(
+        self,
+        source: str,
+        kind: str,
+        raw: bytes,
+        source_ip: str,
+        headers: dict[str, str],
+        received_at: datetime,
+        *,
+        outcome: dict[str, Any] | None = None,
+    ) -> InboxEntry:
         """The raw callback, `received`; or, when its outcome is already known (a
         validation decided from the body alone), already marked with it."""
         entry: InboxEntry = {
-            "_id": str(uuid.uuid4()), "source": source, "kind": kind, **encode_body(raw),
-            "source_ip": source_ip, "headers": headers, "received_at": received_at,
-            "status": RECEIVED, "attempts": 0}
+            "_id": str(uuid.uuid4()),
+            "source": source,
+            "kind": kind,
+            **encode_body(raw),
+            "source_ip": source_ip,
+            "headers": headers,
+            "received_at": received_at,
+            "status": RECEIVED,
+            "attempts": 0,
+        }
         if outcome is not None:
             entry = {**entry, **_marked(processed_at=received_at, **outcome), "attempts": 1}
         await self.collection.insert_one(entry)
         return entry
 
-    async def mark(self, entry_id: str, status: str, at: datetime, *,
-                   trans_id: str | None = None, answer: dict[str, Any] | None = None,
-                   errors: Any = None, failure: BaseException | None = None) -> None:
+    async def mark(
+        self,
+        entry_id: str,
+        status: str,
+        at: datetime,
+        *,
+        trans_id: str | None = None,
+        answer: dict[str, Any] | None = None,
+        errors: Any = None,
+        failure: BaseException | None = None,
+    ) -> None:
         """The entry's outcome; a `failed` one records what failed (`failure`)."""
         fields: dict[str, Any] = {
             **_marked(status, at, trans_id=trans_id, answer=answer, errors=errors),
-            "failure": None if failure is None else {
-                "type": type(failure).__name__,
-                "message": str(failure)[:FAILURE_MESSAGE_CHARS]}}
-        await self.collection.update_one({"_id": entry_id},
-                                         {"$set": fields, "$inc": {"attempts": 1}})
-
+            "failure": None
+            if failure is None
+            else {"type": type(failure).__name__, "message": str(failure)[:FAILURE_MESSAGE_CHARS]},
+        }
+        await self.collection.update_one(
+            {"_id": entry_id}, {"$set": fields, "$inc": {"attempts": 1}}
+        )
 
     async def get(self, entry_id: str) -> InboxEntry | None:
         return await self.collection.find_one({"_id": entry_id})
 
     async def note_replay(self, entry_id: str, by: str, reason: str, at: datetime) -> None:
-        await self.collection.update_one({"_id": entry_id}, {"$push": {
-            "replays": {"by": by, "reason": reason, "at": at}}})
+        await self.collection.update_one(
+            {"_id": entry_id}, {"$push": {"replays": {"by": by, "reason": reason, "at": at}}}
+        )
 
-    async def page(self, query: dict[str, Any], limit: int,
-                   offset: int) -> tuple[list[InboxEntry], int]:
-        cursor = (self.collection.find(query).sort("received_at", DESCENDING)
-                  .skip(offset).limit(limit))
+    async def page(
+        self, query: dict[str, Any], limit: int, offset: int
+    ) -> tuple[list[InboxEntry], int]:
+        cursor = (
+            self.collection.find(query).sort("received_at", DESCENDING).skip(offset).limit(limit)
+        )
         return await cursor.to_list(None), await self.collection.count_documents(query)
 
-    async def replayable(self, work: Collection[tuple[str, str]], statuses: Iterable[str],
-                         received_before: datetime, limit: int) -> list[InboxEntry]:
+    async def replayable(
+        self,
+        work: Collection[tuple[str, str]],
+        statuses: Iterable[str],
+        received_before: datetime,
+        limit: int,
+    ) -> list[InboxEntry]:
         """Entries of the (source, kind) pairs in `work` in one of `statuses`, oldest first."""
-        pairs: list[dict[str, Any]] = [{"source": source, "kind": kind}
-                                       for source, kind in work]
-        if LEGACY_SOURCE_KIND in work:      # entries stored before they named a source
+        pairs: list[dict[str, Any]] = [{"source": source, "kind": kind} for source, kind in work]
+        if LEGACY_SOURCE_KIND in work:  # entries stored before they named a source
             pairs.append({"source": {"$exists": False}, "kind": LEGACY_SOURCE_KIND[1]})
         if not pairs:
             return []
-        cursor = (self.collection.find({"$or": pairs, "status": {"$in": list(statuses)},
-                                        "received_at": {"$lte": received_before}})
-                  .sort("received_at", 1).limit(limit))
+        cursor = (
+            self.collection.find(
+                {
+                    "$or": pairs,
+                    "status": {"$in": list(statuses)},
+                    "received_at": {"$lte": received_before},
+                }
+            )
+            .sort("received_at", 1)
+            .limit(limit)
+        )
         return await cursor.to_list(None)

@@ -11,11 +11,11 @@ from typing import NotRequired, TypedDict
 
 class Insuree(TypedDict):
     _id: str
-    chf_id: str                 # the insuree number (server.kernel.identifiers.CHF_ID)
+    chf_id: str  # the insuree number (server.kernel.identifiers.CHF_ID)
     first_name: str
     last_name: str
-    phone: str                  # "" when not given
-    wallet: str                 # the Qmoney wallet; "" when not given
+    phone: str  # "" when not given
+    wallet: str  # the Qmoney wallet; "" when not given
     created_at: datetime
     updated_at: datetime
 
@@ -24,7 +24,7 @@ class Product(TypedDict):
     _id: str
     code: str
     name: str
-    price: int                  # minor units of `currency`
+    price: int  # minor units of `currency`
     currency: str
     created_at: datetime
     updated_at: datetime
@@ -33,15 +33,15 @@ class Product(TypedDict):
 class Policy(TypedDict):
     _id: str
     chf_id: str
-    payment_token: NotRequired[str]     # policies stored before providers used it lack it
+    payment_token: NotRequired[str]  # policies stored before providers used it lack it
     product_code: str
     product_name: str
-    value: int                  # minor units of `currency`
+    value: int  # minor units of `currency`
     currency: str
-    status: int                 # an openIMIS status code (server.insurance.repository)
-    start_date: datetime        # dates are UTC midnight
+    status: int  # an openIMIS status code (server.insurance.repository)
+    start_date: datetime  # dates are UTC midnight
     expiry_date: NotRequired[datetime]
-    effective_date: NotRequired[datetime]   # set with `activated_by` when a payment activates it
-    activated_by: NotRequired[str]          # the transaction that activated it
+    effective_date: NotRequired[datetime]  # set with `activated_by` when a payment activates it
+    activated_by: NotRequired[str]  # the transaction that activated it
     created_at: datetime
     updated_at: datetime

@@ -22,8 +22,11 @@ INDEXES: list[IndexSpec] = [
     (PRODUCTS, [("code", 1)], {"unique": True}),
     (POLICIES, [("chf_id", 1), ("status", 1)], {}),
     # Opaque per-policy token handed to payment providers instead of the policy id.
-    (POLICIES, [("payment_token", 1)],
-     {"unique": True, "partialFilterExpression": {"payment_token": {"$type": "string"}}}),
+    (
+        POLICIES,
+        [("payment_token", 1)],
+        {"unique": True, "partialFilterExpression": {"payment_token": {"$type": "string"}}},
+    ),
 ]
 
 
@@ -33,17 +36,30 @@ class InsureeRepository(DocumentRepository[Insuree]):
     async def with_idle_policies(self, chf_id: str) -> tuple[Insuree | None, list[Policy]]:
         """The insuree and its policies awaiting payment, oldest first, in one round trip
         (a paybill confirmation's match is on the hot path)."""
-        found = await self.store.aggregate(INSUREES, [
-            {"$match": {"chf_id": chf_id}}, {"$limit": 1},
-            {"$lookup": {"from": POLICIES, "localField": "chf_id", "foreignField": "chf_id",
-                         "as": "policies"}}])
+        found = await self.store.aggregate(
+            INSUREES,
+            [
+                {"$match": {"chf_id": chf_id}},
+                {"$limit": 1},
+                {
+                    "$lookup": {
+                        "from": POLICIES,
+                        "localField": "chf_id",
+                        "foreignField": "chf_id",
+                        "as": "policies",
+                    }
+                },
+            ],
+        )
         if not found:
             return None, []
         insuree = found[0]
         # The aggregate answers plain dicts: an insuree, with its policies joined.
         policies = cast(list[Policy], insuree.pop("policies"))
-        idle = sorted((policy for policy in policies if policy["status"] == IDLE),
-                      key=lambda policy: (policy["created_at"], policy["_id"]))
+        idle = sorted(
+            (policy for policy in policies if policy["status"] == IDLE),
+            key=lambda policy: (policy["created_at"], policy["_id"]),
+        )
         return cast(Insuree, insuree), idle
 
 
@@ -56,15 +72,26 @@ class PolicyRepository(DocumentRepository[Policy]):
 
     async def idle_of(self, chf_id: str, limit: int = 100) -> list[Policy]:
         """An insuree's policies awaiting payment, oldest first."""
-        cursor = (self.collection.find({"chf_id": chf_id, "status": IDLE})
-                  .sort([("created_at", 1), ("_id", 1)]).limit(limit))
+        cursor = (
+            self.collection.find({"chf_id": chf_id, "status": IDLE})
+            .sort([("created_at", 1), ("_id", 1)])
+            .limit(limit)
+        )
         return await cursor.to_list(None)
 
-    async def activate(self, policy_uuid: str, transaction_uuid: str, effective: datetime,
-                       at: datetime) -> Policy | None:
+    async def activate(
+        self, policy_uuid: str, transaction_uuid: str, effective: datetime, at: datetime
+    ) -> Policy | None:
         """Idle -> active, as one compare-and-set; None when the policy was not idle."""
         return await self.collection.find_one_and_update(
             {"_id": policy_uuid, "status": IDLE},
-            {"$set": {"status": ACTIVE, "effective_date": effective,
-                      "activated_by": transaction_uuid, "updated_at": at}},
-            return_document=ReturnDocument.AFTER)
+            {
+                "$set": {
+                    "status": ACTIVE,
+                    "effective_date": effective,
+                    "activated_by": transaction_uuid,
+                    "updated_at": at,
+                }
+            },
+            return_document=ReturnDocument.AFTER,
+        )

@@ -24,10 +24,12 @@ from server.kernel.schemas import (
 from server.web import answer_schemas as answers
 
 NAME = validate.Length(min=1, max=100)
-POLICY_UUID_EXAMPLE = "6f1c2a4e-8b3d-4f7a-9c21-5d0e8a7b3f42"      # in request examples
+POLICY_UUID_EXAMPLE = "6f1c2a4e-8b3d-4f7a-9c21-5d0e8a7b3f42"  # in request examples
 # A price or a policy's value: a decimal string of more than zero, like '10.50'.
-AMOUNT = Whole(r"[1-9][0-9]{0,12}(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*",
-               error="must be a decimal string greater than 0, like '10.50'")
+AMOUNT = Whole(
+    r"[1-9][0-9]{0,12}(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*",
+    error="must be a decimal string greater than 0, like '10.50'",
+)
 
 
 class InsureeCreateSchema(StrictSchema):
@@ -64,7 +66,7 @@ class ProductUpdateSchema(AtLeastOneField):
 class PolicyCreateSchema(StrictSchema):
     chf_id = IdentifierField(CHF_ID, required=True)
     product_code = IdentifierField(PRODUCT_CODE, required=True)
-    amount = fields.String(validate=AMOUNT)      # defaults to the product's price
+    amount = fields.String(validate=AMOUNT)  # defaults to the product's price
     start_date = fields.Date(required=True)
     expiry_date = fields.Date()
     status = fields.Integer(load_default=1, validate=validate.OneOf(POLICY_STATUSES))
@@ -84,10 +86,15 @@ class PolicyQuerySchema(PageQuerySchema):
 
 def policy_status_field(*, nullable: bool = False) -> fields.Integer:
     """A policy's status in an answer (theirs and the answers that show one)."""
-    return fields.Integer(required=True, allow_none=nullable,
-                          validate=validate.OneOf(POLICY_STATUSES),
-                          metadata={"description": "openIMIS policy status: 1 idle, 2 active, "
-                                                   "4 suspended, 8 expired, 16 ready"})
+    return fields.Integer(
+        required=True,
+        allow_none=nullable,
+        validate=validate.OneOf(POLICY_STATUSES),
+        metadata={
+            "description": "openIMIS policy status: 1 idle, 2 active, "
+            "4 suspended, 8 expired, 16 ready"
+        },
+    )
 
 
 def day_start(day: date) -> datetime:
@@ -132,23 +139,36 @@ class PolicySchema(Schema):
 
 
 def render_insuree(document: dict[str, Any]) -> dict[str, Any]:
-    return {"chf_id": document["chf_id"], "first_name": document["first_name"],
-            "last_name": document["last_name"], "phone": document["phone"],
-            "wallet": document["wallet"], "created_at": iso_stamp(document["created_at"])}
+    return {
+        "chf_id": document["chf_id"],
+        "first_name": document["first_name"],
+        "last_name": document["last_name"],
+        "phone": document["phone"],
+        "wallet": document["wallet"],
+        "created_at": iso_stamp(document["created_at"]),
+    }
 
 
 def render_product(document: dict[str, Any]) -> dict[str, Any]:
-    return {"code": document["code"], "name": document["name"],
-            "price": format_amount(document["price"], document["currency"]),
-            "currency": document["currency"]}
+    return {
+        "code": document["code"],
+        "name": document["name"],
+        "price": format_amount(document["price"], document["currency"]),
+        "currency": document["currency"],
+    }
 
 
 def render_policy(document: dict[str, Any]) -> dict[str, Any]:
-    return {"uuid": document["_id"], "chf_id": document["chf_id"],
-            "product_code": document["product_code"], "product_name": document["product_name"],
-            "amount": format_amount(document["value"], document["currency"]),
-            "currency": document["currency"], "status": document["status"],
-            "start_date": iso_day(document["start_date"]),
-            "effective_date": iso_day(document.get("effective_date")),
-            "expiry_date": iso_day(document.get("expiry_date")),
-            "created_at": iso_stamp(document["created_at"])}
+    return {
+        "uuid": document["_id"],
+        "chf_id": document["chf_id"],
+        "product_code": document["product_code"],
+        "product_name": document["product_name"],
+        "amount": format_amount(document["value"], document["currency"]),
+        "currency": document["currency"],
+        "status": document["status"],
+        "start_date": iso_day(document["start_date"]),
+        "effective_date": iso_day(document.get("effective_date")),
+        "expiry_date": iso_day(document.get("expiry_date")),
+        "created_at": iso_stamp(document["created_at"]),
+    }

@@ -40,26 +40,31 @@ def require_exact_amount(policy: Policy, amount: str) -> None:
     except AmountNotPositive as err:
         raise ValidationFailed(str(err), {"fields": {"amount": [str(err)]}}) from None
     except AmountError as err:
-        raise ValidationFailed(str(err), {"fields": {"amount": [str(err)]}},
-                               code="invalid_amount") from None
+        raise ValidationFailed(
+            str(err), {"fields": {"amount": [str(err)]}}, code="invalid_amount"
+        ) from None
     if policy["value"] <= 0:
         value = format_amount(policy["value"], policy["currency"])
-        raise Conflict(f"the policy's value is {value} {policy['currency']}: it cannot be "
-                       "paid until it is given a value greater than 0",
-                       {"value": value, "currency": policy["currency"]},
-                       code="policy_value_not_positive")
+        raise Conflict(
+            f"the policy's value is {value} {policy['currency']}: it cannot be "
+            "paid until it is given a value greater than 0",
+            {"value": value, "currency": policy["currency"]},
+            code="policy_value_not_positive",
+        )
     if minor != policy["value"]:
         expected = format_amount(policy["value"], policy["currency"])
         word = "small" if minor < policy["value"] else "large"
-        raise ValidationFailed(f"amount too {word}: the policy costs {expected} "
-                               f"{policy['currency']}",
-                               {"expected": expected, "currency": policy["currency"]},
-                               code=f"amount_too_{word}")
+        raise ValidationFailed(
+            f"amount too {word}: the policy costs {expected} {policy['currency']}",
+            {"expected": expected, "currency": policy["currency"]},
+            code=f"amount_too_{word}",
+        )
 
 
 def _dates(data: dict[str, Any]) -> dict[str, Any]:
-    return {key: day_start(value) if key.endswith("_date") else value
-            for key, value in data.items()}
+    return {
+        key: day_start(value) if key.endswith("_date") else value for key, value in data.items()
+    }
 
 
 class InsureeService:
@@ -70,14 +75,22 @@ class InsureeService:
     async def create(self, data: dict[str, Any]) -> Insuree:
         now = self.clock.now()
         try:
-            return await self.insurees.insert({
-                "_id": str(uuid.uuid4()), "chf_id": data["chf_id"],
-                "first_name": data["first_name"], "last_name": data["last_name"],
-                "phone": data["phone"], "wallet": data["wallet"],
-                "created_at": now, "updated_at": now})
+            return await self.insurees.insert(
+                {
+                    "_id": str(uuid.uuid4()),
+                    "chf_id": data["chf_id"],
+                    "first_name": data["first_name"],
+                    "last_name": data["last_name"],
+                    "phone": data["phone"],
+                    "wallet": data["wallet"],
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
         except DuplicateDocument:
-            raise Conflict(f"insuree {data['chf_id']} already exists",
-                           code="insuree_exists") from None
+            raise Conflict(
+                f"insuree {data['chf_id']} already exists", code="insuree_exists"
+            ) from None
 
     async def get(self, chf_id: str) -> Insuree:
         chf_id = CHF_ID.normalise(chf_id)
@@ -91,8 +104,9 @@ class InsureeService:
 
     async def update(self, chf_id: str, changes: dict[str, Any]) -> Insuree:
         chf_id = CHF_ID.normalise(chf_id)
-        updated = await self.insurees.update({"chf_id": chf_id},
-                                             {**changes, "updated_at": self.clock.now()})
+        updated = await self.insurees.update(
+            {"chf_id": chf_id}, {**changes, "updated_at": self.clock.now()}
+        )
         if updated is None:
             raise NotFound(f"no insuree with number {chf_id}", code="unknown_insuree")
         return updated
@@ -105,16 +119,21 @@ class ProductService:
 
     async def create(self, data: dict[str, Any]) -> Product:
         now = self.clock.now()
-        document: Product = {"_id": str(uuid.uuid4()), "code": data["code"],
-                             "name": data["name"],
-                             "price": _amount(data["price"], data["currency"], "price"),
-                             "currency": data["currency"], "created_at": now,
-                             "updated_at": now}
+        document: Product = {
+            "_id": str(uuid.uuid4()),
+            "code": data["code"],
+            "name": data["name"],
+            "price": _amount(data["price"], data["currency"], "price"),
+            "currency": data["currency"],
+            "created_at": now,
+            "updated_at": now,
+        }
         try:
             return await self.products.insert(document)
         except DuplicateDocument:
-            raise Conflict(f"product {data['code']} already exists",
-                           code="product_exists") from None
+            raise Conflict(
+                f"product {data['code']} already exists", code="product_exists"
+            ) from None
 
     async def get(self, code: str) -> Product:
         code = PRODUCT_CODE.normalise(code)
@@ -130,16 +149,22 @@ class ProductService:
         product = await self.get(code)
         if "price" in changes:
             changes["price"] = _amount(changes["price"], product["currency"], "price")
-        updated = await self.products.update({"code": product["code"]},
-                                             {**changes, "updated_at": self.clock.now()})
+        updated = await self.products.update(
+            {"code": product["code"]}, {**changes, "updated_at": self.clock.now()}
+        )
         if updated is None:
             raise NotFound(f"no product with code {code}", code="unknown_product")
         return updated
 
 
 class PolicyService:
-    def __init__(self, policies: PolicyRepository, insurees: InsureeService,
-                 products: ProductService, clock: Clock) -> None:
+    def __init__(
+        self,
+        policies: PolicyRepository,
+        insurees: InsureeService,
+        products: ProductService,
+        clock: Clock,
+    ) -> None:
         self.policies = policies
         self.insurees = insurees
         self.products = products
@@ -149,20 +174,30 @@ class PolicyService:
         await self.insurees.get(data["chf_id"])
         product = await self.products.get(data["product_code"])
         currency = product["currency"]
-        value = (_amount(data["amount"], currency, "amount") if "amount" in data
-                 else product["price"])
+        value = (
+            _amount(data["amount"], currency, "amount") if "amount" in data else product["price"]
+        )
         if value <= 0:
             price = format_amount(value, currency)
-            message = (f"product {product['code']} costs {price} {currency}: give the policy "
-                       "an amount greater than 0")
+            message = (
+                f"product {product['code']} costs {price} {currency}: give the policy "
+                "an amount greater than 0"
+            )
             raise ValidationFailed(message, {"fields": {"amount": [message]}})
         now = self.clock.now()
-        document: Policy = {"_id": str(uuid.uuid4()), "chf_id": data["chf_id"],
-                            "payment_token": secrets.token_urlsafe(18),
-                            "product_code": product["code"], "product_name": product["name"],
-                            "value": value, "currency": currency, "status": data["status"],
-                            "start_date": day_start(data["start_date"]),
-                            "created_at": now, "updated_at": now}
+        document: Policy = {
+            "_id": str(uuid.uuid4()),
+            "chf_id": data["chf_id"],
+            "payment_token": secrets.token_urlsafe(18),
+            "product_code": product["code"],
+            "product_name": product["name"],
+            "value": value,
+            "currency": currency,
+            "status": data["status"],
+            "start_date": day_start(data["start_date"]),
+            "created_at": now,
+            "updated_at": now,
+        }
         if "expiry_date" in data:
             document["expiry_date"] = day_start(data["expiry_date"])
         return await self.policies.insert(document)
@@ -174,8 +209,7 @@ class PolicyService:
         return policy
 
     async def list(self, filters: dict[str, Any], limit: int, offset: int) -> Page[Policy]:
-        return await self.policies.page(filters, [("chf_id", 1), ("created_at", 1)], limit,
-                                        offset)
+        return await self.policies.page(filters, [("chf_id", 1), ("created_at", 1)], limit, offset)
 
     async def idle_of(self, chf_id: str) -> builtins.list[Policy]:
         """The policies of an insuree that await payment."""
@@ -189,8 +223,9 @@ class PolicyService:
         changes = _dates(changes)
         if "amount" in changes:
             changes["value"] = _amount(changes.pop("amount"), policy["currency"], "amount")
-        updated = await self.policies.update({"_id": policy_uuid},
-                                             {**changes, "updated_at": self.clock.now()})
+        updated = await self.policies.update(
+            {"_id": policy_uuid}, {**changes, "updated_at": self.clock.now()}
+        )
         if updated is None:
             raise NotFound(f"no policy {policy_uuid}", code="unknown_policy")
         return updated

@@ -11,8 +11,8 @@ log = logging.getLogger("gateway.notify")
 
 @dataclass(frozen=True)
 class Notification:
-    recipient: str      # MSISDN in the form the provider sent it (clear, masked or hashed)
-    reference: str      # the provider's transaction id
+    recipient: str  # MSISDN in the form the provider sent it (clear, masked or hashed)
+    reference: str  # the provider's transaction id
     message: str
 
 
@@ -24,8 +24,12 @@ class LogNotifier:
     """Default: one log line per notification (no SMS gateway configured)."""
 
     async def notify(self, notification: Notification) -> None:
-        log.info("notification reference=%s recipient=%s message=%r", notification.reference,
-                 notification.recipient, notification.message)
+        log.info(
+            "notification reference=%s recipient=%s message=%r",
+            notification.reference,
+            notification.recipient,
+            notification.message,
+        )
 
 
 class RecordingNotifier(LogNotifier):

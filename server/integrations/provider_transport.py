@@ -38,11 +38,19 @@ class ProviderTransport:
     `login_endpoint` names it in the call log and in errors; `token_rejected` tells
     from an answer that the provider refused the bearer token."""
 
-    def __init__(self, session: aiohttp.ClientSession, provider: str, base_url: str,
-                 timeout_seconds: float, clock: Clock, *,
-                 login: Callable[[], Awaitable[CachedToken]], login_endpoint: str,
-                 token_rejected: Callable[[Answer], bool],
-                 calls: CallLog | None = None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        provider: str,
+        base_url: str,
+        timeout_seconds: float,
+        clock: Clock,
+        *,
+        login: Callable[[], Awaitable[CachedToken]],
+        login_endpoint: str,
+        token_rejected: Callable[[Answer], bool],
+        calls: CallLog | None = None,
+    ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self._session = session
@@ -52,29 +60,50 @@ class ProviderTransport:
         self._token_rejected = token_rejected
         self._log = logging.getLogger(f"gateway.{provider}")
         self.calls = calls or CallLog()
-        self.tokens = TokenCache(self._login, clock,
-                                 on_fetch=self.calls.token_fetched(provider))
+        self.tokens = TokenCache(self._login, clock, on_fetch=self.calls.token_fetched(provider))
 
     def call(self, endpoint: str) -> AbstractAsyncContextManager[None]:
         """The call-log entry of one operation: wrap the whole operation in it."""
         return self.calls.call(self.provider, endpoint)
 
-    async def send(self, method: str, path: str, *, data: str | None = None,
-                   headers: dict[str, str] | None = None) -> Answer:
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
         """One exchange, no token, no retry; `data` is a JSON text."""
         headers = {**(headers or {}), **({"Content-Type": JSON} if data is not None else {})}
-        return await send(self._session, self.provider, method, self.base_url + path,
-                          data=data, headers=headers, limit=self._timeout)
+        return await send(
+            self._session,
+            self.provider,
+            method,
+            self.base_url + path,
+            data=data,
+            headers=headers,
+            limit=self._timeout,
+        )
 
-    async def authorized(self, method: str, path: str, *, data: str | None = None,
-                         headers: dict[str, str] | None = None) -> Answer:
+    async def authorized(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
         """One exchange with the bearer token. A rejected token is dropped and the call
         made once more after a new login; the second answer is returned whatever it is."""
         for attempt in (1, 2):
             token = await self.tokens.get()
-            answer = await self.send(method, path, data=data,
-                                     headers={**(headers or {}),
-                                              "Authorization": f"Bearer {token}"})
+            answer = await self.send(
+                method,
+                path,
+                data=data,
+                headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+            )
             if attempt == 1 and self._token_rejected(answer):
                 self._log.info("%s_token_rejected path=%s", self.provider, path)
                 self.tokens.invalidate(token)
@@ -93,7 +122,9 @@ class ProviderTransport:
             except (ProviderUnavailable, ProviderOutcomeUnknown) as err:
                 if attempt == 2:
                     raise ProviderUnavailable(
-                        self.provider, f"{self._login_endpoint}: {err.message}",
-                        http_status=err.http_status, correlation_id=err.correlation_id,
+                        self.provider,
+                        f"{self._login_endpoint}: {err.message}",
+                        http_status=err.http_status,
+                        correlation_id=err.correlation_id,
                     ) from None
         raise AssertionError("unreachable")

@@ -27,8 +27,14 @@ class ProviderError(Exception):
     id the provider gave the request, when it sent one (for tracing with the provider).
     The message names the operation and the provider's answer, never a credential."""
 
-    def __init__(self, provider: str, message: str, *, http_status: int | None = None,
-                 correlation_id: str | None = None) -> None:
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        http_status: int | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
         super().__init__(f"{provider}: {message}")
         self.provider = provider
         self.message = message
@@ -39,10 +45,18 @@ class ProviderError(Exception):
 class ProviderRejected(ProviderError):
     """The provider answered and said no; `code` is the provider's own code."""
 
-    def __init__(self, provider: str, code: str, message: str, *,
-                 http_status: int | None = None, correlation_id: str | None = None) -> None:
-        super().__init__(provider, f"{code} {message}", http_status=http_status,
-                         correlation_id=correlation_id)
+    def __init__(
+        self,
+        provider: str,
+        code: str,
+        message: str,
+        *,
+        http_status: int | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            provider, f"{code} {message}", http_status=http_status, correlation_id=correlation_id
+        )
         self.code = code
         self.reason = message
 
@@ -63,22 +77,31 @@ class Answer:
     body: Any
 
 
-async def send(session: aiohttp.ClientSession, provider: str, method: str, url: str, *,
-               limit: aiohttp.ClientTimeout, data: str | None = None,
-               headers: dict[str, str] | None = None) -> Answer:
+async def send(
+    session: aiohttp.ClientSession,
+    provider: str,
+    method: str,
+    url: str,
+    *,
+    limit: aiohttp.ClientTimeout,
+    data: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Answer:
     """One HTTP exchange. Cannot connect: unavailable (nothing was sent). Timed out or
     cut off: outcome unknown (the request may have reached the provider)."""
     try:
-        async with session.request(method, url, data=data, headers=headers,
-                                   timeout=limit) as response:
+        async with session.request(
+            method, url, data=data, headers=headers, timeout=limit
+        ) as response:
             text = await response.text()
     except aiohttp.ClientConnectorError as err:
         reason = f"cannot connect ({err.__class__.__name__})"
         raise ProviderUnavailable(provider, reason) from None
     except (TimeoutError, aiohttp.ClientError) as err:
         kind = "timed out" if isinstance(err, TimeoutError) else err.__class__.__name__
-        raise ProviderOutcomeUnknown(provider, f"{urlsplit(url).path}: no answer ({kind})"
-                                     ) from None
+        raise ProviderOutcomeUnknown(
+            provider, f"{urlsplit(url).path}: no answer ({kind})"
+        ) from None
     try:
         body = json.loads(text) if text.strip() else None
     except json.JSONDecodeError:
@@ -89,7 +112,7 @@ async def send(session: aiohttp.ClientSession, provider: str, method: str, url: 
 @dataclass(frozen=True)
 class CachedToken:
     value: str
-    expires_at: datetime | None     # None: valid until the provider rejects it
+    expires_at: datetime | None  # None: valid until the provider rejects it
 
 
 class TokenCache:
@@ -99,9 +122,13 @@ class TokenCache:
     `margin` before it expires; `invalidate` drops it after the provider rejected it,
     unless another caller already replaced it."""
 
-    def __init__(self, fetch: Callable[[], Awaitable[CachedToken]], clock: Clock,
-                 margin: timedelta = timedelta(seconds=60),
-                 on_fetch: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[CachedToken]],
+        clock: Clock,
+        margin: timedelta = timedelta(seconds=60),
+        on_fetch: Callable[[], None] | None = None,
+    ) -> None:
         self._fetch = fetch
         self._on_fetch = on_fetch
         self._clock = clock
@@ -145,8 +172,13 @@ class CallLog:
 
     ERROR_CHARS = 500
 
-    def __init__(self, collection: Any = None, clock: Clock | None = None,
-                 metrics: Any = None, background: BackgroundTasks | None = None) -> None:
+    def __init__(
+        self,
+        collection: Any = None,
+        clock: Clock | None = None,
+        metrics: Any = None,
+        background: BackgroundTasks | None = None,
+    ) -> None:
         self._collection = collection
         self._clock = clock or Clock()
         self._metrics = metrics
@@ -156,6 +188,7 @@ class CallLog:
         def count() -> None:
             if self._metrics is not None:
                 self._metrics.token_refreshes.labels(provider).inc()
+
         return count
 
     @contextlib.asynccontextmanager
@@ -176,14 +209,30 @@ class CallLog:
         finally:
             self._record(provider, endpoint, at, time.perf_counter() - started, outcome, error)
 
-    def _record(self, provider: str, endpoint: str, at: datetime, seconds: float, outcome: str,
-                error: str | None) -> None:
+    def _record(
+        self,
+        provider: str,
+        endpoint: str,
+        at: datetime,
+        seconds: float,
+        outcome: str,
+        error: str | None,
+    ) -> None:
         if self._metrics is not None:
             self._metrics.provider_calls.labels(provider, endpoint, outcome).inc()
             self._metrics.provider_seconds.labels(provider, endpoint).observe(seconds)
         if self._collection is None:
             return
-        self._background.spawn(self._collection.insert_one({
-            "provider": provider, "endpoint": endpoint, "at": at,
-            "duration_ms": round(seconds * 1000, 2), "outcome": outcome,
-            "error": error[:self.ERROR_CHARS] if error else error}), "provider-call-log")
+        self._background.spawn(
+            self._collection.insert_one(
+                {
+                    "provider": provider,
+                    "endpoint": endpoint,
+                    "at": at,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "outcome": outcome,
+                    "error": error[: self.ERROR_CHARS] if error else error,
+                }
+            ),
+            "provider-call-log",
+        )

@@ -1,6 +1,6 @@
 """The `job_runs` collection: one document per run, kept for the retention period.
 
-    {_id, name, holder, started_at, finished_at, outcome, result, error}
+{_id, name, holder, started_at, finished_at, outcome, result, error}
 """
 
 from __future__ import annotations

@@ -58,44 +58,75 @@ class LeaseRepository:
         """The job's lease document, free and first due at `first_due_at`. False when it
         exists already: another process created it first, possibly at the same moment."""
         try:
-            await self.collection.insert_one({"_id": name, "next_due_at": first_due_at,
-                                              "holder": None, "lease_id": None,
-                                              "lease_expires_at": None})
+            await self.collection.insert_one(
+                {
+                    "_id": name,
+                    "next_due_at": first_due_at,
+                    "holder": None,
+                    "lease_id": None,
+                    "lease_expires_at": None,
+                }
+            )
         except DuplicateKeyError:
             return False
         return True
 
-    async def acquire(self, name: str, holder: str, now: datetime, *, lease_for: timedelta,
-                      interval: timedelta, due_only: bool) -> Lease | None:
+    async def acquire(
+        self,
+        name: str,
+        holder: str,
+        now: datetime,
+        *,
+        lease_for: timedelta,
+        interval: timedelta,
+        due_only: bool,
+    ) -> Lease | None:
         """Take the job's lease if it is free (and due, with `due_only`); None if not."""
         query: dict[str, Any] = {
-            "_id": name, "$or": [{"holder": None}, {"lease_expires_at": {"$lte": now}}]}
+            "_id": name,
+            "$or": [{"holder": None}, {"lease_expires_at": {"$lte": now}}],
+        }
         if due_only:
             query["next_due_at"] = {"$lte": now}
         lease_id = uuid.uuid4().hex
         taken = await self.collection.find_one_and_update(
-            query, {"$set": {"holder": holder, "lease_id": lease_id, "leased_at": now,
-                             "lease_expires_at": now + lease_for,
-                             "next_due_at": now + interval}},
-            projection={"_id": 1}, return_document=ReturnDocument.AFTER)
+            query,
+            {
+                "$set": {
+                    "holder": holder,
+                    "lease_id": lease_id,
+                    "leased_at": now,
+                    "lease_expires_at": now + lease_for,
+                    "next_due_at": now + interval,
+                }
+            },
+            projection={"_id": 1},
+            return_document=ReturnDocument.AFTER,
+        )
         return None if taken is None else Lease(name, holder, lease_id, now)
 
-    async def release(self, lease: Lease, last_run: dict[str, Any],
-                      succeeded: bool) -> bool:
+    async def release(self, lease: Lease, last_run: dict[str, Any], succeeded: bool) -> bool:
         """Free the lease and keep the run's summary on it. False when the lease was no
         longer ours: it expired and another process took the job over."""
-        changes: dict[str, Any] = {"holder": None, "lease_id": None, "lease_expires_at": None,
-                                   "last_run": last_run}
+        changes: dict[str, Any] = {
+            "holder": None,
+            "lease_id": None,
+            "lease_expires_at": None,
+            "last_run": last_run,
+        }
         if succeeded:
             changes["last_success_at"] = last_run["finished_at"]
         result = await self.collection.update_one(
-            {"_id": lease.name, "lease_id": lease.lease_id}, {"$set": changes})
+            {"_id": lease.name, "lease_id": lease.lease_id}, {"$set": changes}
+        )
         return result.matched_count == 1
 
     async def state(self, name: str) -> LeaseState | None:
         document = await self.collection.find_one(
-            {"_id": name}, {"holder": 1, "lease_expires_at": 1, "next_due_at": 1})
+            {"_id": name}, {"holder": 1, "lease_expires_at": 1, "next_due_at": 1}
+        )
         if document is None:
             return None
-        return LeaseState(document.get("holder"), document.get("lease_expires_at"),
-                          document["next_due_at"])
+        return LeaseState(
+            document.get("holder"), document.get("lease_expires_at"), document["next_due_at"]
+        )

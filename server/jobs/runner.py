@@ -51,7 +51,7 @@ class RunReport:
     duration_ms: float = 0.0
     result: int | None = None
     error: str | None = None
-    held_by: str | None = None      # skipped: the process holding the lease
+    held_by: str | None = None  # skipped: the process holding the lease
 
 
 def process_holder() -> str:
@@ -61,9 +61,17 @@ def process_holder() -> str:
 
 
 class JobRunner:
-    def __init__(self, jobs: Iterable[Job], leases: LeaseRepository, history: RunHistory,
-                 clock: Clock, metrics: Metrics, *, lease_for: timedelta,
-                 holder: str | None = None) -> None:
+    def __init__(
+        self,
+        jobs: Iterable[Job],
+        leases: LeaseRepository,
+        history: RunHistory,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        lease_for: timedelta,
+        holder: str | None = None,
+    ) -> None:
         self.jobs = {job.name: job for job in jobs}
         self.leases = leases
         self.history = history
@@ -80,8 +88,10 @@ class JobRunner:
     def start(self) -> None:
         """One loop per job on the running event loop."""
         loop = asyncio.get_running_loop()
-        self._loops = [loop.create_task(self._keep_running(job), name=f"job-loop-{job.name}")
-                       for job in self.jobs.values()]
+        self._loops = [
+            loop.create_task(self._keep_running(job), name=f"job-loop-{job.name}")
+            for job in self.jobs.values()
+        ]
 
     async def stop(self, deadline_seconds: float) -> None:
         """Stop scheduling, then wait for the runs in progress up to the deadline; a run
@@ -106,22 +116,25 @@ class JobRunner:
         try:
             await self._create(job)
             state = await self.leases.state(job.name)
-            if state is None:           # removed from the store: made again next time
+            if state is None:  # removed from the store: made again next time
                 self._created.discard(job.name)
             else:
                 seconds = (state.free_or_due_at() - self.clock.now()).total_seconds()
         except Exception as err:
-            log.warning("job_lease_unreadable name=%s error=%s", job.name,
-                        err.__class__.__name__)
+            log.warning("job_lease_unreadable name=%s error=%s", job.name, err.__class__.__name__)
         seconds = min(max(seconds, interval / 20), interval)
         return seconds + random.uniform(0, min(interval / 10, MAX_JITTER_SECONDS))
 
     async def _scheduled(self, job: Job) -> None:
         try:
             await self._attempt(job, due_only=True)
-        except Exception as err:        # the store failed; the next attempt may do better
-            log.warning("job_lease_failed name=%s holder=%s error=%s", job.name, self.holder,
-                        err.__class__.__name__)
+        except Exception as err:  # the store failed; the next attempt may do better
+            log.warning(
+                "job_lease_failed name=%s holder=%s error=%s",
+                job.name,
+                self.holder,
+                err.__class__.__name__,
+            )
 
     # --- runs -----------------------------------------------------------
 
@@ -148,9 +161,14 @@ class JobRunner:
 
     async def _attempt(self, job: Job, *, due_only: bool) -> RunReport | None:
         await self._create(job)
-        lease = await self.leases.acquire(job.name, self.holder, self.clock.now(),
-                                          lease_for=self.lease_for, interval=job.interval,
-                                          due_only=due_only)
+        lease = await self.leases.acquire(
+            job.name,
+            self.holder,
+            self.clock.now(),
+            lease_for=self.lease_for,
+            interval=job.interval,
+            due_only=due_only,
+        )
         if lease is None:
             return None
         return await self._run(job, lease)
@@ -174,9 +192,14 @@ class JobRunner:
         except Exception as err:
             error = err
         finally:
-            report = RunReport(job.name, OK if error is None else FAILED, self.holder,
-                               round((time.perf_counter() - started) * 1000, 1), result,
-                               _describe(error))
+            report = RunReport(
+                job.name,
+                OK if error is None else FAILED,
+                self.holder,
+                round((time.perf_counter() - started) * 1000, 1),
+                result,
+                _describe(error),
+            )
             self._account(report, error)
             await self._record(lease, report)
         return report
@@ -184,16 +207,25 @@ class JobRunner:
     async def _record(self, lease: Lease, report: RunReport) -> None:
         """Keep the run in the history and free the lease. A store failure here is only
         logged: the lease then frees itself when it expires."""
-        last_run = {"holder": self.holder, "started_at": lease.started_at,
-                    "finished_at": self.clock.now(), "outcome": report.outcome,
-                    "result": report.result, "error": report.error}
+        last_run = {
+            "holder": self.holder,
+            "started_at": lease.started_at,
+            "finished_at": self.clock.now(),
+            "outcome": report.outcome,
+            "result": report.result,
+            "error": report.error,
+        }
         try:
             await self.history.record({"name": lease.name, **last_run})
             if not await self.leases.release(lease, last_run, succeeded=report.outcome == OK):
                 log.warning("job_lease_lost name=%s holder=%s", lease.name, self.holder)
         except Exception as err:
-            log.warning("job_run_not_recorded name=%s holder=%s error=%s", lease.name,
-                        self.holder, err.__class__.__name__)
+            log.warning(
+                "job_run_not_recorded name=%s holder=%s error=%s",
+                lease.name,
+                self.holder,
+                err.__class__.__name__,
+            )
 
     def _account(self, report: RunReport, error: BaseException | None) -> None:
         """The run's metric and its one log line."""
@@ -207,10 +239,16 @@ class JobRunner:
             extra += f" held_by={report.held_by}"
         # The error's type and message are in the line; its traceback only at DEBUG.
         traceback = isinstance(error, Exception) and log.isEnabledFor(logging.DEBUG)
-        log.log(logging.ERROR if report.outcome == FAILED else logging.INFO,
-                "job_run name=%s outcome=%s duration_ms=%.1f holder=%s%s", report.name,
-                report.outcome, report.duration_ms, report.holder, extra,
-                exc_info=error if traceback else None)
+        log.log(
+            logging.ERROR if report.outcome == FAILED else logging.INFO,
+            "job_run name=%s outcome=%s duration_ms=%.1f holder=%s%s",
+            report.name,
+            report.outcome,
+            report.duration_ms,
+            report.holder,
+            extra,
+            exc_info=error if traceback else None,
+        )
 
 
 def _describe(error: BaseException | None) -> str | None:

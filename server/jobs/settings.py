@@ -18,5 +18,6 @@ class JobsSettings:
     replay_inbox_interval_seconds: float = 120.0
 
     def check(self) -> None:
-        require_positive(self, (spec.name for spec in fields(self)
-                                if spec.name.endswith("_seconds")))
+        require_positive(
+            self, (spec.name for spec in fields(self) if spec.name.endswith("_seconds"))
+        )

@@ -38,8 +38,9 @@ class DocumentRepository(Generic[D]):
     async def find_one(self, query: dict[str, Any]) -> D | None:
         return await self.collection.find_one(query)
 
-    async def page(self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int,
-                   offset: int) -> tuple[list[D], int]:
+    async def page(
+        self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int, offset: int
+    ) -> tuple[list[D], int]:
         cursor = self.collection.find(query).sort(sort).skip(offset).limit(limit)
         return await cursor.to_list(None), await self.collection.count_documents(query)
 
@@ -47,6 +48,7 @@ class DocumentRepository(Generic[D]):
         """Set fields on the one matching document; None when nothing matched."""
         try:
             return await self.collection.find_one_and_update(
-                query, {"$set": changes}, return_document=ReturnDocument.AFTER)
+                query, {"$set": changes}, return_document=ReturnDocument.AFTER
+            )
         except DuplicateKeyError:
             raise DuplicateDocument(self.collection_name) from None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Identifier:
     pattern: re.Pattern[str]
-    allowed: str            # the pattern in words, for error messages
+    allowed: str  # the pattern in words, for error messages
     upper: bool = False
 
     def normalise(self, text: str) -> str:

@@ -27,7 +27,8 @@ FIELD = re.compile(r'(?:^|\s)([A-Za-z_]\w*)=("(?:[^"\\]|\\.)*"|\S*)')
 SECRET_PATH_PREFIXES: tuple[str, ...] = ("/api/v1/c2b/validation", "/api/v1/c2b/confirmation")
 _SECRET_PATHS = re.compile(
     "(" + "|".join(re.escape(prefix) for prefix in SECRET_PATH_PREFIXES) + ")([^\\s\"']*)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _DOT_SEGMENT = re.compile(r"/\.(?=/)")
 _PARENT_SEGMENT = re.compile(r"/[^/\s]+/\.\.(?=/)")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
@@ -83,7 +84,7 @@ class RedactSecrets(logging.Filter):
         try:
             message = record.getMessage()
         except (TypeError, ValueError):
-            return True         # a malformed call: the formatter reports it
+            return True  # a malformed call: the formatter reports it
         safe = redact(message)
         if safe != message:
             record.msg, record.args = safe, None
@@ -94,9 +95,12 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         event, _, rest = message.partition(" ")
-        body: dict[str, Any] = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-                                "level": record.levelname, "logger": record.name,
-                                "event": event}
+        body: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "event": event,
+        }
         fields = FIELD.findall(rest)
         for key, value in fields:
             if value.startswith('"'):
@@ -115,8 +119,7 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -144,8 +147,13 @@ def log_request(handler: RequestHandler) -> None:
         services.metrics.requests.labels(*labels).inc()
         services.metrics.request_seconds.labels(*labels).observe(seconds)
     level = logging.INFO if status < 500 else logging.ERROR
-    access.log(level, "request request_id=%s method=%s path=%s status=%s duration_ms=%.1f "
-               "client=%s", getattr(handler, "request_id", "-"), handler.request.method,
-               redact(handler.request.path), status, seconds * 1000, handler.request.remote_ip)
-
-
+    access.log(
+        level,
+        "request request_id=%s method=%s path=%s status=%s duration_ms=%.1f client=%s",
+        getattr(handler, "request_id", "-"),
+        handler.request.method,
+        redact(handler.request.path),
+        status,
+        seconds * 1000,
+        handler.request.remote_ip,
+    )

@@ -17,51 +17,99 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
-        self.requests = Counter("gateway_http_requests_total", "HTTP requests answered",
-                                ["route", "method", "status"], registry=registry)
-        self.request_seconds = Histogram("gateway_http_request_seconds", "HTTP request latency",
-                                         ["route", "method", "status"],
-                                         buckets=LATENCY_BUCKETS, registry=registry)
-        self.callbacks = Counter("gateway_c2b_callbacks_total", "Daraja callbacks by outcome",
-                                 ["kind", "outcome"], registry=registry)
-        self.provider_calls = Counter("gateway_provider_calls_total",
-                                      "Outbound provider calls by outcome",
-                                      ["provider", "endpoint", "outcome"], registry=registry)
-        self.provider_seconds = Histogram("gateway_provider_call_seconds",
-                                          "Outbound provider call latency",
-                                          ["provider", "endpoint"], buckets=LATENCY_BUCKETS,
-                                          registry=registry)
-        self.token_refreshes = Counter("gateway_provider_token_refreshes_total",
-                                       "Provider tokens fetched", ["provider"],
-                                       registry=registry)
-        self.login_refusals = Counter("gateway_login_refusals_total",
-                                      "Logins refused: invalid_credentials, throttled_user, "
-                                      "throttled_address", ["reason"], registry=registry)
-        self.payments = Gauge("gateway_payments", "Transactions in the store by channel and status",
-                              ["channel", "status"], registry=registry)
-        self.inbox_backlog = Gauge("gateway_c2b_inbox_backlog",
-                                   "Callbacks received but not processed, or failed",
-                                   registry=registry)
-        self.job_runs = Counter("gateway_job_runs_total",
-                                "Job runs by this process, by outcome (ok, failed, skipped)",
-                                ["job", "outcome"], registry=registry)
-        self.job_last_success = Gauge("gateway_job_last_success_timestamp_seconds",
-                                      "When each job last ended without error, in any process",
-                                      ["job"], registry=registry)
+        self.requests = Counter(
+            "gateway_http_requests_total",
+            "HTTP requests answered",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "gateway_http_request_seconds",
+            "HTTP request latency",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.callbacks = Counter(
+            "gateway_c2b_callbacks_total",
+            "Daraja callbacks by outcome",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.provider_calls = Counter(
+            "gateway_provider_calls_total",
+            "Outbound provider calls by outcome",
+            ["provider", "endpoint", "outcome"],
+            registry=registry,
+        )
+        self.provider_seconds = Histogram(
+            "gateway_provider_call_seconds",
+            "Outbound provider call latency",
+            ["provider", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.token_refreshes = Counter(
+            "gateway_provider_token_refreshes_total",
+            "Provider tokens fetched",
+            ["provider"],
+            registry=registry,
+        )
+        self.login_refusals = Counter(
+            "gateway_login_refusals_total",
+            "Logins refused: invalid_credentials, throttled_user, throttled_address",
+            ["reason"],
+            registry=registry,
+        )
+        self.payments = Gauge(
+            "gateway_payments",
+            "Transactions in the store by channel and status",
+            ["channel", "status"],
+            registry=registry,
+        )
+        self.inbox_backlog = Gauge(
+            "gateway_c2b_inbox_backlog",
+            "Callbacks received but not processed, or failed",
+            registry=registry,
+        )
+        self.job_runs = Counter(
+            "gateway_job_runs_total",
+            "Job runs by this process, by outcome (ok, failed, skipped)",
+            ["job", "outcome"],
+            registry=registry,
+        )
+        self.job_last_success = Gauge(
+            "gateway_job_last_success_timestamp_seconds",
+            "When each job last ended without error, in any process",
+            ["job"],
+            registry=registry,
+        )
 
     async def render(self, store: Store) -> bytes:
         """Refresh the store-backed gauges, then the text exposition format."""
-        rows = await store.aggregate("transactions", [
-            {"$group": {"_id": {"channel": "$channel", "status": "$status"},
-                        "count": {"$sum": 1}}}])
+        rows = await store.aggregate(
+            "transactions",
+            [
+                {
+                    "$group": {
+                        "_id": {"channel": "$channel", "status": "$status"},
+                        "count": {"$sum": 1},
+                    }
+                }
+            ],
+        )
         self.payments.clear()
         for row in rows:
             self.payments.labels(row["_id"]["channel"], row["_id"]["status"]).set(row["count"])
         backlog = await store.collection("c2b_inbox").count_documents(
-            {"status": {"$in": ["received", "failed"]}})
+            {"status": {"$in": ["received", "failed"]}}
+        )
         self.inbox_backlog.set(backlog)
-        leases = await store.collection("jobs").find(
-            {"last_success_at": {"$ne": None}}, {"last_success_at": 1}).to_list(None)
+        leases = (
+            await store.collection("jobs")
+            .find({"last_success_at": {"$ne": None}}, {"last_success_at": 1})
+            .to_list(None)
+        )
         for lease in leases:
             self.job_last_success.labels(lease["_id"]).set(lease["last_success_at"].timestamp())
         return generate_latest(self.registry)

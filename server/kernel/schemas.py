@@ -36,8 +36,7 @@ class Whole(validate.Regexp):
     final newline. `regex` keeps the anchored form the OpenAPI document shows."""
 
     def __init__(self, pattern: str, *, error: str) -> None:
-        super().__init__(f"^(?:{pattern})$" if "|" in pattern else f"^{pattern}$",
-                         error=error)
+        super().__init__(f"^(?:{pattern})$" if "|" in pattern else f"^{pattern}$", error=error)
         self.whole = re.compile(pattern)
 
     def __call__(self, value: Any) -> Any:
@@ -50,8 +49,9 @@ class IdentifierField(fields.String):
     """An identifier: normalised by its rule (server.identifiers), then matched whole."""
 
     def __init__(self, rule: Identifier, **kwargs: Any) -> None:
-        super().__init__(validate=Whole(rule.pattern.pattern, error=f"must be {rule.allowed}"),
-                         **kwargs)
+        super().__init__(
+            validate=Whole(rule.pattern.pattern, error=f"must be {rule.allowed}"), **kwargs
+        )
         self.rule = rule
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:

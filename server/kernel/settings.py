@@ -69,8 +69,7 @@ class ServerSettings:
         require_url("public_url", self.public_url)
         require_positive(self, ("idle_timeout_seconds", "body_timeout_seconds"))
         if not 0 <= self.internal_port <= 65535:
-            raise SettingError(f"internal_port: {self.internal_port} is not a TCP port "
-                               "(0 = off)")
+            raise SettingError(f"internal_port: {self.internal_port} is not a TCP port (0 = off)")
         if self.internal_port and self.internal_port == self.port:
             raise SettingError("internal_port: must differ from server.port")
         require_networks("trusted_proxies", self.trusted_proxies)
@@ -80,13 +79,13 @@ class ServerSettings:
 class StoreSettings:
     uri: str = "memory://"
     database: str = "gateway"
-    majority_writes: bool = True    # on a replica set: money written and read at majority
+    majority_writes: bool = True  # on a replica set: money written and read at majority
 
     def check(self) -> None:
-        if not (self.uri == "memory://"
-                or self.uri.startswith(("mongodb://", "mongodb+srv://"))):
-            raise SettingError(f"uri: {self.uri!r} must start with mongodb://, "
-                               "mongodb+srv:// or be memory://")
+        if not (self.uri == "memory://" or self.uri.startswith(("mongodb://", "mongodb+srv://"))):
+            raise SettingError(
+                f"uri: {self.uri!r} must start with mongodb://, mongodb+srv:// or be memory://"
+            )
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,60}", self.database):
             raise SettingError(f"database: {self.database!r} is not a valid database name")
 

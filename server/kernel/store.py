@@ -27,7 +27,7 @@ log = logging.getLogger("gateway.store")
 IndexSpec = tuple[str, list[tuple[str, int]], dict[str, Any]]
 # The option that makes an index a TTL index: documents expire this long after its field.
 EXPIRY = "expireAfterSeconds"
-INDEX_NOT_FOUND = 27     # MongoDB's error code when a dropped index is not there
+INDEX_NOT_FOUND = 27  # MongoDB's error code when a dropped index is not there
 MAJORITY_WRITES = WriteConcern("majority", j=True)
 MAJORITY_READS = ReadConcern("majority")
 
@@ -55,8 +55,9 @@ class Store:
     def collection(self, name: str) -> AsyncCollection:
         """The collection, with majority concerns if it is one `use_majority` named."""
         if name in self._majority:
-            return self.db.get_collection(name, write_concern=MAJORITY_WRITES,
-                                          read_concern=MAJORITY_READS)
+            return self.db.get_collection(
+                name, write_concern=MAJORITY_WRITES, read_concern=MAJORITY_READS
+            )
         return self.db[name]
 
     async def use_majority(self, collections: Iterable[str], *, enabled: bool) -> bool:
@@ -95,36 +96,48 @@ class Store:
             else:
                 await self.db[collection].create_index(keys, **options)
 
-    async def _ensure_expiring(self, collection: str, keys: list[tuple[str, int]],
-                               options: dict[str, Any]) -> None:
+    async def _ensure_expiring(
+        self, collection: str, keys: list[tuple[str, int]], options: dict[str, Any]
+    ) -> None:
         present = await self.db[collection].index_information()
-        name = next((name for name, index in present.items()
-                     if [tuple(pair) for pair in index["key"]] == list(keys)), None)
+        name = next(
+            (
+                name
+                for name, index in present.items()
+                if [tuple(pair) for pair in index["key"]] == list(keys)
+            ),
+            None,
+        )
         if name is None:
             await self.db[collection].create_index(keys, **options)
         elif present[name].get(EXPIRY) != options[EXPIRY]:
             await self._change_expiry(collection, name, keys, options)
 
-    async def _change_expiry(self, collection: str, name: str, keys: list[tuple[str, int]],
-                             options: dict[str, Any]) -> None:
+    async def _change_expiry(
+        self, collection: str, name: str, keys: list[tuple[str, int]], options: dict[str, Any]
+    ) -> None:
         """collMod changes the expiry in place (and makes a plain single-field index a TTL
         index, MongoDB >= 5.1). A store that cannot (the in-memory one, an older server)
         gets the index dropped and built again."""
         seconds = options[EXPIRY]
         try:
-            await self.db.command({"collMod": collection,
-                                   "index": {"name": name, EXPIRY: seconds}})
+            await self.db.command({"collMod": collection, "index": {"name": name, EXPIRY: seconds}})
             how = "collMod"
         except (NotImplementedError, OperationFailure) as err:
             how = f"rebuilt_after_{err.__class__.__name__}"
             try:
                 await self.db[collection].drop_index(name)
-            except OperationFailure as gone:    # another process dropped it first
+            except OperationFailure as gone:  # another process dropped it first
                 if gone.code != INDEX_NOT_FOUND:
                     raise
             await self.db[collection].create_index(keys, **options)
-        log.info("index_expiry_changed collection=%s index=%s seconds=%s how=%s",
-                 collection, name, seconds, how)
+        log.info(
+            "index_expiry_changed collection=%s index=%s seconds=%s how=%s",
+            collection,
+            name,
+            seconds,
+            how,
+        )
 
     async def close(self) -> None:
         result: Awaitable[None] | None = self.client.close()
@@ -134,6 +147,7 @@ class Store:
 
 class _ClientOptions(TypedDict, total=False):
     """The AsyncMongoClient keyword options open_store may add to the URI's."""
+
     serverSelectionTimeoutMS: int
     retryWrites: bool
 
@@ -152,8 +166,11 @@ def open_store(uri: str, database: str) -> Store:
     # A write cut by a failover is sent once more to the new primary, unless the URI says no.
     if "retrywrites" not in options:
         added["retryWrites"] = True
-    return Store(AsyncMongoClient(uri, tz_aware=True, appname="mobile-payments-gateway",
-                                  **added), database, in_memory=False)
+    return Store(
+        AsyncMongoClient(uri, tz_aware=True, appname="mobile-payments-gateway", **added),
+        database,
+        in_memory=False,
+    )
 
 
 def time_window(filters: dict[str, Any], field: str) -> dict[str, Any]:

@@ -11,13 +11,16 @@ from typing import Any, NotRequired, TypedDict
 
 # One entry of a transaction's `history`: one state change ("from" is a keyword,
 # hence the functional form).
-Transition = TypedDict("Transition", {
-    "from": str | None,         # None for the first entry
-    "to": str,
-    "at": datetime,
-    "reason": str,
-    "actor": str,
-})
+Transition = TypedDict(
+    "Transition",
+    {
+        "from": str | None,  # None for the first entry
+        "to": str,
+        "at": datetime,
+        "reason": str,
+        "actor": str,
+    },
+)
 
 
 class Failure(TypedDict):
@@ -31,10 +34,10 @@ class Settlement(TypedDict):
     """What settling a succeeded transaction did: `settled` (a premium and an active
     policy) or `refused` (with the reason, for an operator)."""
 
-    status: str                             # settled | refused
+    status: str  # settled | refused
     settled_at: datetime
-    reason: NotRequired[str]                # refused only
-    premium_uuid: NotRequired[str]          # settled only, as the four below
+    reason: NotRequired[str]  # refused only
+    premium_uuid: NotRequired[str]  # settled only, as the four below
     receipt: NotRequired[str]
     policy_status: NotRequired[int]
     effective_date: NotRequired[datetime]
@@ -46,9 +49,9 @@ class Transaction(TypedDict):
 
     _id: str
     channel: str
-    status: str                             # a server.ledger.states.State value
-    open: bool                              # holds its policy (states.holds_policy)
-    amount: int                             # minor units of `currency`
+    status: str  # a server.ledger.states.State value
+    open: bool  # holds its policy (states.holds_policy)
+    amount: int  # minor units of `currency`
     currency: str
     policy_uuid: str
     chf_id: str
@@ -63,7 +66,7 @@ class Transaction(TypedDict):
     created_at: datetime
     updated_at: datetime
     history: list[Transition]
-    paid_at: NotRequired[datetime]          # once succeeded
+    paid_at: NotRequired[datetime]  # once succeeded
     provider_confirmation: NotRequired[str]  # a debit's receipt at its provider
     # Debits: the payer's deadline (None until the payer is asked) and wrong codes.
     expires_at: NotRequired[datetime | None]

@@ -14,10 +14,16 @@ TRANSACTION_UUID = {"transaction_uuid": "Uuid of the transaction"}
 
 
 class TransactionListHandler(BaseHandler):
-    operations = {"get": Operation(
-        "List transactions of every channel, newest first", "transactions",
-        TransactionPageSchema, roles=STAFF, query=TransactionQuerySchema,
-        errors=(400, *AUTH))}
+    operations = {
+        "get": Operation(
+            "List transactions of every channel, newest first",
+            "transactions",
+            TransactionPageSchema,
+            roles=STAFF,
+            query=TransactionQuerySchema,
+            errors=(400, *AUTH),
+        )
+    }
 
     async def get(self) -> None:
         await self.require_role(*ROLES)
@@ -30,9 +36,15 @@ class TransactionListHandler(BaseHandler):
 
 class TransactionHandler(BaseHandler):
     path_parameters = TRANSACTION_UUID
-    operations = {"get": Operation(
-        "One transaction with its history", "transactions", TransactionSchema,
-        roles=STAFF, errors=(*AUTH, 404))}
+    operations = {
+        "get": Operation(
+            "One transaction with its history",
+            "transactions",
+            TransactionSchema,
+            roles=STAFF,
+            errors=(*AUTH, 404),
+        )
+    }
 
     async def get(self, transaction_uuid: str) -> None:
         await self.require_role(*ROLES)

@@ -38,26 +38,45 @@ class PolicyNotPayable(Exception):
 
 
 class IncomingPayments:
-    def __init__(self, transactions: TransactionRepository, policies: PolicyRepository,
-                 settlement: Settlement, clock: Clock) -> None:
+    def __init__(
+        self,
+        transactions: TransactionRepository,
+        policies: PolicyRepository,
+        settlement: Settlement,
+        clock: Clock,
+    ) -> None:
         self.transactions = transactions
         self.policies = policies
         self.settlement = settlement
         self.clock = clock
 
-    def new_transaction(self, transaction_id: str, channel: str, policy: Policy,
-                        psp_uuid: str | None, provider_reference: str, actor: str,
-                        payer: str | None = None,
-                        channel_data: dict[str, Any] | None = None) -> Transaction:
+    def new_transaction(
+        self,
+        transaction_id: str,
+        channel: str,
+        policy: Policy,
+        psp_uuid: str | None,
+        provider_reference: str,
+        actor: str,
+        payer: str | None = None,
+        channel_data: dict[str, Any] | None = None,
+    ) -> Transaction:
         """Money received: the transaction starts `processing`, claiming the policy."""
         return new_transaction(
-            transaction_uuid=transaction_id, channel=channel, status=states.PROCESSING,
-            policy=policy, psp_uuid=psp_uuid, provider_reference=provider_reference,
-            actor=actor, at=self.clock.now(), reason="payment received", payer=payer,
-            channel_data=channel_data)
+            transaction_uuid=transaction_id,
+            channel=channel,
+            status=states.PROCESSING,
+            policy=policy,
+            psp_uuid=psp_uuid,
+            provider_reference=provider_reference,
+            actor=actor,
+            at=self.clock.now(),
+            reason="payment received",
+            payer=payer,
+            channel_data=channel_data,
+        )
 
-    async def record(self, transaction: Transaction,
-                     policy: Policy | None = None) -> Transaction:
+    async def record(self, transaction: Transaction, policy: Policy | None = None) -> Transaction:
         """Insert (or find) the transaction, activate its policy, create its premium,
         mark it succeeded and settled. `policy`, when the caller has just read it, saves
         reading it again.
@@ -78,8 +97,7 @@ class IncomingPayments:
             raise PolicyNotPayable(stored)
         return await self.settlement.settle(stored, policy)
 
-    async def _complete(self, transaction: Transaction,
-                        policy: Policy | None) -> Transaction:
+    async def _complete(self, transaction: Transaction, policy: Policy | None) -> Transaction:
         """With the policy claimed, no other payment can change it: apply the payment."""
         if policy is None or policy["_id"] != transaction["policy_uuid"]:
             policy = await self.policies.find_one({"_id": transaction["policy_uuid"]})
@@ -87,21 +105,38 @@ class IncomingPayments:
         if policy is not None and not payable_amounts(transaction, policy):
             # Succeeded: the money was received; settlement refuses to apply it.
             return await self._move(transaction, states.SUCCEEDED, {"paid_at": now})
-        activated = None if policy is None else await self.settlement.activate(
-            transaction, policy, now)
+        activated = (
+            None if policy is None else await self.settlement.activate(transaction, policy, now)
+        )
         if activated is None:
-            return await self._move(transaction, states.FAILED, {"failure": {
-                "code": "policy_not_idle", "message": "the policy is not awaiting payment"}},
-                reason="policy_not_idle")
+            return await self._move(
+                transaction,
+                states.FAILED,
+                {
+                    "failure": {
+                        "code": "policy_not_idle",
+                        "message": "the policy is not awaiting payment",
+                    }
+                },
+                reason="policy_not_idle",
+            )
         settlement = await self.settlement.record_premium(transaction, activated, now)
-        return await self._move(transaction, states.SUCCEEDED, {
-            "paid_at": now, "settlement": settlement, "open": False})
+        return await self._move(
+            transaction, states.SUCCEEDED, {"paid_at": now, "settlement": settlement, "open": False}
+        )
 
-    async def _move(self, transaction: Transaction, target: str, changes: dict[str, Any],
-                    reason: str = "") -> Transaction:
+    async def _move(
+        self, transaction: Transaction, target: str, changes: dict[str, Any], reason: str = ""
+    ) -> Transaction:
         moved = await self.transactions.transition(
-            transaction["_id"], states.PROCESSING, target, self.clock.now(),
-            actor=transaction["created_by"], reason=reason, changes=changes)
+            transaction["_id"],
+            states.PROCESSING,
+            target,
+            self.clock.now(),
+            actor=transaction["created_by"],
+            reason=reason,
+            changes=changes,
+        )
         if moved is not None:
             return moved
         # Another run of the same transaction moved it first.
@@ -110,13 +145,15 @@ class IncomingPayments:
             raise RuntimeError(f"transaction {transaction['_id']} vanished while applied")
         return current
 
-    async def finish_pending(self, channels: Collection[str], older_than: timedelta,
-                             limit: int = 1000) -> int:
+    async def finish_pending(
+        self, channels: Collection[str], older_than: timedelta, limit: int = 1000
+    ) -> int:
         """Complete received payments a crash left `processing`; returns how many.
         Only `channels` that receive money: a debit `processing` is waiting for its
         provider's answer, which only that answer may decide."""
         pending = await self.transactions.stuck_processing(
-            channels, self.clock.now() - older_than, limit)
+            channels, self.clock.now() - older_than, limit
+        )
         for transaction in pending:
             # PolicyNotPayable: decided (failed), and the payment's channel shows why.
             with contextlib.suppress(PolicyBusy, PolicyNotPayable):

@@ -26,15 +26,27 @@ TRANSACTIONS, PREMIUMS = "transactions", "premiums"
 INDEXES: list[IndexSpec] = [
     # One open transaction per policy. `open` is a plain boolean so the partial
     # filter is an equality, which every MongoDB version supports.
-    (TRANSACTIONS, [("policy_uuid", 1)],
-     {"unique": True, "partialFilterExpression": {"open": True},
-      "name": "one_open_transaction_per_policy"}),
+    (
+        TRANSACTIONS,
+        [("policy_uuid", 1)],
+        {
+            "unique": True,
+            "partialFilterExpression": {"open": True},
+            "name": "one_open_transaction_per_policy",
+        },
+    ),
     (TRANSACTIONS, [("created_at", DESCENDING)], {}),
     (TRANSACTIONS, [("status", 1), ("updated_at", 1)], {}),
     # A provider's reference is used once per provider (PSP API idempotency key).
-    (TRANSACTIONS, [("psp_uuid", 1), ("provider_reference", 1)],
-     {"unique": True, "partialFilterExpression": {"channel": "psp_api"},
-      "name": "one_payment_per_psp_reference"}),
+    (
+        TRANSACTIONS,
+        [("psp_uuid", 1), ("provider_reference", 1)],
+        {
+            "unique": True,
+            "partialFilterExpression": {"channel": "psp_api"},
+            "name": "one_payment_per_psp_reference",
+        },
+    ),
     (PREMIUMS, [("transaction_uuid", 1)], {"unique": True}),
 ]
 
@@ -47,66 +59,104 @@ class TransactionRepository(DocumentRepository[Transaction]):
         _log_state(stored, "-", stored["status"], "created", stored.get("created_by", ""))
         return stored
 
-    async def transition(self, transaction_uuid: str, current: str, target: str,
-                         at: datetime, *, reason: str = "", actor: str = "",
-                         changes: dict[str, Any] | None = None,
-                         increments: dict[str, int] | None = None) -> Transaction | None:
+    async def transition(
+        self,
+        transaction_uuid: str,
+        current: str,
+        target: str,
+        at: datetime,
+        *,
+        reason: str = "",
+        actor: str = "",
+        changes: dict[str, Any] | None = None,
+        increments: dict[str, int] | None = None,
+    ) -> Transaction | None:
         """Compare-and-set current -> target with a history entry; None if not in `current`."""
         states.check(current, target)
         update: dict[str, Any] = {
-            "$set": {"status": target, "open": states.holds_policy(target), "updated_at": at,
-                     **(changes or {})},
-            "$push": {"history": {"from": current, "to": target, "at": at, "reason": reason,
-                                  "actor": actor}},
+            "$set": {
+                "status": target,
+                "open": states.holds_policy(target),
+                "updated_at": at,
+                **(changes or {}),
+            },
+            "$push": {
+                "history": {
+                    "from": current,
+                    "to": target,
+                    "at": at,
+                    "reason": reason,
+                    "actor": actor,
+                }
+            },
         }
         if increments:
             update["$inc"] = increments
         moved = await self.collection.find_one_and_update(
-            {"_id": transaction_uuid, "status": current}, update,
-            return_document=ReturnDocument.AFTER)
+            {"_id": transaction_uuid, "status": current},
+            update,
+            return_document=ReturnDocument.AFTER,
+        )
         if moved is not None:
             _log_state(moved, current, target, reason, actor)
         return moved
 
-    async def record_settlement(self, transaction_uuid: str,
-                                settlement: Settlement) -> Transaction:
+    async def record_settlement(self, transaction_uuid: str, settlement: Settlement) -> Transaction:
         """Settled (or refused): the policy is released for other payments."""
         recorded = await self.collection.find_one_and_update(
-            {"_id": transaction_uuid}, {"$set": {"settlement": settlement, "open": False}},
-            return_document=ReturnDocument.AFTER)
-        if recorded is None:    # transactions are never deleted
+            {"_id": transaction_uuid},
+            {"$set": {"settlement": settlement, "open": False}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if recorded is None:  # transactions are never deleted
             raise RuntimeError(f"transaction {transaction_uuid} vanished while settled")
         return recorded
 
     async def unsettled(self, limit: int) -> list[Transaction]:
         """Succeeded transactions whose settlement never finished (e.g. a crash)."""
-        cursor = self.collection.find({"status": states.SUCCEEDED, "settlement": None}
-                                      ).limit(limit)
+        cursor = self.collection.find({"status": states.SUCCEEDED, "settlement": None}).limit(limit)
         return await cursor.to_list(None)
 
-    async def stuck_processing(self, channels: Collection[str], updated_before: datetime,
-                               limit: int) -> list[Transaction]:
+    async def stuck_processing(
+        self, channels: Collection[str], updated_before: datetime, limit: int
+    ) -> list[Transaction]:
         """Transactions of `channels` still `processing` since before `updated_before`."""
-        cursor = self.collection.find({"status": states.PROCESSING,
-                                       "channel": {"$in": sorted(channels)},
-                                       "updated_at": {"$lt": updated_before}}).limit(limit)
+        cursor = self.collection.find(
+            {
+                "status": states.PROCESSING,
+                "channel": {"$in": sorted(channels)},
+                "updated_at": {"$lt": updated_before},
+            }
+        ).limit(limit)
         return await cursor.to_list(None)
 
-    async def stale(self, waiting: frozenset[str], now: datetime,
-                    limit: int) -> list[Transaction]:
+    async def stale(self, waiting: frozenset[str], now: datetime, limit: int) -> list[Transaction]:
         """Debits still waiting for their payer past their deadline."""
-        cursor = self.collection.find({"status": {"$in": sorted(waiting)}, "$or": [
-            {"expires_at": {"$lte": now}},
-            # Debits stored before the deadline had a channel-neutral name.
-            {"expires_at": {"$exists": False}, "otp_expires_at": {"$lte": now}}]}).limit(limit)
+        cursor = self.collection.find(
+            {
+                "status": {"$in": sorted(waiting)},
+                "$or": [
+                    {"expires_at": {"$lte": now}},
+                    # Debits stored before the deadline had a channel-neutral name.
+                    {"expires_at": {"$exists": False}, "otp_expires_at": {"$lte": now}},
+                ],
+            }
+        ).limit(limit)
         return await cursor.to_list(None)
 
 
-def _log_state(transaction: Transaction, current: str, target: str, reason: str,
-               actor: str) -> None:
-    log.info("transaction_state transaction=%s channel=%s from=%s to=%s reason=%s actor=%s",
-             transaction["_id"], transaction.get("channel", "-"), current, target,
-             json.dumps(reason) if reason else "-", actor or "-")
+def _log_state(
+    transaction: Transaction, current: str, target: str, reason: str, actor: str
+) -> None:
+    log.info(
+        "transaction_state transaction=%s channel=%s from=%s to=%s reason=%s actor=%s",
+        transaction["_id"],
+        transaction.get("channel", "-"),
+        current,
+        target,
+        json.dumps(reason) if reason else "-",
+        actor or "-",
+    )
 
 
 class PremiumRepository(DocumentRepository[Premium]):
@@ -119,7 +169,8 @@ class PremiumRepository(DocumentRepository[Premium]):
             return premium
         except DuplicateKeyError:
             existing = await self.collection.find_one(
-                {"transaction_uuid": premium["transaction_uuid"]})
+                {"transaction_uuid": premium["transaction_uuid"]}
+            )
         if existing is None:
             raise RuntimeError(f"premium of {premium['transaction_uuid']} vanished")
         return existing

@@ -17,7 +17,7 @@ from server.web import answer_schemas as answers
 
 class TransactionQuerySchema(PageQuerySchema):
     status = fields.String(validate=validate.OneOf(states.STATES))
-    channel = fields.String(validate=validate.Length(min=1, max=32))   # a registered one
+    channel = fields.String(validate=validate.Length(min=1, max=32))  # a registered one
     psp_uuid = fields.String(validate=validate.Length(max=64))
     policy_uuid = fields.String(validate=validate.Length(max=64))
     chf_id = fields.String(validate=validate.Length(max=20))
@@ -54,7 +54,7 @@ class TransactionSchema(Schema):
     """What render_transaction answers, with the fields its channel adds (shown)."""
 
     uuid = answers.text()
-    channel = answers.text()   # a registered channel: the dashboard lists them
+    channel = answers.text()  # a registered channel: the dashboard lists them
     status = answers.one_of(states.STATES)
     amount = answers.amount()
     currency = answers.text()
@@ -69,8 +69,9 @@ class TransactionSchema(Schema):
     updated_at = answers.stamp()
     history = answers.list_of(TransitionSchema)
     otp_attempts = fields.Integer(metadata={"description": "Qmoney debits only"})
-    otp_expires_at = fields.DateTime(allow_none=True,
-                                     metadata={"description": "Qmoney debits only"})
+    otp_expires_at = fields.DateTime(
+        allow_none=True, metadata={"description": "Qmoney debits only"}
+    )
 
 
 TransactionPageSchema = answers.page_of(TransactionSchema)
@@ -79,29 +80,43 @@ TransactionPageSchema = answers.page_of(TransactionSchema)
 def render_settlement(settlement: dict[str, Any] | None) -> dict[str, Any] | None:
     if not settlement:
         return None
-    return {"status": settlement["status"], "reason": settlement.get("reason"),
-            "premium_uuid": settlement.get("premium_uuid"),
-            "receipt": settlement.get("receipt"),
-            "policy_status": settlement.get("policy_status"),
-            "effective_date": iso_day(settlement.get("effective_date")),
-            "settled_at": iso_stamp(settlement["settled_at"])}
+    return {
+        "status": settlement["status"],
+        "reason": settlement.get("reason"),
+        "premium_uuid": settlement.get("premium_uuid"),
+        "receipt": settlement.get("receipt"),
+        "policy_status": settlement.get("policy_status"),
+        "effective_date": iso_day(settlement.get("effective_date")),
+        "settled_at": iso_stamp(settlement["settled_at"]),
+    }
 
 
 def render_transaction(document: dict[str, Any]) -> dict[str, Any]:
     """A transaction as the API shows it; never a PIN or an OTP (neither is stored)."""
     body = {
-        "uuid": document["_id"], "channel": document["channel"], "status": document["status"],
+        "uuid": document["_id"],
+        "channel": document["channel"],
+        "status": document["status"],
         "amount": format_amount(document["amount"], document["currency"]),
-        "currency": document["currency"], "policy_uuid": document["policy_uuid"],
-        "chf_id": document["chf_id"], "psp_uuid": document["psp_uuid"],
+        "currency": document["currency"],
+        "policy_uuid": document["policy_uuid"],
+        "chf_id": document["chf_id"],
+        "psp_uuid": document["psp_uuid"],
         "provider_reference": document.get("provider_reference"),
         "failure": document.get("failure"),
         "settlement": render_settlement(document.get("settlement")),
         "created_by": document.get("created_by"),
         "created_at": iso_stamp(document["created_at"]),
         "updated_at": iso_stamp(document["updated_at"]),
-        "history": [{"from": item["from"], "to": item["to"], "at": iso_stamp(item["at"]),
-                     "reason": item["reason"], "actor": item["actor"]}
-                    for item in document.get("history", [])],
+        "history": [
+            {
+                "from": item["from"],
+                "to": item["to"],
+                "at": iso_stamp(item["at"]),
+                "reason": item["reason"],
+                "actor": item["actor"],
+            }
+            for item in document.get("history", [])
+        ],
     }
     return body

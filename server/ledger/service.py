@@ -13,8 +13,12 @@ from server.ledger.schemas import render_transaction
 
 
 class LedgerService:
-    def __init__(self, transactions: TransactionRepository, channels: Collection[str],
-                 shown: Callable[[Transaction], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        transactions: TransactionRepository,
+        channels: Collection[str],
+        shown: Callable[[Transaction], dict[str, Any]],
+    ) -> None:
         """`channels`: the registered channel names; `shown`: a transaction's
         channel-specific fields as the API shows them (both from the channel registry)."""
         self.transactions = transactions
@@ -32,14 +36,18 @@ class LedgerService:
             raise NotFound(f"no transaction {transaction_uuid}", code="unknown_transaction")
         return transaction
 
-    async def list(self, filters: dict[str, Any], limit: int,
-                   offset: int) -> tuple[list[Transaction], int]:
+    async def list(
+        self, filters: dict[str, Any], limit: int, offset: int
+    ) -> tuple[list[Transaction], int]:
         if "channel" in filters and filters["channel"] not in self.channels:
-            raise ValidationFailed("query parameters are invalid", {"fields": {
-                "channel": [f"Must be one of: {', '.join(self.channels)}."]}})
-        query: dict[str, Any] = {key: filters[key] for key in ("status", "channel", "psp_uuid",
-                                                                 "policy_uuid", "chf_id")
-                                 if key in filters}
+            raise ValidationFailed(
+                "query parameters are invalid",
+                {"fields": {"channel": [f"Must be one of: {', '.join(self.channels)}."]}},
+            )
+        query: dict[str, Any] = {
+            key: filters[key]
+            for key in ("status", "channel", "psp_uuid", "policy_uuid", "chf_id")
+            if key in filters
+        }
         query.update(time_window(filters, "created_at"))
-        return await self.transactions.page(query, [("created_at", -1), ("_id", -1)], limit,
-                                            offset)
+        return await self.transactions.page(query, [("created_at", -1), ("_id", -1)], limit, offset)

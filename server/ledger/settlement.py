@@ -28,15 +28,19 @@ PAY_TYPE_MOBILE = "M"
 
 
 class Settlement:
-    def __init__(self, transactions: TransactionRepository, premiums: PremiumRepository,
-                 policies: PolicyRepository, clock: Clock) -> None:
+    def __init__(
+        self,
+        transactions: TransactionRepository,
+        premiums: PremiumRepository,
+        policies: PolicyRepository,
+        clock: Clock,
+    ) -> None:
         self.transactions = transactions
         self.premiums = premiums
         self.policies = policies
         self.clock = clock
 
-    async def settle(self, transaction: Transaction,
-                     policy: Policy | None = None) -> Transaction:
+    async def settle(self, transaction: Transaction, policy: Policy | None = None) -> Transaction:
         """Settle a succeeded transaction; returns the transaction with its settlement.
         `policy`, when the caller has just read it, saves reading it again.
 
@@ -59,15 +63,17 @@ class Settlement:
         settlement = await self.record_premium(transaction, activated, paid_at)
         return await self.transactions.record_settlement(transaction["_id"], settlement)
 
-    async def activate(self, transaction: Transaction, policy: Policy,
-                       paid_at: datetime) -> Policy | None:
+    async def activate(
+        self, transaction: Transaction, policy: Policy, paid_at: datetime
+    ) -> Policy | None:
         """Step 1: the policy activated by this transaction (now, or by an earlier run
         of it); None when another payment took it."""
         if policy.get("activated_by") == transaction["_id"]:
             return policy
         effective = max(paid_at, policy["start_date"])
-        activated = await self.policies.activate(policy["_id"], transaction["_id"], effective,
-                                                 self.clock.now())
+        activated = await self.policies.activate(
+            policy["_id"], transaction["_id"], effective, self.clock.now()
+        )
         if activated is not None:
             return activated
         current = await self.policies.find_one({"_id": policy["_id"]})
@@ -75,28 +81,40 @@ class Settlement:
             return None
         return current
 
-    async def record_premium(self, transaction: Transaction, policy: Policy,
-                             paid_at: datetime) -> documents.Settlement:
+    async def record_premium(
+        self, transaction: Transaction, policy: Policy, paid_at: datetime
+    ) -> documents.Settlement:
         """Step 2: the transaction's premium (created once); returns the settlement to
         record on the transaction (step 3)."""
         now = self.clock.now()
-        premium = await self.premiums.insert_once({
-            "_id": str(uuid.uuid4()),
-            "transaction_uuid": transaction["_id"],
-            "policy_uuid": policy["_id"],
-            "chf_id": policy["chf_id"],
-            "amount": transaction["amount"],
-            "currency": transaction["currency"],
-            "pay_date": paid_at,
-            "pay_type": PAY_TYPE_MOBILE,
-            "receipt": receipt_number(transaction),
-            "created_at": now,
-        })
-        log.info("settled transaction=%s policy=%s premium=%s", transaction["_id"],
-                 policy["_id"], premium["_id"])
-        return {"status": "settled", "premium_uuid": premium["_id"],
-                "receipt": premium["receipt"], "policy_status": policy["status"],
-                "effective_date": policy["effective_date"], "settled_at": now}
+        premium = await self.premiums.insert_once(
+            {
+                "_id": str(uuid.uuid4()),
+                "transaction_uuid": transaction["_id"],
+                "policy_uuid": policy["_id"],
+                "chf_id": policy["chf_id"],
+                "amount": transaction["amount"],
+                "currency": transaction["currency"],
+                "pay_date": paid_at,
+                "pay_type": PAY_TYPE_MOBILE,
+                "receipt": receipt_number(transaction),
+                "created_at": now,
+            }
+        )
+        log.info(
+            "settled transaction=%s policy=%s premium=%s",
+            transaction["_id"],
+            policy["_id"],
+            premium["_id"],
+        )
+        return {
+            "status": "settled",
+            "premium_uuid": premium["_id"],
+            "receipt": premium["receipt"],
+            "policy_status": policy["status"],
+            "effective_date": policy["effective_date"],
+            "settled_at": now,
+        }
 
     async def settle_pending(self, limit: int = 1000) -> int:
         """Finish the settlements a crash left half done; returns how many."""
@@ -105,11 +123,11 @@ class Settlement:
             await self.settle(transaction)
         return len(pending)
 
-    async def _refuse(self, transaction: Transaction, reason: str,
-                      now: datetime) -> Transaction:
+    async def _refuse(self, transaction: Transaction, reason: str, now: datetime) -> Transaction:
         log.warning("settlement_refused transaction=%s reason=%s", transaction["_id"], reason)
         return await self.transactions.record_settlement(
-            transaction["_id"], {"status": "refused", "reason": reason, "settled_at": now})
+            transaction["_id"], {"status": "refused", "reason": reason, "settled_at": now}
+        )
 
 
 def settlement_of(transaction: Transaction) -> documents.Settlement:

@@ -13,12 +13,12 @@ from enum import StrEnum
 
 class State(StrEnum):
     INITIATED = "initiated"
-    OTP_SENT = "otp_sent"         # waiting: the payer got a one-time code
+    OTP_SENT = "otp_sent"  # waiting: the payer got a one-time code
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    UNKNOWN = "unknown"           # the provider's answer was lost after the request left
-    EXPIRED = "expired"           # the payer never acted in time
+    UNKNOWN = "unknown"  # the provider's answer was lost after the request left
+    EXPIRED = "expired"  # the payer never acted in time
 
 
 INITIATED = State.INITIATED

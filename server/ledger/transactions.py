@@ -20,21 +20,40 @@ class DebitFields(TypedDict, total=False):
     code_attempts: int
 
 
-def new_transaction(*, transaction_uuid: str, channel: str, status: State,
-                    policy: Policy, psp_uuid: str | None,
-                    provider_reference: str | None, actor: str, at: datetime, reason: str,
-                    payer: str | None = None, channel_data: dict[str, Any] | None = None,
-                    **extra: Unpack[DebitFields]) -> Transaction:
+def new_transaction(
+    *,
+    transaction_uuid: str,
+    channel: str,
+    status: State,
+    policy: Policy,
+    psp_uuid: str | None,
+    provider_reference: str | None,
+    actor: str,
+    at: datetime,
+    reason: str,
+    payer: str | None = None,
+    channel_data: dict[str, Any] | None = None,
+    **extra: Unpack[DebitFields],
+) -> Transaction:
     """A transaction of `policy`'s whole value, in its first state with one history entry."""
     return {
-        "_id": transaction_uuid, "channel": channel, "status": status,
-        "open": holds_policy(status), "amount": policy["value"],
-        "currency": policy["currency"], "policy_uuid": policy["_id"],
-        "chf_id": policy["chf_id"], "psp_uuid": psp_uuid, "payer": payer,
-        "provider_reference": provider_reference, "failure": None, "settlement": None,
+        "_id": transaction_uuid,
+        "channel": channel,
+        "status": status,
+        "open": holds_policy(status),
+        "amount": policy["value"],
+        "currency": policy["currency"],
+        "policy_uuid": policy["_id"],
+        "chf_id": policy["chf_id"],
+        "psp_uuid": psp_uuid,
+        "payer": payer,
+        "provider_reference": provider_reference,
+        "failure": None,
+        "settlement": None,
         "channel_data": channel_data or {},
-        "created_by": actor, "created_at": at, "updated_at": at,
-        "history": [{"from": None, "to": status, "at": at, "reason": reason,
-                     "actor": actor}],
+        "created_by": actor,
+        "created_at": at,
+        "updated_at": at,
+        "history": [{"from": None, "to": status, "at": at, "reason": reason, "actor": actor}],
         **extra,
     }

@@ -41,56 +41,79 @@ def transaction_id(trans_id: str, policy_uuid: str) -> str:
 
 
 class Allocation:
-    def __init__(self, payments: C2BPaymentRepository, insurees: InsureeRepository,
-                 policies: PolicyService, incoming: IncomingPayments, clock: Clock) -> None:
+    def __init__(
+        self,
+        payments: C2BPaymentRepository,
+        insurees: InsureeRepository,
+        policies: PolicyService,
+        incoming: IncomingPayments,
+        clock: Clock,
+    ) -> None:
         self.payments = payments
         self.insurees = insurees
         self.policies = policies
         self.incoming = incoming
         self.clock = clock
 
-    async def candidate(self, bill_ref: str, amount: int,
-                        currency: str) -> tuple[Policy | None, str]:
+    async def candidate(
+        self, bill_ref: str, amount: int, currency: str
+    ) -> tuple[Policy | None, str]:
         """The one policy the account number and amount point to, or the reason why none."""
-        insuree, idle = (None, []) if not bill_ref else (
-            await self.insurees.with_idle_policies(bill_ref))
+        insuree, idle = (
+            (None, []) if not bill_ref else (await self.insurees.with_idle_policies(bill_ref))
+        )
         if insuree is None:
             return None, "unknown_account"
         if not idle:
             return None, "no_idle_policy"
-        same = [policy for policy in idle
-                if policy["value"] == amount and policy["currency"] == currency]
+        same = [
+            policy
+            for policy in idle
+            if policy["value"] == amount and policy["currency"] == currency
+        ]
         if not same:
             return None, "amount_mismatch"
         if len(same) > 1:
             return None, "several_candidates"
         return same[0], ""
 
-    async def first_state(self, payment: ReceivedPayment
-                          ) -> tuple[PaymentState, Policy | None]:
+    async def first_state(self, payment: ReceivedPayment) -> tuple[PaymentState, Policy | None]:
         """The fields a new payment is stored with: `allocating` to the one policy its
         account number and amount point to, or `unmatched` with the reason; and that
         policy, for `auto`. Matching before the insert saves a write per payment; the
         insert stays the exactly-once point (unique TransID), and `auto` then completes
         an allocating payment."""
-        policy, reason = await self.candidate(payment["bill_ref"], payment["amount"],
-                                              payment["currency"])
+        policy, reason = await self.candidate(
+            payment["bill_ref"], payment["amount"], payment["currency"]
+        )
         now = self.clock.now()
         if policy is None:
-            return {"status": UNMATCHED, "updated_at": now, "unmatched_reason": reason,
-                    "allocation_history": [_event(UNMATCHED, reason, None, now)]}, None
-        return {"status": ALLOCATING, "updated_at": now,
-                "allocation": {"policy_uuid": policy["_id"], "by": "system"},
-                "allocation_history": [_event(ALLOCATING, "matched by account number",
-                                              policy["_id"], now)]}, policy
+            return {
+                "status": UNMATCHED,
+                "updated_at": now,
+                "unmatched_reason": reason,
+                "allocation_history": [_event(UNMATCHED, reason, None, now)],
+            }, None
+        return {
+            "status": ALLOCATING,
+            "updated_at": now,
+            "allocation": {"policy_uuid": policy["_id"], "by": "system"},
+            "allocation_history": [
+                _event(ALLOCATING, "matched by account number", policy["_id"], now)
+            ],
+        }, policy
 
     def held_state(self, inbox_id: str, reason: str) -> PaymentState:
         """The fields a new payment that must never settle is stored with: `held`, with
         the reason, and flagged for review by the confirmation that brought it."""
         now = self.clock.now()
-        return {"status": HELD, "updated_at": now, "unmatched_reason": reason,
-                "allocation_history": [_event(HELD, reason, None, now)],
-                "review": [{"inbox_id": inbox_id, "reason": reason, "at": now}]}
+        return {
+            "status": HELD,
+            "updated_at": now,
+            "unmatched_reason": reason,
+            "allocation_history": [_event(HELD, reason, None, now)],
+            "review": [{"inbox_id": inbox_id, "reason": reason, "at": now}],
+        }
 
     async def auto(self, payment: C2BPayment, policy: Policy | None = None) -> C2BPayment:
         """Complete a payment stored as allocating (new, or cut off by a crash);
@@ -98,35 +121,51 @@ class Allocation:
         if payment["status"] == ALLOCATING:
             return await self._complete(payment, policy)
         if payment["status"] == UNMATCHED:
-            log.info("c2b_unmatched trans_id=%s reason=%s", payment["trans_id"],
-                     payment["unmatched_reason"])
+            log.info(
+                "c2b_unmatched trans_id=%s reason=%s",
+                payment["trans_id"],
+                payment["unmatched_reason"],
+            )
         return payment
 
-    async def allocate(self, trans_id: str, policy_uuid: str, actor: str,
-                       note: str) -> C2BPayment:
+    async def allocate(self, trans_id: str, policy_uuid: str, actor: str, note: str) -> C2BPayment:
         """An operator applies an unmatched payment to a policy."""
         payment = await self.payments.get(trans_id)
         if payment is None:
             raise NotFound(f"no C2B payment with TransID {trans_id}")
         if payment["status"] == HELD:
-            raise Conflict(f"the payment went to shortcode {payment['shortcode']}, which this "
-                           "gateway does not serve: it is kept for review and never applied "
-                           "to a policy", {"status": HELD, "reason": payment["unmatched_reason"],
-                                           "shortcode": payment["shortcode"]},
-                           code=payment["unmatched_reason"])
+            raise Conflict(
+                f"the payment went to shortcode {payment['shortcode']}, which this "
+                "gateway does not serve: it is kept for review and never applied "
+                "to a policy",
+                {
+                    "status": HELD,
+                    "reason": payment["unmatched_reason"],
+                    "shortcode": payment["shortcode"],
+                },
+                code=payment["unmatched_reason"],
+            )
         if payment["status"] != UNMATCHED:
-            raise Conflict(f"the payment is {payment['status']}",
-                           {"status": payment["status"]}, code="invalid_state")
+            raise Conflict(
+                f"the payment is {payment['status']}",
+                {"status": payment["status"]},
+                code="invalid_state",
+            )
         if payment["amount"] <= 0:
             paid = format_amount(payment["amount"], payment["currency"])
-            raise ValidationFailed(f"the payment ({paid} {payment['currency']}) is not more "
-                                   "than zero: it cannot pay a policy",
-                                   {"amount": paid, "currency": payment["currency"]},
-                                   code="amount_not_positive")
+            raise ValidationFailed(
+                f"the payment ({paid} {payment['currency']}) is not more "
+                "than zero: it cannot pay a policy",
+                {"amount": paid, "currency": payment["currency"]},
+                code="amount_not_positive",
+            )
         policy = await self.policies.get(policy_uuid)
         if policy["status"] != IDLE:
-            raise Conflict("the policy is not awaiting payment", {"status": policy["status"]},
-                           code="policy_not_idle")
+            raise Conflict(
+                "the policy is not awaiting payment",
+                {"status": policy["status"]},
+                code="policy_not_idle",
+            )
         if (policy["value"], policy["currency"]) != (payment["amount"], payment["currency"]):
             expected = format_amount(policy["value"], policy["currency"])
             paid = format_amount(payment["amount"], payment["currency"])
@@ -134,27 +173,38 @@ class Allocation:
                 f"the payment ({paid} {payment['currency']}) does not equal the policy's "
                 f"value ({expected} {policy['currency']})",
                 {"expected": expected, "currency": policy["currency"]},
-                code="amount_mismatch")
+                code="amount_mismatch",
+            )
         claimed = await self._claim(trans_id, policy_uuid, actor, note)
         if claimed is None:
             current = await self._stored(trans_id)
-            raise Conflict(f"the payment is {current['status']}",
-                           {"status": current["status"]}, code="invalid_state")
+            raise Conflict(
+                f"the payment is {current['status']}",
+                {"status": current["status"]},
+                code="invalid_state",
+            )
         result = await self._complete(claimed)
         if result["status"] != SETTLED:
-            raise Conflict(f"the payment could not be applied: {result['unmatched_reason']}",
-                           {"reason": result["unmatched_reason"]}, code="not_allocated")
+            raise Conflict(
+                f"the payment could not be applied: {result['unmatched_reason']}",
+                {"reason": result["unmatched_reason"]},
+                code="not_allocated",
+            )
         return result
 
-    async def _claim(self, trans_id: str, policy_uuid: str, actor: str,
-                     note: str) -> C2BPayment | None:
+    async def _claim(
+        self, trans_id: str, policy_uuid: str, actor: str, note: str
+    ) -> C2BPayment | None:
         return await self.payments.move(
-            trans_id, (UNMATCHED,), ALLOCATING, self.clock.now(),
+            trans_id,
+            (UNMATCHED,),
+            ALLOCATING,
+            self.clock.now(),
             {"allocation": {"policy_uuid": policy_uuid, "by": actor}},
-            {"by": actor, "reason": note, "policy_uuid": policy_uuid})
+            {"by": actor, "reason": note, "policy_uuid": policy_uuid},
+        )
 
-    async def _complete(self, payment: C2BPayment,
-                        policy: Policy | None = None) -> C2BPayment:
+    async def _complete(self, payment: C2BPayment, policy: Policy | None = None) -> C2BPayment:
         allocation = payment.get("allocation")
         if allocation is None:  # never: a payment is allocating to the policy it names
             raise RuntimeError(f"the C2B payment {payment['trans_id']} names no policy")
@@ -163,8 +213,14 @@ class Allocation:
         if policy is None or policy["_id"] != policy_uuid:
             policy = await self.policies.get(policy_uuid)
         transaction = self.incoming.new_transaction(
-            transaction_id(payment["trans_id"], policy_uuid), CHANNEL, policy, None,
-            payment["trans_id"], actor, payer=payment["msisdn"])
+            transaction_id(payment["trans_id"], policy_uuid),
+            CHANNEL,
+            policy,
+            None,
+            payment["trans_id"],
+            actor,
+            payer=payment["msisdn"],
+        )
         reason = ""
         try:
             recorded = await self.incoming.record(transaction, policy)
@@ -180,17 +236,28 @@ class Allocation:
         if reason:
             log.info("c2b_unmatched trans_id=%s reason=%s", payment["trans_id"], reason)
             moved = await self.payments.move(
-                payment["trans_id"], (ALLOCATING,), UNMATCHED, now,
+                payment["trans_id"],
+                (ALLOCATING,),
+                UNMATCHED,
+                now,
                 {"unmatched_reason": reason, "allocation": None},
-                {"by": actor, "reason": reason, "policy_uuid": policy_uuid})
+                {"by": actor, "reason": reason, "policy_uuid": policy_uuid},
+            )
         else:
             log.info("c2b_settled trans_id=%s policy=%s", payment["trans_id"], policy_uuid)
             moved = await self.payments.move(
-                payment["trans_id"], (ALLOCATING,), SETTLED, now,
-                {"unmatched_reason": None, "policy_uuid": policy_uuid,
-                 "transaction_uuid": recorded["_id"],
-                 "receipt": settlement_of(recorded)["receipt"]},
-                {"by": actor, "reason": "settled", "policy_uuid": policy_uuid})
+                payment["trans_id"],
+                (ALLOCATING,),
+                SETTLED,
+                now,
+                {
+                    "unmatched_reason": None,
+                    "policy_uuid": policy_uuid,
+                    "transaction_uuid": recorded["_id"],
+                    "receipt": settlement_of(recorded)["receipt"],
+                },
+                {"by": actor, "reason": "settled", "policy_uuid": policy_uuid},
+            )
         return moved or await self._stored(payment["trans_id"])
 
     async def _stored(self, trans_id: str) -> C2BPayment:
@@ -204,5 +271,10 @@ class Allocation:
 
 def _event(status: str, reason: str, policy_uuid: str | None, at: datetime) -> AllocationEvent:
     """An allocation the gateway itself decided."""
-    return {"by": "system", "reason": reason, "policy_uuid": policy_uuid, "status": status,
-            "at": at}
+    return {
+        "by": "system",
+        "reason": reason,
+        "policy_uuid": policy_uuid,
+        "status": status,
+        "at": at,
+    }

@@ -25,11 +25,15 @@ def forbidden_word_in(text: str) -> str | None:
 def callback_urls(public_url: str, secret: str) -> tuple[str, str]:
     """(validation URL, confirmation URL) under the gateway's public base URL."""
     base = public_url.rstrip("/")
-    urls = (base + VALIDATION_PATH.format(secret=secret),
-            base + CONFIRMATION_PATH.format(secret=secret))
+    urls = (
+        base + VALIDATION_PATH.format(secret=secret),
+        base + CONFIRMATION_PATH.format(secret=secret),
+    )
     for url in urls:
         word = forbidden_word_in(url)
         if word:
-            raise CallbackUrlError(f"callback URL contains {word!r}, which Daraja refuses: "
-                                   "change server.public_url or c2b.callback_secret")
+            raise CallbackUrlError(
+                f"callback URL contains {word!r}, which Daraja refuses: "
+                "change server.public_url or c2b.callback_secret"
+            )
     return urls

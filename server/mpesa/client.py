@@ -41,33 +41,59 @@ class Registration:
 
 
 class DarajaClient:
-    def __init__(self, session: aiohttp.ClientSession, settings: DarajaSettings, clock: Clock,
-                 calls: CallLog | None = None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: DarajaSettings,
+        clock: Clock,
+        calls: CallLog | None = None,
+    ) -> None:
         credentials = f"{settings.consumer_key}:{settings.consumer_secret}".encode()
         self._basic_auth = "Basic " + base64.b64encode(credentials).decode("ascii")
         self._clock = clock
         self._transport = ProviderTransport(
-            session, PROVIDER, settings.base_url, settings.timeout_seconds, clock,
-            login=self._oauth, login_endpoint="oauth",
-            token_rejected=lambda answer: _error_code(answer) == INVALID_TOKEN, calls=calls)
+            session,
+            PROVIDER,
+            settings.base_url,
+            settings.timeout_seconds,
+            clock,
+            login=self._oauth,
+            login_endpoint="oauth",
+            token_rejected=lambda answer: _error_code(answer) == INVALID_TOKEN,
+            calls=calls,
+        )
         self.tokens = self._transport.tokens
 
-    async def register_urls(self, shortcode: str, response_type: str, confirmation_url: str,
-                            validation_url: str, version: str = "v2") -> Registration:
-        body = {"ShortCode": shortcode, "ResponseType": response_type,
-                "ConfirmationURL": confirmation_url, "ValidationURL": validation_url}
+    async def register_urls(
+        self,
+        shortcode: str,
+        response_type: str,
+        confirmation_url: str,
+        validation_url: str,
+        version: str = "v2",
+    ) -> Registration:
+        body = {
+            "ShortCode": shortcode,
+            "ResponseType": response_type,
+            "ConfirmationURL": confirmation_url,
+            "ValidationURL": validation_url,
+        }
         async with self._transport.call("registerurl"):
             answer = await self._post(f"/mpesa/c2b/{version}/registerurl", body)
             data = answer.body if isinstance(answer.body, dict) else {}
-            return Registration(_conversation_id(answer),
-                                str(data.get("ResponseDescription", "")))
+            return Registration(_conversation_id(answer), str(data.get("ResponseDescription", "")))
 
-    async def simulate_payment(self, shortcode: str, amount: str, msisdn: str,
-                               bill_ref: str | None, version: str = "v2") -> str:
+    async def simulate_payment(
+        self, shortcode: str, amount: str, msisdn: str, bill_ref: str | None, version: str = "v2"
+    ) -> str:
         """Daraja sandbox only: ask M-Pesa to make a customer payment; returns the
         conversation id. The outcome arrives later at the registered callbacks."""
-        body = {"ShortCode": shortcode, "Amount": amount, "Msisdn": msisdn,
-                "CommandID": "CustomerPayBillOnline" if bill_ref else "CustomerBuyGoodsOnline"}
+        body = {
+            "ShortCode": shortcode,
+            "Amount": amount,
+            "Msisdn": msisdn,
+            "CommandID": "CustomerPayBillOnline" if bill_ref else "CustomerBuyGoodsOnline",
+        }
         if bill_ref:
             body["BillRefNumber"] = bill_ref
         async with self._transport.call("simulate"):
@@ -79,11 +105,14 @@ class DarajaClient:
     async def _oauth(self) -> CachedToken:
         """One OAuth attempt; the transport tries a failure short of a refusal once more."""
         answer = await self._transport.send(
-            "GET", "/oauth/v1/generate?grant_type=client_credentials",
-            headers={"Authorization": self._basic_auth})
+            "GET",
+            "/oauth/v1/generate?grant_type=client_credentials",
+            headers={"Authorization": self._basic_auth},
+        )
         if answer.status == 400 and not answer.body:
-            raise ProviderRejected(PROVIDER, INVALID_CREDENTIALS,
-                                   "invalid consumer key or secret", http_status=400)
+            raise ProviderRejected(
+                PROVIDER, INVALID_CREDENTIALS, "invalid consumer key or secret", http_status=400
+            )
         _raise_for_error(answer)
         data = answer.body if isinstance(answer.body, dict) else {}
         token, expires_in = data.get("access_token"), data.get("expires_in")
@@ -92,8 +121,9 @@ class DarajaClient:
         except ValueError:
             seconds = 0
         if not isinstance(token, str) or not token or seconds <= 0:
-            raise ProviderUnavailable(PROVIDER, "OAuth answer without a usable token",
-                                      http_status=answer.status)
+            raise ProviderUnavailable(
+                PROVIDER, "OAuth answer without a usable token", http_status=answer.status
+            )
         log.info("daraja_token_issued expires_in=%s", seconds)
         return CachedToken(token, self._clock.now() + timedelta(seconds=seconds))
 
@@ -107,27 +137,38 @@ class DarajaClient:
 def _raise_for_error(answer: Answer) -> None:
     if answer.status < 400:
         if answer.body is None:
-            raise ProviderOutcomeUnknown(PROVIDER, "answer is not JSON",
-                                         http_status=answer.status)
+            raise ProviderOutcomeUnknown(PROVIDER, "answer is not JSON", http_status=answer.status)
         return
     data = answer.body if isinstance(answer.body, dict) else {}
     code = _error_code(answer) or str(answer.status)
     message = data.get("errorMessage", "")
     request_id = str(data["requestId"]) if data.get("requestId") else None
     if answer.status >= 500 and code != ALREADY_REGISTERED:
-        raise ProviderUnavailable(PROVIDER, f"{code} {message}".strip(),
-                                  http_status=answer.status, correlation_id=request_id)
-    raise ProviderRejected(PROVIDER, code, message or f"HTTP {answer.status}",
-                           http_status=answer.status, correlation_id=request_id)
+        raise ProviderUnavailable(
+            PROVIDER,
+            f"{code} {message}".strip(),
+            http_status=answer.status,
+            correlation_id=request_id,
+        )
+    raise ProviderRejected(
+        PROVIDER,
+        code,
+        message or f"HTTP {answer.status}",
+        http_status=answer.status,
+        correlation_id=request_id,
+    )
 
 
 def _conversation_id(answer: Answer) -> str:
     data = answer.body if isinstance(answer.body, dict) else {}
     conversation = next((str(data[key]) for key in CONVERSATION_KEYS if data.get(key)), "")
     if str(data.get("ResponseCode")) != "0":
-        raise ProviderOutcomeUnknown(PROVIDER, f"unexpected answer {data!r}",
-                                     http_status=answer.status,
-                                     correlation_id=conversation or None)
+        raise ProviderOutcomeUnknown(
+            PROVIDER,
+            f"unexpected answer {data!r}",
+            http_status=answer.status,
+            correlation_id=conversation or None,
+        )
     return conversation
 
 

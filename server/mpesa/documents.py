@@ -21,7 +21,7 @@ class AllocationEvent(TypedDict):
     """One entry of `allocation_history`: the status the payment moved to, and why."""
 
     status: str
-    by: str                     # "system" or an operator
+    by: str  # "system" or an operator
     reason: str
     policy_uuid: str | None
     at: datetime
@@ -40,18 +40,18 @@ class ReceivedPayment(TypedDict):
     trans_id: str
     transaction_type: str
     trans_time: datetime
-    amount: int                 # minor units of `currency`
+    amount: int  # minor units of `currency`
     currency: str
     shortcode: str
     bill_ref: str
     invoice_number: str
-    org_balance: int | None     # None when Daraja's text is not an amount
+    org_balance: int | None  # None when Daraja's text is not an amount
     third_party_trans_id: str
     msisdn: str
     msisdn_form: str
     payer_name: str
-    fingerprint: str            # what makes two deliveries the same payment
-    inbox_id: str               # the delivery that stored it
+    fingerprint: str  # what makes two deliveries the same payment
+    inbox_id: str  # the delivery that stored it
     received_at: datetime
     review: list[ReviewFlag]
 
@@ -72,10 +72,10 @@ class C2BPayment(ReceivedPayment):
     """A stored C2B payment (collection c2b_payments), one per TransID."""
 
     _id: NotRequired[ObjectId]  # the store's own; payments are found by `trans_id`
-    status: str                 # server.mpesa.repository.PAYMENT_STATUSES
+    status: str  # server.mpesa.repository.PAYMENT_STATUSES
     updated_at: datetime
-    unmatched_reason: NotRequired[str | None]           # None once settled
-    allocation: NotRequired[PaymentAllocation | None]   # None once unmatched again
+    unmatched_reason: NotRequired[str | None]  # None once settled
+    allocation: NotRequired[PaymentAllocation | None]  # None once unmatched again
     allocation_history: list[AllocationEvent]
     # Once settled:
     policy_uuid: NotRequired[str]

@@ -46,22 +46,41 @@ DARAJA_ERRORS = {
 }
 
 CALLBACK_EXAMPLE = {
-    "TransactionType": "Pay Bill", "TransID": "RKL51ZDR4F", "TransTime": "20261123121325",
-    "TransAmount": "1500.00", "BusinessShortCode": "600984", "BillRefNumber": "080808080",
-    "InvoiceNumber": "", "OrgAccountBalance": "25000.00", "ThirdPartyTransID": "",
-    "MSISDN": "2547 ***** 149", "FirstName": "JOHN", "MiddleName": "", "LastName": "DOE",
+    "TransactionType": "Pay Bill",
+    "TransID": "RKL51ZDR4F",
+    "TransTime": "20261123121325",
+    "TransAmount": "1500.00",
+    "BusinessShortCode": "600984",
+    "BillRefNumber": "080808080",
+    "InvoiceNumber": "",
+    "OrgAccountBalance": "25000.00",
+    "ThirdPartyTransID": "",
+    "MSISDN": "2547 ***** 149",
+    "FirstName": "JOHN",
+    "MiddleName": "",
+    "LastName": "DOE",
 }
 
 TRANS_ID = {"trans_id": "M-Pesa TransID of the payment"}
 
 
-def callback_operations(kind: str, answer: type[Schema], description: str,
-                        errors: tuple[int, ...]) -> Operations:
+def callback_operations(
+    kind: str, answer: type[Schema], description: str, errors: tuple[int, ...]
+) -> Operations:
     """A callback's POST: Daraja's body, answered (errors too) in Daraja's format."""
-    return {"post": Operation(
-        f"Daraja {kind} callback", "c2b-callbacks", answer, body=C2BCallbackSchema,
-        example=CALLBACK_EXAMPLE, errors=errors, error_answer=answer,
-        error_descriptions=DARAJA_ERRORS, description=description)}
+    return {
+        "post": Operation(
+            f"Daraja {kind} callback",
+            "c2b-callbacks",
+            answer,
+            body=C2BCallbackSchema,
+            example=CALLBACK_EXAMPLE,
+            errors=errors,
+            error_answer=answer,
+            error_descriptions=DARAJA_ERRORS,
+            description=description,
+        )
+    }
 
 
 class CallbackHandler(BaseHandler):
@@ -84,8 +103,9 @@ class CallbackHandler(BaseHandler):
             raise Forbidden("source address not allowed")
 
     def _refused(self, reason: str) -> None:
-        log.warning("callback_refused reason=%s kind=%s source=%s", reason, self.kind,
-                    self.client_ip)
+        log.warning(
+            "callback_refused reason=%s kind=%s source=%s", reason, self.kind, self.client_ip
+        )
         self.settings["services"].metrics.callbacks.labels(self.kind, f"refused_{reason}").inc()
 
     def error_body(self, status: int, error: BaseException | None) -> dict[str, Any]:
@@ -93,22 +113,28 @@ class CallbackHandler(BaseHandler):
         return {"ResultCode": self.error_result_code, "ResultDesc": f"Rejected: {message}"}
 
     def kept_headers(self) -> dict[str, str]:
-        return {name: self.request.headers[name] for name in KEPT_HEADERS
-                if name in self.request.headers}
+        return {
+            name: self.request.headers[name]
+            for name in KEPT_HEADERS
+            if name in self.request.headers
+        }
 
 
 class ValidationHandler(CallbackHandler):
     kind = "validation"
     operations = callback_operations(
-        "validation", DarajaValidationAnswerSchema,
+        "validation",
+        DarajaValidationAnswerSchema,
         "Kept raw in the inbox, then checked: shortcode (C2B00015), amount (C2B00013), "
         "paybill account number (C2B00012). Answered within "
         "c2b.validation_deadline_seconds; an unreadable body is C2B00016.",
-        (403, 404, 413))
+        (403, 404, 413),
+    )
 
     async def post(self, _secret: str) -> None:
         answer = await self.settings["services"].c2b.validate(
-            self.request.body, self.client_ip, self.kept_headers())
+            self.request.body, self.client_ip, self.kept_headers()
+        )
         self.write_json(answer)
 
 
@@ -116,39 +142,50 @@ class ConfirmationHandler(CallbackHandler):
     kind = "confirmation"
     error_result_code = 1
     operations = callback_operations(
-        "confirmation", DarajaConfirmationAnswerSchema,
+        "confirmation",
+        DarajaConfirmationAnswerSchema,
         "Never refused: stored once per TransID, and settles the insuree's policy when "
         "the account number and amount match exactly one idle policy.",
-        (403, 404, 413, 503))
+        (403, 404, 413, 503),
+    )
 
     async def post(self, _secret: str) -> None:
         try:
             answer = await self.settings["services"].c2b.confirm(
-                self.request.body, self.client_ip, self.kept_headers())
+                self.request.body, self.client_ip, self.kept_headers()
+            )
         except InboxUnavailable:
             raise ServiceUnavailable("temporarily unable to record the payment") from None
         self.write_json(answer)
 
 
 class PaymentListHandler(BaseHandler):
-    operations = {"get": Operation(
-        "List M-Pesa payments, newest first", "c2b-payments", C2BPaymentPageSchema,
-        roles=STAFF, query=PaymentQuerySchema, errors=(400, *AUTH))}
+    operations = {
+        "get": Operation(
+            "List M-Pesa payments, newest first",
+            "c2b-payments",
+            C2BPaymentPageSchema,
+            roles=STAFF,
+            query=PaymentQuerySchema,
+            errors=(400, *AUTH),
+        )
+    }
 
     async def get(self) -> None:
         await self.require_role("operator", "admin")
         query = self.load_query(PaymentQuerySchema)
         limit, offset = query.pop("limit"), query.pop("offset")
         items, total = await self.settings["services"].c2b.list_payments(query, limit, offset)
-        self.write_json(page_body([render_payment(item) for item in items], total, limit,
-                                  offset))
+        self.write_json(page_body([render_payment(item) for item in items], total, limit, offset))
 
 
 class PaymentHandler(BaseHandler):
     path_parameters = TRANS_ID
-    operations = {"get": Operation(
-        "One M-Pesa payment", "c2b-payments", C2BPaymentSchema, roles=STAFF,
-        errors=(*AUTH, 404))}
+    operations = {
+        "get": Operation(
+            "One M-Pesa payment", "c2b-payments", C2BPaymentSchema, roles=STAFF, errors=(*AUTH, 404)
+        )
+    }
 
     async def get(self, trans_id: str) -> None:
         await self.require_role("operator", "admin")
@@ -160,50 +197,74 @@ class PaymentHandler(BaseHandler):
 
 class AllocateHandler(BaseHandler):
     path_parameters = TRANS_ID
-    operations = {"post": Operation(
-        "Apply an unmatched payment to an idle policy of exactly its amount",
-        "c2b-payments", C2BPaymentSchema, roles=STAFF, body=AllocateRequestSchema,
-        example={"policy_uuid": POLICY_UUID_EXAMPLE,
-                 "note": "payer confirmed the policy by phone"},
-        errors=(*BODY, *AUTH, 404, 409))}
+    operations = {
+        "post": Operation(
+            "Apply an unmatched payment to an idle policy of exactly its amount",
+            "c2b-payments",
+            C2BPaymentSchema,
+            roles=STAFF,
+            body=AllocateRequestSchema,
+            example={
+                "policy_uuid": POLICY_UUID_EXAMPLE,
+                "note": "payer confirmed the policy by phone",
+            },
+            errors=(*BODY, *AUTH, 404, 409),
+        )
+    }
 
     async def post(self, trans_id: str) -> None:
         """An operator applies an unmatched payment to a policy."""
         identity = await self.require_role("operator", "admin")
         request = self.load_json(AllocateRequestSchema)
         payment = await self.settings["services"].c2b.allocate(
-            trans_id, request["policy_uuid"], identity.username, request["note"])
+            trans_id, request["policy_uuid"], identity.username, request["note"]
+        )
         self.write_json(render_payment(payment))
 
 
 class InboxListHandler(BaseHandler):
-    operations = {"get": Operation(
-        "List raw callbacks as received", "c2b-payments", InboxEntryPageSchema,
-        roles=STAFF, query=InboxQuerySchema, errors=(400, *AUTH))}
+    operations = {
+        "get": Operation(
+            "List raw callbacks as received",
+            "c2b-payments",
+            InboxEntryPageSchema,
+            roles=STAFF,
+            query=InboxQuerySchema,
+            errors=(400, *AUTH),
+        )
+    }
 
     async def get(self) -> None:
         await self.require_role("operator", "admin")
         query = self.load_query(InboxQuerySchema)
         limit, offset = query.pop("limit"), query.pop("offset")
         items, total = await self.settings["services"].inbox.entries(query, limit, offset)
-        self.write_json(page_body([render_inbox_entry(item) for item in items], total, limit,
-                                  offset))
+        self.write_json(
+            page_body([render_inbox_entry(item) for item in items], total, limit, offset)
+        )
 
 
 class InboxReplayHandler(BaseHandler):
     path_parameters = {"entry_id": "Id of the inbox entry"}
-    operations = {"post": Operation(
-        "Process a failed (or for-review) confirmation again", "c2b-payments",
-        InboxEntrySchema, roles=STAFF, body=ReplayRequestSchema,
-        example={"reason": "the store was down when it arrived"},
-        errors=(*BODY, *AUTH, 404, 409))}
+    operations = {
+        "post": Operation(
+            "Process a failed (or for-review) confirmation again",
+            "c2b-payments",
+            InboxEntrySchema,
+            roles=STAFF,
+            body=ReplayRequestSchema,
+            example={"reason": "the store was down when it arrived"},
+            errors=(*BODY, *AUTH, 404, 409),
+        )
+    }
 
     async def post(self, entry_id: str) -> None:
         """An operator processes a failed confirmation again."""
         identity = await self.require_role("operator", "admin")
         request = self.load_json(ReplayRequestSchema)
         entry = await self.settings["services"].inbox.replay_entry(
-            entry_id, request["reason"], identity.username)
+            entry_id, request["reason"], identity.username
+        )
         self.write_json(render_inbox_entry(entry))
 
 

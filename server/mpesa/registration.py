@@ -7,8 +7,14 @@ from server.mpesa.client import DarajaClient, Registration
 from server.mpesa.settings import C2BSettings, DarajaSettings
 
 
-async def register_callback_urls(public_url: str, daraja: DarajaSettings, c2b: C2BSettings,
-                                 client: DarajaClient) -> Registration:
+async def register_callback_urls(
+    public_url: str, daraja: DarajaSettings, c2b: C2BSettings, client: DarajaClient
+) -> Registration:
     validation_url, confirmation_url = callback_urls(public_url, c2b.callback_secret)
-    return await client.register_urls(daraja.shortcode, daraja.response_type,
-                                      confirmation_url, validation_url, daraja.register_version)
+    return await client.register_urls(
+        daraja.shortcode,
+        daraja.response_type,
+        confirmation_url,
+        validation_url,
+        daraja.register_version,
+    )

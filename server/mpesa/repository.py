@@ -31,8 +31,8 @@ PAYMENT_STATUSES = (ALLOCATING, SETTLED, UNMATCHED, HELD)
 
 class InsertOutcome(enum.Enum):
     NEW = "new"
-    DUPLICATE = "duplicate"      # same TransID, same content: a redelivery
-    CONFLICT = "conflict"        # same TransID, different content
+    DUPLICATE = "duplicate"  # same TransID, same content: a redelivery
+    CONFLICT = "conflict"  # same TransID, different content
 
 
 class C2BPaymentRepository:
@@ -46,37 +46,50 @@ class C2BPaymentRepository:
             return InsertOutcome.NEW, payment
         except DuplicateKeyError:
             existing = await self.collection.find_one({"trans_id": payment["trans_id"]})
-        if existing is None:    # cannot happen with a unique index, kept loud if it does
+        if existing is None:  # cannot happen with a unique index, kept loud if it does
             raise RuntimeError(f"duplicate key but no payment {payment['trans_id']}")
         same = existing["fingerprint"] == payment["fingerprint"]
         return (InsertOutcome.DUPLICATE if same else InsertOutcome.CONFLICT), existing
 
-    async def flag_for_review(self, trans_id: str, inbox_id: str, reason: str,
-                              at: datetime) -> C2BPayment | None:
+    async def flag_for_review(
+        self, trans_id: str, inbox_id: str, reason: str, at: datetime
+    ) -> C2BPayment | None:
         return await self.collection.find_one_and_update(
             {"trans_id": trans_id},
             {"$push": {"review": {"inbox_id": inbox_id, "reason": reason, "at": at}}},
-            return_document=ReturnDocument.AFTER)
+            return_document=ReturnDocument.AFTER,
+        )
 
     async def get(self, trans_id: str) -> C2BPayment | None:
         return await self.collection.find_one({"trans_id": trans_id})
 
-    async def move(self, trans_id: str, current: tuple[str, ...], target: str, at: datetime,
-                   changes: dict[str, Any] | None = None,
-                   event: dict[str, Any] | None = None) -> C2BPayment | None:
+    async def move(
+        self,
+        trans_id: str,
+        current: tuple[str, ...],
+        target: str,
+        at: datetime,
+        changes: dict[str, Any] | None = None,
+        event: dict[str, Any] | None = None,
+    ) -> C2BPayment | None:
         """Compare-and-set of the payment's status; None when it was not in `current`."""
-        update: dict[str, Any] = {"$set": {"status": target, "updated_at": at,
-                                           **(changes or {})}}
+        update: dict[str, Any] = {"$set": {"status": target, "updated_at": at, **(changes or {})}}
         if event is not None:
             update["$push"] = {"allocation_history": {**event, "status": target, "at": at}}
         return await self.collection.find_one_and_update(
-            {"trans_id": trans_id, "status": {"$in": list(current)}}, update,
-            return_document=ReturnDocument.AFTER)
+            {"trans_id": trans_id, "status": {"$in": list(current)}},
+            update,
+            return_document=ReturnDocument.AFTER,
+        )
 
-    async def page(self, query: dict[str, Any], limit: int,
-                   offset: int) -> tuple[list[C2BPayment], int]:
-        cursor = (self.collection.find(query).sort([("trans_time", DESCENDING),
-                                                     ("trans_id", DESCENDING)])
-                  .skip(offset).limit(limit))
+    async def page(
+        self, query: dict[str, Any], limit: int, offset: int
+    ) -> tuple[list[C2BPayment], int]:
+        cursor = (
+            self.collection.find(query)
+            .sort([("trans_time", DESCENDING), ("trans_id", DESCENDING)])
+            .skip(offset)
+            .limit(limit)
+        )
         items = await cursor.to_list(None)
         return items, await self.collection.count_documents(query)

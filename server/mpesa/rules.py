@@ -30,8 +30,15 @@ def rejected(code: str) -> dict[str, Any]:
 
 # What the callbacks answer (these, and the handlers' error_body), in Daraja's format.
 
-VALIDATION_RESULT_CODES = ["0", INVALID_MSISDN, INVALID_ACCOUNT, INVALID_AMOUNT, INVALID_KYC,
-                           INVALID_SHORTCODE, OTHER_ERROR]
+VALIDATION_RESULT_CODES = [
+    "0",
+    INVALID_MSISDN,
+    INVALID_ACCOUNT,
+    INVALID_AMOUNT,
+    INVALID_KYC,
+    INVALID_SHORTCODE,
+    OTHER_ERROR,
+]
 
 
 class DarajaValidationAnswerSchema(Schema):
@@ -40,15 +47,18 @@ class DarajaValidationAnswerSchema(Schema):
 
 
 class DarajaConfirmationAnswerSchema(Schema):
-    ResultCode = fields.Integer(required=True, validate=validate.OneOf([0, 1]),
-                                metadata={"description": "0 received; 1 only on errors"})
+    ResultCode = fields.Integer(
+        required=True,
+        validate=validate.OneOf([0, 1]),
+        metadata={"description": "0 received; 1 only on errors"},
+    )
     ResultDesc = answers.text(metadata={"example": "Success"})
 
 
 @dataclass(frozen=True)
 class ValidationRules:
-    account_pattern: re.Pattern[str]    # matched whole (fullmatch) against BillRefNumber
-    min_amount: int             # minor units
+    account_pattern: re.Pattern[str]  # matched whole (fullmatch) against BillRefNumber
+    min_amount: int  # minor units
     max_amount: int
     currency: str
     shortcodes: frozenset[str]

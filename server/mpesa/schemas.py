@@ -32,8 +32,8 @@ NAIROBI = timezone(timedelta(hours=3), "EAT")
 class C2BCallback:
     trans_id: str
     transaction_type: str
-    trans_time: datetime        # UTC
-    trans_amount: str           # as sent; parsed against the configured currency by the service
+    trans_time: datetime  # UTC
+    trans_amount: str  # as sent; parsed against the configured currency by the service
     shortcode: str
     bill_ref: str
     invoice_number: str
@@ -62,8 +62,9 @@ class C2BCallbackSchema(Schema):
     trans_id = IdentifierField(TRANS_ID, data_key="TransID", required=True)
     transaction_type = _optional("TransactionType")
     trans_time = fields.String(data_key="TransTime", required=True)
-    trans_amount = fields.String(data_key="TransAmount", required=True,
-                                validate=validate.Length(min=1, max=32))
+    trans_amount = fields.String(
+        data_key="TransAmount", required=True, validate=validate.Length(min=1, max=32)
+    )
     shortcode = IdentifierField(SHORTCODE, data_key="BusinessShortCode", required=True)
     bill_ref = _optional("BillRefNumber")
     invoice_number = _optional("InvoiceNumber")
@@ -97,7 +98,7 @@ def parse_callback(raw: bytes) -> C2BCallback:
     ValidationError, so the body is kept for review like any other unreadable one."""
     try:
         body = json.loads(raw, parse_float=str, parse_int=str)
-    except ValueError:          # UnicodeDecodeError and JSONDecodeError among them
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError among them
         raise ValidationError("body is not valid JSON") from None
     except RecursionError:
         raise ValidationError("body is nested too deeply") from None
@@ -140,8 +141,7 @@ class InboxReplaySchema(Schema):
 
 
 class InboxFailureSchema(Schema):
-    type = answers.text(
-        metadata={"description": "the kind of error that stopped the processing"})
+    type = answers.text(metadata={"description": "the kind of error that stopped the processing"})
     message = answers.text()
 
 
@@ -157,8 +157,9 @@ class InboxEntrySchema(Schema):
     source_ip = answers.text()
     received_at = answers.stamp()
     attempts = answers.count()
-    errors = fields.Raw(required=True, allow_none=True,
-                        metadata={"description": "why the body could not be read"})
+    errors = fields.Raw(
+        required=True, allow_none=True, metadata={"description": "why the body could not be read"}
+    )
     body = answers.text(metadata={"description": "the raw body, as text or base64"})
     body_encoding = answers.one_of(["utf-8", "base64"])
     replays = answers.list_of(InboxReplaySchema)
@@ -170,15 +171,28 @@ InboxEntryPageSchema = answers.page_of(InboxEntrySchema)
 def render_inbox_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """An inbox entry without its raw body's secrets (Daraja bodies hold none)."""
     failure = entry.get("failure")
-    return {"id": entry["_id"], "source": entry.get("source", LEGACY_SOURCE_KIND[0]),
-            "kind": entry["kind"], "status": entry["status"], "failure": failure,
-            "trans_id": entry.get("trans_id"), "source_ip": entry["source_ip"],
-            "received_at": entry["received_at"].astimezone(UTC).isoformat(),
-            "attempts": entry["attempts"], "errors": entry.get("errors"),
-            "body": entry["body"], "body_encoding": entry["body_encoding"],
-            "replays": [{"by": item["by"], "reason": item["reason"],
-                         "at": item["at"].astimezone(UTC).isoformat()}
-                        for item in entry.get("replays", [])]}
+    return {
+        "id": entry["_id"],
+        "source": entry.get("source", LEGACY_SOURCE_KIND[0]),
+        "kind": entry["kind"],
+        "status": entry["status"],
+        "failure": failure,
+        "trans_id": entry.get("trans_id"),
+        "source_ip": entry["source_ip"],
+        "received_at": entry["received_at"].astimezone(UTC).isoformat(),
+        "attempts": entry["attempts"],
+        "errors": entry.get("errors"),
+        "body": entry["body"],
+        "body_encoding": entry["body_encoding"],
+        "replays": [
+            {
+                "by": item["by"],
+                "reason": item["reason"],
+                "at": item["at"].astimezone(UTC).isoformat(),
+            }
+            for item in entry.get("replays", [])
+        ],
+    }
 
 
 class AllocationStepSchema(Schema):
@@ -241,10 +255,21 @@ def render_payment(document: dict[str, Any]) -> dict[str, Any]:
         "transaction_uuid": document.get("transaction_uuid"),
         "receipt": document.get("receipt"),
         "allocation_history": [
-            {"status": item["status"], "by": item["by"], "reason": item["reason"],
-             "policy_uuid": item["policy_uuid"], "at": item["at"].astimezone(UTC).isoformat()}
-            for item in document.get("allocation_history", [])],
-        "review": [{"inbox_id": item["inbox_id"], "reason": item["reason"],
-                    "at": item["at"].astimezone(UTC).isoformat()}
-                   for item in document.get("review", [])],
+            {
+                "status": item["status"],
+                "by": item["by"],
+                "reason": item["reason"],
+                "policy_uuid": item["policy_uuid"],
+                "at": item["at"].astimezone(UTC).isoformat(),
+            }
+            for item in document.get("allocation_history", [])
+        ],
+        "review": [
+            {
+                "inbox_id": item["inbox_id"],
+                "reason": item["reason"],
+                "at": item["at"].astimezone(UTC).isoformat(),
+            }
+            for item in document.get("review", [])
+        ],
     }

@@ -60,17 +60,34 @@ def msisdn_form(msisdn: str) -> str:
 
 def fingerprint(callback: C2BCallback, amount: int) -> str:
     """What makes two deliveries of one TransID the same payment."""
-    parts = (callback.trans_id, str(amount), callback.shortcode, callback.bill_ref,
-             callback.msisdn, callback.trans_time.isoformat(), callback.transaction_type)
+    parts = (
+        callback.trans_id,
+        str(amount),
+        callback.shortcode,
+        callback.bill_ref,
+        callback.msisdn,
+        callback.trans_time.isoformat(),
+        callback.transaction_type,
+    )
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 class C2BService:
-    def __init__(self, inbox: InboxRepository, payments: C2BPaymentRepository,
-                 rules: ValidationRules, allocation: Allocation, notifier: Notifier,
-                 clock: Clock, *, validation_deadline: float, validation_fallback: str,
-                 validation_matches_policy: bool = False, metrics: Metrics | None = None,
-                 background: BackgroundTasks | None = None) -> None:
+    def __init__(
+        self,
+        inbox: InboxRepository,
+        payments: C2BPaymentRepository,
+        rules: ValidationRules,
+        allocation: Allocation,
+        notifier: Notifier,
+        clock: Clock,
+        *,
+        validation_deadline: float,
+        validation_fallback: str,
+        validation_matches_policy: bool = False,
+        metrics: Metrics | None = None,
+        background: BackgroundTasks | None = None,
+    ) -> None:
         self.inbox = inbox
         self.payments = payments
         self.rules = rules
@@ -80,14 +97,14 @@ class C2BService:
         self.notifier = notifier
         self.clock = clock
         self.validation_deadline = validation_deadline
-        self.fallback_answer = ACCEPTED if validation_fallback == "accept" else rejected(
-            OTHER_ERROR)
+        self.fallback_answer = (
+            ACCEPTED if validation_fallback == "accept" else rejected(OTHER_ERROR)
+        )
         self.background = BackgroundTasks() if background is None else background
 
     # --- callbacks ------------------------------------------------------
 
-    async def validate(self, raw: bytes, source_ip: str,
-                       headers: dict[str, str]) -> dict[str, Any]:
+    async def validate(self, raw: bytes, source_ip: str, headers: dict[str, str]) -> dict[str, Any]:
         """Answer a validation callback within the deadline, whatever the store does.
 
         Past the deadline the configured fallback answers; the work goes on in the
@@ -101,15 +118,19 @@ class C2BService:
         work = self._validate(callback, raw, source_ip, headers)
         return await self._within_deadline(work, self.fallback_answer)
 
-    async def _within_deadline(self, work: Coroutine[Any, Any, dict[str, Any]],
-                               fallback: dict[str, Any]) -> dict[str, Any]:
+    async def _within_deadline(
+        self, work: Coroutine[Any, Any, dict[str, Any]], fallback: dict[str, Any]
+    ) -> dict[str, Any]:
         task = asyncio.ensure_future(work)
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.validation_deadline)
         except TimeoutError:
             self.background.spawn(self._finish_late(task), "c2b-late-validation")
-            log.warning("validation_deadline_passed deadline_s=%s answer=%s",
-                        self.validation_deadline, fallback["ResultCode"])
+            log.warning(
+                "validation_deadline_passed deadline_s=%s answer=%s",
+                self.validation_deadline,
+                fallback["ResultCode"],
+            )
         except Exception:
             log.exception("validation_failed answer=%s", fallback["ResultCode"])
         return fallback
@@ -123,16 +144,23 @@ class C2BService:
         except Exception as err:
             log.error("late_validation_failed error=%r", err)
 
-    async def _keep_unreadable(self, raw: bytes, source_ip: str, headers: dict[str, str],
-                               err: ValidationError) -> dict[str, Any]:
+    async def _keep_unreadable(
+        self, raw: bytes, source_ip: str, headers: dict[str, str], err: ValidationError
+    ) -> dict[str, Any]:
         answer = rejected(OTHER_ERROR)
-        await self._record("validation", raw, source_ip, headers, {
-            "status": inbox.NEEDS_REVIEW, "answer": answer, "errors": err.messages})
+        await self._record(
+            "validation",
+            raw,
+            source_ip,
+            headers,
+            {"status": inbox.NEEDS_REVIEW, "answer": answer, "errors": err.messages},
+        )
         self._count("validation", inbox.NEEDS_REVIEW)
         return answer
 
-    async def _validate(self, callback: C2BCallback, raw: bytes, source_ip: str,
-                        headers: dict[str, str]) -> dict[str, Any]:
+    async def _validate(
+        self, callback: C2BCallback, raw: bytes, source_ip: str, headers: dict[str, str]
+    ) -> dict[str, Any]:
         """Without policy matching the answer follows from the body alone, so the raw
         body is written once, with its answer, before the answer leaves: nothing is
         lost and the store takes one write. Matching reads the store, so then the raw
@@ -142,12 +170,22 @@ class C2BService:
             entry = await self._record("validation", raw, source_ip, headers)
             code = await self._policy_check(callback)
             answer = ACCEPTED if code is None else rejected(code)
-            await self.inbox.mark(entry["_id"], inbox.PROCESSED, self.clock.now(),
-                                  trans_id=callback.trans_id, answer=answer)
+            await self.inbox.mark(
+                entry["_id"],
+                inbox.PROCESSED,
+                self.clock.now(),
+                trans_id=callback.trans_id,
+                answer=answer,
+            )
         else:
             answer = ACCEPTED if code is None else rejected(code)
-            await self._record("validation", raw, source_ip, headers, {
-                "status": inbox.PROCESSED, "answer": answer, "trans_id": callback.trans_id})
+            await self._record(
+                "validation",
+                raw,
+                source_ip,
+                headers,
+                {"status": inbox.PROCESSED, "answer": answer, "trans_id": callback.trans_id},
+            )
         self._count("validation", "accepted" if code is None else "rejected")
         log.info("validation trans_id=%s answer=%s", callback.trans_id, answer["ResultCode"])
         return answer
@@ -158,10 +196,12 @@ class C2BService:
         if callback.transaction_type.lower() == "buy goods":
             return None
         amount = parse_amount(callback.trans_amount, self.rules.currency)
-        _, reason = await self.allocation.candidate(callback.bill_ref, amount,
-                                                    self.rules.currency)
-        return {"unknown_account": INVALID_ACCOUNT, "no_idle_policy": INVALID_AMOUNT,
-                "amount_mismatch": INVALID_AMOUNT}.get(reason)
+        _, reason = await self.allocation.candidate(callback.bill_ref, amount, self.rules.currency)
+        return {
+            "unknown_account": INVALID_ACCOUNT,
+            "no_idle_policy": INVALID_AMOUNT,
+            "amount_mismatch": INVALID_AMOUNT,
+        }.get(reason)
 
     async def confirm(self, raw: bytes, source_ip: str, headers: dict[str, str]) -> dict:
         """Record a confirmation exactly once. The money has moved: never refuse it.
@@ -176,15 +216,27 @@ class C2BService:
             await self.mark_failed(entry["_id"], err)
         return CONFIRMATION_RECEIVED
 
-    async def _record(self, kind: str, raw: bytes, source_ip: str, headers: dict[str, str],
-                      outcome: dict[str, Any] | None = None) -> InboxEntry:
+    async def _record(
+        self,
+        kind: str,
+        raw: bytes,
+        source_ip: str,
+        headers: dict[str, str],
+        outcome: dict[str, Any] | None = None,
+    ) -> InboxEntry:
         try:
-            return await self.inbox.add(SOURCE, kind, raw, source_ip, headers, self.clock.now(),
-                                        outcome=outcome)
+            return await self.inbox.add(
+                SOURCE, kind, raw, source_ip, headers, self.clock.now(), outcome=outcome
+            )
         except Exception as err:
             # Last resort so the payment can be rebuilt from the log; bodies hold no secret.
-            log.error("inbox_write_failed kind=%s source=%s error=%s body=%r", kind, source_ip,
-                      err.__class__.__name__, raw[:4096])
+            log.error(
+                "inbox_write_failed kind=%s source=%s error=%s body=%r",
+                kind,
+                source_ip,
+                err.__class__.__name__,
+                raw[:4096],
+            )
             raise InboxUnavailable(kind) from err
 
     def _count(self, kind: str, outcome: str) -> None:
@@ -200,47 +252,53 @@ class C2BService:
 
     async def process_entry(self, entry: InboxEntry) -> str:
         """Process a stored confirmation again (the inbox's replay)."""
-        return await self._process_confirmation(entry["_id"], inbox.decode_body(entry),
-                                                entry["received_at"])
+        return await self._process_confirmation(
+            entry["_id"], inbox.decode_body(entry), entry["received_at"]
+        )
 
-    async def _process_confirmation(self, entry_id: str, raw: bytes,
-                                    received_at: datetime) -> str:
+    async def _process_confirmation(self, entry_id: str, raw: bytes, received_at: datetime) -> str:
         now = self.clock.now()
         try:
             callback = parse_callback(raw)
             amount = self._amount(callback)
         except ValidationError as err:
-            log.warning("confirmation_needs_review inbox_id=%s errors=%s", entry_id,
-                        err.messages)
-            await self.inbox.mark(entry_id, inbox.NEEDS_REVIEW, now, errors=err.messages,
-                                  answer=CONFIRMATION_RECEIVED)
+            log.warning("confirmation_needs_review inbox_id=%s errors=%s", entry_id, err.messages)
+            await self.inbox.mark(
+                entry_id, inbox.NEEDS_REVIEW, now, errors=err.messages, answer=CONFIRMATION_RECEIVED
+            )
             self._count("confirmation", inbox.NEEDS_REVIEW)
             return inbox.NEEDS_REVIEW
         received = self._payment_document(callback, amount, entry_id, received_at)
         matched = None
         if self.rules.serves(callback.shortcode):
             state, matched = await self.allocation.first_state(received)
-        else:   # the money moved, but not to us: kept, never applied to a policy
+        else:  # the money moved, but not to us: kept, never applied to a policy
             state = self.allocation.held_state(entry_id, SHORTCODE_NOT_SERVED)
         payment: C2BPayment = {**received, **state}
         outcome, stored = await self.payments.insert_once(payment)
         if outcome is InsertOutcome.NEW and stored["status"] != repo.HELD:
-            await self._notify(stored)      # before the mark: a replay will not notify again
+            await self._notify(stored)  # before the mark: a replay will not notify again
         if outcome is InsertOutcome.NEW or stored["inbox_id"] == entry_id:
             await self.allocation.auto(stored, matched if outcome is InsertOutcome.NEW else None)
         if outcome is InsertOutcome.CONFLICT:
-            await self.payments.flag_for_review(callback.trans_id, entry_id,
-                                                "conflicting_duplicate", now)
+            await self.payments.flag_for_review(
+                callback.trans_id, entry_id, "conflicting_duplicate", now
+            )
             status = inbox.CONFLICT
         elif outcome is InsertOutcome.DUPLICATE and stored["inbox_id"] != entry_id:
             status = inbox.DUPLICATE
-        else:   # new, or stored by an earlier attempt at this same entry
+        else:  # new, or stored by an earlier attempt at this same entry
             status = inbox.PROCESSED
-        await self.inbox.mark(entry_id, status, now, trans_id=callback.trans_id,
-                              answer=CONFIRMATION_RECEIVED)
+        await self.inbox.mark(
+            entry_id, status, now, trans_id=callback.trans_id, answer=CONFIRMATION_RECEIVED
+        )
         self._count("confirmation", status)
-        log.info("confirmation trans_id=%s outcome=%s amount=%s", callback.trans_id,
-                 outcome.value, format_amount(amount, self.rules.currency))
+        log.info(
+            "confirmation trans_id=%s outcome=%s amount=%s",
+            callback.trans_id,
+            outcome.value,
+            format_amount(amount, self.rules.currency),
+        )
         return status
 
     def _amount(self, callback: C2BCallback) -> int:
@@ -252,8 +310,9 @@ class C2BService:
             raise ValidationError("TransAmount must be positive", "TransAmount")
         return amount
 
-    def _payment_document(self, callback: C2BCallback, amount: int, entry_id: str,
-                          received_at: datetime) -> ReceivedPayment:
+    def _payment_document(
+        self, callback: C2BCallback, amount: int, entry_id: str, received_at: datetime
+    ) -> ReceivedPayment:
         names = (callback.first_name, callback.middle_name, callback.last_name)
         try:
             balance: int | None = parse_amount(callback.org_balance, self.rules.currency)
@@ -281,27 +340,31 @@ class C2BService:
 
     async def _notify(self, payment: C2BPayment) -> None:
         amount = format_amount(payment["amount"], payment["currency"])
-        message = (f"Payment of {payment['currency']} {amount} received for account "
-                   f"{payment['bill_ref'] or payment['shortcode']}. Ref {payment['trans_id']}.")
+        message = (
+            f"Payment of {payment['currency']} {amount} received for account "
+            f"{payment['bill_ref'] or payment['shortcode']}. Ref {payment['trans_id']}."
+        )
         try:
-            await self.notifier.notify(Notification(payment["msisdn"], payment["trans_id"],
-                                                    message))
+            await self.notifier.notify(
+                Notification(payment["msisdn"], payment["trans_id"], message)
+            )
         except Exception:
             # A lost notification must never undo or fail a recorded payment.
             log.exception("notification_failed trans_id=%s", payment["trans_id"])
 
     # --- reads ----------------------------------------------------------
 
-    async def allocate(self, trans_id: str, policy_uuid: str, actor: str,
-                       note: str) -> C2BPayment:
-        return await self.allocation.allocate(TRANS_ID.normalise(trans_id), policy_uuid,
-                                              actor, note)
+    async def allocate(self, trans_id: str, policy_uuid: str, actor: str, note: str) -> C2BPayment:
+        return await self.allocation.allocate(
+            TRANS_ID.normalise(trans_id), policy_uuid, actor, note
+        )
 
     async def get_payment(self, trans_id: str) -> C2BPayment | None:
         return await self.payments.get(TRANS_ID.normalise(trans_id))
 
-    async def list_payments(self, filters: dict[str, Any], limit: int,
-                            offset: int) -> tuple[list[C2BPayment], int]:
+    async def list_payments(
+        self, filters: dict[str, Any], limit: int, offset: int
+    ) -> tuple[list[C2BPayment], int]:
         query: dict[str, Any] = {}
         query.update(time_window(filters, "trans_time"))
         for key in ("shortcode", "bill_ref", "status"):

@@ -39,7 +39,7 @@ class C2BSettings:
     callback_secret: str = secret()
     currency: str = "KES"
     ip_allowlist: tuple[str, ...] = ()
-    validation_account_pattern: str = r"[0-9A-Za-z]{1,20}"   # matched whole (fullmatch)
+    validation_account_pattern: str = r"[0-9A-Za-z]{1,20}"  # matched whole (fullmatch)
     validation_min_amount: str = "1"
     validation_max_amount: str = "250000"
     validation_shortcodes: tuple[str, ...] = ()
@@ -60,11 +60,15 @@ class C2BSettings:
             except AmountError as err:
                 raise SettingError(f"{key}: {err}") from None
         if limits["validation_min_amount"] > limits["validation_max_amount"]:
-            raise SettingError(f"validation_min_amount: {self.validation_min_amount} is above "
-                               f"c2b.validation_max_amount ({self.validation_max_amount})")
+            raise SettingError(
+                f"validation_min_amount: {self.validation_min_amount} is above "
+                f"c2b.validation_max_amount ({self.validation_max_amount})"
+            )
         if not 0 < self.validation_deadline_seconds < 8:
-            raise SettingError("validation_deadline_seconds: must be between 0 and 8 "
-                               "(Daraja waits about 8 s for the answer)")
+            raise SettingError(
+                "validation_deadline_seconds: must be between 0 and 8 "
+                "(Daraja waits about 8 s for the answer)"
+            )
         self._check_callback_secret()
         require_networks("ip_allowlist", self.ip_allowlist)
 
@@ -75,5 +79,4 @@ class C2BSettings:
             raise SettingError("callback_secret: use 8-128 letters, digits, '-' or '_'")
         word = forbidden_word_in(self.callback_secret)
         if word:
-            raise SettingError(f"callback_secret: contains {word!r}, which Daraja refuses "
-                               "in URLs")
+            raise SettingError(f"callback_secret: contains {word!r}, which Daraja refuses in URLs")

@@ -28,9 +28,11 @@ ATTENTION_ITEMS = 5
 # has not read out the OTP after a few minutes may never have received it, and the
 # debit would otherwise only expire with its channel's lifetime (e.g.
 # qmoney.otp_lifetime_seconds).
-STUCK_AFTER = {**{waiting: timedelta(minutes=2) for waiting in states.WAITING},
-               states.PROCESSING: timedelta(minutes=15),
-               states.UNKNOWN: timedelta(minutes=15)}
+STUCK_AFTER = {
+    **{waiting: timedelta(minutes=2) for waiting in states.WAITING},
+    states.PROCESSING: timedelta(minutes=15),
+    states.UNKNOWN: timedelta(minutes=15),
+}
 FINISHED = (states.SUCCEEDED, states.FAILED, states.EXPIRED)
 HOURLY_UP_TO = timedelta(days=3)
 PROVIDER_SAMPLE = 5000
@@ -45,11 +47,14 @@ class Dashboard:
         """`channels`: the registered ones, in the order the dashboard lists them."""
         self.store = store
         self.clock = clock
-        self.channels = [{"name": channel.name, "label": channel.label,
-                          "direction": channel.direction.value} for channel in channels]
+        self.channels = [
+            {"name": channel.name, "label": channel.label, "direction": channel.direction.value}
+            for channel in channels
+        ]
 
-    async def summary(self, date_from: datetime | None, date_to: datetime | None,
-                      currency: str | None) -> dict[str, Any]:
+    async def summary(
+        self, date_from: datetime | None, date_to: datetime | None, currency: str | None
+    ) -> dict[str, Any]:
         end = date_to or self.clock.now()
         start = date_from or end - timedelta(hours=24)
         bucket = "hour" if end - start <= HOURLY_UP_TO else "day"
@@ -70,20 +75,39 @@ class Dashboard:
             "providers": await self._providers(start, end),
         }
 
-    async def _group(self, collection: str, match: dict[str, Any],
-                     group: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _group(
+        self, collection: str, match: dict[str, Any], group: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         return await self.store.aggregate(collection, [{"$match": match}, {"$group": group}])
 
     async def _totals(self, match: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = await self._group("transactions", match, {
-            "_id": "$currency", "amount": {"$sum": "$amount"}, "count": {"$sum": 1}})
-        return sorted(({"currency": row["_id"], "amount": format_amount(row["amount"], row["_id"]),
-                        "count": row["count"]} for row in rows), key=lambda row: row["currency"])
+        rows = await self._group(
+            "transactions",
+            match,
+            {"_id": "$currency", "amount": {"$sum": "$amount"}, "count": {"$sum": 1}},
+        )
+        return sorted(
+            (
+                {
+                    "currency": row["_id"],
+                    "amount": format_amount(row["amount"], row["_id"]),
+                    "count": row["count"],
+                }
+                for row in rows
+            ),
+            key=lambda row: row["currency"],
+        )
 
     async def _by_channel(self, match: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = await self._group("transactions", match, {
-            "_id": {"channel": "$channel", "currency": "$currency", "status": "$status"},
-            "amount": {"$sum": "$amount"}, "count": {"$sum": 1}})
+        rows = await self._group(
+            "transactions",
+            match,
+            {
+                "_id": {"channel": "$channel", "currency": "$currency", "status": "$status"},
+                "amount": {"$sum": "$amount"},
+                "count": {"$sum": 1},
+            },
+        )
         table: dict[tuple[str, str], dict[str, Any]] = {}
         for row in rows:
             key = (row["_id"]["channel"], row["_id"]["currency"])
@@ -98,109 +122,194 @@ class Dashboard:
         result = []
         for (channel, code), entry in sorted(table.items()):
             finished = entry["succeeded"] + entry["failed"]
-            result.append({"channel": channel, "currency": code,
-                           "amount": format_amount(entry["amount"], code),
-                           "count": entry["count"], "succeeded": entry["succeeded"],
-                           "failed": entry["failed"],
-                           "success_rate": entry["succeeded"] / finished if finished else None})
+            result.append(
+                {
+                    "channel": channel,
+                    "currency": code,
+                    "amount": format_amount(entry["amount"], code),
+                    "count": entry["count"],
+                    "succeeded": entry["succeeded"],
+                    "failed": entry["failed"],
+                    "success_rate": entry["succeeded"] / finished if finished else None,
+                }
+            )
         return result
 
     async def _by_psp(self, match: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = await self._group("transactions", {**match, "psp_uuid": {"$ne": None}}, {
-            "_id": {"psp": "$psp_uuid", "currency": "$currency"},
-            "amount": {"$sum": "$amount"}, "count": {"$sum": 1}})
-        names = {psp["_id"]: psp["name"] for psp in
-                 await self.store.collection("psps").find({}, {"name": 1}).to_list(None)}
-        return sorted(({"psp_uuid": row["_id"]["psp"],
-                        "psp_name": names.get(row["_id"]["psp"], "?"),
-                        "currency": row["_id"]["currency"],
-                        "amount": format_amount(row["amount"], row["_id"]["currency"]),
-                        "count": row["count"]} for row in rows),
-                      key=lambda row: (row["psp_name"], row["currency"]))
+        rows = await self._group(
+            "transactions",
+            {**match, "psp_uuid": {"$ne": None}},
+            {
+                "_id": {"psp": "$psp_uuid", "currency": "$currency"},
+                "amount": {"$sum": "$amount"},
+                "count": {"$sum": 1},
+            },
+        )
+        names = {
+            psp["_id"]: psp["name"]
+            for psp in await self.store.collection("psps").find({}, {"name": 1}).to_list(None)
+        }
+        return sorted(
+            (
+                {
+                    "psp_uuid": row["_id"]["psp"],
+                    "psp_name": names.get(row["_id"]["psp"], "?"),
+                    "currency": row["_id"]["currency"],
+                    "amount": format_amount(row["amount"], row["_id"]["currency"]),
+                    "count": row["count"],
+                }
+                for row in rows
+            ),
+            key=lambda row: (row["psp_name"], row["currency"]),
+        )
 
     async def _by_status(self, match: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = await self._group("transactions", match, {"_id": "$status",
-                                                         "count": {"$sum": 1}})
-        return sorted(({"status": row["_id"], "count": row["count"]} for row in rows),
-                      key=lambda row: row["status"])
+        rows = await self._group("transactions", match, {"_id": "$status", "count": {"$sum": 1}})
+        return sorted(
+            ({"status": row["_id"], "count": row["count"]} for row in rows),
+            key=lambda row: row["status"],
+        )
 
     async def _series(self, match: dict[str, Any], bucket: str) -> list[dict[str, Any]]:
         pattern = "%Y-%m-%dT%H:00:00+00:00" if bucket == "hour" else "%Y-%m-%dT00:00:00+00:00"
-        rows = await self._group("transactions", match, {
-            "_id": {"start": {"$dateToString": {"date": "$created_at", "format": pattern}},
-                    "currency": "$currency"},
-            "amount": {"$sum": "$amount"}, "count": {"$sum": 1}})
-        return sorted(({"start": row["_id"]["start"], "currency": row["_id"]["currency"],
-                        "amount": format_amount(row["amount"], row["_id"]["currency"]),
-                        "count": row["count"]} for row in rows),
-                      key=lambda row: (row["start"], row["currency"]))
+        rows = await self._group(
+            "transactions",
+            match,
+            {
+                "_id": {
+                    "start": {"$dateToString": {"date": "$created_at", "format": pattern}},
+                    "currency": "$currency",
+                },
+                "amount": {"$sum": "$amount"},
+                "count": {"$sum": 1},
+            },
+        )
+        return sorted(
+            (
+                {
+                    "start": row["_id"]["start"],
+                    "currency": row["_id"]["currency"],
+                    "amount": format_amount(row["amount"], row["_id"]["currency"]),
+                    "count": row["count"],
+                }
+                for row in rows
+            ),
+            key=lambda row: (row["start"], row["currency"]),
+        )
 
-    async def _oldest(self, collection: str, query: dict[str, Any], sort_field: str,
-                      render: Any) -> dict[str, Any]:
-        items = await (self.store.collection(collection).find(query)
-                       .sort(sort_field, 1).limit(ATTENTION_ITEMS).to_list(None))
+    async def _oldest(
+        self, collection: str, query: dict[str, Any], sort_field: str, render: Any
+    ) -> dict[str, Any]:
+        items = await (
+            self.store.collection(collection)
+            .find(query)
+            .sort(sort_field, 1)
+            .limit(ATTENTION_ITEMS)
+            .to_list(None)
+        )
         count = await self.store.collection(collection).count_documents(query)
         return {"count": count, "oldest": [render(item) for item in items]}
 
     async def _attention(self, currency: str | None) -> dict[str, Any]:
         money = {"currency": currency} if currency else {}
         now = self.clock.now()
-        stuck = [{"status": status, "updated_at": {"$lt": now - after}}
-                 for status, after in STUCK_AFTER.items()]
+        stuck = [
+            {"status": status, "updated_at": {"$lt": now - after}}
+            for status, after in STUCK_AFTER.items()
+        ]
         return {
             "c2b_unmatched": await self._oldest(
-                "c2b_payments", {"status": "unmatched", **money}, "received_at",
-                lambda item: {"trans_id": item["trans_id"], "bill_ref": item["bill_ref"],
-                              "amount": format_amount(item["amount"], item["currency"]),
-                              "currency": item["currency"],
-                              "reason": item.get("unmatched_reason"),
-                              "received_at": _iso(item["received_at"])}),
-            "c2b_needs_review": await self._oldest(
-                "c2b_payments", {"review.0": {"$exists": True}, **money}, "received_at",
-                lambda item: {"trans_id": item["trans_id"],
-                              "amount": format_amount(item["amount"], item["currency"]),
-                              "currency": item["currency"],
-                              "reason": item["review"][-1]["reason"],
-                              "received_at": _iso(item["received_at"])}),
-            "stuck_debits": await self._oldest(
-                "transactions", {"$or": stuck, **money},
-                "updated_at",
-                lambda item: {"uuid": item["_id"], "status": item["status"],
-                              "channel": item["channel"],
-                              "amount": format_amount(item["amount"], item["currency"]),
-                              "currency": item["currency"], "chf_id": item["chf_id"],
-                              "updated_at": _iso(item["updated_at"])}),
-            "failed_inbox": await self._oldest(
-                "c2b_inbox", {"status": {"$in": ["failed", "needs_review", "conflict"]}},
+                "c2b_payments",
+                {"status": "unmatched", **money},
                 "received_at",
-                lambda item: {"id": item["_id"], "kind": item["kind"],
-                              "status": item["status"],
-                              "received_at": _iso(item["received_at"])}),
+                lambda item: {
+                    "trans_id": item["trans_id"],
+                    "bill_ref": item["bill_ref"],
+                    "amount": format_amount(item["amount"], item["currency"]),
+                    "currency": item["currency"],
+                    "reason": item.get("unmatched_reason"),
+                    "received_at": _iso(item["received_at"]),
+                },
+            ),
+            "c2b_needs_review": await self._oldest(
+                "c2b_payments",
+                {"review.0": {"$exists": True}, **money},
+                "received_at",
+                lambda item: {
+                    "trans_id": item["trans_id"],
+                    "amount": format_amount(item["amount"], item["currency"]),
+                    "currency": item["currency"],
+                    "reason": item["review"][-1]["reason"],
+                    "received_at": _iso(item["received_at"]),
+                },
+            ),
+            "stuck_debits": await self._oldest(
+                "transactions",
+                {"$or": stuck, **money},
+                "updated_at",
+                lambda item: {
+                    "uuid": item["_id"],
+                    "status": item["status"],
+                    "channel": item["channel"],
+                    "amount": format_amount(item["amount"], item["currency"]),
+                    "currency": item["currency"],
+                    "chf_id": item["chf_id"],
+                    "updated_at": _iso(item["updated_at"]),
+                },
+            ),
+            "failed_inbox": await self._oldest(
+                "c2b_inbox",
+                {"status": {"$in": ["failed", "needs_review", "conflict"]}},
+                "received_at",
+                lambda item: {
+                    "id": item["_id"],
+                    "kind": item["kind"],
+                    "status": item["status"],
+                    "received_at": _iso(item["received_at"]),
+                },
+            ),
         }
 
     async def _providers(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         window = {"at": {"$gte": start, "$lt": end}}
-        rows = await self.store.aggregate("provider_calls", [
-            {"$match": window},
-            {"$group": {"_id": {"provider": "$provider", "endpoint": "$endpoint"},
+        rows = await self.store.aggregate(
+            "provider_calls",
+            [
+                {"$match": window},
+                {
+                    "$group": {
+                        "_id": {"provider": "$provider", "endpoint": "$endpoint"},
                         "count": {"$sum": 1},
-                        "errors": {"$sum": {"$cond": [{"$eq": ["$outcome", "ok"]}, 0, 1]}}}},
-        ])
+                        "errors": {"$sum": {"$cond": [{"$eq": ["$outcome", "ok"]}, 0, 1]}},
+                    }
+                },
+            ],
+        )
         calls = self.store.collection("provider_calls")
         result = []
-        for row in sorted(rows, key=lambda row: (row["_id"]["provider"],
-                                                   row["_id"]["endpoint"])):
+        for row in sorted(rows, key=lambda row: (row["_id"]["provider"], row["_id"]["endpoint"])):
             # Latency from the most recent calls only, so a busy window stays cheap.
-            recent = calls.find({**row["_id"], **window}, {"duration_ms": 1, "_id": 0}
-                                ).sort("at", -1).limit(PROVIDER_SAMPLE)
+            recent = (
+                calls.find({**row["_id"], **window}, {"duration_ms": 1, "_id": 0})
+                .sort("at", -1)
+                .limit(PROVIDER_SAMPLE)
+            )
             durations = sorted(call["duration_ms"] for call in await recent.to_list(None))
             last_error = await calls.find_one(
-                {**row["_id"], "outcome": {"$ne": "ok"}}, sort=[("at", -1)])
-            result.append({
-                **row["_id"], "count": row["count"], "error_rate": row["errors"] / row["count"],
-                "p50_ms": _percentile(durations, 50), "p95_ms": _percentile(durations, 95),
-                "last_error": {"at": _iso(last_error["at"]), "message": last_error["error"]}
-                if last_error else None})
+                {**row["_id"], "outcome": {"$ne": "ok"}}, sort=[("at", -1)]
+            )
+            result.append(
+                {
+                    **row["_id"],
+                    "count": row["count"],
+                    "error_rate": row["errors"] / row["count"],
+                    "p50_ms": _percentile(durations, 50),
+                    "p95_ms": _percentile(durations, 95),
+                    "last_error": {"at": _iso(last_error["at"]), "message": last_error["error"]}
+                    if last_error
+                    else None,
+                }
+            )
         return result
 
 
@@ -228,15 +337,17 @@ class CurrencyTotalSchema(Schema):
 
 
 class ChannelFigureSchema(Schema):
-    channel = answers.text()   # a registered channel: the dashboard lists them
+    channel = answers.text()  # a registered channel: the dashboard lists them
     currency = answers.text()
     amount = answers.amount()
     count = answers.count()
     succeeded = answers.count()
     failed = answers.count()
-    success_rate = fields.Float(required=True, allow_none=True,
-                                metadata={"description": "succeeded over finished; null "
-                                                         "when none finished"})
+    success_rate = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={"description": "succeeded over finished; null when none finished"},
+    )
 
 
 class PspFigureSchema(Schema):
@@ -279,7 +390,7 @@ class ReviewItemSchema(Schema):
 class StuckDebitItemSchema(Schema):
     uuid = answers.text()
     status = answers.one_of(states.STATES)
-    channel = answers.text()   # a registered channel: the dashboard lists them
+    channel = answers.text()  # a registered channel: the dashboard lists them
     amount = answers.amount()
     currency = answers.text()
     chf_id = answers.text()

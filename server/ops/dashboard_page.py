@@ -42,4 +42,3 @@ class DashboardStaticHandler(StaticFiles):
     def set_extra_headers(self, path: str) -> None:
         self.set_header("Cache-Control", "no-cache")
         protective_headers(self)
-

@@ -49,8 +49,13 @@ CONTENT_SECURITY_POLICY = content_security_policy(scripts=f"'self' 'sha256-{_STA
 
 
 class OpenApiHandler(BaseHandler):
-    operations = {"get": Operation("This OpenAPI document", "operations",
-                                   {"type": "object", "description": "OpenAPI 3.0.3"})}
+    operations = {
+        "get": Operation(
+            "This OpenAPI document",
+            "operations",
+            {"type": "object", "description": "OpenAPI 3.0.3"},
+        )
+    }
 
     def get(self) -> None:
         self.write_json(self.settings["openapi"]())
@@ -78,8 +83,12 @@ class DocsAssetHandler(StaticFiles):
     path_parameters = FILE_PATH
     operations = static_file_operations("Swagger UI")
 
-    def initialize(self, path: str = swagger_ui_path, default_filename: str | None = None,
-                   allowed_symlink_directory: str | list[str] | None = None) -> None:
+    def initialize(
+        self,
+        path: str = swagger_ui_path,
+        default_filename: str | None = None,
+        allowed_symlink_directory: str | list[str] | None = None,
+    ) -> None:
         super().initialize(path, default_filename, allowed_symlink_directory)
 
     async def get(self, path: str, include_body: bool = True) -> None:

@@ -15,8 +15,9 @@ from server.web import answer_schemas as answers
 from server.web.handler import BaseHandler
 from server.web.operations import AUTH, STAFF, Operation
 
-INTERNAL = ("On the internal listener (server.internal_port) when that is set; this port "
-            "then answers 404.")
+INTERNAL = (
+    "On the internal listener (server.internal_port) when that is set; this port then answers 404."
+)
 
 
 class DashboardQuerySchema(StrictSchema):
@@ -34,15 +35,25 @@ class ReadinessSchema(Schema):
 
 
 class DashboardHandler(BaseHandler):
-    operations = {"get": Operation(
-        "The operations summary of a window (default: the last 24 hours)", "operations",
-        DashboardSchema, roles=STAFF, query=DashboardQuerySchema, errors=(400, *AUTH))}
+    operations = {
+        "get": Operation(
+            "The operations summary of a window (default: the last 24 hours)",
+            "operations",
+            DashboardSchema,
+            roles=STAFF,
+            query=DashboardQuerySchema,
+            errors=(400, *AUTH),
+        )
+    }
 
     async def get(self) -> None:
         await self.require_role("operator", "admin")
         query = self.load_query(DashboardQuerySchema)
-        self.write_json(await self.settings["services"].dashboard.summary(
-            query.get("date_from"), query.get("date_to"), query.get("currency")))
+        self.write_json(
+            await self.settings["services"].dashboard.summary(
+                query.get("date_from"), query.get("date_to"), query.get("currency")
+            )
+        )
 
 
 class HealthHandler(BaseHandler):
@@ -57,22 +68,36 @@ class HealthHandler(BaseHandler):
 class ReadyHandler(BaseHandler):
     """The store answers in time and the indexes exist."""
 
-    operations = {"get": Operation(
-        "Readiness: the store answers within 2 s and every index exists", "operations",
-        ReadinessSchema, errors=(404, 503), description=INTERNAL)}
+    operations = {
+        "get": Operation(
+            "Readiness: the store answers within 2 s and every index exists",
+            "operations",
+            ReadinessSchema,
+            errors=(404, 503),
+            description=INTERNAL,
+        )
+    }
 
     async def get(self) -> None:
-        problem = await readiness_problem(self.settings["services"].store,
-                                          self.settings["services"].indexes)
+        problem = await readiness_problem(
+            self.settings["services"].store, self.settings["services"].indexes
+        )
         if problem:
             raise ServiceUnavailable(f"not ready: {problem}", code="not_ready")
         self.write_json({"status": "ready"})
 
 
 class MetricsHandler(BaseHandler):
-    operations = {"get": Operation(
-        "Prometheus metrics", "operations", {"type": "string"},
-        media_type="text/plain; version=0.0.4", errors=(404,), description=INTERNAL)}
+    operations = {
+        "get": Operation(
+            "Prometheus metrics",
+            "operations",
+            {"type": "string"},
+            media_type="text/plain; version=0.0.4",
+            errors=(404,),
+            description=INTERNAL,
+        )
+    }
 
     async def get(self) -> None:
         services = self.settings["services"]

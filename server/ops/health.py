@@ -17,7 +17,7 @@ async def readiness_problem(store: Store, indexes: list[IndexSpec]) -> str | Non
             missing = await _missing_indexes(store, indexes)
     except TimeoutError:
         return f"store did not answer within {READY_TIMEOUT_SECONDS:g} s"
-    except Exception as err:       # any driver error means "not ready", never a 500
+    except Exception as err:  # any driver error means "not ready", never a 500
         return f"store unreachable ({err.__class__.__name__})"
     if missing:
         return f"missing indexes: {', '.join(missing)}"
@@ -30,8 +30,9 @@ async def _missing_indexes(store: Store, indexes: list[IndexSpec]) -> list[str]:
     for collection, keys, _ in indexes:
         if collection not in present:
             info = await store.collection(collection).index_information()
-            present[collection] = [[(name, int(order)) for name, order in index["key"]]
-                                   for index in info.values()]
+            present[collection] = [
+                [(name, int(order)) for name, order in index["key"]] for index in info.values()
+            ]
         if [(name, int(order)) for name, order in keys] not in present[collection]:
             missing.append(f"{collection}({', '.join(name for name, _ in keys)})")
     return missing

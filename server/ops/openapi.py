@@ -22,7 +22,7 @@ from server.web.answer_schemas import ErrorSchema
 from server.web.handler import implemented_methods
 from server.web.operations import Operation
 
-Route = Sequence[Any]       # (pattern, handler) or (pattern, handler, kwargs)
+Route = Sequence[Any]  # (pattern, handler) or (pattern, handler, kwargs)
 
 
 class SpecOutOfDate(RuntimeError):
@@ -30,19 +30,28 @@ class SpecOutOfDate(RuntimeError):
 
 
 ERROR_RESPONSES = {
-    400: ("BadRequest", "Bad input: malformed JSON (also: nested deeper than 32 levels, "
-                        "NaN, Infinity or a number out of range), missing, unknown or "
-                        "invalid fields (named in `details.fields`), or a rule of the "
-                        "operation"),
+    400: (
+        "BadRequest",
+        "Bad input: malformed JSON (also: nested deeper than 32 levels, "
+        "NaN, Infinity or a number out of range), missing, unknown or "
+        "invalid fields (named in `details.fields`), or a rule of the "
+        "operation",
+    ),
     401: ("Unauthorized", "Missing, invalid or expired token, or wrong credentials"),
     403: ("Forbidden", "The caller's role may not do this"),
     404: ("NotFound", "Nothing with that key"),
     409: ("Conflict", "The current state does not allow it (`details` says why)"),
     413: ("PayloadTooLarge", "The body is larger than server.max_body_bytes"),
-    415: ("UnsupportedMediaType", "The body is not sent as `Content-Type: application/json` "
-                                  "(parameters such as charset may follow)"),
-    429: ("TooManyRequests", "Over psp_api.rate_limit_per_minute, or too many failed logins "
-                             "(auth.login_*); retry after `Retry-After`"),
+    415: (
+        "UnsupportedMediaType",
+        "The body is not sent as `Content-Type: application/json` "
+        "(parameters such as charset may follow)",
+    ),
+    429: (
+        "TooManyRequests",
+        "Over psp_api.rate_limit_per_minute, or too many failed logins "
+        "(auth.login_*); retry after `Retry-After`",
+    ),
     502: ("BadGateway", "The provider refused (`details.provider_code`)"),
     503: ("ServiceUnavailable", "A dependency is unavailable or not configured; retry later"),
 }
@@ -85,23 +94,26 @@ def _documented(route: Route) -> Documented:
     parameters: dict[str, str] = getattr(handler, "path_parameters", {})
     groups = len(_GROUP.findall(pattern))
     if groups != len(parameters):
-        raise SpecOutOfDate(f"route {pattern}: {name} names {len(parameters)} path "
-                            f"parameters for its {groups} groups")
+        raise SpecOutOfDate(
+            f"route {pattern}: {name} names {len(parameters)} path "
+            f"parameters for its {groups} groups"
+        )
     names = iter(parameters)
     template = _GROUP.sub(lambda _: "{" + next(names) + "}", pattern)
     operations: dict[str, Operation] = getattr(handler, "operations", {})
     implemented = implemented_methods(handler)
     missing, extra = implemented - set(operations), set(operations) - implemented
     if missing:
-        raise SpecOutOfDate(f"route {pattern}: {name} has no Operation for "
-                            f"{sorted(missing)}")
+        raise SpecOutOfDate(f"route {pattern}: {name} has no Operation for {sorted(missing)}")
     if extra:
-        raise SpecOutOfDate(f"route {pattern}: {name} describes {sorted(extra)}, which it "
-                            f"does not implement")
+        raise SpecOutOfDate(
+            f"route {pattern}: {name} describes {sorted(extra)}, which it does not implement"
+        )
     for method, operation in operations.items():
         if operation.tag not in TAG_NAMES:
-            raise SpecOutOfDate(f"route {pattern}: {name}.{method} has the unknown tag "
-                                f"{operation.tag!r}")
+            raise SpecOutOfDate(
+                f"route {pattern}: {name}.{method} has the unknown tag {operation.tag!r}"
+            )
     return Documented(template, parameters, dict(operations))
 
 
@@ -124,8 +136,9 @@ def operations_for(routes: Iterable[Route]) -> dict[str, dict[str, Operation]]:
 # --- building -------------------------------------------------------------
 
 
-def _response(description: str, media_type: str,
-              schema: type[Schema] | dict[str, Any] | None) -> dict[str, Any]:
+def _response(
+    description: str, media_type: str, schema: type[Schema] | dict[str, Any] | None
+) -> dict[str, Any]:
     response: dict[str, Any] = {"description": description}
     if schema is not None:
         response["content"] = {media_type: {"schema": schema}}
@@ -135,30 +148,37 @@ def _response(description: str, media_type: str,
 def _responses(operation: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(status): _response(text, operation.media_type, operation.answer)
-        for status, text in operation.success.items()}
+        for status, text in operation.success.items()
+    }
     for status in sorted(set(operation.errors)):
         if operation.error_answer is ErrorSchema:
-            responses[str(status)] = ERROR_RESPONSES[status][0]     # a shared component
+            responses[str(status)] = ERROR_RESPONSES[status][0]  # a shared component
         else:
             text = operation.error_descriptions.get(status, ERROR_RESPONSES[status][1])
-            responses[str(status)] = _response(text, "application/json",
-                                               operation.error_answer)
+            responses[str(status)] = _response(text, "application/json", operation.error_answer)
     return responses
 
 
 def _parameters(route: Documented, operation: Operation) -> list[dict[str, Any]]:
     parameters: list[dict[str, Any]] = [
-        {"in": "path", "name": name, "required": True, "schema": {"type": "string"},
-         "description": description}
-        for name, description in route.parameters.items()]
+        {
+            "in": "path",
+            "name": name,
+            "required": True,
+            "schema": {"type": "string"},
+            "description": description,
+        }
+        for name, description in route.parameters.items()
+    ]
     if operation.query is not None:
         parameters.append({"in": "query", "schema": operation.query})
     return parameters
 
 
 def _description(operation: Operation) -> str:
-    who = (f"Needs the role {' or '.join(operation.roles)}." if operation.roles
-           else "No token needed.")
+    who = (
+        f"Needs the role {' or '.join(operation.roles)}." if operation.roles else "No token needed."
+    )
     return f"{operation.description} {who}".strip()
 
 
@@ -183,36 +203,50 @@ ANY_OBJECT_OR_NULL = {"type": "object", "nullable": True}
 NULL_ONLY = {**ANY_OBJECT_OR_NULL, "enum": [None]}
 
 
-def _null_or_the_schema(_converter: Any, _field: Any, ret: dict[str, Any],
-                        **_: Any) -> dict[str, Any]:
+def _null_or_the_schema(
+    _converter: Any, _field: Any, ret: dict[str, Any], **_: Any
+) -> dict[str, Any]:
     """apispec writes a nullable Nested for OpenAPI 3.0 as anyOf [any object or null, the
     schema], which lets any object through; narrow that first branch to null alone."""
     if "anyOf" not in ret:
         return {}
-    return {"anyOf": [NULL_ONLY if branch == ANY_OBJECT_OR_NULL else branch
-                      for branch in ret["anyOf"]]}
+    return {
+        "anyOf": [NULL_ONLY if branch == ANY_OBJECT_OR_NULL else branch for branch in ret["anyOf"]]
+    }
 
 
 def _new_spec() -> APISpec:
     marshmallow = MarshmallowPlugin()
     spec = APISpec(
-        title="Mobile Payments Gateway", version=version("mobile-payments-gateway"),
-        openapi_version="3.0.3", plugins=[marshmallow],
-        info={"description": "Health-insurance premiums through mobile money. Amounts are "
-                             "decimal strings; every error outside the Daraja callbacks is "
-                             '`{"error": {"code", "message", "details"}}`.'})
-    if marshmallow.converter is None:     # APISpec sets it up (init_spec)
+        title="Mobile Payments Gateway",
+        version=version("mobile-payments-gateway"),
+        openapi_version="3.0.3",
+        plugins=[marshmallow],
+        info={
+            "description": "Health-insurance premiums through mobile money. Amounts are "
+            "decimal strings; every error outside the Daraja callbacks is "
+            '`{"error": {"code", "message", "details"}}`.'
+        },
+    )
+    if marshmallow.converter is None:  # APISpec sets it up (init_spec)
         raise RuntimeError("APISpec did not initialise the marshmallow plugin")
     marshmallow.converter.add_attribute_function(_null_or_the_schema)
     spec.components.security_scheme(
-        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                       "description": "The access token of POST /api/v1/auth/token"})
+        "bearerAuth",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "The access token of POST /api/v1/auth/token",
+        },
+    )
     spec.components.schema("Error", schema=ErrorSchema)
     for status, (name, text) in ERROR_RESPONSES.items():
         response = _response(text, "application/json", ErrorSchema)
         if status == 429:
-            response["headers"] = {"Retry-After": {"description": "seconds to wait",
-                                                   "schema": {"type": "integer"}}}
+            response["headers"] = {
+                "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+            }
         spec.components.response(name, response)
     for name, text in TAGS:
         spec.tag({"name": name, "description": text})
@@ -224,7 +258,11 @@ def build_spec(routes: Iterable[Route]) -> dict[str, Any]:
     operations disagree."""
     spec = _new_spec()
     for route in documented_routes(routes):
-        spec.path(path=route.template, operations={method: _operation(route, operation)
-                                                   for method, operation
-                                                   in route.operations.items()})
+        spec.path(
+            path=route.template,
+            operations={
+                method: _operation(route, operation)
+                for method, operation in route.operations.items()
+            },
+        )
     return spec.to_dict()

@@ -9,16 +9,18 @@ from tornado.web import RequestHandler
 
 def content_security_policy(*, scripts: str = "'self'") -> str:
     """Only this origin's files (and `scripts`), no framing, no other site's forms."""
-    return "; ".join([
-        "default-src 'none'",
-        f"script-src {scripts}",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {scripts}",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 def protective_headers(handler: RequestHandler) -> None:

@@ -27,22 +27,31 @@ class AuditedRequest:
     body: bytes
     answer: Any
     request_id: str | None = None
-    psp_uuid: str | None = None     # set once the caller is an identified provider
+    psp_uuid: str | None = None  # set once the caller is an identified provider
     user: str | None = None
-    request: Any = None             # the body as the API validated it, if it did
+    request: Any = None  # the body as the API validated it, if it did
 
 
 def audit_entry(audited: AuditedRequest) -> dict[str, Any]:
     """The document stored for a request (without its id and time)."""
-    entry = {"request_id": audited.request_id, "psp_uuid": audited.psp_uuid,
-             "user": audited.user, "method": audited.method[:METHOD_CHARS],
-             "path": audited.path[:PATH_CHARS], "source": audited.source,
-             "status": audited.status, "body_bytes": len(audited.body),
-             "body_sha256": hashlib.sha256(audited.body).hexdigest()}
+    entry = {
+        "request_id": audited.request_id,
+        "psp_uuid": audited.psp_uuid,
+        "user": audited.user,
+        "method": audited.method[:METHOD_CHARS],
+        "path": audited.path[:PATH_CHARS],
+        "source": audited.source,
+        "status": audited.status,
+        "body_bytes": len(audited.body),
+        "body_sha256": hashlib.sha256(audited.body).hexdigest(),
+    }
     if audited.psp_uuid is not None and audited.status < 400:
         return {**entry, "request": audited.request, "answer": audited.answer}
-    return {**entry, "reason": refusal_reason(audited.answer),
-            "body_excerpt": excerpt(audited.body)}
+    return {
+        **entry,
+        "reason": refusal_reason(audited.answer),
+        "body_excerpt": excerpt(audited.body),
+    }
 
 
 def refusal_reason(answer: Any) -> str | None:

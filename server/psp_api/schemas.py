@@ -35,8 +35,9 @@ class PaymentRequestSchema(StrictSchema):
     amount = fields.String(required=True, validate=validate.Length(min=1, max=32))
     psp_transaction_id = IdentifierField(PSP_TRANSACTION_ID, required=True)
     policy = fields.Nested(PolicyReferenceSchema, required=True)
-    json_ext = fields.Dict(keys=fields.String(), load_default=None, allow_none=True,
-                           validate=_small_json)
+    json_ext = fields.Dict(
+        keys=fields.String(), load_default=None, allow_none=True, validate=_small_json
+    )
 
 
 class PayablePolicySchema(Schema):
@@ -63,13 +64,20 @@ def render_verification(insuree: dict[str, Any], policies: list[dict[str, Any]])
     # API (a payment names the token): it is not offered.
     policies = [policy for policy in policies if policy.get("payment_token")]
     body: dict[str, Any] = {
-        "chf_id": insuree["chf_id"], "first_name": insuree["first_name"],
+        "chf_id": insuree["chf_id"],
+        "first_name": insuree["first_name"],
         "last_name": insuree["last_name"],
-        "policies": [{"token": policy["payment_token"], "product_code": policy["product_code"],
-                      "product_name": policy["product_name"],
-                      "amount": format_amount(policy["value"], policy["currency"]),
-                      "currency": policy["currency"], "status": policy["status"]}
-                     for policy in policies],
+        "policies": [
+            {
+                "token": policy["payment_token"],
+                "product_code": policy["product_code"],
+                "product_name": policy["product_name"],
+                "amount": format_amount(policy["value"], policy["currency"]),
+                "currency": policy["currency"],
+                "status": policy["status"],
+            }
+            for policy in policies
+        ],
     }
     if not policies:
         body["message"] = "the insuree has no policy awaiting payment"
@@ -113,11 +121,15 @@ def render_payment(transaction: dict[str, Any]) -> dict[str, Any]:
         "amount": format_amount(transaction["amount"], transaction["currency"]),
         "currency": transaction["currency"],
         "receipt": settlement["receipt"],
-        "premium": {"uuid": settlement["premium_uuid"],
-                    "amount": format_amount(transaction["amount"], transaction["currency"]),
-                    "currency": transaction["currency"],
-                    "pay_date": iso_stamp(transaction["paid_at"].astimezone(UTC)),
-                    "pay_type": "M"},
-        "policy": {"status": settlement["policy_status"],
-                   "effective_date": iso_day(settlement["effective_date"])},
+        "premium": {
+            "uuid": settlement["premium_uuid"],
+            "amount": format_amount(transaction["amount"], transaction["currency"]),
+            "currency": transaction["currency"],
+            "pay_date": iso_stamp(transaction["paid_at"].astimezone(UTC)),
+            "pay_type": "M",
+        },
+        "policy": {
+            "status": settlement["policy_status"],
+            "effective_date": iso_day(settlement["effective_date"]),
+        },
     }

@@ -38,9 +38,16 @@ def fingerprint(request: dict[str, Any]) -> str:
 
 
 class PspApiService:
-    def __init__(self, insurees: InsureeService, policies: PolicyService, psps: PspRepository,
-                 transactions: TransactionRepository, incoming: IncomingPayments,
-                 audit: AuditRepository, clock: Clock) -> None:
+    def __init__(
+        self,
+        insurees: InsureeService,
+        policies: PolicyService,
+        psps: PspRepository,
+        transactions: TransactionRepository,
+        incoming: IncomingPayments,
+        audit: AuditRepository,
+        clock: Clock,
+    ) -> None:
         self.insurees = insurees
         self.policies = policies
         self.psps = psps
@@ -62,8 +69,9 @@ class PspApiService:
         insuree = await self.insurees.get(chf_id)
         return insuree, await self.policies.idle_of(insuree["chf_id"])
 
-    async def pay(self, psp: dict[str, Any], request: dict[str, Any],
-                  actor: str) -> tuple[int, Transaction]:
+    async def pay(
+        self, psp: dict[str, Any], request: dict[str, Any], actor: str
+    ) -> tuple[int, Transaction]:
         """(HTTP status, settled transaction): 201 when new, 200 for a replay."""
         digest = fingerprint(request)
         existing = await self._existing(psp, request)
@@ -79,74 +87,101 @@ class PspApiService:
                 raise
             return 200, await self._replay(existing, digest)
 
-    async def _record_new(self, psp: dict[str, Any], request: dict[str, Any], digest: str,
-                          actor: str) -> Transaction:
+    async def _record_new(
+        self, psp: dict[str, Any], request: dict[str, Any], digest: str, actor: str
+    ) -> Transaction:
         policy = await self._check(psp, request)
         transaction = self.incoming.new_transaction(
-            str(uuid.uuid4()), CHANNEL, policy, psp["_id"], request["psp_transaction_id"],
-            actor, channel_data={"request_fingerprint": digest, "json_ext": request["json_ext"]})
+            str(uuid.uuid4()),
+            CHANNEL,
+            policy,
+            psp["_id"],
+            request["psp_transaction_id"],
+            actor,
+            channel_data={"request_fingerprint": digest, "json_ext": request["json_ext"]},
+        )
         try:
             recorded = await self.incoming.record(transaction, policy)
         except PolicyBusy:
-            raise Conflict("another payment of this policy is in progress",
-                           code="payment_in_progress") from None
+            raise Conflict(
+                "another payment of this policy is in progress", code="payment_in_progress"
+            ) from None
         except PolicyNotPayable:
             raise _not_idle() from None
         return self._settled(recorded)
 
     async def record_audit(self, audited: AuditedRequest) -> None:
-        await self.audit.add({"_id": str(uuid.uuid4()), "at": self.clock.now(),
-                              **audit_entry(audited)})
+        await self.audit.add(
+            {"_id": str(uuid.uuid4()), "at": self.clock.now(), **audit_entry(audited)}
+        )
 
-    async def _existing(self, psp: dict[str, Any],
-                        request: dict[str, Any]) -> Transaction | None:
-        return await self.transactions.find_one({
-            "channel": CHANNEL, "psp_uuid": psp["_id"],
-            "provider_reference": request["psp_transaction_id"]})
+    async def _existing(self, psp: dict[str, Any], request: dict[str, Any]) -> Transaction | None:
+        return await self.transactions.find_one(
+            {
+                "channel": CHANNEL,
+                "psp_uuid": psp["_id"],
+                "provider_reference": request["psp_transaction_id"],
+            }
+        )
 
     async def _check(self, psp: dict[str, Any], request: dict[str, Any]) -> Policy:
         insuree = await self.insurees.get(request["chf_id"])
         reference = request["policy"]
         policy = await self.policies.by_payment_token(reference["token"])
         if policy is None or policy["chf_id"] != insuree["chf_id"]:
-            raise ValidationFailed("the policy token does not belong to this insuree",
-                                   code="invalid_policy_token")
+            raise ValidationFailed(
+                "the policy token does not belong to this insuree", code="invalid_policy_token"
+            )
         if policy["status"] != IDLE:
             raise _not_idle(policy["status"])
         if (reference["product_code"], reference["product_name"]) != (
-                policy["product_code"], policy["product_name"]):
+            policy["product_code"],
+            policy["product_name"],
+        ):
             raise ValidationFailed(
                 "product code or name does not match the policy",
-                {"product_code": policy["product_code"],
-                 "product_name": policy["product_name"]}, code="product_mismatch")
+                {"product_code": policy["product_code"], "product_name": policy["product_name"]},
+                code="product_mismatch",
+            )
         if psp["currency"] != policy["currency"]:
-            raise ValidationFailed(f"the policy is paid in {policy['currency']}, this provider "
-                                   f"settles in {psp['currency']}", code="currency_mismatch")
+            raise ValidationFailed(
+                f"the policy is paid in {policy['currency']}, this provider "
+                f"settles in {psp['currency']}",
+                code="currency_mismatch",
+            )
         require_exact_amount(policy, request["amount"])
         return policy
 
     async def _replay(self, existing: Transaction, digest: str) -> Transaction:
         # Payments stored before `channel_data` existed keep the fingerprint top-level.
         fingerprint = existing.get("channel_data", {}).get(
-            "request_fingerprint", existing.get("request_fingerprint"))
+            "request_fingerprint", existing.get("request_fingerprint")
+        )
         if fingerprint != digest:
-            raise Conflict("this psp_transaction_id was already used for a different payment",
-                           {"payment_id": existing["_id"]}, code="duplicate_transaction_id")
+            raise Conflict(
+                "this psp_transaction_id was already used for a different payment",
+                {"payment_id": existing["_id"]},
+                code="duplicate_transaction_id",
+            )
         try:
             async with asyncio.timeout(REPLAY_WAIT_SECONDS):
                 while existing["status"] == states.PROCESSING or (
-                        existing["status"] == states.SUCCEEDED
-                        and not existing.get("settlement")):
+                    existing["status"] == states.SUCCEEDED and not existing.get("settlement")
+                ):
                     await asyncio.sleep(0.05)
                     again = await self.transactions.find_one({"_id": existing["_id"]})
                     if again is None:
-                        raise RuntimeError(f"transaction {existing['_id']} vanished "
-                                           "while its replay waited")
+                        raise RuntimeError(
+                            f"transaction {existing['_id']} vanished while its replay waited"
+                        )
                     existing = again
         except TimeoutError:
-            raise Conflict("the first request with this psp_transaction_id is still being "
-                           "processed; retry later", {"payment_id": existing["_id"]},
-                           code="payment_in_progress") from None
+            raise Conflict(
+                "the first request with this psp_transaction_id is still being "
+                "processed; retry later",
+                {"payment_id": existing["_id"]},
+                code="payment_in_progress",
+            ) from None
         if existing["status"] == states.FAILED:
             raise _not_idle()
         return self._settled(existing)
@@ -154,13 +189,17 @@ class PspApiService:
     @staticmethod
     def _settled(transaction: Transaction) -> Transaction:
         if settlement_of(transaction)["status"] != "settled":
-            raise Conflict("the payment was received but could not be applied to the policy",
-                           {"payment_id": transaction["_id"]}, code="not_settled")
+            raise Conflict(
+                "the payment was received but could not be applied to the policy",
+                {"payment_id": transaction["_id"]},
+                code="not_settled",
+            )
         return transaction
 
 
 def _not_idle(status: int | None = None) -> ApiError:
-    return Conflict("the policy is not awaiting payment",
-                    {"status": status} if status is not None else {}, code="policy_not_idle")
-
-
+    return Conflict(
+        "the policy is not awaiting payment",
+        {"status": status} if status is not None else {},
+        code="policy_not_idle",
+    )

@@ -12,8 +12,11 @@ KINDS = ("qmoney", "mpesa", "external")
 
 INDEXES: list[IndexSpec] = [
     (PSPS, [("name", 1)], {"unique": True}),
-    (PSPS, [("username", 1)], {"unique": True,
-                               "partialFilterExpression": {"username": {"$type": "string"}}}),
+    (
+        PSPS,
+        [("username", 1)],
+        {"unique": True, "partialFilterExpression": {"username": {"$type": "string"}}},
+    ),
 ]
 
 

@@ -63,8 +63,15 @@ class PspSchema(Schema):
 
 
 def render_psp(document: dict[str, Any]) -> dict[str, Any]:
-    return {"uuid": document["_id"], "name": document["name"], "kind": document["kind"],
-            "account": document["account"], "currency": document["currency"],
-            "is_external_api": document["is_external_api"], "username": document["username"],
-            "has_pin": document["pin_encrypted"] is not None, "active": document["active"],
-            "created_at": iso_stamp(document["created_at"])}
+    return {
+        "uuid": document["_id"],
+        "name": document["name"],
+        "kind": document["kind"],
+        "account": document["account"],
+        "currency": document["currency"],
+        "is_external_api": document["is_external_api"],
+        "username": document["username"],
+        "has_pin": document["pin_encrypted"] is not None,
+        "active": document["active"],
+        "created_at": iso_stamp(document["created_at"]),
+    }

@@ -15,8 +15,9 @@ from server.psps.repository import PspRepository
 
 
 class PspService:
-    def __init__(self, psps: PspRepository, users: UserRepository, cipher: PinCipher,
-                 clock: Clock) -> None:
+    def __init__(
+        self, psps: PspRepository, users: UserRepository, cipher: PinCipher, clock: Clock
+    ) -> None:
         self.psps = psps
         self.users = users
         self.cipher = cipher
@@ -25,18 +26,25 @@ class PspService:
     async def create(self, data: dict[str, Any]) -> dict[str, Any]:
         await self._check_user(data.get("username"))
         if data["kind"] == "qmoney" and not data.get("pin"):
-            raise ValidationFailed("a Qmoney PSP needs the merchant PIN",
-                                   {"fields": {"pin": ["required for kind qmoney"]}})
+            raise ValidationFailed(
+                "a Qmoney PSP needs the merchant PIN",
+                {"fields": {"pin": ["required for kind qmoney"]}},
+            )
         now = self.clock.now()
         pin = data.pop("pin", None)
-        document = {"_id": str(uuid.uuid4()), **data,
-                    "pin_encrypted": self.cipher.encrypt(pin) if pin else None,
-                    "created_at": now, "updated_at": now}
+        document = {
+            "_id": str(uuid.uuid4()),
+            **data,
+            "pin_encrypted": self.cipher.encrypt(pin) if pin else None,
+            "created_at": now,
+            "updated_at": now,
+        }
         try:
             return await self.psps.insert(document)
         except DuplicateDocument:
-            raise Conflict("a PSP with that name or user already exists",
-                           code="psp_exists") from None
+            raise Conflict(
+                "a PSP with that name or user already exists", code="psp_exists"
+            ) from None
 
     async def get(self, psp_uuid: str) -> dict[str, Any]:
         psp = await self.psps.find_one({"_id": psp_uuid})
@@ -52,8 +60,9 @@ class PspService:
         if "pin" in changes:
             changes["pin_encrypted"] = self.cipher.encrypt(changes.pop("pin"))
         try:
-            updated = await self.psps.update({"_id": psp_uuid},
-                                             {**changes, "updated_at": self.clock.now()})
+            updated = await self.psps.update(
+                {"_id": psp_uuid}, {**changes, "updated_at": self.clock.now()}
+            )
         except DuplicateDocument:
             raise Conflict("another PSP is linked to that user", code="psp_exists") from None
         if updated is None:
@@ -71,5 +80,7 @@ class PspService:
             return
         user = await self.users.find(username)
         if user is None or user["role"] != "psp":
-            raise ValidationFailed(f"user {username!r} does not exist or lacks the psp role",
-                                   {"fields": {"username": ["must be a user with role psp"]}})
+            raise ValidationFailed(
+                f"user {username!r} does not exist or lacks the psp role",
+                {"fields": {"username": ["must be a user with role psp"]}},
+            )

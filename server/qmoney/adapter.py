@@ -43,8 +43,13 @@ class QmoneyDebits:
         self.max_code_attempts = settings.max_otp_attempts
 
     @classmethod
-    def configured(cls, settings: QmoneySettings, session: aiohttp.ClientSession | None,
-                   clock: Clock, calls: CallLog | None = None) -> QmoneyDebits:
+    def configured(
+        cls,
+        settings: QmoneySettings,
+        session: aiohttp.ClientSession | None,
+        clock: Clock,
+        calls: CallLog | None = None,
+    ) -> QmoneyDebits:
         """The adapter, with a client when Qmoney's credentials are set and outbound
         calls are possible (a session)."""
         ready = session is not None and bool(settings.username and settings.password)
@@ -56,22 +61,26 @@ class QmoneyDebits:
 
     def _client(self) -> QmoneyClient:
         if self.client is None:
-            raise ServiceUnavailable("Qmoney is not configured (qmoney.username, "
-                                     "qmoney.password)", code="provider_not_configured")
+            raise ServiceUnavailable(
+                "Qmoney is not configured (qmoney.username, qmoney.password)",
+                code="provider_not_configured",
+            )
         return self.client
 
     def payer_of(self, insuree: Insuree) -> str:
         wallet = insuree.get("wallet")
         if not wallet:
-            raise ValidationFailed(f"insuree {insuree['chf_id']} has no Qmoney wallet",
-                                   code="no_wallet")
+            raise ValidationFailed(
+                f"insuree {insuree['chf_id']} has no Qmoney wallet", code="no_wallet"
+            )
         return str(wallet)
 
     async def start(self, order: DebitOrder) -> str:
         if order.merchant_pin is None:
             raise ValueError("a Qmoney debit needs the merchant PIN")
-        return await self._client().get_money(order.payer, order.merchant_account,
-                                               order.amount, order.merchant_pin)
+        return await self._client().get_money(
+            order.payer, order.merchant_account, order.amount, order.merchant_pin
+        )
 
     async def confirm(self, provider_reference: str, code: str) -> str:
         verified = await self._client().verify_code(provider_reference, code)
@@ -81,9 +90,14 @@ class QmoneyDebits:
         return refusal.code == WRONG_OTP
 
     async def status(self, provider_reference: str) -> StatusAnswer:
-        return StatusAnswer(ProviderStatus.NOT_ASKED, provider_reference,
-                            "Qmoney has no status query: check its portal")
+        return StatusAnswer(
+            ProviderStatus.NOT_ASKED,
+            provider_reference,
+            "Qmoney has no status query: check its portal",
+        )
 
     def shown(self, transaction: Transaction) -> dict[str, Any]:
-        return {"otp_attempts": code_attempts(transaction),
-                "otp_expires_at": iso_stamp(payer_deadline(transaction))}
+        return {
+            "otp_attempts": code_attempts(transaction),
+            "otp_expires_at": iso_stamp(payer_deadline(transaction)),
+        }

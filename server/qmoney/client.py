@@ -49,38 +49,61 @@ class Verified:
 
 
 class QmoneyClient:
-    def __init__(self, session: aiohttp.ClientSession, settings: QmoneySettings, clock: Clock,
-                 calls: CallLog | None = None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: QmoneySettings,
+        clock: Clock,
+        calls: CallLog | None = None,
+    ) -> None:
         channel = base64.b64encode(
-            f"{settings.channel_id}:{settings.channel_secret}".encode()).decode("ascii")
+            f"{settings.channel_id}:{settings.channel_secret}".encode()
+        ).decode("ascii")
         self._channel_auth = f"Basic {channel}"
         self._username = settings.username
         self._password = settings.password
         self._clock = clock
         self._transport = ProviderTransport(
-            session, PROVIDER, settings.base_url, settings.timeout_seconds, clock,
-            login=self._login, login_endpoint="login", token_rejected=_token_rejected,
-            calls=calls)
+            session,
+            PROVIDER,
+            settings.base_url,
+            settings.timeout_seconds,
+            clock,
+            login=self._login,
+            login_endpoint="login",
+            token_rejected=_token_rejected,
+            calls=calls,
+        )
         self.tokens = self._transport.tokens
 
-    async def get_money(self, payer_wallet: str, merchant_account: str, amount: str,
-                        pin: str) -> str:
+    async def get_money(
+        self, payer_wallet: str, merchant_account: str, amount: str, pin: str
+    ) -> str:
         """Start a debit; Qmoney texts the payer an OTP. Returns Qmoney's transaction id.
 
         `amount` is a decimal string; it is sent as a JSON number."""
-        body = {"data": {"fromUser": {"userIdentifier": payer_wallet},
-                         "toUser": {"userIdentifier": merchant_account},
-                         "serviceId": "MOBILE_MONEY", "productId": "NHIA_GETMONEY",
-                         "remarks": "add", "payment": [{"amount": _AMOUNT_PLACEHOLDER}],
-                         "transactionPin": pin}}
+        body = {
+            "data": {
+                "fromUser": {"userIdentifier": payer_wallet},
+                "toUser": {"userIdentifier": merchant_account},
+                "serviceId": "MOBILE_MONEY",
+                "productId": "NHIA_GETMONEY",
+                "remarks": "add",
+                "payment": [{"amount": _AMOUNT_PLACEHOLDER}],
+                "transactionPin": pin,
+            }
+        }
         text = json.dumps(body).replace(json.dumps(_AMOUNT_PLACEHOLDER), amount)
         async with self._transport.call("getMoney"):
             try:
                 data = await self._call("/getMoney", text)
             except ProviderOutcomeUnknown as err:
-                raise ProviderUnavailable(PROVIDER, f"getMoney: {err.message}",
-                                          http_status=err.http_status,
-                                          correlation_id=err.correlation_id) from None
+                raise ProviderUnavailable(
+                    PROVIDER,
+                    f"getMoney: {err.message}",
+                    http_status=err.http_status,
+                    correlation_id=err.correlation_id,
+                ) from None
         transaction_id = data.get("transactionId") if isinstance(data, dict) else None
         if not transaction_id:
             raise ProviderUnavailable(PROVIDER, "getMoney answer without a transactionId")
@@ -92,8 +115,11 @@ class QmoneyClient:
         async with self._transport.call("verifyCode"):
             data = await self._call("/verifyCode", text)
         data = data if isinstance(data, dict) else {}
-        balances = {str(item.get("walletExternalId")): str(item.get("availableBalance"))
-                    for item in data.get("balanceData") or [] if isinstance(item, dict)}
+        balances = {
+            str(item.get("walletExternalId")): str(item.get("availableBalance"))
+            for item in data.get("balanceData") or []
+            if isinstance(item, dict)
+        }
         return Verified(str(data.get("transactionId") or transaction_id), balances)
 
     # --- wire format ----------------------------------------------------
@@ -101,17 +127,19 @@ class QmoneyClient:
     async def _login(self) -> CachedToken:
         """One login attempt; the transport tries a failure short of a refusal once more
         (login is safe to repeat and acts on nothing)."""
-        body = json.dumps({"grantType": "password", "username": self._username,
-                           "password": self._password})
-        answer = await self._transport.send("POST", "/login", data=body,
-                                            headers={"Authorization": self._channel_auth})
+        body = json.dumps(
+            {"grantType": "password", "username": self._username, "password": self._password}
+        )
+        answer = await self._transport.send(
+            "POST", "/login", data=body, headers={"Authorization": self._channel_auth}
+        )
         if answer.status == 401:
-            raise ProviderRejected(PROVIDER, "401", "channel credential refused",
-                                   http_status=401)
+            raise ProviderRejected(PROVIDER, "401", "channel credential refused", http_status=401)
         data = _data(answer, "login")
         if not isinstance(data, dict) or not data.get("access_token"):
-            raise ProviderUnavailable(PROVIDER, "login answer without an access_token",
-                                      http_status=answer.status)
+            raise ProviderUnavailable(
+                PROVIDER, "login answer without an access_token", http_status=answer.status
+            )
         expiry = _expiry_seconds(data.get("accessTokenExpiry"))
         log.info("qmoney_token_issued expiry=%s", expiry if expiry is not None else "none")
         expires_at = None if expiry is None else self._clock.now() + timedelta(seconds=expiry)
@@ -128,14 +156,21 @@ def _data(answer: Answer, operation: str) -> Any:
     body = answer.body
     if answer.status >= 500 or not isinstance(body, dict):
         raise ProviderOutcomeUnknown(
-            PROVIDER, f"{operation}: unusable answer (HTTP {answer.status})",
-            http_status=answer.status, correlation_id=_transaction_id(body))
+            PROVIDER,
+            f"{operation}: unusable answer (HTTP {answer.status})",
+            http_status=answer.status,
+            correlation_id=_transaction_id(body),
+        )
     code = str(body.get("responseCode", "")).strip()
     if code != SUCCESS:
         message = str(body.get("responseMessage") or body.get("error_description") or "")
-        raise ProviderRejected(PROVIDER, code or str(answer.status), message,
-                               http_status=answer.status,
-                               correlation_id=_transaction_id(body))
+        raise ProviderRejected(
+            PROVIDER,
+            code or str(answer.status),
+            message,
+            http_status=answer.status,
+            correlation_id=_transaction_id(body),
+        )
     return body.get("data")
 
 

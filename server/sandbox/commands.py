@@ -23,14 +23,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080,
-                        help="gateway port; the Daraja simulator gets PORT+1, Qmoney PORT+2")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="gateway port; the Daraja simulator gets PORT+1, Qmoney PORT+2",
+    )
 
 
 def _simulators_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081,
-                        help="Daraja simulator port; the Qmoney simulator gets PORT+1")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8081,
+        help="Daraja simulator port; the Qmoney simulator gets PORT+1",
+    )
 
 
 def _payment_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +55,9 @@ async def run_sandbox(args: argparse.Namespace) -> int:
     from server.sandbox.environment import start_sandbox, summary
 
     print("starting the sandbox...", flush=True)
-    sandbox = await start_sandbox(args.host, args.port,
-                                  progress=lambda step: print(f"  {step}", flush=True))
+    sandbox = await start_sandbox(
+        args.host, args.port, progress=lambda step: print(f"  {step}", flush=True)
+    )
     await run_until_signalled(sandbox.stop, summary(sandbox))
     print("sandbox stopped")
     return 0
@@ -63,8 +72,7 @@ async def run_simulators(args: argparse.Namespace) -> int:
     qmoney = QmoneySimulator()
     daraja_url = await start_simulator(daraja, args.host, args.port, "the Daraja simulator")
     try:
-        qmoney_url = await start_simulator(qmoney, args.host, args.port + 1,
-                                           "the Qmoney simulator")
+        qmoney_url = await start_simulator(qmoney, args.host, args.port + 1, "the Qmoney simulator")
     except StartupError:
         await daraja.stop()
         raise
@@ -73,8 +81,9 @@ async def run_simulators(args: argparse.Namespace) -> int:
         await daraja.stop()
         await qmoney.stop()
 
-    await run_until_signalled(stop_both, f"Daraja simulator on {daraja_url}\n"
-                                          f"Qmoney simulator on {qmoney_url}")
+    await run_until_signalled(
+        stop_both, f"Daraja simulator on {daraja_url}\nQmoney simulator on {qmoney_url}"
+    )
     return 0
 
 
@@ -89,15 +98,19 @@ async def run_simulate_payment(args: argparse.Namespace) -> int:
 
     settings = sandbox_settings(args.host, args.port)
     try:
-        payment = await simulate_paybill_payment(settings, args.account, args.amount,
-                                                 args.msisdn, args.username, args.password)
+        payment = await simulate_paybill_payment(
+            settings, args.account, args.amount, args.msisdn, args.username, args.password
+        )
     except NothingPaid as err:
         print(err, file=sys.stderr)
         return 1
     except TimeoutError:
-        print(f"payment did not arrive: the Daraja simulator took it, but the gateway at "
-              f"{settings.server.public_url} has not listed it within "
-              f"{ARRIVAL_TIMEOUT_SECONDS:.0f} s", file=sys.stderr)
+        print(
+            f"payment did not arrive: the Daraja simulator took it, but the gateway at "
+            f"{settings.server.public_url} has not listed it within "
+            f"{ARRIVAL_TIMEOUT_SECONDS:.0f} s",
+            file=sys.stderr,
+        )
         return 1
     except ProviderError as err:
         print(f"payment did not arrive: {err}", file=sys.stderr)
@@ -107,18 +120,25 @@ async def run_simulate_payment(args: argparse.Namespace) -> int:
         print(f"  {key:<11} {payment[key]}")
     if payment["status"] != "settled":
         print(f"  {'reason':<11} {unmatched_explanation(payment)}")
-        print("it waits for an operator to allocate it (dashboard, or "
-              "POST /api/v1/c2b/payments/<trans_id>/allocate)")
+        print(
+            "it waits for an operator to allocate it (dashboard, or "
+            "POST /api/v1/c2b/payments/<trans_id>/allocate)"
+        )
     return 0
 
 
 COMMANDS: dict[str, Command] = {
-    "sandbox": Command("gateway + simulators + demo data (default)", run_sandbox,
-                       _sandbox_arguments),
+    "sandbox": Command(
+        "gateway + simulators + demo data (default)", run_sandbox, _sandbox_arguments
+    ),
     "serve": cli.COMMANDS["serve"],
-    "simulators": Command("run the provider simulators only", run_simulators,
-                          _simulators_arguments),
+    "simulators": Command(
+        "run the provider simulators only", run_simulators, _simulators_arguments
+    ),
     **{name: command for name, command in cli.COMMANDS.items() if name != "serve"},
-    "simulate-payment": Command("sandbox: make a paybill payment and wait for it to arrive",
-                                run_simulate_payment, _payment_arguments),
+    "simulate-payment": Command(
+        "sandbox: make a paybill payment and wait for it to arrive",
+        run_simulate_payment,
+        _payment_arguments,
+    ),
 }

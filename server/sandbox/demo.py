@@ -15,19 +15,43 @@ from server.insurance.schemas import (
 from server.psps.schemas import PspCreateSchema
 from server.startup.services import Services
 
-USERS = (("admin", "sandbox-admin", "admin"), ("operator", "sandbox-operator", "operator"),
-         ("afrimoney", "sandbox-afrimoney", "psp"))
-PRODUCTS = ({"code": "BASIC-GMD", "name": "Basic cover", "price": "500.00", "currency": "GMD"},
-            {"code": "BASIC-KES", "name": "Basic cover (Kenya)", "price": "1500.00",
-             "currency": "KES"})
-QMONEY_INSUREE = {"chf_id": "070707070", "first_name": "Awa", "last_name": "Jallow",
-                  "phone": "2207000001", "wallet": "5811724c"}
-QMONEY_PSP = {"name": "Qmoney", "kind": "qmoney", "account": "14001502", "currency": "GMD",
-              "pin": "1234"}
-PROVIDER_PSP = {"name": "Afrimoney", "kind": "external", "account": "AFRIMONEY-001",
-                "currency": "GMD", "is_external_api": True, "username": "afrimoney"}
-PROVIDER_INSUREE = {"chf_id": "060606060", "first_name": "Fatou", "last_name": "Ceesay",
-                    "phone": "2207000002"}
+USERS = (
+    ("admin", "sandbox-admin", "admin"),
+    ("operator", "sandbox-operator", "operator"),
+    ("afrimoney", "sandbox-afrimoney", "psp"),
+)
+PRODUCTS = (
+    {"code": "BASIC-GMD", "name": "Basic cover", "price": "500.00", "currency": "GMD"},
+    {"code": "BASIC-KES", "name": "Basic cover (Kenya)", "price": "1500.00", "currency": "KES"},
+)
+QMONEY_INSUREE = {
+    "chf_id": "070707070",
+    "first_name": "Awa",
+    "last_name": "Jallow",
+    "phone": "2207000001",
+    "wallet": "5811724c",
+}
+QMONEY_PSP = {
+    "name": "Qmoney",
+    "kind": "qmoney",
+    "account": "14001502",
+    "currency": "GMD",
+    "pin": "1234",
+}
+PROVIDER_PSP = {
+    "name": "Afrimoney",
+    "kind": "external",
+    "account": "AFRIMONEY-001",
+    "currency": "GMD",
+    "is_external_api": True,
+    "username": "afrimoney",
+}
+PROVIDER_INSUREE = {
+    "chf_id": "060606060",
+    "first_name": "Fatou",
+    "last_name": "Ceesay",
+    "phone": "2207000002",
+}
 # Kenyan insurees paying by M-Pesa paybill, each with an idle policy (1500.00 KES).
 MPESA_INSUREES = (
     {"chf_id": "040404040", "first_name": "Achieng", "last_name": "Odhiambo"},
@@ -53,9 +77,15 @@ async def seed(services: Services, today: date) -> DemoData:
 
     async def insuree_with_policy(insuree: dict[str, str], product: str) -> Policy:
         await services.insurees.create(InsureeCreateSchema().load(insuree))
-        return await services.policies.create(PolicyCreateSchema().load({
-            "chf_id": insuree["chf_id"], "product_code": product,
-            "start_date": today.isoformat()}))
+        return await services.policies.create(
+            PolicyCreateSchema().load(
+                {
+                    "chf_id": insuree["chf_id"],
+                    "product_code": product,
+                    "start_date": today.isoformat(),
+                }
+            )
+        )
 
     qmoney_policy = await insuree_with_policy(QMONEY_INSUREE, "BASIC-GMD")
     provider_policy = await insuree_with_policy(PROVIDER_INSUREE, "BASIC-GMD")
@@ -65,4 +95,5 @@ async def seed(services: Services, today: date) -> DemoData:
         qmoney_psp=await services.psps.create(PspCreateSchema().load(QMONEY_PSP)),
         qmoney_policy=qmoney_policy,
         provider_psp=await services.psps.create(PspCreateSchema().load(PROVIDER_PSP)),
-        provider_policy=provider_policy)
+        provider_policy=provider_policy,
+    )

@@ -40,8 +40,15 @@ class PastClock(Clock):
 
 
 class History:
-    def __init__(self, settings: Settings, store: Store, providers: ProviderClients,
-                 http: aiohttp.ClientSession, qmoney_url: str, demo: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        providers: ProviderClients,
+        http: aiohttp.ClientSession,
+        qmoney_url: str,
+        demo: Any,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.providers = providers
@@ -51,33 +58,58 @@ class History:
         self.serial = 0
 
     def at(self, ago: timedelta) -> Services:
-        return build_services(self.settings, self.store, self.providers, LogNotifier(),
-                              PastClock(ago))
+        return build_services(
+            self.settings, self.store, self.providers, LogNotifier(), PastClock(ago)
+        )
 
     async def policy(self, services: Services, product: str, wallet: str = "") -> Policy:
         self.serial += 1
         chf_id = f"55{self.serial:05d}"
-        await services.insurees.create(InsureeCreateSchema().load(
-            {"chf_id": chf_id, "first_name": "Demo", "last_name": f"Member {self.serial}",
-             "wallet": wallet}))
-        return await services.policies.create(PolicyCreateSchema().load(
-            {"chf_id": chf_id, "product_code": product,
-             "start_date": (date.today() - timedelta(days=30)).isoformat()}))
+        await services.insurees.create(
+            InsureeCreateSchema().load(
+                {
+                    "chf_id": chf_id,
+                    "first_name": "Demo",
+                    "last_name": f"Member {self.serial}",
+                    "wallet": wallet,
+                }
+            )
+        )
+        return await services.policies.create(
+            PolicyCreateSchema().load(
+                {
+                    "chf_id": chf_id,
+                    "product_code": product,
+                    "start_date": (date.today() - timedelta(days=30)).isoformat(),
+                }
+            )
+        )
 
     async def provider_payment(self, ago: timedelta) -> None:
         services = self.at(ago)
         policy = await self.policy(services, "BASIC-GMD")
-        await services.psp_api.pay(self.demo.provider_psp, {
-            "chf_id": policy["chf_id"], "amount": "500.00",
-            "psp_transaction_id": f"AFR-HIST-{self.serial:05d}",
-            "policy": {"token": policy["payment_token"], "product_code": "BASIC-GMD",
-                       "product_name": policy["product_name"]}, "json_ext": None}, "afrimoney")
+        await services.psp_api.pay(
+            self.demo.provider_psp,
+            {
+                "chf_id": policy["chf_id"],
+                "amount": "500.00",
+                "psp_transaction_id": f"AFR-HIST-{self.serial:05d}",
+                "policy": {
+                    "token": policy["payment_token"],
+                    "product_code": "BASIC-GMD",
+                    "product_name": policy["product_name"],
+                },
+                "json_ext": None,
+            },
+            "afrimoney",
+        )
 
     async def debit(self, ago: timedelta, wrong_otps: int = 0) -> None:
         services = self.at(ago)
         policy = await self.policy(services, "BASIC-GMD", WALLET)
-        debit = await services.debits.initiate(policy["_id"], self.demo.qmoney_psp["_id"],
-                                               "500.00", "operator")
+        debit = await services.debits.initiate(
+            policy["_id"], self.demo.qmoney_psp["_id"], "500.00", "operator"
+        )
         async with self.http.get(f"{self.qmoney_url}/_sim/otp/{WALLET}") as answer:
             otp = (await answer.json())["otp"]
         wrong = "000000" if otp != "000000" else "111111"
@@ -87,8 +119,9 @@ class History:
             await services.debits.process(debit["_id"], otp, "operator")
 
     async def lost_answer_debit(self, ago: timedelta) -> None:
-        async with self.http.post(f"{self.qmoney_url}/_sim/faults",
-                                  json={"target": "verifyCode", "kind": "drop_after"}):
+        async with self.http.post(
+            f"{self.qmoney_url}/_sim/faults", json={"target": "verifyCode", "kind": "drop_after"}
+        ):
             pass
         await self.debit(ago)
 
@@ -96,17 +129,22 @@ class History:
         services = self.at(ago)
         policy = await self.policy(services, "BASIC-KES")
         local = services.c2b.clock.now().astimezone(NAIROBI)
-        body = {"TransactionType": "Pay Bill",
-                "TransID": secrets.choice(string.ascii_uppercase)
-                + "".join(secrets.choice(string.ascii_uppercase + string.digits)
-                          for _ in range(9)),
-                "TransTime": local.strftime("%Y%m%d%H%M%S"),
-                "TransAmount": amount if settle else "1000.00",
-                "BusinessShortCode": self.settings.daraja.shortcode,
-                "BillRefNumber": policy["chf_id"], "InvoiceNumber": "",
-                "OrgAccountBalance": "", "ThirdPartyTransID": "",
-                "MSISDN": "2547 ***** 149", "FirstName": "JOHN", "MiddleName": "",
-                "LastName": "DOE"}
+        body = {
+            "TransactionType": "Pay Bill",
+            "TransID": secrets.choice(string.ascii_uppercase)
+            + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(9)),
+            "TransTime": local.strftime("%Y%m%d%H%M%S"),
+            "TransAmount": amount if settle else "1000.00",
+            "BusinessShortCode": self.settings.daraja.shortcode,
+            "BillRefNumber": policy["chf_id"],
+            "InvoiceNumber": "",
+            "OrgAccountBalance": "",
+            "ThirdPartyTransID": "",
+            "MSISDN": "2547 ***** 149",
+            "FirstName": "JOHN",
+            "MiddleName": "",
+            "LastName": "DOE",
+        }
         await services.c2b.confirm(json.dumps(body).encode(), "127.0.0.1", {})
 
 
@@ -121,5 +159,6 @@ async def seed_history(history: History, progress: Callable[[str], None]) -> Non
         progress(f"demo history: day {DAYS - day + 1}/{DAYS}")
     await history.lost_answer_debit(timedelta(hours=2))
     await history.at(timedelta(hours=3)).c2b.confirm(
-        b'{"TransID": "BROKEN0001", "TransAmount": "1,500"}', "127.0.0.1", {})
+        b'{"TransID": "BROKEN0001", "TransAmount": "1,500"}', "127.0.0.1", {}
+    )
     progress("demo history: done")

@@ -332,12 +332,16 @@ async def run_run_job(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     if report.outcome == SKIPPED:
-        print(f"job {report.name} not run: {report.held_by} holds its lease (a run is in "
-              "progress)", file=sys.stderr)
+        print(
+            f"job {report.name} not run: {report.held_by} holds its lease (a run is in progress)",
+            file=sys.stderr,
+        )
         return 1
     if report.outcome == FAILED:
-        print(f"job {report.name} failed after {report.duration_ms:.0f} ms: {report.error}",
-              file=sys.stderr)
+        print(
+            f"job {report.name} failed after {report.duration_ms:.0f} ms: {report.error}",
+            file=sys.stderr,
+        )
         return 1
     print(f"job {report.name} ok: {report.result} handled in {report.duration_ms:.0f} ms")
     return 0

@@ -95,8 +95,9 @@ def env_name(section: str, key: str) -> str:
     return f"{ENV_PREFIX}{section}_{key}".upper()
 
 
-def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None,
-                  *, sandbox: bool = False) -> Settings:
+def load_settings(
+    path: Path | None = None, env: Mapping[str, str] | None = None, *, sandbox: bool = False
+) -> Settings:
     """Read config.yaml, apply environment overrides, fill sandbox secrets, validate.
     An error names the setting and where its value came from (variable or file);
     a `GATEWAY_*` variable that is no setting is logged as a warning and ignored."""
@@ -110,8 +111,9 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     sections = {}
     for name in SECTIONS:
         cls = type(getattr(Settings(), name))
-        sections[name] = _build_section(name, cls, raw.get(name) or {}, env, sandbox,
-                                        str(path), sources)
+        sections[name] = _build_section(
+            name, cls, raw.get(name) or {}, env, sandbox, str(path), sources
+        )
     _warn_unknown_variables(env)
     settings = Settings(sandbox=sandbox, **sections)
     if sandbox:
@@ -125,8 +127,11 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
 
 def _warn_unknown_variables(env: Mapping[str, str]) -> None:
     """One warning per `GATEWAY_*` variable that sets nothing, with the closest setting."""
-    known = {env_name(name, spec.name): f"{name}.{spec.name}"
-             for name in SECTIONS for spec in fields(type(getattr(Settings(), name)))}
+    known = {
+        env_name(name, spec.name): f"{name}.{spec.name}"
+        for name in SECTIONS
+        for spec in fields(type(getattr(Settings(), name)))
+    }
     by_suffix = {variable.removeprefix(ENV_PREFIX): variable for variable in known}
     for variable in sorted(env):
         upper = variable.upper()
@@ -161,8 +166,15 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _build_section(name: str, cls: type, values: Mapping[str, Any], env: Mapping[str, str],
-                   sandbox: bool, path: str, sources: dict[str, str]) -> Any:
+def _build_section(
+    name: str,
+    cls: type,
+    values: Mapping[str, Any],
+    env: Mapping[str, str],
+    sandbox: bool,
+    path: str,
+    sources: dict[str, str],
+) -> Any:
     if not isinstance(values, Mapping):
         raise ConfigError(f"{name}: must be a mapping (in {path})")
     known = {f.name: f for f in fields(cls)}
@@ -174,8 +186,10 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any], env: Mapping
         setting = f"{name}.{key}"
         is_secret = spec.metadata.get("secret", False)
         if is_secret and key in values and values[key] not in ("", None):
-            raise ConfigError(f"{setting}: secrets come from the environment "
-                              f"({env_name(name, key)}), not from config.yaml")
+            raise ConfigError(
+                f"{setting}: secrets come from the environment "
+                f"({env_name(name, key)}), not from config.yaml"
+            )
         if env_name(name, key) in env:
             value: Any = env[env_name(name, key)]
             sources[setting] = env_name(name, key)
@@ -205,7 +219,7 @@ def _coerce(setting: str, type_name: Any, value: Any) -> Any:
         if kind == "float":
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)     # only durations in seconds are floats; never money
+            return float(value)  # only durations in seconds are floats; never money
         if kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -244,22 +258,25 @@ def validate(settings: Settings) -> None:
 
 def _check_gateway_secrets(settings: Settings) -> None:
     """Outside the sandbox: every gateway secret set, none of them the sandbox's."""
-    values = {(section, key): getattr(getattr(settings, section), key)
-              for section, key in GATEWAY_SECRETS}
+    values = {
+        (section, key): getattr(getattr(settings, section), key) for section, key in GATEWAY_SECRETS
+    }
     missing = [name for name, value in values.items() if not value]
     if missing:
         raise ConfigError(_naming(missing, "missing; set"))
     public = [name for name, value in values.items() if value == SANDBOX_SECRETS[name[0]][name[1]]]
     if public:
-        raise ConfigError(_naming(public, "public sandbox secret, refused outside the sandbox; "
-                                          "set your own in"))
+        raise ConfigError(
+            _naming(public, "public sandbox secret, refused outside the sandbox; set your own in")
+        )
 
 
 def _naming(names: list[tuple[str, str]], problem: str) -> str:
     """`a.b, c.d: <problem> GATEWAY_A_B and GATEWAY_C_D`."""
     variables = [env_name(section, key) for section, key in names]
-    listed = (variables[0] if len(variables) == 1
-              else f"{', '.join(variables[:-1])} and {variables[-1]}")
+    listed = (
+        variables[0] if len(variables) == 1 else f"{', '.join(variables[:-1])} and {variables[-1]}"
+    )
     return f"{', '.join(f'{section}.{key}' for section, key in names)}: {problem} {listed}"
 
 
@@ -269,6 +286,8 @@ def _check_pin_key(value: str) -> None:
     try:
         Fernet(value.encode())
     except (ValueError, TypeError):
-        raise ConfigError("security.pin_key: not a Fernet key (32 url-safe base64 bytes); "
-                          "make one with: python -c 'from cryptography.fernet import Fernet; "
-                          "print(Fernet.generate_key().decode())'") from None
+        raise ConfigError(
+            "security.pin_key: not a Fernet key (32 url-safe base64 bytes); "
+            "make one with: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'"
+        ) from None

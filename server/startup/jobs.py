@@ -28,8 +28,7 @@ def gateway_jobs(settings: JobsSettings, services: Services) -> list[Job]:
         return len(await services.inbox.replay(grace=REPLAY_GRACE))
 
     async def finish_settlements() -> int:
-        inbound = [channel.name for channel in services.channels.channels
-                   if channel.debit is None]
+        inbound = [channel.name for channel in services.channels.channels if channel.debit is None]
         received = await services.incoming.finish_pending(inbound, PROCESSING_GRACE)
         return received + await services.settlement.settle_pending()
 
@@ -37,15 +36,26 @@ def gateway_jobs(settings: JobsSettings, services: Services) -> list[Job]:
         return timedelta(seconds=seconds)
 
     return [
-        Job(EXPIRE_DEBITS, every(settings.expire_debits_interval_seconds),
-            services.debits.expire_stale),
-        Job(FINISH_SETTLEMENTS, every(settings.finish_settlements_interval_seconds),
-            finish_settlements),
+        Job(
+            EXPIRE_DEBITS,
+            every(settings.expire_debits_interval_seconds),
+            services.debits.expire_stale,
+        ),
+        Job(
+            FINISH_SETTLEMENTS,
+            every(settings.finish_settlements_interval_seconds),
+            finish_settlements,
+        ),
         Job(REPLAY_INBOX, every(settings.replay_inbox_interval_seconds), replay_inbox),
     ]
 
 
 def job_runner(settings: JobsSettings, services: Services, clock: Clock) -> JobRunner:
-    return JobRunner(gateway_jobs(settings, services), LeaseRepository(services.store),
-                     RunHistory(services.store), clock, services.metrics,
-                     lease_for=timedelta(seconds=settings.lease_seconds))
+    return JobRunner(
+        gateway_jobs(settings, services),
+        LeaseRepository(services.store),
+        RunHistory(services.store),
+        clock,
+        services.metrics,
+        lease_for=timedelta(seconds=settings.lease_seconds),
+    )

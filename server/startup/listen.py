@@ -33,11 +33,13 @@ def listen_error(host: str, port: int, err: OSError, what: str = "") -> StartupE
     """`cannot listen on 127.0.0.1:8081 for the Daraja simulator: address already in use`."""
     # errno's own text: the library's may repeat the address or the errno.
     number = err.errno
-    reason = os.strerror(number) if number is not None and number > 0 else (
-        err.strerror or str(err))
+    reason = (
+        os.strerror(number) if number is not None and number > 0 else (err.strerror or str(err))
+    )
     purpose = f" for {what}" if what else ""
-    return StartupError(f"cannot listen on {host}:{port}{purpose}: {reason[:1].lower()}"
-                        f"{reason[1:]}")
+    return StartupError(
+        f"cannot listen on {host}:{port}{purpose}: {reason[:1].lower()}{reason[1:]}"
+    )
 
 
 def redacted_uri(uri: str) -> str:

@@ -69,8 +69,10 @@ class Gateway:
                     await asyncio.sleep(0.05)
         except TimeoutError:
             log.warning("shutdown_cut_requests count=%s", len(self.services.inflight))
-        await asyncio.gather(self.jobs.stop(BACKGROUND_DEADLINE_SECONDS),
-                             self.services.background.drain(BACKGROUND_DEADLINE_SECONDS))
+        await asyncio.gather(
+            self.jobs.stop(BACKGROUND_DEADLINE_SECONDS),
+            self.services.background.drain(BACKGROUND_DEADLINE_SECONDS),
+        )
         await self.http.close_all_connections()
         if self.internal is not None:
             await self.internal.close_all_connections()
@@ -80,11 +82,16 @@ class Gateway:
             await self.services.store.close()
 
 
-async def start_gateway(settings: Settings, *, store: Store | None = None,
-                        notifier: Notifier | None = None, clock: Clock | None = None,
-                        port: int | None = None,
-                        sockets: list[socket.socket] | None = None,
-                        internal_sockets: list[socket.socket] | None = None) -> Gateway:
+async def start_gateway(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    notifier: Notifier | None = None,
+    clock: Clock | None = None,
+    port: int | None = None,
+    sockets: list[socket.socket] | None = None,
+    internal_sockets: list[socket.socket] | None = None,
+) -> Gateway:
     """Open the store (unless given one, which then stays the caller's to close), create
     indexes, finish interrupted settlements, listen. `port=0` picks a free port;
     `sockets` are already bound ones (worker processes share them). The internal
@@ -98,35 +105,50 @@ async def start_gateway(settings: Settings, *, store: Store | None = None,
     metrics = Metrics()
     background = BackgroundTasks()
     providers = open_provider_clients(call_log(store, clock, metrics, background))
-    services = build_services(settings, store, providers,
-                              notifier or make_notifier(settings.notifications.kind), clock,
-                              metrics, background)
+    services = build_services(
+        settings,
+        store,
+        providers,
+        notifier or make_notifier(settings.notifications.kind),
+        clock,
+        metrics,
+        background,
+    )
     settled = await services.settlement.settle_pending()
     if settled:
         log.warning("settlements_completed_at_start count=%s", settled)
     if sockets is None:
         sockets = listen(settings.server.host, settings.server.port if port is None else port)
     if internal_sockets is None and settings.server.internal_port:
-        internal_sockets = listen(settings.server.host, settings.server.internal_port,
-                                  "the internal listener")
+        internal_sockets = listen(
+            settings.server.host, settings.server.internal_port, "the internal listener"
+        )
     internal = None
     if internal_sockets is not None:
-        internal = GatewayHTTPServer(make_app(settings, services, INTERNAL_ROUTES),
-                                     settings.server)
+        internal = GatewayHTTPServer(make_app(settings, services, INTERNAL_ROUTES), settings.server)
         internal.add_sockets(internal_sockets)
     http = GatewayHTTPServer(
         make_app(settings, services, public_routes(internal_listener=internal is not None)),
-        settings.server)
+        settings.server,
+    )
     http.add_sockets(sockets)
     bound = sockets[0].getsockname()[1]
-    log.info("gateway_listening host=%s port=%s store=%s", settings.server.host, bound,
-             "memory" if store.in_memory else "mongodb")
+    log.info(
+        "gateway_listening host=%s port=%s store=%s",
+        settings.server.host,
+        bound,
+        "memory" if store.in_memory else "mongodb",
+    )
     internal_port = internal_sockets[0].getsockname()[1] if internal_sockets else None
     if internal_port is not None:
-        log.info("internal_listening host=%s port=%s paths=/metrics,/readyz",
-                 settings.server.host, internal_port)
+        log.info(
+            "internal_listening host=%s port=%s paths=/metrics,/readyz",
+            settings.server.host,
+            internal_port,
+        )
     jobs = job_runner(settings.jobs, services, clock)
     if settings.jobs.enabled:
         jobs.start()
-    return Gateway(settings, services, providers, http, bound, jobs, owns_store,
-                   internal, internal_port)
+    return Gateway(
+        settings, services, providers, http, bound, jobs, owns_store, internal, internal_port
+    )

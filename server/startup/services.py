@@ -56,29 +56,43 @@ from server.startup.config import Settings
 PROVIDER_CALLS = "provider_calls"
 
 # The indexes no setting changes; `indexes` adds the retention ones.
-INDEXES: list[IndexSpec] = [*auth_repository.INDEXES, *c2b_repository.INDEXES,
-                            *inbox_repository.INDEXES,
-                            *login_attempts.INDEXES, *refresh_tokens.INDEXES,
-                            *insurance_repository.INDEXES, *psp_repository.INDEXES,
-                            *ledger_repository.INDEXES, *psp_api_repository.INDEXES,
-                            *job_history.INDEXES,
-                            (PROVIDER_CALLS, [("provider", 1), ("endpoint", 1), ("at", -1)], {})]
+INDEXES: list[IndexSpec] = [
+    *auth_repository.INDEXES,
+    *c2b_repository.INDEXES,
+    *inbox_repository.INDEXES,
+    *login_attempts.INDEXES,
+    *refresh_tokens.INDEXES,
+    *insurance_repository.INDEXES,
+    *psp_repository.INDEXES,
+    *ledger_repository.INDEXES,
+    *psp_api_repository.INDEXES,
+    *job_history.INDEXES,
+    (PROVIDER_CALLS, [("provider", 1), ("endpoint", 1), ("at", -1)], {}),
+]
 
 
 def indexes(settings: Settings) -> list[IndexSpec]:
     """Every index, with the retention (TTL) indexes whose expiry comes from the settings."""
     retention = settings.retention
-    return [*INDEXES, expiring_index(psp_api_repository.AUDIT, "at", retention.audit_days),
-            expiring_index(PROVIDER_CALLS, "at", retention.provider_calls_days),
-            expiring_index(job_history.RUNS, "started_at", retention.job_runs_days)]
+    return [
+        *INDEXES,
+        expiring_index(psp_api_repository.AUDIT, "at", retention.audit_days),
+        expiring_index(PROVIDER_CALLS, "at", retention.provider_calls_days),
+        expiring_index(job_history.RUNS, "started_at", retention.job_runs_days),
+    ]
 
 
 # Written with write concern and read with read concern `majority` on a replica set: the
 # collections whose writes decide money, and the job leases (a lease a failover rolled
 # back would let two processes run one job).
-MAJORITY_COLLECTIONS = (inbox_repository.INBOX, c2b_repository.PAYMENTS,
-                        ledger_repository.TRANSACTIONS, ledger_repository.PREMIUMS,
-                        insurance_repository.POLICIES, JOB_LEASES)
+MAJORITY_COLLECTIONS = (
+    inbox_repository.INBOX,
+    c2b_repository.PAYMENTS,
+    ledger_repository.TRANSACTIONS,
+    ledger_repository.PREMIUMS,
+    insurance_repository.POLICIES,
+    JOB_LEASES,
+)
 
 
 @dataclass
@@ -97,8 +111,9 @@ def open_provider_clients(calls: CallLog | None = None) -> ProviderClients:
     return ProviderClients(session=aiohttp.ClientSession(), calls=calls or CallLog())
 
 
-def call_log(store: Store, clock: Clock, metrics: Metrics,
-             background: BackgroundTasks | None = None) -> CallLog:
+def call_log(
+    store: Store, clock: Clock, metrics: Metrics, background: BackgroundTasks | None = None
+) -> CallLog:
     return CallLog(store.collection(PROVIDER_CALLS), clock, metrics, background)
 
 
@@ -139,40 +154,66 @@ def validation_rules(settings: Settings) -> ValidationRules:
     )
 
 
-def channel_registry(settings: Settings, providers: ProviderClients | None,
-                     clock: Clock) -> ChannelRegistry:
+def channel_registry(
+    settings: Settings, providers: ProviderClients | None, clock: Clock
+) -> ChannelRegistry:
     """Every payment channel, in the order the dashboard lists them: the one place a
     channel is registered. A debit channel brings its adapter (server.debits.contract),
     built from its settings section and the shared outbound session (none in the
     command-line tasks, which call no provider)."""
     session, calls = (providers.session, providers.calls) if providers else (None, None)
-    return ChannelRegistry([
-        Channel(C2B_CHANNEL, "M-Pesa paybill"),
-        Channel(QmoneyDebits.channel, "Qmoney OTP debit",
-                QmoneyDebits.configured(settings.qmoney, session, clock, calls)),
-        Channel(PSP_API_CHANNEL, "Payment provider API"),
-    ])
+    return ChannelRegistry(
+        [
+            Channel(C2B_CHANNEL, "M-Pesa paybill"),
+            Channel(
+                QmoneyDebits.channel,
+                "Qmoney OTP debit",
+                QmoneyDebits.configured(settings.qmoney, session, clock, calls),
+            ),
+            Channel(PSP_API_CHANNEL, "Payment provider API"),
+        ]
+    )
 
 
-def auth_service(settings: Settings, store: Store, users: UserRepository, clock: Clock,
-                 metrics: Metrics) -> AuthService:
+def auth_service(
+    settings: Settings, store: Store, users: UserRepository, clock: Clock, metrics: Metrics
+) -> AuthService:
     auth = settings.auth
-    tokens = TokenIssuer(auth.jwt_secret, timedelta(minutes=auth.access_token_minutes),
-                         timedelta(hours=auth.refresh_token_hours))
-    throttle = LoginThrottle(login_attempts.LoginAttemptRepository(store), clock,
-                             per_user=auth.login_max_failures_per_user,
-                             per_address=auth.login_max_failures_per_address,
-                             window=timedelta(minutes=auth.login_failure_window_minutes))
+    tokens = TokenIssuer(
+        auth.jwt_secret,
+        timedelta(minutes=auth.access_token_minutes),
+        timedelta(hours=auth.refresh_token_hours),
+    )
+    throttle = LoginThrottle(
+        login_attempts.LoginAttemptRepository(store),
+        clock,
+        per_user=auth.login_max_failures_per_user,
+        per_address=auth.login_max_failures_per_address,
+        window=timedelta(minutes=auth.login_failure_window_minutes),
+    )
     sessions = RefreshSessions(refresh_tokens.RefreshTokenRepository(store), tokens, clock)
-    return AuthService(users, tokens, sessions, PasswordHashing(auth.password_hash_threads),
-                       throttle, clock, metrics)
+    return AuthService(
+        users,
+        tokens,
+        sessions,
+        PasswordHashing(auth.password_hash_threads),
+        throttle,
+        clock,
+        metrics,
+    )
 
 
-def build_services(settings: Settings, store: Store, providers: ProviderClients | None,
-                   notifier: Notifier, clock: Clock, metrics: Metrics | None = None,
-                   background: BackgroundTasks | None = None) -> Services:
+def build_services(
+    settings: Settings,
+    store: Store,
+    providers: ProviderClients | None,
+    notifier: Notifier,
+    clock: Clock,
+    metrics: Metrics | None = None,
+    background: BackgroundTasks | None = None,
+) -> Services:
     metrics = metrics or Metrics()
-    background = BackgroundTasks() if background is None else background   # empty is falsy
+    background = BackgroundTasks() if background is None else background  # empty is falsy
     users = UserRepository(store)
     insuree_repository = insurance_repository.InsureeRepository(store)
     insurees = InsureeService(insuree_repository, clock)
@@ -180,35 +221,63 @@ def build_services(settings: Settings, store: Store, providers: ProviderClients 
     policy_repository = insurance_repository.PolicyRepository(store)
     policies = PolicyService(policy_repository, insurees, products, clock)
     psp_documents = psp_repository.PspRepository(store)
-    psps = PspService(psp_documents, users,
-                      PinCipher(settings.security.pin_key), clock)
+    psps = PspService(psp_documents, users, PinCipher(settings.security.pin_key), clock)
     transactions = ledger_repository.TransactionRepository(store)
     channels = channel_registry(settings, providers, clock)
     ledger = LedgerService(transactions, channels.names, channels.shown)
-    settlement = Settlement(transactions, ledger_repository.PremiumRepository(store),
-                            policy_repository, clock)
+    settlement = Settlement(
+        transactions, ledger_repository.PremiumRepository(store), policy_repository, clock
+    )
     incoming = IncomingPayments(transactions, policy_repository, settlement, clock)
     c2b_payments = c2b_repository.C2BPaymentRepository(store)
     inbox = inbox_repository.InboxRepository(store)
-    c2b = C2BService(inbox, c2b_payments,
-                     validation_rules(settings),
-                     Allocation(c2b_payments, insuree_repository, policies, incoming, clock),
-                     notifier, clock,
-                     validation_deadline=settings.c2b.validation_deadline_seconds,
-                     validation_fallback=settings.c2b.validation_fallback,
-                     validation_matches_policy=settings.c2b.validation_match_policy,
-                     metrics=metrics, background=background)
+    c2b = C2BService(
+        inbox,
+        c2b_payments,
+        validation_rules(settings),
+        Allocation(c2b_payments, insuree_repository, policies, incoming, clock),
+        notifier,
+        clock,
+        validation_deadline=settings.c2b.validation_deadline_seconds,
+        validation_fallback=settings.c2b.validation_fallback,
+        validation_matches_policy=settings.c2b.validation_match_policy,
+        metrics=metrics,
+        background=background,
+    )
     replay = InboxReplay(inbox, clock)
     replay.register(C2B_SOURCE, "confirmation", c2b.process_entry, c2b.mark_failed)
-    debits = DebitEngine(channels, transactions, ledger, policies, insurees, psps, settlement,
-                         clock)
-    psp_api = PspApiService(insurees, policies, psp_documents, transactions, incoming,
-                            psp_api_repository.AuditRepository(store), clock)
+    debits = DebitEngine(
+        channels, transactions, ledger, policies, insurees, psps, settlement, clock
+    )
+    psp_api = PspApiService(
+        insurees,
+        policies,
+        psp_documents,
+        transactions,
+        incoming,
+        psp_api_repository.AuditRepository(store),
+        clock,
+    )
     auth = auth_service(settings, store, users, clock, metrics)
-    return Services(store=store, notifier=notifier, auth=auth, inbox=replay, incoming=incoming,
-                    c2b=c2b, insurees=insurees, products=products, policies=policies,
-                    psps=psps, ledger=ledger, settlement=settlement, channels=channels,
-                    debits=debits, psp_api=psp_api,
-                    rate_limiter=RateLimiter(settings.psp_api.rate_limit_per_minute, clock),
-                    dashboard=Dashboard(store, clock, channels.channels), metrics=metrics,
-                    indexes=indexes(settings), background=background)
+    return Services(
+        store=store,
+        notifier=notifier,
+        auth=auth,
+        inbox=replay,
+        incoming=incoming,
+        c2b=c2b,
+        insurees=insurees,
+        products=products,
+        policies=policies,
+        psps=psps,
+        ledger=ledger,
+        settlement=settlement,
+        channels=channels,
+        debits=debits,
+        psp_api=psp_api,
+        rate_limiter=RateLimiter(settings.psp_api.rate_limit_per_minute, clock),
+        dashboard=Dashboard(store, clock, channels.channels),
+        metrics=metrics,
+        indexes=indexes(settings),
+        background=background,
+    )

@@ -26,8 +26,9 @@ def count() -> fields.Integer:
 
 
 def amount() -> fields.String:
-    return text(metadata={"description": "decimal string with the currency's places",
-                          "example": "500.00"})
+    return text(
+        metadata={"description": "decimal string with the currency's places", "example": "500.00"}
+    )
 
 
 def stamp(*, nullable: bool = False, **kwargs: Any) -> fields.DateTime:
@@ -64,8 +65,10 @@ def page_of(item: type[Schema]) -> type[Schema]:
 class ErrorBodySchema(Schema):
     code = text(metadata={"example": "validation_error"})
     message = text(metadata={"example": "request body is invalid"})
-    details = fields.Dict(required=True, metadata={
-        "description": "more about the error, e.g. `fields` naming the invalid fields"})
+    details = fields.Dict(
+        required=True,
+        metadata={"description": "more about the error, e.g. `fields` naming the invalid fields"},
+    )
 
 
 class ErrorSchema(Schema):

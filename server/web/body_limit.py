@@ -37,13 +37,13 @@ def declared_length(headers: httputil.HTTPHeaders) -> int | None:
 class BodyLimit(httputil.HTTPServerConnectionDelegate):
     """Wraps the application (the HTTP server's request callback)."""
 
-    def __init__(self, application: httputil.HTTPServerConnectionDelegate,
-                 limit: int) -> None:
+    def __init__(self, application: httputil.HTTPServerConnectionDelegate, limit: int) -> None:
         self.application = application
         self.limit = limit
 
-    def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection
-                      ) -> httputil.HTTPMessageDelegate:
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
         assert isinstance(request_conn, HTTP1Connection)
         return _LimitedBody(self.application, server_conn, request_conn, self.limit)
 
@@ -55,18 +55,26 @@ class _LimitedBody(httputil.HTTPMessageDelegate):
     """One request: its body as the application receives it, and the finishing of
     its answer (the application writes through _AnswerFinishedAfterBody)."""
 
-    def __init__(self, application: httputil.HTTPServerConnectionDelegate,
-                 server_conn: object, connection: HTTP1Connection, limit: int) -> None:
+    def __init__(
+        self,
+        application: httputil.HTTPServerConnectionDelegate,
+        server_conn: object,
+        connection: HTTP1Connection,
+        limit: int,
+    ) -> None:
         self.connection = connection
         self.limit = limit
         self.received = 0
-        self.cut_off = False           # the handler has run; the rest is dropped
+        self.cut_off = False  # the handler has run; the rest is dropped
         self.body_ended = False
-        self.answer_waiting = False    # the handler finished before the body ended
+        self.answer_waiting = False  # the handler finished before the body ended
         self.inner = application.start_request(server_conn, _AnswerFinishedAfterBody(self))
 
-    def headers_received(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-                         headers: httputil.HTTPHeaders) -> Awaitable[None] | None:
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> Awaitable[None] | None:
         answer = self.inner.headers_received(start_line, headers)
         length = declared_length(headers)
         if length is not None and length > self.limit:
@@ -84,7 +92,7 @@ class _LimitedBody(httputil.HTTPMessageDelegate):
             return None
         if self.received <= self.limit:
             return self.inner.data_received(chunk)
-        self.inner.data_received(chunk[:room])      # one byte over: the handler sees it
+        self.inner.data_received(chunk[:room])  # one byte over: the handler sees it
         self._cut_off()
         return None
 
@@ -118,9 +126,12 @@ class _AnswerFinishedAfterBody(httputil.HTTPConnection):
         self._request = request
         self._connection = request.connection
 
-    def write_headers(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-                      headers: httputil.HTTPHeaders, chunk: bytes | None = None
-                      ) -> Future[None]:
+    def write_headers(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+        chunk: bytes | None = None,
+    ) -> Future[None]:
         return self._connection.write_headers(start_line, headers, chunk)
 
     def write(self, chunk: bytes) -> Future[None]:

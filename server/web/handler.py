@@ -35,15 +35,18 @@ _REASON_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_
 
 def implemented_methods(handler: type[RequestHandler]) -> set[str]:
     """The HTTP methods the handler (or a base of ours) defines; Tornado's defaults say 405."""
-    return {method.lower() for method in handler.SUPPORTED_METHODS
-            if getattr(handler, method.lower()) is not getattr(RequestHandler, method.lower())}
+    return {
+        method.lower()
+        for method in handler.SUPPORTED_METHODS
+        if getattr(handler, method.lower()) is not getattr(RequestHandler, method.lower())
+    }
 
 
 class TrackedRequest(RequestHandler):
     """A request id (echoed as X-Request-ID) and in-flight tracking for graceful
     shutdown: for every handler, the pages and their files included."""
 
-    def prepare(self) -> Awaitable[None] | None:   # subclasses may prepare asynchronously
+    def prepare(self) -> Awaitable[None] | None:  # subclasses may prepare asynchronously
         self.settings["services"].inflight.add(self)
         self.request_id = _request_id(self.request.headers.get("X-Request-ID"))
         self.set_header("X-Request-ID", self.request_id)
@@ -109,20 +112,27 @@ class BaseHandler(TrackedRequest):
             self.set_status(status_code)
             for name, value in error.headers.items():
                 self.set_header(name, value)
-        if status_code == 405:      # RFC 9110: a 405 names the methods that do work
+        if status_code == 405:  # RFC 9110: a 405 names the methods that do work
             allowed = sorted(implemented_methods(type(self)))
             self.set_header("Allow", ", ".join(method.upper() for method in allowed))
         self.finish(json.dumps(self.error_body(status_code, error)))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, (ApiError, HTTPError)):
-            log.info("request_refused request_id=%s status=%s code=%s path=%s",
-                     getattr(self, "request_id", "-"), getattr(value, "status", None)
-                     or getattr(value, "status_code", None), getattr(value, "code", "-"),
-                     redact(self.request.path))
+            log.info(
+                "request_refused request_id=%s status=%s code=%s path=%s",
+                getattr(self, "request_id", "-"),
+                getattr(value, "status", None) or getattr(value, "status_code", None),
+                getattr(value, "code", "-"),
+                redact(self.request.path),
+            )
             return
-        log.error("request_failed request_id=%s path=%s", getattr(self, "request_id", "-"),
-                  redact(self.request.path), exc_info=(typ, value, tb))
+        log.error(
+            "request_failed request_id=%s path=%s",
+            getattr(self, "request_id", "-"),
+            redact(self.request.path),
+            exc_info=(typ, value, tb),
+        )
 
     # --- input ----------------------------------------------------------
 
@@ -144,8 +154,9 @@ class BaseHandler(TrackedRequest):
         try:
             return shared(schema).load(args)
         except SchemaError as err:
-            raise ValidationFailed("query parameters are invalid",
-                                   {"fields": err.messages}) from None
+            raise ValidationFailed(
+                "query parameters are invalid", {"fields": err.messages}
+            ) from None
 
     # --- identity -------------------------------------------------------
 
@@ -165,8 +176,9 @@ class BaseHandler(TrackedRequest):
         peer = self.request.remote_ip
         if peer is None:
             # Tornado's HTTP server always sets it (0.0.0.0 on a Unix socket).
-            raise RuntimeError("the request has no remote_ip: it did not come through "
-                               "an HTTP server")
+            raise RuntimeError(
+                "the request has no remote_ip: it did not come through an HTTP server"
+            )
         trusted = self.settings["gateway"].server.trusted_proxies
         forwarded = self.request.headers.get("X-Forwarded-For")
         if not forwarded or not in_networks(peer, trusted):

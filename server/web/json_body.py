@@ -37,8 +37,7 @@ def parse_json(raw: bytes) -> Any:
     except RecursionError:
         raise _too_deep() from None
     except ValueError:
-        raise ValidationFailed("request body has NaN, Infinity or a number out of range"
-                               ) from None
+        raise ValidationFailed("request body has NaN, Infinity or a number out of range") from None
     if _depth(value) > MAX_DEPTH:
         raise _too_deep()
     return value

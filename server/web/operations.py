@@ -36,7 +36,7 @@ class Operation:
 
     summary: str
     tag: str
-    answer: type[Schema] | dict[str, Any] | None     # None: no body (HEAD)
+    answer: type[Schema] | dict[str, Any] | None  # None: no body (HEAD)
     roles: tuple[str, ...] = ()
     body: type[Schema] | None = None
     example: dict[str, Any] | None = None
@@ -66,9 +66,21 @@ def static_file_operations(whose: str) -> Operations:
     """GET and HEAD of a directory of files (server.web.handler.StaticFiles)."""
     missing = {404: "No such file"}
     return {
-        "get": Operation(f"A file of {whose}", "pages", {"type": "string", "format": "binary"},
-                         media_type="*/*", errors=(404,), error_answer=None,
-                         error_descriptions=missing),
-        "head": Operation(f"The headers of a file of {whose}", "pages", None, errors=(404,),
-                          error_answer=None, error_descriptions=missing),
+        "get": Operation(
+            f"A file of {whose}",
+            "pages",
+            {"type": "string", "format": "binary"},
+            media_type="*/*",
+            errors=(404,),
+            error_answer=None,
+            error_descriptions=missing,
+        ),
+        "head": Operation(
+            f"The headers of a file of {whose}",
+            "pages",
+            None,
+            errors=(404,),
+            error_answer=None,
+            error_descriptions=missing,
+        ),
     }

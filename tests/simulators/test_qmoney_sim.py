@@ -536,9 +536,9 @@ async def test_slow_body_acts_sends_the_head_then_holds_the_rest_of_the_body(
     await arm(http, sim, target="verifyCode", kind="slow_body", seconds=0.6)
     body = {"data": {"otp": otp, "transactionId": transaction_id}}
     async with http.post(f"{sim}/verifyCode", json=body, headers=bearer(token)) as answer:
-        assert answer.status == 200                         # the head arrives at once,
-        first = await answer.content.readany()              # then half the body,
-        rest = await answer.content.read()                  # the rest after the pause
+        assert answer.status == 200  # the head arrives at once,
+        first = await answer.content.readany()  # then half the body,
+        rest = await answer.content.read()  # the rest after the pause
     assert first and rest
     assert json.loads(first + rest)["responseCode"] == "1"
     assert (await state(http, sim))["debits"][0]["status"] == "completed"
