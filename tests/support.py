@@ -130,6 +130,28 @@ def report_in_summary(config: pytest.Config, line: str) -> None:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+async def serve(
+    env: Mapping[str, str], lines: int = 1, within: float = 30
+) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """A `python run.py serve` process with exactly the environment `env`, and the first
+    `lines` lines it printed (the first says where it listens)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "run.py",
+        "serve",
+        cwd=ROOT,
+        env=dict(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    printed = [
+        (await asyncio.wait_for(process.stdout.readline(), within)).decode() for _ in range(lines)
+    ]
+    assert "gateway listening" in printed[0], printed
+    return process, printed
+
+
 async def run_py(*args: str, env: dict[str, str], stdin: str = "") -> tuple[int, str, str]:
     """Exit status, standard output and standard error of one command."""
     process = await asyncio.create_subprocess_exec(

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +15,7 @@ from tornado.netutil import bind_sockets
 
 from server.startup.runtime import start_gateway
 
-from support import TEST_ENV, make_settings
+from support import TEST_ENV, make_settings, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERNAL = ("/metrics", "/readyz")
@@ -85,20 +84,8 @@ async def test_serve_starts_the_internal_listener(http) -> None:
         "GATEWAY_SERVER_PORT": str(port),
         "GATEWAY_SERVER_INTERNAL_PORT": str(internal_port),
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "run.py",
-        "serve",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    process, printed = await serve(env, lines=2, within=60)
     try:
-        printed = [
-            (await asyncio.wait_for(process.stdout.readline(), 60)).decode() for _ in range(2)
-        ]
-        assert "gateway listening" in printed[0]
         assert printed[1] == f"/metrics and /readyz on http://127.0.0.1:{internal_port}\n"
         await assert_moved(http, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{internal_port}")
     finally:

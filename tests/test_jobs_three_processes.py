@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import uuid
 from itertools import pairwise
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from server.kernel.store import open_store
 from server.startup.jobs import JOB_NAMES
 
-from support import TEST_ENV, report_in_summary
+from support import TEST_ENV, report_in_summary, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 MONGODB_URI = os.environ.get("TEST_MONGODB_URI")
@@ -28,17 +27,7 @@ RUN_SECONDS = 6.0
 
 async def start(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
     """A `python run.py serve` process and its pid, once it listens."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "run.py",
-        "serve",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-    assert "gateway listening" in line, line
+    process, [line] = await serve(env)
     return process, line.rsplit("pid ", 1)[1].rstrip(")\n")
 
 

@@ -20,7 +20,7 @@ from server.mpesa.client import DarajaClient
 from server.mpesa.settings import DarajaSettings
 
 from support import PAYMENTS as PAYMENTS_COLLECTION
-from support import TEST_ENV, sim_control, wait_until
+from support import TEST_ENV, serve, sim_control, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 MONGODB_URI = os.environ.get("TEST_MONGODB_URI")
@@ -28,17 +28,7 @@ PAYMENTS = 120
 
 
 async def start(env: dict[str, str]) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "run.py",
-        "serve",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    line = await asyncio.wait_for(process.stdout.readline(), 30)
-    assert b"gateway listening" in line
+    process, _ = await serve(env)
     return process
 
 
