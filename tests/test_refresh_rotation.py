@@ -75,12 +75,22 @@ async def test_reusing_a_rotated_token_revokes_its_whole_family(http, gateway, o
 
 
 @pytest.mark.asyncio
-async def test_concurrent_refreshes_with_one_token_give_one_success(http, gateway, olga) -> None:
+async def test_concurrent_refreshes_with_one_token_give_at_most_one_pair_and_revoke_it(
+    http, gateway, olga
+) -> None:
+    """Only one refresh can claim the token; the others are reuse, which revokes the
+    family. Whether the winner's answer leaves before a reuse revokes it depends on
+    timing, so the test asks what holds either way: at most one new pair, and no token
+    of the family is good afterwards."""
     pair = await log_in(http, gateway)
     answers = await asyncio.gather(
         *(refresh(http, gateway, pair["refresh_token"]) for _ in range(6))
     )
-    assert sorted(status for status, _ in answers) == [200] + [401] * 5
+    statuses = sorted(status for status, _ in answers)
+    assert statuses in ([200] + [401] * 5, [401] * 6)
+    for status, body in answers:
+        if status == 200:
+            assert (await refresh(http, gateway, body["refresh_token"]))[0] == 401
 
 
 @pytest.mark.asyncio
