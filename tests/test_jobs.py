@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -210,6 +211,36 @@ async def test_a_run_cut_at_the_stop_deadline_is_recorded_and_frees_its_lease(st
     [run] = await runs(store)
     assert run["outcome"] == FAILED and run["error"].startswith("cancelled")
     assert (await store.collection(LEASES).find_one({"_id": "tidy"}))["holder"] is None
+
+
+class CancellationSwallowingLeases(LeaseRepository):
+    """Reads the lease the way the database driver sometimes does when the reading task
+    is cancelled: the cancellation is swallowed and the read goes on."""
+
+    reading = asyncio.Event()
+
+    async def state(self, name):
+        self.reading.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.05)
+        return await super().state(name)
+
+
+@pytest.mark.asyncio
+async def test_stopping_ends_a_loop_whose_cancellation_the_driver_swallowed(store) -> None:
+    leases = CancellationSwallowingLeases(store)
+    looping = JobRunner(
+        [Job("tidy", INTERVAL, Counted())],
+        leases,
+        RunHistory(store),
+        Clock(),
+        Metrics(),
+        lease_for=LEASE,
+        holder="looping",
+    )
+    looping.start()
+    await leases.reading.wait()
+    await asyncio.wait_for(looping.stop(1), 5)
 
 
 @pytest.mark.asyncio

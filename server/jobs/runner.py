@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from server.jobs.history import RunHistory
 from server.jobs.leases import Lease, LeaseRepository
-from server.kernel.background import BackgroundTasks
+from server.kernel.background import BackgroundTasks, cancel_and_wait
 from server.kernel.clock import Clock
 from server.kernel.metrics import Metrics
 
@@ -81,12 +81,14 @@ class JobRunner:
         self.holder = holder or process_holder()
         self._created: set[str] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._runs = BackgroundTasks()
 
     # --- the schedule ---------------------------------------------------
 
     def start(self) -> None:
         """One loop per job on the running event loop."""
+        self._stopping = False
         loop = asyncio.get_running_loop()
         self._loops = [
             loop.create_task(self._keep_running(job), name=f"job-loop-{job.name}")
@@ -96,15 +98,19 @@ class JobRunner:
     async def stop(self, deadline_seconds: float) -> None:
         """Stop scheduling, then wait for the runs in progress up to the deadline; a run
         still going then is cancelled, recorded as failed and its lease freed."""
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
-        self._loops = []
+        self._stopping = True
+        loops, self._loops = self._loops, []
+        still = await cancel_and_wait(loops)
+        if still:
+            log.warning("job_loops_still_running count=%s", still)
         await self._runs.drain(deadline_seconds)
 
     async def _keep_running(self, job: Job) -> None:
-        while True:
+        # The flag as well as the cancellation: the driver may swallow a cancellation.
+        while not self._stopping:
             await asyncio.sleep(await self._pause(job))
+            if self._stopping:
+                return
             # The run is not this loop's: cancelling the loop leaves it to `stop`'s deadline.
             await asyncio.shield(self._runs.spawn(self._scheduled(job), f"job-{job.name}"))
 

@@ -12,6 +12,27 @@ from typing import Any
 
 log = logging.getLogger("gateway.background")
 
+# How long cancelled tasks get to end, and how often the cancellation is repeated.
+CANCEL_WAIT_SECONDS = 2.0
+CANCEL_REPEAT_SECONDS = 0.1
+
+
+async def cancel_and_wait(
+    tasks: list[asyncio.Task[Any]], within: float = CANCEL_WAIT_SECONDS
+) -> int:
+    """Cancel `tasks` and wait up to `within` seconds for them to end; returns how many
+    did not. The cancellation is repeated while they run: a task awaiting the database
+    driver may see one cancellation swallowed by the driver and go on."""
+    try:
+        async with asyncio.timeout(within):
+            while pending := [task for task in tasks if not task.done()]:
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=CANCEL_REPEAT_SECONDS)
+    except TimeoutError:
+        pass
+    return sum(1 for task in tasks if not task.done())
+
 
 class BackgroundTasks:
     def __init__(self) -> None:
@@ -45,9 +66,7 @@ class BackgroundTasks:
         except TimeoutError:
             pass
         left = list(self._tasks)
-        for task in left:
-            task.cancel()
         if left:
-            await asyncio.gather(*left, return_exceptions=True)
-            log.warning("background_cut count=%s", len(left))
+            still = await cancel_and_wait(left)
+            log.warning("background_cut count=%s still_running=%s", len(left), still)
         return len(left)
