@@ -42,6 +42,25 @@ def _positive_float(text: str) -> float:
     return seconds
 
 
+def _stk_auto_seconds(text: str) -> float | None:
+    if text == "never":
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise argparse.ArgumentTypeError("must be a non-negative number of seconds, or never")
+    return seconds
+
+
+def _stk_passkey(text: str) -> tuple[str, str]:
+    shortcode, separator, passkey = text.partition("=")
+    if not separator or not shortcode.isdigit() or not passkey:
+        raise argparse.ArgumentTypeError("must be SHORTCODE=PASSKEY")
+    return shortcode, passkey
+
+
 def _daraja_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = DarajaSimSettings()
     parser.add_argument(
@@ -58,15 +77,34 @@ def _daraja_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long to wait for a validation answer (default: %(default)s)",
     )
+    parser.add_argument(
+        "--stk-auto-seconds",
+        type=_stk_auto_seconds,
+        default=defaults.stk_auto_seconds,
+        metavar="SECONDS|never",
+        help="when the payer answers an STK prompt by themselves; never: only the control "
+        "API decides (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--stk-passkey",
+        type=_stk_passkey,
+        action="append",
+        metavar="SHORTCODE=PASSKEY",
+        help="an STK shortcode and its passkey (repeatable; default: the sandbox shortcodes "
+        f"{', '.join(sorted(defaults.stk_passkeys))} with the published sandbox passkey)",
+    )
 
 
 def _build_daraja(args: argparse.Namespace) -> DarajaSimulator:
+    passkeys = dict(args.stk_passkey) if args.stk_passkey else DarajaSimSettings().stk_passkeys
     return DarajaSimulator(
         DarajaSimSettings(
             consumer_key=args.consumer_key,
             consumer_secret=args.consumer_secret,
             local_mode=args.local,
             validation_timeout=args.validation_timeout,
+            stk_auto_seconds=args.stk_auto_seconds,
+            stk_passkeys=passkeys,
         )
     )
 
@@ -103,7 +141,9 @@ def _build_qmoney(args: argparse.Namespace) -> QmoneySimulator:
 
 
 COMMANDS: dict[str, Command] = {
-    "daraja": Command("Safaricom M-Pesa Daraja (C2B)", 8081, _daraja_arguments, _build_daraja),
+    "daraja": Command(
+        "Safaricom M-Pesa Daraja (C2B, STK Push)", 8081, _daraja_arguments, _build_daraja
+    ),
     "qmoney": Command("Qmoney (Gambia) OTP debit", 8082, _qmoney_arguments, _build_qmoney),
 }
 

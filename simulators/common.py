@@ -338,6 +338,11 @@ class SimEngine:
         """Wake requests sleeping in a latency/timeout fault so the server stops promptly."""
         self._closing.set()
 
+    @property
+    def closing(self) -> bool:
+        """Whether the server is stopping (a pause that returns may have been cut short)."""
+        return self._closing.is_set()
+
     async def pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), seconds)

@@ -1,8 +1,10 @@
-"""Safaricom M-Pesa Daraja C2B simulator (OAuth, register URL, simulate, callbacks).
+"""Safaricom M-Pesa Daraja simulator: OAuth, C2B (register URL, simulate, callbacks) and
+M-Pesa Express (STK Push and its query, with the payer's answer and the result callback).
 
 The provider side follows PROTOCOLS.md section 1 so that an unmodified Daraja
 client works against it. Everything under ``/_sim/`` is a control API for tests:
-inspect recorded traffic, toggle external validation and inject faults.
+inspect recorded traffic, toggle external validation, decide pending STK
+prompts and inject faults.
 
 Magic values: a client that never calls ``/_sim/`` picks an outcome with the
 payer's ``Msisdn`` on simulate (v1 or v2; number or string), so amounts and
@@ -24,17 +26,42 @@ Msisdn          outcome
                 completes: the money has moved
 254700000104    the confirmation is delivered after a delay of 3 seconds (``latency``)
 =============== ========================================================================
+
+STK Push: the payer answers a prompt ``stk_auto_seconds`` after it is sent
+(accepting it, unless its ``PhoneNumber`` is magic), or when the control API
+decides it (``POST /_sim/stk/<CheckoutRequestID>``). The same PhoneNumber and
+Amount again within 2 minutes of an earlier prompt ends with ResultCode 17 at
+once. Magic PhoneNumbers (the first four are the payer's answer, recorded as
+``"decided_by": "magic"`` on the prompt; the last three apply to the result
+callback like the ``stk_callback`` fault of that kind):
+
+=============== ========================================================================
+PhoneNumber     outcome
+=============== ========================================================================
+254700000201    cancelled by the payer: ResultCode 1032
+254700000202    the phone cannot be reached: ResultCode 1037
+254700000203    wrong PIN: ResultCode 2001
+254700000204    insufficient balance: ResultCode 1
+254700000205    paid, but the callback is never delivered (``drop``); the query answers
+                the success
+254700000206    the callback is delivered twice, identical bodies (``duplicate``)
+254700000207    the callback is delivered 5 seconds late (``latency``)
+=============== ========================================================================
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import ipaddress
+import json
 import logging
+import re
 import secrets
 import string
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -66,16 +93,18 @@ from simulators.common import (
 logger = logging.getLogger(__name__)
 
 NAIROBI = timezone(timedelta(hours=3), "EAT")
-CONFIRMATION_TIMEOUT = 10.0
+CONFIRMATION_TIMEOUT = 10.0  # seconds a callback receiver has to answer (confirmation, STK)
 
 RESPONSE_TYPES = ("Completed", "Cancelled")
 TRANSACTION_TYPES = {"CustomerPayBillOnline": "Pay Bill", "CustomerBuyGoodsOnline": "Buy Goods"}
+PAYBILL = "CustomerPayBillOnline"
 # Longest words first so the error names "EXEC" rather than "EXE" for ".../exec/...".
 FORBIDDEN_URL_WORDS = ("m-pesa", "mpesa", "safaricom", "exec", "exe", "cmd", "sql", "query")
-REGISTER_FIELDS = ("ShortCode", "ResponseType", "ConfirmationURL", "ValidationURL")
+# ValidationURL is optional: without it validation is never called for the shortcode.
+REGISTER_FIELDS = ("ShortCode", "ResponseType", "ConfirmationURL")
 SIMULATE_FIELDS = ("ShortCode", "CommandID", "Amount", "Msisdn")
 
-ENDPOINT_TARGETS = ("oauth", "registerurl", "simulate")
+ENDPOINT_TARGETS = ("oauth", "registerurl", "simulate", "processrequest", "stkpushquery")
 FAULT_KINDS = {
     **{
         target: ("latency", "http_500", "timeout", "drop", "drop_after", "malformed", "slow_body")
@@ -83,6 +112,7 @@ FAULT_KINDS = {
     },
     "validation": ("latency", "drop", "duplicate", "timeout"),
     "confirmation": ("latency", "drop", "duplicate"),
+    "stk_callback": ("latency", "drop", "duplicate"),
 }
 MAGIC_DELAY_SECONDS = 3.0
 # Payer Msisdn -> the callback fault every payment from it gets (see the module docstring).
@@ -93,8 +123,74 @@ MAGIC_MSISDNS = {
     "254700000104": Magic("confirmation", "latency", MAGIC_DELAY_SECONDS),
 }
 
+# ---- M-Pesa Express (STK Push)
+
+# Daraja's published sandbox passkey, valid for the sandbox shortcodes.
+SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+SANDBOX_SHORTCODES = ("600984", "174379")
+STK_FIELDS = (
+    "BusinessShortCode",
+    "Password",
+    "Timestamp",
+    "TransactionType",
+    "Amount",
+    "PartyA",
+    "PartyB",
+    "PhoneNumber",
+    "CallBackURL",
+    "AccountReference",
+    "TransactionDesc",
+)
+STK_QUERY_FIELDS = ("BusinessShortCode", "Password", "Timestamp", "CheckoutRequestID")
+STK_TIMESTAMP_TOLERANCE = timedelta(minutes=10)  # either way, against Nairobi time
+STK_REPEAT_WINDOW_SECONDS = 120.0
+ACCOUNT_REFERENCE_MAX = 12
+TRANSACTION_DESC_MAX = 13
+KENYAN_PHONE = re.compile(r"254[71]\d{8}")
+SHORTCODE = re.compile(r"\d{5,7}")
+MAX_STK_AMOUNT_MINOR = 10**11  # far above any real prompt
+
+
+@dataclass(frozen=True)
+class StkResult:
+    code: int
+    description: str
+
+
+# What the payer (or M-Pesa for them) does with a prompt: the control API's actions.
+STK_ACTIONS = {
+    "accept": StkResult(0, "The service request is processed successfully."),
+    "cancel": StkResult(1032, "Request cancelled by user"),
+    "wrong_pin": StkResult(2001, "The initiator information is invalid."),
+    "insufficient": StkResult(1, "The balance is insufficient for the transaction."),
+    "unreachable": StkResult(1037, "DS timeout user cannot be reached"),
+    "timeout": StkResult(1019, "Transaction has expired"),
+}
+RULE_LIMITED = "rule_limited"
+STK_RESULTS = {**STK_ACTIONS, RULE_LIMITED: StkResult(17, "Rule limited.")}
+STK_CALLBACK_DELAY_SECONDS = 5.0
+# PhoneNumber -> the payer's answer (see the module docstring).
+MAGIC_STK_ANSWERS = {
+    "254700000201": "cancel",
+    "254700000202": "unreachable",
+    "254700000203": "wrong_pin",
+    "254700000204": "insufficient",
+}
+# PhoneNumber -> the fault its result callback gets.
+MAGIC_STK_CALLBACKS = {
+    "254700000205": Magic("stk_callback", "drop"),
+    "254700000206": Magic("stk_callback", "duplicate"),
+    "254700000207": Magic("stk_callback", "latency", STK_CALLBACK_DELAY_SECONDS),
+}
+# Stands for the Amount in the callback body until it is written out as "1.00".
+_AMOUNT_MARK = "\x00amount\x00"
+
 _ALPHANUMERIC = string.ascii_letters + string.digits
 _TRANS_ID_CHARS = string.ascii_uppercase + string.digits
+
+
+def _sandbox_passkeys() -> dict[str, str]:
+    return dict.fromkeys(SANDBOX_SHORTCODES, SANDBOX_PASSKEY)
 
 
 @dataclass
@@ -110,6 +206,11 @@ class DarajaSimSettings:
     external_validation: bool = False  # initial state; switchable via control API
     token_ttl_seconds: int = 3599  # expires_in of issued tokens ("3599" as a string on the wire)
     org_balance_minor: int = 0  # starting OrgAccountBalance in cents per shortcode
+    # Seconds after which the payer answers an STK prompt by themselves (accepting it unless
+    # the phone is magic); None: prompts stay pending until the control API decides them.
+    stk_auto_seconds: float | None = 1.0
+    # STK shortcode -> its Lipa Na M-Pesa Online passkey; other shortcodes are unknown.
+    stk_passkeys: dict[str, str] = field(default_factory=_sandbox_passkeys)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -120,7 +221,7 @@ def _random_string(alphabet: str, length: int) -> str:
 
 
 def _request_id() -> str:
-    """Daraja-looking requestId, e.g. ``11728-2929992-1``."""
+    """Daraja-looking requestId (also a MerchantRequestID), e.g. ``11728-2929992-1``."""
     return f"{10000 + secrets.randbelow(90000)}-{1000000 + secrets.randbelow(9000000)}-1"
 
 
@@ -139,6 +240,10 @@ def _digits(value: object) -> str | None:
     return text if text.isascii() and text.isdigit() else None
 
 
+def _nairobi_now() -> datetime:
+    return datetime.now(NAIROBI)
+
+
 def present_msisdn(msisdn: str, version: str) -> str:
     """MSISDN as the callbacks show it: v1 a SHA-256 hex digest, v2 masked."""
     if version == "v1":
@@ -154,6 +259,17 @@ def _is_local_host(host: str) -> bool:
     except ValueError:
         return False
     return address.is_loopback or address.is_unspecified
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        hostname, _ = parts.hostname, parts.port  # port: ValueError when not a number
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https") and bool(hostname) and not any(c.isspace() for c in url)
+    )
 
 
 def url_problem(url: str, local_mode: bool) -> str | None:
@@ -186,6 +302,11 @@ def _bad_request(detail: str) -> web.Response:
     return _daraja_error(400, "400.003.02", f"Bad Request - {detail}")
 
 
+def _invalid_field(name: str) -> web.Response:
+    """How the STK APIs refuse a missing or malformed field."""
+    return _daraja_error(400, "400.002.02", f"Bad Request - Invalid {name}")
+
+
 def _missing_fields(payload: JsonObject, names: tuple[str, ...]) -> list[str]:
     return [name for name in names if payload.get(name) is None]
 
@@ -199,7 +320,7 @@ class _Registration:
     version: str
     response_type: str
     confirmation_url: str
-    validation_url: str
+    validation_url: str | None  # None: validation is never called for this shortcode
     registered_at: str = field(default_factory=now_iso)
 
     def as_json(self) -> JsonObject:
@@ -225,6 +346,14 @@ class _Transaction:
     body: JsonObject = field(default_factory=dict)  # the callback body as last sent/prepared
     status: str = "pending"
     created_at: str = field(default_factory=now_iso)
+    checkout_request_id: str | None = None  # the STK prompt this payment came from
+
+    def ids(self) -> JsonObject:
+        return {
+            "trans_id": self.trans_id,
+            "conversation_id": self.conversation_id,
+            "checkout_request_id": self.checkout_request_id,
+        }
 
     def as_json(self) -> JsonObject:
         return {
@@ -237,7 +366,106 @@ class _Transaction:
             "bill_ref": self.bill_ref,
             "status": self.status,
             "created_at": self.created_at,
+            "checkout_request_id": self.checkout_request_id,
             "body": self.body,
+        }
+
+
+@dataclass
+class _StkPrompt:
+    """One M-Pesa Express request: the prompt on the payer's phone and how it ended."""
+
+    merchant_request_id: str
+    checkout_request_id: str
+    shortcode: str
+    transaction_type: str
+    amount: int  # whole shillings
+    party_a: str
+    party_b: str
+    phone: str
+    callback_url: str
+    account_reference: str
+    transaction_desc: str
+    sent: float = field(default_factory=time.monotonic)
+    created_at: str = field(default_factory=now_iso)
+    status: str = "pending"  # then "decided"
+    action: str | None = None  # a key of STK_RESULTS
+    decided_by: str | None = None  # "payer", "magic", "control" or "rule"
+    decided_at: str | None = None
+    receipt: str | None = None  # MpesaReceiptNumber, on success
+    transaction_date: str | None = None  # YYYYMMDDHHmmss, Nairobi time, on success
+
+    @property
+    def result(self) -> StkResult | None:
+        return None if self.action is None else STK_RESULTS[self.action]
+
+    def ids(self) -> JsonObject:
+        return {
+            "trans_id": self.receipt,
+            "conversation_id": None,
+            "checkout_request_id": self.checkout_request_id,
+        }
+
+    def query_answer(self) -> JsonObject:
+        result = self.result
+        assert result is not None, "only a decided prompt has a query answer"
+        return {
+            "ResponseCode": "0",
+            "ResponseDescription": "The service request has been accepted successsfully",
+            "MerchantRequestID": self.merchant_request_id,
+            "CheckoutRequestID": self.checkout_request_id,
+            "ResultCode": str(result.code),
+            "ResultDesc": result.description,
+        }
+
+    def callback_text(self) -> str:
+        """The result callback as sent: ``ResultCode``, TransactionDate and PhoneNumber are
+        numbers, Amount a number with two decimals (``1.00``), Balance without a Value."""
+        result = self.result
+        assert result is not None, "only a decided prompt has a callback"
+        callback: JsonObject = {
+            "MerchantRequestID": self.merchant_request_id,
+            "CheckoutRequestID": self.checkout_request_id,
+            "ResultCode": result.code,
+            "ResultDesc": result.description,
+        }
+        if result.code == 0:
+            assert self.receipt is not None and self.transaction_date is not None
+            callback["CallbackMetadata"] = {
+                "Item": [
+                    {"Name": "Amount", "Value": _AMOUNT_MARK},
+                    {"Name": "MpesaReceiptNumber", "Value": self.receipt},
+                    {"Name": "Balance"},
+                    {"Name": "TransactionDate", "Value": int(self.transaction_date)},
+                    {"Name": "PhoneNumber", "Value": int(self.phone)},
+                ]
+            }
+        text = json.dumps({"Body": {"stkCallback": callback}})
+        return text.replace(json.dumps(_AMOUNT_MARK), f"{self.amount}.00")
+
+    def as_json(self) -> JsonObject:
+        result = self.result
+        return {
+            "MerchantRequestID": self.merchant_request_id,
+            "CheckoutRequestID": self.checkout_request_id,
+            "BusinessShortCode": self.shortcode,
+            "TransactionType": self.transaction_type,
+            "Amount": self.amount,
+            "PartyA": self.party_a,
+            "PartyB": self.party_b,
+            "PhoneNumber": self.phone,
+            "CallBackURL": self.callback_url,
+            "AccountReference": self.account_reference,
+            "TransactionDesc": self.transaction_desc,
+            "created_at": self.created_at,
+            "status": self.status,
+            "action": self.action,
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at,
+            "ResultCode": None if result is None else result.code,
+            "ResultDesc": None if result is None else result.description,
+            "MpesaReceiptNumber": self.receipt,
+            "TransactionDate": self.transaction_date,
         }
 
 
@@ -252,21 +480,24 @@ class _DarajaEngine(SimEngine):
     """State of one simulated Daraja plus the asynchronous callback deliveries."""
 
     def __init__(self, settings: DarajaSimSettings) -> None:
-        super().__init__(FaultBook(FAULT_KINDS, ENDPOINT_TARGETS), RequestLog())
+        super().__init__(FaultBook(FAULT_KINDS, ENDPOINT_TARGETS), RequestLog(("Password",)))
         self.settings = settings
         self.session: aiohttp.ClientSession | None = None
         self.tokens = BearerTokens()
         self._tasks: set[asyncio.Task[None]] = set()
         self._used_trans_ids: set[str] = set()
+        self._used_checkout_ids: set[str] = set()
         self._next_delivery_id = 1
         self._clear_state()
 
     def _clear_state(self) -> None:
         self.external_validation = self.settings.external_validation
+        self.stk_auto_seconds = self.settings.stk_auto_seconds
         self.tokens.clear()
         self.registrations: dict[str, _Registration] = {}
         self.balances: dict[str, int] = {}
         self.transactions: dict[str, _Transaction] = {}
+        self.prompts: dict[str, _StkPrompt] = {}
         self.deliveries: list[JsonObject] = []
         self.requests.clear()
         self.faults.clear()
@@ -276,10 +507,21 @@ class _DarajaEngine(SimEngine):
         self._clear_state()
 
     async def cancel_deliveries(self) -> None:
+        """Cancel every pending callback delivery and STK payer answer."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("callback delivery failed", exc_info=task.exception())
 
     # ---- OAuth
 
@@ -294,20 +536,20 @@ class _DarajaEngine(SimEngine):
     # ---- recording
 
     def _begin_delivery(
-        self, txn: _Transaction, kind: str, url: str, fault: str | None
+        self, kind: str, url: str, fault: str | None, body: JsonObject, ids: JsonObject
     ) -> JsonObject:
         """A delivery record, listed at once; outcome and finished_at stay None until done.
 
         fault: the applied fault's kind, ``magic:<kind>`` for a magic value, or None.
+        ids: trans_id, conversation_id and checkout_request_id (None where not known).
         """
         record: JsonObject = {
             "id": self._next_delivery_id,
-            "trans_id": txn.trans_id,
-            "conversation_id": txn.conversation_id,
+            **ids,
             "kind": kind,
             "url": url,
             "fault": fault,
-            "body": dict(txn.body),
+            "body": dict(body),
             "outcome": None,
             "http_status": None,
             "answer": None,
@@ -332,32 +574,39 @@ class _DarajaEngine(SimEngine):
                 self._used_trans_ids.add(trans_id)
                 return trans_id
 
-    def start_transaction(self, txn: _Transaction, registration: _Registration) -> None:
-        """Record the transaction and deliver its callbacks in the background."""
+    def start_transaction(self, txn: _Transaction, registration: _Registration | None) -> None:
+        """Record the transaction and settle it (callbacks, if any) in the background."""
         self.transactions[txn.conversation_id] = txn
-        task = asyncio.create_task(self._settle(txn, registration))
-        self._tasks.add(task)
-        task.add_done_callback(self._forget_task)
+        self._spawn(self._settle(txn, registration))
 
-    def _forget_task(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("callback delivery failed", exc_info=task.exception())
+    def _credit(self, shortcode: str, amount_minor: int) -> int:
+        balance = self.balances.get(shortcode, self.settings.org_balance_minor) + amount_minor
+        self.balances[shortcode] = balance
+        return balance
 
-    async def _settle(self, txn: _Transaction, registration: _Registration) -> None:
-        if self.external_validation and not await self._validate(txn, registration):
+    async def _settle(self, txn: _Transaction, registration: _Registration | None) -> None:
+        """Validate (when enabled and a ValidationURL is registered), complete, confirm.
+
+        Without a registration the payment completes and nothing is sent.
+        """
+        if (
+            registration is not None
+            and registration.validation_url is not None
+            and self.external_validation
+            and not await self._validate(txn, registration)
+        ):
             return
-        balance = self.balances.get(txn.shortcode, self.settings.org_balance_minor)
-        balance += txn.amount_minor
-        self.balances[txn.shortcode] = balance
+        balance = self._credit(txn.shortcode, txn.amount_minor)
         txn.body = {**txn.body, "OrgAccountBalance": format_minor(balance)}
         txn.status = "completed"  # the money has moved, whatever the confirmation answer
-        await self._deliver(
-            txn, "confirmation", registration.confirmation_url, CONFIRMATION_TIMEOUT
-        )
+        if registration is not None:
+            await self._deliver(
+                txn, "confirmation", registration.confirmation_url, CONFIRMATION_TIMEOUT
+            )
 
     async def _validate(self, txn: _Transaction, registration: _Registration) -> bool:
         """Ask the validation URL; True when the payment may go ahead."""
+        assert registration.validation_url is not None
         record = await self._deliver(
             txn, "validation", registration.validation_url, self.settings.validation_timeout
         )
@@ -383,16 +632,40 @@ class _DarajaEngine(SimEngine):
     async def _deliver(
         self, txn: _Transaction, kind: str, url: str, answer_within: float
     ) -> JsonObject:
-        """Deliver one callback, honouring an armed fault or else a magic Msisdn.
+        """Deliver one C2B callback, honouring an armed fault or else a magic Msisdn."""
+        return await self._send(
+            kind,
+            url,
+            txn.body,
+            txn.ids(),
+            answer_within,
+            MAGIC_MSISDNS.get(txn.msisdn),
+            duplicable=kind == "confirmation",
+        )
+
+    async def _send(
+        self,
+        kind: str,
+        url: str,
+        body: JsonObject,
+        ids: JsonObject,
+        answer_within: float,
+        magic: Magic | None,
+        *,
+        duplicable: bool,
+        text: str | None = None,
+    ) -> JsonObject:
+        """Deliver one callback, honouring an armed fault of its kind, else the magic value.
 
         Returns its (first) record. The records exist before the first await, so
         once a transaction has left "pending" the deliveries list already shows
-        every callback it will get.
+        every callback it will get. text: the exact body to send (body is then
+        what it decodes to).
         """
-        fault_kind, seconds, label = self._delivery_fault(txn, kind)
-        duplicate = fault_kind == "duplicate" and kind == "confirmation"
+        fault_kind, seconds, label = self._delivery_fault(kind, magic)
+        duplicate = fault_kind == "duplicate" and duplicable
         records = [
-            self._begin_delivery(txn, kind, url, label) for _ in range(2 if duplicate else 1)
+            self._begin_delivery(kind, url, label, body, ids) for _ in range(2 if duplicate else 1)
         ]
         if fault_kind == "latency":
             await self.pause(seconds or 0.0)
@@ -400,36 +673,124 @@ class _DarajaEngine(SimEngine):
             _finish(records[0], "dropped" if fault_kind == "drop" else "timeout")
             return records[0]
         for record in records:
-            await self._post(record, answer_within)
+            await self._post(record, answer_within, text)
         return records[0]
 
     def _delivery_fault(
-        self, txn: _Transaction, kind: str
+        self, kind: str, magic: Magic | None
     ) -> tuple[str | None, float | None, str | None]:
         """(fault kind, seconds, recorded label) for one callback: armed fault, else magic."""
         fault = self.faults.take(kind)
         if fault is not None:
             return fault.kind, fault.seconds, fault.kind
-        magic = MAGIC_MSISDNS.get(txn.msisdn)
         if magic is not None and magic.target == kind:
             return magic.kind, magic.seconds, magic.label
         return None, None, None
 
-    async def _post(self, record: JsonObject, answer_within: float) -> None:
+    async def _post(self, record: JsonObject, answer_within: float, text: str | None) -> None:
         assert self.session is not None, "the app's client session starts with the app"
+        body: dict[str, Any] = (
+            {"json": record["body"]}
+            if text is None
+            else {"data": text.encode(), "headers": {"Content-Type": "application/json"}}
+        )
         try:
             async with self.session.post(
-                record["url"],
-                json=record["body"],
-                timeout=aiohttp.ClientTimeout(total=answer_within),
+                record["url"], timeout=aiohttp.ClientTimeout(total=answer_within), **body
             ) as response:
-                text = (await response.read()).decode("utf-8", errors="replace")
+                answer = (await response.read()).decode("utf-8", errors="replace")
         except TimeoutError:
             _finish(record, "timeout")
         except (aiohttp.ClientError, OSError) as exc:
             _finish(record, "error", error=f"{type(exc).__name__}: {exc}")
         else:
-            _finish(record, "answered", http_status=response.status, answer=json_or_text(text))
+            _finish(record, "answered", http_status=response.status, answer=json_or_text(answer))
+
+    # ---- M-Pesa Express
+
+    def new_checkout_request_id(self) -> str:
+        """``ws_CO_`` + the Nairobi time (DDMMYYYYHHmmss) + 4 digits, never reused."""
+        stamp = _nairobi_now().strftime("%d%m%Y%H%M%S")
+        while True:
+            checkout_id = f"ws_CO_{stamp}{secrets.randbelow(10000):04d}"
+            if checkout_id not in self._used_checkout_ids:
+                self._used_checkout_ids.add(checkout_id)
+                return checkout_id
+
+    def passkey(self, shortcode: str) -> str | None:
+        return self.settings.stk_passkeys.get(shortcode)
+
+    def send_prompt(self, prompt: _StkPrompt) -> None:
+        """Record the prompt; the payer (or the 2-minute rule) decides it in the background."""
+        repeated = any(
+            other.phone == prompt.phone
+            and other.amount == prompt.amount
+            and prompt.sent - other.sent < STK_REPEAT_WINDOW_SECONDS
+            for other in self.prompts.values()
+        )
+        self.prompts[prompt.checkout_request_id] = prompt
+        if repeated:
+            self.decide(prompt, RULE_LIMITED, "rule")
+        elif self.stk_auto_seconds is not None:
+            self._spawn(self._payer_answers(prompt, self.stk_auto_seconds))
+
+    async def _payer_answers(self, prompt: _StkPrompt, seconds: float) -> None:
+        await self.pause(seconds)
+        if self.closing or prompt.status != "pending":  # stopping, or decided meanwhile
+            return
+        magic = MAGIC_STK_ANSWERS.get(prompt.phone)
+        self.decide(prompt, magic or "accept", "payer" if magic is None else "magic")
+
+    def decide(self, prompt: _StkPrompt, action: str, decided_by: str) -> None:
+        """End a pending prompt; on success the money moves. The callback follows."""
+        if prompt.status != "pending":
+            raise ControlError(f"{prompt.checkout_request_id} is already decided")
+        prompt.status, prompt.action, prompt.decided_by = "decided", action, decided_by
+        prompt.decided_at = now_iso()
+        if action == "accept":
+            prompt.receipt = self.new_trans_id()
+            prompt.transaction_date = _nairobi_now().strftime("%Y%m%d%H%M%S")
+            self._pay(prompt)
+        self._spawn(self._deliver_stk_result(prompt))
+
+    def _pay(self, prompt: _StkPrompt) -> None:
+        """Credit the merchant; a paybill with registered URLs also gets the C2B callbacks
+        (validation when enabled, then confirmation) of the same receipt."""
+        assert prompt.receipt is not None and prompt.transaction_date is not None
+        amount_minor = prompt.amount * 100
+        paybill = prompt.transaction_type == PAYBILL
+        registration = self.registrations.get(prompt.shortcode) if paybill else None
+        if registration is None:
+            self._credit(prompt.shortcode if paybill else prompt.party_b, amount_minor)
+            return
+        txn = _Transaction(
+            _conversation_id(),
+            prompt.receipt,
+            prompt.shortcode,
+            PAYBILL,
+            amount_minor,
+            prompt.phone,
+            prompt.account_reference,
+            checkout_request_id=prompt.checkout_request_id,
+        )
+        txn.body = {
+            **_callback_body(txn, registration.version),
+            "TransTime": prompt.transaction_date,
+        }
+        self.start_transaction(txn, registration)
+
+    async def _deliver_stk_result(self, prompt: _StkPrompt) -> None:
+        text = prompt.callback_text()
+        await self._send(
+            "stk_callback",
+            prompt.callback_url,
+            json.loads(text),
+            prompt.ids(),
+            CONFIRMATION_TIMEOUT,
+            MAGIC_STK_CALLBACKS.get(prompt.phone),
+            duplicable=True,
+            text=text,
+        )
 
     # ---- control views
 
@@ -438,6 +799,12 @@ class _DarajaEngine(SimEngine):
             "external_validation": self.external_validation,
             "registrations": {code: reg.as_json() for code, reg in self.registrations.items()},
             "balances": {code: format_minor(minor) for code, minor in self.balances.items()},
+        }
+
+    def settings_json(self) -> JsonObject:
+        return {
+            "stk_auto_seconds": self.stk_auto_seconds,
+            "stk_shortcodes": sorted(self.settings.stk_passkeys),
         }
 
 
@@ -468,7 +835,9 @@ def _registration_from(
     if payload["ResponseType"] not in RESPONSE_TYPES:
         return _bad_request("Invalid ResponseType")
     for name in ("ValidationURL", "ConfirmationURL"):
-        url = payload[name]
+        url = payload.get(name)
+        if url is None and name == "ValidationURL":
+            continue
         problem = url_problem(url, settings.local_mode) if isinstance(url, str) else "not a URL"
         if problem is not None:
             return _bad_request(f"Invalid {name} - {problem}")
@@ -477,7 +846,7 @@ def _registration_from(
         version,
         payload["ResponseType"],
         payload["ConfirmationURL"],
-        payload["ValidationURL"],
+        payload.get("ValidationURL"),
     )
 
 
@@ -503,7 +872,7 @@ async def _register_url(request: web.Request) -> web.Response:
 
 def _transaction_from(
     payload: JsonObject, engine: _DarajaEngine
-) -> tuple[_Transaction, _Registration] | web.Response:
+) -> tuple[_Transaction, _Registration | None] | web.Response:
     shortcode = _digits(payload["ShortCode"])
     if shortcode is None:
         return _bad_request("Invalid ShortCode")
@@ -517,16 +886,15 @@ def _transaction_from(
     if msisdn is None or not 9 <= len(msisdn) <= 15:
         return _bad_request("Invalid Msisdn")
     bill_ref = ""
-    if command_id == "CustomerPayBillOnline":
+    if command_id == PAYBILL:
         raw_ref = payload.get("BillRefNumber")
         if raw_ref is None:
             return _invalid_payload(["BillRefNumber"])
         bill_ref = str(raw_ref)
         if isinstance(raw_ref, bool) or not isinstance(raw_ref, str | int) or len(bill_ref) > 20:
             return _bad_request("Invalid BillRefNumber")
+    # No registered URLs: M-Pesa still completes the payment, and sends nothing.
     registration = engine.registrations.get(shortcode)
-    if registration is None:
-        return _bad_request(f"ShortCode {shortcode} has no registered URLs")
     txn = _Transaction(
         _conversation_id(),
         engine.new_trans_id(),
@@ -536,7 +904,7 @@ def _transaction_from(
         msisdn,
         bill_ref,
     )
-    txn.body = _callback_body(txn, registration.version)
+    txn.body = _callback_body(txn, registration.version if registration else "v2")
     return txn, registration
 
 
@@ -545,7 +913,7 @@ def _callback_body(txn: _Transaction, version: str) -> JsonObject:
     return {
         "TransactionType": TRANSACTION_TYPES[txn.command_id],
         "TransID": txn.trans_id,
-        "TransTime": datetime.now(NAIROBI).strftime("%Y%m%d%H%M%S"),
+        "TransTime": _nairobi_now().strftime("%Y%m%d%H%M%S"),
         "TransAmount": format_minor(txn.amount_minor),
         "BusinessShortCode": txn.shortcode,
         "BillRefNumber": txn.bill_ref,
@@ -580,6 +948,149 @@ async def _simulate(request: web.Request) -> web.Response:
     )
 
 
+# ---- M-Pesa Express
+
+
+def _kenyan_phone(value: object) -> str | None:
+    digits = _digits(value)
+    return digits if digits is not None and KENYAN_PHONE.fullmatch(digits) else None
+
+
+def _short_text(value: object, longest: int) -> str | None:
+    """A string (or a number, as clients send references) of at most `longest` characters."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    return text if len(text) <= longest else None
+
+
+def _whole_shillings(value: object) -> int | None:
+    """A positive whole amount sent as a number or a numeric string (1, "1", 1.0)."""
+    minor = parse_amount_minor(value, max_minor=MAX_STK_AMOUNT_MINOR)
+    return None if minor is None or minor % 100 else minor // 100
+
+
+def _fresh_timestamp(value: object) -> str | None:
+    """The Timestamp as sent when it is ``YYYYMMDDHHmmss`` within 10 minutes of Nairobi's now."""
+    text = _digits(value)
+    if text is None or len(text) != 14:
+        return None
+    try:
+        stamp = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=NAIROBI)
+    except ValueError:
+        return None
+    return text if abs(_nairobi_now() - stamp) <= STK_TIMESTAMP_TOLERANCE else None
+
+
+def _merchant(payload: JsonObject, engine: _DarajaEngine) -> str | web.Response:
+    """The BusinessShortCode once Password and Timestamp prove its passkey.
+
+    A malformed field is ``400.002.02``; an unknown shortcode and a wrong password are
+    refused the way Daraja does, with HTTP 500 ``500.001.1001``.
+    """
+    shortcode = _digits(payload.get("BusinessShortCode"))
+    if shortcode is None or not SHORTCODE.fullmatch(shortcode):
+        return _invalid_field("BusinessShortCode")
+    password = payload.get("Password")
+    if not isinstance(password, str) or not password:
+        return _invalid_field("Password")
+    timestamp = _fresh_timestamp(payload.get("Timestamp"))
+    if timestamp is None:
+        return _invalid_field("Timestamp")
+    passkey = engine.passkey(shortcode)
+    if passkey is None:
+        return _daraja_error(500, "500.001.1001", "Merchant does not exist")
+    expected = base64.b64encode(f"{shortcode}{passkey}{timestamp}".encode()).decode("ascii")
+    if not secrets.compare_digest(password.encode(), expected.encode()):
+        return _daraja_error(500, "500.001.1001", "Wrong credentials")
+    return shortcode
+
+
+def _prompt_from(payload: JsonObject, engine: _DarajaEngine) -> _StkPrompt | web.Response:
+    if missing := _missing_fields(payload, STK_FIELDS):
+        return _invalid_field(missing[0])
+    shortcode = _merchant(payload, engine)
+    if isinstance(shortcode, web.Response):
+        return shortcode
+    transaction_type = payload["TransactionType"]
+    if transaction_type not in TRANSACTION_TYPES:
+        return _invalid_field("TransactionType")
+    amount = _whole_shillings(payload["Amount"])
+    if amount is None:
+        return _invalid_field("Amount")
+    party_a = _kenyan_phone(payload["PartyA"])
+    if party_a is None:
+        return _invalid_field("PartyA")
+    party_b = _digits(payload["PartyB"])  # the paybill, or the till for Buy Goods
+    if party_b is None or not SHORTCODE.fullmatch(party_b):
+        return _invalid_field("PartyB")
+    phone = _kenyan_phone(payload["PhoneNumber"])
+    if phone is None:
+        return _invalid_field("PhoneNumber")
+    callback_url = payload["CallBackURL"]
+    if not isinstance(callback_url, str) or not _is_http_url(callback_url):
+        return _invalid_field("CallBackURL")
+    reference = _short_text(payload["AccountReference"], ACCOUNT_REFERENCE_MAX)
+    if reference is None:
+        return _invalid_field("AccountReference")
+    description = _short_text(payload["TransactionDesc"], TRANSACTION_DESC_MAX)
+    if description is None:
+        return _invalid_field("TransactionDesc")
+    return _StkPrompt(
+        _request_id(),
+        engine.new_checkout_request_id(),
+        shortcode,
+        transaction_type,
+        amount,
+        party_a,
+        party_b,
+        phone,
+        callback_url,
+        reference,
+        description,
+    )
+
+
+async def _stk_push(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    payload = json_object(await request.text())
+    if payload is None:
+        return _invalid_payload()
+    prompt = _prompt_from(payload, engine)
+    if isinstance(prompt, web.Response):
+        return prompt
+    engine.send_prompt(prompt)
+    accepted = "Success. Request accepted for processing"
+    return web.json_response(
+        {
+            "MerchantRequestID": prompt.merchant_request_id,
+            "CheckoutRequestID": prompt.checkout_request_id,
+            "ResponseCode": "0",
+            "ResponseDescription": accepted,
+            "CustomerMessage": accepted,
+        }
+    )
+
+
+async def _stk_query(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    payload = json_object(await request.text())
+    if payload is None:
+        return _invalid_payload()
+    if missing := _missing_fields(payload, STK_QUERY_FIELDS):
+        return _invalid_field(missing[0])
+    shortcode = _merchant(payload, engine)
+    if isinstance(shortcode, web.Response):
+        return shortcode
+    checkout_id = payload["CheckoutRequestID"]
+    prompt = engine.prompts.get(checkout_id) if isinstance(checkout_id, str) else None
+    if prompt is None or prompt.shortcode != shortcode:
+        return _invalid_field("CheckoutRequestID")
+    if prompt.status == "pending":
+        return _daraja_error(500, "500.001.1001", "The transaction is being processed")
+    return web.json_response(prompt.query_answer())
+
+
 def _internal_error() -> web.Response:
     # Not 500.003.1001: that code means "Urls are already registered" on registerurl.
     return _daraja_error(500, "500.001.1001", "Internal Server Error")
@@ -587,7 +1098,9 @@ def _internal_error() -> web.Response:
 
 async def _provider_answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     route_error = request.match_info.http_exception
-    if route_error is not None:
+    if route_error is not None:  # a path (or method) this simulator does not implement
+        if route_error.status == 404:
+            return _daraja_error(404, "404.001.01", "Resource not found")
         return _daraja_error(route_error.status, f"{route_error.status}.001.01", route_error.reason)
     engine = request.app[ENGINE]
     if request.match_info.route.name != "oauth" and not engine.tokens.valid(
@@ -612,10 +1125,31 @@ async def _set_validation(request: web.Request) -> web.Response:
     return web.json_response({"external_validation": enabled})
 
 
+async def _get_settings(request: web.Request) -> web.Response:
+    return web.json_response(request.app[ENGINE].settings_json())
+
+
+async def _change_settings(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    payload = await control_body(request)
+    if unknown := sorted(set(payload) - {"stk_auto_seconds"}):
+        raise ControlError(f"unknown settings {unknown}; known: ['stk_auto_seconds']")
+    if "stk_auto_seconds" in payload:
+        seconds = payload["stk_auto_seconds"]
+        if seconds is not None and (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 <= seconds < float("inf")
+        ):
+            raise ControlError("stk_auto_seconds must be a non-negative number or null")
+        engine.stk_auto_seconds = None if seconds is None else float(seconds)
+    return web.json_response(engine.settings_json())
+
+
 async def _list_deliveries(request: web.Request) -> web.Response:
     filters = {
         name: request.query[name]
-        for name in ("trans_id", "conversation_id", "kind")
+        for name in ("trans_id", "conversation_id", "checkout_request_id", "kind")
         if request.query.get(name)
     }
     items = [
@@ -637,6 +1171,38 @@ async def _get_transaction(request: web.Request) -> web.Response:
     if txn is None:
         return web.json_response({"error": f"unknown transaction {conversation_id}"}, status=404)
     return web.json_response(txn.as_json())
+
+
+async def _list_prompts(request: web.Request) -> web.Response:
+    prompts = request.app[ENGINE].prompts.values()
+    return web.json_response({"items": [prompt.as_json() for prompt in prompts]})
+
+
+def _prompt_named(request: web.Request) -> _StkPrompt | web.Response:
+    checkout_id = request.match_info["checkout_request_id"]
+    prompt = request.app[ENGINE].prompts.get(checkout_id)
+    if prompt is None:
+        return web.json_response({"error": f"unknown STK prompt {checkout_id}"}, status=404)
+    return prompt
+
+
+async def _get_prompt(request: web.Request) -> web.Response:
+    prompt = _prompt_named(request)
+    return prompt if isinstance(prompt, web.Response) else web.json_response(prompt.as_json())
+
+
+async def _decide_prompt(request: web.Request) -> web.Response:
+    prompt = _prompt_named(request)
+    if isinstance(prompt, web.Response):
+        return prompt
+    action = (await control_body(request)).get("action")
+    if not isinstance(action, str) or action not in STK_ACTIONS:
+        raise ControlError(f"action must be one of {list(STK_ACTIONS)}")
+    if prompt.status != "pending":
+        message = f"{prompt.checkout_request_id} is already decided ({prompt.action})"
+        return web.json_response({"error": message}, status=409)
+    request.app[ENGINE].decide(prompt, action, "control")
+    return web.json_response(prompt.as_json())
 
 
 async def _reset(request: web.Request) -> web.Response:
@@ -668,11 +1234,18 @@ def create_app(settings: DarajaSimSettings) -> web.Application:
         r"/mpesa/c2b/{version:v[12]}/registerurl", _register_url, name="registerurl"
     )
     app.router.add_post(r"/mpesa/c2b/{version:v[12]}/simulate", _simulate, name="simulate")
+    app.router.add_post("/mpesa/stkpush/v1/processrequest", _stk_push, name="processrequest")
+    app.router.add_post("/mpesa/stkpushquery/v1/query", _stk_query, name="stkpushquery")
     app.router.add_get("/_sim/state", _get_state)
     app.router.add_post("/_sim/validation", _set_validation)
+    app.router.add_get("/_sim/settings", _get_settings)
+    app.router.add_post("/_sim/settings", _change_settings)
     app.router.add_get("/_sim/deliveries", _list_deliveries)
     app.router.add_get("/_sim/transactions", _list_transactions)
     app.router.add_get("/_sim/transactions/{conversation_id}", _get_transaction)
+    app.router.add_get("/_sim/stk", _list_prompts)
+    app.router.add_get("/_sim/stk/{checkout_request_id}", _get_prompt)
+    app.router.add_post("/_sim/stk/{checkout_request_id}", _decide_prompt)
     app.router.add_post("/_sim/reset", _reset)
     return app
 

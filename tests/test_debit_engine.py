@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from server.debits.contract import DebitOrder, ProviderStatus, StatusAnswer
+from server.debits.contract import DebitOrder, ProviderRefused, ProviderStatus, StatusAnswer
 from server.debits.engine import DebitEngine
 from server.debits.registry import Channel, ChannelRegistry, Direction
 from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
@@ -33,10 +33,14 @@ class ScriptedDebits:
     channel = "test_wallet"
     label = "Test wallet"
     psp_kind = "mpesa"
+    merchant_account = None
+    currency = None
     waiting_state = "otp_sent"
     payer_lifetime = timedelta(minutes=5)
     max_code_attempts = 2
     needs_merchant_pin = False
+    status_checks = ()
+    start_may_reach_payer = False
 
     def __init__(self, answers: list[Any]) -> None:
         self.answers = answers
@@ -53,6 +57,9 @@ class ScriptedDebits:
     async def start(self, order: DebitOrder) -> str:
         self.orders.append(order)
         return f"REF-{len(self.orders)}"
+
+    def refused(self, refusal: ProviderRejected) -> Exception:
+        return ProviderRefused(refusal.reason, {"provider_code": refusal.code})
 
     async def confirm(self, provider_reference: str, code: str) -> str:
         answer = self.answers.pop(0)

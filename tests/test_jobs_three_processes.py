@@ -44,6 +44,7 @@ async def test_three_gateways_run_each_job_at_most_once_per_interval(pytestconfi
         "GATEWAY_JOBS_EXPIRE_DEBITS_INTERVAL_SECONDS": every,
         "GATEWAY_JOBS_FINISH_SETTLEMENTS_INTERVAL_SECONDS": every,
         "GATEWAY_JOBS_REPLAY_INBOX_INTERVAL_SECONDS": every,
+        "GATEWAY_JOBS_CHECK_DEBITS_INTERVAL_SECONDS": every,
     }
     started: list[tuple[asyncio.subprocess.Process, str]] = []
     try:

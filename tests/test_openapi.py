@@ -167,6 +167,7 @@ def test_authentication_is_required_except_for_tokens_callbacks_and_public_pages
         "/api/v1/auth/logout",
         "/api/v1/c2b/validation/{secret}",
         "/api/v1/c2b/confirmation/{secret}",
+        "/api/v1/stk/callback/{secret}",
         "/healthz",
         "/readyz",
         "/metrics",

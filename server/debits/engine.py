@@ -3,29 +3,55 @@ plus `unknown` (the provider's answer to the completing call was lost) and `expi
 (the payer never acted in time). Every debit channel runs through it; its adapter
 (server.debits.contract) only speaks to the provider.
 
+A debit the provider completes itself (M-Pesa Express: the payer enters the PIN on
+the phone) goes from its waiting state (or `unknown`) straight to what the provider
+says, through `complete`: succeeded, failed, cancelled or expired. Its callback may
+never come, so `check_pending` asks the provider's status call on the adapter's
+schedule; after the last check without an answer the debit is `unknown`, for an
+operator (`resolve`).
+
 Amount, payer, policy and PSP are always read from the stored transaction, never
 from the process request. A payer's code passes through to the provider and is
 never stored."""
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import logging
 import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NoReturn
 
-from server.debits.contract import DebitAdapter, DebitOrder, code_attempts, payer_deadline
+from pymongo.errors import DuplicateKeyError
+
+from server.debits.contract import (
+    DECIDED,
+    DebitAdapter,
+    DebitOrder,
+    ProviderRefused,
+    ProviderStatus,
+    StartAnswerLate,
+    StatusAnswer,
+    code_attempts,
+    payer_deadline,
+)
 from server.debits.registry import ChannelRegistry
-from server.insurance.documents import Policy
+from server.insurance.documents import Insuree, Policy
 from server.insurance.repository import IDLE
 from server.insurance.service import InsureeService, PolicyService, require_exact_amount
 from server.integrations.transport import (
+    ProviderError,
     ProviderOutcomeUnknown,
     ProviderRejected,
     ProviderUnavailable,
 )
+from server.kernel.background import BackgroundTasks
 from server.kernel.clock import Clock
 from server.kernel.documents import DuplicateDocument
-from server.kernel.errors import ApiError, Conflict, ServiceUnavailable, ValidationFailed
+from server.kernel.errors import Conflict, ServiceUnavailable, ValidationFailed
 from server.kernel.money import format_amount
 from server.ledger import states
 from server.ledger.documents import Transaction
@@ -39,10 +65,24 @@ log = logging.getLogger("gateway.debits")
 
 SYSTEM = "system"
 
+__all__ = ["SYSTEM", "Completion", "DebitEngine", "Outcome", "ProviderRefused"]
 
-class ProviderRefused(ApiError):
-    status = 502
-    code = "provider_rejected"
+
+class Outcome(enum.StrEnum):
+    """What applying a provider's answer to a debit did (`complete`)."""
+
+    APPLIED = "applied"  # this call moved the debit to the answer's state
+    ALREADY = "already"  # the debit already was in that state (with that receipt)
+    DISAGREES = "disagrees"  # the debit was decided otherwise: for an operator
+    REVIEW = "review"  # the answer does not fit the debit (amount, payer): now `unknown`
+    PENDING = "pending"  # nothing decided yet: nothing changed
+
+
+@dataclass(frozen=True)
+class Completion:
+    transaction: Transaction
+    outcome: Outcome
+    reason: str = ""
 
 
 class DebitEngine:
@@ -56,6 +96,7 @@ class DebitEngine:
         psps: PspService,
         settlement: Settlement,
         clock: Clock,
+        background: BackgroundTasks | None = None,
     ) -> None:
         self.channels = channels
         self.transactions = transactions
@@ -65,6 +106,8 @@ class DebitEngine:
         self.psps = psps
         self.settlement = settlement
         self.clock = clock
+        # Late answers to a start are awaited here (drained when the gateway stops).
+        self.background = BackgroundTasks() if background is None else background
 
     # --- start ----------------------------------------------------------
 
@@ -77,16 +120,49 @@ class DebitEngine:
         psp = await self.psps.get(psp_uuid)
         adapter = self._adapter_for(psp)
         payer = adapter.payer_of(insuree)
-        _check_policy(policy, psp, amount)
+        _check_policy(policy, psp["currency"], "the PSP", amount)
         adapter.require_ready()
         pin = self.psps.merchant_pin(psp) if adapter.needs_merchant_pin else None
+        return await self._start(
+            adapter, policy, insuree, payer, psp["_id"], psp["account"], pin, actor
+        )
+
+    async def push(
+        self, channel: str, policy_uuid: str, amount: str, payer: str | None, actor: str
+    ) -> Transaction:
+        """Start a debit of a channel that names its own merchant account (no PSP), with
+        the same checks as `initiate`; `payer` None: the insuree's own (payer_of)."""
+        adapter = self.channels.debit(channel)
+        if adapter is None or adapter.psp_kind is not None:
+            raise ValueError(f"{channel} is not a debit channel started without a PSP")
+        account, currency = adapter.merchant_account, adapter.currency
+        if not account or not currency:  # the registry refuses such an adapter
+            raise ValueError(f"{channel} names no merchant account or currency")
+        policy = await self.policies.get(policy_uuid)
+        insuree = await self.insurees.get(policy["chf_id"])
+        payer = payer or adapter.payer_of(insuree)
+        _check_policy(policy, currency, adapter.label, amount)
+        adapter.require_ready()
+        return await self._start(adapter, policy, insuree, payer, None, account, None, actor)
+
+    async def _start(
+        self,
+        adapter: DebitAdapter,
+        policy: Policy,
+        insuree: Insuree,
+        payer: str,
+        psp_uuid: str | None,
+        merchant_account: str,
+        pin: str | None,
+        actor: str,
+    ) -> Transaction:
         now = self.clock.now()
         transaction = new_transaction(
             transaction_uuid=str(uuid.uuid4()),
             channel=adapter.channel,
             status=states.INITIATED,
             policy=policy,
-            psp_uuid=psp["_id"],
+            psp_uuid=psp_uuid,
             provider_reference=None,
             actor=actor,
             at=now,
@@ -104,7 +180,7 @@ class DebitEngine:
         order = DebitOrder(
             transaction["_id"],
             payer,
-            psp["account"],
+            merchant_account,
             format_amount(policy["value"], policy["currency"]),
             policy["currency"],
             insuree["chf_id"],
@@ -114,23 +190,23 @@ class DebitEngine:
             reference = await adapter.start(order)
         except ProviderRejected as err:
             await self._fail(transaction, states.INITIATED, err.code, err.reason, actor)
-            raise ProviderRefused(
-                f"{adapter.label} refused the debit: {err.reason}", {"provider_code": err.code}
-            ) from None
-        except (ProviderUnavailable, ProviderOutcomeUnknown) as err:
+            raise adapter.refused(err) from None
+        except ProviderOutcomeUnknown as err:
+            if adapter.start_may_reach_payer:
+                return await self._start_unknown(adapter, transaction, err, actor)
             # Starting a debit only asks the payer: without the completing call no
             # money can move.
             await self._fail(transaction, states.INITIATED, "unavailable", err.message, actor)
-            raise ServiceUnavailable(
-                f"{adapter.label} did not answer; no money moved, try again",
-                code="provider_unavailable",
-            ) from None
+            raise _unavailable(adapter) from None
+        except ProviderUnavailable as err:
+            await self._fail(transaction, states.INITIATED, "unavailable", err.message, actor)
+            raise _unavailable(adapter) from None
         waiting = await self._move(
             transaction["_id"],
             states.INITIATED,
             adapter.waiting_state,
             actor=actor,
-            changes={"provider_reference": reference, "expires_at": now + adapter.payer_lifetime},
+            changes={"provider_reference": reference, **self._waiting_fields(adapter, now)},
         )
         log.info(
             "debit_started transaction=%s channel=%s policy=%s",
@@ -140,10 +216,87 @@ class DebitEngine:
         )
         return waiting
 
+    def _waiting_fields(self, adapter: DebitAdapter, asked_at: datetime) -> dict[str, Any]:
+        """The payer's deadline and the first status check of a debit whose payer was
+        asked at `asked_at`."""
+        lifetime = adapter.payer_lifetime
+        fields: dict[str, Any] = {"expires_at": None if lifetime is None else asked_at + lifetime}
+        if adapter.status_checks:
+            fields |= {
+                "checks_from": asked_at,
+                "status_checks_done": 0,
+                "next_check_at": asked_at + adapter.status_checks[0],
+            }
+        return fields
+
+    async def _start_unknown(
+        self,
+        adapter: DebitAdapter,
+        transaction: Transaction,
+        err: ProviderOutcomeUnknown,
+        actor: str,
+    ) -> Transaction:
+        """The request that asks the payer left and its answer was lost: the payer may
+        have been asked, so the debit holds its policy as `unknown`. An answer that is
+        only late is still awaited (`_follow_late`)."""
+        log.warning(
+            "debit_start_unknown transaction=%s channel=%s reason=%s",
+            transaction["_id"],
+            adapter.channel,
+            err.message,
+        )
+        unknown = await self._move(
+            transaction["_id"], states.INITIATED, states.UNKNOWN, actor=actor, reason=err.message
+        )
+        if isinstance(err, StartAnswerLate):
+            self.background.spawn(
+                self._follow_late(adapter, transaction["_id"], err.late), "debit-late-answer"
+            )
+        return unknown
+
+    async def _follow_late(
+        self, adapter: DebitAdapter, transaction_uuid: str, late: Awaitable[str]
+    ) -> None:
+        """The late answer to a start: its reference lets the status checks (and the
+        provider's callback) find the debit; a refusal fails it."""
+        try:
+            reference = await late
+        except ProviderRejected as err:
+            log.info("debit_late_refusal transaction=%s code=%s", transaction_uuid, err.code)
+            await self.transactions.transition(
+                transaction_uuid,
+                states.UNKNOWN,
+                states.FAILED,
+                self.clock.now(),
+                actor=SYSTEM,
+                reason=err.code,
+                changes={"failure": {"code": err.code, "message": err.reason}},
+            )
+            return
+        except ProviderError as err:
+            log.warning("debit_late_answer_lost transaction=%s error=%r", transaction_uuid, err)
+            return
+        except asyncio.CancelledError:  # the gateway stops: the debit stays `unknown`
+            log.warning("debit_late_answer_abandoned transaction=%s", transaction_uuid)
+            raise
+        now = self.clock.now()
+        recorded = await self.transactions.set_fields(
+            transaction_uuid,
+            states.UNKNOWN,
+            {"provider_reference": reference, **self._waiting_fields(adapter, now)},
+            only_if_missing="provider_reference",
+        )
+        log.info(
+            "debit_late_answer transaction=%s reference=%s recorded=%s",
+            transaction_uuid,
+            reference,
+            recorded is not None,
+        )
+
     def _adapter_for(self, psp: dict[str, Any]) -> DebitAdapter:
         adapter = self.channels.debit_for_psp(psp["kind"])
         if adapter is None or not psp["active"]:
-            kinds = ", ".join(sorted(adapter.psp_kind for adapter in self.channels.debits))
+            kinds = ", ".join(sorted(self.channels.psp_kinds))
             raise ValidationFailed(
                 f"the PSP must be an active PSP of a debit channel (kind {kinds})",
                 code="invalid_psp",
@@ -156,6 +309,13 @@ class DebitEngine:
         """Complete a debit with the payer's code; exactly one caller gets to try."""
         transaction = await self.ledger.get(transaction_uuid)
         adapter = self._adapter_of(transaction)
+        if adapter.max_code_attempts == 0:
+            raise Conflict(
+                f"a {adapter.label} debit is completed by the payer on the phone and "
+                f"{adapter.label}'s answer, not with a code",
+                {"status": transaction["status"], "channel": transaction["channel"]},
+                code="no_code_to_enter",
+            )
         adapter.require_ready()
         waiting = adapter.waiting_state
         if transaction["status"] == waiting and self._expired(transaction):
@@ -280,6 +440,198 @@ class DebitEngine:
             await self._refuse_state(transaction_uuid)
         return moved
 
+    # --- the provider's own answer ------------------------------------------
+
+    async def complete(
+        self, transaction: Transaction, answer: StatusAnswer, actor: str
+    ) -> Completion:
+        """Apply a provider's answer (its callback or its status call) to a debit waiting
+        for its payer or `unknown`: a compare-and-set from the state it is in, so one
+        answer, however often it comes and whoever brings it, is applied once. A
+        succeeded answer is checked against the stored debit (amount, payer) before it
+        is settled: one that does not fit leaves the debit `unknown` with the reason."""
+        adapter = self._adapter_of(transaction)
+        if answer.status not in DECIDED:
+            return Completion(transaction, Outcome.PENDING)
+        target = states.State(answer.status.value)
+        open_states = (adapter.waiting_state, states.UNKNOWN)
+        for _ in range(len(open_states) + 1):
+            current = await self.ledger.get(transaction["_id"])
+            status = current["status"]
+            if status not in open_states:
+                return await self._decided(current, answer)
+            mismatch = _mismatch(current, answer) if target == states.SUCCEEDED else ""
+            if mismatch:
+                if status == states.UNKNOWN:
+                    return Completion(current, Outcome.REVIEW, mismatch)
+                moved = await self.transactions.transition(
+                    current["_id"],
+                    status,
+                    states.UNKNOWN,
+                    self.clock.now(),
+                    actor=actor,
+                    reason=mismatch,
+                    changes={"next_check_at": None},
+                )
+                if moved is not None:
+                    log.warning("debit_answer_mismatch transaction=%s %s", moved["_id"], mismatch)
+                    return Completion(moved, Outcome.REVIEW, mismatch)
+                continue
+            try:
+                moved = await self.transactions.transition(
+                    current["_id"],
+                    status,
+                    target,
+                    self.clock.now(),
+                    actor=actor,
+                    reason=answer.code or target.value,
+                    changes=self._decided_fields(target, answer),
+                )
+            except DuplicateKeyError:
+                # The receipt already completed another debit: never settle it twice.
+                reason = f"receipt {answer.receipt} already completed another debit"
+                if status == states.UNKNOWN:
+                    return Completion(current, Outcome.REVIEW, reason)
+                moved = await self.transactions.transition(
+                    current["_id"],
+                    status,
+                    states.UNKNOWN,
+                    self.clock.now(),
+                    actor=actor,
+                    reason=reason,
+                )
+                if moved is None:
+                    continue
+                return Completion(moved, Outcome.REVIEW, reason)
+            if moved is None:
+                continue  # moved meanwhile (e.g. a status check made it unknown): again
+            log.info(
+                "debit_completed transaction=%s status=%s code=%s by=%s",
+                moved["_id"],
+                target.value,
+                answer.code or "-",
+                actor,
+            )
+            if target == states.SUCCEEDED:
+                moved = await self.settlement.settle(moved)
+            return Completion(moved, Outcome.APPLIED)
+        return await self._decided(await self.ledger.get(transaction["_id"]), answer)
+
+    def _decided_fields(self, target: str, answer: StatusAnswer) -> dict[str, Any]:
+        if target == states.SUCCEEDED:
+            fields: dict[str, Any] = {"paid_at": self.clock.now(), "next_check_at": None}
+            if answer.receipt:  # a status call may say "paid" without the receipt
+                fields["provider_confirmation"] = answer.receipt
+            return fields
+        message = answer.detail or f"{target} by the provider"
+        return {
+            "failure": {"code": answer.code or target, "message": message},
+            "next_check_at": None,
+        }
+
+    async def _decided(self, current: Transaction, answer: StatusAnswer) -> Completion:
+        """An answer for a debit that is no longer open: the same decision again, or
+        another one (for an operator: the provider and the gateway disagree). A receipt
+        the debit did not have yet (it succeeded by a status call) is recorded."""
+        if current["status"] != answer.status.value:
+            return Completion(current, Outcome.DISAGREES)
+        if answer.status != ProviderStatus.SUCCEEDED:
+            return Completion(current, Outcome.ALREADY)
+        mismatch = _mismatch(current, answer)
+        if mismatch:
+            return Completion(current, Outcome.REVIEW, mismatch)
+        known = current.get("provider_confirmation")
+        if answer.receipt and not known:
+            try:
+                recorded = await self.transactions.set_fields(
+                    current["_id"],
+                    states.SUCCEEDED,
+                    {"provider_confirmation": answer.receipt},
+                    only_if_missing="provider_confirmation",
+                )
+            except DuplicateKeyError:
+                recorded = None
+            current = recorded or await self.ledger.get(current["_id"])
+            known = current.get("provider_confirmation")
+        if answer.receipt and known != answer.receipt:
+            return Completion(current, Outcome.DISAGREES)
+        if not current.get("settlement"):
+            current = await self.settlement.settle(current)  # a crash cut it off
+        return Completion(current, Outcome.ALREADY)
+
+    async def find_by_reference(self, channel: str, reference: str) -> Transaction | None:
+        """The debit of `channel` the provider knows by `reference`."""
+        return await self.transactions.find_one(
+            {"provider_reference": reference, "channel": channel}
+        )
+
+    async def check_pending(self, limit: int = 200) -> int:
+        """Ask the provider about debits whose next status check is due (the adapters
+        that declare `status_checks`); returns how many were asked."""
+        checked = {
+            adapter.channel: adapter for adapter in self.channels.debits if adapter.status_checks
+        }
+        if not checked:
+            return 0
+        open_states = {adapter.waiting_state for adapter in checked.values()} | {states.UNKNOWN}
+        due = await self.transactions.due_checks(checked, open_states, self.clock.now(), limit)
+        for debit in due:
+            try:
+                await self._check(checked[debit["channel"]], debit)
+            except Exception:  # one debit's trouble never stops the others' checks
+                log.exception("status_check_failed transaction=%s", debit["_id"])
+        return len(due)
+
+    async def _check(self, adapter: DebitAdapter, debit: Transaction) -> None:
+        reference = debit.get("provider_reference")
+        done = debit.get("status_checks_done", 0) + 1
+        if reference is None:  # never answered: nothing to ask about
+            await self.transactions.set_fields(
+                debit["_id"], debit["status"], {"next_check_at": None}
+            )
+            return
+        try:
+            answer = await adapter.status(reference)
+        except ProviderError as err:
+            answer = StatusAnswer(ProviderStatus.PENDING, reference, err.message)
+        log.info(
+            "status_check transaction=%s check=%s answer=%s detail=%s",
+            debit["_id"],
+            done,
+            answer.status.value,
+            answer.detail or "-",
+        )
+        if answer.status in DECIDED:
+            await self.complete(debit, answer, SYSTEM)
+            return
+        checks = adapter.status_checks
+        if done < len(checks):
+            start = debit.get("checks_from") or debit["created_at"]
+            upcoming = max(start + checks[done], self.clock.now())
+            await self.transactions.set_fields(
+                debit["_id"],
+                debit["status"],
+                {"next_check_at": upcoming},
+                increments={"status_checks_done": 1},
+            )
+            return
+        last = {"next_check_at": None, "status_checks_done": done}
+        if debit["status"] == states.UNKNOWN:
+            await self.transactions.set_fields(debit["_id"], states.UNKNOWN, last)
+            return
+        reason = f"no answer after {done} status checks ({answer.detail or 'still pending'})"
+        moved = await self.transactions.transition(
+            debit["_id"],
+            debit["status"],
+            states.UNKNOWN,
+            self.clock.now(),
+            actor=SYSTEM,
+            reason=reason,
+            changes=last,
+        )
+        if moved is not None:
+            log.warning("debit_unanswered transaction=%s checks=%s", debit["_id"], done)
+
     # --- operator actions -----------------------------------------------
 
     async def resolve(
@@ -344,21 +696,47 @@ class DebitEngine:
 
     async def expire_stale(self, limit: int = 500) -> int:
         """Expire debits whose payer never acted in time; returns how many."""
-        stale = await self.transactions.stale(self.channels.waiting_states, self.clock.now(), limit)
+        # A channel whose provider ends the payer's time itself (no payer_lifetime) is
+        # left to that provider's answer and the status checks.
+        waiting = frozenset(
+            adapter.waiting_state
+            for adapter in self.channels.debits
+            if adapter.payer_lifetime is not None
+        )
+        stale = await self.transactions.stale(waiting, self.clock.now(), limit)
         expired = [item for item in stale if await self._expire(item) is not None]
         return len(expired)
 
 
-def _check_policy(policy: Policy, psp: dict[str, Any], amount: str) -> None:
+def _check_policy(policy: Policy, currency: str, settler: str, amount: str) -> None:
     if policy["status"] != IDLE:
         raise Conflict(
             "the policy is not awaiting payment",
             {"status": policy["status"]},
             code="policy_not_idle",
         )
-    if policy["currency"] != psp["currency"]:
+    if policy["currency"] != currency:
         raise ValidationFailed(
-            f"the policy is in {policy['currency']}, the PSP settles in {psp['currency']}",
+            f"the policy is in {policy['currency']}, {settler} settles in {currency}",
             code="currency_mismatch",
         )
     require_exact_amount(policy, amount)
+
+
+def _unavailable(adapter: DebitAdapter) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"{adapter.label} did not answer; no money moved, try again",
+        code="provider_unavailable",
+    )
+
+
+def _mismatch(transaction: Transaction, answer: StatusAnswer) -> str:
+    """Why a succeeded answer does not fit the stored debit ("" when it does)."""
+    if answer.amount is not None and answer.amount != transaction["amount"]:
+        paid = format_amount(answer.amount, transaction["currency"])
+        asked = format_amount(transaction["amount"], transaction["currency"])
+        return f"amount_mismatch: the provider reports {paid}, the debit asked {asked}"
+    payer = transaction.get("payer")
+    if answer.payer and payer and answer.payer != payer:
+        return f"payer_mismatch: the provider reports {answer.payer}, the debit asked {payer}"
+    return ""

@@ -1,7 +1,9 @@
 """The channels the gateway knows, registered once in the composition root
 (server.startup.services.channel_registry): every list of channels (query filters,
 the dashboard and its page) comes from here, and the debit engine finds its adapters
-here, by channel and by PSP kind."""
+here, by channel and by PSP kind. A debit channel whose adapter names no PSP kind
+names its own merchant account and is started without a PSP (M-Pesa Express: the
+shortcode)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class ChannelRegistry:
     def __init__(self, channels: Iterable[Channel]) -> None:
         self._channels: dict[str, Channel] = {}
         self._by_psp_kind: dict[str, DebitAdapter] = {}
+        self._debits: list[DebitAdapter] = []
         for channel in channels:
             if channel.name in self._channels:
                 raise ValueError(f"channel {channel.name} registered twice")
@@ -44,9 +47,18 @@ class ChannelRegistry:
                 raise ValueError(
                     f"channel {channel.name} has the adapter of {channel.debit.channel}"
                 )
-            if channel.debit.psp_kind in self._by_psp_kind:
-                raise ValueError(f"two debit channels for PSP kind {channel.debit.psp_kind}")
-            self._by_psp_kind[channel.debit.psp_kind] = channel.debit
+            self._debits.append(channel.debit)
+            kind = channel.debit.psp_kind
+            if kind is None:
+                if not (channel.debit.merchant_account and channel.debit.currency):
+                    raise ValueError(
+                        f"channel {channel.name} has no PSP kind, so it must name its "
+                        "merchant account and currency"
+                    )
+                continue
+            if kind in self._by_psp_kind:
+                raise ValueError(f"two debit channels for PSP kind {kind}")
+            self._by_psp_kind[kind] = channel.debit
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -58,7 +70,12 @@ class ChannelRegistry:
 
     @property
     def debits(self) -> tuple[DebitAdapter, ...]:
-        return tuple(self._by_psp_kind.values())
+        return tuple(self._debits)
+
+    @property
+    def psp_kinds(self) -> tuple[str, ...]:
+        """The PSP kinds a debit can be started for (POST /api/v1/transactions)."""
+        return tuple(self._by_psp_kind)
 
     @property
     def waiting_states(self) -> frozenset[str]:

@@ -73,9 +73,14 @@ class ProviderTransport:
         *,
         data: str | None = None,
         headers: dict[str, str] | None = None,
+        timeout_seconds: float | None = None,
     ) -> Answer:
-        """One exchange, no token, no retry; `data` is a JSON text."""
+        """One exchange, no token, no retry; `data` is a JSON text. `timeout_seconds`
+        replaces the transport's own limit for this exchange."""
         headers = {**(headers or {}), **({"Content-Type": JSON} if data is not None else {})}
+        limit = self._timeout
+        if timeout_seconds is not None:
+            limit = aiohttp.ClientTimeout(total=timeout_seconds)
         return await send(
             self._session,
             self.provider,
@@ -83,7 +88,7 @@ class ProviderTransport:
             self.base_url + path,
             data=data,
             headers=headers,
-            limit=self._timeout,
+            limit=limit,
         )
 
     async def authorized(
@@ -93,6 +98,7 @@ class ProviderTransport:
         *,
         data: str | None = None,
         headers: dict[str, str] | None = None,
+        timeout_seconds: float | None = None,
     ) -> Answer:
         """One exchange with the bearer token. A rejected token is dropped and the call
         made once more after a new login; the second answer is returned whatever it is."""
@@ -103,6 +109,7 @@ class ProviderTransport:
                 path,
                 data=data,
                 headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+                timeout_seconds=timeout_seconds,
             )
             if attempt == 1 and self._token_rejected(answer):
                 self._log.info("%s_token_rejected path=%s", self.provider, path)

@@ -14,6 +14,7 @@ class JobsSettings:
     # another process may take the job over: keep it above the longest run.
     lease_seconds: float = 300.0
     expire_debits_interval_seconds: float = 30.0
+    check_debits_interval_seconds: float = 15.0
     finish_settlements_interval_seconds: float = 60.0
     replay_inbox_interval_seconds: float = 120.0
 

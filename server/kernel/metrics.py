@@ -36,6 +36,12 @@ class Metrics:
             ["kind", "outcome"],
             registry=registry,
         )
+        self.stk_results = Counter(
+            "gateway_stk_results_total",
+            "M-Pesa Express results by source (callback, query) and Daraja's result code",
+            ["source", "result_code"],
+            registry=registry,
+        )
         self.provider_calls = Counter(
             "gateway_provider_calls_total",
             "Outbound provider calls by outcome",

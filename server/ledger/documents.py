@@ -71,6 +71,11 @@ class Transaction(TypedDict):
     # Debits: the payer's deadline (None until the payer is asked) and wrong codes.
     expires_at: NotRequired[datetime | None]
     code_attempts: NotRequired[int]
+    # Debits their provider is asked about on a schedule: from when the checks count,
+    # how many were made, and when the next is due (None: no more).
+    checks_from: NotRequired[datetime]
+    status_checks_done: NotRequired[int]
+    next_check_at: NotRequired[datetime | None]
     # Debits stored before the names above were channel-neutral.
     otp_expires_at: NotRequired[datetime | None]
     otp_attempts: NotRequired[int]

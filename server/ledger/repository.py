@@ -47,6 +47,8 @@ INDEXES: list[IndexSpec] = [
             "name": "one_payment_per_psp_reference",
         },
     ),
+    # Debits whose provider is asked about them on a schedule (DebitEngine.check_pending).
+    (TRANSACTIONS, [("next_check_at", 1)], {"sparse": True}),
     (PREMIUMS, [("transaction_uuid", 1)], {"unique": True}),
 ]
 
@@ -100,6 +102,46 @@ class TransactionRepository(DocumentRepository[Transaction]):
         if moved is not None:
             _log_state(moved, current, target, reason, actor)
         return moved
+
+    async def set_fields(
+        self,
+        transaction_uuid: str,
+        current: str,
+        changes: dict[str, Any],
+        *,
+        increments: dict[str, int] | None = None,
+        only_if_missing: str | None = None,
+    ) -> Transaction | None:
+        """Fields of a transaction that change no state (a debit's next status check, a
+        reference that came late), set only while it is in `current` (and, with
+        `only_if_missing`, while that field is still None); None when not."""
+        query: dict[str, Any] = {"_id": transaction_uuid, "status": current}
+        if only_if_missing:
+            query[only_if_missing] = None
+        update: dict[str, Any] = {"$set": dict(changes)}
+        if increments:
+            update["$inc"] = increments
+        return await self.collection.find_one_and_update(
+            query, update, return_document=ReturnDocument.AFTER
+        )
+
+    async def due_checks(
+        self, channels: Collection[str], statuses: Collection[str], now: datetime, limit: int
+    ) -> list[Transaction]:
+        """Debits of `channels` in `statuses` whose next status check is due, oldest first."""
+        cursor = (
+            self.collection.find(
+                {
+                    # None once no check is left: only a date is due.
+                    "next_check_at": {"$lte": now, "$type": "date"},
+                    "channel": {"$in": sorted(channels)},
+                    "status": {"$in": sorted(statuses)},
+                }
+            )
+            .sort("next_check_at", 1)
+            .limit(limit)
+        )
+        return await cursor.to_list(None)
 
     async def record_settlement(self, transaction_uuid: str, settlement: Settlement) -> Transaction:
         """Settled (or refused): the policy is released for other payments."""

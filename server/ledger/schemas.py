@@ -72,6 +72,17 @@ class TransactionSchema(Schema):
     otp_expires_at = fields.DateTime(
         allow_none=True, metadata={"description": "Qmoney debits only"}
     )
+    phone = fields.String(
+        allow_none=True, metadata={"description": "M-Pesa Express only: the phone prompted"}
+    )
+    mpesa_receipt = fields.String(
+        allow_none=True,
+        metadata={"description": "M-Pesa Express only: MpesaReceiptNumber, once paid"},
+    )
+    next_status_check_at = fields.DateTime(
+        allow_none=True,
+        metadata={"description": "M-Pesa Express only: when Daraja is next asked"},
+    )
 
 
 TransactionPageSchema = answers.page_of(TransactionSchema)

@@ -10,6 +10,7 @@ FORBIDDEN_URL_WORDS = ("mpesa", "m-pesa", "safaricom", "exe", "exec", "cmd", "sq
 
 VALIDATION_PATH = "/api/v1/c2b/validation/{secret}"
 CONFIRMATION_PATH = "/api/v1/c2b/confirmation/{secret}"
+STK_CALLBACK_PATH = "/api/v1/stk/callback/{secret}"
 
 
 class CallbackUrlError(ValueError):
@@ -30,10 +31,20 @@ def callback_urls(public_url: str, secret: str) -> tuple[str, str]:
         base + CONFIRMATION_PATH.format(secret=secret),
     )
     for url in urls:
-        word = forbidden_word_in(url)
-        if word:
-            raise CallbackUrlError(
-                f"callback URL contains {word!r}, which Daraja refuses: "
-                "change server.public_url or c2b.callback_secret"
-            )
+        _check(url)
     return urls
+
+
+def stk_callback_url(public_url: str, secret: str) -> str:
+    """The CallBackURL of an M-Pesa Express prompt, under the gateway's public base URL."""
+    return _check(public_url.rstrip("/") + STK_CALLBACK_PATH.format(secret=secret))
+
+
+def _check(url: str) -> str:
+    word = forbidden_word_in(url)
+    if word:
+        raise CallbackUrlError(
+            f"callback URL contains {word!r}, which Daraja refuses: "
+            "change server.public_url or c2b.callback_secret"
+        )
+    return url

@@ -1,12 +1,15 @@
-"""Daraja API client: OAuth with a cached token, and C2B URL registration."""
+"""Daraja API client: OAuth with a cached token, C2B URL registration, and M-Pesa
+Express (STK Push: the prompt and its status query)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
@@ -23,6 +26,8 @@ from server.integrations.transport import (
 from server.kernel.clock import Clock
 from server.mpesa.settings import DarajaSettings
 
+NAIROBI = timezone(timedelta(hours=3), "EAT")
+
 log = logging.getLogger("gateway.daraja")
 
 PROVIDER = "daraja"
@@ -30,6 +35,15 @@ INVALID_TOKEN = "404.001.03"
 INVALID_CREDENTIALS = "400.008.01"
 RATE_LIMITED = "500.003.02"
 ALREADY_REGISTERED = "500.003.1001"
+# M-Pesa Express. On a push: "Unable to lock subscriber, a transaction is already in
+# process for the current subscriber" (and Daraja's other 500 refusals); on a query:
+# "The transaction is being processed", i.e. the payer has not answered yet.
+SUBSCRIBER_BUSY = "500.001.1001"
+INVALID_FIELD = "400.002.02"
+STK_PUSH_PATH = "/mpesa/stkpush/v1/processrequest"
+STK_QUERY_PATH = "/mpesa/stkpushquery/v1/query"
+ACCOUNT_REFERENCE_MAX = 12
+TRANSACTION_DESC_MAX = 13
 # Daraja spells it OriginatorCoversationID (sic); older answers differ.
 CONVERSATION_KEYS = ("OriginatorCoversationID", "OriginatorConversationID", "ConversationID")
 
@@ -40,6 +54,43 @@ class Registration:
     description: str
 
 
+@dataclass(frozen=True)
+class StkPushed:
+    """Daraja's acknowledgement of a prompt: the prompt is on the payer's phone."""
+
+    merchant_request_id: str
+    checkout_request_id: str
+    description: str
+
+
+@dataclass(frozen=True)
+class StkQueried:
+    """The prompt's status: its result code (a string on the wire), or None while the
+    payer has not answered."""
+
+    result_code: str | None
+    description: str
+
+
+class AnswerLate(ProviderOutcomeUnknown):
+    """The answer did not come in time but the request still waits for it: `late` ends
+    with what the answer brings (or raises its error)."""
+
+    def __init__(self, message: str, late: Awaitable[StkPushed]) -> None:
+        super().__init__(PROVIDER, message)
+        self.late = late
+
+
+def nairobi_timestamp(moment: datetime) -> str:
+    """`YYYYMMDDHHmmss` in Nairobi time, as STK Push's Timestamp."""
+    return moment.astimezone(NAIROBI).strftime("%Y%m%d%H%M%S")
+
+
+def stk_password(shortcode: str, passkey: str, timestamp: str) -> str:
+    """base64(ShortCode + Passkey + Timestamp)."""
+    return base64.b64encode(f"{shortcode}{passkey}{timestamp}".encode()).decode("ascii")
+
+
 class DarajaClient:
     def __init__(
         self,
@@ -48,6 +99,7 @@ class DarajaClient:
         clock: Clock,
         calls: CallLog | None = None,
     ) -> None:
+        self._settings = settings
         credentials = f"{settings.consumer_key}:{settings.consumer_secret}".encode()
         self._basic_auth = "Basic " + base64.b64encode(credentials).decode("ascii")
         self._clock = clock
@@ -99,6 +151,86 @@ class DarajaClient:
         async with self._transport.call("simulate"):
             answer = await self._post(f"/mpesa/c2b/{version}/simulate", body)
             return _conversation_id(answer)
+
+    # --- M-Pesa Express ---------------------------------------------------
+
+    def _stk_credentials(self) -> dict[str, str]:
+        shortcode = self._settings.stk_business_shortcode
+        timestamp = nairobi_timestamp(self._clock.now())
+        return {
+            "BusinessShortCode": shortcode,
+            "Password": stk_password(shortcode, self._settings.passkey, timestamp),
+            "Timestamp": timestamp,
+        }
+
+    async def stk_push(
+        self,
+        phone: str,
+        amount: int,
+        account_reference: str,
+        description: str,
+        callback_url: str,
+        *,
+        late_answer_seconds: float | None = None,
+    ) -> StkPushed:
+        """Prompt `phone` to pay `amount` whole shillings to the STK shortcode.
+
+        Refusals are ProviderRejected with Daraja's code (`500.001.1001` subscriber
+        busy, `500.003.02` spike arrest, `400.002.02` an invalid field, ...). When
+        `late_answer_seconds` is given and the answer does not come within the
+        client's timeout, AnswerLate says so and still waits for it that long."""
+        credentials = self._stk_credentials()
+        body = {
+            **credentials,
+            "TransactionType": self._settings.stk_transaction_type,
+            "Amount": amount,
+            "PartyA": phone,
+            "PartyB": credentials["BusinessShortCode"],
+            "PhoneNumber": phone,
+            "CallBackURL": callback_url,
+            "AccountReference": account_reference[:ACCOUNT_REFERENCE_MAX],
+            "TransactionDesc": description[:TRANSACTION_DESC_MAX],
+        }
+        async with self._transport.call("processrequest"):
+            exchange = asyncio.ensure_future(
+                self._transport.authorized(
+                    "POST",
+                    STK_PUSH_PATH,
+                    data=json.dumps(body),
+                    timeout_seconds=late_answer_seconds,
+                )
+            )
+            if late_answer_seconds is None:
+                return _pushed(await exchange)
+            try:
+                answer = await asyncio.wait_for(
+                    asyncio.shield(exchange), self._settings.timeout_seconds
+                )
+            except TimeoutError:
+                raise AnswerLate(
+                    f"{STK_PUSH_PATH}: no answer in {self._settings.timeout_seconds:g} s",
+                    _late_push(exchange),
+                ) from None
+            return _pushed(answer)
+
+    async def stk_query(self, checkout_request_id: str) -> StkQueried:
+        """The prompt's status; `500.001.1001` "The transaction is being processed" is
+        pending (result_code None), not a failure."""
+        body = {**self._stk_credentials(), "CheckoutRequestID": checkout_request_id}
+        async with self._transport.call("stkpushquery"):
+            answer = await self._transport.authorized("POST", STK_QUERY_PATH, data=json.dumps(body))
+            data = answer.body if isinstance(answer.body, dict) else {}
+            if answer.status >= 400 and _error_code(answer) == SUBSCRIBER_BUSY:
+                return StkQueried(None, str(data.get("errorMessage", "")))
+            _raise_stk_error(answer)
+            code = data.get("ResultCode")
+            if code is None or str(data.get("ResponseCode", "0")) != "0":
+                raise ProviderOutcomeUnknown(
+                    PROVIDER,
+                    f"query answer without a result {data!r:.200}",
+                    http_status=answer.status,
+                )
+            return StkQueried(str(code), str(data.get("ResultDesc", "")))
 
     # --- wire format ----------------------------------------------------
 
@@ -157,6 +289,48 @@ def _raise_for_error(answer: Answer) -> None:
         http_status=answer.status,
         correlation_id=request_id,
     )
+
+
+def _raise_stk_error(answer: Answer) -> None:
+    """STK errors: every answer in Daraja's error envelope is a refusal with its code
+    (Daraja acted on nothing); a server error without one is unavailable."""
+    if answer.status < 400:
+        if answer.body is None:
+            raise ProviderOutcomeUnknown(PROVIDER, "answer is not JSON", http_status=answer.status)
+        return
+    data = answer.body if isinstance(answer.body, dict) else {}
+    code = _error_code(answer)
+    request_id = str(data["requestId"]) if data.get("requestId") else None
+    if code is None and answer.status >= 500:
+        raise ProviderUnavailable(
+            PROVIDER, f"HTTP {answer.status}", http_status=answer.status, correlation_id=request_id
+        )
+    raise ProviderRejected(
+        PROVIDER,
+        code or str(answer.status),
+        str(data.get("errorMessage") or f"HTTP {answer.status}"),
+        http_status=answer.status,
+        correlation_id=request_id,
+    )
+
+
+def _pushed(answer: Answer) -> StkPushed:
+    _raise_stk_error(answer)
+    data = answer.body if isinstance(answer.body, dict) else {}
+    code = str(data.get("ResponseCode", ""))
+    description = str(data.get("ResponseDescription") or data.get("CustomerMessage") or "")
+    if code and code != "0":
+        raise ProviderRejected(PROVIDER, code, description, http_status=answer.status)
+    checkout = data.get("CheckoutRequestID")
+    if code != "0" or not checkout:
+        raise ProviderOutcomeUnknown(
+            PROVIDER, f"unexpected answer {data!r:.200}", http_status=answer.status
+        )
+    return StkPushed(str(data.get("MerchantRequestID", "")), str(checkout), description)
+
+
+async def _late_push(exchange: Awaitable[Answer]) -> StkPushed:
+    return _pushed(await exchange)
 
 
 def _conversation_id(answer: Answer) -> str:

@@ -66,6 +66,11 @@ class PaymentState(TypedDict):
     allocation: NotRequired[PaymentAllocation]
     allocation_history: list[AllocationEvent]
     review: NotRequired[list[ReviewFlag]]
+    # A payment that is the C2B copy of an M-Pesa Express payment is stored settled,
+    # linked to that debit (server.mpesa.receipts).
+    policy_uuid: NotRequired[str]
+    transaction_uuid: NotRequired[str]
+    receipt: NotRequired[str | None]
 
 
 class C2BPayment(ReceivedPayment):
@@ -80,4 +85,4 @@ class C2BPayment(ReceivedPayment):
     # Once settled:
     policy_uuid: NotRequired[str]
     transaction_uuid: NotRequired[str]
-    receipt: NotRequired[str]
+    receipt: NotRequired[str | None]

@@ -1,5 +1,6 @@
-"""C2B HTTP endpoints: Daraja's callbacks and the operators' payments and inbox, what
-each answers (server.web.operations) and their routes."""
+"""M-Pesa HTTP endpoints: Daraja's callbacks (paybill validation and confirmation,
+M-Pesa Express results), the operators' payments and inbox, M-Pesa Express prompts;
+what each answers (server.web.operations) and their routes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from marshmallow import Schema
 from server.insurance.schemas import POLICY_UUID_EXAMPLE
 from server.kernel.errors import ApiError, Forbidden, NotFound, ServiceUnavailable
 from server.kernel.schemas import page_body
+from server.ledger.schemas import TransactionSchema
 from server.mpesa.rules import (
     OTHER_ERROR,
     DarajaConfirmationAnswerSchema,
@@ -22,17 +24,22 @@ from server.mpesa.schemas import (
     C2BCallbackSchema,
     C2BPaymentPageSchema,
     C2BPaymentSchema,
+    DarajaStkAnswerSchema,
     InboxEntryPageSchema,
     InboxEntrySchema,
     InboxQuerySchema,
     PaymentQuerySchema,
     ReplayRequestSchema,
+    StkCallbackSchema,
+    StkPushRequestSchema,
     render_inbox_entry,
     render_payment,
 )
 from server.mpesa.service import InboxUnavailable
 from server.web.handler import BaseHandler, in_networks
 from server.web.operations import AUTH, BODY, STAFF, Operation, Operations
+
+STAFF_ROLES = ("operator", "admin")
 
 log = logging.getLogger("gateway.c2b")
 
@@ -159,6 +166,95 @@ class ConfirmationHandler(CallbackHandler):
         self.write_json(answer)
 
 
+STK_CALLBACK_EXAMPLE = {
+    "Body": {
+        "stkCallback": {
+            "MerchantRequestID": "29115-34620561-1",
+            "CheckoutRequestID": "ws_CO_191220191020363925",
+            "ResultCode": 0,
+            "ResultDesc": "The service request is processed successfully.",
+            "CallbackMetadata": {
+                "Item": [
+                    {"Name": "Amount", "Value": 1500.00},
+                    {"Name": "MpesaReceiptNumber", "Value": "NLJ7RT61SV"},
+                    {"Name": "Balance"},
+                    {"Name": "TransactionDate", "Value": 20261123102115},
+                    {"Name": "PhoneNumber", "Value": 254708374149},
+                ]
+            },
+        }
+    }
+}
+
+
+class StkCallbackHandler(CallbackHandler):
+    """M-Pesa Express result callback: the same secret and source checks as C2B's."""
+
+    kind = "stk_result"
+    error_result_code = 1
+    operations = {
+        "post": Operation(
+            "Daraja M-Pesa Express result callback",
+            "stk-callbacks",
+            DarajaStkAnswerSchema,
+            body=StkCallbackSchema,
+            example=STK_CALLBACK_EXAMPLE,
+            errors=(403, 404, 413, 503),
+            error_answer=DarajaStkAnswerSchema,
+            error_descriptions=DARAJA_ERRORS,
+            description="Kept raw in the inbox (source `daraja_stk`), answered Accepted, "
+            "then applied once to the debit of its CheckoutRequestID: 0 succeeded and "
+            "settled (amount and phone checked), 1032 cancelled, 1019 expired, other "
+            "codes failed; an unknown CheckoutRequestID is kept for review.",
+        )
+    }
+
+    async def post(self, _secret: str) -> None:
+        try:
+            answer = await self.settings["services"].stk.callback(
+                self.request.body, self.client_ip, self.kept_headers()
+            )
+        except InboxUnavailable:
+            raise ServiceUnavailable("temporarily unable to record the result") from None
+        self.write_json(answer)
+
+
+class StkPushHandler(BaseHandler):
+    operations = {
+        "post": Operation(
+            "Prompt the payer's phone for a premium (M-Pesa Express)",
+            "mpesa-express",
+            TransactionSchema,
+            roles=STAFF,
+            body=StkPushRequestSchema,
+            example={
+                "policy_uuid": POLICY_UUID_EXAMPLE,
+                "phone": "0708 374 149",
+                "amount": "1500.00",
+            },
+            success={
+                201: "The prompt is on the payer's phone (`prompt_sent`; `unknown` when "
+                "Daraja's answer was lost: the status checks find out)"
+            },
+            errors=(*BODY, *AUTH, 404, 409, 502, 503),
+            description="The same checks as any debit: the policy idle, the amount its "
+            "value in whole shillings, no other open payment of it. `phone` (any common "
+            "Kenyan form) defaults to the insuree's. Daraja's refusals: 409 "
+            "`subscriber_busy` (500.001.1001), 503 `provider_rate_limited` (500.003.02), "
+            "400 `provider_invalid_request` (400.002.02), with `details.provider_code`.",
+        )
+    }
+
+    async def post(self) -> None:
+        identity = await self.require_role(*STAFF_ROLES)
+        request = self.load_json(StkPushRequestSchema)
+        services = self.settings["services"]
+        transaction = await services.stk.push(
+            request["policy_uuid"], request.get("phone"), request["amount"], identity.username
+        )
+        self.write_json(services.ledger.render(transaction), status=201)
+
+
 class PaymentListHandler(BaseHandler):
     operations = {
         "get": Operation(
@@ -276,4 +372,6 @@ ROUTES = [
     (r"/api/v1/c2b/payments/([^/]+)/allocate", AllocateHandler),
     (r"/api/v1/c2b/inbox", InboxListHandler),
     (r"/api/v1/c2b/inbox/([^/]+)/replay", InboxReplayHandler),
+    (r"/api/v1/stk-pushes", StkPushHandler),
+    (r"/api/v1/stk/callback/([^/]*)", StkCallbackHandler),
 ]

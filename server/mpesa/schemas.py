@@ -19,6 +19,7 @@ from server.inbox.repository import (
     PROCESSED,
     RECEIVED,
 )
+from server.insurance.schemas import AMOUNT
 from server.kernel.identifiers import SHORTCODE, TRANS_ID
 from server.kernel.money import format_amount
 from server.kernel.schemas import IdentifierField, PageQuerySchema, StrictSchema, shared
@@ -122,11 +123,13 @@ class AllocateRequestSchema(StrictSchema):
 
 
 INBOX_STATUSES = (RECEIVED, PROCESSED, DUPLICATE, CONFLICT, NEEDS_REVIEW, FAILED)
+# Paybill validations and confirmations; M-Pesa Express result callbacks.
+INBOX_KINDS = ["validation", "confirmation", "stk_result"]
 
 
 class InboxQuerySchema(PageQuerySchema):
     status = fields.String(validate=validate.OneOf(INBOX_STATUSES))
-    kind = fields.String(validate=validate.OneOf(["validation", "confirmation"]))
+    kind = fields.String(validate=validate.OneOf(INBOX_KINDS))
     source = fields.String(validate=validate.Length(min=1, max=32))
 
 
@@ -149,8 +152,12 @@ class InboxEntrySchema(Schema):
     """What render_inbox_entry answers."""
 
     id = answers.text()
-    source = answers.text(metadata={"description": "who sent it, e.g. `daraja_c2b`"})
-    kind = answers.one_of(["validation", "confirmation"])
+    source = answers.text(
+        metadata={
+            "description": "who sent it: `daraja_c2b` (paybill), `daraja_stk` (M-Pesa Express)"
+        }
+    )
+    kind = answers.one_of(INBOX_KINDS)
     failure = answers.nested(InboxFailureSchema, nullable=True)
     status = answers.one_of(INBOX_STATUSES)
     trans_id = answers.text(nullable=True)
@@ -158,7 +165,9 @@ class InboxEntrySchema(Schema):
     received_at = answers.stamp()
     attempts = answers.count()
     errors = fields.Raw(
-        required=True, allow_none=True, metadata={"description": "why the body could not be read"}
+        required=True,
+        allow_none=True,
+        metadata={"description": "why the body could not be read, or why it is for review"},
     )
     body = answers.text(metadata={"description": "the raw body, as text or base64"})
     body_encoding = answers.one_of(["utf-8", "base64"])
@@ -273,3 +282,52 @@ def render_payment(document: dict[str, Any]) -> dict[str, Any]:
             for item in document.get("review", [])
         ],
     }
+
+
+# --- M-Pesa Express ------------------------------------------------------------
+
+
+class StkPushRequestSchema(StrictSchema):
+    policy_uuid = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    # 07XXXXXXXX, 01XXXXXXXX, +2547..., 2547..., 2541... (spaces allowed); absent: the
+    # insuree's phone.
+    phone = fields.String(validate=validate.Length(min=1, max=20))
+    amount = fields.String(required=True, validate=AMOUNT)
+
+
+class StkCallbackItemSchema(Schema):
+    Name = fields.String(required=True, metadata={"example": "MpesaReceiptNumber"})
+    Value = fields.Raw(metadata={"description": "absent for Balance"})
+
+
+class StkCallbackMetadataSchema(Schema):
+    Item = fields.List(fields.Nested(StkCallbackItemSchema), required=True)
+
+
+class StkCallbackResultSchema(Schema):
+    MerchantRequestID = fields.String(required=True)
+    CheckoutRequestID = fields.String(required=True)
+    ResultCode = fields.Integer(required=True, metadata={"description": "0 paid; 1032 cancelled"})
+    ResultDesc = fields.String(required=True)
+    CallbackMetadata = fields.Nested(
+        StkCallbackMetadataSchema, metadata={"description": "only when ResultCode is 0"}
+    )
+
+
+class StkCallbackBodySchema(Schema):
+    stkCallback = fields.Nested(StkCallbackResultSchema, required=True)
+
+
+class StkCallbackSchema(Schema):
+    """Daraja's M-Pesa Express result callback (documentation: the raw body is kept)."""
+
+    Body = fields.Nested(StkCallbackBodySchema, required=True)
+
+
+class DarajaStkAnswerSchema(Schema):
+    ResultCode = fields.Integer(
+        required=True,
+        validate=validate.OneOf([0, 1]),
+        metadata={"description": "0 accepted; 1 only on errors"},
+    )
+    ResultDesc = answers.text(metadata={"example": "Accepted"})

@@ -23,7 +23,8 @@ from server.kernel.money import AmountError, format_amount, parse_amount
 from server.kernel.store import time_window
 from server.mpesa import repository as repo
 from server.mpesa.allocation import SHORTCODE_NOT_SERVED, Allocation
-from server.mpesa.documents import C2BPayment, ReceivedPayment
+from server.mpesa.documents import C2BPayment, PaymentState, ReceivedPayment
+from server.mpesa.receipts import StkReceipts
 from server.mpesa.repository import C2BPaymentRepository, InsertOutcome
 from server.mpesa.rules import (
     ACCEPTED,
@@ -87,8 +88,11 @@ class C2BService:
         validation_matches_policy: bool = False,
         metrics: Metrics | None = None,
         background: BackgroundTasks | None = None,
+        stk_receipts: StkReceipts | None = None,
     ) -> None:
+        """`stk_receipts`: links the C2B copy of an M-Pesa Express payment to its debit."""
         self.inbox = inbox
+        self.stk_receipts = stk_receipts
         self.payments = payments
         self.rules = rules
         self.allocation = allocation
@@ -270,7 +274,12 @@ class C2BService:
             return inbox.NEEDS_REVIEW
         received = self._payment_document(callback, amount, entry_id, received_at)
         matched = None
-        if self.rules.serves(callback.shortcode):
+        linked: PaymentState | None = None
+        if self.rules.serves(callback.shortcode) and self.stk_receipts is not None:
+            linked = await self.stk_receipts.c2b_state(received)
+        if linked is not None:  # the copy of an M-Pesa Express payment: already applied
+            state = linked
+        elif self.rules.serves(callback.shortcode):
             state, matched = await self.allocation.first_state(received)
         else:  # the money moved, but not to us: kept, never applied to a policy
             state = self.allocation.held_state(entry_id, SHORTCODE_NOT_SERVED)

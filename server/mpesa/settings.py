@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
+from itertools import pairwise
 
 from server.kernel.money import AmountError, parse_amount
 from server.kernel.settings import (
@@ -26,12 +28,46 @@ class DarajaSettings:
     register_version: str = "v2"
     response_type: str = "Completed"
     timeout_seconds: float = 10.0
+    # M-Pesa Express (STK Push): the passkey Safaricom issued for the shortcode, the
+    # shortcode (or till) prompts pay to ("" = `shortcode`), and how it is paid.
+    passkey: str = secret()
+    stk_shortcode: str = ""
+    stk_transaction_type: str = "CustomerPayBillOnline"
+    # Seconds after a push at which the prompt's status is asked while no callback came.
+    stk_status_checks_seconds: tuple[str, ...] = ("30", "120", "300")
 
     def check(self) -> None:
         require_url("base_url", self.base_url)
         require_choice("register_version", self.register_version, ("v1", "v2"))
         require_choice("response_type", self.response_type, ("Completed", "Cancelled"))
         require_positive(self, ("timeout_seconds",))
+        require_choice("stk_transaction_type", self.stk_transaction_type, STK_TRANSACTION_TYPES)
+        if self.stk_shortcode and not self.stk_shortcode.isdigit():
+            raise SettingError(f"stk_shortcode: {self.stk_shortcode!r} is not a shortcode")
+        self.stk_status_checks()
+
+    @property
+    def stk_business_shortcode(self) -> str:
+        """The shortcode (or till) an STK prompt pays to."""
+        return self.stk_shortcode or self.shortcode
+
+    def stk_status_checks(self) -> tuple[timedelta, ...]:
+        """When, after a push, the prompt's status is asked: at least one, increasing."""
+        key = "stk_status_checks_seconds"
+        try:
+            seconds = [float(item) for item in self.stk_status_checks_seconds]
+        except ValueError:
+            raise SettingError(
+                f"{key}: {self.stk_status_checks_seconds!r} are not seconds"
+            ) from None
+        if not seconds or seconds[0] <= 0 or any(b <= a for a, b in pairwise(seconds)):
+            raise SettingError(
+                f"{key}: give at least one, positive and increasing, e.g. 30,120,300"
+            )
+        return tuple(timedelta(seconds=value) for value in seconds)
+
+
+STK_TRANSACTION_TYPES = ("CustomerPayBillOnline", "CustomerBuyGoodsOnline")
 
 
 @dataclass(frozen=True)

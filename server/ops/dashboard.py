@@ -33,7 +33,26 @@ STUCK_AFTER = {
     states.PROCESSING: timedelta(minutes=15),
     states.UNKNOWN: timedelta(minutes=15),
 }
-FINISHED = (states.SUCCEEDED, states.FAILED, states.EXPIRED)
+# A debit its provider is asked about on a schedule (an M-Pesa Express prompt) is
+# stuck once its last status check is this long past: the check job should have
+# decided it, or made it `unknown`.
+STATUS_CHECK_GRACE = timedelta(minutes=1)
+
+
+def stuck_after(channels: Sequence[Channel]) -> dict[str, timedelta]:
+    """STUCK_AFTER, with each scheduled channel's waiting state held past its schedule."""
+    limits: dict[str, timedelta] = {str(state): after for state, after in STUCK_AFTER.items()}
+    for channel in channels:
+        adapter = channel.debit
+        if adapter is not None and adapter.status_checks:
+            past_schedule = adapter.status_checks[-1] + STATUS_CHECK_GRACE
+            limits[adapter.waiting_state] = max(
+                limits.get(adapter.waiting_state, past_schedule), past_schedule
+            )
+    return limits
+
+
+FINISHED = (states.SUCCEEDED, states.FAILED, states.EXPIRED, states.CANCELLED)
 HOURLY_UP_TO = timedelta(days=3)
 PROVIDER_SAMPLE = 5000
 
@@ -47,6 +66,7 @@ class Dashboard:
         """`channels`: the registered ones, in the order the dashboard lists them."""
         self.store = store
         self.clock = clock
+        self.stuck_after = stuck_after(channels)
         self.channels = [
             {"name": channel.name, "label": channel.label, "direction": channel.direction.value}
             for channel in channels
@@ -117,7 +137,7 @@ class Dashboard:
             if status == states.SUCCEEDED:
                 entry["succeeded"] += row["count"]
                 entry["amount"] += row["amount"]
-            elif status in (states.FAILED, states.EXPIRED):
+            elif status in (states.FAILED, states.EXPIRED, states.CANCELLED):
                 entry["failed"] += row["count"]
         result = []
         for (channel, code), entry in sorted(table.items()):
@@ -215,7 +235,7 @@ class Dashboard:
         now = self.clock.now()
         stuck = [
             {"status": status, "updated_at": {"$lt": now - after}}
-            for status, after in STUCK_AFTER.items()
+            for status, after in self.stuck_after.items()
         ]
         return {
             "c2b_unmatched": await self._oldest(

@@ -60,6 +60,8 @@ TAGS = [
     ("auth", "Access and refresh tokens"),
     ("c2b-callbacks", "Daraja's C2B callbacks (Daraja's own body and answer formats)"),
     ("c2b-payments", "M-Pesa paybill payments and the raw callback inbox"),
+    ("mpesa-express", "M-Pesa Express (STK Push): prompt the payer's phone for a premium"),
+    ("stk-callbacks", "Daraja's M-Pesa Express result callback (Daraja's own formats)"),
     ("payment-providers", "External payment providers: verify an insuree, pay a policy"),
     ("transactions", "Transactions of every channel; Qmoney OTP debits"),
     ("operations", "Dashboard, health, readiness, metrics, this document"),

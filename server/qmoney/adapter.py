@@ -10,6 +10,7 @@ import aiohttp
 
 from server.debits.contract import (
     DebitOrder,
+    ProviderRefused,
     ProviderStatus,
     StatusAnswer,
     code_attempts,
@@ -18,7 +19,7 @@ from server.debits.contract import (
 from server.insurance.documents import Insuree
 from server.integrations.transport import CallLog, ProviderRejected
 from server.kernel.clock import Clock
-from server.kernel.errors import ServiceUnavailable, ValidationFailed
+from server.kernel.errors import ApiError, ServiceUnavailable, ValidationFailed
 from server.kernel.schemas import iso_stamp
 from server.ledger.documents import Transaction
 from server.ledger.states import OTP_SENT
@@ -32,14 +33,18 @@ PSP_KIND = "qmoney"
 class QmoneyDebits:
     channel = CHANNEL
     label = "Qmoney"
-    psp_kind = PSP_KIND
+    psp_kind: str | None = PSP_KIND
+    merchant_account: str | None = None  # the PSP's
+    currency: str | None = None  # the PSP's
     waiting_state = OTP_SENT
     needs_merchant_pin = True
+    status_checks: tuple[timedelta, ...] = ()  # Qmoney has no status call
+    start_may_reach_payer = False  # getMoney only texts a code: verifyCode moves money
 
     def __init__(self, client: QmoneyClient | None, settings: QmoneySettings) -> None:
         """`client` is None when Qmoney's credentials are not configured."""
         self.client = client
-        self.payer_lifetime = timedelta(seconds=settings.otp_lifetime_seconds)
+        self.payer_lifetime: timedelta | None = timedelta(seconds=settings.otp_lifetime_seconds)
         self.max_code_attempts = settings.max_otp_attempts
 
     @classmethod
@@ -80,6 +85,11 @@ class QmoneyDebits:
             raise ValueError("a Qmoney debit needs the merchant PIN")
         return await self._client().get_money(
             order.payer, order.merchant_account, order.amount, order.merchant_pin
+        )
+
+    def refused(self, refusal: ProviderRejected) -> ApiError:
+        return ProviderRefused(
+            f"{self.label} refused the debit: {refusal.reason}", {"provider_code": refusal.code}
         )
 
     async def confirm(self, provider_reference: str, code: str) -> str:

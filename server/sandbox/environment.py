@@ -134,8 +134,12 @@ async def start_sandbox(
         qmoney_url = await start_simulator(
             qmoney, host, port + 2 if port else 0, "the Qmoney simulator"
         )
+        # The gateway's own address as Daraja calls it back (M-Pesa Express prompts
+        # carry it), known once its socket is bound (port 0: a free one).
+        public_url = f"http://{host}:{sockets[0].getsockname()[1]}"
         settings = replace(
             settings,
+            server=replace(settings.server, public_url=public_url),
             daraja=replace(settings.daraja, base_url=daraja_url),
             qmoney=replace(settings.qmoney, base_url=qmoney_url),
         )

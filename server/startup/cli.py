@@ -32,10 +32,17 @@ from server.mpesa.registration import register_callback_urls
 from server.psps.schemas import PspCreateSchema
 from server.startup import workers
 from server.startup.config import ConfigError, Settings, load_settings
-from server.startup.jobs import JOB_NAMES, job_runner
+from server.startup.jobs import CHECK_DEBITS, JOB_NAMES, job_runner
 from server.startup.listen import StartupError, listen, reachable_store
 from server.startup.runtime import start_gateway
-from server.startup.services import MAJORITY_COLLECTIONS, Services, build_services, indexes
+from server.startup.services import (
+    MAJORITY_COLLECTIONS,
+    ProviderClients,
+    Services,
+    build_services,
+    indexes,
+    open_provider_clients,
+)
 
 VERBOSE = ("-v", "--verbose")
 
@@ -325,11 +332,15 @@ async def run_run_job(args: argparse.Namespace) -> int:
     settings = load_settings()
     _require_mongodb(settings, "run-job")
     store = await _reachable_store(settings)
+    # check-debits asks providers about debits: the one job that calls out.
+    providers = open_provider_clients() if args.name == CHECK_DEBITS else None
     try:
         await store.ensure_indexes(indexes(settings))
-        runner = job_runner(settings.jobs, _services(settings, store), Clock())
+        runner = job_runner(settings.jobs, _services(settings, store, providers), Clock())
         report = await runner.run_now(args.name)
     finally:
+        if providers is not None:
+            await providers.close()
         await store.close()
     if report.outcome == SKIPPED:
         print(
@@ -358,9 +369,11 @@ async def _reachable_store(settings: Settings) -> Store:
     return store
 
 
-def _services(settings: Settings, store: Store) -> Services:
+def _services(
+    settings: Settings, store: Store, providers: ProviderClients | None = None
+) -> Services:
     return build_services(
-        settings, store, None, make_notifier(settings.notifications.kind), Clock()
+        settings, store, providers, make_notifier(settings.notifications.kind), Clock()
     )
 
 

@@ -70,7 +70,12 @@ SECTIONS = tuple(spec.name for spec in fields(Settings) if spec.name != "sandbox
 # Fixed, public values used only in sandbox mode. Never valid in production.
 SANDBOX_SECRETS: dict[str, dict[str, str]] = {
     "auth": {"jwt_secret": "sandbox-only-jwt-secret-not-for-production"},
-    "daraja": {"consumer_key": "sandbox-key", "consumer_secret": "sandbox-secret"},
+    "daraja": {
+        "consumer_key": "sandbox-key",
+        "consumer_secret": "sandbox-secret",
+        # Daraja's published sandbox passkey (shortcodes 174379 and 600984 in the sandbox).
+        "passkey": "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919",
+    },
     "c2b": {"callback_secret": "sandbox-callback"},
     "qmoney": {"channel_secret": "sandbox-channel-secret", "password": "sandbox-qmoney"},
     # base64 of "sandbox-only-pin-key-not-secret!": a valid Fernet key, public on purpose.

@@ -12,9 +12,10 @@ from server.kernel.clock import Clock
 from server.startup.services import Services
 
 EXPIRE_DEBITS = "expire-debits"
+CHECK_DEBITS = "check-debits"
 FINISH_SETTLEMENTS = "finish-settlements"
 REPLAY_INBOX = "replay-inbox"
-JOB_NAMES = (EXPIRE_DEBITS, FINISH_SETTLEMENTS, REPLAY_INBOX)
+JOB_NAMES = (EXPIRE_DEBITS, FINISH_SETTLEMENTS, REPLAY_INBOX, CHECK_DEBITS)
 
 # Inbox entries younger than this may still be in their own processing: replay leaves them.
 REPLAY_GRACE = timedelta(seconds=60)
@@ -40,6 +41,13 @@ def gateway_jobs(settings: JobsSettings, services: Services) -> list[Job]:
             EXPIRE_DEBITS,
             every(settings.expire_debits_interval_seconds),
             services.debits.expire_stale,
+        ),
+        # Debits whose provider's answer has not come (an M-Pesa Express prompt without
+        # its callback): asked about on their adapter's schedule.
+        Job(
+            CHECK_DEBITS,
+            every(settings.check_debits_interval_seconds),
+            services.debits.check_pending,
         ),
         Job(
             FINISH_SETTLEMENTS,

@@ -40,9 +40,15 @@ from server.ledger.settlement import Settlement
 from server.mpesa import repository as c2b_repository
 from server.mpesa.allocation import CHANNEL as C2B_CHANNEL
 from server.mpesa.allocation import Allocation
+from server.mpesa.receipts import StkReceipts
 from server.mpesa.rules import ValidationRules
 from server.mpesa.service import SOURCE as C2B_SOURCE
 from server.mpesa.service import C2BService
+from server.mpesa.stk import INDEXES as STK_INDEXES
+from server.mpesa.stk import StkDebits
+from server.mpesa.stk_service import KIND as STK_KIND
+from server.mpesa.stk_service import SOURCE as STK_SOURCE
+from server.mpesa.stk_service import StkService
 from server.ops.dashboard import Dashboard
 from server.psp_api import repository as psp_api_repository
 from server.psp_api.ratelimit import RateLimiter
@@ -66,6 +72,7 @@ INDEXES: list[IndexSpec] = [
     *psp_repository.INDEXES,
     *ledger_repository.INDEXES,
     *psp_api_repository.INDEXES,
+    *STK_INDEXES,
     *job_history.INDEXES,
     (PROVIDER_CALLS, [("provider", 1), ("endpoint", 1), ("at", -1)], {}),
 ]
@@ -123,6 +130,7 @@ class Services:
     notifier: Notifier
     auth: AuthService
     c2b: C2BService
+    stk: StkService
     incoming: IncomingPayments
     inbox: InboxReplay
     insurees: InsureeService
@@ -155,7 +163,10 @@ def validation_rules(settings: Settings) -> ValidationRules:
 
 
 def channel_registry(
-    settings: Settings, providers: ProviderClients | None, clock: Clock
+    settings: Settings,
+    providers: ProviderClients | None,
+    clock: Clock,
+    metrics: Metrics | None = None,
 ) -> ChannelRegistry:
     """Every payment channel, in the order the dashboard lists them: the one place a
     channel is registered. A debit channel brings its adapter (server.debits.contract),
@@ -171,6 +182,20 @@ def channel_registry(
                 QmoneyDebits.configured(settings.qmoney, session, clock, calls),
             ),
             Channel(PSP_API_CHANNEL, "Payment provider API"),
+            Channel(
+                StkDebits.channel,
+                StkDebits.label,
+                StkDebits.configured(
+                    settings.daraja,
+                    settings.c2b.currency,
+                    settings.server.public_url,
+                    settings.c2b.callback_secret,
+                    session,
+                    clock,
+                    calls,
+                    metrics,
+                ),
+            ),
         ]
     )
 
@@ -223,7 +248,7 @@ def build_services(
     psp_documents = psp_repository.PspRepository(store)
     psps = PspService(psp_documents, users, PinCipher(settings.security.pin_key), clock)
     transactions = ledger_repository.TransactionRepository(store)
-    channels = channel_registry(settings, providers, clock)
+    channels = channel_registry(settings, providers, clock, metrics)
     ledger = LedgerService(transactions, channels.names, channels.shown)
     settlement = Settlement(
         transactions, ledger_repository.PremiumRepository(store), policy_repository, clock
@@ -231,6 +256,10 @@ def build_services(
     incoming = IncomingPayments(transactions, policy_repository, settlement, clock)
     c2b_payments = c2b_repository.C2BPaymentRepository(store)
     inbox = inbox_repository.InboxRepository(store)
+    debits = DebitEngine(
+        channels, transactions, ledger, policies, insurees, psps, settlement, clock, background
+    )
+    stk_receipts = StkReceipts(transactions, c2b_payments, debits, clock)
     c2b = C2BService(
         inbox,
         c2b_payments,
@@ -243,12 +272,12 @@ def build_services(
         validation_matches_policy=settings.c2b.validation_match_policy,
         metrics=metrics,
         background=background,
+        stk_receipts=stk_receipts,
     )
+    stk = StkService(inbox, debits, stk_receipts, clock, settings.c2b.currency, metrics)
     replay = InboxReplay(inbox, clock)
     replay.register(C2B_SOURCE, "confirmation", c2b.process_entry, c2b.mark_failed)
-    debits = DebitEngine(
-        channels, transactions, ledger, policies, insurees, psps, settlement, clock
-    )
+    replay.register(STK_SOURCE, STK_KIND, stk.process_entry, stk.mark_failed)
     psp_api = PspApiService(
         insurees,
         policies,
@@ -266,6 +295,7 @@ def build_services(
         inbox=replay,
         incoming=incoming,
         c2b=c2b,
+        stk=stk,
         insurees=insurees,
         products=products,
         policies=policies,

@@ -250,6 +250,25 @@ async def test_expired_token_is_refused_like_a_missing_one(
     assert (status, body["errorCode"]) == (404, "404.001.03")
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("token", [None, "valid"])
+async def test_an_unimplemented_path_is_404_resource_not_found_not_an_invalid_token(
+    http: aiohttp.ClientSession, sim: str, token: str | None
+) -> None:
+    bearer = await get_token(http, sim) if token else None
+    status, body = await post(http, f"{sim}/mpesa/b2c/v1/paymentrequest", {}, bearer)
+    assert (status, body["errorCode"]) == (404, "404.001.01")
+    assert body["errorMessage"] == "Resource not found"
+    assert body["requestId"]
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_method_on_a_known_path_is_405(http: aiohttp.ClientSession, sim: str) -> None:
+    async with http.get(f"{sim}/mpesa/c2b/v1/simulate") as response:
+        body = await response.json()
+    assert (response.status, body["errorCode"]) == (405, "405.001.01")
+
+
 # --------------------------------------------------------------------------- register URL
 
 
@@ -324,9 +343,32 @@ async def test_registerurl_with_missing_field_is_invalid_payload(
 ) -> None:
     token = await get_token(http, sim)
     body = registration(receiver)
-    del body["ValidationURL"]
+    del body["ConfirmationURL"]
     status, answer = await post(http, f"{sim}/mpesa/c2b/v2/registerurl", body, token)
     assert (status, answer["errorCode"]) == (400, "400.002.05")
+    assert answer["errorMessage"] == "Invalid Request Payload - missing ConfirmationURL"
+
+
+@pytest.mark.asyncio
+async def test_registerurl_without_validation_url_succeeds_and_validation_is_never_called(
+    http: aiohttp.ClientSession, sim: str, receiver: CallbackReceiver
+) -> None:
+    token = await get_token(http, sim)
+    body = registration(receiver)
+    del body["ValidationURL"]
+    status, answer = await post(http, f"{sim}/mpesa/c2b/v2/registerurl", body, token)
+    assert (status, answer["ResponseCode"]) == (200, "0")
+    state = await get_json(http, f"{sim}/_sim/state")
+    assert state["registrations"][SHORTCODE]["ValidationURL"] is None
+    assert (await post(http, f"{sim}/_sim/validation", {"enabled": True}))[0] == 200
+    status, answer = await post(http, f"{sim}/mpesa/c2b/v2/simulate", payment(), token)
+    assert status == 200
+    await wait_until(lambda: len(receiver.confirmations) == 1, "1 confirmation at the receiver")
+    transaction = await settled_transaction(http, sim, answer["OriginatorCoversationID"])
+    assert transaction["status"] == "completed"
+    deliveries = (await get_json(http, f"{sim}/_sim/deliveries"))["items"]
+    assert [d["kind"] for d in deliveries] == ["confirmation"]
+    assert receiver.validations == []
 
 
 # --------------------------------------------------------------------------- simulate and callbacks
@@ -340,7 +382,7 @@ async def test_registerurl_with_missing_field_is_invalid_payload(
         ({"CommandID": "CustomerPayBill"}, "400.003.02"),
         ({"Amount": "1.234"}, "400.003.02"),
         ({"Amount": 0}, "400.003.02"),
-        ({"ShortCode": 111111}, "400.003.02"),
+        ({"ShortCode": "60O984"}, "400.003.02"),
     ],
 )
 async def test_simulate_refuses_invalid_requests(
@@ -355,6 +397,26 @@ async def test_simulate_refuses_invalid_requests(
     body = {k: v for k, v in payment(**overrides).items() if v is not None}
     status, answer = await post(http, f"{sim}/mpesa/c2b/v2/simulate", body, token)
     assert (status, answer["errorCode"]) == (400, code)
+
+
+@pytest.mark.asyncio
+async def test_simulate_on_a_shortcode_without_urls_completes_and_sends_nothing(
+    http: aiohttp.ClientSession, sim: str, receiver: CallbackReceiver
+) -> None:
+    token = await get_token(http, sim)
+    await post(http, f"{sim}/mpesa/c2b/v2/registerurl", registration(receiver), token)
+    await post(http, f"{sim}/_sim/validation", {"enabled": True})
+    status, answer = await post(
+        http, f"{sim}/mpesa/c2b/v1/simulate", payment(ShortCode=111111), token
+    )
+    assert (status, answer["ResponseCode"]) == (200, "0")
+    assert answer["ResponseDescription"] == "Accept the service request successfully."
+    transaction = await settled_transaction(http, sim, answer["OriginatorCoversationID"])
+    assert (transaction["status"], transaction["shortcode"]) == ("completed", "111111")
+    assert (await get_json(http, f"{sim}/_sim/state"))["balances"]["111111"] == "5.50"
+    await asyncio.sleep(0.1)  # an absence: no condition to wait for, a stray one would show
+    assert (await get_json(http, f"{sim}/_sim/deliveries"))["items"] == []
+    assert receiver.validations == receiver.confirmations == []
 
 
 @pytest.mark.asyncio

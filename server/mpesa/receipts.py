@@ -1,0 +1,187 @@
+"""One payment, two messages: an M-Pesa Express payment to a paybill with registered C2B
+URLs also arrives as a C2B confirmation whose TransID is the MpesaReceiptNumber.
+Whichever comes first, exactly one premium is made:
+
+- the STK result first: its debit succeeded with the receipt (`provider_confirmation`,
+  unique among M-Pesa Express debits); the confirmation of that TransID is stored
+  `settled`, linked to the debit, and makes no transaction of its own;
+- the confirmation first: its account number (the insuree number the prompt carried
+  as AccountReference) and amount point to a waiting (or `unknown`) M-Pesa Express
+  debit of that insuree; the confirmation completes it (the debit engine's `complete`,
+  with the TransID as the receipt) and is stored `settled`, linked to it. The result
+  callback that follows finds the debit succeeded with the same receipt: nothing more;
+- both at once: the debit engine's compare-and-set decides, the other links.
+
+A debit that succeeded by a status query has no receipt yet: the confirmation of its
+insuree and amount brings it. A confirmation stored `unmatched` before the debit was
+found (its prompt's answer still in flight) is linked when the debit succeeds."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pymongo import DESCENDING
+
+from server.debits.contract import ProviderStatus, StatusAnswer
+from server.debits.engine import DebitEngine
+from server.kernel.clock import Clock
+from server.ledger import states
+from server.ledger.documents import Transaction
+from server.ledger.repository import TransactionRepository
+from server.mpesa.documents import C2BPayment, PaymentState, ReceivedPayment
+from server.mpesa.repository import SETTLED, UNMATCHED, C2BPaymentRepository
+from server.mpesa.stk import CHANNEL as STK_CHANNEL
+
+log = logging.getLogger("gateway.stk")
+
+C2B_ACTOR = "daraja_c2b"
+
+
+class StkDebitStarting(Exception):
+    """A C2B confirmation that may be the copy of a prompt whose push is still being
+    answered (its debit `initiated`): processed again later (the inbox's replay), once
+    the debit is waiting or decided, never applied to a policy meanwhile."""
+
+
+class StkReceipts:
+    def __init__(
+        self,
+        transactions: TransactionRepository,
+        payments: C2BPaymentRepository,
+        debits: DebitEngine,
+        clock: Clock,
+    ) -> None:
+        self.transactions = transactions
+        self.payments = payments
+        self.debits = debits
+        self.clock = clock
+
+    async def c2b_state(self, payment: ReceivedPayment) -> PaymentState | None:
+        """The state a new C2B payment is stored in when it is the copy of an M-Pesa
+        Express payment (settled, linked to its debit); None when it is not one."""
+        debit = await self._debit_of(payment)
+        if debit is None:
+            return None
+        log.info("c2b_is_stk_payment trans_id=%s transaction=%s", payment["trans_id"], debit["_id"])
+        return self._linked(debit)
+
+    async def _debit_of(self, payment: ReceivedPayment) -> Transaction | None:
+        """In this order, so a debit moving from waiting to succeeded meanwhile is still
+        found (its receipt is set in the same write as its state)."""
+        trans_id, amount = payment["trans_id"], payment["amount"]
+        same_money = {"amount": amount, "currency": payment["currency"]}
+        if payment["bill_ref"]:
+            open_debits = await self.transactions.collection.find(
+                {
+                    "channel": STK_CHANNEL,
+                    "chf_id": payment["bill_ref"],
+                    "status": {"$in": [states.INITIATED, states.PROMPT_SENT, states.UNKNOWN]},
+                    **same_money,
+                }
+            ).to_list(3)
+            if any(debit["status"] == states.INITIATED for debit in open_debits):
+                raise StkDebitStarting(
+                    f"an M-Pesa Express debit of insuree {payment['bill_ref']} is being "
+                    "started: the confirmation is processed again once it is answered"
+                )
+            waiting = open_debits
+            if len(waiting) == 1:
+                answer = StatusAnswer(
+                    ProviderStatus.SUCCEEDED,
+                    waiting[0].get("provider_reference"),
+                    "paid: the C2B confirmation of the prompt's payment",
+                    receipt=trans_id,
+                    amount=amount,
+                )
+                completion = await self.debits.complete(waiting[0], answer, C2B_ACTOR)
+                completed = completion.transaction
+                if completed.get("provider_confirmation") == trans_id:
+                    return completed
+        found = await self.transactions.find_one(
+            {"channel": STK_CHANNEL, "provider_confirmation": trans_id, **same_money}
+        )
+        if found is not None or not payment["bill_ref"]:
+            return found
+        return await self._claim_receipt(payment, same_money)
+
+    async def _claim_receipt(
+        self, payment: ReceivedPayment, same_money: dict[str, Any]
+    ) -> Transaction | None:
+        """A debit that succeeded by a status query (no receipt) takes this TransID."""
+        unreceipted = (
+            await self.transactions.collection.find(
+                {
+                    "channel": STK_CHANNEL,
+                    "chf_id": payment["bill_ref"],
+                    "status": states.SUCCEEDED,
+                    "provider_confirmation": None,
+                    **same_money,
+                }
+            )
+            .sort("paid_at", DESCENDING)
+            .limit(1)
+            .to_list(None)
+        )
+        if not unreceipted:
+            return None
+        return await self.transactions.set_fields(
+            unreceipted[0]["_id"],
+            states.SUCCEEDED,
+            {"provider_confirmation": payment["trans_id"]},
+            only_if_missing="provider_confirmation",
+        )
+
+    def _linked(self, debit: Transaction) -> PaymentState:
+        settlement = debit.get("settlement")
+        now = self.clock.now()
+        reason = f"the M-Pesa Express payment of transaction {debit['_id']}"
+        return {
+            "status": SETTLED,
+            "updated_at": now,
+            "policy_uuid": debit["policy_uuid"],
+            "transaction_uuid": debit["_id"],
+            "receipt": settlement.get("receipt") if settlement else None,
+            "allocation_history": [
+                {
+                    "by": "system",
+                    "reason": reason,
+                    "policy_uuid": debit["policy_uuid"],
+                    "status": SETTLED,
+                    "at": now,
+                }
+            ],
+        }
+
+    async def link_later(self, debit: Transaction) -> C2BPayment | None:
+        """A C2B payment of the debit's receipt stored `unmatched` (it came while the
+        debit could not be found) becomes `settled`, linked to the debit."""
+        receipt = debit.get("provider_confirmation")
+        if not receipt:
+            return None
+        payment = await self.payments.get(receipt)
+        if payment is None or payment["status"] != UNMATCHED:
+            return None
+        if (payment["amount"], payment["currency"]) != (debit["amount"], debit["currency"]):
+            return None
+        linked = self._linked(debit)
+        moved = await self.payments.move(
+            receipt,
+            (UNMATCHED,),
+            SETTLED,
+            self.clock.now(),
+            {
+                "unmatched_reason": None,
+                "policy_uuid": debit["policy_uuid"],
+                "transaction_uuid": debit["_id"],
+                "receipt": linked.get("receipt"),
+            },
+            {
+                "by": "system",
+                "reason": linked["allocation_history"][0]["reason"],
+                "policy_uuid": debit["policy_uuid"],
+            },
+        )
+        if moved is not None:
+            log.info("c2b_linked_to_stk trans_id=%s transaction=%s", receipt, debit["_id"])
+        return moved
