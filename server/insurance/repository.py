@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from pymongo import ReturnDocument
 
@@ -33,34 +34,37 @@ INDEXES: list[IndexSpec] = [
 class InsureeRepository(DocumentRepository[Insuree]):
     collection_name = INSUREES
 
-    async def with_idle_policies(self, chf_id: str) -> tuple[Insuree | None, list[Policy]]:
-        """The insuree and its policies awaiting payment, oldest first, in one round trip
-        (a paybill confirmation's match is on the hot path)."""
+    async def with_idle_policies(
+        self, chf_id: str, joined: Sequence[str] = ()
+    ) -> tuple[Insuree | None, list[Policy], dict[str, list[dict[str, Any]]]]:
+        """The insuree, its policies awaiting payment (oldest first) and the documents of
+        the `joined` collections that name it (`chf_id`), in one round trip: a paybill
+        confirmation's match is on the hot path."""
+        lookups = [
+            {
+                "$lookup": {
+                    "from": name,
+                    "localField": "chf_id",
+                    "foreignField": "chf_id",
+                    "as": name,
+                }
+            }
+            for name in (POLICIES, *joined)
+        ]
         found = await self.store.aggregate(
-            INSUREES,
-            [
-                {"$match": {"chf_id": chf_id}},
-                {"$limit": 1},
-                {
-                    "$lookup": {
-                        "from": POLICIES,
-                        "localField": "chf_id",
-                        "foreignField": "chf_id",
-                        "as": "policies",
-                    }
-                },
-            ],
+            INSUREES, [{"$match": {"chf_id": chf_id}}, {"$limit": 1}, *lookups]
         )
         if not found:
-            return None, []
+            return None, [], {name: [] for name in joined}
         insuree = found[0]
         # The aggregate answers plain dicts: an insuree, with its policies joined.
-        policies = cast(list[Policy], insuree.pop("policies"))
+        policies = cast(list[Policy], insuree.pop(POLICIES))
+        others = {name: insuree.pop(name) for name in joined}
         idle = sorted(
             (policy for policy in policies if policy["status"] == IDLE),
             key=lambda policy: (policy["created_at"], policy["_id"]),
         )
-        return cast(Insuree, insuree), idle
+        return cast(Insuree, insuree), idle, others
 
 
 class ProductRepository(DocumentRepository[Product]):

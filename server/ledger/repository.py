@@ -36,6 +36,8 @@ INDEXES: list[IndexSpec] = [
         },
     ),
     (TRANSACTIONS, [("created_at", DESCENDING)], {}),
+    # An insuree's transactions: the list filter, and a paybill confirmation's match.
+    (TRANSACTIONS, [("chf_id", 1), ("created_at", DESCENDING)], {}),
     (TRANSACTIONS, [("status", 1), ("updated_at", 1)], {}),
     # A provider's reference is used once per provider (PSP API idempotency key).
     (

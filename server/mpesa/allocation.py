@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from server.insurance.documents import Policy
+from server.insurance.documents import Insuree, Policy
 from server.insurance.repository import IDLE, InsureeRepository
 from server.insurance.service import PolicyService
 from server.kernel.clock import Clock
 from server.kernel.errors import Conflict, NotFound, ValidationFailed
 from server.kernel.money import format_amount
+from server.ledger.documents import Transaction
 from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
+from server.ledger.repository import TRANSACTIONS
 from server.ledger.settlement import settlement_of
 from server.mpesa.documents import AllocationEvent, C2BPayment, PaymentState, ReceivedPayment
 from server.mpesa.repository import ALLOCATING, HELD, SETTLED, UNMATCHED, C2BPaymentRepository
@@ -38,6 +42,17 @@ _TRANSACTION_IDS = uuid.UUID("5f1c9a3e-8a57-4c0e-9d0b-6c1b2f7f4e21")
 
 def transaction_id(trans_id: str, policy_uuid: str) -> str:
     return str(uuid.uuid5(_TRANSACTION_IDS, f"{CHANNEL}:{trans_id}:{policy_uuid}"))
+
+
+@dataclass(frozen=True)
+class AccountMatch:
+    """What an account number (BillRefNumber) points to: the insuree of that number, its
+    policies awaiting payment, and its transactions (which tell whether a payment is the
+    copy of one already received another way)."""
+
+    insuree: Insuree | None
+    idle: list[Policy]
+    transactions: list[Transaction]
 
 
 class Allocation:
@@ -55,13 +70,24 @@ class Allocation:
         self.incoming = incoming
         self.clock = clock
 
+    async def match(self, bill_ref: str, *, with_transactions: bool = True) -> AccountMatch:
+        """One round trip: the insuree, its idle policies and (unless not wanted) its
+        transactions."""
+        if not bill_ref:
+            return AccountMatch(None, [], [])
+        joined = (TRANSACTIONS,) if with_transactions else ()
+        insuree, idle, others = await self.insurees.with_idle_policies(bill_ref, joined)
+        # The aggregate answers plain dicts: the insuree's transactions, as stored.
+        transactions = cast(list[Transaction], others.get(TRANSACTIONS, []))
+        return AccountMatch(insuree, idle, transactions)
+
     async def candidate(
-        self, bill_ref: str, amount: int, currency: str
+        self, bill_ref: str, amount: int, currency: str, match: AccountMatch | None = None
     ) -> tuple[Policy | None, str]:
         """The one policy the account number and amount point to, or the reason why none."""
-        insuree, idle = (
-            (None, []) if not bill_ref else (await self.insurees.with_idle_policies(bill_ref))
-        )
+        if match is None:
+            match = await self.match(bill_ref, with_transactions=False)
+        insuree, idle = match.insuree, match.idle
         if insuree is None:
             return None, "unknown_account"
         if not idle:
@@ -77,14 +103,16 @@ class Allocation:
             return None, "several_candidates"
         return same[0], ""
 
-    async def first_state(self, payment: ReceivedPayment) -> tuple[PaymentState, Policy | None]:
+    async def first_state(
+        self, payment: ReceivedPayment, match: AccountMatch | None = None
+    ) -> tuple[PaymentState, Policy | None]:
         """The fields a new payment is stored with: `allocating` to the one policy its
         account number and amount point to, or `unmatched` with the reason; and that
         policy, for `auto`. Matching before the insert saves a write per payment; the
         insert stays the exactly-once point (unique TransID), and `auto` then completes
         an allocating payment."""
         policy, reason = await self.candidate(
-            payment["bill_ref"], payment["amount"], payment["currency"]
+            payment["bill_ref"], payment["amount"], payment["currency"], match
         )
         now = self.clock.now()
         if policy is None:

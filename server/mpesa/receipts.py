@@ -19,9 +19,6 @@ found (its prompt's answer still in flight) is linked when the debit succeeds.""
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from pymongo import DESCENDING
 
 from server.debits.contract import ProviderStatus, StatusAnswer
 from server.debits.engine import DebitEngine
@@ -57,76 +54,81 @@ class StkReceipts:
         self.debits = debits
         self.clock = clock
 
-    async def c2b_state(self, payment: ReceivedPayment) -> PaymentState | None:
+    async def c2b_state(
+        self, payment: ReceivedPayment, insurees_transactions: list[Transaction] | None
+    ) -> PaymentState | None:
         """The state a new C2B payment is stored in when it is the copy of an M-Pesa
-        Express payment (settled, linked to its debit); None when it is not one."""
-        debit = await self._debit_of(payment)
+        Express payment (settled, linked to its debit); None when it is not one.
+        `insurees_transactions`: the transactions of the insuree its account number
+        names, read with the match (None when no insuree has that number)."""
+        debit = await self._debit_of(payment, insurees_transactions)
         if debit is None:
             return None
         log.info("c2b_is_stk_payment trans_id=%s transaction=%s", payment["trans_id"], debit["_id"])
         return self._linked(debit)
 
-    async def _debit_of(self, payment: ReceivedPayment) -> Transaction | None:
-        """In this order, so a debit moving from waiting to succeeded meanwhile is still
-        found (its receipt is set in the same write as its state)."""
-        trans_id, amount = payment["trans_id"], payment["amount"]
-        same_money = {"amount": amount, "currency": payment["currency"]}
-        if payment["bill_ref"]:
-            open_debits = await self.transactions.collection.find(
+    async def _debit_of(
+        self, payment: ReceivedPayment, known: list[Transaction] | None
+    ) -> Transaction | None:
+        """The debit this confirmation is the copy of. The insuree's debits are already
+        read: an account number naming no insuree (e.g. an insuree number the prompt's
+        12-character AccountReference had to cut) is looked up by receipt alone."""
+        trans_id = payment["trans_id"]
+        if known is None:
+            return await self.transactions.find_one(
                 {
                     "channel": STK_CHANNEL,
-                    "chf_id": payment["bill_ref"],
-                    "status": {"$in": [states.INITIATED, states.PROMPT_SENT, states.UNKNOWN]},
-                    **same_money,
+                    "provider_confirmation": trans_id,
+                    "amount": payment["amount"],
+                    "currency": payment["currency"],
                 }
-            ).to_list(3)
-            if any(debit["status"] == states.INITIATED for debit in open_debits):
-                raise StkDebitStarting(
-                    f"an M-Pesa Express debit of insuree {payment['bill_ref']} is being "
-                    "started: the confirmation is processed again once it is answered"
-                )
-            waiting = open_debits
-            if len(waiting) == 1:
-                answer = StatusAnswer(
-                    ProviderStatus.SUCCEEDED,
-                    waiting[0].get("provider_reference"),
-                    "paid: the C2B confirmation of the prompt's payment",
-                    receipt=trans_id,
-                    amount=amount,
-                )
-                completion = await self.debits.complete(waiting[0], answer, C2B_ACTOR)
-                completed = completion.transaction
-                if completed.get("provider_confirmation") == trans_id:
-                    return completed
-        found = await self.transactions.find_one(
-            {"channel": STK_CHANNEL, "provider_confirmation": trans_id, **same_money}
-        )
-        if found is not None or not payment["bill_ref"]:
-            return found
+            )
+        same_money = [
+            debit
+            for debit in known
+            if debit.get("channel") == STK_CHANNEL
+            and (debit["amount"], debit["currency"]) == (payment["amount"], payment["currency"])
+        ]
+        for debit in same_money:
+            if debit.get("provider_confirmation") == trans_id:
+                return debit
+        open_debits = [
+            debit
+            for debit in same_money
+            if debit["status"] in (states.INITIATED, states.PROMPT_SENT, states.UNKNOWN)
+        ]
+        if any(debit["status"] == states.INITIATED for debit in open_debits):
+            raise StkDebitStarting(
+                f"an M-Pesa Express debit of insuree {payment['bill_ref']} is being "
+                "started: the confirmation is processed again once it is answered"
+            )
+        if len(open_debits) == 1:
+            answer = StatusAnswer(
+                ProviderStatus.SUCCEEDED,
+                open_debits[0].get("provider_reference"),
+                "paid: the C2B confirmation of the prompt's payment",
+                receipt=trans_id,
+                amount=payment["amount"],
+            )
+            completion = await self.debits.complete(open_debits[0], answer, C2B_ACTOR)
+            if completion.transaction.get("provider_confirmation") == trans_id:
+                return completion.transaction
         return await self._claim_receipt(payment, same_money)
 
     async def _claim_receipt(
-        self, payment: ReceivedPayment, same_money: dict[str, Any]
+        self, payment: ReceivedPayment, same_money: list[Transaction]
     ) -> Transaction | None:
         """A debit that succeeded by a status query (no receipt) takes this TransID."""
-        unreceipted = (
-            await self.transactions.collection.find(
-                {
-                    "channel": STK_CHANNEL,
-                    "chf_id": payment["bill_ref"],
-                    "status": states.SUCCEEDED,
-                    "provider_confirmation": None,
-                    **same_money,
-                }
-            )
-            .sort("paid_at", DESCENDING)
-            .limit(1)
-            .to_list(None)
-        )
+        unreceipted = [
+            debit
+            for debit in same_money
+            if debit["status"] == states.SUCCEEDED and not debit.get("provider_confirmation")
+        ]
         if not unreceipted:
             return None
+        newest = max(unreceipted, key=lambda debit: debit.get("paid_at") or debit["created_at"])
         return await self.transactions.set_fields(
-            unreceipted[0]["_id"],
+            newest["_id"],
             states.SUCCEEDED,
             {"provider_confirmation": payment["trans_id"]},
             only_if_missing="provider_confirmation",

@@ -275,12 +275,15 @@ class C2BService:
         received = self._payment_document(callback, amount, entry_id, received_at)
         matched = None
         linked: PaymentState | None = None
-        if self.rules.serves(callback.shortcode) and self.stk_receipts is not None:
-            linked = await self.stk_receipts.c2b_state(received)
+        if self.rules.serves(callback.shortcode):
+            match = await self.allocation.match(received["bill_ref"])
+            if self.stk_receipts is not None:
+                known = match.transactions if match.insuree is not None else None
+                linked = await self.stk_receipts.c2b_state(received, known)
         if linked is not None:  # the copy of an M-Pesa Express payment: already applied
             state = linked
         elif self.rules.serves(callback.shortcode):
-            state, matched = await self.allocation.first_state(received)
+            state, matched = await self.allocation.first_state(received, match)
         else:  # the money moved, but not to us: kept, never applied to a policy
             state = self.allocation.held_state(entry_id, SHORTCODE_NOT_SERVED)
         payment: C2BPayment = {**received, **state}
