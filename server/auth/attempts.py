@@ -9,7 +9,7 @@ and host shares the same counts."""
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 from server.kernel.store import IndexSpec, Store
 
 COLLECTION = "login_attempts"
+UNLOCKED = datetime(1970, 1, 1, tzinfo=UTC)
 INDEXES: list[IndexSpec] = [(COLLECTION, [("expires_at", 1)], {"expireAfterSeconds": 0})]
 
 
@@ -35,7 +36,10 @@ class LoginAttemptRepository:
                     "$setOnInsert": {
                         "failures": 0,
                         "budget": budget,
-                        "locked_until": now,
+                        # Unlocked for every request, whatever instant it took as its
+                        # `now`: one that started a moment before this one opened the
+                        # record must not find it locked.
+                        "locked_until": UNLOCKED,
                         "expires_at": expires_at,
                     }
                 },
