@@ -16,6 +16,18 @@ from support import callback_body, make_settings
 SECRET = "test-callback"
 WRONG = "wrong-guess-of-it"
 BODY = json.dumps(callback_body()).encode()
+STK_BODY = json.dumps(
+    {
+        "Body": {
+            "stkCallback": {
+                "MerchantRequestID": "29115-34620561-1",
+                "CheckoutRequestID": "ws_CO_191220191020363925",
+                "ResultCode": 1032,
+                "ResultDesc": "Request cancelled by user",
+            }
+        }
+    }
+).encode()
 OVERSIZE = b"x" * (65536 + 1024)
 
 
@@ -103,12 +115,18 @@ REFUSED_OR_MISSED = [
     ("POST", f"/api/v1/c2b/./validation/{SECRET}", BODY, 404),
     ("POST", f"http://gateway/api/v1/c2b/confirmation/{SECRET}/", BODY, 404),
     ("GET", f"/dashboard/static/..%2F..%2Fapi/v1/c2b/confirmation/{SECRET}", b"", 403),
+    ("GET", f"/api/v1/stk/callback/{SECRET}", b"", 405),
+    ("POST", f"/api/v1/stk/callback/{SECRET}/", STK_BODY, 404),
+    ("POST", f"/API/V1/STK/CALLBACK/{SECRET}", STK_BODY, 404),
+    ("POST", f"/api/v1/stk//callback/{SECRET}", STK_BODY, 404),
 ]
 ANSWERED = [
     ("POST", f"/api/v1/c2b/confirmation/{SECRET}?source=daraja", BODY, 200),
     ("POST", f"/api/v1/c2b/validation/{SECRET}?source=daraja", BODY, 200),
     ("POST", "/api/v1/c2b/confirmation/test%2Dcallback", BODY, 200),
     ("POST", "/api/v1/c2b/validation/%74est-callback", BODY, 200),
+    ("POST", f"/api/v1/stk/callback/{SECRET}", STK_BODY, 200),
+    ("POST", "/api/v1/stk/callback/test%2Dcallback", STK_BODY, 200),
 ]
 
 
@@ -126,9 +144,9 @@ async def test_secret_is_never_logged_for_any_spelling_of_a_callback_url(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("kind", ["validation", "confirmation"])
-async def test_wrong_secret_is_not_logged_either(gateway, records, kind) -> None:
-    assert await send(gateway, request("POST", f"/api/v1/c2b/{kind}/{WRONG}", BODY)) == 404
+@pytest.mark.parametrize("path", ["c2b/validation", "c2b/confirmation", "stk/callback"])
+async def test_wrong_secret_is_not_logged_either(gateway, records, path) -> None:
+    assert await send(gateway, request("POST", f"/api/v1/{path}/{WRONG}", BODY)) == 404
     assert_never_logged(records, WRONG, SECRET)
 
 
@@ -204,6 +222,11 @@ def test_console_handler_redacts_any_logger_that_names_a_callback_url(capsys) ->
             "a /api/v1/c2b/confirmation/<secret> b /api/v1/c2b/validation/<secret>",
         ),
         ("path=/api/v1/c2b/payments/RP5878D37Z", "path=/api/v1/c2b/payments/RP5878D37Z"),
+        (
+            f"path=/api/v1/stk/callback/{SECRET} status=200",
+            "path=/api/v1/stk/callback/<secret> status=200",
+        ),
+        ("path=/api/v1/stk-pushes status=201", "path=/api/v1/stk-pushes status=201"),
     ],
     ids=repr,
 )

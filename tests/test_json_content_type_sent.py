@@ -15,6 +15,7 @@ from server.sandbox.environment import (
     sandbox_settings,
     simulate_paybill_payment,
     start_sandbox,
+    stk_walkthrough,
 )
 
 from support import ROOT
@@ -38,11 +39,14 @@ async def test_every_printed_walkthrough_post_sends_the_json_type() -> None:
             qmoney_walkthrough(sandbox.settings, sandbox.demo),
             provider_walkthrough(sandbox.settings, sandbox.demo),
             allocation_walkthrough(sandbox.settings, sandbox.allocatable),
+            stk_walkthrough(sandbox.settings, sandbox.demo.stk_policy),
+            stk_walkthrough(sandbox.settings, sandbox.demo.stk_cancel_policy, "254700000201"),
         ]
     finally:
         await sandbox.stop()
     posts = [command for text in walkthroughs for command in posting_commands(text)]
-    assert len(posts) == 9  # 4 logins, simulate, debit, OTP, payment, allocation
+    # 6 logins, simulate, debit, OTP, payment, allocation, 2 prompts
+    assert len(posts) == 13
     for command in posts:
         assert JSON_TYPE in command, command
 

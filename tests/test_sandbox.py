@@ -15,16 +15,19 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from server.sandbox.demo import STK_CANCEL_PHONE, STK_INSUREE
 from server.sandbox.environment import (
     c2b_walkthrough,
     provider_walkthrough,
     qmoney_walkthrough,
     simulate_paybill_payment,
     start_sandbox,
+    stk_walkthrough,
     summary,
 )
+from simulators.daraja import SANDBOX_PASSKEY, SANDBOX_SHORTCODES
 
-from support import free_port_triple
+from support import free_port_triple, paste, sim_control
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -191,3 +194,77 @@ async def test_sandbox_history_gives_the_dashboard_a_story() -> None:
     assert attention["stuck_debits"]["oldest"][0]["status"] == "unknown"
     assert attention["failed_inbox"]["count"] >= 1
     assert {row["provider"] for row in board["providers"]} == {"daraja", "qmoney"}
+
+
+def printed(commands: str) -> str:
+    """Commands as the summary prints them: one block, indented by four spaces."""
+    return "\n".join(f"    {line}" for line in commands.splitlines())
+
+
+async def paste_stk(commands: str) -> tuple[list[str], dict, dict]:
+    """Paste an M-Pesa Express walkthrough: the statuses it printed while waiting, then
+    the debit and the policy it printed last."""
+    code, out, err = await paste(commands)
+    assert code == 0, err
+    *statuses, transaction, policy = out.strip().splitlines()
+    return statuses, json.loads(transaction), json.loads(policy)
+
+
+@pytest.mark.asyncio
+async def test_printed_stk_walkthroughs_work_as_printed(caplog, http) -> None:
+    caplog.set_level(logging.DEBUG)
+    sandbox = await start_sandbox("127.0.0.1", 0)
+    try:
+        settings, demo = sandbox.settings, sandbox.demo
+        # The gateway prompts through the sandbox's Daraja simulator, on a shortcode it
+        # knows, with Daraja's sandbox passkey, and is called back at its own address.
+        assert settings.daraja.base_url == sandbox.daraja.base_url
+        assert settings.daraja.stk_business_shortcode in SANDBOX_SHORTCODES
+        assert settings.daraja.passkey == SANDBOX_PASSKEY
+        stk = sandbox.gateway.services.channels.debit("mpesa_stk")
+        assert stk.callback_url == (
+            f"{sandbox.gateway.url}/api/v1/stk/callback/{settings.c2b.callback_secret}"
+        )
+        text = summary(sandbox)
+        paid_commands = stk_walkthrough(settings, demo.stk_policy)
+        cancelled_commands = stk_walkthrough(settings, demo.stk_cancel_policy, STK_CANCEL_PHONE)
+        for commands in (paid_commands, cancelled_commands):
+            assert printed(commands) in text
+            assert commands.count('-H "Content-Type: application/json"') == 5
+        assert f"{demo.stk_policy['chf_id']} and {demo.stk_cancel_policy['chf_id']}" in text
+
+        statuses, paid, policy = await paste_stk(paid_commands)
+        assert statuses[-1] == "succeeded" and set(statuses) <= {"prompt_sent", "succeeded"}
+        assert paid["channel"] == "mpesa_stk" and paid["status"] == "succeeded"
+        assert paid["policy_uuid"] == demo.stk_policy["_id"]
+        assert paid["phone"] == STK_INSUREE["phone"] and paid["amount"] == "1500.00"
+        assert paid["mpesa_receipt"] and paid["settlement"]["status"] == "settled"
+        assert policy["uuid"] == demo.stk_policy["_id"]
+        assert policy["status"] == 2 and policy["effective_date"]
+
+        statuses, cancelled, policy = await paste_stk(cancelled_commands)
+        assert statuses[-1] == "cancelled" and set(statuses) <= {"prompt_sent", "cancelled"}
+        assert cancelled["status"] == "cancelled" and cancelled["phone"] == STK_CANCEL_PHONE
+        assert cancelled["failure"]["message"] == "the payer cancelled the prompt"
+        assert cancelled["settlement"] is None
+        assert policy["uuid"] == demo.stk_cancel_policy["_id"] and policy["status"] == 1
+
+        # Both results came by the callback, which the gateway took at its own address.
+        for debit in (paid, cancelled):
+            answer = await sim_control(
+                http,
+                sandbox.daraja.base_url,
+                "GET",
+                f"deliveries?kind=stk_callback&checkout_request_id={debit['provider_reference']}",
+            )
+            [delivery] = answer["items"]
+            assert delivery["url"] == stk.callback_url
+            assert delivery["http_status"] == 200
+            assert delivery["answer"] == {"ResultCode": 0, "ResultDesc": "Accepted"}
+    finally:
+        await sandbox.stop()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "stk_result checkout=" in logged
+    for secret in (*SECRETS, SANDBOX_PASSKEY):
+        assert secret not in logged, f"{secret} logged"
+    assert "eyJ" not in logged, "a token was logged"

@@ -2,6 +2,7 @@
 gateway's error; simulate-payment says why a payment did not settle, and pays nothing
 when the gateway cannot be reached."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from dataclasses import replace
 
 import pytest
 
+from server.sandbox.demo import STK_CANCEL_PHONE
 from server.sandbox.environment import (
     NothingPaid,
     daraja_client,
@@ -19,6 +21,7 @@ from server.sandbox.environment import (
     sandbox_settings,
     simulate_paybill_payment,
     start_sandbox,
+    stk_walkthrough,
     unmatched_explanation,
 )
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
@@ -53,6 +56,39 @@ async def test_a_rerun_provider_walkthrough_stops_with_the_gateways_message() ->
     assert code == 1
     assert err.strip() == "the insuree has no policy awaiting payment"
     assert '"policies": []' in out and "payment_id" not in out
+
+
+@pytest.mark.asyncio
+async def test_a_rerun_stk_walkthrough_stops_with_the_gateways_error() -> None:
+    sandbox = await start_sandbox("127.0.0.1", 0)
+    try:
+        commands = stk_walkthrough(sandbox.settings, sandbox.demo.stk_policy)
+        code, out, err = await paste(commands)
+        assert code == 0, err
+        code, out, err = await paste(commands)
+    finally:
+        await sandbox.stop()
+    assert code == 1
+    assert err.strip() == "policy_not_idle: the policy is not awaiting payment"
+    assert out == ""  # no status, debit or policy was printed
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_prompt_frees_the_policy_and_a_quick_repeat_is_refused() -> None:
+    sandbox = await start_sandbox("127.0.0.1", 0)
+    try:
+        commands = stk_walkthrough(
+            sandbox.settings, sandbox.demo.stk_cancel_policy, STK_CANCEL_PHONE
+        )
+        runs = [await paste(commands), await paste(commands)]
+    finally:
+        await sandbox.stop()
+    assert all(code == 0 for code, _, _ in runs), runs
+    first, second = (json.loads(out.strip().splitlines()[-2]) for _, out, _ in runs)
+    assert first["status"] == "cancelled"
+    # The policy stayed idle, so it could be prompted again; M-Pesa refuses the same
+    # phone and amount within 2 minutes as a repeat (result 17).
+    assert second["status"] == "failed" and second["failure"]["code"] == "17"
 
 
 @pytest.mark.asyncio

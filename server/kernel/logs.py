@@ -23,8 +23,12 @@ access = logging.getLogger("gateway.access")
 FIELD = re.compile(r'(?:^|\s)([A-Za-z_]\w*)=("(?:[^"\\]|\\.)*"|\S*)')
 
 # Paths followed by a secret segment. Whatever follows one in a log line is shown as
-# `<secret>`; a callback added later (say "/api/v1/stk/callback") is one more entry.
-SECRET_PATH_PREFIXES: tuple[str, ...] = ("/api/v1/c2b/validation", "/api/v1/c2b/confirmation")
+# `<secret>`; a callback added later is one more entry.
+SECRET_PATH_PREFIXES: tuple[str, ...] = (
+    "/api/v1/c2b/validation",
+    "/api/v1/c2b/confirmation",
+    "/api/v1/stk/callback",
+)
 _SECRET_PATHS = re.compile(
     "(" + "|".join(re.escape(prefix) for prefix in SECRET_PATH_PREFIXES) + ")([^\\s\"']*)",
     re.IGNORECASE,

@@ -58,6 +58,22 @@ MPESA_INSUREES = (
     {"chf_id": "080808080", "first_name": "Wanjiru", "last_name": "Kamau"},
     {"chf_id": "090909090", "first_name": "Otieno", "last_name": "Ochieng"},
 )
+# Kenyan insurees paying by M-Pesa Express (the gateway prompts their phone), each with an
+# idle policy (1500.00 KES). The first has a Kenyan phone, whose simulated payer accepts
+# the prompt; the second the simulator's magic number whose payer cancels it.
+STK_INSUREE = {
+    "chf_id": "050505050",
+    "first_name": "Njeri",
+    "last_name": "Mwangi",
+    "phone": "254708374149",
+}
+STK_CANCEL_PHONE = "254700000201"
+STK_CANCEL_INSUREE = {
+    "chf_id": "030303030",
+    "first_name": "Kamau",
+    "last_name": "Njoroge",
+    "phone": STK_CANCEL_PHONE,
+}
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,8 @@ class DemoData:
     qmoney_policy: Policy
     provider_psp: dict[str, Any]
     provider_policy: Policy
+    stk_policy: Policy
+    stk_cancel_policy: Policy
 
 
 async def seed(services: Services, today: date) -> DemoData:
@@ -91,9 +109,13 @@ async def seed(services: Services, today: date) -> DemoData:
     provider_policy = await insuree_with_policy(PROVIDER_INSUREE, "BASIC-GMD")
     for insuree in MPESA_INSUREES:
         await insuree_with_policy(insuree, "BASIC-KES")
+    stk_policy = await insuree_with_policy(STK_INSUREE, "BASIC-KES")
+    stk_cancel_policy = await insuree_with_policy(STK_CANCEL_INSUREE, "BASIC-KES")
     return DemoData(
         qmoney_psp=await services.psps.create(PspCreateSchema().load(QMONEY_PSP)),
         qmoney_policy=qmoney_policy,
         provider_psp=await services.psps.create(PspCreateSchema().load(PROVIDER_PSP)),
         provider_policy=provider_policy,
+        stk_policy=stk_policy,
+        stk_cancel_policy=stk_cancel_policy,
     )

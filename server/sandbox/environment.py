@@ -18,16 +18,30 @@ from server.insurance.documents import Policy
 from server.integrations.transport import CallLog, ProviderRejected, ProviderUnavailable
 from server.kernel.clock import Clock
 from server.kernel.money import format_amount
-from server.mpesa.callback_urls import callback_urls
+from server.mpesa.callback_urls import callback_urls, stk_callback_url
 from server.mpesa.client import DarajaClient
 from server.mpesa.registration import register_callback_urls
-from server.sandbox.demo import MPESA_INSUREES, QMONEY_INSUREE, QMONEY_PSP, USERS, DemoData, seed
+from server.sandbox.demo import (
+    MPESA_INSUREES,
+    QMONEY_INSUREE,
+    QMONEY_PSP,
+    STK_CANCEL_PHONE,
+    STK_INSUREE,
+    USERS,
+    DemoData,
+    seed,
+)
 from server.sandbox.demo_history import History, seed_history
 from server.startup.config import Settings, load_settings
 from server.startup.listen import listen, listen_error
 from server.startup.runtime import Gateway, start_gateway
 from simulators.common import SimulatorServer
-from simulators.daraja import DarajaSimSettings, DarajaSimulator
+from simulators.daraja import (
+    SANDBOX_PASSKEY,
+    SANDBOX_SHORTCODES,
+    DarajaSimSettings,
+    DarajaSimulator,
+)
 from simulators.qmoney import QmoneySimSettings, QmoneySimulator
 
 log = logging.getLogger("gateway.sandbox")
@@ -46,6 +60,9 @@ DEMO_PAYMENTS = (
     (MISTYPED_ACCOUNT, "1500.00"),
 )
 DEMO_MSISDN = "254708374149"
+# How long the printed M-Pesa Express walkthroughs wait for the payer's answer (the
+# simulated payer answers after about a second), polling once a second.
+STK_WAIT_SECONDS = 10
 ARRIVAL_TIMEOUT_SECONDS = 20.0
 GATEWAY_TIMEOUT_SECONDS = 10.0
 # Why a paybill payment stays unmatched, as simulate-payment explains it.
@@ -115,6 +132,7 @@ async def start_sandbox(
             consumer_key=settings.daraja.consumer_key,
             consumer_secret=settings.daraja.consumer_secret,
             local_mode=True,
+            stk_passkeys=stk_passkeys(settings),
         )
     )
     qmoney = QmoneySimulator(
@@ -185,6 +203,18 @@ async def start_sandbox(
         registration.conversation_id,
     )
     return sandbox
+
+
+def stk_passkeys(settings: Settings) -> dict[str, str]:
+    """The M-Pesa Express shortcodes the sandbox's Daraja simulator knows: 600984 and
+    174379 with Daraja's published sandbox passkey (what the gateway's sandbox settings
+    use, and third-party clients' sandbox defaults), and the gateway's own STK shortcode
+    with the gateway's passkey, so its prompts are taken even when the environment
+    changes either."""
+    return {
+        **dict.fromkeys(SANDBOX_SHORTCODES, SANDBOX_PASSKEY),
+        settings.daraja.stk_business_shortcode: settings.daraja.passkey,
+    }
 
 
 async def start_simulator(simulator: SimulatorServer, host: str, port: int, what: str) -> str:
@@ -434,6 +464,32 @@ def provider_walkthrough(settings: Settings, demo: DemoData) -> str:
     )
 
 
+def stk_walkthrough(settings: Settings, policy: Policy, phone: str | None = None) -> str:
+    """Shell commands: prompt the payer's phone for the policy's premium (the insuree's
+    own phone, or `phone`), print the debit's status each second until the payer has
+    answered (STK_WAIT_SECONDS at most), then the debit and the policy."""
+    gateway = settings.server.public_url
+    request: dict[str, str] = {
+        "policy_uuid": policy["_id"],
+        "amount": format_amount(policy["value"], policy["currency"]),
+    }
+    if phone is not None:
+        request["phone"] = phone
+    auth = f'-H "Authorization: Bearer $OP" {JSON_TYPE}'
+    transaction = f"{gateway}/api/v1/transactions/$TXN"
+    return _steps(
+        _operator_login(settings),
+        f"TXN=$(curl -s {auth} {gateway}/api/v1/stk-pushes \\\n"
+        f"  -d '{json.dumps(request)}' | {_read_json('uuid')})",
+        f"for i in $(seq {STK_WAIT_SECONDS}); do "
+        f"STATUS=$(curl -s {auth} {transaction} \\\n"
+        f'  | {_read_json("status")}) && echo "$STATUS" &&\n'
+        '  [ "$STATUS" != prompt_sent ] && break; sleep 1; done',
+        f"curl -s {auth} {transaction} | {SHOW_JSON}",
+        f"curl -s {auth} {gateway}/api/v1/policies/{policy['_id']} | {SHOW_JSON}",
+    )
+
+
 def allocation_walkthrough(settings: Settings, allocatable: Allocatable) -> str:
     """Shell commands: an operator allocates the mistyped demo payment to its policy."""
     gateway = settings.server.public_url
@@ -460,12 +516,19 @@ def summary(sandbox: Sandbox) -> str:
     validation_url, confirmation_url = callback_urls(
         settings.server.public_url, settings.c2b.callback_secret
     )
+    stk_url = stk_callback_url(settings.server.public_url, settings.c2b.callback_secret)
     port_option = "" if settings.server.port == 8080 else f" --port {settings.server.port}"
     users = "\n".join(f"    {name} / {password} ({role})" for name, password, role in USERS)
     demo, allocatable = sandbox.demo, sandbox.allocatable
     if demo is None or allocatable is None:
         raise RuntimeError("the sandbox has no demo data: start it with start_sandbox")
-    policy = demo.qmoney_policy
+    policy, stk = demo.qmoney_policy, demo.stk_policy
+    stk_amount = format_amount(stk["value"], stk["currency"])
+    passkey = (
+        "Daraja's sandbox passkey"
+        if settings.daraja.passkey == SANDBOX_PASSKEY
+        else "the passkey of GATEWAY_DARAJA_PASSKEY"
+    )
     return f"""
 Sandbox is running (in-memory store: everything is lost on exit).
 
@@ -473,11 +536,14 @@ Sandbox is running (in-memory store: everything is lost on exit).
   Dashboard          {settings.server.public_url}/dashboard  (sign in as operator)
   API description    {settings.server.public_url}/docs  ({settings.server.public_url}/openapi.json)
   Daraja simulator   {settings.daraja.base_url}  (key sandbox-key / secret sandbox-secret,
-                     shortcode {settings.daraja.shortcode}, control API under /_sim/)
+                     shortcode {settings.daraja.shortcode}, control API under /_sim/;
+                     M-Pesa Express: shortcode {settings.daraja.stk_business_shortcode}, \
+{passkey})
   Qmoney simulator   {settings.qmoney.base_url}  (payer wallet {QMONEY_INSUREE["wallet"]}, \
 control API under /_sim/)
   Callback URLs      {validation_url}
                      {confirmation_url}
+                     {stk_url}  (M-Pesa Express results)
 
   Demo users:
 {users}
@@ -485,7 +551,9 @@ control API under /_sim/)
 {QMONEY_INSUREE["wallet"]}, {format_amount(policy["value"], policy["currency"])} \
 {policy["currency"]}),
   {demo.provider_policy["chf_id"]} (for the payment provider, GMD), \
-{", ".join(item["chf_id"] for item in MPESA_INSUREES)} (M-Pesa, 1500.00 KES);
+{", ".join(item["chf_id"] for item in MPESA_INSUREES)} (M-Pesa, 1500.00 KES),
+  {stk["chf_id"]} and {demo.stk_cancel_policy["chf_id"]} (M-Pesa Express, phones \
+{STK_INSUREE["phone"]} and {STK_CANCEL_PHONE}, {stk_amount} {stk["currency"]});
   {len(DEMO_PAYMENTS)} paybill payments made through the Daraja simulator (one settled, \
 three unmatched).
 
@@ -502,6 +570,18 @@ Qmoney: an OTP debit for the idle policy, read the OTP the payer received, proce
 and see the policy active (status 2):
 
 {_indented(qmoney_walkthrough(settings, demo))}
+
+M-Pesa Express: prompt the phone of insuree {stk["chf_id"]} for its premium, watch the
+debit become "succeeded" (the simulated payer accepts after about a second) and the
+policy active (status 2):
+
+{_indented(stk_walkthrough(settings, stk))}
+
+and a prompt the payer cancels: {STK_CANCEL_PHONE} is a magic number of the simulator
+(status "cancelled", the policy stays idle; 254700000202-207 give the other outcomes,
+and the same phone and amount again within 2 minutes is refused as a repeat):
+
+{_indented(stk_walkthrough(settings, demo.stk_cancel_policy, STK_CANCEL_PHONE))}
 
 Payment provider (Afrimoney, user afrimoney / sandbox-afrimoney): verify insuree
 {demo.provider_policy["chf_id"]}, then pay its idle policy (repeat the last command: \
