@@ -73,12 +73,6 @@ class CallbackReceiver:
 
 
 @pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest_asyncio.fixture
 async def receiver() -> AsyncIterator[CallbackReceiver]:
     receiver = CallbackReceiver()
     await receiver.start()

@@ -87,12 +87,6 @@ class Merchant:
 
 
 @pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest_asyncio.fixture
 async def merchant() -> AsyncIterator[Merchant]:
     merchant = Merchant()
     await merchant.start()

@@ -63,12 +63,6 @@ def debit_body(**changes: Any) -> dict[str, Any]:
 
 
 @pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest_asyncio.fixture
 async def start_sim() -> AsyncIterator[StartSim]:
     """Start simulators (settings overridable); all are stopped afterwards."""
     started: list[QmoneySimulator] = []
