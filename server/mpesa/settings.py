@@ -55,10 +55,10 @@ class DarajaSettings:
         """When, after a push, the prompt's status is asked: at least one, increasing."""
         key = "stk_status_checks_seconds"
         try:
-            seconds = [float(item) for item in self.stk_status_checks_seconds]
+            seconds = [int(item) for item in self.stk_status_checks_seconds]
         except ValueError:
             raise SettingError(
-                f"{key}: {self.stk_status_checks_seconds!r} are not seconds"
+                f"{key}: {self.stk_status_checks_seconds!r} are not whole seconds"
             ) from None
         if not seconds or seconds[0] <= 0 or any(b <= a for a, b in pairwise(seconds)):
             raise SettingError(
