@@ -462,21 +462,10 @@ class DebitEngine:
                 return await self._decided(current, answer)
             mismatch = _mismatch(current, answer) if target == states.SUCCEEDED else ""
             if mismatch:
-                if status == states.UNKNOWN:
-                    return Completion(current, Outcome.REVIEW, mismatch)
-                moved = await self.transactions.transition(
-                    current["_id"],
-                    status,
-                    states.UNKNOWN,
-                    self.clock.now(),
-                    actor=actor,
-                    reason=mismatch,
-                    changes={"next_check_at": None},
-                )
-                if moved is not None:
-                    log.warning("debit_answer_mismatch transaction=%s %s", moved["_id"], mismatch)
-                    return Completion(moved, Outcome.REVIEW, mismatch)
-                continue
+                held = await self._hold_for_review(current, mismatch, actor)
+                if held is None:
+                    continue
+                return held
             try:
                 moved = await self.transactions.transition(
                     current["_id"],
@@ -490,19 +479,10 @@ class DebitEngine:
             except DuplicateKeyError:
                 # The receipt already completed another debit: never settle it twice.
                 reason = f"receipt {answer.receipt} already completed another debit"
-                if status == states.UNKNOWN:
-                    return Completion(current, Outcome.REVIEW, reason)
-                moved = await self.transactions.transition(
-                    current["_id"],
-                    status,
-                    states.UNKNOWN,
-                    self.clock.now(),
-                    actor=actor,
-                    reason=reason,
-                )
-                if moved is None:
+                held = await self._hold_for_review(current, reason, actor)
+                if held is None:
                     continue
-                return Completion(moved, Outcome.REVIEW, reason)
+                return held
             if moved is None:
                 continue  # moved meanwhile (e.g. a status check made it unknown): again
             log.info(
@@ -516,6 +496,27 @@ class DebitEngine:
                 moved = await self.settlement.settle(moved)
             return Completion(moved, Outcome.APPLIED)
         return await self._decided(await self.ledger.get(transaction["_id"]), answer)
+
+    async def _hold_for_review(
+        self, current: Transaction, reason: str, actor: str
+    ) -> Completion | None:
+        """An answer that may not be applied: the debit becomes (or stays) `unknown` with
+        the reason, for an operator. None when it moved meanwhile: look again."""
+        if current["status"] == states.UNKNOWN:
+            return Completion(current, Outcome.REVIEW, reason)
+        moved = await self.transactions.transition(
+            current["_id"],
+            current["status"],
+            states.UNKNOWN,
+            self.clock.now(),
+            actor=actor,
+            reason=reason,
+            changes={"next_check_at": None},
+        )
+        if moved is None:
+            return None
+        log.warning("debit_answer_held transaction=%s reason=%s", moved["_id"], reason)
+        return Completion(moved, Outcome.REVIEW, reason)
 
     def _decided_fields(self, target: str, answer: StatusAnswer) -> dict[str, Any]:
         if target == states.SUCCEEDED:
