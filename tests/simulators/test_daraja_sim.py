@@ -80,19 +80,9 @@ async def receiver() -> AsyncIterator[CallbackReceiver]:
     await receiver.stop()
 
 
-@pytest_asyncio.fixture
-async def start_sim() -> AsyncIterator[StartSim]:
-    """Start simulators (local_mode on, settings overridable); all are stopped afterwards."""
-    started: list[DarajaSimulator] = []
-
-    async def start(**overrides: Any) -> str:
-        simulator = DarajaSimulator(DarajaSimSettings(**{"local_mode": True, **overrides}))
-        started.append(simulator)
-        return await simulator.start()
-
-    yield start
-    for simulator in started:
-        await simulator.stop()
+@pytest.fixture
+def start_sim(start_daraja: StartSim) -> StartSim:
+    return start_daraja
 
 
 @pytest_asyncio.fixture

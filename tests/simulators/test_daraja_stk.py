@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -94,20 +95,10 @@ async def merchant() -> AsyncIterator[Merchant]:
     await merchant.stop()
 
 
-@pytest_asyncio.fixture
-async def start_sim() -> AsyncIterator[StartSim]:
-    """Start simulators (local_mode on, settings overridable); all are stopped afterwards."""
-    started: list[DarajaSimulator] = []
-
-    async def start(**overrides: Any) -> str:
-        settings = {"local_mode": True, "stk_auto_seconds": FAST, **overrides}
-        simulator = DarajaSimulator(DarajaSimSettings(**settings))
-        started.append(simulator)
-        return await simulator.start()
-
-    yield start
-    for simulator in started:
-        await simulator.stop()
+@pytest.fixture
+def start_sim(start_daraja: StartSim) -> StartSim:
+    """Payers answer after FAST seconds unless a test says otherwise."""
+    return functools.partial(start_daraja, stk_auto_seconds=FAST)
 
 
 @pytest_asyncio.fixture
