@@ -207,3 +207,22 @@ async def test_unexpected_registration_answer_is_not_taken_for_success(http, odd
     behaviour["register"] = {"ResponseCode": "1", "ResponseDescription": "?"}
     with pytest.raises(ProviderOutcomeUnknown):
         await register(client_for(http, base_url))
+
+
+@pytest.mark.asyncio
+async def test_a_query_refused_with_the_busy_code_for_another_reason_is_not_pending(
+    http, daraja_sim
+) -> None:
+    """Daraja answers `500.001.1001` both for "being processed" (pending) and for
+    refusals such as wrong credentials: only the first is a pending prompt."""
+    settings = DarajaSettings(
+        base_url=daraja_sim.base_url,
+        consumer_key="sandbox-key",
+        consumer_secret="sandbox-secret",
+        passkey="not-the-passkey",
+        stk_shortcode="174379",
+    )
+    client = DarajaClient(http, settings, Clock())
+    with pytest.raises(ProviderRejected) as refused:
+        await client.stk_query("ws_CO_000000000000000001")
+    assert refused.value.code == "500.001.1001"

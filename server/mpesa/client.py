@@ -220,8 +220,15 @@ class DarajaClient:
         async with self._transport.call("stkpushquery"):
             answer = await self._transport.authorized("POST", STK_QUERY_PATH, data=json.dumps(body))
             data = answer.body if isinstance(answer.body, dict) else {}
-            if answer.status >= 400 and _error_code(answer) == SUBSCRIBER_BUSY:
-                return StkQueried(None, str(data.get("errorMessage", "")))
+            message = str(data.get("errorMessage", ""))
+            # The same code also refuses a query ("Wrong credentials", "Merchant does not
+            # exist"): only "being processed" means the payer has not answered yet.
+            if (
+                answer.status >= 400
+                and _error_code(answer) == SUBSCRIBER_BUSY
+                and "being processed" in message.lower()
+            ):
+                return StkQueried(None, message)
             _raise_stk_error(answer)
             code = data.get("ResultCode")
             if code is None or str(data.get("ResponseCode", "0")) != "0":
