@@ -1,5 +1,7 @@
-"""Safaricom M-Pesa Daraja simulator: OAuth, C2B (register URL, simulate, callbacks) and
-M-Pesa Express (STK Push and its query, with the payer's answer and the result callback).
+"""Safaricom M-Pesa Daraja simulator: OAuth, C2B (register URL, simulate, callbacks),
+M-Pesa Express (STK Push and its query, with the payer's answer and the result callback)
+and the reconciliation APIs (Pull Transactions, Transaction Status, Account Balance, the
+org portal's statement export; see ``simulators.daraja_reconciliation``).
 
 The provider side follows PROTOCOLS.md section 1 so that an unmodified Daraja
 client works against it. Everything under ``/_sim/`` is a control API for tests:
@@ -23,7 +25,8 @@ Msisdn          outcome
                 is sent and the payment completes normally.
 254700000102    the confirmation is delivered twice, identical bodies (``duplicate``)
 254700000103    the confirmation is never delivered (``drop``); the transaction still
-                completes: the money has moved
+                completes: the money has moved, and the payment is in Pull Transactions,
+                Transaction Status and the statement like any other
 254700000104    the confirmation is delivered after a delay of 3 seconds (``latency``)
 =============== ========================================================================
 
@@ -47,6 +50,17 @@ PhoneNumber     outcome
 254700000206    the callback is delivered twice, identical bodies (``duplicate``)
 254700000207    the callback is delivered 5 seconds late (``latency``)
 =============== ========================================================================
+
+Reconciliation: ``POST /pulltransactions/v1/register`` and ``/pulltransactions/v1/query``,
+``POST /mpesa/transactionstatus/v1/query``, ``POST /mpesa/accountbalance/v1/query`` (fault
+targets ``pullregister``, ``pullquery``, ``transactionstatus``, ``accountbalance``; their
+results are deliveries of kind ``result`` or ``queue_timeout``) and
+``GET /_sim/statement``. They see every completed C2B payment and paid M-Pesa Express
+prompt, delivered or not. The initiator APIs accept ``DarajaSimSettings.initiator`` with a
+SecurityCredential made from ``initiator_password`` and ``SANDBOX_CERTIFICATE_PATH`` (the
+defaults: Daraja's sandbox ``testapi`` and ``Safaricom999!*!``). Magic receipt: Transaction
+Status for a TransactionID starting ``QTO`` (``QUEUE_TIMEOUT_RECEIPT``) times out in the
+queue; its result (ResultCode 26) goes to the QueueTimeOutURL.
 """
 
 from __future__ import annotations
@@ -54,18 +68,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import ipaddress
 import json
 import logging
-import re
 import secrets
 import string
 import time
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -89,22 +101,62 @@ from simulators.common import (
     now_iso,
     parse_amount_minor,
 )
+from simulators.daraja_reconciliation import (
+    DEFAULT_ORGANIZATION_NAME,
+    DEFAULT_PULL_PAGE_SIZE,
+    DEFAULT_RESULT_DELAY_SECONDS,
+    QUEUE_TIMEOUT_PREFIX,
+    RECONCILIATION_CALLBACKS,
+    RECONCILIATION_ENDPOINTS,
+    SANDBOX_INITIATOR,
+    SANDBOX_INITIATOR_PASSWORD,
+    SANDBOX_PRIVATE_KEY_PATH,
+    InitiatorCheck,
+    Payment,
+    Reconciliation,
+    add_routes,
+)
+from simulators.daraja_reconciliation import QUEUE_TIMEOUT_RECEIPT as QUEUE_TIMEOUT_RECEIPT
+from simulators.daraja_reconciliation import SANDBOX_CERTIFICATE_PATH as SANDBOX_CERTIFICATE_PATH
+from simulators.daraja_wire import (
+    ALPHANUMERIC,
+    NAIROBI,
+    SHORTCODE,
+    bad_request,
+    daraja_error,
+    digits,
+    invalid_field,
+    invalid_payload,
+    is_http_url,
+    kenyan_phone,
+    missing_fields,
+    nairobi_now,
+    new_conversation_id,
+    new_request_id,
+    random_string,
+    short_text,
+    url_problem,
+)
 
 logger = logging.getLogger(__name__)
 
-NAIROBI = timezone(timedelta(hours=3), "EAT")
 CONFIRMATION_TIMEOUT = 10.0  # seconds a callback receiver has to answer (confirmation, STK)
 
 RESPONSE_TYPES = ("Completed", "Cancelled")
 TRANSACTION_TYPES = {"CustomerPayBillOnline": "Pay Bill", "CustomerBuyGoodsOnline": "Buy Goods"}
 PAYBILL = "CustomerPayBillOnline"
-# Longest words first so the error names "EXEC" rather than "EXE" for ".../exec/...".
-FORBIDDEN_URL_WORDS = ("m-pesa", "mpesa", "safaricom", "exec", "exe", "cmd", "sql", "query")
 # ValidationURL is optional: without it validation is never called for the shortcode.
 REGISTER_FIELDS = ("ShortCode", "ResponseType", "ConfirmationURL")
 SIMULATE_FIELDS = ("ShortCode", "CommandID", "Amount", "Msisdn")
 
-ENDPOINT_TARGETS = ("oauth", "registerurl", "simulate", "processrequest", "stkpushquery")
+ENDPOINT_TARGETS = (
+    "oauth",
+    "registerurl",
+    "simulate",
+    "processrequest",
+    "stkpushquery",
+    *RECONCILIATION_ENDPOINTS,
+)
 FAULT_KINDS = {
     **{
         target: ("latency", "http_500", "timeout", "drop", "drop_after", "malformed", "slow_body")
@@ -113,6 +165,7 @@ FAULT_KINDS = {
     "validation": ("latency", "drop", "duplicate", "timeout"),
     "confirmation": ("latency", "drop", "duplicate"),
     "stk_callback": ("latency", "drop", "duplicate"),
+    **{target: ("latency", "drop", "duplicate") for target in RECONCILIATION_CALLBACKS},
 }
 MAGIC_DELAY_SECONDS = 3.0
 # Payer Msisdn -> the callback fault every payment from it gets (see the module docstring).
@@ -146,8 +199,6 @@ STK_TIMESTAMP_TOLERANCE = timedelta(minutes=10)  # either way, against Nairobi t
 STK_REPEAT_WINDOW_SECONDS = 120.0
 ACCOUNT_REFERENCE_MAX = 12
 TRANSACTION_DESC_MAX = 13
-KENYAN_PHONE = re.compile(r"254[71]\d{8}")
-SHORTCODE = re.compile(r"\d{5,7}")
 MAX_STK_AMOUNT_MINOR = 10**11  # far above any real prompt
 
 
@@ -185,7 +236,6 @@ MAGIC_STK_CALLBACKS = {
 # Stands for the Amount in the callback body until it is written out as "1.00".
 _AMOUNT_MARK = "\x00amount\x00"
 
-_ALPHANUMERIC = string.ascii_letters + string.digits
 _TRANS_ID_CHARS = string.ascii_uppercase + string.digits
 
 
@@ -211,37 +261,18 @@ class DarajaSimSettings:
     stk_auto_seconds: float | None = 1.0
     # STK shortcode -> its Lipa Na M-Pesa Online passkey; other shortcodes are unknown.
     stk_passkeys: dict[str, str] = field(default_factory=_sandbox_passkeys)
+    # The org-portal API user the initiator APIs (Transaction Status, Account Balance)
+    # accept, and the key that decrypts their SecurityCredential (its certificate is
+    # SANDBOX_CERTIFICATE_PATH for the default key).
+    initiator: str = SANDBOX_INITIATOR
+    initiator_password: str = SANDBOX_INITIATOR_PASSWORD
+    private_key_path: str | Path = SANDBOX_PRIVATE_KEY_PATH
+    organization_name: str = DEFAULT_ORGANIZATION_NAME  # in Pull rows and status results
+    pull_page_size: int = DEFAULT_PULL_PAGE_SIZE  # rows per Pull Transactions page
+    result_delay_seconds: float = DEFAULT_RESULT_DELAY_SECONDS  # before an initiator result
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _random_string(alphabet: str, length: int) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(length))
-
-
-def _request_id() -> str:
-    """Daraja-looking requestId (also a MerchantRequestID), e.g. ``11728-2929992-1``."""
-    return f"{10000 + secrets.randbelow(90000)}-{1000000 + secrets.randbelow(9000000)}-1"
-
-
-def _conversation_id() -> str:
-    """OriginatorCoversationID shaped like ``6e86-45dd-91ac-fd5d4178ab523408729``."""
-    hexdigits = secrets.token_hex(12)
-    serial = 1000000 + secrets.randbelow(9000000)
-    return f"{hexdigits[:4]}-{hexdigits[4:8]}-{hexdigits[8:12]}-{hexdigits[12:]}{serial}"
-
-
-def _digits(value: object) -> str | None:
-    """A number sent as JSON integer or string of digits, as a string; None otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        return None
-    text = str(value).strip()
-    return text if text.isascii() and text.isdigit() else None
-
-
-def _nairobi_now() -> datetime:
-    return datetime.now(NAIROBI)
 
 
 def present_msisdn(msisdn: str, version: str) -> str:
@@ -249,66 +280,6 @@ def present_msisdn(msisdn: str, version: str) -> str:
     if version == "v1":
         return hashlib.sha256(msisdn.encode()).hexdigest()
     return f"{msisdn[:4]} ***** {msisdn[-3:]}"
-
-
-def _is_local_host(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_unspecified
-
-
-def _is_http_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        hostname, _ = parts.hostname, parts.port  # port: ValueError when not a number
-    except ValueError:
-        return False
-    return (
-        parts.scheme in ("http", "https") and bool(hostname) and not any(c.isspace() for c in url)
-    )
-
-
-def url_problem(url: str, local_mode: bool) -> str | None:
-    """Why Daraja would refuse this callback URL, or None when it is acceptable."""
-    lowered = url.lower()
-    for word in FORBIDDEN_URL_WORDS:
-        if word in lowered:
-            return f"URL has the word {word.upper()}"
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "URL must be an absolute http(s) URL"
-    if not local_mode and _is_local_host(parts.hostname):
-        return "localhost URLs are not allowed"
-    return None
-
-
-def _daraja_error(status: int, code: str, message: str) -> web.Response:
-    body = {"requestId": _request_id(), "errorCode": code, "errorMessage": message}
-    return web.json_response(body, status=status)
-
-
-def _invalid_payload(missing: list[str] | None = None) -> web.Response:
-    message = "Invalid Request Payload"
-    if missing:
-        message += " - missing " + ", ".join(missing)
-    return _daraja_error(400, "400.002.05", message)
-
-
-def _bad_request(detail: str) -> web.Response:
-    return _daraja_error(400, "400.003.02", f"Bad Request - {detail}")
-
-
-def _invalid_field(name: str) -> web.Response:
-    """How the STK APIs refuse a missing or malformed field."""
-    return _daraja_error(400, "400.002.02", f"Bad Request - Invalid {name}")
-
-
-def _missing_fields(payload: JsonObject, names: tuple[str, ...]) -> list[str]:
-    return [name for name in names if payload.get(name) is None]
 
 
 # --------------------------------------------------------------------------- model
@@ -469,6 +440,22 @@ class _StkPrompt:
         }
 
 
+def _c2b_payment(txn: _Transaction) -> Payment:
+    """The record of a C2B payment completing now, initiated at its TransTime."""
+    initiated = datetime.strptime(txn.body["TransTime"], "%Y%m%d%H%M%S").replace(tzinfo=NAIROBI)
+    return Payment(
+        txn.trans_id,
+        txn.shortcode,
+        txn.command_id,
+        txn.amount_minor,
+        txn.msisdn,
+        txn.bill_ref,
+        initiated_at=initiated,
+        completed_at=nairobi_now(),
+        originator_conversation_id=txn.conversation_id,
+    )
+
+
 def _finish(record: JsonObject, outcome: str, **details: Any) -> None:
     record.update(outcome=outcome, finished_at=now_iso(), **details)
 
@@ -480,8 +467,20 @@ class _DarajaEngine(SimEngine):
     """State of one simulated Daraja plus the asynchronous callback deliveries."""
 
     def __init__(self, settings: DarajaSimSettings) -> None:
-        super().__init__(FaultBook(FAULT_KINDS, ENDPOINT_TARGETS), RequestLog(("Password",)))
+        super().__init__(
+            FaultBook(FAULT_KINDS, ENDPOINT_TARGETS),
+            RequestLog(("Password", "SecurityCredential")),
+        )
         self.settings = settings
+        self.reconciliation = Reconciliation(
+            self,
+            InitiatorCheck(
+                settings.initiator, settings.initiator_password, Path(settings.private_key_path)
+            ),
+            organization_name=settings.organization_name,
+            pull_page_size=settings.pull_page_size,
+            result_delay_seconds=settings.result_delay_seconds,
+        )
         self.session: aiohttp.ClientSession | None = None
         self.tokens = BearerTokens()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -499,6 +498,7 @@ class _DarajaEngine(SimEngine):
         self.transactions: dict[str, _Transaction] = {}
         self.prompts: dict[str, _StkPrompt] = {}
         self.deliveries: list[JsonObject] = []
+        self.reconciliation.clear()
         self.requests.clear()
         self.faults.clear()
 
@@ -526,7 +526,7 @@ class _DarajaEngine(SimEngine):
     # ---- OAuth
 
     def issue_token(self) -> str:
-        token = _random_string(_ALPHANUMERIC, 28)
+        token = random_string(ALPHANUMERIC, 28)
         return self.tokens.issue(token, self.settings.token_ttl_seconds)
 
     def credentials_valid(self, authorization: str | None) -> bool:
@@ -568,8 +568,11 @@ class _DarajaEngine(SimEngine):
         self.balances.setdefault(registration.shortcode, self.settings.org_balance_minor)
 
     def new_trans_id(self) -> str:
+        """A receipt never issued before, and never the magic queue-timeout one."""
         while True:
-            trans_id = secrets.choice(string.ascii_uppercase) + _random_string(_TRANS_ID_CHARS, 9)
+            trans_id = secrets.choice(string.ascii_uppercase) + random_string(_TRANS_ID_CHARS, 9)
+            if trans_id.startswith(QUEUE_TIMEOUT_PREFIX):
+                continue
             if trans_id not in self._used_trans_ids:
                 self._used_trans_ids.add(trans_id)
                 return trans_id
@@ -579,9 +582,15 @@ class _DarajaEngine(SimEngine):
         self.transactions[txn.conversation_id] = txn
         self._spawn(self._settle(txn, registration))
 
-    def _credit(self, shortcode: str, amount_minor: int) -> int:
-        balance = self.balances.get(shortcode, self.settings.org_balance_minor) + amount_minor
-        self.balances[shortcode] = balance
+    def balance_of(self, shortcode: str) -> int:
+        return self.balances.get(shortcode, self.settings.org_balance_minor)
+
+    def _credit(self, payment: Payment) -> int:
+        """Move the money: the shortcode's new balance. The payment goes on record
+        (Pull Transactions, Transaction Status, the statement) whatever its callbacks."""
+        balance = self.balance_of(payment.shortcode) + payment.amount_minor
+        self.balances[payment.shortcode] = balance
+        self.reconciliation.book.record(replace(payment, balance_after_minor=balance))
         return balance
 
     async def _settle(self, txn: _Transaction, registration: _Registration | None) -> None:
@@ -596,7 +605,7 @@ class _DarajaEngine(SimEngine):
             and not await self._validate(txn, registration)
         ):
             return
-        balance = self._credit(txn.shortcode, txn.amount_minor)
+        balance = self._credit(_c2b_payment(txn))
         txn.body = {**txn.body, "OrgAccountBalance": format_minor(balance)}
         txn.status = "completed"  # the money has moved, whatever the confirmation answer
         if registration is not None:
@@ -710,7 +719,7 @@ class _DarajaEngine(SimEngine):
 
     def new_checkout_request_id(self) -> str:
         """``ws_CO_`` + the Nairobi time (DDMMYYYYHHmmss) + 4 digits, never reused."""
-        stamp = _nairobi_now().strftime("%d%m%Y%H%M%S")
+        stamp = nairobi_now().strftime("%d%m%Y%H%M%S")
         while True:
             checkout_id = f"ws_CO_{stamp}{secrets.randbelow(10000):04d}"
             if checkout_id not in self._used_checkout_ids:
@@ -749,7 +758,7 @@ class _DarajaEngine(SimEngine):
         prompt.decided_at = now_iso()
         if action == "accept":
             prompt.receipt = self.new_trans_id()
-            prompt.transaction_date = _nairobi_now().strftime("%Y%m%d%H%M%S")
+            prompt.transaction_date = nairobi_now().strftime("%Y%m%d%H%M%S")
             self._pay(prompt)
         self._spawn(self._deliver_stk_result(prompt))
 
@@ -761,10 +770,21 @@ class _DarajaEngine(SimEngine):
         paybill = prompt.transaction_type == PAYBILL
         registration = self.registrations.get(prompt.shortcode) if paybill else None
         if registration is None:
-            self._credit(prompt.shortcode if paybill else prompt.party_b, amount_minor)
+            payment = Payment(
+                prompt.receipt,
+                prompt.shortcode if paybill else prompt.party_b,
+                prompt.transaction_type,
+                amount_minor,
+                prompt.phone,
+                prompt.account_reference,
+                initiated_at=datetime.fromisoformat(prompt.created_at).astimezone(NAIROBI),
+                completed_at=nairobi_now(),
+                originator_conversation_id=new_conversation_id(),
+            )
+            self._credit(payment)
             return
         txn = _Transaction(
-            _conversation_id(),
+            new_conversation_id(),
             prompt.receipt,
             prompt.shortcode,
             PAYBILL,
@@ -792,6 +812,24 @@ class _DarajaEngine(SimEngine):
             text=text,
         )
 
+    # ---- initiator results (Transaction Status, Account Balance)
+
+    def send_result_later(
+        self, kind: str, url: str, text: str, ids: JsonObject, seconds: float
+    ) -> None:
+        self._spawn(self._send_result(kind, url, text, ids, seconds))
+
+    async def _send_result(
+        self, kind: str, url: str, text: str, ids: JsonObject, seconds: float
+    ) -> None:
+        await self.pause(seconds)
+        if self.closing:
+            return
+        body = json.loads(text)
+        await self._send(
+            kind, url, body, ids, CONFIRMATION_TIMEOUT, None, duplicable=True, text=text
+        )
+
     # ---- control views
 
     def state_json(self) -> JsonObject:
@@ -805,6 +843,8 @@ class _DarajaEngine(SimEngine):
         return {
             "stk_auto_seconds": self.stk_auto_seconds,
             "stk_shortcodes": sorted(self.settings.stk_passkeys),
+            "pull_page_size": self.reconciliation.pull_page_size,
+            "result_delay_seconds": self.reconciliation.result_delay_seconds,
         }
 
 
@@ -817,9 +857,9 @@ ENGINE = web.AppKey("daraja_engine", _DarajaEngine)
 async def _oauth(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     if not engine.credentials_valid(request.headers.get("Authorization")):
-        return _daraja_error(400, "400.008.01", "Invalid Authentication passed")
+        return daraja_error(400, "400.008.01", "Invalid Authentication passed")
     if request.query.get("grant_type") != "client_credentials":
-        return _daraja_error(400, "400.008.02", "Invalid grant type passed")
+        return daraja_error(400, "400.008.02", "Invalid grant type passed")
     token = engine.issue_token()
     return web.json_response(
         {"access_token": token, "expires_in": str(engine.settings.token_ttl_seconds)}
@@ -829,18 +869,18 @@ async def _oauth(request: web.Request) -> web.Response:
 def _registration_from(
     payload: JsonObject, version: str, settings: DarajaSimSettings
 ) -> _Registration | web.Response:
-    shortcode = _digits(payload["ShortCode"])
+    shortcode = digits(payload["ShortCode"])
     if shortcode is None:
-        return _bad_request("Invalid ShortCode")
+        return bad_request("Invalid ShortCode")
     if payload["ResponseType"] not in RESPONSE_TYPES:
-        return _bad_request("Invalid ResponseType")
+        return bad_request("Invalid ResponseType")
     for name in ("ValidationURL", "ConfirmationURL"):
         url = payload.get(name)
         if url is None and name == "ValidationURL":
             continue
         problem = url_problem(url, settings.local_mode) if isinstance(url, str) else "not a URL"
         if problem is not None:
-            return _bad_request(f"Invalid {name} - {problem}")
+            return bad_request(f"Invalid {name} - {problem}")
     return _Registration(
         shortcode,
         version,
@@ -854,16 +894,16 @@ async def _register_url(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     payload = json_object(await request.text())
     if payload is None:
-        return _invalid_payload()
-    if missing := _missing_fields(payload, REGISTER_FIELDS):
-        return _invalid_payload(missing)
+        return invalid_payload()
+    if missing := missing_fields(payload, REGISTER_FIELDS):
+        return invalid_payload(missing)
     registration = _registration_from(payload, request.match_info["version"], engine.settings)
     if isinstance(registration, web.Response):
         return registration
     engine.register(registration)
     return web.json_response(
         {
-            "OriginatorCoversationID": _conversation_id(),
+            "OriginatorCoversationID": new_conversation_id(),
             "ResponseCode": "0",
             "ResponseDescription": "Success",
         }
@@ -873,30 +913,30 @@ async def _register_url(request: web.Request) -> web.Response:
 def _transaction_from(
     payload: JsonObject, engine: _DarajaEngine
 ) -> tuple[_Transaction, _Registration | None] | web.Response:
-    shortcode = _digits(payload["ShortCode"])
+    shortcode = digits(payload["ShortCode"])
     if shortcode is None:
-        return _bad_request("Invalid ShortCode")
+        return bad_request("Invalid ShortCode")
     command_id = payload["CommandID"]
     if not isinstance(command_id, str) or command_id not in TRANSACTION_TYPES:
-        return _bad_request("Invalid CommandID")
+        return bad_request("Invalid CommandID")
     amount_minor = parse_amount_minor(payload["Amount"])
     if amount_minor is None:
-        return _bad_request("Invalid Amount")
-    msisdn = _digits(payload["Msisdn"])
+        return bad_request("Invalid Amount")
+    msisdn = digits(payload["Msisdn"])
     if msisdn is None or not 9 <= len(msisdn) <= 15:
-        return _bad_request("Invalid Msisdn")
+        return bad_request("Invalid Msisdn")
     bill_ref = ""
     if command_id == PAYBILL:
         raw_ref = payload.get("BillRefNumber")
         if raw_ref is None:
-            return _invalid_payload(["BillRefNumber"])
+            return invalid_payload(["BillRefNumber"])
         bill_ref = str(raw_ref)
         if isinstance(raw_ref, bool) or not isinstance(raw_ref, str | int) or len(bill_ref) > 20:
-            return _bad_request("Invalid BillRefNumber")
+            return bad_request("Invalid BillRefNumber")
     # No registered URLs: M-Pesa still completes the payment, and sends nothing.
     registration = engine.registrations.get(shortcode)
     txn = _Transaction(
-        _conversation_id(),
+        new_conversation_id(),
         engine.new_trans_id(),
         shortcode,
         command_id,
@@ -913,7 +953,7 @@ def _callback_body(txn: _Transaction, version: str) -> JsonObject:
     return {
         "TransactionType": TRANSACTION_TYPES[txn.command_id],
         "TransID": txn.trans_id,
-        "TransTime": _nairobi_now().strftime("%Y%m%d%H%M%S"),
+        "TransTime": nairobi_now().strftime("%Y%m%d%H%M%S"),
         "TransAmount": format_minor(txn.amount_minor),
         "BusinessShortCode": txn.shortcode,
         "BillRefNumber": txn.bill_ref,
@@ -931,9 +971,9 @@ async def _simulate(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     payload = json_object(await request.text())
     if payload is None:
-        return _invalid_payload()
-    if missing := _missing_fields(payload, SIMULATE_FIELDS):
-        return _invalid_payload(missing)
+        return invalid_payload()
+    if missing := missing_fields(payload, SIMULATE_FIELDS):
+        return invalid_payload(missing)
     parsed = _transaction_from(payload, engine)
     if isinstance(parsed, web.Response):
         return parsed
@@ -951,19 +991,6 @@ async def _simulate(request: web.Request) -> web.Response:
 # ---- M-Pesa Express
 
 
-def _kenyan_phone(value: object) -> str | None:
-    digits = _digits(value)
-    return digits if digits is not None and KENYAN_PHONE.fullmatch(digits) else None
-
-
-def _short_text(value: object, longest: int) -> str | None:
-    """A string (or a number, as clients send references) of at most `longest` characters."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return None
-    text = str(value)
-    return text if len(text) <= longest else None
-
-
 def _whole_shillings(value: object) -> int | None:
     """A positive whole amount sent as a number or a numeric string (1, "1", 1.0)."""
     minor = parse_amount_minor(value, max_minor=MAX_STK_AMOUNT_MINOR)
@@ -972,14 +999,14 @@ def _whole_shillings(value: object) -> int | None:
 
 def _fresh_timestamp(value: object) -> str | None:
     """The Timestamp as sent when it is ``YYYYMMDDHHmmss`` within 10 minutes of Nairobi's now."""
-    text = _digits(value)
+    text = digits(value)
     if text is None or len(text) != 14:
         return None
     try:
         stamp = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=NAIROBI)
     except ValueError:
         return None
-    return text if abs(_nairobi_now() - stamp) <= STK_TIMESTAMP_TOLERANCE else None
+    return text if abs(nairobi_now() - stamp) <= STK_TIMESTAMP_TOLERANCE else None
 
 
 def _merchant(payload: JsonObject, engine: _DarajaEngine) -> str | web.Response:
@@ -988,56 +1015,56 @@ def _merchant(payload: JsonObject, engine: _DarajaEngine) -> str | web.Response:
     A malformed field is ``400.002.02``; an unknown shortcode and a wrong password are
     refused the way Daraja does, with HTTP 500 ``500.001.1001``.
     """
-    shortcode = _digits(payload.get("BusinessShortCode"))
+    shortcode = digits(payload.get("BusinessShortCode"))
     if shortcode is None or not SHORTCODE.fullmatch(shortcode):
-        return _invalid_field("BusinessShortCode")
+        return invalid_field("BusinessShortCode")
     password = payload.get("Password")
     if not isinstance(password, str) or not password:
-        return _invalid_field("Password")
+        return invalid_field("Password")
     timestamp = _fresh_timestamp(payload.get("Timestamp"))
     if timestamp is None:
-        return _invalid_field("Timestamp")
+        return invalid_field("Timestamp")
     passkey = engine.passkey(shortcode)
     if passkey is None:
-        return _daraja_error(500, "500.001.1001", "Merchant does not exist")
+        return daraja_error(500, "500.001.1001", "Merchant does not exist")
     expected = base64.b64encode(f"{shortcode}{passkey}{timestamp}".encode()).decode("ascii")
     if not secrets.compare_digest(password.encode(), expected.encode()):
-        return _daraja_error(500, "500.001.1001", "Wrong credentials")
+        return daraja_error(500, "500.001.1001", "Wrong credentials")
     return shortcode
 
 
 def _prompt_from(payload: JsonObject, engine: _DarajaEngine) -> _StkPrompt | web.Response:
-    if missing := _missing_fields(payload, STK_FIELDS):
-        return _invalid_field(missing[0])
+    if missing := missing_fields(payload, STK_FIELDS):
+        return invalid_field(missing[0])
     shortcode = _merchant(payload, engine)
     if isinstance(shortcode, web.Response):
         return shortcode
     transaction_type = payload["TransactionType"]
     if transaction_type not in TRANSACTION_TYPES:
-        return _invalid_field("TransactionType")
+        return invalid_field("TransactionType")
     amount = _whole_shillings(payload["Amount"])
     if amount is None:
-        return _invalid_field("Amount")
-    party_a = _kenyan_phone(payload["PartyA"])
+        return invalid_field("Amount")
+    party_a = kenyan_phone(payload["PartyA"])
     if party_a is None:
-        return _invalid_field("PartyA")
-    party_b = _digits(payload["PartyB"])  # the paybill, or the till for Buy Goods
+        return invalid_field("PartyA")
+    party_b = digits(payload["PartyB"])  # the paybill, or the till for Buy Goods
     if party_b is None or not SHORTCODE.fullmatch(party_b):
-        return _invalid_field("PartyB")
-    phone = _kenyan_phone(payload["PhoneNumber"])
+        return invalid_field("PartyB")
+    phone = kenyan_phone(payload["PhoneNumber"])
     if phone is None:
-        return _invalid_field("PhoneNumber")
+        return invalid_field("PhoneNumber")
     callback_url = payload["CallBackURL"]
-    if not isinstance(callback_url, str) or not _is_http_url(callback_url):
-        return _invalid_field("CallBackURL")
-    reference = _short_text(payload["AccountReference"], ACCOUNT_REFERENCE_MAX)
+    if not isinstance(callback_url, str) or not is_http_url(callback_url):
+        return invalid_field("CallBackURL")
+    reference = short_text(payload["AccountReference"], ACCOUNT_REFERENCE_MAX)
     if reference is None:
-        return _invalid_field("AccountReference")
-    description = _short_text(payload["TransactionDesc"], TRANSACTION_DESC_MAX)
+        return invalid_field("AccountReference")
+    description = short_text(payload["TransactionDesc"], TRANSACTION_DESC_MAX)
     if description is None:
-        return _invalid_field("TransactionDesc")
+        return invalid_field("TransactionDesc")
     return _StkPrompt(
-        _request_id(),
+        new_request_id(),
         engine.new_checkout_request_id(),
         shortcode,
         transaction_type,
@@ -1055,7 +1082,7 @@ async def _stk_push(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     payload = json_object(await request.text())
     if payload is None:
-        return _invalid_payload()
+        return invalid_payload()
     prompt = _prompt_from(payload, engine)
     if isinstance(prompt, web.Response):
         return prompt
@@ -1076,37 +1103,37 @@ async def _stk_query(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     payload = json_object(await request.text())
     if payload is None:
-        return _invalid_payload()
-    if missing := _missing_fields(payload, STK_QUERY_FIELDS):
-        return _invalid_field(missing[0])
+        return invalid_payload()
+    if missing := missing_fields(payload, STK_QUERY_FIELDS):
+        return invalid_field(missing[0])
     shortcode = _merchant(payload, engine)
     if isinstance(shortcode, web.Response):
         return shortcode
     checkout_id = payload["CheckoutRequestID"]
     prompt = engine.prompts.get(checkout_id) if isinstance(checkout_id, str) else None
     if prompt is None or prompt.shortcode != shortcode:
-        return _invalid_field("CheckoutRequestID")
+        return invalid_field("CheckoutRequestID")
     if prompt.status == "pending":
-        return _daraja_error(500, "500.001.1001", "The transaction is being processed")
+        return daraja_error(500, "500.001.1001", "The transaction is being processed")
     return web.json_response(prompt.query_answer())
 
 
 def _internal_error() -> web.Response:
     # Not 500.003.1001: that code means "Urls are already registered" on registerurl.
-    return _daraja_error(500, "500.001.1001", "Internal Server Error")
+    return daraja_error(500, "500.001.1001", "Internal Server Error")
 
 
 async def _provider_answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     route_error = request.match_info.http_exception
     if route_error is not None:  # a path (or method) this simulator does not implement
         if route_error.status == 404:
-            return _daraja_error(404, "404.001.01", "Resource not found")
-        return _daraja_error(route_error.status, f"{route_error.status}.001.01", route_error.reason)
+            return daraja_error(404, "404.001.01", "Resource not found")
+        return daraja_error(route_error.status, f"{route_error.status}.001.01", route_error.reason)
     engine = request.app[ENGINE]
     if request.match_info.route.name != "oauth" and not engine.tokens.valid(
         request.headers.get("Authorization")
     ):
-        return _daraja_error(404, "404.001.03", "Invalid Access Token")
+        return daraja_error(404, "404.001.03", "Invalid Access Token")
     return await handler(request)
 
 
@@ -1129,20 +1156,35 @@ async def _get_settings(request: web.Request) -> web.Response:
     return web.json_response(request.app[ENGINE].settings_json())
 
 
+CHANGEABLE_SETTINGS = ("stk_auto_seconds", "pull_page_size", "result_delay_seconds")
+
+
+def _is_seconds(value: object) -> bool:
+    return (
+        not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value < float("inf")
+    )
+
+
 async def _change_settings(request: web.Request) -> web.Response:
+    """Change some settings at runtime; nothing changes unless every value is valid."""
     engine = request.app[ENGINE]
+    reconciliation = engine.reconciliation
     payload = await control_body(request)
-    if unknown := sorted(set(payload) - {"stk_auto_seconds"}):
-        raise ControlError(f"unknown settings {unknown}; known: ['stk_auto_seconds']")
+    if unknown := sorted(set(payload) - set(CHANGEABLE_SETTINGS)):
+        raise ControlError(f"unknown settings {unknown}; known: {list(CHANGEABLE_SETTINGS)}")
+    seconds = payload.get("stk_auto_seconds")
+    if seconds is not None and not _is_seconds(seconds):
+        raise ControlError("stk_auto_seconds must be a non-negative number or null")
+    page_size = payload.get("pull_page_size", reconciliation.pull_page_size)
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+        raise ControlError("pull_page_size must be a positive integer")
+    delay = payload.get("result_delay_seconds", reconciliation.result_delay_seconds)
+    if not _is_seconds(delay):
+        raise ControlError("result_delay_seconds must be a non-negative number")
     if "stk_auto_seconds" in payload:
-        seconds = payload["stk_auto_seconds"]
-        if seconds is not None and (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, int | float)
-            or not 0 <= seconds < float("inf")
-        ):
-            raise ControlError("stk_auto_seconds must be a non-negative number or null")
         engine.stk_auto_seconds = None if seconds is None else float(seconds)
+    reconciliation.pull_page_size = page_size
+    reconciliation.result_delay_seconds = float(delay)
     return web.json_response(engine.settings_json())
 
 
@@ -1247,6 +1289,7 @@ def create_app(settings: DarajaSimSettings) -> web.Application:
     app.router.add_get("/_sim/stk/{checkout_request_id}", _get_prompt)
     app.router.add_post("/_sim/stk/{checkout_request_id}", _decide_prompt)
     app.router.add_post("/_sim/reset", _reset)
+    add_routes(app, engine.reconciliation)
     return app
 
 
