@@ -105,6 +105,20 @@ def payer_deadline(transaction: Transaction) -> datetime | None:
     return transaction.get("expires_at", transaction.get("otp_expires_at"))
 
 
+def unknown_since(transaction: Transaction) -> datetime | None:
+    """When the debit last became `unknown` (None if it never was): its `unknown_since`,
+    or for a debit stored before that field, its last history entry into `unknown`."""
+    since = transaction.get("unknown_since")
+    if since is not None:
+        return since
+    entered = [
+        step["at"]
+        for step in transaction.get("history", [])
+        if step["to"] == State.UNKNOWN and step["from"] != State.UNKNOWN
+    ]
+    return entered[-1] if entered else None
+
+
 class DebitAdapter(Protocol):
     """One debit channel: registered under its channel name and the PSP kind whose
     accounts it debits (server.debits.registry)."""
@@ -125,6 +139,10 @@ class DebitAdapter(Protocol):
     # still waiting; after the last, a debit without an answer is `unknown`. Empty:
     # never (the provider offers no status call, or the payer's code completes it).
     status_checks: tuple[timedelta, ...]
+    # Whether the provider offers a status call: `status` then asks it, and the
+    # `janitor` job (server.debits.janitor) resolves the channel's in-doubt debits with
+    # it. False: `status` answers NOT_ASKED and an operator resolves them (`resolve`).
+    status_call: bool
     # Whether a lost answer to `start` may have reached the payer, who could then pay
     # without the gateway (the debit is then `unknown`, else `failed`).
     start_may_reach_payer: bool

@@ -7,8 +7,10 @@ A debit the provider completes itself (M-Pesa Express: the payer enters the PIN 
 the phone) goes from its waiting state (or `unknown`) straight to what the provider
 says, through `complete`: succeeded, failed, cancelled or expired. Its callback may
 never come, so `check_pending` asks the provider's status call on the adapter's
-schedule; after the last check without an answer the debit is `unknown`, for an
-operator (`resolve`).
+schedule; after the last check without an answer the debit is `unknown`, for the
+janitor (server.debits.janitor: the status call again, on a longer schedule) and then
+an operator (`resolve`). How long a debit stays `unknown` is measured here
+(`_transition`), whoever resolves it.
 
 Amount, payer, policy and PSP are always read from the stored transaction, never
 from the process request. A payer's code passes through to the provider and is
@@ -37,6 +39,7 @@ from server.debits.contract import (
     StatusAnswer,
     code_attempts,
     payer_deadline,
+    unknown_since,
 )
 from server.debits.registry import ChannelRegistry
 from server.insurance.documents import Insuree, Policy
@@ -52,6 +55,7 @@ from server.kernel.background import BackgroundTasks
 from server.kernel.clock import Clock
 from server.kernel.documents import DuplicateDocument
 from server.kernel.errors import Conflict, ServiceUnavailable, ValidationFailed
+from server.kernel.metrics import Metrics
 from server.kernel.money import format_amount
 from server.ledger import states
 from server.ledger.documents import Transaction
@@ -65,7 +69,7 @@ log = logging.getLogger("gateway.debits")
 
 SYSTEM = "system"
 
-__all__ = ["SYSTEM", "Completion", "DebitEngine", "Outcome", "ProviderRefused"]
+__all__ = ["SYSTEM", "Asked", "Completion", "DebitEngine", "Outcome", "ProviderRefused"]
 
 
 class Outcome(enum.StrEnum):
@@ -85,6 +89,17 @@ class Completion:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What asking the provider's status call about a debit brought (`ask`): its answer
+    (pending, with the error's message, when the call failed), and what applying a
+    decided answer did (None: nothing was decided)."""
+
+    answer: StatusAnswer
+    completion: Completion | None = None
+    failed: bool = False  # the call itself failed (ProviderError)
+
+
 class DebitEngine:
     def __init__(
         self,
@@ -97,6 +112,7 @@ class DebitEngine:
         settlement: Settlement,
         clock: Clock,
         background: BackgroundTasks | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.channels = channels
         self.transactions = transactions
@@ -108,6 +124,8 @@ class DebitEngine:
         self.clock = clock
         # Late answers to a start are awaited here (drained when the gateway stops).
         self.background = BackgroundTasks() if background is None else background
+        # The gateway's metrics: how long debits stay `unknown` is observed here.
+        self.metrics = metrics or Metrics()
 
     # --- start ----------------------------------------------------------
 
@@ -263,11 +281,10 @@ class DebitEngine:
             reference = await late
         except ProviderRejected as err:
             log.info("debit_late_refusal transaction=%s code=%s", transaction_uuid, err.code)
-            await self.transactions.transition(
+            await self._transition(
                 transaction_uuid,
                 states.UNKNOWN,
                 states.FAILED,
-                self.clock.now(),
                 actor=SYSTEM,
                 reason=err.code,
                 changes={"failure": {"code": err.code, "message": err.reason}},
@@ -426,11 +443,10 @@ class DebitEngine:
     ) -> Transaction:
         """A transition this engine holds the debit for (it claimed the state): one that
         finds another state means someone else moved it, and is refused as such."""
-        moved = await self.transactions.transition(
+        moved = await self._transition(
             transaction_uuid,
             current,
             target,
-            self.clock.now(),
             actor=actor,
             reason=reason,
             changes=changes,
@@ -439,6 +455,43 @@ class DebitEngine:
         if moved is None:
             await self._refuse_state(transaction_uuid)
         return moved
+
+    async def _transition(
+        self,
+        transaction_uuid: str,
+        current: str,
+        target: str,
+        *,
+        actor: str,
+        reason: str = "",
+        changes: dict[str, Any] | None = None,
+        increments: dict[str, int] | None = None,
+    ) -> Transaction | None:
+        """The repository's compare-and-set, now. Every way out of `unknown` passes here
+        (a provider's answer, a late refusal, an operator's resolution), so how long the
+        debit was in doubt is observed here, by channel."""
+        at = self.clock.now()
+        moved = await self.transactions.transition(
+            transaction_uuid,
+            current,
+            target,
+            at,
+            actor=actor,
+            reason=reason,
+            changes=changes,
+            increments=increments,
+        )
+        if moved is not None and current == states.UNKNOWN:
+            self._measure_doubt(moved, at)
+        return moved
+
+    def _measure_doubt(self, resolved: Transaction, at: datetime) -> None:
+        """From when a debit became `unknown` to `at`, when it left it, by channel."""
+        since = unknown_since(resolved)
+        if since is None:  # never: it was `unknown`
+            return
+        seconds = max((at - since).total_seconds(), 0.0)
+        self.metrics.debit_unknown_resolution_seconds.labels(resolved["channel"]).observe(seconds)
 
     # --- the provider's own answer ------------------------------------------
 
@@ -467,11 +520,10 @@ class DebitEngine:
                     continue
                 return held
             try:
-                moved = await self.transactions.transition(
+                moved = await self._transition(
                     current["_id"],
                     status,
                     target,
-                    self.clock.now(),
                     actor=actor,
                     reason=answer.code or target.value,
                     changes=self._decided_fields(target, answer),
@@ -583,6 +635,19 @@ class DebitEngine:
                 log.exception("status_check_failed transaction=%s", debit["_id"])
         return len(due)
 
+    async def ask(
+        self, adapter: DebitAdapter, debit: Transaction, reference: str, actor: str
+    ) -> Asked:
+        """Ask the provider's status call about a debit and apply a decided answer
+        (`complete`, as `actor`). A failed call is an answer without a decision."""
+        try:
+            answer = await adapter.status(reference)
+        except ProviderError as err:
+            return Asked(StatusAnswer(ProviderStatus.PENDING, reference, err.message), failed=True)
+        if answer.status not in DECIDED:
+            return Asked(answer)
+        return Asked(answer, await self.complete(debit, answer, actor))
+
     async def _check(self, adapter: DebitAdapter, debit: Transaction) -> None:
         reference = debit.get("provider_reference")
         done = debit.get("status_checks_done", 0) + 1
@@ -591,10 +656,8 @@ class DebitEngine:
                 debit["_id"], debit["status"], {"next_check_at": None}
             )
             return
-        try:
-            answer = await adapter.status(reference)
-        except ProviderError as err:
-            answer = StatusAnswer(ProviderStatus.PENDING, reference, err.message)
+        asked = await self.ask(adapter, debit, reference, SYSTEM)
+        answer = asked.answer
         log.info(
             "status_check transaction=%s check=%s answer=%s detail=%s",
             debit["_id"],
@@ -602,8 +665,7 @@ class DebitEngine:
             answer.status.value,
             answer.detail or "-",
         )
-        if answer.status in DECIDED:
-            await self.complete(debit, answer, SYSTEM)
+        if asked.completion is not None:
             return
         checks = adapter.status_checks
         if done < len(checks):

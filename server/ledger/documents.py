@@ -76,6 +76,16 @@ class Transaction(TypedDict):
     checks_from: NotRequired[datetime]
     status_checks_done: NotRequired[int]
     next_check_at: NotRequired[datetime | None]
+    # In doubt: when the debit last became `unknown`; the janitor's attempts (counted
+    # from `janitor_from`, the next due at `janitor_next_at`, None: no more); and, once
+    # no attempt is left or none can be made, the mark that an operator resolves it.
+    unknown_since: NotRequired[datetime]
+    janitor_from: NotRequired[datetime]
+    janitor_attempts: NotRequired[int]
+    janitor_next_at: NotRequired[datetime | None]
+    needs_operator: NotRequired[bool]
+    operator_reason: NotRequired[str]
+    janitor_gave_up_at: NotRequired[datetime]
     # Debits stored before the names above were channel-neutral.
     otp_expires_at: NotRequired[datetime | None]
     otp_attempts: NotRequired[int]

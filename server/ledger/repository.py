@@ -94,6 +94,8 @@ class TransactionRepository(DocumentRepository[Transaction]):
                 }
             },
         }
+        if target == states.UNKNOWN:  # in doubt from now: how long it stays is measured
+            update["$set"].setdefault("unknown_since", at)
         if increments:
             update["$inc"] = increments
         moved = await self.collection.find_one_and_update(
@@ -126,6 +128,82 @@ class TransactionRepository(DocumentRepository[Transaction]):
         return await self.collection.find_one_and_update(
             query, update, return_document=ReturnDocument.AFTER
         )
+
+    async def note(
+        self,
+        transaction_uuid: str,
+        current: str,
+        at: datetime,
+        *,
+        reason: str,
+        actor: str,
+        changes: dict[str, Any] | None = None,
+        increments: dict[str, int] | None = None,
+    ) -> Transaction | None:
+        """A history entry that changes no state (from and to are both `current`: e.g. a
+        status call that brought no decision), with fields set in the same write, only
+        while the transaction is in `current`; None when not."""
+        update: dict[str, Any] = {
+            "$push": {
+                "history": {
+                    "from": current,
+                    "to": current,
+                    "at": at,
+                    "reason": reason,
+                    "actor": actor,
+                }
+            }
+        }
+        if changes:
+            update["$set"] = dict(changes)
+        if increments:
+            update["$inc"] = increments
+        noted = await self.collection.find_one_and_update(
+            {"_id": transaction_uuid, "status": current},
+            update,
+            return_document=ReturnDocument.AFTER,
+        )
+        if noted is not None:
+            log.info(
+                "transaction_note transaction=%s channel=%s status=%s reason=%s actor=%s",
+                transaction_uuid,
+                noted.get("channel", "-"),
+                current,
+                json.dumps(reason),
+                actor or "-",
+            )
+        return noted
+
+    async def in_doubt(
+        self,
+        channels: Collection[str],
+        now: datetime,
+        processing_before: datetime,
+        limit: int,
+    ) -> list[Transaction]:
+        """Debits of `channels` the janitor may ask about: `unknown` ones whose next
+        attempt is due or not scheduled yet, not handed to the operators and not under
+        their channel's status checks any more, and ones `processing` since before
+        `processing_before` (the completing call was cut off). Oldest change first."""
+        cursor = (
+            self.collection.find(
+                {
+                    "channel": {"$in": sorted(channels)},
+                    "needs_operator": {"$ne": True},
+                    "$or": [
+                        {
+                            "status": states.UNKNOWN,
+                            "next_check_at": None,  # its status checks, if any, are over
+                            "janitor_next_at": {"$not": {"$gt": now}},  # due, or None
+                        },
+                        {"status": states.PROCESSING, "updated_at": {"$lt": processing_before}},
+                    ],
+                }
+            )
+            .sort("updated_at", 1)
+            .limit(limit)
+        )
+        return await cursor.to_list(None)
 
     async def due_checks(
         self, channels: Collection[str], statuses: Collection[str], now: datetime, limit: int

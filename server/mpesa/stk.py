@@ -87,6 +87,7 @@ class StkDebits:
     max_code_attempts = 0  # the payer enters the PIN on the phone: no code here
     needs_merchant_pin = False
     start_may_reach_payer = True  # a lost answer may leave the prompt on the phone
+    status_call = True  # Daraja's STK query (stk_query): the janitor resolves `unknown` with it
 
     def __init__(
         self,

@@ -39,6 +39,7 @@ class QmoneyDebits:
     waiting_state = OTP_SENT
     needs_merchant_pin = True
     status_checks: tuple[timedelta, ...] = ()  # Qmoney has no status call
+    status_call = False  # so an operator resolves an `unknown` Qmoney debit
     start_may_reach_payer = False  # getMoney only texts a code: verifyCode moves money
 
     def __init__(self, client: QmoneyClient | None, settings: QmoneySettings) -> None:
