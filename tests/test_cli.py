@@ -52,6 +52,31 @@ async def test_register_urls_reports_a_refusal_in_one_line(daraja_sim) -> None:
 
 
 @pytest.mark.asyncio
+async def test_register_pull_registers_once_and_says_so_the_second_time(http, daraja_sim) -> None:
+    env = {
+        **TEST_ENV,
+        "GATEWAY_DARAJA_BASE_URL": daraja_sim.base_url,
+        "GATEWAY_DARAJA_PULL_NOMINATED_NUMBER": "254722000000",
+    }
+    code, out, err = await run_py("register-pull", env=env)
+    assert code == 0, err
+    assert out.startswith("shortcode 600984 is now registered for Pull Transactions (1000")
+    code, out, err = await run_py("register-pull", env=env)
+    assert code == 0, err
+    assert out.startswith("shortcode 600984 was already registered for Pull Transactions (1001")
+    async with http.get(f"{daraja_sim.base_url}/_sim/pull") as answer:
+        registrations = await answer.json()
+    assert "254722000000" in json.dumps(registrations)
+
+
+@pytest.mark.asyncio
+async def test_register_pull_without_a_nominated_number_names_the_setting() -> None:
+    code, _, err = await run_py("register-pull", env=dict(TEST_ENV))
+    assert code == 2
+    assert "daraja.pull_nominated_number" in err and "Traceback" not in err
+
+
+@pytest.mark.asyncio
 async def test_register_urls_without_daraja_credentials_names_them() -> None:
     env = {**TEST_ENV, "GATEWAY_DARAJA_CONSUMER_KEY": ""}
     code, _, err = await run_py("register-urls", env=env)

@@ -46,14 +46,14 @@ class Counted:
         self.failures = failures
         self.third_call = asyncio.Event()
 
-    async def __call__(self) -> int:
+    async def __call__(self) -> dict[str, int]:
         self.calls += 1
         if self.calls == 3:
             self.third_call.set()
         if self.failures:
             self.failures -= 1
             raise RuntimeError("the provider is down")
-        return 2
+        return {"tidied": 2, "left": 0}
 
 
 def runner(
@@ -93,7 +93,7 @@ async def test_two_runners_on_one_store_run_a_job_once_per_interval(store) -> No
     assert await first.run_due() == [] and await second.run_due() == []
     clock.advance(INTERVAL / 2)
     [report] = await second.run_due()
-    assert (report.outcome, report.result, report.holder) == (OK, 2, "b")
+    assert (report.outcome, report.summary, report.holder) == (OK, {"tidied": 2, "left": 0}, "b")
     assert await first.run_due() == []
     assert work.calls == 2
     history = await runs(store)
@@ -139,7 +139,7 @@ async def test_a_failing_job_is_logged_and_counted_and_the_loop_goes_on(store, c
     assert lines[0].startswith("job_run name=tidy outcome=failed duration_ms=")
     assert 'error="RuntimeError: the provider is down"' in lines[0]
     assert lines[1].startswith("job_run name=tidy outcome=ok ")
-    assert "holder=looping result=2" in lines[1]
+    assert "holder=looping tidied=2 left=0" in lines[1]
 
     def count(outcome: str) -> float | None:
         return metrics.registry.get_sample_value(
@@ -150,6 +150,7 @@ async def test_a_failing_job_is_logged_and_counted_and_the_loop_goes_on(store, c
     history = await runs(store)
     assert history[0]["outcome"] == FAILED
     assert history[0]["error"] == "RuntimeError: the provider is down"
+    assert history[0]["summary"] == {} and history[1]["summary"] == {"tidied": 2, "left": 0}
     assert {run["outcome"] for run in history[1:]} == {OK}
     starts = [run["started_at"] for run in history]
     assert min(later - earlier for earlier, later in pairwise(starts)) >= timedelta(seconds=0.19)
@@ -191,8 +192,8 @@ async def test_stopping_waits_for_a_run_in_progress(store) -> None:
     looping.start()
     await started.wait()
     await looping.stop(5)
-    [run] = await runs(store)
-    assert (run["outcome"], run["result"]) == (OK, 7)
+    [run] = await runs(store)  # a work giving one count is summarised as "handled"
+    assert (run["outcome"], run["summary"]) == (OK, {"handled": 7})
 
 
 @pytest.mark.asyncio

@@ -41,10 +41,10 @@ async def test_three_gateways_run_each_job_at_most_once_per_interval(pytestconfi
         **TEST_ENV,
         "GATEWAY_STORE_URI": MONGODB_URI,
         "GATEWAY_STORE_DATABASE": database,
-        "GATEWAY_JOBS_EXPIRE_DEBITS_INTERVAL_SECONDS": every,
-        "GATEWAY_JOBS_FINISH_SETTLEMENTS_INTERVAL_SECONDS": every,
-        "GATEWAY_JOBS_REPLAY_INBOX_INTERVAL_SECONDS": every,
-        "GATEWAY_JOBS_CHECK_DEBITS_INTERVAL_SECONDS": every,
+        **{
+            f"GATEWAY_JOBS_{name.upper().replace('-', '_')}_INTERVAL_SECONDS": every
+            for name in JOB_NAMES
+        },
     }
     started: list[tuple[asyncio.subprocess.Process, str]] = []
     try:

@@ -168,6 +168,8 @@ def test_authentication_is_required_except_for_tokens_callbacks_and_public_pages
         "/api/v1/c2b/validation/{secret}",
         "/api/v1/c2b/confirmation/{secret}",
         "/api/v1/stk/callback/{secret}",
+        "/api/v1/daraja/results/{secret}",
+        "/api/v1/daraja/timeouts/{secret}",
         "/healthz",
         "/readyz",
         "/metrics",

@@ -39,9 +39,13 @@ async def test_run_job_runs_the_job_once_unless_another_process_holds_its_lease(
     try:
         code, out, err = await run_py("run-job", "replay-inbox", env=env)
         assert code == 0, err
-        assert out.startswith("job replay-inbox ok: 0 handled in ")
+        assert out.startswith("job replay-inbox ok in ") and out.endswith(" ms: replayed=0\n")
         [run] = await store.collection("job_runs").find({}).to_list(None)
-        assert (run["name"], run["outcome"], run["result"]) == ("replay-inbox", "ok", 0)
+        assert (run["name"], run["outcome"], run["summary"]) == (
+            "replay-inbox",
+            "ok",
+            {"replayed": 0},
+        )
 
         now = datetime.now(UTC)
         await store.collection("jobs").insert_one(

@@ -10,11 +10,14 @@ from tornado.web import Application
 from server.api import admin
 from server.auth import handlers as auth
 from server.debits import handlers as debits
+from server.jobs.runner import JobRunner
 from server.kernel.logs import log_request, redact_tornado_logs
 from server.mpesa import handlers as mpesa
 from server.ops import routes as ops
 from server.ops.openapi import build_spec
 from server.psp_api import handlers as psp_api
+from server.reconciliation import handlers as statements
+from server.reconciliation import view_handlers as reconciliation
 from server.web.handler import NotFoundHandler
 
 # Each package routes its own handlers; each handler says what its methods take and
@@ -24,7 +27,9 @@ ROUTES = [
     *mpesa.ROUTES,
     *psp_api.ROUTES,
     *debits.ROUTES,  # the transactions API, the ledger's read of one included
-    *ops.ROUTES,
+    *reconciliation.ROUTES,  # the reconciliation view
+    *statements.ROUTES,  # statement import
+    *ops.ROUTES,  # the jobs API included
     *admin.ROUTES,
     *ops.PAGE_ROUTES,
 ]
@@ -46,15 +51,32 @@ def openapi_spec() -> dict[str, Any]:
     return build_spec(ROUTES)
 
 
-def make_app(settings: Any, services: Any, routes: list = ROUTES) -> Application:
-    """The application serving `routes`. `settings` and `services` are start-up's
-    (server.startup): handlers reach them as self.settings["gateway"] and ["services"]."""
+def make_app(
+    settings: Any, services: Any, routes: list = ROUTES, *, jobs: JobRunner
+) -> Application:
+    """The application serving `routes`. `settings`, `services` and the job runner `jobs`
+    are start-up's (server.startup): handlers reach them as self.settings["gateway"],
+    ["services"] and ["jobs"]. The jobs API runs jobs through `jobs` whether or not its
+    loops run in this process."""
     redact_tornado_logs()
     return Application(
         routes,
         gateway=settings,
         services=services,
+        jobs=jobs,
+        body_limits=body_limits(settings, routes),
         openapi=openapi_spec,
         default_handler_class=NotFoundHandler,
         log_function=log_request,
     )
+
+
+def body_limits(settings: Any, routes: list) -> dict[str, int]:
+    """The routes whose bodies have a limit of their own instead of
+    server.max_body_bytes (server.web.body_limit): a handler with a `body_limit(settings)`
+    on a literal path."""
+    return {
+        pattern: handler.body_limit(settings)
+        for pattern, handler, *_ in routes
+        if callable(getattr(handler, "body_limit", None))
+    }

@@ -43,9 +43,14 @@ class GatewayHTTPServer(HTTPServer):
         settings: ServerSettings,
     ) -> None:
         # The body limit is BodyLimit's, answered in the route's format; Tornado's own
-        # (a bare 400) is set out of reach.
+        # (a bare 400) is set out of reach. A route with a limit of its own is named in
+        # the application's `body_limits` (server.api.app.make_app).
         super().initialize(
-            BodyLimit(application, settings.max_body_bytes),
+            BodyLimit(
+                application,
+                settings.max_body_bytes,
+                application.settings.get("body_limits"),
+            ),
             idle_connection_timeout=settings.idle_timeout_seconds,
             body_timeout=settings.body_timeout_seconds,
             max_body_size=sys.maxsize,

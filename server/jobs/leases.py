@@ -1,7 +1,9 @@
 """The `jobs` collection: one lease document per job name.
 
     {_id: name, next_due_at, holder, lease_id, lease_expires_at, last_success_at,
-     last_run: {holder, started_at, finished_at, outcome, result, error}}
+     last_run: {holder, started_at, finished_at, outcome, summary, error}}
+
+(A `last_run` written before summaries has `result`, one count: server.jobs.history.)
 
 A process runs a job only while it holds the job's lease. Taking it is one atomic
 find_one_and_update that matches a free lease (no holder, or a holder whose lease
@@ -13,6 +15,7 @@ therefore start at least one interval apart, whichever processes or hosts run th
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +45,16 @@ class LeaseState:
     holder: str | None
     lease_expires_at: datetime | None
     next_due_at: datetime
+    # The record of the run that last freed the lease (read by `states` only).
+    last_run: dict[str, Any] | None = None
+
+    def held(self, now: datetime) -> bool:
+        """A process holds the lease: it took it and its lease has not expired."""
+        return (
+            self.holder is not None
+            and self.lease_expires_at is not None
+            and self.lease_expires_at > now
+        )
 
     def free_or_due_at(self) -> datetime:
         """When the job may next be taken: when it is due, or later if its lease runs on."""
@@ -130,3 +143,19 @@ class LeaseRepository:
         return LeaseState(
             document.get("holder"), document.get("lease_expires_at"), document["next_due_at"]
         )
+
+    async def states(self, names: Iterable[str]) -> dict[str, LeaseState]:
+        """The leases of `names` that exist, with their last runs, by job name."""
+        documents = await self.collection.find(
+            {"_id": {"$in": list(names)}},
+            {"holder": 1, "lease_expires_at": 1, "next_due_at": 1, "last_run": 1},
+        ).to_list(None)
+        return {
+            document["_id"]: LeaseState(
+                document.get("holder"),
+                document.get("lease_expires_at"),
+                document["next_due_at"],
+                document.get("last_run"),
+            )
+            for document in documents
+        }

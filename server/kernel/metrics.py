@@ -6,11 +6,15 @@ are read at scrape time, so every gateway process reports the same shared truth.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from server.kernel.store import Store
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# From seconds (a late callback) to a day (an operator's resolution).
+RESOLUTION_BUCKETS = (5.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
 
 
 class Metrics:
@@ -84,12 +88,40 @@ class Metrics:
             ["job", "outcome"],
             registry=registry,
         )
+        self.debit_unknown_resolution_seconds = Histogram(
+            "gateway_debit_unknown_resolution_seconds",
+            "Time from a debit becoming unknown to its resolution (janitor, callback, "
+            "status check or operator), by channel",
+            ["channel"],
+            buckets=RESOLUTION_BUCKETS,
+            registry=registry,
+        )
         self.job_last_success = Gauge(
             "gateway_job_last_success_timestamp_seconds",
             "When each job last ended without error, in any process",
             ["job"],
             registry=registry,
         )
+        self.mpesa_pull_overdue = Gauge(
+            "gateway_mpesa_pull_overdue",
+            "1 when the M-Pesa pull of a shortcode has not succeeded for longer than Pull "
+            "Transactions reaches back (48 hours): that gap is only closed from a statement",
+            ["shortcode"],
+            registry=registry,
+        )
+        self.mpesa_pull_last_success = Gauge(
+            "gateway_mpesa_pull_last_success_timestamp_seconds",
+            "When the M-Pesa pull of a shortcode last succeeded, in any process",
+            ["shortcode"],
+            registry=registry,
+        )
+        # Store-backed figures a higher layer computes (it knows the rules and the
+        # clock), refreshed at every scrape: name -> refresh(metrics).
+        self.refreshers: dict[str, Callable[[Metrics], Awaitable[None]]] = {}
+
+    def refresh_on_scrape(self, name: str, refresh: Callable[[Metrics], Awaitable[None]]) -> None:
+        """Run `refresh(self)` before every scrape (one per name: a later one replaces it)."""
+        self.refreshers[name] = refresh
 
     async def render(self, store: Store) -> bytes:
         """Refresh the store-backed gauges, then the text exposition format."""
@@ -118,4 +150,6 @@ class Metrics:
         )
         for lease in leases:
             self.job_last_success.labels(lease["_id"]).set(lease["last_success_at"].timestamp())
+        for refresh in list(self.refreshers.values()):
+            await refresh(self)
         return generate_latest(self.registry)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +37,20 @@ def require_positive(section: Any, keys: Iterable[str]) -> None:
     for key in keys:
         if getattr(section, key) <= 0:
             raise SettingError(f"{key}: must be positive")
+
+
+def increasing_schedule(
+    key: str, values: Sequence[str], unit: str, example: str
+) -> tuple[timedelta, ...]:
+    """A schedule setting (e.g. "30,120,300" seconds): at least one whole number of
+    `unit` ("seconds", "minutes"), positive and increasing."""
+    try:
+        numbers = [int(item) for item in values]
+    except ValueError:
+        raise SettingError(f"{key}: {tuple(values)!r} are not whole {unit}") from None
+    if not numbers or numbers[0] <= 0 or any(b <= a for a, b in pairwise(numbers)):
+        raise SettingError(f"{key}: give at least one, positive and increasing, e.g. {example}")
+    return tuple(timedelta(**{unit: number}) for number in numbers)
 
 
 def require_networks(key: str, entries: Iterable[str]) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
-from pymongo import AsyncMongoClient, WriteConcern
+from pymongo import AsyncMongoClient, UpdateOne, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
 from pymongo.read_concern import ReadConcern
@@ -83,6 +83,21 @@ class Store:
         if inspect.isawaitable(cursor):
             cursor = await cursor
         return await cursor.to_list(None)
+
+    async def upsert_many(self, collection: str, updates: list[tuple[dict, dict]]) -> None:
+        """(filter, update) pairs applied as upserts: one round trip with the driver
+        (`bulk_write`, unordered); one by one in memory, whose bulk writer does not take
+        this driver's operations."""
+        if not updates:
+            return
+        target = self.collection(collection)
+        if self.in_memory:
+            for query, update in updates:
+                await target.update_one(query, update, upsert=True)
+            return
+        await target.bulk_write(
+            [UpdateOne(query, update, upsert=True) for query, update in updates], ordered=False
+        )
 
     async def ping(self) -> None:
         await self.db.command("ping")

@@ -11,6 +11,11 @@ FORBIDDEN_URL_WORDS = ("mpesa", "m-pesa", "safaricom", "exe", "exec", "cmd", "sq
 VALIDATION_PATH = "/api/v1/c2b/validation/{secret}"
 CONFIRMATION_PATH = "/api/v1/c2b/confirmation/{secret}"
 STK_CALLBACK_PATH = "/api/v1/stk/callback/{secret}"
+# Transaction Status and Account Balance results, and their queue timeouts.
+RESULT_PATH = "/api/v1/daraja/results/{secret}"
+QUEUE_TIMEOUT_PATH = "/api/v1/daraja/timeouts/{secret}"
+# Pull Transactions' registration asks for a callback URL; the gateway pulls instead.
+PULL_CALLBACK_PATH = "/api/v1/daraja/pull/{secret}"
 
 
 class CallbackUrlError(ValueError):
@@ -38,6 +43,19 @@ def callback_urls(public_url: str, secret: str) -> tuple[str, str]:
 def stk_callback_url(public_url: str, secret: str) -> str:
     """The CallBackURL of an M-Pesa Express prompt, under the gateway's public base URL."""
     return _check(public_url.rstrip("/") + STK_CALLBACK_PATH.format(secret=secret))
+
+
+def result_urls(public_url: str, secret: str) -> tuple[str, str]:
+    """(ResultURL, QueueTimeOutURL) of the initiator APIs."""
+    base = public_url.rstrip("/")
+    return (
+        _check(base + RESULT_PATH.format(secret=secret)),
+        _check(base + QUEUE_TIMEOUT_PATH.format(secret=secret)),
+    )
+
+
+def pull_callback_url(public_url: str, secret: str) -> str:
+    return _check(public_url.rstrip("/") + PULL_CALLBACK_PATH.format(secret=secret))
 
 
 def _check(url: str) -> str:

@@ -1,5 +1,6 @@
-"""Daraja API client: OAuth with a cached token, C2B URL registration, and M-Pesa
-Express (STK Push: the prompt and its status query)."""
+"""Daraja API client: OAuth with a cached token, C2B URL registration, M-Pesa Express
+(STK Push: the prompt and its status query), and the reconciliation APIs (Pull
+Transactions, Transaction Status, Account Balance)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from server.integrations.transport import (
     ProviderUnavailable,
 )
 from server.kernel.clock import Clock
+from server.mpesa.credential import CredentialError, load_certificate, security_credential
 from server.mpesa.settings import DarajaSettings
 
 NAIROBI = timezone(timedelta(hours=3), "EAT")
@@ -44,6 +46,15 @@ STK_PUSH_PATH = "/mpesa/stkpush/v1/processrequest"
 STK_QUERY_PATH = "/mpesa/stkpushquery/v1/query"
 ACCOUNT_REFERENCE_MAX = 12
 TRANSACTION_DESC_MAX = 13
+PULL_REGISTER_PATH = "/pulltransactions/v1/register"
+PULL_QUERY_PATH = "/pulltransactions/v1/query"
+TRANSACTION_STATUS_PATH = "/mpesa/transactionstatus/v1/query"
+ACCOUNT_BALANCE_PATH = "/mpesa/accountbalance/v1/query"
+PULL_REGISTERED, PULL_ALREADY_REGISTERED = "1000", "1001"
+PULL_ROWS, PULL_NO_ROWS = "1000", "1001"
+# Public descriptions of Pull Transactions disagree on where the rows are.
+PULL_ROW_KEYS = ("Response", "response", "Transactions", "transactions")
+PULL_TIME = "%Y-%m-%d %H:%M:%S"
 # Daraja spells it OriginatorCoversationID (sic); older answers differ.
 CONVERSATION_KEYS = ("OriginatorCoversationID", "OriginatorConversationID", "ConversationID")
 
@@ -70,6 +81,26 @@ class StkQueried:
 
     result_code: str | None
     description: str
+
+
+@dataclass(frozen=True)
+class PullRegistration:
+    status: str  # 1000 registered now, 1001 registered before
+    description: str
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An initiator request taken: its result comes later to ResultURL (or
+    QueueTimeOutURL), carrying these ids."""
+
+    originator_conversation_id: str
+    conversation_id: str
+
+
+class InitiatorNotConfigured(Exception):
+    """Transaction Status and Account Balance need daraja.initiator, its password and
+    M-Pesa's certificate."""
 
 
 class AnswerLate(ProviderOutcomeUnknown):
@@ -115,6 +146,7 @@ class DarajaClient:
             calls=calls,
         )
         self.tokens = self._transport.tokens
+        self._credential: str | None = None  # made once, on the first initiator call
 
     async def register_urls(
         self,
@@ -239,6 +271,95 @@ class DarajaClient:
                 )
             return StkQueried(str(code), str(data.get("ResultDesc", "")))
 
+    # --- reconciliation -------------------------------------------------
+
+    async def register_pull(
+        self, shortcode: str, nominated_number: str, callback_url: str
+    ) -> PullRegistration:
+        body = {
+            "ShortCode": shortcode,
+            "RequestType": "Pull",
+            "NominatedNumber": nominated_number,
+            "CallBackURL": callback_url,
+        }
+        async with self._transport.call("pullregister"):
+            answer = await self._post(PULL_REGISTER_PATH, body)
+            data = answer.body if isinstance(answer.body, dict) else {}
+            status = str(data.get("ResponseStatus", data.get("ResponseCode", "")))
+            description = str(data.get("ResponseDescription", ""))
+            if status not in (PULL_REGISTERED, PULL_ALREADY_REGISTERED):
+                raise ProviderRejected(PROVIDER, status or "unknown", description or repr(data))
+            return PullRegistration(status, description)
+
+    async def pull_transactions(
+        self, shortcode: str, start: datetime, end: datetime, offset: int
+    ) -> list[dict[str, Any]]:
+        """One page of the C2B payments M-Pesa holds for the shortcode between start
+        and end (at most 48 hours back), from row `offset`; empty when there is none."""
+        body = {
+            "ShortCode": shortcode,
+            "StartDate": start.astimezone(NAIROBI).strftime(PULL_TIME),
+            "EndDate": end.astimezone(NAIROBI).strftime(PULL_TIME),
+            "OffSetValue": str(offset),
+        }
+        async with self._transport.call("pullquery"):
+            answer = await self._post(PULL_QUERY_PATH, body)
+            data = answer.body if isinstance(answer.body, dict) else {}
+            code = str(data.get("ResponseCode", ""))
+            if code == PULL_NO_ROWS:
+                return []
+            if code != PULL_ROWS:
+                raise ProviderRejected(
+                    PROVIDER, code or "unknown", str(data.get("ResponseMessage", repr(data)))
+                )
+            return _pull_rows(data)
+
+    async def transaction_status(
+        self, receipt: str, result_url: str, timeout_url: str, remarks: str
+    ) -> Accepted:
+        """Ask M-Pesa about one receipt; the answer comes to result_url."""
+        body = {
+            **self._initiator(),
+            "CommandID": "TransactionStatusQuery",
+            "TransactionID": receipt,
+            "PartyA": self._settings.shortcode,
+            "IdentifierType": "4",
+            "ResultURL": result_url,
+            "QueueTimeOutURL": timeout_url,
+            "Remarks": remarks,
+            "Occasion": receipt,
+        }
+        async with self._transport.call("transactionstatus"):
+            return _accepted(await self._post(TRANSACTION_STATUS_PATH, body))
+
+    async def account_balance(self, result_url: str, timeout_url: str) -> Accepted:
+        body = {
+            **self._initiator(),
+            "CommandID": "AccountBalance",
+            "PartyA": self._settings.shortcode,
+            "IdentifierType": "4",
+            "Remarks": "balance check",
+            "ResultURL": result_url,
+            "QueueTimeOutURL": timeout_url,
+        }
+        async with self._transport.call("accountbalance"):
+            return _accepted(await self._post(ACCOUNT_BALANCE_PATH, body))
+
+    def _initiator(self) -> dict[str, str]:
+        settings = self._settings
+        if not (settings.initiator and settings.initiator_password and settings.certificate_path):
+            raise InitiatorNotConfigured(
+                "set daraja.initiator, daraja.certificate_path and "
+                "GATEWAY_DARAJA_INITIATOR_PASSWORD for Transaction Status and Account Balance"
+            )
+        if self._credential is None:
+            try:
+                key = load_certificate(settings.certificate_path)
+            except CredentialError as err:
+                raise InitiatorNotConfigured(str(err)) from None
+            self._credential = security_credential(settings.initiator_password, key)
+        return {"Initiator": settings.initiator, "SecurityCredential": self._credential}
+
     # --- wire format ----------------------------------------------------
 
     async def _oauth(self) -> CachedToken:
@@ -338,6 +459,33 @@ def _pushed(answer: Answer) -> StkPushed:
 
 async def _late_push(exchange: Awaitable[Answer]) -> StkPushed:
     return _pushed(await exchange)
+
+
+def _pull_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows, whether nested (`[[...]]`) or flat, under any of the names in use."""
+    found: Any = next((data[key] for key in PULL_ROW_KEYS if key in data), [])
+    items = found if isinstance(found, list) else [found]
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        rows.extend(row for row in (item if isinstance(item, list) else [item]) if row)
+    if not all(isinstance(row, dict) for row in rows):
+        raise ProviderOutcomeUnknown(PROVIDER, f"unreadable pull rows {found!r:.200}")
+    return rows
+
+
+def _accepted(answer: Answer) -> Accepted:
+    data = answer.body if isinstance(answer.body, dict) else {}
+    if str(data.get("ResponseCode")) != "0":
+        raise ProviderRejected(
+            PROVIDER,
+            str(data.get("ResponseCode", "unknown")),
+            str(data.get("ResponseDescription", repr(data)))[:200],
+            http_status=answer.status,
+        )
+    return Accepted(
+        str(data.get("OriginatorConversationID") or data.get("OriginatorCoversationID") or ""),
+        str(data.get("ConversationID", "")),
+    )
 
 
 def _conversation_id(answer: Answer) -> str:

@@ -34,6 +34,15 @@ class PaymentAllocation(TypedDict):
     by: str
 
 
+class Recovery(TypedDict):
+    """A payment stored from M-Pesa's own records rather than its confirmation."""
+
+    source: str  # server.mpesa.recovered: daraja_pull, statement
+    inbox_id: str
+    missing: list[str]  # the confirmation's fields the record does not give
+    completed_by: NotRequired[str]  # the confirmation that came later and filled them in
+
+
 class ReceivedPayment(TypedDict):
     """The fields a confirmation gives a payment (C2BService._payment_document)."""
 
@@ -54,6 +63,7 @@ class ReceivedPayment(TypedDict):
     inbox_id: str  # the delivery that stored it
     received_at: datetime
     review: list[ReviewFlag]
+    recovered: NotRequired[Recovery]
 
 
 class PaymentState(TypedDict):

@@ -14,6 +14,13 @@ from server.insurance.schemas import POLICY_UUID_EXAMPLE
 from server.kernel.errors import ApiError, Forbidden, NotFound, ServiceUnavailable
 from server.kernel.schemas import page_body
 from server.ledger.schemas import TransactionSchema
+from server.mpesa import initiator
+from server.mpesa.check_schemas import (
+    ProviderCheckListSchema,
+    ProviderCheckSchema,
+    ResultCallbackSchema,
+    render_check,
+)
 from server.mpesa.rules import (
     OTHER_ERROR,
     DarajaConfirmationAnswerSchema,
@@ -219,6 +226,115 @@ class StkCallbackHandler(CallbackHandler):
         self.write_json(answer)
 
 
+RESULT_EXAMPLE = {
+    "Result": {
+        "ResultType": 0,
+        "ResultCode": 0,
+        "ResultDesc": "The service request is processed successfully.",
+        "OriginatorConversationID": "10571-7910404-1",
+        "ConversationID": "AG_20261201_00004e48cf7e3533f581",
+        "TransactionID": "RL10000000",
+        "ResultParameters": {
+            "ResultParameter": [
+                {"Key": "ReceiptNo", "Value": "RKL51ZDR4F"},
+                {"Key": "TransactionStatus", "Value": "Completed"},
+                {"Key": "Amount", "Value": 1500},
+            ]
+        },
+    }
+}
+
+
+def result_operation(what: str, description: str) -> Operation:
+    """The POST of a result callback of the initiator APIs, answered in Daraja's format."""
+    return Operation(
+        f"Daraja {what} of a Transaction Status or Account Balance request",
+        "c2b-callbacks",
+        DarajaStkAnswerSchema,
+        body=ResultCallbackSchema,
+        example=RESULT_EXAMPLE,
+        errors=(403, 404, 413, 503),
+        error_answer=DarajaStkAnswerSchema,
+        error_descriptions=DARAJA_ERRORS,
+        description=description,
+    )
+
+
+class ResultCallbackHandler(CallbackHandler):
+    """Transaction Status and Account Balance results (ResultURL)."""
+
+    kind = initiator.RESULT
+    error_result_code = 1
+    description = (
+        "Kept raw in the inbox (source `daraja_result`), answered Accepted, then applied "
+        "once to the request it answers: a receipt's details are compared with the "
+        "payment stored under it (a different amount flags it for review); balances are "
+        "kept for the reconciliation view."
+    )
+    operations = {"post": result_operation("result", description)}
+
+    async def post(self, _secret: str) -> None:
+        try:
+            answer = await self.settings["services"].initiator.callback(
+                self.kind, self.request.body, self.client_ip, self.kept_headers()
+            )
+        except InboxUnavailable:
+            raise ServiceUnavailable("temporarily unable to record the result") from None
+        self.write_json(answer)
+
+
+class QueueTimeoutHandler(ResultCallbackHandler):
+    """The same results when the request timed out in Daraja's queue (QueueTimeOutURL)."""
+
+    kind = initiator.QUEUE_TIMEOUT
+    operations = {
+        "post": result_operation(
+            "queue timeout", "Kept raw in the inbox; the request is marked timed_out."
+        )
+    }
+
+
+class PaymentCheckHandler(BaseHandler):
+    path_parameters = TRANS_ID
+    operations = {
+        "post": Operation(
+            "Ask M-Pesa about a receipt (Transaction Status)",
+            "reconciliation",
+            ProviderCheckSchema,
+            roles=STAFF,
+            success={202: "Asked: M-Pesa's result arrives on the result callback"},
+            errors=(*AUTH, 409, 503),
+            description="Any receipt, stored here or not. The result is compared with the "
+            "payment stored under the receipt; see GET .../checks. 409 "
+            "`initiator_not_configured` without daraja.initiator, its password and "
+            "M-Pesa's certificate.",
+        )
+    }
+
+    async def post(self, trans_id: str) -> None:
+        identity = await self.require_role(*STAFF_ROLES)
+        check = await self.settings["services"].initiator.check_payment(trans_id, identity.username)
+        self.write_json(render_check(check), status=202)
+
+
+class PaymentChecksHandler(BaseHandler):
+    path_parameters = TRANS_ID
+    operations = {
+        "get": Operation(
+            "The Transaction Status checks of a receipt, newest first",
+            "reconciliation",
+            ProviderCheckListSchema,
+            roles=STAFF,
+            errors=AUTH,
+        )
+    }
+
+    async def get(self, trans_id: str) -> None:
+        await self.require_role(*STAFF_ROLES)
+        checks = await self.settings["services"].initiator.checks_of(trans_id)
+        self.write_json({"items": [render_check(check) for check in checks]})
+
+
 class StkPushHandler(BaseHandler):
     operations = {
         "post": Operation(
@@ -370,8 +486,12 @@ ROUTES = [
     (r"/api/v1/c2b/payments", PaymentListHandler),
     (r"/api/v1/c2b/payments/([^/]+)", PaymentHandler),
     (r"/api/v1/c2b/payments/([^/]+)/allocate", AllocateHandler),
+    (r"/api/v1/c2b/payments/([^/]+)/check", PaymentCheckHandler),
+    (r"/api/v1/c2b/payments/([^/]+)/checks", PaymentChecksHandler),
     (r"/api/v1/c2b/inbox", InboxListHandler),
     (r"/api/v1/c2b/inbox/([^/]+)/replay", InboxReplayHandler),
     (r"/api/v1/stk-pushes", StkPushHandler),
     (r"/api/v1/stk/callback/([^/]*)", StkCallbackHandler),
+    (r"/api/v1/daraja/results/([^/]*)", ResultCallbackHandler),
+    (r"/api/v1/daraja/timeouts/([^/]*)", QueueTimeoutHandler),
 ]

@@ -1,9 +1,10 @@
-"""Registering the gateway's callback URLs with Daraja, from configuration."""
+"""Registering the gateway with Daraja, from configuration: the C2B callback URLs, and
+the shortcode for Pull Transactions."""
 
 from __future__ import annotations
 
-from server.mpesa.callback_urls import callback_urls
-from server.mpesa.client import DarajaClient, Registration
+from server.mpesa.callback_urls import callback_urls, pull_callback_url
+from server.mpesa.client import DarajaClient, PullRegistration, Registration
 from server.mpesa.settings import C2BSettings, DarajaSettings
 
 
@@ -17,4 +18,15 @@ async def register_callback_urls(
         confirmation_url,
         validation_url,
         daraja.register_version,
+    )
+
+
+async def register_pull(
+    public_url: str, daraja: DarajaSettings, c2b: C2BSettings, client: DarajaClient
+) -> PullRegistration:
+    """Register the shortcode for Pull Transactions (1000 now, 1001 already)."""
+    return await client.register_pull(
+        daraja.shortcode,
+        daraja.pull_nominated_number,
+        pull_callback_url(public_url, c2b.callback_secret),
     )

@@ -51,11 +51,43 @@ class C2BPaymentRepository:
         same = existing["fingerprint"] == payment["fingerprint"]
         return (InsertOutcome.DUPLICATE if same else InsertOutcome.CONFLICT), existing
 
+    async def complete_recovered(self, trans_id: str, confirmed: C2BPayment, inbox_id: str) -> None:
+        """A payment stored from a provider's record gets what its late confirmation
+        adds (names, balance, invoice); its allocation and status stay as they are."""
+        await self.collection.update_one(
+            {"trans_id": trans_id, "recovered.completed_by": {"$exists": False}},
+            {
+                "$set": {
+                    "payer_name": confirmed["payer_name"],
+                    "invoice_number": confirmed["invoice_number"],
+                    "org_balance": confirmed["org_balance"],
+                    "third_party_trans_id": confirmed["third_party_trans_id"],
+                    "msisdn": confirmed["msisdn"],
+                    "msisdn_form": confirmed["msisdn_form"],
+                    "trans_time": confirmed["trans_time"],
+                    "recovered.completed_by": inbox_id,
+                    "recovered.missing": [],
+                }
+            },
+        )
+
+    async def cores(self, trans_ids: list[str]) -> dict[str, tuple[int, str, str]]:
+        """(amount, shortcode, account) of the stored payments among `trans_ids`."""
+        cursor = self.collection.find(
+            {"trans_id": {"$in": trans_ids}},
+            {"trans_id": 1, "amount": 1, "shortcode": 1, "bill_ref": 1},
+        )
+        return {
+            payment["trans_id"]: (payment["amount"], payment["shortcode"], payment["bill_ref"])
+            for payment in await cursor.to_list(None)
+        }
+
     async def flag_for_review(
         self, trans_id: str, inbox_id: str, reason: str, at: datetime
     ) -> C2BPayment | None:
+        # Once per delivery: processing the same inbox entry again adds no second flag.
         return await self.collection.find_one_and_update(
-            {"trans_id": trans_id},
+            {"trans_id": trans_id, "review.inbox_id": {"$ne": inbox_id}},
             {"$push": {"review": {"inbox_id": inbox_id, "reason": reason, "at": at}}},
             return_document=ReturnDocument.AFTER,
         )

@@ -123,8 +123,10 @@ class AllocateRequestSchema(StrictSchema):
 
 
 INBOX_STATUSES = (RECEIVED, PROCESSED, DUPLICATE, CONFLICT, NEEDS_REVIEW, FAILED)
-# Paybill validations and confirmations; M-Pesa Express result callbacks.
-INBOX_KINDS = ["validation", "confirmation", "stk_result"]
+# Paybill validations and confirmations; M-Pesa Express result callbacks; Transaction
+# Status and Account Balance results and queue timeouts; records recovered from M-Pesa's
+# own (a pulled row, a statement row).
+INBOX_KINDS = ["validation", "confirmation", "stk_result", "result", "queue_timeout", "transaction"]
 
 
 class InboxQuerySchema(PageQuerySchema):
@@ -154,7 +156,9 @@ class InboxEntrySchema(Schema):
     id = answers.text()
     source = answers.text(
         metadata={
-            "description": "who sent it: `daraja_c2b` (paybill), `daraja_stk` (M-Pesa Express)"
+            "description": "who sent it: `daraja_c2b` (paybill), `daraja_stk` (M-Pesa "
+            "Express), `daraja_result` (Transaction Status, Account Balance); `daraja_pull` "
+            "and `statement`: a payment recovered from M-Pesa's records"
         }
     )
     kind = answers.one_of(INBOX_KINDS)
@@ -218,6 +222,22 @@ class ReviewEntrySchema(Schema):
     at = answers.stamp()
 
 
+class RecoverySchema(Schema):
+    source = answers.one_of(
+        ["daraja_pull", "statement"],
+        metadata={"description": "the provider record that brought the payment in"},
+    )
+    inbox_id = answers.text()
+    missing = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "the confirmation's fields the record did not give"},
+    )
+    completed_by = answers.text(
+        nullable=True, metadata={"description": "the confirmation that came later"}
+    )
+
+
 class C2BPaymentSchema(Schema):
     """What render_payment answers."""
 
@@ -239,6 +259,8 @@ class C2BPaymentSchema(Schema):
     receipt = answers.text(nullable=True)
     allocation_history = answers.list_of(AllocationStepSchema)
     review = answers.list_of(ReviewEntrySchema)
+    # Set when M-Pesa's records (a pull, a statement), not its confirmation, stored it.
+    recovered = answers.nested(RecoverySchema, nullable=True)
 
 
 C2BPaymentPageSchema = answers.page_of(C2BPaymentSchema)
@@ -281,6 +303,18 @@ def render_payment(document: dict[str, Any]) -> dict[str, Any]:
             }
             for item in document.get("review", [])
         ],
+        "recovered": _recovery(document.get("recovered")),
+    }
+
+
+def _recovery(recovery: dict[str, Any] | None) -> dict[str, Any] | None:
+    if recovery is None:
+        return None
+    return {
+        "source": recovery["source"],
+        "inbox_id": recovery["inbox_id"],
+        "missing": list(recovery["missing"]),
+        "completed_by": recovery.get("completed_by"),
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from server.kernel.identifiers import TRANS_ID
 from server.kernel.metrics import Metrics
 from server.kernel.money import AmountError, format_amount, parse_amount
 from server.kernel.store import time_window
+from server.mpesa import recovered
 from server.mpesa import repository as repo
 from server.mpesa.allocation import SHORTCODE_NOT_SERVED, Allocation
 from server.mpesa.documents import C2BPayment, PaymentState, ReceivedPayment
@@ -38,6 +39,17 @@ from server.mpesa.rules import (
 from server.mpesa.schemas import C2BCallback, parse_callback
 
 log = logging.getLogger("gateway.c2b")
+
+
+def _same_payment(stored: C2BPayment, payment: C2BPayment) -> bool:
+    """A recovered record and a confirmation (either one stored first) of one payment."""
+    if "recovered" not in stored and "recovered" not in payment:
+        return False  # two confirmations: their fingerprints decide
+
+    def core(p: C2BPayment) -> tuple[int, str, str, str]:
+        return p["amount"], p["currency"], p["shortcode"], p["bill_ref"]
+
+    return core(stored) == core(payment)
 
 
 # The inbox source of Daraja's paybill callbacks (validation and confirmation).
@@ -260,19 +272,68 @@ class C2BService:
             entry["_id"], inbox.decode_body(entry), entry["received_at"]
         )
 
-    async def _process_confirmation(self, entry_id: str, raw: bytes, received_at: datetime) -> str:
+    async def recover(self, source: str, shortcode: str, record: Mapping[str, Any]) -> str:
+        """A payment M-Pesa's records show (a pulled row, a statement row): written to
+        the inbox under `source`, then stored, notified and settled like a
+        confirmation, exactly once per TransID. Returns the inbox entry's status: a
+        record that differs from the payment stored here is `conflict` (for review)."""
+        raw = recovered.record_body(shortcode, record)
+        entry = await self.inbox.add(source, recovered.RECORD_KIND, raw, "", {}, self.clock.now())
+        try:
+            return await self.process_recovered_entry(entry)
+        except Exception as err:
+            log.exception("recovery_failed inbox_id=%s source=%s", entry["_id"], source)
+            await self.mark_failed(entry["_id"], err)
+            return inbox.FAILED
+
+    async def process_recovered_entry(self, entry: InboxEntry) -> str:
+        """Process a recovered record (first time, or the inbox's replay)."""
         now = self.clock.now()
         try:
-            callback = parse_callback(raw)
-            amount = self._amount(callback)
+            record = recovered.read_record(entry["source"], inbox.decode_body(entry))
+            amount = self.amount_of(record.callback)
         except ValidationError as err:
-            log.warning("confirmation_needs_review inbox_id=%s errors=%s", entry_id, err.messages)
-            await self.inbox.mark(
-                entry_id, inbox.NEEDS_REVIEW, now, errors=err.messages, answer=CONFIRMATION_RECEIVED
-            )
-            self._count("confirmation", inbox.NEEDS_REVIEW)
-            return inbox.NEEDS_REVIEW
+            return await self._unreadable(entry["_id"], err, now)
+        return await self._store(
+            entry["_id"], record.callback, amount, entry["received_at"], record
+        )
+
+    async def _process_confirmation(self, entry_id: str, raw: bytes, received_at: datetime) -> str:
+        try:
+            callback = parse_callback(raw)
+            amount = self.amount_of(callback)
+        except ValidationError as err:
+            return await self._unreadable(entry_id, err, self.clock.now())
+        return await self._store(entry_id, callback, amount, received_at)
+
+    async def _unreadable(self, entry_id: str, err: ValidationError, now: datetime) -> str:
+        log.warning("confirmation_needs_review inbox_id=%s errors=%s", entry_id, err.messages)
+        await self.inbox.mark(
+            entry_id, inbox.NEEDS_REVIEW, now, errors=err.messages, answer=CONFIRMATION_RECEIVED
+        )
+        self._count("confirmation", inbox.NEEDS_REVIEW)
+        return inbox.NEEDS_REVIEW
+
+    async def _store(
+        self,
+        entry_id: str,
+        callback: C2BCallback,
+        amount: int,
+        received_at: datetime,
+        record: recovered.RecoveredRecord | None = None,
+    ) -> str:
+        """Store the payment once per TransID, then allocate it. A recovered record and
+        a confirmation of one payment agree on amount, shortcode and account, not on
+        every field: they are the same payment, and the confirmation fills in what the
+        record lacked."""
+        now = self.clock.now()
         received = self._payment_document(callback, amount, entry_id, received_at)
+        if record is not None:
+            received["recovered"] = {
+                "source": record.source,
+                "inbox_id": entry_id,
+                "missing": list(record.missing),
+            }
         matched = None
         linked: PaymentState | None = None
         if self.rules.serves(callback.shortcode):
@@ -288,14 +349,17 @@ class C2BService:
             state = self.allocation.held_state(entry_id, SHORTCODE_NOT_SERVED)
         payment: C2BPayment = {**received, **state}
         outcome, stored = await self.payments.insert_once(payment)
+        if outcome is InsertOutcome.CONFLICT and _same_payment(stored, payment):
+            outcome = InsertOutcome.DUPLICATE
+            if "recovered" in stored and record is None:
+                await self.payments.complete_recovered(stored["trans_id"], payment, entry_id)
         if outcome is InsertOutcome.NEW and stored["status"] != repo.HELD:
             await self._notify(stored)  # before the mark: a replay will not notify again
         if outcome is InsertOutcome.NEW or stored["inbox_id"] == entry_id:
             await self.allocation.auto(stored, matched if outcome is InsertOutcome.NEW else None)
         if outcome is InsertOutcome.CONFLICT:
-            await self.payments.flag_for_review(
-                callback.trans_id, entry_id, "conflicting_duplicate", now
-            )
+            reason = "conflicting_duplicate" if record is None else f"differs_from_{record.source}"
+            await self.payments.flag_for_review(callback.trans_id, entry_id, reason, now)
             status = inbox.CONFLICT
         elif outcome is InsertOutcome.DUPLICATE and stored["inbox_id"] != entry_id:
             status = inbox.DUPLICATE
@@ -304,16 +368,18 @@ class C2BService:
         await self.inbox.mark(
             entry_id, status, now, trans_id=callback.trans_id, answer=CONFIRMATION_RECEIVED
         )
-        self._count("confirmation", status)
+        self._count("confirmation" if record is None else record.source, status)
         log.info(
-            "confirmation trans_id=%s outcome=%s amount=%s",
+            "%s trans_id=%s outcome=%s amount=%s",
+            "confirmation" if record is None else "recovered",
             callback.trans_id,
             outcome.value,
             format_amount(amount, self.rules.currency),
         )
         return status
 
-    def _amount(self, callback: C2BCallback) -> int:
+    def amount_of(self, callback: C2BCallback) -> int:
+        """The amount in minor units; ValidationError when it is not a positive amount."""
         try:
             amount = parse_amount(callback.trans_amount, self.rules.currency)
         except AmountError as err:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from itertools import pairwise
 
 from server.kernel.money import AmountError, parse_amount
 from server.kernel.settings import (
     SettingError,
+    increasing_schedule,
     require_choice,
     require_networks,
     require_positive,
@@ -35,6 +35,15 @@ class DarajaSettings:
     stk_transaction_type: str = "CustomerPayBillOnline"
     # Seconds after a push at which the prompt's status is asked while no callback came.
     stk_status_checks_seconds: tuple[str, ...] = ("30", "120", "300")
+    # Reconciliation. Transaction Status and Account Balance act as an org-portal API
+    # user (the initiator), whose password is sent encrypted with M-Pesa's certificate.
+    initiator: str = ""
+    initiator_password: str = secret()
+    certificate_path: str = ""
+    # Pull Transactions: off until the shortcode is registered (`run.py register-pull`).
+    pull_enabled: bool = False
+    pull_nominated_number: str = ""  # the phone M-Pesa registers the pull for
+    pull_overlap_minutes: int = 60  # each pull looks this far behind the last one's end
 
     def check(self) -> None:
         require_url("base_url", self.base_url)
@@ -45,6 +54,11 @@ class DarajaSettings:
         if self.stk_shortcode and not self.stk_shortcode.isdigit():
             raise SettingError(f"stk_shortcode: {self.stk_shortcode!r} is not a shortcode")
         self.stk_status_checks()
+        if not 0 < self.pull_overlap_minutes <= PULL_WINDOW_MINUTES:
+            raise SettingError(
+                f"pull_overlap_minutes: must be between 1 and {PULL_WINDOW_MINUTES} "
+                "(Pull Transactions reaches 48 hours back)"
+            )
 
     @property
     def stk_business_shortcode(self) -> str:
@@ -53,19 +67,13 @@ class DarajaSettings:
 
     def stk_status_checks(self) -> tuple[timedelta, ...]:
         """When, after a push, the prompt's status is asked: at least one, increasing."""
-        key = "stk_status_checks_seconds"
-        try:
-            seconds = [int(item) for item in self.stk_status_checks_seconds]
-        except ValueError:
-            raise SettingError(
-                f"{key}: {self.stk_status_checks_seconds!r} are not whole seconds"
-            ) from None
-        if not seconds or seconds[0] <= 0 or any(b <= a for a, b in pairwise(seconds)):
-            raise SettingError(
-                f"{key}: give at least one, positive and increasing, e.g. 30,120,300"
-            )
-        return tuple(timedelta(seconds=value) for value in seconds)
+        return increasing_schedule(
+            "stk_status_checks_seconds", self.stk_status_checks_seconds, "seconds", "30,120,300"
+        )
 
+
+# How far back Pull Transactions reaches.
+PULL_WINDOW_MINUTES = 48 * 60
 
 STK_TRANSACTION_TYPES = ("CustomerPayBillOnline", "CustomerBuyGoodsOnline")
 

@@ -21,6 +21,7 @@ from server.kernel.money import format_amount
 from server.kernel.store import Store
 from server.ledger import states
 from server.mpesa.schemas import INBOX_STATUSES
+from server.reconciliation.view import PullOverdueAttentionSchema, overdue_pulls
 from server.web import answer_schemas as answers
 
 ATTENTION_ITEMS = 5
@@ -67,6 +68,16 @@ class Dashboard:
         self.store = store
         self.clock = clock
         self.stuck_after = stuck_after(channels)
+        # Unknown debits of a channel with a status call are the janitor's until it has
+        # made its last attempt; those of a channel without one are an operator's.
+        self.janitor_channels = sorted(
+            channel.name for channel in channels if channel.debit and channel.debit.status_call
+        )
+        self.not_asked = {
+            channel.name: channel.label
+            for channel in channels
+            if channel.debit and not channel.debit.status_call
+        }
         self.channels = [
             {"name": channel.name, "label": channel.label, "direction": channel.direction.value}
             for channel in channels
@@ -236,7 +247,9 @@ class Dashboard:
         stuck = [
             {"status": status, "updated_at": {"$lt": now - after}}
             for status, after in self.stuck_after.items()
+            if status != states.UNKNOWN
         ]
+        stuck.append(self._unknown_for_operators(now))
         return {
             "c2b_unmatched": await self._oldest(
                 "c2b_payments",
@@ -275,6 +288,7 @@ class Dashboard:
                     "currency": item["currency"],
                     "chf_id": item["chf_id"],
                     "updated_at": _iso(item["updated_at"]),
+                    "note": self._unknown_note(item),
                 },
             ),
             "failed_inbox": await self._oldest(
@@ -288,7 +302,37 @@ class Dashboard:
                     "received_at": _iso(item["received_at"]),
                 },
             ),
+            # Any currency: a gap in the M-Pesa pull that only a statement closes.
+            "mpesa_pull_overdue": await overdue_pulls(self.store, now),
         }
+
+    def _unknown_for_operators(self, now: datetime) -> dict[str, Any]:
+        """`unknown` debits an operator resolves: those the janitor gave up on (its
+        attempts are exhausted), those of a channel without a status call once they have
+        sat STUCK_AFTER, and those the janitor has not come to for as long (not running)."""
+        past = now - self.stuck_after[states.UNKNOWN]
+        return {
+            "status": states.UNKNOWN,
+            "$or": [
+                {"needs_operator": True},
+                {"channel": {"$nin": self.janitor_channels}, "updated_at": {"$lt": past}},
+                {"janitor_next_at": {"$lt": past}},
+                {"janitor_from": {"$exists": False}, "updated_at": {"$lt": past}},
+            ],
+        }
+
+    def _unknown_note(self, item: dict[str, Any]) -> str | None:
+        """Why an `unknown` debit is listed: what the operator is to do."""
+        if item["status"] != states.UNKNOWN:
+            return None
+        if item.get("needs_operator"):
+            return item.get("operator_reason") or (
+                "automatic status checks exhausted: for an operator to resolve"
+            )
+        label = self.not_asked.get(item["channel"])
+        if label is not None:
+            return f"{label} has no status call: an operator checks with {label} and resolves it"
+        return "automatic status checks are overdue (is the janitor job running?)"
 
     async def _providers(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         window = {"at": {"$gte": start, "$lt": end}}
@@ -415,6 +459,13 @@ class StuckDebitItemSchema(Schema):
     currency = answers.text()
     chf_id = answers.text()
     updated_at = answers.stamp()
+    note = answers.text(
+        nullable=True,
+        metadata={
+            "description": "unknown debits: why an operator resolves it (automatic status "
+            "checks exhausted, or the provider has no status call)"
+        },
+    )
 
 
 class FailedInboxItemSchema(Schema):
@@ -449,6 +500,7 @@ class AttentionSchema(Schema):
     c2b_needs_review = answers.nested(ReviewAttentionSchema)
     stuck_debits = answers.nested(StuckDebitAttentionSchema)
     failed_inbox = answers.nested(FailedInboxAttentionSchema)
+    mpesa_pull_overdue = answers.nested(PullOverdueAttentionSchema)
 
 
 class LastErrorSchema(Schema):

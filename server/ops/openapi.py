@@ -15,7 +15,7 @@ from importlib.metadata import version
 from typing import Any
 
 from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
 from marshmallow import Schema
 
 from server.web.answer_schemas import ErrorSchema
@@ -65,6 +65,8 @@ TAGS = [
     ("payment-providers", "External payment providers: verify an insuree, pay a policy"),
     ("transactions", "Transactions of every channel; Qmoney OTP debits"),
     ("operations", "Dashboard, health, readiness, metrics, this document"),
+    ("reconciliation", "The gateway against the providers' records: M-Pesa checks, statements"),
+    ("jobs", "The background jobs: their schedule and last runs; run one now"),
     ("insurees", "Insurees (admin)"),
     ("products", "Products (admin)"),
     ("policies", "Policies (admin)"),
@@ -217,8 +219,24 @@ def _null_or_the_schema(
     }
 
 
+class _Converter(OpenAPIConverter):
+    """Also documents the keys an answer has beside its fields: a schema whose Meta has
+    `additional_properties` (a JSON schema) gets it as its `additionalProperties`."""
+
+    def schema2jsonschema(self, schema: Any) -> dict[str, Any]:
+        jsonschema: dict[str, Any] = super().schema2jsonschema(schema)
+        extra = getattr(getattr(schema, "Meta", None), "additional_properties", None)
+        if extra is not None:
+            jsonschema["additionalProperties"] = extra
+        return jsonschema
+
+
+class _Plugin(MarshmallowPlugin):
+    Converter = _Converter
+
+
 def _new_spec() -> APISpec:
-    marshmallow = MarshmallowPlugin()
+    marshmallow = _Plugin()
     spec = APISpec(
         title="Mobile Payments Gateway",
         version=version("mobile-payments-gateway"),

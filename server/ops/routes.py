@@ -1,13 +1,17 @@
-"""The routes of the operations endpoints, and of the pages for browsers and their files."""
+"""The routes of the operations endpoints (the jobs API among them), and of the pages
+for browsers and their files."""
 
 from __future__ import annotations
 
 from server.ops.dashboard_page import STATIC_DIR, DashboardPageHandler, DashboardStaticHandler
 from server.ops.docs import DocsAssetHandler, DocsHandler, OpenApiHandler
 from server.ops.handlers import DashboardHandler, HealthHandler, MetricsHandler, ReadyHandler
+from server.ops.jobs import JobRunHandler, JobsHandler
 
 ROUTES = [
     (r"/api/v1/dashboard", DashboardHandler),
+    (r"/api/v1/jobs", JobsHandler),
+    (r"/api/v1/jobs/([^/]+)/run", JobRunHandler),
     (r"/healthz", HealthHandler),
     (r"/readyz", ReadyHandler),
     (r"/metrics", MetricsHandler),

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from typing import Any
 
@@ -16,11 +17,12 @@ import aiohttp
 
 from server.insurance.documents import Policy
 from server.integrations.transport import CallLog, ProviderRejected, ProviderUnavailable
+from server.jobs.settings import JobsSettings
 from server.kernel.clock import Clock
 from server.kernel.money import format_amount
 from server.mpesa.callback_urls import callback_urls, stk_callback_url
 from server.mpesa.client import DarajaClient
-from server.mpesa.registration import register_callback_urls
+from server.mpesa.registration import register_callback_urls, register_pull
 from server.sandbox.demo import (
     MPESA_INSUREES,
     QMONEY_INSUREE,
@@ -32,11 +34,12 @@ from server.sandbox.demo import (
     seed,
 )
 from server.sandbox.demo_history import History, seed_history
-from server.startup.config import Settings, load_settings
+from server.startup.config import Settings, env_name, load_settings
 from server.startup.listen import listen, listen_error
 from server.startup.runtime import Gateway, start_gateway
 from simulators.common import SimulatorServer
 from simulators.daraja import (
+    SANDBOX_CERTIFICATE_PATH,
     SANDBOX_PASSKEY,
     SANDBOX_SHORTCODES,
     DarajaSimSettings,
@@ -60,11 +63,15 @@ DEMO_PAYMENTS = (
     (MISTYPED_ACCOUNT, "1500.00"),
 )
 DEMO_MSISDN = "254708374149"
+# The phone Pull Transactions is registered for in the sandbox.
+SANDBOX_NOMINATED_NUMBER = "254722000000"
 # How long the printed M-Pesa Express walkthroughs wait for the payer's answer (the
 # simulated payer answers after about a second), polling once a second.
 STK_WAIT_SECONDS = 10
 ARRIVAL_TIMEOUT_SECONDS = 20.0
 GATEWAY_TIMEOUT_SECONDS = 10.0
+# The longest interval of a job in the sandbox (sandbox_settings).
+SANDBOX_JOB_INTERVAL_SECONDS = 15.0
 # Why a paybill payment stays unmatched, as simulate-payment explains it.
 UNMATCHED_REASONS = {
     "unknown_account": "no insuree has this account number",
@@ -116,9 +123,31 @@ def sandbox_settings(host: str, port: int) -> Settings:
     return replace(
         settings,
         server=replace(settings.server, host=host, port=port, public_url=url(0)),
-        daraja=replace(settings.daraja, base_url=url(1)),
+        daraja=replace(
+            settings.daraja,
+            base_url=url(1),
+            # Reconciliation against the simulator: its certificate, the pull registered
+            # at start.
+            certificate_path=str(SANDBOX_CERTIFICATE_PATH),
+            pull_enabled=True,
+            pull_nominated_number=SANDBOX_NOMINATED_NUMBER,
+        ),
         qmoney=replace(settings.qmoney, base_url=url(2)),
         notifications=replace(settings.notifications, kind="record"),
+        jobs=short_job_intervals(settings.jobs, os.environ),
+    )
+
+
+def short_job_intervals(jobs: JobsSettings, env: Mapping[str, str]) -> JobsSettings:
+    """Every job at most SANDBOX_JOB_INTERVAL_SECONDS apart, so what the jobs do shows
+    within seconds; an interval the environment sets is kept."""
+    return replace(
+        jobs,
+        **{
+            spec.name: min(getattr(jobs, spec.name), SANDBOX_JOB_INTERVAL_SECONDS)
+            for spec in fields(jobs)
+            if spec.name.endswith("_interval_seconds") and env_name("jobs", spec.name) not in env
+        },
     )
 
 
@@ -190,6 +219,7 @@ async def start_sandbox(
         registration = await register_callback_urls(
             settings.server.public_url, settings.daraja, settings.c2b, client
         )
+        await register_pull(settings.server.public_url, settings.daraja, settings.c2b, client)
         await _make_demo_payments(settings, client, gateway)
         sandbox.allocatable = await _allocatable(gateway)
     except BaseException:

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 from marshmallow import ValidationError
@@ -27,9 +29,12 @@ from server.kernel.clock import Clock
 from server.kernel.errors import ApiError
 from server.kernel.store import Store
 from server.mpesa.callback_urls import CallbackUrlError
-from server.mpesa.client import DarajaClient
-from server.mpesa.registration import register_callback_urls
+from server.mpesa.client import PULL_ALREADY_REGISTERED, DarajaClient
+from server.mpesa.registration import register_callback_urls, register_pull
+from server.mpesa.settings import C2BSettings, DarajaSettings
 from server.psps.schemas import PspCreateSchema
+from server.reconciliation.statement_import import StatementImport
+from server.reconciliation.statements import KINDS, MPESA, PSP, Problem
 from server.startup import workers
 from server.startup.config import ConfigError, Settings, load_settings
 from server.startup.jobs import CHECK_DEBITS, JOB_NAMES, job_runner
@@ -45,6 +50,8 @@ from server.startup.services import (
 )
 
 VERBOSE = ("-v", "--verbose")
+# import-statement reports its progress every this many rows.
+PROGRESS_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,20 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=JOB_NAMES, help="the job to run")
 
 
+def _statement_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, help="the CSV file")
+    parser.add_argument(
+        "--kind",
+        required=True,
+        choices=KINDS,
+        help="mpesa: an M-Pesa org-portal statement export; psp: a provider's settlement file",
+    )
+    parser.add_argument("--psp", metavar="UUID", help="kind psp: the provider the file is of")
+    parser.add_argument(
+        "--shortcode", help="kind mpesa: the paybill the statement is of (default daraja.shortcode)"
+    )
+
+
 async def run_until_signalled(shutdown: Callable[[], Awaitable[None]], announcement: str) -> None:
     """Print the announcement, wait for SIGINT or SIGTERM, then shut down cleanly. The
     signals are caught before the announcement, so a signal sent on reading it is too."""
@@ -230,8 +251,16 @@ async def _serve(settings: Settings, sockets: list, internal: list | None) -> in
     return 0
 
 
-async def run_register_urls(args: argparse.Namespace) -> int:
-    settings = load_settings()
+R = TypeVar("R")
+
+
+async def _call_daraja(
+    settings: Settings,
+    what: str,
+    call: Callable[[str, DarajaSettings, C2BSettings, DarajaClient], Awaitable[R]],
+) -> R | None:
+    """One registration call to Daraja with the settings; a refusal is printed in one
+    line (None). Daraja's credentials are required."""
     _require(
         settings.daraja.consumer_key and settings.daraja.consumer_secret,
         "daraja.consumer_key and daraja.consumer_secret: set GATEWAY_DARAJA_CONSUMER_KEY "
@@ -239,18 +268,44 @@ async def run_register_urls(args: argparse.Namespace) -> int:
     )
     async with aiohttp.ClientSession() as session:
         try:
-            registration = await register_callback_urls(
+            return await call(
                 settings.server.public_url,
                 settings.daraja,
                 settings.c2b,
                 DarajaClient(session, settings.daraja, Clock()),
             )
         except (ProviderError, CallbackUrlError) as err:
-            print(f"registration failed: {err}", file=sys.stderr)
-            return 1
+            print(f"{what} failed: {err}", file=sys.stderr)
+            return None
+
+
+async def run_register_urls(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    registration = await _call_daraja(settings, "registration", register_callback_urls)
+    if registration is None:
+        return 1
     print(
         f"registered shortcode {settings.daraja.shortcode} "
         f"(conversation {registration.conversation_id}: {registration.description})"
+    )
+    return 0
+
+
+async def run_register_pull(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    _require(
+        settings.daraja.pull_nominated_number,
+        "daraja.pull_nominated_number: the phone number M-Pesa registers the pull for",
+    )
+    registration = await _call_daraja(settings, "pull registration", register_pull)
+    if registration is None:
+        return 1
+    already = registration.status == PULL_ALREADY_REGISTERED
+    print(
+        f"shortcode {settings.daraja.shortcode} "
+        f"{'was already' if already else 'is now'} registered for Pull Transactions "
+        f"({registration.status}: {registration.description}); "
+        "set daraja.pull_enabled: true to run the mpesa-pull job"
     )
     return 0
 
@@ -354,8 +409,87 @@ async def run_run_job(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"job {report.name} ok: {report.result} handled in {report.duration_ms:.0f} ms")
+    counts = " ".join(f"{name}={count}" for name, count in report.summary.items())
+    print(
+        f"job {report.name} ok in {report.duration_ms:.0f} ms" + (f": {counts}" if counts else "")
+    )
     return 0
+
+
+async def run_import_statement(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    _require_mongodb(settings, "import-statement")
+    try:
+        raw = args.file.read_bytes()
+    except OSError as err:
+        print(f"cannot read {args.file}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    store = await _reachable_store(settings)
+    try:
+        await store.ensure_indexes(indexes(settings))
+        return await import_statement(_services(settings, store).statements, raw, args)
+    finally:
+        await store.close()
+
+
+async def import_statement(
+    statements: StatementImport, raw: bytes, args: argparse.Namespace
+) -> int:
+    """Import the file's bytes as `import-statement` was asked to: progress on standard
+    error, the summary on standard output; a refusal names each row and column at fault."""
+    if args.kind == PSP and (not args.psp or args.shortcode):
+        print(
+            "refused: --kind psp takes --psp UUID (the file's provider), no --shortcode",
+            file=sys.stderr,
+        )
+        return 1
+    if args.kind == MPESA and args.psp:
+        print("refused: --psp is for a provider's file (--kind psp)", file=sys.stderr)
+        return 1
+    try:
+        result = await statements.import_statement(
+            args.kind,
+            raw,
+            actor="cli",
+            shortcode=args.shortcode,
+            psp_uuid=args.psp,
+            file_name=args.file.name,
+            progress=_RowProgress(),
+        )
+    except ApiError as err:
+        print(f"refused: {err.message}", file=sys.stderr)
+        for problem in err.details.get("problems", [])[1:]:  # the first is in the message
+            print(f"  {Problem(**problem)}", file=sys.stderr)
+        return 1
+    statement = result.statement
+    counts = " ".join(f"{name}={count}" for name, count in result.summary.items())
+    imported_at = statement["imported_at"].isoformat() if statement["imported_at"] else "-"
+    if result.already_imported:
+        print(
+            f"statement {statement['_id']} was imported before ({imported_at} by "
+            f"{statement['imported_by']}): nothing changed"
+        )
+    else:
+        print(
+            f"statement {statement['_id']} imported: {statement['kind']} "
+            f"{statement['provider']}, {statement['rows']} rows from "
+            f"{statement['period_from'].isoformat()} to {statement['period_to'].isoformat()}"
+        )
+    print(counts)
+    return 0
+
+
+class _RowProgress:
+    """`done/total rows` on standard error, every PROGRESS_ROWS rows and at the end."""
+
+    def __init__(self) -> None:
+        self.shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if done == self.shown or (done < total and done - self.shown < PROGRESS_ROWS):
+            return
+        self.shown = done
+        print(f"  {done}/{total} rows", file=sys.stderr, flush=True)
 
 
 async def _reachable_store(settings: Settings) -> Store:
@@ -408,6 +542,9 @@ COMMANDS: dict[str, Command] = {
         "run the gateway from config.yaml and the environment", run_serve, _serve_arguments
     ),
     "register-urls": Command("register the C2B callback URLs with Daraja", run_register_urls),
+    "register-pull": Command(
+        "register the shortcode for Pull Transactions with Daraja", run_register_pull
+    ),
     "create-user": Command("create a gateway user", run_create_user, _user_arguments),
     "create-psp": Command("create a payment service provider", run_create_psp, _psp_arguments),
     "replay-inbox": Command(
@@ -417,5 +554,10 @@ COMMANDS: dict[str, Command] = {
     ),
     "run-job": Command(
         "run one job now, unless another process is running it", run_run_job, _job_arguments
+    ),
+    "import-statement": Command(
+        "import an M-Pesa statement or a provider's settlement file (CSV) for reconciliation",
+        run_import_statement,
+        _statement_arguments,
     ),
 }

@@ -36,6 +36,7 @@ from server.kernel.settings import (
 from server.mpesa.settings import C2BSettings, DarajaSettings
 from server.psp_api.settings import PspApiSettings
 from server.qmoney.settings import QmoneySettings
+from server.reconciliation.settings import ReconciliationSettings
 
 log = logging.getLogger("gateway.config")
 
@@ -61,6 +62,7 @@ class Settings:
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
+    reconciliation: ReconciliationSettings = field(default_factory=ReconciliationSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
 
@@ -75,6 +77,8 @@ SANDBOX_SECRETS: dict[str, dict[str, str]] = {
         "consumer_secret": "sandbox-secret",
         # Daraja's published sandbox passkey (shortcodes 174379 and 600984 in the sandbox).
         "passkey": "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919",
+        # The initiator password the bundled Daraja simulator accepts.
+        "initiator_password": "Safaricom999!*!",
     },
     "c2b": {"callback_secret": "sandbox-callback"},
     "qmoney": {"channel_secret": "sandbox-channel-secret", "password": "sandbox-qmoney"},
@@ -85,6 +89,7 @@ SANDBOX_SECRETS: dict[str, dict[str, str]] = {
 # Non-secret values the sandbox fixes so it matches its bundled simulators.
 SANDBOX_VALUES: dict[str, dict[str, str]] = {
     "qmoney": {"channel_id": "sandbox-channel", "username": "14001502"},
+    "daraja": {"initiator": "testapi"},
 }
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from server.jobs.history import RunHistory
+from server.debits.janitor import Janitor
+from server.jobs.history import RunHistory, Summary
 from server.jobs.leases import LeaseRepository
 from server.jobs.runner import Job, JobRunner
 from server.jobs.settings import JobsSettings
@@ -15,7 +16,9 @@ EXPIRE_DEBITS = "expire-debits"
 CHECK_DEBITS = "check-debits"
 FINISH_SETTLEMENTS = "finish-settlements"
 REPLAY_INBOX = "replay-inbox"
-JOB_NAMES = (EXPIRE_DEBITS, FINISH_SETTLEMENTS, REPLAY_INBOX, CHECK_DEBITS)
+MPESA_PULL = "mpesa-pull"
+JANITOR = "janitor"
+JOB_NAMES = (EXPIRE_DEBITS, FINISH_SETTLEMENTS, REPLAY_INBOX, CHECK_DEBITS, JANITOR, MPESA_PULL)
 
 # Inbox entries younger than this may still be in their own processing: replay leaves them.
 REPLAY_GRACE = timedelta(seconds=60)
@@ -25,13 +28,22 @@ PROCESSING_GRACE = timedelta(minutes=2)
 
 
 def gateway_jobs(settings: JobsSettings, services: Services) -> list[Job]:
-    async def replay_inbox() -> int:
-        return len(await services.inbox.replay(grace=REPLAY_GRACE))
+    """Each job's work answers the summary of what it did (server.jobs.runner.Job)."""
 
-    async def finish_settlements() -> int:
+    async def expire_debits() -> Summary:
+        return {"expired": await services.debits.expire_stale()}
+
+    async def check_debits() -> Summary:
+        return {"checked": await services.debits.check_pending()}
+
+    async def replay_inbox() -> Summary:
+        return {"replayed": len(await services.inbox.replay(grace=REPLAY_GRACE))}
+
+    async def finish_settlements() -> Summary:
         inbound = [channel.name for channel in services.channels.channels if channel.debit is None]
         received = await services.incoming.finish_pending(inbound, PROCESSING_GRACE)
-        return received + await services.settlement.settle_pending()
+        settled = await services.settlement.settle_pending()
+        return {"payments_finished": received, "settlements_finished": settled}
 
     def every(seconds: float) -> timedelta:
         return timedelta(seconds=seconds)
@@ -40,14 +52,14 @@ def gateway_jobs(settings: JobsSettings, services: Services) -> list[Job]:
         Job(
             EXPIRE_DEBITS,
             every(settings.expire_debits_interval_seconds),
-            services.debits.expire_stale,
+            expire_debits,
         ),
         # Debits whose provider's answer has not come (an M-Pesa Express prompt without
         # its callback): asked about on their adapter's schedule.
         Job(
             CHECK_DEBITS,
             every(settings.check_debits_interval_seconds),
-            services.debits.check_pending,
+            check_debits,
         ),
         Job(
             FINISH_SETTLEMENTS,
@@ -55,6 +67,15 @@ def gateway_jobs(settings: JobsSettings, services: Services) -> list[Job]:
             finish_settlements,
         ),
         Job(REPLAY_INBOX, every(settings.replay_inbox_interval_seconds), replay_inbox),
+        # M-Pesa's own list of the paybill's payments: what never arrived is recovered.
+        Job(MPESA_PULL, every(settings.mpesa_pull_interval_seconds), services.pull.run),
+        # Debits in doubt (`unknown`, or `processing` cut off) of channels with a status
+        # call, asked about on jobs.janitor_backoff_minutes, then left to an operator.
+        Job(
+            JANITOR,
+            every(settings.janitor_interval_seconds),
+            Janitor(services.debits, settings.janitor_backoff(), PROCESSING_GRACE).run,
+        ),
     ]
 
 

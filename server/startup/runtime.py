@@ -123,12 +123,18 @@ async def start_gateway(
         internal_sockets = listen(
             settings.server.host, settings.server.internal_port, "the internal listener"
         )
+    # Made whether or not its loops run here: the jobs API runs jobs through it.
+    jobs = job_runner(settings.jobs, services, clock)
     internal = None
     if internal_sockets is not None:
-        internal = GatewayHTTPServer(make_app(settings, services, INTERNAL_ROUTES), settings.server)
+        internal = GatewayHTTPServer(
+            make_app(settings, services, INTERNAL_ROUTES, jobs=jobs), settings.server
+        )
         internal.add_sockets(internal_sockets)
     http = GatewayHTTPServer(
-        make_app(settings, services, public_routes(internal_listener=internal is not None)),
+        make_app(
+            settings, services, public_routes(internal_listener=internal is not None), jobs=jobs
+        ),
         settings.server,
     )
     http.add_sockets(sockets)
@@ -146,7 +152,6 @@ async def start_gateway(
             settings.server.host,
             internal_port,
         )
-    jobs = job_runner(settings.jobs, services, clock)
     if settings.jobs.enabled:
         jobs.start()
     return Gateway(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,6 +31,7 @@ from server.jobs.leases import LEASES as JOB_LEASES
 from server.kernel.background import BackgroundTasks
 from server.kernel.clock import Clock
 from server.kernel.crypto import PinCipher
+from server.kernel.errors import ApiError
 from server.kernel.metrics import Metrics
 from server.kernel.money import parse_amount
 from server.kernel.store import IndexSpec, Store, expiring_index
@@ -37,9 +39,13 @@ from server.ledger import repository as ledger_repository
 from server.ledger.incoming import IncomingPayments
 from server.ledger.service import LedgerService
 from server.ledger.settlement import Settlement
+from server.mpesa import initiator, recovered
 from server.mpesa import repository as c2b_repository
 from server.mpesa.allocation import CHANNEL as C2B_CHANNEL
 from server.mpesa.allocation import Allocation
+from server.mpesa.callback_urls import CallbackUrlError, result_urls
+from server.mpesa.client import DarajaClient
+from server.mpesa.initiator import InitiatorService
 from server.mpesa.receipts import StkReceipts
 from server.mpesa.rules import ValidationRules
 from server.mpesa.service import SOURCE as C2B_SOURCE
@@ -57,7 +63,15 @@ from server.psp_api.service import PspApiService
 from server.psps import repository as psp_repository
 from server.psps.service import PspService
 from server.qmoney.adapter import QmoneyDebits
+from server.reconciliation import items as reconciliation_items
+from server.reconciliation import statement_store
+from server.reconciliation import view as reconciliation_view
+from server.reconciliation.pull import PullReconciler, PullStateRepository
+from server.reconciliation.statement_import import StatementImport
+from server.reconciliation.view import ReconciliationView
 from server.startup.config import Settings
+
+log = logging.getLogger("gateway.startup")
 
 PROVIDER_CALLS = "provider_calls"
 
@@ -73,6 +87,10 @@ INDEXES: list[IndexSpec] = [
     *ledger_repository.INDEXES,
     *psp_api_repository.INDEXES,
     *STK_INDEXES,
+    *initiator.INDEXES,
+    *reconciliation_items.INDEXES,
+    *reconciliation_view.INDEXES,
+    *statement_store.INDEXES,
     *job_history.INDEXES,
     (PROVIDER_CALLS, [("provider", 1), ("endpoint", 1), ("at", -1)], {}),
 ]
@@ -131,6 +149,10 @@ class Services:
     auth: AuthService
     c2b: C2BService
     stk: StkService
+    initiator: InitiatorService
+    pull: PullReconciler
+    reconciliation: ReconciliationView
+    statements: StatementImport
     incoming: IncomingPayments
     inbox: InboxReplay
     insurees: InsureeService
@@ -200,6 +222,59 @@ def channel_registry(
     )
 
 
+def mpesa_reconciliation(
+    settings: Settings,
+    store: Store,
+    providers: ProviderClients | None,
+    clock: Clock,
+    c2b: C2BService,
+    replay: InboxReplay,
+) -> tuple[InitiatorService, PullReconciler]:
+    """Transaction Status and Account Balance (their results through the inbox), and
+    the `mpesa-pull` job's work."""
+    daraja = (
+        DarajaClient(providers.session, settings.daraja, clock, providers.calls)
+        if providers
+        else None
+    )
+    try:
+        result_url, timeout_url = result_urls(
+            settings.server.public_url, settings.c2b.callback_secret
+        )
+    except CallbackUrlError:  # refused at start-up by the callback checks: never used
+        result_url = timeout_url = ""
+    checks = InitiatorService(
+        daraja,
+        initiator.RequestRepository(store),
+        c2b.inbox,
+        c2b.payments,
+        clock,
+        result_url=result_url,
+        timeout_url=timeout_url,
+        currency=settings.c2b.currency,
+    )
+    for kind in (initiator.RESULT, initiator.QUEUE_TIMEOUT):
+        replay.register(initiator.SOURCE, kind, checks.process_entry, checks.mark_failed)
+
+    async def check_receipt(trans_id: str, actor: str) -> None:
+        try:
+            await checks.check_payment(trans_id, actor)
+        except ApiError as err:  # not configured, or M-Pesa refused: the review flag stays
+            log.warning("receipt_check_not_sent trans_id=%s reason=%s", trans_id, err.message)
+
+    pull = PullReconciler(
+        daraja,
+        c2b,
+        c2b.payments,
+        PullStateRepository(store),
+        reconciliation_items.ItemRepository(store),
+        settings.daraja,
+        clock,
+        check_receipt,
+    )
+    return checks, pull
+
+
 def auth_service(
     settings: Settings, store: Store, users: UserRepository, clock: Clock, metrics: Metrics
 ) -> AuthService:
@@ -257,7 +332,16 @@ def build_services(
     c2b_payments = c2b_repository.C2BPaymentRepository(store)
     inbox = inbox_repository.InboxRepository(store)
     debits = DebitEngine(
-        channels, transactions, ledger, policies, insurees, psps, settlement, clock, background
+        channels,
+        transactions,
+        ledger,
+        policies,
+        insurees,
+        psps,
+        settlement,
+        clock,
+        background,
+        metrics=metrics,
     )
     stk_receipts = StkReceipts(transactions, c2b_payments, debits, clock)
     c2b = C2BService(
@@ -278,6 +362,18 @@ def build_services(
     replay = InboxReplay(inbox, clock)
     replay.register(C2B_SOURCE, "confirmation", c2b.process_entry, c2b.mark_failed)
     replay.register(STK_SOURCE, STK_KIND, stk.process_entry, stk.mark_failed)
+    for source in (recovered.PULL_SOURCE, recovered.STATEMENT_SOURCE):
+        replay.register(source, recovered.RECORD_KIND, c2b.process_recovered_entry, c2b.mark_failed)
+    checks, pull = mpesa_reconciliation(settings, store, providers, clock, c2b, replay)
+    reconciliation = ReconciliationView(
+        store,
+        clock,
+        checks,
+        channels.channels,
+        shortcode=settings.daraja.shortcode,
+        pull_enabled=settings.daraja.pull_enabled,
+    )
+    metrics.refresh_on_scrape("reconciliation", reconciliation.refresh_metrics)
     psp_api = PspApiService(
         insurees,
         policies,
@@ -286,6 +382,17 @@ def build_services(
         incoming,
         psp_api_repository.AuditRepository(store),
         clock,
+    )
+    statements = StatementImport(
+        c2b,
+        c2b_payments,
+        transactions,
+        psps,
+        reconciliation_items.ItemRepository(store),
+        statement_store.StatementRepository(store),
+        statement_store.StatementRowRepository(store),
+        clock,
+        shortcode=settings.daraja.shortcode,
     )
     auth = auth_service(settings, store, users, clock, metrics)
     return Services(
@@ -296,6 +403,10 @@ def build_services(
         incoming=incoming,
         c2b=c2b,
         stk=stk,
+        initiator=checks,
+        pull=pull,
+        reconciliation=reconciliation,
+        statements=statements,
         insurees=insurees,
         products=products,
         policies=policies,

@@ -1,11 +1,13 @@
 """Request bodies over server.max_body_bytes are refused before they are read.
 
-BodyLimit sits between the HTTP server and the application. A request whose
-Content-Length is over the limit is handed to its route at once with an empty body;
-a body without a length (chunked) is passed on until it goes past the limit, and
-then cut off after limit + 1 bytes. Either way the route's handler runs right away
-and answers 413 in its own format (server.web.TrackedRequest.prepare), and nothing
-more of the body is kept.
+BodyLimit sits between the HTTP server and the application. A route may have a limit
+of its own (`limits`: a literal request path and its limit, e.g. the statement
+upload's reconciliation.max_statement_bytes); every other path has
+server.max_body_bytes. A request whose Content-Length is over the limit is handed to
+its route at once with an empty body; a body without a length (chunked) is passed on
+until it goes past the limit, and then cut off after limit + 1 bytes. Either way the
+route's handler runs right away and answers 413 in its own format
+(server.web.TrackedRequest.prepare), and nothing more of the body is kept.
 
 The answer goes out at once, but what the client is still sending is read and
 dropped (up to DRAIN_BYTES, within server.body_timeout_seconds) before the answer is
@@ -16,7 +18,7 @@ DRAIN_BYTES the connection is closed."""
 from __future__ import annotations
 
 from asyncio import Future
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from tornado import httputil
@@ -37,15 +39,21 @@ def declared_length(headers: httputil.HTTPHeaders) -> int | None:
 class BodyLimit(httputil.HTTPServerConnectionDelegate):
     """Wraps the application (the HTTP server's request callback)."""
 
-    def __init__(self, application: httputil.HTTPServerConnectionDelegate, limit: int) -> None:
+    def __init__(
+        self,
+        application: httputil.HTTPServerConnectionDelegate,
+        limit: int,
+        limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.application = application
         self.limit = limit
+        self.limits = dict(limits or {})
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
         assert isinstance(request_conn, HTTP1Connection)
-        return _LimitedBody(self.application, server_conn, request_conn, self.limit)
+        return _LimitedBody(self.application, server_conn, request_conn, self.limit, self.limits)
 
     def on_close(self, server_conn: object) -> None:
         self.application.on_close(server_conn)
@@ -61,9 +69,11 @@ class _LimitedBody(httputil.HTTPMessageDelegate):
         server_conn: object,
         connection: HTTP1Connection,
         limit: int,
+        limits: Mapping[str, int],
     ) -> None:
         self.connection = connection
         self.limit = limit
+        self.limits = limits
         self.received = 0
         self.cut_off = False  # the handler has run; the rest is dropped
         self.body_ended = False
@@ -75,6 +85,8 @@ class _LimitedBody(httputil.HTTPMessageDelegate):
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
+        if self.limits and isinstance(start_line, httputil.RequestStartLine):
+            self.limit = self.limits.get(start_line.path.partition("?")[0], self.limit)
         answer = self.inner.headers_received(start_line, headers)
         length = declared_length(headers)
         if length is not None and length > self.limit:

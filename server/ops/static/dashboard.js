@@ -202,6 +202,11 @@
   // An authenticated call: on a 401, refresh the tokens once and try again; if that
   // does not help, sign out and show the login form with the reason.
   async function api(method, path, options = {}) {
+    return (await apiAnswer(method, path, options)).json();
+  }
+
+  // The same, answering the Response itself (a file to download).
+  async function apiAnswer(method, path, options = {}) {
     const token = sessionStorage.getItem(KEYS.access);
     if (!token) { signOut("Please sign in."); throw new SignedOut(); }
     let answer = await send(method, path, { ...options, token });
@@ -219,7 +224,7 @@
       }
     }
     if (!answer.ok) throw await errorOf(answer);
-    return answer.json();
+    return answer;
   }
 
   function storeTokens(pair) {
@@ -305,8 +310,10 @@
       const recent = api("GET", "/c2b/payments", { params: { from: params.from,
                                                              limit: RECENT_PAYMENTS } })
         .catch((error) => error);
+      const reconciliation = api("GET", "/reconciliation").catch((error) => error);
       const data = await api("GET", "/dashboard", { params });
       render(data, await recent);
+      renderReconciliation(await reconciliation);
       $("updated-at").textContent = `updated at ${clock(new Date())}`;
       setMessage($("load-error"), "");
     } catch (error) {
@@ -537,7 +544,201 @@
                 rowAttrs: (p) => ({ data: { transId: p.trans_id, status: p.status } }) }));
   }
 
+  // --- reconciliation ---------------------------------------------------------------
+
+  const FIGURES = [
+    ["received", "Received"], ["matched", "Matched"], ["recovered", "Recovered"],
+    ["differing", "Differing"], ["missing_here", "Missing here"],
+    ["missing_at_provider", "Missing at provider"],
+  ];
+  const OUTCOMES = { differing: "differing", missing_here: "missing here",
+                     missing_at_provider: "missing at the provider" };
+
+  function figure(value, currency, name) {
+    const count = value ? value.count : 0;
+    return el("span", { class: count ? "figure" : "figure zero",
+                        data: { figure: name, count, total: value ? value.total : null } },
+              el("span", { class: "figure-count" }, String(count)),
+              count ? el("span", { class: "figure-total" }, money(value.total, currency)) : null);
+  }
+
+  function channelLabel(channels, name) {
+    const found = (channels || []).find((c) => c.name === name);
+    return el("span", { title: name }, found ? found.label : name);
+  }
+
+  function providerCell(r) {
+    if (!r.provider) return el("span", { class: "muted" }, "—");
+    return r.provider_name ? el("span", { title: r.provider }, r.provider_name)
+                           : el("code", { title: r.provider }, r.provider);
+  }
+
+  function renderReconciliation(data) {
+    if (data instanceof Error) {
+      if (data instanceof SignedOut) return;
+      setMessage($("reconciliation-error"), `Could not load the reconciliation: ${data.message}`);
+      return;
+    }
+    setMessage($("reconciliation-error"), "");
+    $("reconciliation-period").textContent = `${data.from} – ${data.to} (Nairobi days)`;
+    $("reconciliation-csv").setAttribute(
+      "href", `${API}/reconciliation.csv?from=${encodeURIComponent(data.from)}` +
+              `&to=${encodeURIComponent(data.to)}`);
+    const currency = $("currency").value;
+    const rows = (data.rows || []).filter((r) => !currency || r.currency === currency);
+    $("reconciliation-rows").replaceChildren(table([
+      { label: "Day", cell: (r) => r.day },
+      { label: "Channel", cell: (r) => channelLabel(data.channels, r.channel) },
+      { label: "Provider", cell: providerCell },
+      ...FIGURES.map(([name, label]) => ({
+        label, cls: "num", cell: (r) => figure(r[name], r.currency, name) })),
+    ], rows, { empty: "Nothing received or checked in this period.",
+               rowAttrs: (r) => ({ data: { day: r.day, channel: r.channel,
+                                           provider: r.provider, currency: r.currency } }) }));
+    renderOpenItems(data.open_items || { count: 0, items: [] }, data.channels);
+    renderRuns(data.runs || {});
+    renderBalance(data.balance);
+  }
+
+  function renderOpenItems(open, channels) {
+    const block = $("reconciliation-open");
+    block.dataset.count = String(open.count);
+    block.classList.toggle("calm", open.count === 0);
+    block.querySelector('[data-role="count"]').textContent = String(open.count);
+    const items = open.items || [];
+    const body = [table([
+      { label: "Day", cell: (r) => r.day },
+      { label: "Channel", cell: (r) => channelLabel(channels, r.channel) },
+      { label: "Receipt", cell: (r) => el("code", {}, r.key) },
+      { label: "Outcome", cell: (r) => el("span", { class: `status status-${r.outcome}` },
+                                         OUTCOMES[r.outcome] || r.outcome) },
+      { label: "Provider's amount", cls: "num", cell: (r) => money(r.amount, r.currency) },
+      { label: "Here", cls: "num", cell: (r) => r.amount_here === null
+          ? el("span", { class: "muted" }, "—") : money(r.amount_here, r.currency) },
+      { label: "Detail", cls: "wrap", cell: (r) => r.detail || "—" },
+      { label: "Found by", cell: (r) => (r.sources || []).join(", ") || "—" },
+    ], items, { empty: "No open items.",
+                rowAttrs: (r) => ({ data: { key: r.key, outcome: r.outcome } }) })];
+    if (open.count > items.length) {
+      body.push(el("p", { class: "hint" }, `The newest ${items.length} of ${open.count} are shown.`));
+    }
+    block.querySelector('[data-role="body"]').replaceChildren(...body);
+  }
+
+  function counts(summary) {
+    const parts = Object.entries(summary || {}).map(([name, count]) => `${name} ${count}`);
+    return parts.length ? parts.join(", ") : "—";
+  }
+
+  function renderRuns(runs) {
+    const pull = runs.pull;
+    const statement = runs.statement;
+    const janitor = runs.janitor;
+    const rows = [];
+    if (pull) {
+      rows.push({
+        key: "pull", name: `M-Pesa pull (${pull.shortcode})`,
+        last: pull.last_success_at, attempt: pull.last_attempt_at,
+        result: !pull.enabled && !pull.last_attempt_at ? "not enabled"
+          : pull.overdue_since ? `OVERDUE since ${localTime(pull.overdue_since)}` +
+                                 (pull.last_error ? `: ${pull.last_error}` : "")
+          : pull.last_error ? `last attempt failed: ${pull.last_error}`
+          : counts(pull.last_summary),
+        bad: Boolean(pull.overdue_since || pull.last_error),
+      });
+    }
+    rows.push(statement ? {
+      key: "statement", name: `Statement (${statement.kind || "?"} ${statement.provider || ""})`,
+      last: statement.imported_at, attempt: null,
+      result: `${statement.rows ?? "?"} rows, ${statement.period_from || "?"} – ` +
+              `${statement.period_to || "?"}: ${counts(statement.summary)}`,
+      bad: false,
+    } : { key: "statement", name: "Statement", last: null, attempt: null,
+          result: "none imported yet", bad: false });
+    rows.push(janitor ? {
+      key: "janitor", name: "Janitor", last: janitor.last_success_at,
+      attempt: janitor.started_at,
+      result: janitor.outcome === "ok" ? counts(janitor.summary)
+                                       : `failed: ${janitor.error || "?"}`,
+      bad: janitor.outcome !== "ok",
+    } : { key: "janitor", name: "Janitor", last: null, attempt: null, result: "not run yet",
+          bad: false });
+    $("reconciliation-runs").replaceChildren(table([
+      { label: "Check", cell: (r) => r.name },
+      { label: "Last success", cell: (r) => r.last ? when(r.last) : "—" },
+      { label: "Last run", cell: (r) => r.attempt ? when(r.attempt) : "—" },
+      { label: "Result", cls: "wrap", cell: (r) => r.result },
+    ], rows, { rowAttrs: (r) => ({ class: r.bad ? "warn" : null, data: { run: r.key } }) }));
+  }
+
+  function renderBalance(balance) {
+    const target = $("reconciliation-balance");
+    if (!balance) {
+      target.replaceChildren(el("p", { class: "empty", data: { balance: "none" } },
+                                "No Account Balance answered yet."));
+      return;
+    }
+    target.replaceChildren(el("div", { class: "balance", data: { balance: "latest" } },
+      el("div", { class: "card" },
+         el("div", { class: "card-label" }, balance.account || "Account"),
+         el("div", { class: "card-amount", data: { role: "available" } },
+            balance.available ?? "—", " ", el("span", { class: "currency" }, balance.currency || "")),
+         el("div", { class: "card-count" }, "as of ", when(balance.answered_at))),
+      el("div", { class: "card" },
+         el("div", { class: "card-label" }, "Paybill received in the period"),
+         el("div", { class: "card-amount", data: { role: "received" } },
+            balance.received ? balance.received.total : "—", " ",
+            el("span", { class: "currency" }, balance.currency || "")),
+         el("div", { class: "card-count" }, balance.received
+            ? `${balance.received.count} ${balance.received.count === 1 ? "payment" : "payments"}`
+            : ""))));
+  }
+
+  async function requestBalance() {
+    const button = $("balance-check");
+    button.disabled = true;
+    setMessage($("balance-message"), "");
+    try {
+      await api("POST", "/reconciliation/balance");
+      flash("Account Balance asked for: M-Pesa's answer shows here once it arrives.");
+    } catch (error) {
+      if (!(error instanceof SignedOut)) {
+        setMessage($("balance-message"), `Could not ask for the balance: ${error.message}`);
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // The CSV needs the bearer token, so the link fetches it and saves what it answered.
+  async function downloadCsv(event) {
+    event.preventDefault();
+    const link = $("reconciliation-csv");
+    const url = new URL(link.getAttribute("href"), location.origin);
+    try {
+      const answer = await apiAnswer("GET", url.pathname.slice(API.length),
+                                     { params: Object.fromEntries(url.searchParams) });
+      const disposition = answer.headers.get("Content-Disposition") || "";
+      const named = /filename="([^"]+)"/.exec(disposition);
+      const file = URL.createObjectURL(await answer.blob());
+      const save = el("a", { href: file, download: named ? named[1] : "reconciliation.csv",
+                             hidden: true });
+      document.body.append(save);
+      save.click();
+      save.remove();
+      setTimeout(() => URL.revokeObjectURL(file), 60000);
+    } catch (error) {
+      if (!(error instanceof SignedOut)) {
+        setMessage($("reconciliation-error"), `Could not download the CSV: ${error.message}`);
+      }
+    }
+  }
+
   // --- needs attention and the operator actions --------------------------------------------
+
+  // Inbox kinds the gateway can process again: confirmations, M-Pesa Express results,
+  // Transaction Status / Account Balance results, records recovered from M-Pesa's own.
+  const REPLAYABLE_KINDS = ["confirmation", "stk_result", "result", "queue_timeout", "transaction"];
 
   function renderAttention(attention) {
     attentionBlock("stuck_debits", attention.stuck_debits, "No stuck debits.", [
@@ -547,6 +748,7 @@
       { label: "Insuree", cell: (r) => r.chf_id },
       { label: "Amount", cls: "num", cell: (r) => money(r.amount, r.currency) },
       { label: "Transaction", cell: (r) => shortId(r.uuid) },
+      { label: "Why", cell: (r) => r.note || "—" },
       { label: "", cls: "actions", cell: debitActions },
     ], (r) => ({ data: { uuid: r.uuid, status: r.status } }));
     attentionBlock("c2b_unmatched", attention.c2b_unmatched, "No unmatched payments.", [
@@ -563,10 +765,23 @@
       { label: "Status", cell: (r) => el("span", { class: `status status-${r.status}` }, r.status) },
       { label: "Entry", cell: (r) => shortId(r.id) },
       { label: "", cls: "actions", cell: (r) =>
-          r.kind === "confirmation" && ["failed", "needs_review", "received"].includes(r.status)
+          REPLAYABLE_KINDS.includes(r.kind) && ["failed", "needs_review", "received"].includes(r.status)
             ? actionButton("Replay", "replay", r)
             : el("span", { class: "muted" }, "not replayable") },
     ], (r) => ({ data: { id: r.id, status: r.status } }));
+    const overdue = attention.mpesa_pull_overdue;
+    attentionBlock("mpesa_pull_overdue", overdue, "The M-Pesa pull is within its reach.", [
+      { label: "Not succeeded since", cell: (r) => when(r.since) },
+      { label: "Shortcode", cell: (r) => el("code", {}, r.shortcode) },
+      { label: "Last attempt", cell: (r) => r.last_attempt_at ? when(r.last_attempt_at) : "—" },
+      { label: "Last error", cls: "wrap", cell: (r) => r.last_error || "—" },
+    ], (r) => ({ data: { shortcode: r.shortcode } }));
+    const gaps = overdue ? overdue.oldest || [] : [];
+    setMessage($("pull-overdue"), gaps.length
+      ? `The M-Pesa pull of ${gaps.map((r) => r.shortcode).join(", ")} has not succeeded since ` +
+        `${localTime(gaps[0].since)}, longer than it reaches back (48 hours): payments of ` +
+        "that gap can only be recovered from the paybill's statement."
+      : "");
     attentionBlock("c2b_needs_review", attention.c2b_needs_review, "No payments to review.", [
       { label: "Received", cell: (r) => when(r.received_at) },
       { label: "TransID", cell: (r) => el("code", {}, r.trans_id) },
@@ -714,6 +929,8 @@
     $("window").addEventListener("change", load);
     $("currency").addEventListener("change", load);
     $("refresh-now").addEventListener("click", load);
+    $("reconciliation-csv").addEventListener("click", downloadCsv);
+    $("balance-check").addEventListener("click", requestBalance);
     $("action-form").addEventListener("submit", submitAction);
     $("action-cancel").addEventListener("click", () => {
       state.action = null;
