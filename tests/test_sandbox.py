@@ -20,6 +20,7 @@ from server.sandbox.environment import (
     c2b_walkthrough,
     provider_walkthrough,
     qmoney_walkthrough,
+    recovery_walkthrough,
     simulate_paybill_payment,
     start_sandbox,
     stk_walkthrough,
@@ -106,7 +107,8 @@ async def test_printed_walkthroughs_work_as_printed(caplog) -> None:
         qmoney = qmoney_walkthrough(sandbox.settings, sandbox.demo)
         c2b = c2b_walkthrough(sandbox.settings)
         provider = provider_walkthrough(sandbox.settings, sandbox.demo)
-        for commands in (qmoney, c2b, provider):
+        recovery = recovery_walkthrough(sandbox.settings)
+        for commands in (qmoney, c2b, provider, recovery):
             assert all(line in text for line in commands.splitlines())
         lines = (await run_shell(qmoney)).strip().splitlines()
         processed, policy = json.loads(lines[-2]), json.loads(lines[-1])
@@ -122,6 +124,13 @@ async def test_printed_walkthroughs_work_as_printed(caplog) -> None:
         assert verified["policies"][0]["amount"] == "500.00"
         assert paid_once["status"] == "succeeded" and paid_once["policy"]["status"] == 2
         assert paid_again == paid_once
+        *_, pulled, payment, totals = (await run_shell(recovery)).strip().splitlines()
+        # The sandbox's own pull may have recovered it first: either way, once.
+        assert json.loads(pulled)["outcome"] == "ok"
+        payment = json.loads(payment)
+        assert payment["status"] == "settled" and payment["recovered"]["source"] == "daraja_pull"
+        [c2b_totals] = [row for row in json.loads(totals) if row["channel"] == "mpesa_c2b"]
+        assert c2b_totals["recovered"]["count"] == 1
         outbox = f"{sandbox.settings.qmoney.base_url}/_sim/outbox/5811724c"
         async with aiohttp.ClientSession() as http, http.get(outbox) as answer:
             otps = [item["otp"] for item in (await answer.json())["items"]]

@@ -57,7 +57,10 @@ MPESA_INSUREES = (
     {"chf_id": "040404040", "first_name": "Achieng", "last_name": "Odhiambo"},
     {"chf_id": "080808080", "first_name": "Wanjiru", "last_name": "Kamau"},
     {"chf_id": "090909090", "first_name": "Otieno", "last_name": "Ochieng"},
+    # Paid in the reconciliation walkthrough by a payer whose confirmation never arrives.
+    {"chf_id": "020202020", "first_name": "Chebet", "last_name": "Kiprono"},
 )
+RECOVERY_ACCOUNT = "020202020"
 # Kenyan insurees paying by M-Pesa Express (the gateway prompts their phone), each with an
 # idle policy (1500.00 KES). The first has a Kenyan phone, whose simulated payer accepts
 # the prompt; the second the simulator's magic number whose payer cancels it.

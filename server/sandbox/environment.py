@@ -27,6 +27,7 @@ from server.sandbox.demo import (
     MPESA_INSUREES,
     QMONEY_INSUREE,
     QMONEY_PSP,
+    RECOVERY_ACCOUNT,
     STK_CANCEL_PHONE,
     STK_INSUREE,
     USERS,
@@ -63,6 +64,8 @@ DEMO_PAYMENTS = (
     (MISTYPED_ACCOUNT, "1500.00"),
 )
 DEMO_MSISDN = "254708374149"
+# The simulator's magic payer whose confirmation is never delivered.
+NEVER_DELIVERED_MSISDN = "254700000103"
 # The phone Pull Transactions is registered for in the sandbox.
 SANDBOX_NOMINATED_NUMBER = "254722000000"
 # How long the printed M-Pesa Express walkthroughs wait for the payer's answer (the
@@ -443,6 +446,39 @@ def c2b_walkthrough(settings: Settings) -> str:
     )
 
 
+def recovery_walkthrough(settings: Settings) -> str:
+    """Shell commands: a paybill payment whose confirmation the simulator never delivers,
+    recovered by the M-Pesa pull; then the payment, and the reconciliation view's totals."""
+    daraja, gateway = settings.daraja.base_url, settings.server.public_url
+    body = json.dumps(
+        {
+            "ShortCode": settings.daraja.shortcode,
+            "CommandID": "CustomerPayBillOnline",
+            "Amount": "1500.00",
+            "Msisdn": NEVER_DELIVERED_MSISDN,
+            "BillRefNumber": RECOVERY_ACCOUNT,
+        }
+    )
+    admin = '-H "Authorization: Bearer $ADMIN"'
+    first_payment = _answer('json.dumps(a["items"][0])')
+    totals = _answer('json.dumps(a["totals"])')
+    return _steps(
+        "TOKEN=$(curl -s -u sandbox-key:sandbox-secret \\\n"
+        f"  '{daraja}/oauth/v1/generate?grant_type=client_credentials' \\\n"
+        f"  | {_read_json('access_token')})",
+        f'curl -s {daraja}/mpesa/c2b/v2/simulate -H "Authorization: Bearer $TOKEN" \\\n'
+        f"  {JSON_TYPE} -d '{body}' && echo",
+        "sleep 1",
+        _login(settings, "ADMIN", "admin", "sandbox-admin"),
+        # A job's answer carries `error` (null when it ran well): printed whole.
+        f"curl -s -X POST {admin} {gateway}/api/v1/jobs/mpesa-pull/run \\\n"
+        "  | python -m json.tool --compact",
+        f"curl -s {admin} '{gateway}/api/v1/c2b/payments?bill_ref={RECOVERY_ACCOUNT}' \\\n"
+        f"  | {first_payment}",
+        f"curl -s {admin} {gateway}/api/v1/reconciliation | {totals}",
+    )
+
+
 def qmoney_walkthrough(settings: Settings, demo: DemoData) -> str:
     """Shell commands: start a debit, read the OTP the payer got, process it, see the policy."""
     gateway, qmoney = settings.server.public_url, settings.qmoney.base_url
@@ -586,6 +622,14 @@ control API under /_sim/)
 {STK_INSUREE["phone"]} and {STK_CANCEL_PHONE}, {stk_amount} {stk["currency"]});
   {len(DEMO_PAYMENTS)} paybill payments made through the Daraja simulator (one settled, \
 three unmatched).
+
+Reconciliation: a paybill payment whose confirmation M-Pesa never sends (payer
+{NEVER_DELIVERED_MSISDN}, a magic number of the simulator) is found by the M-Pesa pull
+(Pull Transactions; the sandbox pulls every 15 s, here it is run at once), stored once and
+settles the policy of insuree {RECOVERY_ACCOUNT}; the reconciliation view counts it as
+recovered:
+
+{_indented(recovery_walkthrough(settings))}
 
 M-Pesa: simulate a paybill payment to insuree {DEMO_ACCOUNT} and watch it arrive and settle
 the policy (in another terminal):
