@@ -334,3 +334,38 @@ async def test_the_account_balance_is_kept_beside_the_payments(reconciling) -> N
     accounts = {item["name"]: item for item in answered["result"]["accounts"]}
     utility = accounts["Utility Account"]
     assert (utility["currency"], utility["available"]) == ("KES", 175000)
+
+
+@pytest.mark.asyncio
+async def test_a_statement_row_that_differs_is_flagged_and_its_receipt_checked(
+    reconciling,
+) -> None:
+    services = reconciling.gateway.services
+    await idle_policy(services, account(1), BASIC_KES)
+    await reconciling.pay(account(1), PAYER)
+    store = reconciling.store
+
+    async def stored() -> dict | None:
+        return await store.collection(PAYMENTS).find_one({"status": "settled"})
+
+    payment = await wait_until(stored, "the payment to settle")
+    await store.collection(PAYMENTS).update_one(
+        {"trans_id": payment["trans_id"]}, {"$set": {"amount": 140000}}
+    )
+    async with reconciling.http.get(f"{reconciling.sim.base_url}/_sim/statement") as answer:
+        statement = await answer.read()
+    url = f"{reconciling.gateway.url}/api/v1/reconciliation/statements?kind=mpesa"
+    headers = {**await reconciling.admin(), "Content-Type": "text/csv"}
+    async with reconciling.http.post(url, data=statement, headers=headers) as answer:
+        assert answer.status == 201, await answer.text()
+        summary = (await answer.json())["summary"]
+    assert (summary["differing"], summary["matched"], summary["recovered"]) == (1, 0, 0)
+    flagged = await store.collection(PAYMENTS).find_one({"trans_id": payment["trans_id"]})
+    assert [flag["reason"] for flag in flagged["review"]] == ["differs_from_statement"]
+
+    async def checked() -> list | None:
+        checks = await services.initiator.checks_of(payment["trans_id"])
+        return checks if checks and checks[0]["status"] == "answered" else None
+
+    [check] = await wait_until(checked, "M-Pesa's Transaction Status result")
+    assert (check["requested_by"], check["finding"]) == ("statement", "amount_differs")

@@ -152,8 +152,10 @@ class StatementImport:
         *,
         shortcode: str,
         chunk_rows: int = CHUNK_ROWS,
+        check_receipt: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
-        """`shortcode`: the paybill an M-Pesa statement is of when none is named."""
+        """`shortcode`: the paybill an M-Pesa statement is of when none is named;
+        `check_receipt(receipt, actor)` asks Transaction Status about a differing row."""
         self.c2b = c2b
         self.payments = payments
         self.transactions = transactions
@@ -164,6 +166,7 @@ class StatementImport:
         self.clock = clock
         self.shortcode = shortcode
         self.chunk_rows = chunk_rows
+        self.check_receipt = check_receipt
 
     @property
     def currency(self) -> str:
@@ -316,6 +319,8 @@ class StatementImport:
             return MATCHED, row.paid_in, ""
         if status == inbox.CONFLICT:
             here = core or (await self.payments.cores([row.receipt])).get(row.receipt)
+            if self.check_receipt is not None:
+                await self.check_receipt(row.receipt, "statement")
             return DIFFERING, here[0] if here else None, "flagged for review on the payment"
         return MISSING_HERE, None, f"kept in the inbox ({status})"
 

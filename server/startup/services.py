@@ -393,6 +393,7 @@ def build_services(
         statement_store.StatementRowRepository(store),
         clock,
         shortcode=settings.daraja.shortcode,
+        check_receipt=pull.check_receipt,
     )
     auth = auth_service(settings, store, users, clock, metrics)
     return Services(
