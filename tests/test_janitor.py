@@ -473,3 +473,26 @@ def test_the_backoff_and_interval_come_from_the_environment() -> None:
         load_settings(env={**TEST_ENV, "GATEWAY_JOBS_JANITOR_BACKOFF_MINUTES": "60,15"})
     with pytest.raises(ConfigError, match="jobs.janitor_interval_seconds"):
         load_settings(env={**TEST_ENV, "GATEWAY_JOBS_JANITOR_INTERVAL_SECONDS": "0"})
+
+
+@pytest.mark.asyncio
+async def test_a_debit_held_for_review_is_never_settled_by_a_later_status_answer(store) -> None:
+    """The callback's amount did not fit: the debit is held for an operator, and the
+    status query's "paid" (which carries no amount, payer or receipt) does not settle it."""
+    setup = Setup(store)
+    policy = await setup.policy("070707070")
+    started = await setup.engine.push(setup.adapter.channel, policy["_id"], "1500.00", None, "op")
+    wrong_amount = StatusAnswer(
+        ProviderStatus.SUCCEEDED, receipt="RCPT1", amount=100, payer=PHONE, code="0"
+    )
+    await setup.engine.complete(started, wrong_amount, "daraja_stk")
+    held = await setup.get(started)
+    assert (held["status"], held["needs_operator"]) == ("unknown", True)
+    setup.adapter.statuses = [
+        StatusAnswer(ProviderStatus.SUCCEEDED, started.get("provider_reference"), "paid", code="0")
+    ]
+    setup.after(held, 61)
+    summary = await setup.janitor.run()
+    assert summary["resolved"] == 0
+    after = await setup.get(started)
+    assert after["status"] == "unknown" and not after.get("settlement")

@@ -3,17 +3,29 @@ the confirmation's path: stored once per TransID, settled, and reconciled with a
 confirmation that arrives later."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from marshmallow import ValidationError
 
 from server.integrations.notifications import RecordingNotifier
 from server.kernel.clock import Clock
+from server.ledger import states
+from server.ledger.transactions import new_transaction
 from server.mpesa import recovered
 from server.mpesa.client import _pull_rows
+from server.reconciliation.pull import PullIncomplete
 from server.startup.services import build_services
 
-from support import BASIC_KES, INBOX, PAYMENTS, callback_body, idle_policy, make_settings
+from support import (
+    BASIC_KES,
+    INBOX,
+    PAYMENTS,
+    PREMIUMS,
+    callback_body,
+    idle_policy,
+    make_settings,
+)
 
 HEADERS = {"Content-Type": "application/json"}
 CHF = "080808080"
@@ -83,7 +95,12 @@ def test_a_statement_row_reads_as_a_confirmation_with_the_payers_name() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("transactionId", "RKL 51"), ("trxDate", "yesterday"), ("amount", "")],
+    [
+        ("transactionId", "RKL 51"),
+        ("trxDate", "yesterday"),
+        ("trxDate", "0001-01-01T00:00:00+05:00"),
+        ("amount", ""),
+    ],
 )
 def test_an_unreadable_pulled_row_names_its_field(field: str, value: str) -> None:
     with pytest.raises(ValidationError) as raised:
@@ -174,3 +191,61 @@ async def test_an_unreadable_record_is_kept_for_review_and_stores_nothing(store)
     entry = await store.collection(INBOX).find_one({"source": "daraja_pull"})
     assert entry["status"] == "needs_review"
     assert json.loads(entry["body"])["Record"]["trxDate"] == "not a date"
+
+
+@pytest.mark.asyncio
+async def test_a_differing_record_never_completes_another_insurees_prompt(store) -> None:
+    """TransID T settled insuree A's policy; a statement row of T naming insuree B, who
+    has an M-Pesa Express prompt waiting for the same amount, is a conflict: B's debit
+    stays waiting and T makes one premium."""
+    gateway, _ = services(store)
+    await idle_policy(gateway, CHF, BASIC_KES)
+    other = "070707070"
+    policy_b = await idle_policy(gateway, other, BASIC_KES, phone="0708374149")
+    waiting = new_transaction(
+        transaction_uuid="stk-1",
+        channel="mpesa_stk",
+        status=states.PROMPT_SENT,
+        policy=policy_b,
+        psp_uuid=None,
+        provider_reference="ws_CO_1",
+        actor="olga",
+        at=gateway.c2b.clock.now(),
+        reason="",
+        payer="254708374149",
+    )
+    await gateway.ledger.transactions.insert(waiting)
+    body = callback_body(TransAmount="1500.00", BillRefNumber=CHF)
+    await gateway.c2b.confirm(json.dumps(body).encode(), "127.0.0.1", HEADERS)
+    row = {**statement_row(), "A/C No.": other}
+    assert await gateway.c2b.recover(recovered.STATEMENT_SOURCE, "600984", row) == "conflict"
+    debit = await gateway.ledger.get("stk-1")
+    assert debit["status"] == "prompt_sent" and not debit.get("provider_confirmation")
+    assert await store.collection(PREMIUMS).count_documents({}) == 1
+
+
+class OffsetIgnored:
+    """A Pull Transactions answer that repeats its first page whatever the offset."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows, self.calls = rows, 0
+
+    async def pull_transactions(self, shortcode, start, end, offset) -> list[dict]:
+        self.calls += 1
+        return self.rows
+
+
+@pytest.mark.asyncio
+async def test_a_pull_m_pesa_answers_with_the_same_page_fails_and_covers_nothing(store) -> None:
+    gateway, _ = services(store)
+    pull = gateway.pull
+    pull.settings = replace(pull.settings, pull_enabled=True)
+    pull.client = OffsetIgnored([pull_row("RKL51ZDR4F"), pull_row(trxDate="not a date")])
+    with pytest.raises(PullIncomplete):
+        await pull.run()
+    assert pull.client.calls == 2
+    state = await pull.state.get("600984")
+    assert "OffSetValue" in state["last_error"] and "covered_until" not in state
+    # Each row was taken once: the unreadable one kept once for review, not per page.
+    entries = await store.collection(INBOX).find({"source": "daraja_pull"}).to_list(None)
+    assert sorted(entry["status"] for entry in entries) == ["needs_review", "processed"]

@@ -240,6 +240,17 @@ def test_a_bad_time_is_refused_naming_its_row_and_column() -> None:
     assert "YYYY-MM-DD HH:MM:SS" in problems[0].message
 
 
+def test_times_at_the_calendars_edges_are_refused_not_crashed_on() -> None:
+    row = Paid("RKL51ZDR4F", "08:00:00", "1500.00", "1").cells()
+    row[1] = "0001-01-01 01:00:00"
+    raw = csv_text([list(MPESA_HEADER), row]).encode()
+    [problem] = refusal(raw).problems
+    assert problem.column == "Completion Time"
+    for moment in ("9999-12-31", "0001-01-01T00:00:00+05:00"):
+        [problem] = refusal(psp_file([("AFR-1", "1", "GMD", moment)]), "psp").problems
+        assert problem.column == "date"
+
+
 def test_every_problem_is_named_not_only_the_first() -> None:
     raw = mpesa_statement(
         [

@@ -553,8 +553,12 @@ class DebitEngine:
         self, current: Transaction, reason: str, actor: str
     ) -> Completion | None:
         """An answer that may not be applied: the debit becomes (or stays) `unknown` with
-        the reason, for an operator. None when it moved meanwhile: look again."""
+        the reason, for an operator, who alone decides it now: no status check or janitor
+        run may settle it on a later answer that carries less (a status query has no
+        amount, payer or receipt). None when it moved meanwhile: look again."""
+        held = {"next_check_at": None, "needs_operator": True, "operator_reason": reason}
         if current["status"] == states.UNKNOWN:
+            await self.transactions.set_fields(current["_id"], states.UNKNOWN, held)
             return Completion(current, Outcome.REVIEW, reason)
         moved = await self.transactions.transition(
             current["_id"],
@@ -563,7 +567,7 @@ class DebitEngine:
             self.clock.now(),
             actor=actor,
             reason=reason,
-            changes={"next_check_at": None},
+            changes=held,
         )
         if moved is None:
             return None
@@ -643,6 +647,8 @@ class DebitEngine:
         try:
             answer = await adapter.status(reference)
         except ProviderError as err:
+            return Asked(StatusAnswer(ProviderStatus.PENDING, reference, err.message), failed=True)
+        except ServiceUnavailable as err:  # the channel is not configured in this process
             return Asked(StatusAnswer(ProviderStatus.PENDING, reference, err.message), failed=True)
         if answer.status not in DECIDED:
             return Asked(answer)

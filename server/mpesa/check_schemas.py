@@ -69,8 +69,10 @@ class ProviderCheckSchema(Schema):
     finding = answers.text(
         nullable=True,
         metadata={
-            "description": "a receipt against the payment stored here: agrees, "
-            "amount_differs, not_recorded_here (M-Pesa completed it), absent"
+            "description": "a receipt against the payment stored here: agrees; "
+            "amount_differs, not_completed (M-Pesa reports it reversed or failed), "
+            "amount_unreadable (each flags the payment for review); not_recorded_here "
+            "(M-Pesa completed it, the gateway has no payment of it); absent"
         },
     )
     result = answers.nested(CheckResultSchema, nullable=True)

@@ -303,7 +303,7 @@ class PaymentCheckHandler(BaseHandler):
             ProviderCheckSchema,
             roles=STAFF,
             success={202: "Asked: M-Pesa's result arrives on the result callback"},
-            errors=(*AUTH, 409, 503),
+            errors=(400, *AUTH, 409, 503),
             description="Any receipt, stored here or not. The result is compared with the "
             "payment stored under the receipt; see GET .../checks. 409 "
             "`initiator_not_configured` without daraja.initiator, its password and "

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -30,7 +30,7 @@ from server.inbox.documents import InboxEntry
 from server.inbox.repository import InboxRepository
 from server.integrations.transport import ProviderError
 from server.kernel.clock import Clock
-from server.kernel.errors import Conflict, ServiceUnavailable
+from server.kernel.errors import Conflict, ServiceUnavailable, ValidationFailed
 from server.kernel.identifiers import TRANS_ID
 from server.kernel.money import AmountError, parse_amount
 from server.kernel.store import IndexSpec, Store
@@ -57,6 +57,10 @@ AGREES, AMOUNT_DIFFERS, NOT_RECORDED_HERE, ABSENT = (
     "not_recorded_here",
     "absent",
 )
+# Stored here, but M-Pesa does not call it Completed (reversed, failed), or gives an
+# amount that cannot be read: flagged for review like a different amount.
+NOT_COMPLETED, AMOUNT_UNREADABLE = "not_completed", "amount_unreadable"
+FLAGGED_FINDINGS = (AMOUNT_DIFFERS, NOT_COMPLETED, AMOUNT_UNREADABLE)
 
 INDEXES: list[IndexSpec] = [
     (REQUESTS, [("originator_conversation_id", 1)], {}),
@@ -64,6 +68,15 @@ INDEXES: list[IndexSpec] = [
     (REQUESTS, [("trans_id", 1), ("requested_at", DESCENDING)], {}),
     (REQUESTS, [("kind", 1), ("status", 1), ("answered_at", DESCENDING)], {}),
 ]
+
+
+# A result whose request is not found yet is replayed this long (the request is written
+# once M-Pesa has taken it, and its result may come before that write); then reviewed.
+UNMATCHED_RESULT_WAIT = timedelta(minutes=10)
+
+
+class ResultBeforeRequest(Exception):
+    """A result came before the request it answers was written: processed again later."""
 
 
 class RequestRepository:
@@ -133,6 +146,10 @@ class InitiatorService:
     async def check_payment(self, trans_id: str, actor: str) -> dict[str, Any]:
         """Ask M-Pesa about a receipt (stored here or not); the result comes later."""
         receipt = TRANS_ID.normalise(trans_id)
+        if not TRANS_ID.is_valid(receipt):
+            raise ValidationFailed(
+                f"not an M-Pesa receipt: {TRANS_ID.allowed}", {"fields": {"trans_id": ["invalid"]}}
+            )
         return await self._request(TRANSACTION_STATUS, actor, receipt)
 
     async def check_balance(self, actor: str) -> dict[str, Any]:
@@ -185,6 +202,9 @@ class InitiatorService:
             raise InboxUnavailable(kind) from err
         try:
             await self.process_entry(entry)
+        except ResultBeforeRequest as err:
+            log.warning("result_before_request inbox_id=%s: replayed later", entry["_id"])
+            await self.mark_failed(entry["_id"], err)
         except Exception as err:
             log.exception("result_processing_failed inbox_id=%s", entry["_id"])
             await self.mark_failed(entry["_id"], err)
@@ -208,6 +228,9 @@ class InitiatorService:
             str(result.get("ConversationID") or ""),
         )
         if request is None:
+            if now - entry["received_at"] < UNMATCHED_RESULT_WAIT:
+                # It may have overtaken the request's own write: replay tries again.
+                raise ResultBeforeRequest("answers no request the gateway made (yet)")
             errors = {"Result": ["answers no request the gateway made"]}
             await self.inbox.mark(entry["_id"], inbox.NEEDS_REVIEW, now, errors=errors)
             return inbox.NEEDS_REVIEW
@@ -220,10 +243,9 @@ class InitiatorService:
             return inbox.DUPLICATE
         # Settled now, or by an earlier attempt at this same entry that a crash cut off.
         settled = settled or request
-        if settled.get("finding") == AMOUNT_DIFFERS:
-            await self.payments.flag_for_review(
-                settled["trans_id"], entry["_id"], "differs_from_transaction_status", now
-            )
+        if settled.get("finding") in FLAGGED_FINDINGS:
+            reason = f"transaction_status_{settled['finding']}"
+            await self.payments.flag_for_review(settled["trans_id"], entry["_id"], reason, now)
         await self.inbox.mark(entry["_id"], inbox.PROCESSED, now, trans_id=settled["trans_id"])
         log.info(
             "daraja_result kind=%s receipt=%s status=%s",
@@ -266,9 +288,14 @@ class InitiatorService:
     async def _finding(self, trans_id: str, result: dict[str, Any]) -> str:
         """M-Pesa's word on a receipt against the payment stored under it."""
         stored = await self.payments.get(trans_id)
+        completed = result["status"] == "Completed"
         if stored is None:
-            return NOT_RECORDED_HERE if result["status"] == "Completed" else ABSENT
-        if result["amount"] is not None and result["amount"] != stored["amount"]:
+            return NOT_RECORDED_HERE if completed else ABSENT
+        if not completed:
+            return NOT_COMPLETED
+        if result["amount"] is None:
+            return AMOUNT_UNREADABLE
+        if result["amount"] != stored["amount"]:
             return AMOUNT_DIFFERS
         return AGREES
 

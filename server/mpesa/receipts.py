@@ -102,6 +102,10 @@ class StkReceipts:
                 f"an M-Pesa Express debit of insuree {payment['bill_ref']} is being "
                 "started: the confirmation is processed again once it is answered"
             )
+        if (open_debits or _unreceipted(same_money)) and await self._stored_before(payment):
+            # Stored already, by another delivery or record of this TransID: only that
+            # payment may apply it (this one is a duplicate or differs from it).
+            return None
         if len(open_debits) == 1:
             answer = StatusAnswer(
                 ProviderStatus.SUCCEEDED,
@@ -119,11 +123,7 @@ class StkReceipts:
         self, payment: ReceivedPayment, same_money: list[Transaction]
     ) -> Transaction | None:
         """A debit that succeeded by a status query (no receipt) takes this TransID."""
-        unreceipted = [
-            debit
-            for debit in same_money
-            if debit["status"] == states.SUCCEEDED and not debit.get("provider_confirmation")
-        ]
+        unreceipted = _unreceipted(same_money)
         if not unreceipted:
             return None
         newest = max(unreceipted, key=lambda debit: debit.get("paid_at") or debit["created_at"])
@@ -133,6 +133,11 @@ class StkReceipts:
             {"provider_confirmation": payment["trans_id"]},
             only_if_missing="provider_confirmation",
         )
+
+    async def _stored_before(self, payment: ReceivedPayment) -> bool:
+        """Whether a payment of this TransID is stored from another inbox entry."""
+        stored = await self.payments.get(payment["trans_id"])
+        return stored is not None and stored["inbox_id"] != payment["inbox_id"]
 
     def _linked(self, debit: Transaction) -> PaymentState:
         settlement = debit.get("settlement")
@@ -187,3 +192,12 @@ class StkReceipts:
         if moved is not None:
             log.info("c2b_linked_to_stk trans_id=%s transaction=%s", receipt, debit["_id"])
         return moved
+
+
+def _unreceipted(debits: list[Transaction]) -> list[Transaction]:
+    """Debits that succeeded by a status query, without the receipt."""
+    return [
+        debit
+        for debit in debits
+        if debit["status"] == states.SUCCEEDED and not debit.get("provider_confirmation")
+    ]

@@ -143,18 +143,18 @@ def _pull_time(text: str) -> datetime:
     """`2026-12-01T08:15:32.000+03:00`; without an offset, Nairobi time."""
     try:
         moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=NAIROBI)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # Overflow: the calendar's edges (0001-01-01)
         raise ValidationError("trxDate is not a date and time", "trxDate") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=NAIROBI)
-    return moment.astimezone(UTC)
 
 
 def _statement_time(text: str) -> datetime:
     try:
         local = datetime.strptime(text.strip(), STATEMENT_TIME)
-    except ValueError:
+        return local.replace(tzinfo=NAIROBI).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValidationError(
             "Completion Time must be YYYY-MM-DD HH:MM:SS", "Completion Time"
         ) from None
-    return local.replace(tzinfo=NAIROBI).astimezone(UTC)

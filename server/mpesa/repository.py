@@ -53,7 +53,8 @@ class C2BPaymentRepository:
 
     async def complete_recovered(self, trans_id: str, confirmed: C2BPayment, inbox_id: str) -> None:
         """A payment stored from a provider's record gets what its late confirmation
-        adds (names, balance, invoice); its allocation and status stay as they are."""
+        adds (names, balance, invoice); its allocation, status, time and number stay as
+        they are (the record's number is the clear one; the confirmation's is masked)."""
         await self.collection.update_one(
             {"trans_id": trans_id, "recovered.completed_by": {"$exists": False}},
             {
@@ -62,9 +63,6 @@ class C2BPaymentRepository:
                     "invoice_number": confirmed["invoice_number"],
                     "org_balance": confirmed["org_balance"],
                     "third_party_trans_id": confirmed["third_party_trans_id"],
-                    "msisdn": confirmed["msisdn"],
-                    "msisdn_form": confirmed["msisdn_form"],
-                    "trans_time": confirmed["trans_time"],
                     "recovered.completed_by": inbox_id,
                     "recovered.missing": [],
                 }
@@ -81,6 +79,15 @@ class C2BPaymentRepository:
             payment["trans_id"]: (payment["amount"], payment["shortcode"], payment["bill_ref"])
             for payment in await cursor.to_list(None)
         }
+
+    async def flagged(self, trans_ids: list[str], reason: str) -> set[str]:
+        """Which of `trans_ids` carry a review flag for `reason`."""
+        if not trans_ids:
+            return set()
+        cursor = self.collection.find(
+            {"trans_id": {"$in": trans_ids}, "review.reason": reason}, {"trans_id": 1}
+        )
+        return {payment["trans_id"] for payment in await cursor.to_list(None)}
 
     async def flag_for_review(
         self, trans_id: str, inbox_id: str, reason: str, at: datetime

@@ -15,7 +15,10 @@ and the dashboard, the metrics and the log say so."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,8 +44,16 @@ log = logging.getLogger("gateway.reconciliation")
 STATE = "reconciliation_state"
 # Pull Transactions reaches this far back; a minute less, so a slow request stays inside.
 PULL_REACH = timedelta(minutes=PULL_WINDOW_MINUTES - 1)
-# A provider that ignores OffSetValue would page forever: no run reads more than this.
+# No run reads more pages, or runs longer (below the jobs' default lease of 300 s): a
+# provider that ignores OffSetValue must not keep a run going for ever.
 MAX_PAGES = 1000
+RUN_SECONDS = 240
+# Pull rows of these types move no money in: never recovered as payments.
+NOT_PAYMENTS = ("reversal", "refund")
+
+
+class PullIncomplete(Exception):
+    """The pull stopped before M-Pesa's last row: the window stays uncovered."""
 
 
 class PullState(TypedDict, total=False):
@@ -93,6 +104,10 @@ class PullStateRepository:
         )
 
 
+def _digest(row: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def pull_overdue(state: PullState | None, now: datetime) -> datetime | None:
     """Since when the pull has not succeeded, when that is longer than the API reaches
     back (payments from then can only come from a statement); else None."""
@@ -111,6 +126,7 @@ class PullSummary:
     recovered: int = 0
     differing: int = 0
     unreadable: int = 0
+    other: int = 0
     pages: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -178,21 +194,30 @@ class PullReconciler:
     async def _pull(
         self, shortcode: str, start: datetime, end: datetime, summary: PullSummary
     ) -> None:
+        """Page until M-Pesa has no more rows. A provider that ignores the offset, more
+        pages than MAX_PAGES, or more time than RUN_SECONDS is PullIncomplete: the
+        window is then not covered, and the next run asks for it again."""
         assert self.client is not None
         offset = 0
         seen: set[str] = set()
-        while summary.pages < MAX_PAGES:
+        deadline = time.monotonic() + RUN_SECONDS
+        while True:
+            if summary.pages >= MAX_PAGES or time.monotonic() > deadline:
+                raise PullIncomplete(
+                    f"stopped after {summary.pages} pages ({summary.fetched} rows): "
+                    "the window is asked for again next run"
+                )
             rows = await self.client.pull_transactions(shortcode, start, end, offset)
             if not rows:
                 return
             summary.pages += 1
             summary.fetched += len(rows)
-            fresh = await self._reconcile(shortcode, rows, seen, summary)
-            if not fresh:  # the same rows again: the provider ignored the offset
-                log.warning("mpesa_pull_repeated_page shortcode=%s offset=%s", shortcode, offset)
-                return
+            if not await self._reconcile(shortcode, rows, seen, summary):
+                raise PullIncomplete(
+                    f"M-Pesa answered offset {offset} with rows already read: it ignores "
+                    "OffSetValue, so the rest of the window cannot be read"
+                )
             offset += len(rows)
-        log.warning("mpesa_pull_page_limit shortcode=%s pages=%s", shortcode, MAX_PAGES)
 
     async def _reconcile(
         self, shortcode: str, rows: list[dict[str, Any]], seen: set[str], summary: PullSummary
@@ -205,10 +230,20 @@ class PullReconciler:
             try:
                 record = recovered.pull_record(shortcode, row)
             except ValidationError:
+                digest = _digest(row)
+                if digest in seen:
+                    continue
                 # Kept raw for review, like an unreadable confirmation.
+                seen.add(digest)
                 summary.unreadable += 1
                 fresh += 1
                 await self.c2b.recover(recovered.PULL_SOURCE, shortcode, row)
+                continue
+            kind = record.callback.transaction_type.lower()
+            if any(word in kind for word in NOT_PAYMENTS):
+                summary.other += 1  # a reversal, or a type that moves no money in
+                fresh += record.callback.trans_id not in seen
+                seen.add(record.callback.trans_id)
                 continue
             trans_id = record.callback.trans_id
             if trans_id not in seen:
@@ -216,6 +251,13 @@ class PullReconciler:
                 seen.add(trans_id)
                 readable[trans_id] = (row, record)
         stored = await self.payments.cores(list(readable))
+        differing = [
+            trans_id
+            for trans_id, (_, record) in readable.items()
+            if trans_id in stored and stored[trans_id] != self._core(record)
+        ]
+        # Flagged by an earlier pull: not kept, flagged and checked again every run.
+        known = await self.payments.flagged(differing, f"differs_from_{recovered.PULL_SOURCE}")
         found = []
         for trans_id, (row, record) in readable.items():
             core = stored.get(trans_id)
@@ -223,6 +265,10 @@ class PullReconciler:
             if core is not None and core == theirs:
                 summary.matched += 1
                 found.append(self._item(record, theirs, core[0], items.MATCHED))
+                continue
+            if trans_id in known:
+                summary.differing += 1
+                found.append(self._item(record, theirs, core[0] if core else None, items.DIFFERING))
                 continue
             status = await self.c2b.recover(recovered.PULL_SOURCE, shortcode, row)
             if status == inbox.PROCESSED and core is None:

@@ -309,10 +309,11 @@ def _statement_time(number: int, column: str, text: str, problems: _Problems) ->
     """`YYYY-MM-DD HH:MM:SS`, Nairobi time, as UTC."""
     try:
         local = datetime.strptime(text.strip(), STATEMENT_TIME)
-    except ValueError:
+        # OverflowError: a time at the very edge of the calendar (0001-01-01 01:00:00).
+        return local.replace(tzinfo=NAIROBI).astimezone(UTC)
+    except (ValueError, OverflowError):
         problems.add(number, column, f"{text.strip()!r} is not a time YYYY-MM-DD HH:MM:SS")
         return None
-    return local.replace(tzinfo=NAIROBI).astimezone(UTC)
 
 
 def _amount(
@@ -377,15 +378,15 @@ def _psp_date(number: int, text: str, problems: _Problems) -> tuple[datetime, da
         if _DAY.fullmatch(value):
             start = datetime.combine(date.fromisoformat(value), time(), UTC)
             return start, start + timedelta(days=1) - timedelta(milliseconds=1)
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+        moment: datetime | None = datetime.fromisoformat(value)
+        if moment is not None and moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        moment = None if moment is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # Overflow: the calendar's edges (9999-12-31)
         moment = None
     if moment is None or ("T" not in value.upper() and " " not in value):  # not a bare 20261201
         problems.add(
             number, PSP_DATE, f"{value!r} is not a date YYYY-MM-DD or an ISO date and time"
         )
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
     return moment, moment
