@@ -1,5 +1,5 @@
 """Run one provider simulator standalone: ``python -m simulators daraja --port 8081``
-(or ``qmoney --port 8082``).
+(or ``qmoney --port 8082``, ``sms --port 8083``).
 
 Each simulator is one entry in ``COMMANDS``: its own options plus a factory
 building it from the parsed arguments; ``--host`` and ``--port`` are common.
@@ -19,6 +19,7 @@ from typing import Protocol
 
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
 from simulators.qmoney import QmoneySimSettings, QmoneySimulator, parse_token_expiry
+from simulators.sms import SmsSimSettings, SmsSimulator, parse_report_url
 
 
 class Simulator(Protocol):
@@ -140,11 +141,68 @@ def _build_qmoney(args: argparse.Namespace) -> QmoneySimulator:
     )
 
 
+def _report_url(text: str) -> str | None:
+    try:
+        return parse_report_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _non_negative_float(text: str) -> float:
+    seconds = float(text)
+    if not 0 <= seconds < math.inf:  # also refuses "nan"
+        raise argparse.ArgumentTypeError("must be a non-negative number of seconds")
+    return seconds
+
+
+def _sms_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = SmsSimSettings()
+    parser.add_argument("--username", default=defaults.username)
+    parser.add_argument("--api-key", default=defaults.api_key)
+    parser.add_argument(
+        "--sender-id",
+        action="append",
+        metavar="SENDER_ID",
+        help="a sender id the account may send from (repeatable; an empty one allows no "
+        f"from; default: {', '.join(repr(s) for s in defaults.sender_ids)})",
+    )
+    parser.add_argument(
+        "--delivery-report-url",
+        type=_report_url,
+        default=defaults.delivery_report_url,
+        metavar="URL",
+        help="where delivery reports are posted (default: none posted)",
+    )
+    parser.add_argument(
+        "--delivery-delay",
+        type=_non_negative_float,
+        default=defaults.delivery_delay_seconds,
+        metavar="SECONDS",
+        help="how long after a send each delivery report follows (default: %(default)s)",
+    )
+
+
+def _build_sms(args: argparse.Namespace) -> SmsSimulator:
+    defaults = SmsSimSettings()
+    return SmsSimulator(
+        SmsSimSettings(
+            username=args.username,
+            api_key=args.api_key,
+            sender_ids=tuple(args.sender_id) if args.sender_id else defaults.sender_ids,
+            delivery_report_url=args.delivery_report_url,
+            delivery_delay_seconds=args.delivery_delay,
+        )
+    )
+
+
 COMMANDS: dict[str, Command] = {
     "daraja": Command(
         "Safaricom M-Pesa Daraja (C2B, STK Push)", 8081, _daraja_arguments, _build_daraja
     ),
     "qmoney": Command("Qmoney (Gambia) OTP debit", 8082, _qmoney_arguments, _build_qmoney),
+    "sms": Command(
+        "Africa's Talking SMS (bulk send, delivery reports)", 8083, _sms_arguments, _build_sms
+    ),
 }
 
 
