@@ -66,7 +66,7 @@ async def test_a_result_that_overtakes_its_request_is_applied_by_replay(store) -
     entry = await store.collection(INBOX).find_one({"source": "daraja_result"})
     assert entry["status"] == "failed"  # not for review: replay tries it again
     await requested(gateway, clock)
-    clock.offset += (timedelta(minutes=2))
+    clock.offset += timedelta(minutes=2)
     [replayed] = await gateway.inbox.replay()
     assert replayed.status == "processed"
     [check] = await gateway.initiator.checks_of(RECEIPT)
@@ -78,7 +78,7 @@ async def test_a_result_answering_no_request_for_long_is_kept_for_review(store) 
     clock = ManualClock()
     gateway = gateway_on(store, clock)
     await gateway.initiator.callback(initiator.RESULT, result(), "127.0.0.1", {})
-    clock.offset += (initiator.UNMATCHED_RESULT_WAIT + timedelta(seconds=1))
+    clock.offset += initiator.UNMATCHED_RESULT_WAIT + timedelta(seconds=1)
     [replayed] = await gateway.inbox.replay()
     assert replayed.status == "needs_review"
 
