@@ -45,6 +45,8 @@ async def test_three_gateways_run_each_job_at_most_once_per_interval(pytestconfi
             f"GATEWAY_JOBS_{name.upper().replace('-', '_')}_INTERVAL_SECONDS": every
             for name in JOB_NAMES
         },
+        # The one job whose interval lives in its own section.
+        "GATEWAY_NOTIFICATIONS_SEND_INTERVAL_SECONDS": every,
     }
     started: list[tuple[asyncio.subprocess.Process, str]] = []
     try:

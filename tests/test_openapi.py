@@ -170,6 +170,7 @@ def test_authentication_is_required_except_for_tokens_callbacks_and_public_pages
         "/api/v1/stk/callback/{secret}",
         "/api/v1/daraja/results/{secret}",
         "/api/v1/daraja/timeouts/{secret}",
+        "/api/v1/sms/delivery-reports/{secret}",
         "/healthz",
         "/readyz",
         "/metrics",

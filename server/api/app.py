@@ -13,6 +13,7 @@ from server.debits import handlers as debits
 from server.jobs.runner import JobRunner
 from server.kernel.logs import log_request, redact_tornado_logs
 from server.mpesa import handlers as mpesa
+from server.notifications import handlers as sms
 from server.ops import routes as ops
 from server.ops.openapi import build_spec
 from server.psp_api import handlers as psp_api
@@ -29,6 +30,7 @@ ROUTES = [
     *debits.ROUTES,  # the transactions API, the ledger's read of one included
     *reconciliation.ROUTES,  # the reconciliation view
     *statements.ROUTES,  # statement import
+    *sms.ROUTES,  # SMS receipts: delivery reports, the outbox
     *ops.ROUTES,  # the jobs API included
     *admin.ROUTES,
     *ops.PAGE_ROUTES,

@@ -16,6 +16,7 @@ class Insuree(TypedDict):
     last_name: str
     phone: str  # "" when not given
     wallet: str  # the Qmoney wallet; "" when not given
+    sms_opt_out: NotRequired[bool]  # no SMS receipts; insurees stored before it lack it
     created_at: datetime
     updated_at: datetime
 

@@ -38,6 +38,7 @@ class InsureeCreateSchema(StrictSchema):
     last_name = fields.String(required=True, validate=NAME)
     phone = fields.String(load_default="", validate=validate.Length(max=20))
     wallet = fields.String(load_default="", validate=validate.Length(max=40))
+    sms_opt_out = fields.Boolean(load_default=False)
 
 
 class InsureeUpdateSchema(AtLeastOneField):
@@ -45,6 +46,7 @@ class InsureeUpdateSchema(AtLeastOneField):
     last_name = fields.String(validate=NAME)
     phone = fields.String(validate=validate.Length(max=20))
     wallet = fields.String(validate=validate.Length(max=40))
+    sms_opt_out = fields.Boolean()
 
 
 class InsureeQuerySchema(PageQuerySchema):
@@ -110,6 +112,10 @@ class InsureeSchema(Schema):
     last_name = answers.text()
     phone = answers.text()
     wallet = answers.text(metadata={"description": "Qmoney wallet; empty when none"})
+    sms_opt_out = fields.Boolean(
+        required=True,
+        metadata={"description": "true: no SMS receipt is sent for this insuree's payments"},
+    )
     created_at = answers.stamp()
 
 
@@ -145,6 +151,7 @@ def render_insuree(document: dict[str, Any]) -> dict[str, Any]:
         "last_name": document["last_name"],
         "phone": document["phone"],
         "wallet": document["wallet"],
+        "sms_opt_out": bool(document.get("sms_opt_out", False)),
         "created_at": iso_stamp(document["created_at"]),
     }
 

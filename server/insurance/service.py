@@ -83,6 +83,7 @@ class InsureeService:
                     "last_name": data["last_name"],
                     "phone": data["phone"],
                     "wallet": data["wallet"],
+                    "sms_opt_out": bool(data.get("sms_opt_out", False)),
                     "created_at": now,
                     "updated_at": now,
                 }

@@ -115,6 +115,13 @@ class Metrics:
             ["shortcode"],
             registry=registry,
         )
+        self.sms_messages = Counter(
+            "gateway_sms_messages_total",
+            "Payer SMS receipts by event and the status they moved to (pending when "
+            "recorded or to be tried again; not_recorded when the store refused one)",
+            ["event", "status"],
+            registry=registry,
+        )
         # Store-backed figures a higher layer computes (it knows the rules and the
         # clock), refreshed at every scrape: name -> refresh(metrics).
         self.refreshers: dict[str, Callable[[Metrics], Awaitable[None]]] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from server.insurance.documents import Policy
@@ -26,6 +27,10 @@ log = logging.getLogger("gateway.settlement")
 
 PAY_TYPE_MOBILE = "M"
 
+# Told of each premium made (the payer's receipt is recorded there), whatever the
+# channel; called again when a step is re-run, so it must be idempotent.
+PremiumHook = Callable[[Transaction, documents.Settlement, Policy], Awaitable[None]]
+
 
 class Settlement:
     def __init__(
@@ -34,11 +39,13 @@ class Settlement:
         premiums: PremiumRepository,
         policies: PolicyRepository,
         clock: Clock,
+        on_premium: PremiumHook | None = None,
     ) -> None:
         self.transactions = transactions
         self.premiums = premiums
         self.policies = policies
         self.clock = clock
+        self.on_premium = on_premium
 
     async def settle(self, transaction: Transaction, policy: Policy | None = None) -> Transaction:
         """Settle a succeeded transaction; returns the transaction with its settlement.
@@ -107,7 +114,7 @@ class Settlement:
             policy["_id"],
             premium["_id"],
         )
-        return {
+        settlement: documents.Settlement = {
             "status": "settled",
             "premium_uuid": premium["_id"],
             "receipt": premium["receipt"],
@@ -115,6 +122,20 @@ class Settlement:
             "effective_date": policy["effective_date"],
             "settled_at": now,
         }
+        await self._premium_made(transaction, settlement, policy)
+        return settlement
+
+    async def _premium_made(
+        self, transaction: Transaction, settlement: documents.Settlement, policy: Policy
+    ) -> None:
+        """The hook, once the premium exists. Its failure never fails the settlement: a
+        payer's message may be lost, a payment may not."""
+        if self.on_premium is None:
+            return
+        try:
+            await self.on_premium(transaction, settlement, policy)
+        except Exception:
+            log.exception("premium_hook_failed transaction=%s", transaction["_id"])
 
     async def settle_pending(self, limit: int = 1000) -> int:
         """Finish the settlements a crash left half done; returns how many."""

@@ -125,8 +125,16 @@ class AllocateRequestSchema(StrictSchema):
 INBOX_STATUSES = (RECEIVED, PROCESSED, DUPLICATE, CONFLICT, NEEDS_REVIEW, FAILED)
 # Paybill validations and confirmations; M-Pesa Express result callbacks; Transaction
 # Status and Account Balance results and queue timeouts; records recovered from M-Pesa's
-# own (a pulled row, a statement row).
-INBOX_KINDS = ["validation", "confirmation", "stk_result", "result", "queue_timeout", "transaction"]
+# own (a pulled row, a statement row); SMS delivery reports.
+INBOX_KINDS = [
+    "validation",
+    "confirmation",
+    "stk_result",
+    "result",
+    "queue_timeout",
+    "transaction",
+    "delivery_report",
+]
 
 
 class InboxQuerySchema(PageQuerySchema):
@@ -158,7 +166,8 @@ class InboxEntrySchema(Schema):
         metadata={
             "description": "who sent it: `daraja_c2b` (paybill), `daraja_stk` (M-Pesa "
             "Express), `daraja_result` (Transaction Status, Account Balance); `daraja_pull` "
-            "and `statement`: a payment recovered from M-Pesa's records"
+            "and `statement`: a payment recovered from M-Pesa's records; `africastalking`: an "
+            "SMS delivery report"
         }
     )
     kind = answers.one_of(INBOX_KINDS)

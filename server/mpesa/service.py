@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 from server.inbox import repository as inbox
 from server.inbox.documents import InboxEntry
 from server.inbox.repository import InboxRepository
-from server.integrations.notifications import Notification, Notifier
+from server.integrations.notifications import Notifier
 from server.kernel.background import BackgroundTasks
 from server.kernel.clock import Clock
 from server.kernel.identifiers import TRANS_ID
@@ -23,7 +23,7 @@ from server.kernel.money import AmountError, format_amount, parse_amount
 from server.kernel.store import time_window
 from server.mpesa import recovered
 from server.mpesa import repository as repo
-from server.mpesa.allocation import SHORTCODE_NOT_SERVED, Allocation
+from server.mpesa.allocation import CHANNEL, SHORTCODE_NOT_SERVED, Allocation
 from server.mpesa.documents import C2BPayment, PaymentState, ReceivedPayment
 from server.mpesa.receipts import StkReceipts
 from server.mpesa.repository import C2BPaymentRepository, InsertOutcome
@@ -37,6 +37,7 @@ from server.mpesa.rules import (
     rejected,
 )
 from server.mpesa.schemas import C2BCallback, parse_callback
+from server.notifications.outbox import SmsOutbox
 
 log = logging.getLogger("gateway.c2b")
 
@@ -92,7 +93,7 @@ class C2BService:
         payments: C2BPaymentRepository,
         rules: ValidationRules,
         allocation: Allocation,
-        notifier: Notifier,
+        receipts: SmsOutbox,
         clock: Clock,
         *,
         validation_deadline: float,
@@ -102,7 +103,8 @@ class C2BService:
         background: BackgroundTasks | None = None,
         stk_receipts: StkReceipts | None = None,
     ) -> None:
-        """`stk_receipts`: links the C2B copy of an M-Pesa Express payment to its debit."""
+        """`receipts`: the payers' SMS outbox (a payment not applied is told it arrived);
+        `stk_receipts`: links the C2B copy of an M-Pesa Express payment to its debit."""
         self.inbox = inbox
         self.stk_receipts = stk_receipts
         self.payments = payments
@@ -110,7 +112,7 @@ class C2BService:
         self.allocation = allocation
         self.validation_matches_policy = validation_matches_policy
         self.metrics = metrics or Metrics()
-        self.notifier = notifier
+        self.receipts = receipts
         self.clock = clock
         self.validation_deadline = validation_deadline
         self.fallback_answer = (
@@ -353,10 +355,12 @@ class C2BService:
             outcome = InsertOutcome.DUPLICATE
             if "recovered" in stored and record is None:
                 await self.payments.complete_recovered(stored["trans_id"], payment, entry_id)
-        if outcome is InsertOutcome.NEW and stored["status"] != repo.HELD:
-            await self._notify(stored)  # before the mark: a replay will not notify again
         if outcome is InsertOutcome.NEW or stored["inbox_id"] == entry_id:
-            await self.allocation.auto(stored, matched if outcome is InsertOutcome.NEW else None)
+            applied = await self.allocation.auto(
+                stored, matched if outcome is InsertOutcome.NEW else None
+            )
+            if applied["status"] == repo.UNMATCHED:
+                await self._notify(applied)  # before the mark: once per payment (outbox)
         if outcome is InsertOutcome.CONFLICT:
             reason = "conflicting_duplicate" if record is None else f"differs_from_{record.source}"
             await self.payments.flag_for_review(callback.trans_id, entry_id, reason, now)
@@ -417,18 +421,33 @@ class C2BService:
         }
 
     async def _notify(self, payment: C2BPayment) -> None:
-        amount = format_amount(payment["amount"], payment["currency"])
-        message = (
-            f"Payment of {payment['currency']} {amount} received for account "
-            f"{payment['bill_ref'] or payment['shortcode']}. Ref {payment['trans_id']}."
-        )
+        """A payment not applied to a policy: the payer is told it arrived (an applied one
+        gets the premium's receipt from its settlement instead). Recorded in the SMS
+        outbox, once per payment; the job sends it."""
         try:
-            await self.notifier.notify(
-                Notification(payment["msisdn"], payment["trans_id"], message)
+            await self.receipts.payment_received(
+                channel=CHANNEL,
+                reference=payment["trans_id"],
+                amount=payment["amount"],
+                currency=payment["currency"],
+                account=payment["bill_ref"] or payment["shortcode"],
+                phone_hint=payment["msisdn"],
             )
         except Exception:
             # A lost notification must never undo or fail a recorded payment.
             log.exception("notification_failed trans_id=%s", payment["trans_id"])
+
+    @property
+    def notifier(self) -> Notifier | None:
+        """The local notifier of the log and record notification kinds (None with an SMS
+        provider): where this service's callers found the payers' notices before they
+        went through the outbox."""
+        notifier: Notifier | None = self.receipts.local_notifier
+        return notifier
+
+    @notifier.setter
+    def notifier(self, notifier: Notifier) -> None:
+        self.receipts.local_notifier = notifier
 
     # --- reads ----------------------------------------------------------
 

@@ -66,6 +66,7 @@ TAGS = [
     ("transactions", "Transactions of every channel; Qmoney OTP debits"),
     ("operations", "Dashboard, health, readiness, metrics, this document"),
     ("reconciliation", "The gateway against the providers' records: M-Pesa checks, statements"),
+    ("sms", "Payer receipts by SMS: the outbox, delivery reports"),
     ("jobs", "The background jobs: their schedule and last runs; run one now"),
     ("insurees", "Insurees (admin)"),
     ("products", "Products (admin)"),

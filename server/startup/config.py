@@ -23,7 +23,6 @@ import yaml
 from cryptography.fernet import Fernet
 
 from server.auth.settings import AuthSettings
-from server.integrations.notification_settings import NotificationSettings
 from server.jobs.settings import JobsSettings
 from server.kernel.settings import (
     LoggingSettings,
@@ -34,6 +33,7 @@ from server.kernel.settings import (
     StoreSettings,
 )
 from server.mpesa.settings import C2BSettings, DarajaSettings
+from server.notifications.settings import NotificationSettings
 from server.psp_api.settings import PspApiSettings
 from server.qmoney.settings import QmoneySettings
 from server.reconciliation.settings import ReconciliationSettings
@@ -84,12 +84,18 @@ SANDBOX_SECRETS: dict[str, dict[str, str]] = {
     "qmoney": {"channel_secret": "sandbox-channel-secret", "password": "sandbox-qmoney"},
     # base64 of "sandbox-only-pin-key-not-secret!": a valid Fernet key, public on purpose.
     "security": {"pin_key": "c2FuZGJveC1vbmx5LXBpbi1rZXktbm90LXNlY3JldCE="},
+    # The key the bundled SMS simulator accepts, and the delivery reports' path segment.
+    "notifications": {
+        "api_key": "sandbox-sms-key",
+        "delivery_report_secret": "sandbox-sms-reports",
+    },
 }
 
 # Non-secret values the sandbox fixes so it matches its bundled simulators.
 SANDBOX_VALUES: dict[str, dict[str, str]] = {
     "qmoney": {"channel_id": "sandbox-channel", "username": "14001502"},
     "daraja": {"initiator": "testapi"},
+    "notifications": {"username": "sandbox", "sender_id": "NHIA"},
 }
 
 
@@ -262,6 +268,7 @@ def validate(settings: Settings) -> None:
     _check_pin_key(settings.security.pin_key)
     if not settings.sandbox:
         _check_gateway_secrets(settings)
+        _check_delivery_report_secret(settings)
         if len(settings.auth.jwt_secret) < 32:
             raise ConfigError("auth.jwt_secret: must be at least 32 characters")
 
@@ -278,6 +285,18 @@ def _check_gateway_secrets(settings: Settings) -> None:
     if public:
         raise ConfigError(
             _naming(public, "public sandbox secret, refused outside the sandbox; set your own in")
+        )
+
+
+def _check_delivery_report_secret(settings: Settings) -> None:
+    """The SMS delivery reports' path segment is optional, but never the sandbox's."""
+    public = SANDBOX_SECRETS["notifications"]["delivery_report_secret"]
+    if settings.notifications.delivery_report_secret == public:
+        raise ConfigError(
+            _naming(
+                [("notifications", "delivery_report_secret")],
+                "public sandbox secret, refused outside the sandbox; set your own in",
+            )
         )
 
 

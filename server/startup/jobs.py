@@ -18,7 +18,16 @@ FINISH_SETTLEMENTS = "finish-settlements"
 REPLAY_INBOX = "replay-inbox"
 MPESA_PULL = "mpesa-pull"
 JANITOR = "janitor"
-JOB_NAMES = (EXPIRE_DEBITS, FINISH_SETTLEMENTS, REPLAY_INBOX, CHECK_DEBITS, JANITOR, MPESA_PULL)
+SEND_NOTIFICATIONS = "send-notifications"
+JOB_NAMES = (
+    EXPIRE_DEBITS,
+    FINISH_SETTLEMENTS,
+    REPLAY_INBOX,
+    CHECK_DEBITS,
+    JANITOR,
+    MPESA_PULL,
+    SEND_NOTIFICATIONS,
+)
 
 # Inbox entries younger than this may still be in their own processing: replay leaves them.
 REPLAY_GRACE = timedelta(seconds=60)
@@ -76,6 +85,9 @@ def gateway_jobs(settings: JobsSettings, services: Services) -> list[Job]:
             every(settings.janitor_interval_seconds),
             Janitor(services.debits, settings.janitor_backoff(), PROCESSING_GRACE).run,
         ),
+        # The payers' SMS receipts that are due (new, to try again, or whose answer was
+        # lost and no delivery report came), every notifications.send_interval_seconds.
+        Job(SEND_NOTIFICATIONS, services.sms.interval, services.sms.send_due),
     ]
 
 

@@ -55,6 +55,11 @@ from server.mpesa.stk import StkDebits
 from server.mpesa.stk_service import KIND as STK_KIND
 from server.mpesa.stk_service import SOURCE as STK_SOURCE
 from server.mpesa.stk_service import StkService
+from server.notifications import reports as sms_reports
+from server.notifications import repository as sms_repository
+from server.notifications.assembly import make_sender, sms_receipts
+from server.notifications.outbox import SmsOutbox
+from server.notifications.reports import DeliveryReports
 from server.ops.dashboard import Dashboard
 from server.psp_api import repository as psp_api_repository
 from server.psp_api.ratelimit import RateLimiter
@@ -92,6 +97,7 @@ INDEXES: list[IndexSpec] = [
     *reconciliation_view.INDEXES,
     *statement_store.INDEXES,
     *job_history.INDEXES,
+    *sms_repository.INDEXES,
     (PROVIDER_CALLS, [("provider", 1), ("endpoint", 1), ("at", -1)], {}),
 ]
 
@@ -168,6 +174,10 @@ class Services:
     dashboard: Dashboard
     metrics: Metrics
     indexes: list[IndexSpec]
+    # The payers' SMS receipts (the outbox and the send-notifications job's work), and
+    # the SMS provider's delivery reports.
+    sms: SmsOutbox
+    sms_reports: DeliveryReports
     inflight: set = field(default_factory=set)
     # The work requests start and do not wait for; drained when the gateway stops.
     background: BackgroundTasks = field(default_factory=BackgroundTasks)
@@ -325,8 +335,23 @@ def build_services(
     transactions = ledger_repository.TransactionRepository(store)
     channels = channel_registry(settings, providers, clock, metrics)
     ledger = LedgerService(transactions, channels.names, channels.shown)
+    session, calls = (providers.session, providers.calls) if providers else (None, None)
+    sms, sms_delivery_reports = sms_receipts(
+        settings.notifications,
+        store,
+        inbox_repository.InboxRepository(store),
+        insurees,
+        make_sender(settings.notifications, notifier, session, calls),
+        clock,
+        metrics,
+        phone_channels=(C2B_CHANNEL, StkDebits.channel),
+    )
     settlement = Settlement(
-        transactions, ledger_repository.PremiumRepository(store), policy_repository, clock
+        transactions,
+        ledger_repository.PremiumRepository(store),
+        policy_repository,
+        clock,
+        on_premium=sms.premium_paid,
     )
     incoming = IncomingPayments(transactions, policy_repository, settlement, clock)
     c2b_payments = c2b_repository.C2BPaymentRepository(store)
@@ -349,7 +374,7 @@ def build_services(
         c2b_payments,
         validation_rules(settings),
         Allocation(c2b_payments, insuree_repository, policies, incoming, clock),
-        notifier,
+        sms,
         clock,
         validation_deadline=settings.c2b.validation_deadline_seconds,
         validation_fallback=settings.c2b.validation_fallback,
@@ -362,6 +387,12 @@ def build_services(
     replay = InboxReplay(inbox, clock)
     replay.register(C2B_SOURCE, "confirmation", c2b.process_entry, c2b.mark_failed)
     replay.register(STK_SOURCE, STK_KIND, stk.process_entry, stk.mark_failed)
+    replay.register(
+        sms_reports.SOURCE,
+        sms_reports.KIND,
+        sms_delivery_reports.process_entry,
+        sms_delivery_reports.mark_failed,
+    )
     for source in (recovered.PULL_SOURCE, recovered.STATEMENT_SOURCE):
         replay.register(source, recovered.RECORD_KIND, c2b.process_recovered_entry, c2b.mark_failed)
     checks, pull = mpesa_reconciliation(settings, store, providers, clock, c2b, replay)
@@ -421,5 +452,7 @@ def build_services(
         dashboard=Dashboard(store, clock, channels.channels),
         metrics=metrics,
         indexes=indexes(settings),
+        sms=sms,
+        sms_reports=sms_delivery_reports,
         background=background,
     )
