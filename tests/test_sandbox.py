@@ -18,6 +18,7 @@ import pytest
 from server.sandbox.demo import STK_CANCEL_PHONE, STK_INSUREE
 from server.sandbox.environment import (
     c2b_walkthrough,
+    payer_sms,
     provider_walkthrough,
     qmoney_walkthrough,
     recovery_walkthrough,
@@ -41,14 +42,18 @@ async def test_sandbox_payment_arrives_at_the_gateway() -> None:
         _, before = await c2b.list_payments({}, 1, 0)
         _, unmatched = await c2b.list_payments({"status": "unmatched"}, 10, 0)
         assert unmatched >= 2  # the demo payments that match no policy
-        notices = len(sandbox.gateway.services.notifier.sent)
         payment = await simulate_paybill_payment(
             sandbox.settings, "040404040", "1500.00", "254708374149", "operator", "sandbox-operator"
         )
         assert payment["amount"] == "1500.00" and payment["bill_ref"] == "040404040"
         assert payment["status"] == "settled"
-        sent = sandbox.gateway.services.notifier.sent
-        assert len(sent) == notices + 1 and sent[-1].reference == payment["trans_id"]
+        # The payer's SMS receipt, through the SMS simulator: one, naming the receipt.
+        sms = await payer_sms(sandbox.settings, payment["trans_id"], "operator", "sandbox-operator")
+        assert sms is not None and sms["status"] in ("sent", "delivered"), sms
+        outbox = f"{sandbox.settings.notifications.base_url}/_sim/outbox/{sms['recipient']}"
+        async with aiohttp.ClientSession() as http, http.get(outbox) as answer:
+            texts = [item["message"] for item in (await answer.json())["items"]]
+        assert [text for text in texts if payment["trans_id"] in text] == [sms["text"]]
         _, total = await c2b.list_payments({}, 1, 0)
         assert total == before + 1
         text = summary(sandbox)

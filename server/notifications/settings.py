@@ -32,6 +32,10 @@ _COUNTRY_CODE = re.compile(r"[1-9][0-9]{0,2}")
 _CURRENCY_CODE = re.compile(r"([A-Z]{3})[:=]([1-9][0-9]{0,2})")
 
 
+# Where Africa's Talking posts delivery reports (set the URL in its dashboard).
+DELIVERY_REPORT_PATH = "/api/v1/sms/delivery-reports/{secret}"
+
+
 @dataclass(frozen=True)
 class NotificationSettings:
     kind: str = "log"

@@ -91,6 +91,7 @@ async def run_simulate_payment(args: argparse.Namespace) -> int:
     from server.sandbox.environment import (
         ARRIVAL_TIMEOUT_SECONDS,
         NothingPaid,
+        payer_sms,
         sandbox_settings,
         simulate_paybill_payment,
         unmatched_explanation,
@@ -124,6 +125,14 @@ async def run_simulate_payment(args: argparse.Namespace) -> int:
             "it waits for an operator to allocate it (dashboard, or "
             "POST /api/v1/c2b/payments/<trans_id>/allocate)"
         )
+    sms = await payer_sms(settings, payment["trans_id"], args.username, args.password)
+    if sms is None:
+        print("no SMS receipt yet (the send-notifications job sends it within seconds)")
+    elif sms["status"] in ("sent", "delivered"):
+        print(f"SMS to {sms['recipient']} ({sms['status']}):\n  {sms['text']}")
+    else:
+        reason = sms["failure"]["reason"] if sms["failure"] else sms["status"]
+        print(f"no SMS was sent to the payer: {reason}")
     return 0
 
 

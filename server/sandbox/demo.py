@@ -52,13 +52,19 @@ PROVIDER_INSUREE = {
     "last_name": "Ceesay",
     "phone": "2207000002",
 }
-# Kenyan insurees paying by M-Pesa paybill, each with an idle policy (1500.00 KES).
+# Kenyan insurees paying by M-Pesa paybill, each with an idle policy (1500.00 KES) and a
+# phone on file: M-Pesa masks the payer's number, so SMS receipts go there.
 MPESA_INSUREES = (
-    {"chf_id": "040404040", "first_name": "Achieng", "last_name": "Odhiambo"},
-    {"chf_id": "080808080", "first_name": "Wanjiru", "last_name": "Kamau"},
-    {"chf_id": "090909090", "first_name": "Otieno", "last_name": "Ochieng"},
+    {
+        "chf_id": "040404040",
+        "first_name": "Achieng",
+        "last_name": "Odhiambo",
+        "phone": "0712000040",
+    },
+    {"chf_id": "080808080", "first_name": "Wanjiru", "last_name": "Kamau", "phone": "0712000080"},
+    {"chf_id": "090909090", "first_name": "Otieno", "last_name": "Ochieng", "phone": "0712000090"},
     # Paid in the reconciliation walkthrough by a payer whose confirmation never arrives.
-    {"chf_id": "020202020", "first_name": "Chebet", "last_name": "Kiprono"},
+    {"chf_id": "020202020", "first_name": "Chebet", "last_name": "Kiprono", "phone": "0712000020"},
 )
 RECOVERY_ACCOUNT = "020202020"
 # Kenyan insurees paying by M-Pesa Express (the gateway prompts their phone), each with an

@@ -23,6 +23,7 @@ from server.kernel.money import format_amount
 from server.mpesa.callback_urls import callback_urls, stk_callback_url
 from server.mpesa.client import DarajaClient
 from server.mpesa.registration import register_callback_urls, register_pull
+from server.notifications.settings import DELIVERY_REPORT_PATH
 from server.sandbox.demo import (
     MPESA_INSUREES,
     QMONEY_INSUREE,
@@ -47,6 +48,7 @@ from simulators.daraja import (
     DarajaSimulator,
 )
 from simulators.qmoney import QmoneySimSettings, QmoneySimulator
+from simulators.sms import SmsSimSettings, SmsSimulator
 
 log = logging.getLogger("gateway.sandbox")
 
@@ -75,6 +77,10 @@ ARRIVAL_TIMEOUT_SECONDS = 20.0
 GATEWAY_TIMEOUT_SECONDS = 10.0
 # The longest interval of a job in the sandbox (sandbox_settings).
 SANDBOX_JOB_INTERVAL_SECONDS = 15.0
+# How often the sandbox sends the payers' SMS receipts.
+SANDBOX_SMS_INTERVAL_SECONDS = 2.0
+# How long simulate-payment waits for the payer's SMS receipt.
+SMS_WAIT_SECONDS = 10.0
 # Why a paybill payment stays unmatched, as simulate-payment explains it.
 UNMATCHED_REASONS = {
     "unknown_account": "no insuree has this account number",
@@ -104,6 +110,7 @@ class Sandbox:
     gateway: Gateway
     daraja: DarajaSimulator
     qmoney: QmoneySimulator
+    sms: SmsSimulator
     session: aiohttp.ClientSession
     demo: DemoData | None = None
     allocatable: Allocatable | None = None
@@ -112,6 +119,7 @@ class Sandbox:
         await self.gateway.stop()
         await self.daraja.stop()
         await self.qmoney.stop()
+        await self.sms.stop()
         await self.session.close()
 
 
@@ -136,7 +144,13 @@ def sandbox_settings(host: str, port: int) -> Settings:
             pull_nominated_number=SANDBOX_NOMINATED_NUMBER,
         ),
         qmoney=replace(settings.qmoney, base_url=url(2)),
-        notifications=replace(settings.notifications, kind="record"),
+        # Payers' receipts through the SMS simulator (port N+4), sent within seconds.
+        notifications=replace(
+            settings.notifications,
+            kind="africastalking",
+            base_url=url(4),
+            send_interval_seconds=SANDBOX_SMS_INTERVAL_SECONDS,
+        ),
         jobs=short_job_intervals(settings.jobs, os.environ),
     )
 
@@ -159,6 +173,11 @@ async def start_sandbox(
 ) -> Sandbox:
     settings = sandbox_settings(host, port)
     sockets = listen(host, port, "the gateway")
+    # The gateway's own address as the simulators call it back (M-Pesa Express prompts
+    # carry it, SMS delivery reports go to it), known once its socket is bound.
+    public_url = f"http://{host}:{sockets[0].getsockname()[1]}"
+    report_path = DELIVERY_REPORT_PATH.format(secret=settings.notifications.delivery_report_secret)
+    sms = SmsSimulator(SmsSimSettings(delivery_report_url=public_url + report_path))
     daraja = DarajaSimulator(
         DarajaSimSettings(
             consumer_key=settings.daraja.consumer_key,
@@ -184,25 +203,25 @@ async def start_sandbox(
         qmoney_url = await start_simulator(
             qmoney, host, port + 2 if port else 0, "the Qmoney simulator"
         )
-        # The gateway's own address as Daraja calls it back (M-Pesa Express prompts
-        # carry it), known once its socket is bound (port 0: a free one).
-        public_url = f"http://{host}:{sockets[0].getsockname()[1]}"
+        sms_url = await start_simulator(sms, host, port + 4 if port else 0, "the SMS simulator")
         settings = replace(
             settings,
             server=replace(settings.server, public_url=public_url),
             daraja=replace(settings.daraja, base_url=daraja_url),
             qmoney=replace(settings.qmoney, base_url=qmoney_url),
+            notifications=replace(settings.notifications, base_url=sms_url),
         )
         gateway = await start_gateway(settings, sockets=sockets)
     except BaseException:
         await daraja.stop()
         await qmoney.stop()
+        await sms.stop()
         _close(sockets)
         raise
     settings = replace(
         settings, server=replace(settings.server, port=gateway.port, public_url=gateway.url)
     )
-    sandbox = Sandbox(settings, gateway, daraja, qmoney, aiohttp.ClientSession())
+    sandbox = Sandbox(settings, gateway, daraja, qmoney, sms, aiohttp.ClientSession())
     try:
         sandbox.demo = await seed(gateway.services, date.today())
         progress("demo data: users, products, insurees, policies, PSPs")
@@ -350,6 +369,43 @@ async def simulate_paybill_payment(
                 if new and new[0]["status"] != "allocating":
                     return new[0]
                 await asyncio.sleep(0.2)
+
+
+async def payer_sms(
+    settings: Settings, trans_id: str, username: str, password: str
+) -> dict[str, Any] | None:
+    """The SMS receipt the gateway sent for a payment (as GET /api/v1/sms/messages shows
+    it), once its send-notifications job has dealt with it; None after SMS_WAIT_SECONDS."""
+    gateway = settings.server.public_url
+    timeout = aiohttp.ClientTimeout(total=GATEWAY_TIMEOUT_SECONDS)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        signed_in = await _gateway_json(
+            session,
+            "POST",
+            f"{gateway}/api/v1/auth/token",
+            gateway,
+            json={"username": username, "password": password},
+        )
+        headers = {"Authorization": f"Bearer {signed_in['access_token']}"}
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SMS_WAIT_SECONDS):
+                while True:
+                    listed = await _gateway_json(
+                        session,
+                        "GET",
+                        f"{gateway}/api/v1/sms/messages",
+                        gateway,
+                        params={"limit": "50"},
+                        headers=headers,
+                    )
+                    for message in listed["items"]:
+                        if message["receipt"] == trans_id and message["status"] not in (
+                            "pending",
+                            "sending",
+                        ):
+                            return dict(message)
+                    await asyncio.sleep(0.5)
+    return None
 
 
 async def _gateway_json(
@@ -607,6 +663,8 @@ Sandbox is running (in-memory store: everything is lost on exit).
 {passkey})
   Qmoney simulator   {settings.qmoney.base_url}  (payer wallet {QMONEY_INSUREE["wallet"]}, \
 control API under /_sim/)
+  SMS simulator      {settings.notifications.base_url}  (Africa's Talking: the payers' SMS \
+receipts, /_sim/outbox/<number>)
   Callback URLs      {validation_url}
                      {confirmation_url}
                      {stk_url}  (M-Pesa Express results)
@@ -671,6 +729,14 @@ allocate it on the dashboard, or:
 {_indented(allocation_walkthrough(settings, allocatable))}
 
 Every command stops at the first step that fails and prints the gateway's error.
+
+SMS receipts: every payment that settles a policy (and every paybill payment left
+unmatched) sends the payer an SMS through the SMS simulator within seconds; see them on
+the dashboard, in the simulator's outbox ({settings.notifications.base_url}/_sim/outbox),
+or with (after a walkthrough's operator login):
+
+    curl -s -H "Authorization: Bearer $OP" \\
+      '{settings.server.public_url}/api/v1/sms/messages?limit=5'
 
 Press Ctrl-C to stop.
 """
