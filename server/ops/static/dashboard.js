@@ -15,6 +15,7 @@
                  user: "gateway.username" };
   const WINDOWS = { "24h": 24, "7d": 7 * 24, "30d": 30 * 24 };   // hours
   const RECENT_PAYMENTS = 10;
+  const SMS_DAYS = 7;
   const SVG_NS = "http://www.w3.org/2000/svg";
   const TIME_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
 
@@ -311,9 +312,12 @@
                                                              limit: RECENT_PAYMENTS } })
         .catch((error) => error);
       const reconciliation = api("GET", "/reconciliation").catch((error) => error);
+      const sms = api("GET", "/sms/summary", { params: { days: SMS_DAYS } })
+        .catch((error) => error);
       const data = await api("GET", "/dashboard", { params });
       render(data, await recent);
       renderReconciliation(await reconciliation);
+      renderSms(await sms);
       $("updated-at").textContent = `updated at ${clock(new Date())}`;
       setMessage($("load-error"), "");
     } catch (error) {
@@ -732,6 +736,77 @@
         setMessage($("reconciliation-error"), `Could not download the CSV: ${error.message}`);
       }
     }
+  }
+
+  // --- SMS receipts -----------------------------------------------------------------
+
+  const SMS_SHOWN = ["sent", "delivered", "failed"];   // the rest is counted as other
+
+  // A number as the page shows one: all but its first four and last three digits hidden
+  // (the rule of the gateway's logs). The summary answers the number it went to in full.
+  function maskedNumber(number) {
+    if (!number) return el("span", { class: "muted" }, "no number");
+    const text = String(number);
+    return el("code", {}, text.length > 7
+      ? `${text.slice(0, 4)}${"*".repeat(text.length - 7)}${text.slice(-3)}` : "***");
+  }
+
+  function renderSms(data) {
+    if (data instanceof Error) {
+      if (data instanceof SignedOut) return;
+      setMessage($("sms-error"), `Could not load the SMS receipts: ${data.message}`);
+      return;
+    }
+    setMessage($("sms-error"), "");
+    const days = [...(data.days || [])].reverse();   // newest first
+    $("sms-period").textContent = days.length
+      ? `${days[days.length - 1].day} – ${days[0].day} (UTC days)` : "";
+    $("sms-zone").textContent = `Times in ${TIME_ZONE}.`;
+    const other = (d) => Object.entries(d)
+      .filter(([name, count]) => typeof count === "number" && name !== "total"
+                                 && !SMS_SHOWN.includes(name) && count > 0);
+    const count = (name) => ({
+      label: name, cls: "num",
+      cell: (d) => el("span", { class: d[name] ? "figure-count" : "muted",
+                                data: { status: name } }, String(d[name] ?? 0)) });
+    $("sms-days").replaceChildren(table([
+      { label: "Day", cell: (d) => d.day },
+      count("sent"), count("delivered"), count("failed"),
+      { label: "other", cls: "num", cell: (d) => {
+          const rest = other(d);
+          const sum = rest.reduce((total, [, n]) => total + n, 0);
+          return el("span", { class: sum ? "figure-count" : "muted", data: { status: "other" },
+                              title: rest.map(([name, n]) => `${name} ${n}`).join(", ") || null },
+                    String(sum));
+        } },
+      { label: "Total", cls: "num", cell: (d) => el("strong", { data: { status: "total" } },
+                                                    String(d.total ?? 0)) },
+    ], days, { empty: "No SMS receipts in this period.",
+               rowAttrs: (d) => ({ data: { day: d.day } }) }));
+
+    const block = $("sms-failing");
+    const failing = data.failing || [];
+    const total = data.failing_total ?? failing.length;
+    block.dataset.count = String(total);
+    block.classList.toggle("calm", total === 0);
+    block.querySelector('[data-role="count"]').textContent = String(total);
+    const body = [table([
+      { label: "Recorded", cell: (m) => when(m.created_at) },
+      { label: "Event", cell: (m) => [el("code", {}, m.event),
+          m.chf_id ? el("span", { class: "sub" }, `insuree ${m.chf_id}`) : null] },
+      { label: "Recipient", cell: (m) => maskedNumber(m.recipient) },
+      { label: "Status", cell: (m) => el("span", { class: `status status-${m.status}` }, m.status) },
+      { label: "Provider's reason", cls: "wrap", cell: (m) => m.failure
+          ? el("span", { data: { role: "reason" } }, el("code", {}, m.failure.code), " ",
+               m.failure.reason)
+          : el("span", { class: "muted" }, "—") },
+      { label: "Attempts", cls: "num", cell: (m) => String(m.attempts) },
+    ], failing, { empty: "No failing SMS receipts.",
+                  rowAttrs: (m) => ({ data: { id: m.id, status: m.status } }) })];
+    if (total > failing.length) {
+      body.push(el("p", { class: "hint" }, `The latest ${failing.length} of ${total} are shown.`));
+    }
+    block.querySelector('[data-role="body"]').replaceChildren(...body);
   }
 
   // --- needs attention and the operator actions --------------------------------------------
