@@ -34,6 +34,7 @@ async def test_paybill_payment_arrives_stored_and_notified(system) -> None:
     assert payment["trans_id"] == txn["trans_id"]
     assert (payment["amount"], payment["currency"]) == (15000, "KES")
     assert payment["bill_ref"] == "070707070" and payment["msisdn_form"] == "masked"
+    await system.gateway.services.sms.send_due()  # the job hands the payer's notice over
     [notification] = system.notifier.sent
     assert notification.reference == txn["trans_id"]
 
@@ -114,6 +115,7 @@ async def test_duplicate_delivery_is_recorded_once(system) -> None:
     assert kinds(txn) == ["confirmation", "confirmation"]
     assert all(d["answer"]["ResultCode"] == 0 for d in txn["deliveries"])
     assert len(await system.payments()) == 1
+    await system.gateway.services.sms.send_due()
     assert len(system.notifier.sent) == 1
     statuses = sorted(
         entry["status"] for entry in await system.store.collection(INBOX).find({}).to_list(None)

@@ -96,6 +96,7 @@ async def test_failed_processing_is_kept_and_replay_stores_it_exactly_once(store
     assert [result.status for result in results] == ["processed"]
     assert await store.collection(PAYMENTS).count_documents({}) == 1
     assert await services.inbox.replay(grace=timedelta(0)) == []
+    await services.sms.send_due()  # the job hands the payer's notice over
     assert len(c2b.notifier.sent) == 1
 
 
@@ -127,11 +128,19 @@ async def test_a_failing_notifier_never_fails_the_payment(store) -> None:
         async def notify(self, notification):
             raise ConnectionError("sms gateway down")
 
-    c2b = service(store)
+    services = services_with(store)
+    c2b = services.c2b
     c2b.notifier = BrokenNotifier()
-    assert (await c2b.confirm(RAW, "127.0.0.1", HEADERS))["ResultCode"] == 0
+    raw = json.dumps(callback_body(MSISDN="254708374149")).encode()  # a number to send to
+    assert (await c2b.confirm(raw, "127.0.0.1", HEADERS))["ResultCode"] == 0
     entry = await store.collection(INBOX).find_one({})
     assert entry["status"] == "processed"
+    # The notifier is only the job's: its failure leaves the notice to a later run.
+    summary = await services.sms.send_due()
+    assert (summary["recorded"], summary["retried"]) == (1, 1)
+    [message] = (await services.sms.messages({}, 10, 0))[0]
+    assert (message["status"], message["failure"]["code"]) == ("pending", "sender_error")
+    assert (await store.collection(PAYMENTS).find_one({}))["status"] == "unmatched"
 
 
 class FailingMarkInbox(InboxRepository):
@@ -154,7 +163,10 @@ async def test_crash_between_payment_and_inbox_mark_is_replayed_without_a_second
     c2b = services.c2b
     assert (await c2b.confirm(RAW, "127.0.0.1", HEADERS))["ResultCode"] == 0
     assert (await store.collection(INBOX).find_one({}))["status"] == "failed"
+    await services.sms.send_due()  # the notice is sent before the replay comes
+    assert len(c2b.notifier.sent) == 1
     [result] = await services.inbox.replay(grace=timedelta(0))
     assert result.status == "processed"
     assert await store.collection(PAYMENTS).count_documents({}) == 1
+    assert (await services.sms.send_due())["recorded"] == 0
     assert len(c2b.notifier.sent) == 1

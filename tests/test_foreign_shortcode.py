@@ -4,6 +4,8 @@ money moved somewhere) but never settles a policy: it is held for review."""
 import pytest
 import pytest_asyncio
 
+from server.notifications.documents import NOTICE_STATE
+
 from support import (
     BASIC_KES,
     INBOX,
@@ -48,6 +50,8 @@ async def test_confirmation_for_a_shortcode_not_served_is_held_and_settles_nothi
     assert await store.collection(PREMIUMS).count_documents({}) == 0
     statuses = {entry["status"] for entry in await store.collection(INBOX).find({}).to_list(None)}
     assert statuses == {"processed", "duplicate"}
+    assert NOTICE_STATE not in payment  # a held payment carries no notice for the payer
+    assert (await gateway.services.sms.send_due())["recorded"] == 0
     assert notifier.sent == []
 
 

@@ -24,7 +24,8 @@ BLACKLISTED = "+254711000003"
 
 
 async def _settle(services: Any, policy: dict[str, Any]) -> dict[str, Any]:
-    """A PSP payment of the whole policy, settled: its premium_paid message is recorded."""
+    """A PSP payment of the whole policy, settled: its premium carries the premium_paid
+    message until the send-notifications job copies it into the outbox."""
     transaction = services.incoming.new_transaction(
         str(uuid.uuid4()), "psp_api", policy, None, uuid.uuid4().hex[:10].upper(), "afrimoney"
     )
@@ -81,9 +82,11 @@ async def test_the_sms_receipts_section_in_a_browser(
     sms = services.sms
     await create_user(services, "sami", "operator")
 
-    # The record kind: a receipt sent at once, and one with no number to send it to.
+    # The record kind: a receipt sent when the job runs, and one with no number to send it to.
     await _settle(services, await idle_policy(services, "070707070", BASIC_KES, phone="0711000001"))
     await _settle(services, await idle_policy(services, "070707071", BASIC_KES, phone=""))
+    summary = await sms.send_due()
+    assert (summary["recorded"], summary["sent"], summary["unreachable"]) == (2, 1, 1), summary
     # A provider: one receipt delivered (its delivery report), one refused for good.
     local = sms.sender
     provider = ScriptedSender()
@@ -93,7 +96,7 @@ async def test_the_sms_receipts_section_in_a_browser(
         for chf_id, phone in (("070707072", "0711000002"), ("070707073", BLACKLISTED)):
             await _settle(services, await idle_policy(services, chf_id, BASIC_KES, phone=phone))
         summary = await sms.send_due()
-        assert (summary["sent"], summary["failed"]) == (1, 1), summary
+        assert (summary["recorded"], summary["sent"], summary["failed"]) == (2, 1, 1), summary
     finally:
         sms.sender = local
     [accepted, _refused] = sorted(provider.sent, key=lambda outgoing: outgoing.recipient)

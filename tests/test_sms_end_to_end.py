@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from server.inbox.repository import INBOX
+from server.notifications.documents import NOTICE, NOTICE_STATE
 from server.notifications.repository import SMS_OUTBOX
 from server.startup.listen import listen
 from server.startup.services import PROVIDER_CALLS
@@ -174,8 +175,14 @@ async def test_a_settled_paybill_payment_sends_one_receipt_to_the_payer(sms: Sms
     policy = await idle_policy(sms.services, "070707070", BASIC_KES, phone="0711000001")
     payment = await sms.paybill("RKL51ZDR4F")
     assert payment["status"] == "settled"
-    assert await sms.messages() != [] and await sms.outbox() == []  # sent by the job only
-    assert (await sms.send())["sent"] == 1
+    # The premium carries the message until the job copies it into the outbox and sends it.
+    [premium] = await sms.store.collection(PREMIUMS).find({}).to_list(None)
+    assert premium[NOTICE]["event"] == "premium_paid" and premium[NOTICE_STATE] == "pending"
+    assert await sms.messages() == [] and await sms.outbox() == []
+    summary = await sms.send()
+    assert (summary["recorded"], summary["sent"]) == (1, 1)
+    premium = await sms.store.collection(PREMIUMS).find_one({"_id": premium["_id"]})
+    assert NOTICE not in premium and premium[NOTICE_STATE] == "copied"
     [sent] = await sms.outbox()
     assert sent["number"] == "+254708374149" and sent["from"] == SANDBOX_SENDER_ID
     assert sent["message"] == await sms.receipt_text(policy["_id"], "RKL51ZDR4F")
@@ -183,7 +190,7 @@ async def test_a_settled_paybill_payment_sends_one_receipt_to_the_payer(sms: Sms
     message = await sms.reaches("delivered")
     assert message["message_id"] == sent["messageId"] and message["cost"] == "KES 0.8000"
     assert (await sms.send())["sent"] == 0
-    assert len(await sms.outbox()) == 1
+    assert len(await sms.outbox()) == 1 and len(await sms.messages()) == 1
 
 
 @pytest.mark.asyncio
@@ -369,7 +376,11 @@ async def test_a_masked_msisdn_falls_back_to_the_insurees_phone(sms: Sms) -> Non
 async def test_an_unmatched_payment_tells_the_payer_it_arrived(sms: Sms) -> None:
     payment = await sms.paybill("RKL51ZDR4F", account="123456")
     assert payment["status"] == "unmatched"
+    assert payment[NOTICE]["event"] == "payment_received" and payment[NOTICE_STATE] == "pending"
+    assert await sms.messages() == []
     assert (await sms.send())["sent"] == 1
+    payment = await sms.services.c2b.get_payment("RKL51ZDR4F")
+    assert NOTICE not in payment and payment[NOTICE_STATE] == "copied"
     [sent] = await sms.outbox(PAYER)
     assert sent["message"].startswith("Payment of KES 1500.00 received for account 123456")
 

@@ -1,10 +1,13 @@
-"""The SMS outbox on the store lanes, with a scripted sender: recording once, whom a
-message goes to, opt-out, what each provider answer does, the claim, delivery reports."""
+"""The SMS outbox on the store lanes, with a scripted sender: the notices a premium or a
+payment carries, copied into the outbox once by the job; whom a message goes to,
+opt-out, what each provider answer does, the claim, delivery reports."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from pymongo.errors import ServerSelectionTimeoutError
 
 from server.integrations.notifications import RecordingNotifier
 from server.integrations.transport import (
@@ -20,11 +24,23 @@ from server.integrations.transport import (
     ProviderUnavailable,
 )
 from server.kernel.clock import Clock
+from server.ledger.repository import PremiumRepository
+from server.notifications.documents import NOTICE, NOTICE_COPIED, NOTICE_STATE
+from server.notifications.notices import NoticeSource
 from server.notifications.repository import SMS_OUTBOX
 from server.notifications.senders import Accepted, Outgoing
 from server.startup.services import Services, build_services
 
-from support import BASIC_GMD, BASIC_KES, idle_policy, make_settings
+from support import (
+    BASIC_GMD,
+    BASIC_KES,
+    INBOX,
+    PAYMENTS,
+    PREMIUMS,
+    callback_body,
+    idle_policy,
+    make_settings,
+)
 
 MASKED = "2547 ***** 126"
 HASHED = "a3f1" * 16
@@ -83,7 +99,7 @@ class World:
     async def policy(self, chf_id: str = "070707070", product=BASIC_KES, **insuree: Any) -> dict:
         return await idle_policy(self.services, chf_id, product, **insuree)
 
-    async def paid(
+    async def premium(
         self,
         policy: dict,
         *,
@@ -91,7 +107,9 @@ class World:
         payer: str | None = "254708374149",
         reference: str | None = None,
     ) -> dict:
-        """Record the premium_paid message of a payment of `policy`."""
+        """A premium of a payment of `policy`, carrying its premium_paid notice as the
+        settlement writes it (in the premium's own insert); the notice's message, not in
+        the outbox yet."""
         now = self.clock.now()
         transaction = {
             "_id": str(uuid.uuid4()),
@@ -107,11 +125,39 @@ class World:
             "effective_date": policy["start_date"],
             "settled_at": now,
         }
-        await self.sms.premium_paid(transaction, settlement, policy)
-        return await self.message(f"premium_paid:{transaction['_id']}")
+        notice = self.sms.premium_notice(transaction, settlement, policy)
+        await self.store.collection(PREMIUMS).insert_one(
+            {
+                "_id": str(uuid.uuid4()),
+                "transaction_uuid": transaction["_id"],
+                "policy_uuid": policy["_id"],
+                "receipt": settlement["receipt"],
+                **notice,
+            }
+        )
+        return notice[NOTICE]
 
-    async def received(self, reference: str = "RKL51ZDR4F", account: str = "070707070", **kw):
-        await self.sms.payment_received(
+    async def paid(self, policy: dict, **payment: Any) -> dict:
+        """The same, copied into the outbox as the job's first step does: the stored
+        message."""
+        message = await self.premium(policy, **payment)
+        await self.sms.collect()
+        return await self.message(message["_id"])
+
+    async def unmatched(
+        self, reference: str = "RKL51ZDR4F", account: str = "070707070", **kw: Any
+    ) -> dict:
+        """A paybill payment not applied to a policy, carrying its payment_received
+        notice as the C2B service writes it (in the payment's own insert); the notice's
+        message, not in the outbox yet."""
+        notice = self.received_notice(reference, account, **kw)
+        await self.store.collection(PAYMENTS).insert_one(
+            {"trans_id": reference, "bill_ref": account, "status": "unmatched", **notice}
+        )
+        return notice[NOTICE]
+
+    def received_notice(self, reference: str, account: str, **kw: Any) -> dict:
+        return self.sms.payment_received_notice(
             channel="mpesa_c2b",
             reference=reference,
             amount=kw.get("amount", 150000),
@@ -119,7 +165,38 @@ class World:
             account=account,
             phone_hint=kw.get("phone_hint", MASKED),
         )
-        return await self.message(f"payment_received:{reference}")
+
+    async def received(self, reference: str = "RKL51ZDR4F", account: str = "070707070", **kw):
+        """The same, copied into the outbox: the stored message."""
+        message = await self.unmatched(reference, account, **kw)
+        await self.sms.collect()
+        return await self.message(message["_id"])
+
+    def source(self, collection: str) -> NoticeSource:
+        [source] = [source for source in self.sms.sources if source.name == collection]
+        return source
+
+    async def carriers(self) -> list[dict]:
+        """The premiums and payments that still carry a notice, or whose notice is not
+        marked copied."""
+        found = []
+        for collection in (PREMIUMS, PAYMENTS):
+            query = {
+                "$or": [
+                    {NOTICE: {"$exists": True}},
+                    {NOTICE_STATE: {"$exists": True, "$ne": NOTICE_COPIED}},
+                ]
+            }
+            found += await self.store.collection(collection).find(query).to_list(None)
+        return found
+
+    async def copied(self) -> list[str]:
+        """The premiums (by `_id`) and payments (by `trans_id`) whose notice the job
+        copied: marked copied, the message removed. Sorted."""
+        query = {NOTICE_STATE: NOTICE_COPIED, NOTICE: {"$exists": False}}
+        premiums = await self.store.collection(PREMIUMS).find(query).to_list(None)
+        payments = await self.store.collection(PAYMENTS).find(query).to_list(None)
+        return sorted([p["_id"] for p in premiums] + [p["trans_id"] for p in payments])
 
     async def message(self, message_id: str) -> dict:
         return await self.store.collection(SMS_OUTBOX).find_one({"_id": message_id})
@@ -133,7 +210,62 @@ async def world(store) -> World:
     return World(store)
 
 
-# --- recording --------------------------------------------------------------------------
+# --- notices, and their copy into the outbox ----------------------------------------------
+
+HEADERS = {"Content-Type": "application/json"}
+
+
+async def psp_payment(services: Services, policy: dict, reference: str = "AFR-1") -> dict:
+    """A provider-API payment of the whole policy, through the ledger as the API makes it."""
+    return await services.incoming.record(
+        services.incoming.new_transaction(
+            str(uuid.uuid4()), "psp_api", policy, None, reference, "afrimoney"
+        ),
+        policy,
+    )
+
+
+async def paybill(services: Services, trans_id: str, account: str, msisdn: str) -> dict:
+    """A paybill confirmation through the C2B service: the stored payment."""
+    body = callback_body(
+        TransID=trans_id, TransAmount="1500.00", BillRefNumber=account, MSISDN=msisdn
+    )
+    answer = await services.c2b.confirm(json.dumps(body).encode(), "127.0.0.1", HEADERS)
+    assert answer["ResultCode"] == 0
+    return await services.c2b.get_payment(trans_id)
+
+
+@pytest.mark.asyncio
+async def test_a_premium_and_an_unmatched_payment_carry_their_notice_until_the_job_runs(
+    world: World,
+) -> None:
+    sender = world.use_provider()
+    services = world.services
+    policy = await world.policy(phone="0711000001")
+    paid = await psp_payment(services, policy)
+    assert paid["settlement"]["status"] == "settled"
+    payment = await paybill(services, "RKL51ZDR4F", "999999", "254708374149")
+    assert payment["status"] == "unmatched"
+    premium = await world.store.collection(PREMIUMS).find_one({"transaction_uuid": paid["_id"]})
+    for carrier, message_id in (
+        (premium, f"premium_paid:{paid['_id']}"),
+        (payment, "payment_received:RKL51ZDR4F"),
+    ):
+        assert carrier[NOTICE_STATE] == "pending"
+        assert (carrier[NOTICE]["_id"], carrier[NOTICE]["status"]) == (message_id, "pending")
+    assert await world.messages() == [] and sender.sent == []  # nothing in the payment's step
+
+    summary = await world.sms.send_due()
+    assert summary == {**SUMMARY, "recorded": 2, "sent": 2}
+    # Both keep the mark, without the message: copied, never to be given it again.
+    assert await world.carriers() == []
+    assert await world.copied() == sorted([premium["_id"], "RKL51ZDR4F"])
+    assert sorted(m["_id"] for m in await world.messages()) == [
+        "payment_received:RKL51ZDR4F",
+        f"premium_paid:{paid['_id']}",
+    ]
+    assert sorted(sent.event for sent in sender.sent) == ["payment_received", "premium_paid"]
+    assert await world.sms.send_due() == SUMMARY
 
 
 @pytest.mark.asyncio
@@ -149,33 +281,226 @@ async def test_a_payment_is_recorded_once_whatever_runs_again(world: World) -> N
         "provider_reference": "QM-1",
     }
     settlement = {"status": "settled", "receipt": "R-1", "settled_at": world.clock.now()}
-    for _ in range(3):
-        await world.sms.premium_paid(transaction, settlement, policy)
-        await world.received("RKL51ZDR4F")
-    assert sorted(m["_id"] for m in await world.messages()) == [
+    before: list[dict] = []
+    for run in range(3):
+        # The notices written into their documents again, then the job's copy. The
+        # gateway gives no copied document its notice again (see the replay test
+        # below); were one written again, the outbox still keeps one message.
+        await world.store.collection(PREMIUMS).update_one(
+            {"_id": "p-1"},
+            {"$set": world.sms.premium_notice(transaction, settlement, policy)},
+            upsert=True,
+        )
+        await world.store.collection(PAYMENTS).update_one(
+            {"trans_id": "RKL51ZDR4F"},
+            {"$set": world.received_notice("RKL51ZDR4F", "070707070")},
+            upsert=True,
+        )
+        assert await world.sms.collect() == (2 if run == 0 else 0)
+        assert await world.carriers() == []
+        assert await world.copied() == ["RKL51ZDR4F", "p-1"]
+        if run == 0:
+            message = await world.message("premium_paid:t-1")
+            assert (message["status"], message["attempts"], message["phone_hint"]) == (
+                "pending",
+                0,
+                None,
+            )
+            assert message["receipt"] == "QM-1" and message["premium_receipt"] == "R-1"
+            await world.sms.send_due()
+            before = await world.messages()
+        else:  # a message already in the outbox is left as it is
+            assert await world.messages() == before
+    assert sorted(m["_id"] for m in before) == [
         "payment_received:RKL51ZDR4F",
         "premium_paid:t-1",
     ]
-    message = await world.message("premium_paid:t-1")
-    assert (message["status"], message["attempts"], message["phone_hint"]) == ("pending", 0, None)
-    assert message["receipt"] == "QM-1" and message["premium_receipt"] == "R-1"
 
 
 @pytest.mark.asyncio
-async def test_a_store_refusing_the_message_never_fails_the_settlement(world: World) -> None:
-    async def refuse(message):
-        raise ConnectionError("store gone")
+async def test_a_notice_cut_off_between_the_copy_and_its_removal_is_recorded_once(
+    world: World,
+) -> None:
+    sender = world.use_provider()
+    message = await world.premium(await world.policy())
+    premiums = world.source(PREMIUMS)
 
-    world.sms.outbox.insert_once = refuse
+    async def cut(ids: list[Any]) -> None:
+        raise ServerSelectionTimeoutError("store gone")
+
+    premiums.clear = cut  # type: ignore[method-assign]
+    # The failing source is logged and the run goes on: the copied message is sent.
+    assert (await world.sms.send_due())["sent"] == 1
+    [copied] = await world.messages()
+    assert (copied["_id"], copied["status"], copied["attempts"]) == (message["_id"], "sent", 1)
+    [carrier] = await world.carriers()
+    assert carrier[NOTICE]["_id"] == message["_id"]  # the premium still carries it
+    assert carrier[NOTICE_STATE] == "pending"
+
+    del premiums.clear  # the store is back: the next run copies and sends nothing twice
+    assert await world.sms.send_due() == SUMMARY
+    assert await world.carriers() == [] and await world.copied() == [carrier["_id"]]
+    [sent] = await world.messages()
+    assert (sent["_id"], sent["status"], sent["attempts"]) == (message["_id"], "sent", 1)
+    assert await world.sms.send_due() == SUMMARY
+    assert len(sender.sent) == 1
+
+
+@pytest.mark.asyncio
+async def test_an_unmatched_payment_replayed_after_its_notice_was_copied_gets_none_again(
+    world: World,
+) -> None:
+    sender = world.use_provider()
     services = world.services
-    policy = await world.policy()
-    paid = await services.incoming.record(
-        services.incoming.new_transaction(
-            str(uuid.uuid4()), "psp_api", policy, None, "AFR-1", "afrimoney"
-        ),
-        policy,
+    payment = await paybill(services, "RKL51ZDR4F", "999999", "254708374149")
+    assert payment["status"] == "unmatched" and payment[NOTICE_STATE] == "pending"
+    assert await world.sms.send_due() == {**SUMMARY, "recorded": 1, "sent": 1}
+    assert await world.copied() == ["RKL51ZDR4F"]
+
+    # M-Pesa delivers the confirmation again (a new inbox entry: a duplicate), and the
+    # inbox replays the first delivery (its own entry: the payment is allocated again
+    # and is still unmatched).
+    await paybill(services, "RKL51ZDR4F", "999999", "254708374149")
+    entry = await world.store.collection(INBOX).find_one({"_id": payment["inbox_id"]})
+    assert await services.c2b.process_entry(entry) == "processed"
+    # Nor does the repository give it a notice when asked directly (a replay that read
+    # the payment before the job marked it).
+    notice = world.received_notice("RKL51ZDR4F", "999999", phone_hint="254708374149")
+    await services.c2b.payments.add_notice("RKL51ZDR4F", notice)
+
+    stored = await services.c2b.get_payment("RKL51ZDR4F")
+    assert stored["status"] == "unmatched"
+    assert NOTICE not in stored and stored[NOTICE_STATE] == "copied"
+    assert await world.carriers() == []
+    assert await world.sms.send_due() == SUMMARY  # nothing recorded, nothing sent
+    [message] = await world.messages()
+    assert (message["_id"], message["status"], message["attempts"]) == (
+        "payment_received:RKL51ZDR4F",
+        "sent",
+        1,
     )
+    assert len(sender.sent) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_source_that_fails_to_collect_never_stops_the_run(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    sender = world.use_provider()
+    policy = await world.policy()
+    due = await world.paid(policy)  # in the outbox already, due
+    waiting = await world.premium(policy)  # its notice still in the premium
+    received = await world.unmatched("RKL51ZDR4F", account="999999", phone_hint="254708374149")
+    premiums = world.source(PREMIUMS)
+
+    async def down(limit: int) -> list[dict]:
+        raise ServerSelectionTimeoutError("store gone")
+
+    premiums.pending = down  # type: ignore[method-assign]
+    caplog.set_level(logging.ERROR, logger="gateway.sms")
+    # The premiums (the first source) fail: the payments are still collected, and what
+    # is due is sent.
+    assert await world.sms.send_due() == {**SUMMARY, "recorded": 1, "sent": 2}
+    assert "sms_collect_failed source=premiums" in caplog.text
+    assert sorted(outgoing.event for outgoing in sender.sent) == [
+        "payment_received",
+        "premium_paid",
+    ]
+    for message in (due, received):
+        assert (await world.message(message["_id"]))["status"] == "sent"
+    assert await world.message(waiting["_id"]) is None
+    [carrier] = await world.carriers()
+    assert carrier[NOTICE]["_id"] == waiting["_id"] and carrier[NOTICE_STATE] == "pending"
+    assert "RKL51ZDR4F" in await world.copied()
+
+    del premiums.pending  # back: the next run collects what waited
+    assert await world.sms.send_due() == {**SUMMARY, "recorded": 1, "sent": 1}
+    assert await world.carriers() == []
+    assert (await world.message(waiting["_id"]))["status"] == "sent"
+    assert len(sender.sent) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_document_marked_pending_without_a_usable_notice_is_marked_copied(
+    world: World,
+) -> None:
+    sender = world.use_provider()
+    policy = await world.policy()
+    good = await world.premium(policy)
+    await world.store.collection(PREMIUMS).insert_one(
+        {
+            "_id": "p-no-notice",
+            "transaction_uuid": "t-no-notice",
+            "policy_uuid": policy["_id"],
+            NOTICE_STATE: "pending",
+        }
+    )
+    await world.store.collection(PAYMENTS).insert_one(
+        {
+            "trans_id": "RKL51ZDR4F",
+            "bill_ref": "999999",
+            "status": "unmatched",
+            NOTICE: "not a message",
+            NOTICE_STATE: "pending",
+        }
+    )
+    # The one usable notice (in the same batch as the unusable one) is recorded and sent.
+    assert await world.sms.send_due() == {**SUMMARY, "recorded": 1, "sent": 1}
+    [message] = await world.messages()
+    assert (message["_id"], message["status"]) == (good["_id"], "sent")
+    assert [outgoing.event for outgoing in sender.sent] == ["premium_paid"]
+    # Nothing waits any more: each is marked copied, without a message.
+    assert await world.carriers() == []
+    copied = await world.copied()
+    assert len(copied) == 3 and {"p-no-notice", "RKL51ZDR4F"} <= set(copied)
+    assert await world.sms.send_due() == SUMMARY
+    assert len(await world.messages()) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_store_refusing_the_premium_fails_the_step_and_its_retry_carries_the_notice(
+    world: World,
+) -> None:
+    class RefusingPremiums(PremiumRepository):
+        refusals = 1
+
+        async def insert_once(self, premium):
+            if self.refusals:
+                self.refusals -= 1
+                raise ServerSelectionTimeoutError("store gone")
+            return await super().insert_once(premium)
+
+    sender = world.use_provider()
+    services = world.services
+    services.settlement.premiums = RefusingPremiums(world.store)
+    policy = await world.policy(phone="0711000001")
+    with pytest.raises(ServerSelectionTimeoutError):
+        await psp_payment(services, policy)
+    assert await world.store.collection(PREMIUMS).count_documents({}) == 0
+    assert await world.sms.send_due() == SUMMARY  # no payment, no message
+    world.clock.advance(1)
+    assert await services.incoming.finish_pending(["psp_api"], timedelta(0)) == 1
+    [premium] = await world.store.collection(PREMIUMS).find({}).to_list(None)
+    assert premium[NOTICE_STATE] == "pending"
+    assert await world.sms.send_due() == {**SUMMARY, "recorded": 1, "sent": 1}
+    assert [outgoing.recipient for outgoing in sender.sent] == ["+254711000001"]
+
+
+@pytest.mark.asyncio
+async def test_a_notice_that_cannot_be_made_never_fails_its_payment(world: World) -> None:
+    def broken(*args: Any, **kwargs: Any) -> dict:
+        raise ValueError("no template")
+
+    services = world.services
+    services.settlement.notice = broken
+    world.sms.payment_received_notice = broken  # type: ignore[method-assign]
+    paid = await psp_payment(services, await world.policy())
     assert paid["settlement"]["status"] == "settled"
+    payment = await paybill(services, "RKL51ZDR4F", "999999", "254708374149")
+    assert payment["status"] == "unmatched"
+    assert await world.store.collection(PREMIUMS).count_documents({}) == 1
+    assert await world.carriers() == [] and await world.copied() == []
+    assert await world.sms.send_due() == SUMMARY
     assert await world.messages() == []
 
 
@@ -235,7 +560,8 @@ async def test_no_reachable_number_is_recorded_and_never_sent(world: World) -> N
 
 
 SUMMARY = dict.fromkeys(
-    ("sent", "failed", "retried", "unknown", "opted_out", "unreachable", "superseded"), 0
+    ("recorded", "sent", "failed", "retried", "unknown", "opted_out", "unreachable", "superseded"),
+    0,
 )
 
 
@@ -378,18 +704,21 @@ async def test_delivery_reports_move_a_sent_message_and_never_undo_a_final_one(
 
 
 @pytest.mark.asyncio
-async def test_two_runs_at_once_never_send_one_message_twice(world: World) -> None:
+async def test_two_runs_at_once_never_record_or_send_one_message_twice(world: World) -> None:
     sender = world.use_provider()
     sender.delay = 0.02
     policy = await world.policy()
     for _ in range(6):
-        await world.paid(policy)
+        await world.premium(policy)
     other = World(world.store)
     other.sms.sender = sender
     summaries = await asyncio.gather(world.sms.send_due(), other.sms.send_due())
+    assert sum(summary["recorded"] for summary in summaries) == 6
     assert sum(summary["sent"] for summary in summaries) == 6
     assert len(sender.sent) == 6
     assert {m["status"] for m in await world.messages()} == {"sent"}
+    assert len(await world.messages()) == 6 and await world.carriers() == []
+    assert len(await world.copied()) == 6
 
 
 @pytest.mark.asyncio
@@ -412,33 +741,43 @@ async def test_a_claimed_message_is_claimed_once(world: World) -> None:
 
 
 @pytest.mark.asyncio
-async def test_the_record_kind_delivers_at_once_and_shows_what_was_not_sent(world: World) -> None:
+async def test_the_record_kind_delivers_when_the_job_runs_and_shows_what_was_not_sent(
+    world: World,
+) -> None:
     policy = await world.policy(phone="")
-    await world.paid(policy, payer="254708374149")
-    await world.received("UNMATCHED1", account="555", phone_hint=MASKED)
-    sent, not_sent = world.notifier.sent
-    assert (sent.status, sent.recipient, sent.event) == ("sent", "+254708374149", "premium_paid")
-    assert (not_sent.status, not_sent.recipient, not_sent.reference) == (
-        "unreachable",
-        MASKED,
-        "UNMATCHED1",
-    )
+    await world.premium(policy, payer="254708374149")
+    await world.unmatched("UNMATCHED1", account="555", phone_hint=MASKED)
+    assert world.notifier.sent == []  # nothing is handed over in the payment's step
+    assert await world.sms.send_due() == {
+        **SUMMARY,
+        "recorded": 2,
+        "sent": 1,
+        "unreachable": 1,
+    }
+    by_status = {notification.status: notification for notification in world.notifier.sent}
+    assert len(world.notifier.sent) == 2
+    sent, not_sent = by_status["sent"], by_status["unreachable"]
+    assert (sent.recipient, sent.event) == ("+254708374149", "premium_paid")
+    assert (not_sent.recipient, not_sent.reference) == (MASKED, "UNMATCHED1")
     assert world.notifier.delivered == [sent]
     assert {m["status"] for m in await world.messages()} == {"sent", "unreachable"}
     assert await world.sms.send_due() == SUMMARY
+    assert len(world.notifier.sent) == 2
 
 
 @pytest.mark.asyncio
-async def test_a_notifier_that_fails_leaves_the_message_to_the_job(world: World) -> None:
+async def test_a_notifier_that_fails_gets_the_message_again_on_a_later_run(world: World) -> None:
     class Broken(RecordingNotifier):
         async def notify(self, notification):
             raise ConnectionError("notifier down")
 
     world.sms.local_notifier = Broken()
     message = await world.paid(await world.policy())
+    assert await world.sms.send_due() == {**SUMMARY, "retried": 1}
     stored = await world.message(message["_id"])
     assert (stored["status"], stored["failure"]["code"]) == ("pending", "sender_error")
     world.sms.local_notifier = world.notifier
+    assert await world.sms.send_due() == SUMMARY  # not due before the first backoff
     world.clock.advance(31)
     assert (await world.sms.send_due())["sent"] == 1
     [notification] = world.notifier.sent

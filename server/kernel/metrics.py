@@ -118,7 +118,7 @@ class Metrics:
         self.sms_messages = Counter(
             "gateway_sms_messages_total",
             "Payer SMS receipts by event and the status they moved to (pending when "
-            "recorded or to be tried again; not_recorded when the store refused one)",
+            "copied into the outbox or to be tried again)",
             ["event", "status"],
             registry=registry,
         )

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any, cast
 
 from server.insurance.documents import Policy
 from server.insurance.repository import PolicyRepository
@@ -27,9 +28,9 @@ log = logging.getLogger("gateway.settlement")
 
 PAY_TYPE_MOBILE = "M"
 
-# Told of each premium made (the payer's receipt is recorded there), whatever the
-# channel; called again when a step is re-run, so it must be idempotent.
-PremiumHook = Callable[[Transaction, documents.Settlement, Policy], Awaitable[None]]
+# The fields a premium's document carries for the payer's receipt (the SMS outbox's
+# notice), whatever the channel: written in the premium's own insert.
+PremiumNotice = Callable[[Transaction, documents.Settlement, Policy], Mapping[str, Any]]
 
 
 class Settlement:
@@ -39,13 +40,13 @@ class Settlement:
         premiums: PremiumRepository,
         policies: PolicyRepository,
         clock: Clock,
-        on_premium: PremiumHook | None = None,
+        notice: PremiumNotice | None = None,
     ) -> None:
         self.transactions = transactions
         self.premiums = premiums
         self.policies = policies
         self.clock = clock
-        self.on_premium = on_premium
+        self.notice = notice
 
     async def settle(self, transaction: Transaction, policy: Policy | None = None) -> Transaction:
         """Settle a succeeded transaction; returns the transaction with its settlement.
@@ -91,22 +92,32 @@ class Settlement:
     async def record_premium(
         self, transaction: Transaction, policy: Policy, paid_at: datetime
     ) -> documents.Settlement:
-        """Step 2: the transaction's premium (created once); returns the settlement to
-        record on the transaction (step 3)."""
+        """Step 2: the transaction's premium (created once), with the payer's notice;
+        returns the settlement to record on the transaction (step 3)."""
         now = self.clock.now()
+        receipt = receipt_number(transaction)
+        settlement: documents.Settlement = {
+            "status": "settled",
+            "premium_uuid": str(uuid.uuid4()),
+            "receipt": receipt,
+            "policy_status": policy["status"],
+            "effective_date": policy["effective_date"],
+            "settled_at": now,
+        }
+        made: documents.Premium = {
+            "_id": settlement["premium_uuid"],
+            "transaction_uuid": transaction["_id"],
+            "policy_uuid": policy["_id"],
+            "chf_id": policy["chf_id"],
+            "amount": transaction["amount"],
+            "currency": transaction["currency"],
+            "pay_date": paid_at,
+            "pay_type": PAY_TYPE_MOBILE,
+            "receipt": receipt,
+            "created_at": now,
+        }
         premium = await self.premiums.insert_once(
-            {
-                "_id": str(uuid.uuid4()),
-                "transaction_uuid": transaction["_id"],
-                "policy_uuid": policy["_id"],
-                "chf_id": policy["chf_id"],
-                "amount": transaction["amount"],
-                "currency": transaction["currency"],
-                "pay_date": paid_at,
-                "pay_type": PAY_TYPE_MOBILE,
-                "receipt": receipt_number(transaction),
-                "created_at": now,
-            }
+            cast(documents.Premium, {**self._notice(transaction, settlement, policy), **made})
         )
         log.info(
             "settled transaction=%s policy=%s premium=%s",
@@ -114,28 +125,21 @@ class Settlement:
             policy["_id"],
             premium["_id"],
         )
-        settlement: documents.Settlement = {
-            "status": "settled",
-            "premium_uuid": premium["_id"],
-            "receipt": premium["receipt"],
-            "policy_status": policy["status"],
-            "effective_date": policy["effective_date"],
-            "settled_at": now,
-        }
-        await self._premium_made(transaction, settlement, policy)
-        return settlement
+        # A re-run finds the premium made before: the settlement names that one.
+        return {**settlement, "premium_uuid": premium["_id"], "receipt": premium["receipt"]}
 
-    async def _premium_made(
+    def _notice(
         self, transaction: Transaction, settlement: documents.Settlement, policy: Policy
-    ) -> None:
-        """The hook, once the premium exists. Its failure never fails the settlement: a
-        payer's message may be lost, a payment may not."""
-        if self.on_premium is None:
-            return
+    ) -> Mapping[str, Any]:
+        """The notice's fields. Building them never fails the settlement: a payer's
+        message may be lost, a payment may not."""
+        if self.notice is None:
+            return {}
         try:
-            await self.on_premium(transaction, settlement, policy)
+            return self.notice(transaction, settlement, policy)
         except Exception:
-            log.exception("premium_hook_failed transaction=%s", transaction["_id"])
+            log.exception("premium_notice_failed transaction=%s", transaction["_id"])
+            return {}
 
     async def settle_pending(self, limit: int = 1000) -> int:
         """Finish the settlements a crash left half done; returns how many."""

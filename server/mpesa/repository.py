@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 
 from server.kernel.store import IndexSpec, Store
 from server.mpesa.documents import C2BPayment
+from server.notifications.documents import NOTICE_STATE
 
 PAYMENTS = "c2b_payments"
 
@@ -50,6 +51,15 @@ class C2BPaymentRepository:
             raise RuntimeError(f"duplicate key but no payment {payment['trans_id']}")
         same = existing["fingerprint"] == payment["fingerprint"]
         return (InsertOutcome.DUPLICATE if same else InsertOutcome.CONFLICT), existing
+
+    async def add_notice(self, trans_id: str, notice: dict[str, Any]) -> None:
+        """Give an unmatched payment the payer's notice, unless it carries one or had
+        one (copied into the outbox)."""
+        if notice:
+            await self.collection.update_one(
+                {"trans_id": trans_id, "status": UNMATCHED, NOTICE_STATE: {"$exists": False}},
+                {"$set": notice},
+            )
 
     async def complete_recovered(self, trans_id: str, confirmed: C2BPayment, inbox_id: str) -> None:
         """A payment stored from a provider's record gets what its late confirmation

@@ -7,7 +7,7 @@ import hashlib
 import logging
 from collections.abc import Coroutine, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from marshmallow import ValidationError
 
@@ -37,6 +37,7 @@ from server.mpesa.rules import (
     rejected,
 )
 from server.mpesa.schemas import C2BCallback, parse_callback
+from server.notifications.documents import NOTICE_STATE
 from server.notifications.outbox import SmsOutbox
 
 log = logging.getLogger("gateway.c2b")
@@ -350,6 +351,8 @@ class C2BService:
         else:  # the money moved, but not to us: kept, never applied to a policy
             state = self.allocation.held_state(entry_id, SHORTCODE_NOT_SERVED)
         payment: C2BPayment = {**received, **state}
+        if payment["status"] == repo.UNMATCHED:
+            payment = cast(C2BPayment, {**self._received_notice(payment), **payment})
         outcome, stored = await self.payments.insert_once(payment)
         if outcome is InsertOutcome.CONFLICT and _same_payment(stored, payment):
             outcome = InsertOutcome.DUPLICATE
@@ -359,8 +362,10 @@ class C2BService:
             applied = await self.allocation.auto(
                 stored, matched if outcome is InsertOutcome.NEW else None
             )
-            if applied["status"] == repo.UNMATCHED:
-                await self._notify(applied)  # before the mark: once per payment (outbox)
+            if applied["status"] == repo.UNMATCHED and NOTICE_STATE not in stored:
+                # Matched, then not applied (or a replay): the notice the insert did not
+                # carry. The outbox keeps one message per payment whatever comes again.
+                await self._add_notice(applied)
         if outcome is InsertOutcome.CONFLICT:
             reason = "conflicting_duplicate" if record is None else f"differs_from_{record.source}"
             await self.payments.flag_for_review(callback.trans_id, entry_id, reason, now)
@@ -420,12 +425,18 @@ class C2BService:
             "review": [],
         }
 
-    async def _notify(self, payment: C2BPayment) -> None:
-        """A payment not applied to a policy: the payer is told it arrived (an applied one
-        gets the premium's receipt from its settlement instead). Recorded in the SMS
-        outbox, once per payment; the job sends it."""
+    async def _add_notice(self, payment: C2BPayment) -> None:
         try:
-            await self.receipts.payment_received(
+            await self.payments.add_notice(payment["trans_id"], self._received_notice(payment))
+        except Exception:
+            # A lost notification must never undo or fail a recorded payment.
+            log.exception("notification_failed trans_id=%s", payment["trans_id"])
+
+    def _received_notice(self, payment: C2BPayment) -> dict[str, Any]:
+        """A payment not applied to a policy: the payer is told it arrived (an applied one
+        gets the premium's receipt instead), in a notice the payment's document carries."""
+        try:
+            return self.receipts.payment_received_notice(
                 channel=CHANNEL,
                 reference=payment["trans_id"],
                 amount=payment["amount"],
@@ -436,6 +447,7 @@ class C2BService:
         except Exception:
             # A lost notification must never undo or fail a recorded payment.
             log.exception("notification_failed trans_id=%s", payment["trans_id"])
+            return {}
 
     @property
     def notifier(self) -> Notifier | None:

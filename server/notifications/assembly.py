@@ -14,6 +14,7 @@ from server.kernel.clock import Clock
 from server.kernel.metrics import Metrics
 from server.kernel.store import Store
 from server.notifications.africastalking import AfricasTalkingSender
+from server.notifications.notices import NoticeSource
 from server.notifications.outbox import SmsOutbox
 from server.notifications.reports import DeliveryReports
 from server.notifications.repository import OutboxRepository
@@ -42,6 +43,7 @@ def sms_receipts(
     clock: Clock,
     metrics: Metrics,
     phone_channels: Iterable[str],
+    notice_sources: Iterable[str],
 ) -> tuple[SmsOutbox, DeliveryReports]:
     outbox = SmsOutbox(
         OutboxRepository(store),
@@ -52,5 +54,6 @@ def sms_receipts(
         clock,
         metrics,
         phone_channels=frozenset(phone_channels),
+        sources=[NoticeSource(store, name) for name in notice_sources],
     )
     return outbox, DeliveryReports(inbox, outbox, clock)

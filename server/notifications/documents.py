@@ -1,7 +1,8 @@
 """The stored shape of an SMS in the outbox, and its states.
 
-One document per event and payment (`_id` = ``<event>:<payment key>``), recorded with
-the payment and then worked by the send-notifications job:
+One document per event and payment (`_id` = ``<event>:<payment key>``), written inside
+the payment's or premium's own document, copied here and then worked by the
+send-notifications job:
 
     pending -> sending -> sent -> delivered | failed          (the provider's reports)
                        -> pending (retried later) | failed    (refused, or out of attempts)
@@ -15,7 +16,7 @@ the notice went out; the payer gets the premium's receipt instead."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 PENDING = "pending"
 SENDING = "sending"
@@ -42,6 +43,16 @@ STATUSES = (
 CLAIMABLE = (PENDING, UNKNOWN, SENDING)
 # A delivery report may still change these.
 REPORTABLE = (SENDING, SENT, UNKNOWN)
+
+
+# A message is born inside the document of the payment or premium that causes it, in
+# that document's own insert, so it can never be lost apart from it and costs the payment
+# no write of its own. The send-notifications job copies it into the outbox (once: the
+# message's `_id`), then removes the message and marks the state copied.
+NOTICE = "sms_notice"
+NOTICE_STATE = "sms_notice_state"
+NOTICE_PENDING = "pending"
+NOTICE_COPIED = "copied"  # in the outbox: the document never carries it again
 
 
 class Failure(TypedDict):
@@ -92,3 +103,8 @@ class OutboxMessage(TypedDict):
     updated_at: datetime
     history: list[HistoryEntry]
     delivered_at: NotRequired[datetime]
+
+
+def pending_notice(message: OutboxMessage) -> dict[str, Any]:
+    """The fields that carry `message` in the document of its payment or premium."""
+    return {NOTICE: message, NOTICE_STATE: NOTICE_PENDING}

@@ -1,14 +1,14 @@
-"""The payer's SMS receipts: recorded with the payment, sent by a job, told apart by
+"""The payer's SMS receipts: written with the payment, sent by a job, told apart by
 the provider's delivery reports.
 
-Recording is one insert (unique per event and payment), made by the step that makes a
-payment final (`premium_paid`: the ledger's settlement hook, for every channel) or by
-the C2B service for a paybill payment that could not be applied (`payment_received`).
-It never fails the payment: a store that refuses that one write loses the message (a
-log line and the `not_recorded` count say so), and a store that is down fails the
-settlement's own next write, whose retry records the message again.
+A message is written inside the document whose insert makes it due, in that same
+insert: the premium's (`premium_notice`: the settlement's notice, for every channel) or
+a paybill payment's that could not be applied (`payment_received_notice`). It is never
+lost apart from its payment and costs the payment no write of its own. The
+send-notifications job first copies the waiting messages into the outbox (`collect`,
+once per event and payment, in batches; server/notifications/notices.py).
 
-Sending (`send_due`, the send-notifications job) claims each due message with a
+Sending (`send_due`, the same job) claims each due message with a
 compare-and-set, decides at that moment whom it goes to (the payer's clear number from
 the payment, else the insuree's phone on file; an opted-out insuree gets nothing),
 renders its template and hands it to the sender:
@@ -27,14 +27,13 @@ renders its template and hands it to the sender:
 
 A run stops at the first sign that the provider is down or refuses the account (its
 messages stay due; their attempts are not spent). With the log and record kinds there
-is no provider: a message is delivered to the local notifier in the step that records
-it."""
+is no provider: the job hands each message to the local notifier."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, cast
@@ -56,6 +55,7 @@ from server.ledger import documents as ledger
 from server.ledger.documents import Transaction
 from server.notifications import documents as doc
 from server.notifications.documents import OutboxMessage
+from server.notifications.notices import NoticeSource
 from server.notifications.phones import international, masked
 from server.notifications.repository import OutboxRepository
 from server.notifications.senders import LocalSender, Outgoing, Sender
@@ -72,12 +72,15 @@ PERMANENT_CODES = frozenset({"403", "404", "406", "409", "http_400"})
 ACCOUNT_CODES = frozenset({"402", "405"})
 
 # The counts of a run of the job.
-SENT, FAILED, RETRIED, UNKNOWN = "sent", "failed", "retried", "unknown"
+RECORDED, SENT, FAILED, RETRIED, UNKNOWN = "recorded", "sent", "failed", "retried", "unknown"
 OPTED_OUT, UNREACHABLE, SUPERSEDED = "opted_out", "unreachable", "superseded"
-SUMMARY_KEYS = (SENT, FAILED, RETRIED, UNKNOWN, OPTED_OUT, UNREACHABLE, SUPERSEDED)
+SUMMARY_KEYS = (RECORDED, SENT, FAILED, RETRIED, UNKNOWN, OPTED_OUT, UNREACHABLE, SUPERSEDED)
 # The failing messages the summary lists.
 FAILING = (doc.FAILED, doc.UNREACHABLE)
 FAILING_LISTED = 50
+# Notices copied into the outbox per read, and reads per source per run.
+COLLECT_BATCH = 500
+COLLECT_BATCHES = 20
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,11 @@ class SmsOutbox:
         metrics: Metrics,
         *,
         phone_channels: frozenset[str] = frozenset(),
+        sources: Sequence[NoticeSource] = (),
     ) -> None:
         """`phone_channels`: the channels whose payer is a phone number (a wallet or a
-        provider's customer is not one)."""
+        provider's customer is not one). `sources`: the collections whose documents
+        carry notices."""
         self.outbox = outbox
         self.insurees = insurees
         self.sender = sender
@@ -122,6 +127,7 @@ class SmsOutbox:
         self.clock = clock
         self.metrics = metrics
         self.phone_channels = phone_channels
+        self.sources = sources
         self.backoff = settings.backoff()
         self.interval = timedelta(seconds=settings.send_interval_seconds)
 
@@ -135,12 +141,13 @@ class SmsOutbox:
         if isinstance(self.sender, LocalSender):
             self.sender.notifier = notifier
 
-    # --- recording --------------------------------------------------------------
+    # --- notices ------------------------------------------------------------------
 
-    async def premium_paid(
+    def premium_notice(
         self, transaction: Transaction, settlement: ledger.Settlement, policy: Policy
-    ) -> None:
-        """The settlement hook: a premium was made, whichever the channel."""
+    ) -> dict[str, Any]:
+        """The settlement's notice: the premium's receipt, carried in the premium's own
+        document (whichever the channel)."""
         hint = transaction.get("payer") if transaction["channel"] in self.phone_channels else None
         receipt = (
             transaction.get("provider_confirmation")
@@ -148,7 +155,7 @@ class SmsOutbox:
             or settlement.get("receipt")
             or transaction["_id"]
         )
-        await self._record(
+        return doc.pending_notice(
             self._message(
                 PREMIUM_PAID,
                 transaction["channel"],
@@ -165,7 +172,7 @@ class SmsOutbox:
             )
         )
 
-    async def payment_received(
+    def payment_received_notice(
         self,
         *,
         channel: str,
@@ -174,9 +181,10 @@ class SmsOutbox:
         currency: str,
         account: str,
         phone_hint: str | None,
-    ) -> None:
-        """Money arrived that could not be applied to a policy (yet)."""
-        await self._record(
+    ) -> dict[str, Any]:
+        """Money arrived that could not be applied to a policy (yet): carried in the
+        payment's own document."""
+        return doc.pending_notice(
             self._message(
                 PAYMENT_RECEIVED,
                 channel,
@@ -240,90 +248,45 @@ class SmsOutbox:
             "history": [{"at": now, "status": doc.PENDING, "note": "recorded"}],
         }
 
-    async def _record(self, message: OutboxMessage) -> None:
-        """Insert the message once. With a local sender it is decided first (whom, what,
-        or why not) and stored decided, then handed over: one read and one write in the
-        payment's step, and still at most one notice per message."""
-        decision = None
-        if self.sender.local:
+    async def collect(self) -> int:
+        """Copy the notices waiting in the payments' and premiums' documents into the
+        outbox; returns how many messages were new. A source that fails is logged and
+        left for the next run: sending goes on."""
+        new = 0
+        for source in self.sources:
             try:
-                decision = await self._decide(message)
-            except Exception:  # left pending: the job decides it
-                log.exception("sms_local_decision_failed id=%s", message["_id"])
-            else:
-                message = self._decided_locally(message, decision)
-        try:
-            new = await self.outbox.insert_once(message)
-        except Exception as err:
-            log.error("sms_not_recorded id=%s error=%s", message["_id"], err.__class__.__name__)
-            self._count(message, "not_recorded")
-            return
-        if not new:
-            return
-        self._count(message, message["status"])
-        log.info(
-            "sms_recorded id=%s channel=%s status=%s",
-            message["_id"],
-            message["channel"],
-            message["status"],
-        )
-        if decision is not None:
-            await self._hand_over(message, decision)
+                new += await self._collect_from(source)
+            except Exception:
+                log.exception("sms_collect_failed source=%s", source.name)
+        return new
 
-    def _decided_locally(self, message: OutboxMessage, decision: Decision) -> OutboxMessage:
-        now = self.clock.now()
-        if decision.status is not None:
-            changes: dict[str, Any] = {
-                "status": decision.status,
-                "failure": decision.failure,
-                "text": decision.text,
-            }
-        else:
-            assert decision.recipient is not None
-            encoded = encode(decision.text)
-            changes = {
-                "status": doc.SENT,
-                "attempts": 1,
-                "recipient": decision.recipient,
-                "text": decision.text,
-                "parts": encoded.parts,
-                "encoding": encoded.encoding,
-                "attempted_at": now,
-                "provider_status": "local",
-            }
-        status = changes["status"]
-        note = decision.note or "handed to the local notifier"
-        history = [*message["history"], {"at": now, "status": status, "note": note}]
-        return cast(
-            OutboxMessage, {**message, **changes, "next_attempt_at": None, "history": history}
-        )
-
-    async def _hand_over(self, message: OutboxMessage, decision: Decision) -> None:
-        """The local notifier gets a message recorded decided; one it fails to take is
-        left to the job (pending, after the first backoff)."""
-        if decision.status is not None:
-            await self._not_sent(message, decision)
-            return
-        assert decision.recipient is not None
-        outgoing = Outgoing(decision.recipient, decision.text, message["receipt"], message["event"])
-        try:
-            await self.sender.send(outgoing)
-        except Exception as err:
-            log.exception("sms_local_delivery_failed id=%s", message["_id"])
-            now = self.clock.now()
-            await self.outbox.reopen(
-                message["_id"],
-                now + self.backoff[0],
-                {"code": "sender_error", "reason": err.__class__.__name__},
-                now,
-            )
-            self._count(message, doc.PENDING)
+    async def _collect_from(self, source: NoticeSource) -> int:
+        new = 0
+        for _ in range(COLLECT_BATCHES):
+            found = await source.pending(COLLECT_BATCH)
+            if not found:
+                break
+            messages = [
+                cast(OutboxMessage, document[doc.NOTICE])
+                for document in found
+                if isinstance(document.get(doc.NOTICE), dict)
+            ]
+            for message in await self.outbox.insert_new(messages):
+                new += 1
+                self._count(message, doc.PENDING)
+                log.info("sms_recorded id=%s channel=%s", message["_id"], message["channel"])
+            await source.clear([document["_id"] for document in found])
+            if len(found) < COLLECT_BATCH:
+                break
+        return new
 
     # --- sending ----------------------------------------------------------------
 
     async def send_due(self) -> dict[str, int]:
-        """The send-notifications job: send what is due, up to notifications.send_batch."""
+        """The send-notifications job: copy the waiting notices into the outbox, then
+        send what is due, up to notifications.send_batch."""
         summary = dict.fromkeys(SUMMARY_KEYS, 0)
+        summary[RECORDED] = await self.collect()
         abandoned = await self.outbox.give_up_stale(self.clock.now(), self.settings.max_attempts)
         summary[UNKNOWN] += abandoned
         async with self.sender.running():

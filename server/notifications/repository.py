@@ -13,22 +13,20 @@ from typing import Any
 
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from server.kernel.store import IndexSpec, Store
 from server.notifications.documents import (
     CLAIMABLE,
-    PENDING,
     SENDING,
-    SENT,
     SUPERSEDED,
     UNKNOWN,
-    Failure,
     HistoryEntry,
     OutboxMessage,
 )
 
 SMS_OUTBOX = "sms_outbox"
+DUPLICATE_KEY = 11000
 
 INDEXES: list[IndexSpec] = [
     (SMS_OUTBOX, [("status", 1), ("next_attempt_at", 1)], {}),
@@ -49,13 +47,22 @@ class OutboxRepository:
         self.store = store
         self.collection: AsyncCollection[OutboxMessage] = store.collection(SMS_OUTBOX)
 
-    async def insert_once(self, message: OutboxMessage) -> bool:
-        """Whether the message is new (a message of this event and payment is kept once)."""
+    async def insert_new(self, messages: list[OutboxMessage]) -> list[OutboxMessage]:
+        """Insert the messages not stored yet (one round trip); returns those that were
+        new. A message already stored is left as it is."""
+        if not messages:
+            return []
         try:
-            await self.collection.insert_one(message)
-        except DuplicateKeyError:
-            return False
-        return True
+            await self.collection.insert_many(messages, ordered=False)
+        except BulkWriteError as err:
+            errors = err.details.get("writeErrors", [])
+            if err.details.get("writeConcernErrors") or any(
+                error.get("code") != DUPLICATE_KEY for error in errors
+            ):
+                raise
+            stored_before = {error["index"] for error in errors}
+            return [message for index, message in enumerate(messages) if index not in stored_before]
+        return messages
 
     async def get(self, message_id: str) -> OutboxMessage | None:
         return await self.collection.find_one({"_id": message_id})
@@ -109,25 +116,6 @@ class OutboxRepository:
                 "$push": {"history": _entry(now, changes["status"], note)},
             },
             return_document=ReturnDocument.AFTER,
-        )
-
-    async def reopen(
-        self, message_id: str, next_attempt_at: datetime, failure: Failure, now: datetime
-    ) -> None:
-        """A message the local notifier failed to take: pending again, for the job."""
-        await self.collection.update_one(
-            {"_id": message_id, "status": SENT},
-            {
-                "$set": {
-                    "status": PENDING,
-                    "next_attempt_at": next_attempt_at,
-                    "failure": failure,
-                    "updated_at": now,
-                },
-                "$push": {
-                    "history": _entry(now, PENDING, f"not taken ({failure['reason']}); again later")
-                },
-            },
         )
 
     async def give_up_stale(self, now: datetime, max_attempts: int) -> int:

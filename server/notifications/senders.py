@@ -31,7 +31,7 @@ class Accepted:
 
 
 class Sender(Protocol):
-    # In-process: the outbox delivers at once, in the step that records the message.
+    # In-process (log, record): nothing is noted before the send, nothing reports later.
     local: bool
 
     def running(self) -> contextlib.AbstractAsyncContextManager[None]:

@@ -58,6 +58,7 @@ from server.mpesa.stk_service import StkService
 from server.notifications import reports as sms_reports
 from server.notifications import repository as sms_repository
 from server.notifications.assembly import make_sender, sms_receipts
+from server.notifications.notices import notice_indexes
 from server.notifications.outbox import SmsOutbox
 from server.notifications.reports import DeliveryReports
 from server.ops.dashboard import Dashboard
@@ -81,6 +82,10 @@ log = logging.getLogger("gateway.startup")
 PROVIDER_CALLS = "provider_calls"
 
 # The indexes no setting changes; `indexes` adds the retention ones.
+# The collections whose documents carry the payers' SMS notices until the send job
+# copies them into the outbox.
+NOTICE_SOURCES = (ledger_repository.PREMIUMS, c2b_repository.PAYMENTS)
+
 INDEXES: list[IndexSpec] = [
     *auth_repository.INDEXES,
     *c2b_repository.INDEXES,
@@ -98,6 +103,7 @@ INDEXES: list[IndexSpec] = [
     *statement_store.INDEXES,
     *job_history.INDEXES,
     *sms_repository.INDEXES,
+    *notice_indexes(NOTICE_SOURCES),
     (PROVIDER_CALLS, [("provider", 1), ("endpoint", 1), ("at", -1)], {}),
 ]
 
@@ -123,6 +129,8 @@ MAJORITY_COLLECTIONS = (
     ledger_repository.PREMIUMS,
     insurance_repository.POLICIES,
     JOB_LEASES,
+    # A notice is removed from its premium or payment once copied here.
+    sms_repository.SMS_OUTBOX,
 )
 
 
@@ -345,13 +353,14 @@ def build_services(
         clock,
         metrics,
         phone_channels=(C2B_CHANNEL, StkDebits.channel),
+        notice_sources=NOTICE_SOURCES,
     )
     settlement = Settlement(
         transactions,
         ledger_repository.PremiumRepository(store),
         policy_repository,
         clock,
-        on_premium=sms.premium_paid,
+        notice=sms.premium_notice,
     )
     incoming = IncomingPayments(transactions, policy_repository, settlement, clock)
     c2b_payments = c2b_repository.C2BPaymentRepository(store)
@@ -361,7 +370,6 @@ def build_services(
         transactions,
         ledger,
         policies,
-        insurees,
         psps,
         settlement,
         clock,
