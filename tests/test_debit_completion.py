@@ -50,6 +50,7 @@ class PromptDebits:
     needs_merchant_pin = False
     status_checks = (timedelta(seconds=30), timedelta(minutes=2))
     start_may_reach_payer = True
+    max_reference_length = None
 
     def __init__(self) -> None:
         self.orders: list[DebitOrder] = []
@@ -106,7 +107,6 @@ class Setup:
             services.ledger.transactions,
             services.ledger,
             services.policies,
-            services.insurees,
             services.psps,
             services.settlement,
             self.clock,

@@ -41,6 +41,7 @@ class ScriptedDebits:
     needs_merchant_pin = False
     status_checks = ()
     start_may_reach_payer = False
+    max_reference_length = None
 
     def __init__(self, answers: list[Any]) -> None:
         self.answers = answers
@@ -90,7 +91,6 @@ async def _setup(
         services.ledger.transactions,
         services.ledger,
         services.policies,
-        services.insurees,
         services.psps,
         services.settlement,
         Clock(),

@@ -54,6 +54,7 @@ class AskedDebits:
     status_checks = (timedelta(seconds=30),)
     status_call = True
     start_may_reach_payer = True
+    max_reference_length = None
 
     def __init__(self) -> None:
         self.statuses: list[StatusAnswer | Exception] = []
@@ -121,7 +122,6 @@ class Setup:
             services.ledger.transactions,
             services.ledger,
             services.policies,
-            services.insurees,
             services.psps,
             services.settlement,
             self.clock,

@@ -12,6 +12,7 @@ from server.psp_api.schemas import PaymentRequestSchema
 from server.psp_api.service import PspApiService
 
 from support import (
+    POLICIES,
     PREMIUMS,
     PSP_AUDIT,
     TEST_ENV,
@@ -137,6 +138,50 @@ async def test_replay_answers_the_first_outcome(gateway, afrimoney, store) -> No
     _, first = await afrimoney.pay(payment(policy))
     status, again = await afrimoney.pay(payment(policy))
     assert status == 200 and again == first
+    assert await store.collection(PREMIUMS).count_documents({}) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_replay_refused_by_the_unique_index_answers_the_first_outcome(
+    gateway, afrimoney, store
+) -> None:
+    """A payment is not looked up before it is recorded: with its policy idle again (set
+    straight in the store), a replay passes every check and the unique index on the
+    provider's reference refuses its transaction; the stored payment answers it."""
+    policy = await idle_policy(gateway.services, "070707070")
+    status, first = await afrimoney.pay(payment(policy))
+    assert status == 201
+    await store.collection(POLICIES).update_one(
+        {"_id": policy["_id"]},
+        {"$set": {"status": 1}, "$unset": {"activated_by": "", "effective_date": ""}},
+    )
+    status, again = await afrimoney.pay(payment(policy))
+    assert status == 200 and again == first
+    status, body = await afrimoney.pay(payment(policy, json_ext={"channel": "app"}))
+    assert status == 409 and body["error"]["code"] == "duplicate_transaction_id"
+    assert body["error"]["details"]["payment_id"] == first["payment_id"]
+    assert await store.collection(TRANSACTIONS).count_documents({}) == 1
+    assert await store.collection(PREMIUMS).count_documents({}) == 1
+    assert (await gateway.services.policies.get(policy["_id"]))["status"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_request_refused_as_policy_not_idle_is_refused_again(
+    http, gateway, afrimoney, store
+) -> None:
+    """Another provider paid the policy first, with the same psp_transaction_id: the
+    refusal stored nothing, so the same request is refused the same way (never answered
+    with the other provider's payment)."""
+    wave = await provider_user(gateway, http, "wave")
+    policy = await idle_policy(gateway.services, "070707070")
+    status, paid = await wave.pay(payment(policy))
+    assert status == 201
+    answers = [await afrimoney.pay(payment(policy)) for _ in range(2)]
+    for status, body in answers:
+        assert status == 409 and body["error"]["code"] == "policy_not_idle"
+    assert answers[0][1]["error"] == answers[1][1]["error"]
+    transactions = await store.collection(TRANSACTIONS).find({}).to_list(None)
+    assert [transaction["_id"] for transaction in transactions] == [paid["payment_id"]]
     assert await store.collection(PREMIUMS).count_documents({}) == 1
 
 

@@ -279,6 +279,28 @@ async def test_a_push_has_the_checks_of_every_debit(stk: Stk) -> None:
 
 
 @pytest.mark.asyncio
+async def test_an_insuree_number_longer_than_the_account_reference_is_refused(
+    stk: Stk,
+) -> None:
+    """The prompt's AccountReference carries 12 characters: a longer insuree number
+    would be cut, and its payment's C2B copy could name another insuree."""
+    policy = await stk.policy("1234567890123", phone="0708374149")
+    status, body = await stk.push(policy)
+    assert status == 400 and body["error"]["code"] == "reference_too_long"
+    assert "1234567890123" in body["error"]["message"]
+    assert await stk.store.collection(TRANSACTIONS).count_documents({}) == 0
+    assert (await stk.control("GET", "stk"))["items"] == []
+    requests = (await stk.control("GET", "requests"))["items"]
+    assert not [item for item in requests if "stkpush" in item["path"]]
+    assert (await stk.services.policies.get(policy["_id"]))["status"] == 1
+    # 12 characters are carried whole.
+    status, started = await stk.push(await stk.policy("123456789012"))
+    assert status == 201, started
+    prompt = await stk.prompt(started["provider_reference"])
+    assert prompt["AccountReference"] == "123456789012"
+
+
+@pytest.mark.asyncio
 async def test_a_refused_push_fails_the_debit_and_says_why(stk: Stk) -> None:
     policy = await stk.policy()
     await stk.control("POST", "faults", {"target": "processrequest", "kind": "http_500"})

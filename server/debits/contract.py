@@ -146,6 +146,9 @@ class DebitAdapter(Protocol):
     # Whether a lost answer to `start` may have reached the payer, who could then pay
     # without the gateway (the debit is then `unknown`, else `failed`).
     start_may_reach_payer: bool
+    # The longest insuree number the provider carries whole as the payment's reference
+    # (None: any). A longer one is refused: a cut reference could name another insuree.
+    max_reference_length: int | None
 
     def require_ready(self) -> None:
         """ServiceUnavailable when the channel is not configured (no credentials)."""

@@ -44,7 +44,7 @@ from server.debits.contract import (
 from server.debits.registry import ChannelRegistry
 from server.insurance.documents import Insuree, Policy
 from server.insurance.repository import IDLE
-from server.insurance.service import InsureeService, PolicyService, require_exact_amount
+from server.insurance.service import PolicyService, require_exact_amount
 from server.integrations.transport import (
     ProviderError,
     ProviderOutcomeUnknown,
@@ -107,7 +107,6 @@ class DebitEngine:
         transactions: TransactionRepository,
         ledger: LedgerService,
         policies: PolicyService,
-        insurees: InsureeService,
         psps: PspService,
         settlement: Settlement,
         clock: Clock,
@@ -118,7 +117,6 @@ class DebitEngine:
         self.transactions = transactions
         self.ledger = ledger
         self.policies = policies
-        self.insurees = insurees
         self.psps = psps
         self.settlement = settlement
         self.clock = clock
@@ -133,8 +131,7 @@ class DebitEngine:
         self, policy_uuid: str, psp_uuid: str, amount: str, actor: str
     ) -> Transaction:
         """Check everything the gateway knows, store the debit, then ask the provider."""
-        policy = await self.policies.get(policy_uuid)
-        insuree = await self.insurees.get(policy["chf_id"])
+        policy, insuree = await self.policies.with_insuree(policy_uuid)
         psp = await self.psps.get(psp_uuid)
         adapter = self._adapter_for(psp)
         payer = adapter.payer_of(insuree)
@@ -156,8 +153,7 @@ class DebitEngine:
         account, currency = adapter.merchant_account, adapter.currency
         if not account or not currency:  # the registry refuses such an adapter
             raise ValueError(f"{channel} names no merchant account or currency")
-        policy = await self.policies.get(policy_uuid)
-        insuree = await self.insurees.get(policy["chf_id"])
+        policy, insuree = await self.policies.with_insuree(policy_uuid)
         payer = payer or adapter.payer_of(insuree)
         _check_policy(policy, currency, adapter.label, amount)
         adapter.require_ready()
@@ -174,6 +170,13 @@ class DebitEngine:
         pin: str | None,
         actor: str,
     ) -> Transaction:
+        longest = adapter.max_reference_length
+        if longest is not None and len(insuree["chf_id"]) > longest:
+            raise ValidationFailed(
+                f"insuree number {insuree['chf_id']} is longer than the {longest} characters "
+                f"{adapter.label} carries as the payment's reference: use another channel",
+                code="reference_too_long",
+            )
         now = self.clock.now()
         transaction = new_transaction(
             transaction_uuid=str(uuid.uuid4()),
@@ -324,7 +327,7 @@ class DebitEngine:
 
     async def process(self, transaction_uuid: str, code: str, actor: str) -> Transaction:
         """Complete a debit with the payer's code; exactly one caller gets to try."""
-        transaction = await self.ledger.get(transaction_uuid)
+        transaction, policy = await self.ledger.with_policy(transaction_uuid)
         adapter = self._adapter_of(transaction)
         if adapter.max_code_attempts == 0:
             raise Conflict(
@@ -373,7 +376,9 @@ class DebitEngine:
             changes={"paid_at": now, "provider_confirmation": receipt},
         )
         log.info("debit_succeeded transaction=%s", claimed["_id"])
-        return await self.settlement.settle(succeeded)
+        # The policy as read before the provider's answer: its activation is still a
+        # compare-and-set on its state, so a stale copy never activates it twice.
+        return await self.settlement.settle(succeeded, policy)
 
     def _adapter_of(self, transaction: Transaction) -> DebitAdapter:
         adapter = self.channels.debit(transaction["channel"])

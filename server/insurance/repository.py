@@ -74,6 +74,29 @@ class ProductRepository(DocumentRepository[Product]):
 class PolicyRepository(DocumentRepository[Policy]):
     collection_name = POLICIES
 
+    async def with_insuree(self, policy_uuid: str) -> tuple[Policy | None, Insuree | None]:
+        """The policy and its insuree in one round trip (a debit's start)."""
+        found = await self.store.aggregate(
+            POLICIES,
+            [
+                {"$match": {"_id": policy_uuid}},
+                {"$limit": 1},
+                {
+                    "$lookup": {
+                        "from": INSUREES,
+                        "localField": "chf_id",
+                        "foreignField": "chf_id",
+                        "as": INSUREES,
+                    }
+                },
+            ],
+        )
+        if not found:
+            return None, None
+        policy = found[0]
+        insurees = policy.pop(INSUREES)
+        return cast(Policy, policy), cast(Insuree, insurees[0]) if insurees else None
+
     async def idle_of(self, chf_id: str, limit: int = 100) -> list[Policy]:
         """An insuree's policies awaiting payment, oldest first."""
         cursor = (

@@ -209,6 +209,15 @@ class PolicyService:
             raise NotFound(f"no policy {policy_uuid}", code="unknown_policy")
         return policy
 
+    async def with_insuree(self, policy_uuid: str) -> tuple[Policy, Insuree]:
+        """The policy and its insuree, read together."""
+        policy, insuree = await self.policies.with_insuree(policy_uuid)
+        if policy is None:
+            raise NotFound(f"no policy {policy_uuid}", code="unknown_policy")
+        if insuree is None:  # never: a policy is made for an existing insuree
+            insuree = await self.insurees.get(policy["chf_id"])
+        return policy, insuree
+
     async def list(self, filters: dict[str, Any], limit: int, offset: int) -> Page[Policy]:
         return await self.policies.page(filters, [("chf_id", 1), ("created_at", 1)], limit, offset)
 

@@ -9,11 +9,13 @@ import json
 import logging
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from server.insurance.documents import Policy
+from server.insurance.repository import POLICIES
 from server.kernel.documents import DocumentRepository
 from server.kernel.store import IndexSpec
 from server.ledger import states
@@ -57,6 +59,29 @@ INDEXES: list[IndexSpec] = [
 
 class TransactionRepository(DocumentRepository[Transaction]):
     collection_name = TRANSACTIONS
+
+    async def with_policy(self, transaction_uuid: str) -> tuple[Transaction | None, Policy | None]:
+        """The transaction and its policy in one round trip (a debit's completion)."""
+        found = await self.store.aggregate(
+            self.collection_name,
+            [
+                {"$match": {"_id": transaction_uuid}},
+                {"$limit": 1},
+                {
+                    "$lookup": {
+                        "from": POLICIES,
+                        "localField": "policy_uuid",
+                        "foreignField": "_id",
+                        "as": POLICIES,
+                    }
+                },
+            ],
+        )
+        if not found:
+            return None, None
+        transaction = found[0]
+        policies = transaction.pop(POLICIES)
+        return cast(Transaction, transaction), cast(Policy, policies[0]) if policies else None
 
     async def insert(self, document: Transaction) -> Transaction:
         stored = await super().insert(document)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any, cast
 
+from server.insurance.documents import Policy
 from server.kernel.errors import NotFound, ValidationFailed
 from server.kernel.store import time_window
 from server.ledger.documents import Transaction
@@ -35,6 +36,13 @@ class LedgerService:
         if transaction is None:
             raise NotFound(f"no transaction {transaction_uuid}", code="unknown_transaction")
         return transaction
+
+    async def with_policy(self, transaction_uuid: str) -> tuple[Transaction, Policy | None]:
+        """The transaction and its policy (None if it vanished), read together."""
+        transaction, policy = await self.transactions.with_policy(transaction_uuid)
+        if transaction is None:
+            raise NotFound(f"no transaction {transaction_uuid}", code="unknown_transaction")
+        return transaction, policy
 
     async def list(
         self, filters: dict[str, Any], limit: int, offset: int

@@ -26,6 +26,7 @@ from server.kernel.clock import Clock
 from server.ledger import states
 from server.ledger.documents import Transaction
 from server.ledger.repository import TransactionRepository
+from server.mpesa.client import ACCOUNT_REFERENCE_MAX
 from server.mpesa.documents import C2BPayment, PaymentState, ReceivedPayment
 from server.mpesa.repository import SETTLED, UNMATCHED, C2BPaymentRepository
 from server.mpesa.stk import CHANNEL as STK_CHANNEL
@@ -70,19 +71,37 @@ class StkReceipts:
     async def _debit_of(
         self, payment: ReceivedPayment, known: list[Transaction] | None
     ) -> Transaction | None:
-        """The debit this confirmation is the copy of. The insuree's debits are already
-        read: an account number naming no insuree (e.g. an insuree number the prompt's
-        12-character AccountReference had to cut) is looked up by receipt alone."""
+        """The debit this confirmation is the copy of. The debits of the insuree its
+        account number names are already read. A prompt's AccountReference is the
+        insuree number cut to 12 characters, so a 12-character account number may be
+        another insuree's cut number: with no debit of its own insuree, the receipt
+        alone is looked up. So it is when the number names no insuree, unless it is a
+        confirmation's whole insuree number (shorter than 12 characters: M-Pesa echoes
+        the prompt's reference, and no prompt carried a number no insuree has). A
+        record (pull, statement) or an empty account number (a till) is always looked
+        up."""
+        if known is not None:
+            found = await self._insurees_debit(payment, known)
+            if found is not None or len(payment["bill_ref"]) < ACCOUNT_REFERENCE_MAX:
+                return found
+        elif not _may_be_a_copy(payment):
+            return None
+        return await self.transactions.find_one(
+            {
+                "channel": STK_CHANNEL,
+                "provider_confirmation": payment["trans_id"],
+                "amount": payment["amount"],
+                "currency": payment["currency"],
+            }
+        )
+
+    async def _insurees_debit(
+        self, payment: ReceivedPayment, known: list[Transaction]
+    ) -> Transaction | None:
+        """The debit of the account number's insuree this confirmation is the copy of:
+        by receipt, else an open debit of the same money it completes, else one that
+        succeeded without a receipt."""
         trans_id = payment["trans_id"]
-        if known is None:
-            return await self.transactions.find_one(
-                {
-                    "channel": STK_CHANNEL,
-                    "provider_confirmation": trans_id,
-                    "amount": payment["amount"],
-                    "currency": payment["currency"],
-                }
-            )
         same_money = [
             debit
             for debit in known
@@ -201,3 +220,10 @@ def _unreceipted(debits: list[Transaction]) -> list[Transaction]:
         for debit in debits
         if debit["status"] == states.SUCCEEDED and not debit.get("provider_confirmation")
     ]
+
+
+def _may_be_a_copy(payment: ReceivedPayment) -> bool:
+    """Whether a payment whose account number names no insuree may be the copy of an
+    M-Pesa Express payment (see StkReceipts._debit_of)."""
+    bill_ref = payment["bill_ref"]
+    return "recovered" in payment or not bill_ref or len(bill_ref) >= ACCOUNT_REFERENCE_MAX

@@ -36,6 +36,7 @@ from server.ledger.repository import TRANSACTIONS
 from server.ledger.states import PROMPT_SENT
 from server.mpesa.callback_urls import CallbackUrlError, stk_callback_url
 from server.mpesa.client import (
+    ACCOUNT_REFERENCE_MAX,
     INVALID_FIELD,
     PROVIDER,
     RATE_LIMITED,
@@ -87,6 +88,8 @@ class StkDebits:
     max_code_attempts = 0  # the payer enters the PIN on the phone: no code here
     needs_merchant_pin = False
     start_may_reach_payer = True  # a lost answer may leave the prompt on the phone
+    # The prompt's AccountReference, which the payment's C2B copy carries back.
+    max_reference_length: int | None = ACCOUNT_REFERENCE_MAX
     status_call = True  # Daraja's STK query (stk_query): the janitor resolves `unknown` with it
 
     def __init__(

@@ -18,6 +18,7 @@ from server.insurance.repository import IDLE
 from server.insurance.service import InsureeService, PolicyService, require_exact_amount
 from server.kernel.clock import Clock
 from server.kernel.errors import ApiError, Conflict, Forbidden, ValidationFailed
+from server.kernel.identifiers import CHF_ID
 from server.kernel.identity import Identity
 from server.ledger import states
 from server.ledger.documents import Transaction
@@ -72,16 +73,18 @@ class PspApiService:
     async def pay(
         self, psp: dict[str, Any], request: dict[str, Any], actor: str
     ) -> tuple[int, Transaction]:
-        """(HTTP status, settled transaction): 201 when new, 200 for a replay."""
+        """(HTTP status, settled transaction): 201 when new, 200 for a replay.
+
+        A new payment is not looked up first (one round trip less on every payment): a
+        replay is refused by the checks (its policy is no longer idle) or by the unique
+        index on (provider, psp_transaction_id), and any refusal is answered with the
+        stored payment of that id when there is one."""
         digest = fingerprint(request)
-        existing = await self._existing(psp, request)
-        if existing is not None:
-            return 200, await self._replay(existing, digest)
         try:
             return 201, await self._record_new(psp, request, digest, actor)
         except ApiError:
-            # The same request, sent concurrently, may have paid the policy between the
-            # look-up above and the checks: its outcome is the answer, not a refusal.
+            # A replay, or the same request sent concurrently: the stored payment's
+            # outcome is the answer, not a refusal.
             existing = await self._existing(psp, request)
             if existing is None:
                 raise
@@ -125,10 +128,11 @@ class PspApiService:
         )
 
     async def _check(self, psp: dict[str, Any], request: dict[str, Any]) -> Policy:
-        insuree = await self.insurees.get(request["chf_id"])
         reference = request["policy"]
         policy = await self.policies.by_payment_token(reference["token"])
-        if policy is None or policy["chf_id"] != insuree["chf_id"]:
+        if policy is None or policy["chf_id"] != CHF_ID.normalise(request["chf_id"]):
+            # The insuree is read only now: a policy of this insuree proves it exists.
+            await self.insurees.get(request["chf_id"])  # NotFound: no such insuree
             raise ValidationFailed(
                 "the policy token does not belong to this insuree", code="invalid_policy_token"
             )

@@ -41,6 +41,7 @@ class QmoneyDebits:
     status_checks: tuple[timedelta, ...] = ()  # Qmoney has no status call
     status_call = False  # so an operator resolves an `unknown` Qmoney debit
     start_may_reach_payer = False  # getMoney only texts a code: verifyCode moves money
+    max_reference_length: int | None = None
 
     def __init__(self, client: QmoneyClient | None, settings: QmoneySettings) -> None:
         """`client` is None when Qmoney's credentials are not configured."""
