@@ -1,7 +1,8 @@
 """MongoDB access: one client factory and the few driver differences hidden.
 
 `mongodb://` and `mongodb+srv://` URIs get PyMongo's native async client;
-`memory://` gets the in-memory mongomock-motor store (sandbox and tests).
+`memory://` gets the in-memory mongomock-motor store (sandbox and tests), over
+mongomock with hash indexes (server.kernel.memory_store).
 
 On a replica set (or a sharded cluster) the collections whose writes decide money
 are written with write concern `majority` (journaled) and read with read concern
@@ -172,7 +173,10 @@ def open_store(uri: str, database: str) -> Store:
     if uri == "memory://":
         from mongomock_motor import AsyncMongoMockClient
 
-        return Store(AsyncMongoMockClient(tz_aware=True), database, in_memory=True)
+        from server.kernel.memory_store import memory_client
+
+        client: Any = AsyncMongoMockClient(mock_mongo_client=memory_client(tz_aware=True))
+        return Store(client, database, in_memory=True)
     options = {key.lower() for key in parse_qs(urlsplit(uri).query)}
     added: _ClientOptions = {}
     # 5 s to find a server, unless the URI sets its own serverSelectionTimeoutMS.

@@ -1,0 +1,417 @@
+"""The in-memory store's engine: mongomock with hash indexes, so that its cost stays
+flat as collections grow.
+
+Plain mongomock answers every find, update, delete and count, and checks every unique
+index on every write, by running its matcher (`filter_applies`) over every document of
+the collection. Here each collection keeps a hash index on `_id` and on each key field
+of its indexes, and `_iter_documents` takes its candidates from the most selective
+equality of the filter on such a field; each candidate is then still checked with
+mongomock's own matcher, in the collection's insertion order, so the answers are
+mongomock's. Anything the index is not sure of falls back to mongomock's full scan.
+
+The index may give extra candidates (the matcher drops them) but must never miss one: a
+missed candidate is a payment not found. So only a few scalar types are indexed, by
+their exact type (a `str` subclass such as a str Enum member may hash and compare
+unlike a `str`); a document whose value at a field is anything else (a list, a
+subdocument, a Decimal128, a path that crosses a list...) is "always a candidate" for
+that field. A value no indexed query value can equal (None, a datetime, a missing
+field) is not indexed at all. Numbers are indexed by value (1 and 1.0 are one key, as
+in MongoDB), bools apart from them: MongoDB never matches `true` with `1`, while plain
+mongomock does (`True == 1` in Python); an equality on an indexed field follows MongoDB
+there, whichever equality of the filter gave the candidates.
+
+The classes are installed only in the client `memory_client` returns: nothing of
+mongomock is patched. Not thread-safe beyond mongomock's own locking: mongomock-motor
+calls it from the event loop's thread only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from bson.int64 import Int64
+from mongomock import aggregate, helpers
+from mongomock.collection import Collection
+from mongomock.database import Database
+from mongomock.filtering import filter_applies
+from mongomock.mongo_client import MongoClient
+from mongomock.store import CollectionStore, DatabaseStore, ServerStore
+from pymongo.errors import DuplicateKeyError
+
+# Query and document values indexed by value (exact types only), bools apart (hash_key).
+INDEXED_TYPES = frozenset({str, int, Int64, float, bool, ObjectId, uuid.UUID})
+# Document values equal to no indexed query value: not indexed.
+NEVER_EQUAL_TYPES = frozenset({type(None), datetime})
+# A document's key in a field's index when it must always be a candidate.
+ALWAYS = object()
+# Expired documents (TTL indexes) are removed at most this often, in seconds of wall
+# time, instead of on every access; MongoDB's own TTL monitor runs every 60 s.
+EXPIRY_INTERVAL = 5.0
+
+
+def hash_key(value: Any) -> Any:
+    """The key an indexed value is filed and looked up under: a bool apart from the
+    numbers it equals in Python."""
+    return (bool, value) if type(value) is bool else value
+
+
+def index_key(document: Mapping[str, Any], path: str) -> Any:
+    """The key `document` is indexed under for the field `path`: its value, ALWAYS, or
+    None (not indexed)."""
+    value: Any = document
+    for part in path.split("."):
+        if not isinstance(value, dict):  # a list, or a scalar where a subdocument was
+            return ALWAYS
+        if part not in value:
+            return None
+        value = value[part]
+    if type(value) in INDEXED_TYPES:
+        return hash_key(value)
+    return None if type(value) in NEVER_EQUAL_TYPES else ALWAYS
+
+
+def _equal_values(condition: Any) -> list[Any] | None:
+    """The keys of the values a field must equal one of under `condition`, if the index
+    can use them: a plain value, `$eq`, or `$in` with only indexed values."""
+    if type(condition) in INDEXED_TYPES:
+        return [hash_key(condition)]
+    if not isinstance(condition, dict) or not all(str(op).startswith("$") for op in condition):
+        return None  # an empty or literal subdocument, a regex, None...
+    if "$eq" in condition and type(condition["$eq"]) in INDEXED_TYPES:
+        return [hash_key(condition["$eq"])]
+    values = condition.get("$in")
+    if isinstance(values, (list, tuple)) and all(type(v) in INDEXED_TYPES for v in values):
+        return [hash_key(value) for value in values]
+    return None
+
+
+def equalities(spec: Mapping[str, Any]) -> Iterator[tuple[str, list[Any]]]:
+    """(field, value keys) pairs a document must satisfy to match `spec`: its top-level
+    equalities, also those inside a top-level `$and`."""
+    for path, condition in spec.items():
+        if path == "$and" and isinstance(condition, list):
+            for part in condition:
+                if isinstance(part, dict):
+                    yield from equalities(part)
+        elif isinstance(path, str) and not path.startswith("$"):
+            values = _equal_values(condition)
+            if values is not None:
+                yield path, values
+
+
+class FieldIndex:
+    """One field's hash index: document keys by value, and those always a candidate."""
+
+    def __init__(self) -> None:
+        self.postings: dict[Any, set[Any]] = {}
+        self.always: set[Any] = set()
+
+    def add(self, entry: Any, key: Any) -> None:
+        if entry is ALWAYS:
+            self.always.add(key)
+        else:
+            self.postings.setdefault(entry, set()).add(key)
+
+    def discard(self, entry: Any, key: Any) -> None:
+        if entry is ALWAYS:
+            self.always.discard(key)
+            return
+        keys = self.postings.get(entry)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self.postings[entry]
+
+
+class IndexedCollectionStore(CollectionStore):
+    """A collection's documents, with a hash index per indexed field kept true on every
+    change: insert, replace and rollback (`__setitem__`), delete, drop, index changes,
+    and the in-place updates IndexedCollection reports through `reindex`."""
+
+    def __init__(self, name: str) -> None:
+        self._fields: dict[str, FieldIndex] = {}
+        self._entries: dict[Any, dict[str, Any]] = {}  # document key -> field -> entry
+        self._order: dict[Any, int] = {}  # document key -> insertion number
+        self._key_of: dict[int, Any] = {}  # id() of a stored document -> its key
+        self._inserted = itertools.count()
+        self._expired_at = float("-inf")
+        self._indexes: dict[str, dict[str, Any]] = {}
+        super().__init__(name)
+
+    @property
+    def indexes(self) -> dict[str, dict[str, Any]]:
+        return self._indexes
+
+    @indexes.setter
+    def indexes(self, indexes: dict[str, dict[str, Any]]) -> None:
+        """Set by mongomock on creation, drop and `drop_indexes`: the indexed fields and
+        the TTL indexes (which `drop_indexes` leaves behind in mongomock) follow."""
+        self._indexes = indexes
+        self._ttl_indexes = {
+            name: index
+            for name, index in indexes.items()
+            if index.get("expireAfterSeconds") is not None
+        }
+        self._follow_indexes()
+
+    def create_index(self, index_name: str, index_dict: dict[str, Any]) -> None:
+        super().create_index(index_name, index_dict)
+        self._follow_indexes()
+
+    def drop_index(self, index_name: str) -> None:
+        super().drop_index(index_name)
+        self._follow_indexes()
+
+    def drop(self) -> None:
+        self._fields, self._entries, self._order, self._key_of = {}, {}, {}, {}
+        super().drop()
+
+    def _follow_indexes(self) -> None:
+        """Index `_id` and every key field of the collection's indexes; no other."""
+        wanted = {"_id", *(path for index in self._indexes.values() for path, _ in index["key"])}
+        for path in set(self._fields) - wanted:
+            del self._fields[path]
+            for entries in self._entries.values():
+                entries.pop(path, None)
+        for path in wanted - set(self._fields):
+            field = self._fields[path] = FieldIndex()
+            for key, document in self._documents.items():
+                entry = index_key(document, path)
+                if entry is not None:
+                    field.add(entry, key)
+                    self._entries.setdefault(key, {})[path] = entry
+
+    def __setitem__(self, key: Any, document: dict[str, Any]) -> None:
+        if key in self._documents:
+            self._unindex(key)
+        else:
+            self._order[key] = next(self._inserted)
+        super().__setitem__(key, document)
+        self._index(key, document)
+
+    def __delitem__(self, key: Any) -> None:
+        self._unindex(key)
+        super().__delitem__(key)
+        del self._order[key]
+
+    def _index(self, key: Any, document: dict[str, Any]) -> None:
+        self._key_of[id(document)] = key
+        entries = {}
+        for path, field in self._fields.items():
+            entry = index_key(document, path)
+            if entry is not None:
+                field.add(entry, key)
+                entries[path] = entry
+        self._entries[key] = entries
+
+    def _unindex(self, key: Any) -> None:
+        """Remove the document from the keys it was indexed under (not those its current
+        content gives: it may have been changed in place)."""
+        self._key_of.pop(id(self._documents.get(key)), None)
+        for path, entry in self._entries.pop(key, {}).items():
+            self._fields[path].discard(entry, key)
+
+    def reindex(self, document: dict[str, Any]) -> None:
+        """Index again a stored document changed in place. It is found by identity: an
+        update that failed may have changed its `_id` (mongomock does not undo that)."""
+        key = self._key_of.get(id(document))
+        if key is not None and self._documents.get(key) is document:
+            self._unindex(key)
+            self._index(key, document)
+
+    def candidates(self, spec: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """The documents that may match `spec`, in insertion order: those the most
+        selective equality on an indexed field gives that every other such equality
+        admits too (so the answer does not depend on which one was chosen); all of them
+        for an empty filter. None when no equality can be used: mongomock scans."""
+        self._remove_expired_documents()
+        if not self._documents:
+            return None  # mongomock's scan also validates the filter then
+        if not spec:
+            return list(self._documents.values())
+        usable = [
+            (path, self._fields[path], values)
+            for path, values in equalities(spec)
+            if path in self._fields
+        ]
+        if not usable:
+            return None
+
+        def found(field: FieldIndex, values: list[Any]) -> list[set[Any]]:
+            return [field.always, *(field.postings.get(value, set()) for value in values)]
+
+        _, best, values = min(usable, key=lambda use: sum(map(len, found(use[1], use[2]))))
+        allowed = [(path, {ALWAYS, *values}) for path, _, values in usable]
+        keys = [
+            key
+            for key in set().union(*found(best, values))
+            if all(self._entries[key].get(path) in admits for path, admits in allowed)
+        ]
+        keys.sort(key=self._order.__getitem__)
+        return [self._documents[key] for key in keys]
+
+    def _remove_expired_documents(self) -> None:
+        """mongomock's TTL expiry scans the whole collection; here at most once per
+        EXPIRY_INTERVAL, not on every access."""
+        if not self._ttl_indexes:
+            return
+        now = time.monotonic()
+        if now - self._expired_at >= EXPIRY_INTERVAL:
+            self._expired_at = now
+            super()._remove_expired_documents()
+
+
+class IndexedDatabaseStore(DatabaseStore):
+    def __getitem__(self, name: str) -> IndexedCollectionStore:
+        if name not in self._collections:
+            self._collections[name] = IndexedCollectionStore(name)
+        collection: IndexedCollectionStore = self._collections[name]
+        return collection
+
+    def rename(self, name: str, new_name: str) -> None:
+        self[name]  # mongomock would make a plain CollectionStore for a missing one
+        super().rename(name, new_name)
+
+
+class IndexedServerStore(ServerStore):
+    def __getitem__(self, name: str) -> IndexedDatabaseStore:
+        if name not in self._databases:
+            self._databases[name] = IndexedDatabaseStore()
+        database: IndexedDatabaseStore = self._databases[name]
+        return database
+
+
+class IndexedCollection(Collection):
+    """A mongomock collection that finds candidates through its store's index."""
+
+    def _iter_documents(self, filter: Any) -> Iterator[dict[str, Any]]:  # noqa: A002
+        candidates = self._store.candidates(filter) if isinstance(filter, dict) else None
+        if candidates is None:
+            documents: Iterator[dict[str, Any]] = super()._iter_documents(filter)
+            return documents
+        return (document for document in candidates if filter_applies(filter, document))
+
+    def _apply_update_document(self, existing_document: dict[str, Any], *args: Any) -> Any:
+        """mongomock updates the stored document in place: index it again, even when
+        the update failed halfway (mongomock does not roll that back)."""
+        try:
+            return super()._apply_update_document(existing_document, *args)
+        finally:
+            self._store.reindex(existing_document)
+
+    def _apply_update_pipeline(self, existing_document: dict[str, Any], *args: Any) -> Any:
+        try:
+            return super()._apply_update_pipeline(existing_document, *args)
+        finally:
+            self._store.reindex(existing_document)
+
+    def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
+        """mongomock's check (the document is already stored), its queries answered
+        through the index. A partial index whose filter the document does not match
+        does not hold the document (MongoDB's rule), so it cannot be violated by it."""
+        for index in self._store.indexes.values():
+            if not index.get("unique"):
+                continue
+            partial = index.get("partialFilterExpression")
+            if partial is not None and not filter_applies(partial, new_data):
+                continue
+            values: dict[str, Any] = {}
+            for path, _ in index["key"]:
+                try:
+                    values[path] = helpers.get_value_by_dot(new_data, path)
+                except KeyError:
+                    values[path] = None
+            if index.get("sparse") and set(values.values()) == {None}:  # as mongomock
+                continue
+            query = values if partial is None else {"$and": [partial, values]}
+            if len(list(self._iter_documents(query))) > 1:
+                raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+
+    def aggregate(self, pipeline: list[dict[str, Any]], session: Any = None, **kwargs: Any) -> Any:
+        """mongomock copies the whole collection before the first stage; a leading
+        `$match` (the same matcher as a find's) takes its documents through the index."""
+        if pipeline and isinstance(pipeline[0], dict) and set(pipeline[0]) == {"$match"}:
+            matched = list(self.find(pipeline[0]["$match"]))
+            return aggregate.process_pipeline(matched, self.database, pipeline[1:], session)
+        return super().aggregate(pipeline, session=session, **kwargs)
+
+    def with_options(self, *args: Any, **kwargs: Any) -> IndexedCollection:
+        plain = super().with_options(*args, **kwargs)
+        if plain is self:
+            return self
+        return IndexedCollection(
+            self.database,
+            self.name,
+            self._db_store,
+            write_concern=plain.write_concern,
+            read_concern=plain.read_concern,
+            read_preference=plain.read_preference,
+            codec_options=plain.codec_options,
+        )
+
+
+class IndexedDatabase(Database):
+    """A mongomock database whose collections are IndexedCollections."""
+
+    def get_collection(self, name: str, *args: Any, **kwargs: Any) -> IndexedCollection:
+        if name not in self._collection_accesses:
+            self._ensure_valid_collection_name(name)
+            self._collection_accesses[name] = IndexedCollection(
+                self,
+                name,
+                self._store,
+                read_preference=self.read_preference,
+                codec_options=self.codec_options,
+            )
+        collection: IndexedCollection = super().get_collection(name, *args, **kwargs)
+        return collection
+
+    def with_options(self, *args: Any, **kwargs: Any) -> IndexedDatabase:
+        plain = super().with_options(*args, **kwargs)
+        if plain is self:
+            return self
+        return IndexedDatabase(
+            self.client,
+            self.name,
+            self._store,
+            read_preference=plain.read_preference,
+            codec_options=plain.codec_options,
+            read_concern=plain.read_concern,
+        )
+
+
+class IndexedClient(MongoClient):
+    """A mongomock client whose databases are IndexedDatabases."""
+
+    def get_database(
+        self,
+        name: str | None = None,
+        codec_options: Any = None,
+        read_preference: Any = None,
+        write_concern: Any = None,
+        read_concern: Any = None,
+    ) -> Database:
+        if name is not None and name not in self._database_accesses:
+            self._database_accesses[name] = IndexedDatabase(
+                self,
+                name,
+                self._store[name],
+                read_preference=read_preference or self.read_preference,
+                codec_options=codec_options or self.codec_options,
+                read_concern=read_concern,
+            )
+        return super().get_database(
+            name, codec_options, read_preference, write_concern, read_concern
+        )
+
+
+def memory_client(**options: Any) -> MongoClient:
+    """A mongomock client over indexed stores (options as mongomock's MongoClient);
+    for mongomock-motor's `AsyncMongoMockClient(mock_mongo_client=...)`."""
+    return IndexedClient(_store=IndexedServerStore(), **options)
