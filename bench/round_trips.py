@@ -31,8 +31,6 @@ import string
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -42,12 +40,9 @@ from typing import Any
 import aiohttp
 from pymongo import AsyncMongoClient, monitoring
 
+from bench.wire import DEFAULT_WIRE_PYTHON, wire_server
 from server.startup.config import load_settings
 from server.startup.runtime import Gateway, start_gateway
-
-ROOT = Path(__file__).resolve().parent.parent
-WIRE_SERVER = ROOT / "scripts" / "mongo_wire_server.py"
-DEFAULT_WIRE_PYTHON = "/tmp/wire-venv/bin/python"
 
 # Connection handshake, heartbeat and session upkeep: not the gateway's own work.
 HANDSHAKE = frozenset(
@@ -173,23 +168,6 @@ def confirmation(trans: str, account: str, amount: str) -> bytes:
             "LastName": "",
         }
     ).encode()
-
-
-@asynccontextmanager
-async def wire_server(wire_python: str) -> AsyncIterator[str]:
-    """A MongoDB wire-protocol server in its own process; yields its URI."""
-    process = await asyncio.create_subprocess_exec(
-        wire_python, str(WIRE_SERVER), cwd=ROOT, stdout=asyncio.subprocess.PIPE
-    )
-    try:
-        line = await asyncio.wait_for(process.stdout.readline(), 60)
-        if not line.startswith(b"mongodb://"):
-            raise RuntimeError(f"the wire server printed {line!r}, not a URI")
-        yield line.decode().strip()
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            await process.wait()
 
 
 class Client:

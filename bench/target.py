@@ -2,6 +2,8 @@
 
     python -m bench.target gateway --policies N   # the gateway, in-memory store, seeded
     python -m bench.target gateway --unthrottled-logins   # login throttle raised out of the way
+    python -m bench.target gateway --policies N --bulk-policies   # seeded in bulk (faster)
+    python -m bench.target gateway --stored-payments N [--plain-mongomock]   # store growth
     python -m bench.target bare                   # a bare Tornado handler: parse JSON, answer
 
 Prints one JSON line (its URL and what the load generator needs), then serves
@@ -25,6 +27,8 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
+from bench.seeding import seeded_store
+from bench.store_growth import open_bench_store, store_payments
 from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
 from server.psps.schemas import PspCreateSchema
 from server.sandbox.demo import PRODUCTS
@@ -83,10 +87,18 @@ def time_split(frame: Frame) -> dict[str, float]:
 # every wrong-password login of the load is a real argon2 check, never a quick 429.
 UNTHROTTLED = 1_000_000
 LOGIN_USER = ("bench-login", "bench-login-password")
+# The payment provider's API user (role psp), whose token the payment load uses.
+PSP_USER = ("bench-psp", "bench-password")
 
 
 async def serve_gateway(
-    policies: int, mongodb_uri: str | None, profile: bool, unthrottled_logins: bool = False
+    policies: int,
+    mongodb_uri: str | None,
+    profile: bool,
+    unthrottled_logins: bool = False,
+    bulk_policies: bool = False,
+    stored_payments: int = 0,
+    plain_mongomock: bool = False,
 ) -> None:
     base = load_settings(sandbox=True)
     settings = replace(
@@ -108,11 +120,18 @@ async def serve_gateway(
         settings = replace(
             settings, store=replace(settings.store, uri=mongodb_uri, database=database)
         )
-    gateway = await start_gateway(settings)
+    # With --bulk-policies the product and policies are stored before the gateway starts.
+    store, tokens = await seeded_store(settings, policies) if bulk_policies else (None, [])
+    # bench/store_growth.py: C2B payments stored before the gateway starts, on that store.
+    if stored_payments or plain_mongomock:
+        store = store or open_bench_store(settings, plain_mongomock)
+        await store_payments(store, settings, stored_payments)
+    gateway = await start_gateway(settings, store=store)
     services = gateway.services
-    await services.auth.create_user("bench-psp", "bench-password", "psp")
+    await services.auth.create_user(*PSP_USER, "psp")
     await services.auth.create_user(*LOGIN_USER, "operator")
-    await services.products.create(ProductCreateSchema().load(PRODUCTS[0]))
+    if not bulk_policies:
+        await services.products.create(ProductCreateSchema().load(PRODUCTS[0]))
     await services.psps.create(
         PspCreateSchema().load(
             {
@@ -121,12 +140,11 @@ async def serve_gateway(
                 "account": "B",
                 "currency": "GMD",
                 "is_external_api": True,
-                "username": "bench-psp",
+                "username": PSP_USER[0],
             }
         )
     )
-    tokens = []
-    for number in range(policies):
+    for number in range(0 if bulk_policies else policies):
         chf_id = f"9{number:08d}"
         await services.insurees.create(
             InsureeCreateSchema().load(
@@ -147,7 +165,7 @@ async def serve_gateway(
         aiohttp.ClientSession() as http,
         http.post(
             f"{gateway.url}/api/v1/auth/token",
-            json={"username": "bench-psp", "password": "bench-password"},
+            json={"username": PSP_USER[0], "password": PSP_USER[1]},
         ) as answer,
     ):
         access = (await answer.json())["access_token"]
@@ -176,6 +194,8 @@ async def serve_gateway(
     if mongodb_uri:
         await services.store.client.drop_database(database)
     await gateway.stop()
+    if store is not None:
+        await store.close()
 
 
 def main() -> None:
@@ -193,12 +213,36 @@ def main() -> None:
         action="store_true",
         help=f"allow {UNTHROTTLED:,} failed logins per user and per address",
     )
+    parser.add_argument(
+        "--bulk-policies",
+        action="store_true",
+        help="store the --policies in bulk before the gateway starts (bench/seeding.py)",
+    )
+    parser.add_argument(
+        "--stored-payments",
+        type=int,
+        default=0,
+        help="C2B payments stored before the gateway starts (bench/store_growth.py)",
+    )
+    parser.add_argument(
+        "--plain-mongomock",
+        action="store_true",
+        help="in-memory store on plain mongomock, without server.kernel.memory_store",
+    )
     args = parser.parse_args()
     if args.kind == "bare":
         asyncio.run(serve_bare())
     else:
         asyncio.run(
-            serve_gateway(args.policies, args.mongodb_uri, args.profile, args.unthrottled_logins)
+            serve_gateway(
+                args.policies,
+                args.mongodb_uri,
+                args.profile,
+                args.unthrottled_logins,
+                args.bulk_policies,
+                args.stored_payments,
+                args.plain_mongomock,
+            )
         )
 
 
