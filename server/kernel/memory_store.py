@@ -37,7 +37,7 @@ from typing import Any
 from bson import ObjectId
 from bson.int64 import Int64
 from mongomock import aggregate, helpers
-from mongomock.collection import Collection
+from mongomock.collection import Collection, Cursor
 from mongomock.database import Database
 from mongomock.filtering import filter_applies
 from mongomock.mongo_client import MongoClient
@@ -287,8 +287,39 @@ class IndexedServerStore(ServerStore):
         return database
 
 
+class LimitedCursor(Cursor):
+    """mongomock's cursor copies every result before it applies its limit (a claim's
+    `find_one_and_update` with a sort copied every due message); with a limit, only
+    the first `skip + limit` results are copied."""
+
+    def _compute_results(self, with_limit_and_skip: bool = False) -> list[dict[str, Any]]:
+        if not (with_limit_and_skip and self._limit) or self._results:
+            results: list[dict[str, Any]] = super()._compute_results(with_limit_and_skip)
+            return results
+        if getattr(self, "_limited_factory", None) is not self._factory:
+            first = list(itertools.islice(self._factory(), self._skip + abs(self._limit)))
+            if self.collection.codec_options.tz_aware:
+                first = [helpers.make_datetime_timezone_aware_in_document(x) for x in first]
+            self._limited = first[self._skip :]
+            self._limited_factory = self._factory
+        return self._limited
+
+
 class IndexedCollection(Collection):
     """A mongomock collection that finds candidates through its store's index."""
+
+    def find(self, *args: Any, **kwargs: Any) -> Cursor:
+        cursor = super().find(*args, **kwargs)
+        cursor.__class__ = LimitedCursor
+        return cursor
+
+    def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:  # noqa: A002
+        """As mongomock's, with a limit of one (as PyMongo's): one document copied."""
+        if filter is None:
+            filter = {}  # noqa: A001
+        if not isinstance(filter, Mapping):
+            filter = {"_id": filter}  # noqa: A001
+        return next(self.find(filter, *args, **kwargs).limit(-1), None)
 
     def _iter_documents(self, filter: Any) -> Iterator[dict[str, Any]]:  # noqa: A002
         candidates = self._store.candidates(filter) if isinstance(filter, dict) else None

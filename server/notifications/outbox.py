@@ -289,23 +289,32 @@ class SmsOutbox:
         summary[RECORDED] = await self.collect()
         abandoned = await self.outbox.give_up_stale(self.clock.now(), self.settings.max_attempts)
         summary[UNKNOWN] += abandoned
+        # The due messages are listed once, most overdue first, then claimed one by one
+        # (a message another run claimed meanwhile is passed over).
+        due = await self.outbox.due(
+            self.clock.now(), self.settings.max_attempts, self.settings.send_batch
+        )
         async with self.sender.running():
-            for _ in range(self.settings.send_batch):
-                delivered = await self._send_one()
+            for message_id in due:
+                delivered = await self._send_one(message_id)
                 if delivered is None:
-                    break
+                    continue
                 if delivered.outcome is not None:
                     summary[delivered.outcome] += 1
                 if not delivered.go_on:
                     break
         return summary
 
-    async def _send_one(self) -> Delivered | None:
-        """Claim the most overdue message and send it; None when none is due."""
+    async def _send_one(self, message_id: str) -> Delivered | None:
+        """Claim the message and send it; None when it is no longer due."""
         now = self.clock.now()
         token = uuid.uuid4().hex
         claimed = await self.outbox.claim(
-            now, now + self.settings.unknown_hold, token, self.settings.max_attempts
+            now,
+            now + self.settings.unknown_hold,
+            token,
+            self.settings.max_attempts,
+            message_id=message_id,
         )
         if claimed is None:
             return None

@@ -67,21 +67,39 @@ class OutboxRepository:
     async def get(self, message_id: str) -> OutboxMessage | None:
         return await self.collection.find_one({"_id": message_id})
 
+    @staticmethod
+    def _due(now: datetime, max_attempts: int) -> dict[str, Any]:
+        return {
+            "status": {"$in": list(CLAIMABLE)},
+            "next_attempt_at": {"$lte": now},
+            "attempts": {"$lt": max_attempts},
+        }
+
+    async def due(self, now: datetime, max_attempts: int, limit: int) -> list[str]:
+        """The ids of up to `limit` due messages, most overdue first."""
+        cursor = (
+            self.collection.find(self._due(now, max_attempts), {"_id": 1})
+            .sort([("next_attempt_at", 1)])
+            .limit(limit)
+        )
+        return [message["_id"] for message in await cursor.to_list(None)]
+
     async def claim(
         self,
         now: datetime,
         hold_until: datetime,
         token: str,
         max_attempts: int,
+        *,
+        message_id: str | None = None,
     ) -> OutboxMessage | None:
-        """The most overdue message, now `sending` under `token` with one more attempt;
-        None when none is due."""
+        """The message `message_id` (else the most overdue one), now `sending` under
+        `token` with one more attempt; None when it is not due (or none is)."""
+        query = self._due(now, max_attempts)
+        if message_id is not None:
+            query["_id"] = message_id
         return await self.collection.find_one_and_update(
-            {
-                "status": {"$in": list(CLAIMABLE)},
-                "next_attempt_at": {"$lte": now},
-                "attempts": {"$lt": max_attempts},
-            },
+            query,
             {
                 "$set": {
                     "status": SENDING,
