@@ -93,8 +93,8 @@ async def announced_workers(
         if not line:
             raise RuntimeError(f"run.py serve stopped before all its workers listened: {printed}")
         printed.append(line.rstrip())
-        match = ANNOUNCEMENT.search(line)
-        if match:
+        # Two workers writing at once may share a line.
+        for match in ANNOUNCEMENT.finditer(line):
             url = match.group(1)
             pids.append(int(match.group(2)))
     return url, pids
