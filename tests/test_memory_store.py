@@ -369,6 +369,20 @@ async def test_an_aggregate_that_starts_with_a_match_sees_what_a_find_sees(store
     assert await store.aggregate(THINGS, [{"$match": {"key": "k9"}}]) == []
 
 
+@pytest.mark.asyncio
+async def test_a_limit_keeps_the_first_of_the_sorted_matches_after_the_skip(store) -> None:
+    """The in-memory cursor copies only what the limit keeps: the same documents."""
+    await store.collection(THINGS).create_index("key")
+    await insert(store, *({"name": f"n{i}", "key": "k", "rank": (i * 7) % 10} for i in range(10)))
+    await insert(store, {"name": "other", "key": "x", "rank": 0})
+    things = store.collection(THINGS)
+    ranked = await things.find({"key": "k"}).sort("rank", DESCENDING).skip(2).limit(3).to_list(None)
+    assert [thing["rank"] for thing in ranked] == [7, 6, 5]
+    first = await things.find_one({"key": "k"}, sort=[("rank", ASCENDING)])
+    assert (first["name"], first["rank"]) == ("n0", 0)
+    assert await things.count_documents({"key": "k"}) == 10
+
+
 def test_expired_documents_are_removed_at_most_once_an_interval() -> None:
     """MongoDB's TTL monitor runs every 60 s; the in-memory store expires every few
     seconds, not on every access as mongomock does (a scan of the collection each)."""
