@@ -35,7 +35,7 @@ from systems import Debits
 
 MONGODB_URI = os.environ.get("TEST_MONGODB_URI")
 pytestmark = pytest.mark.skipif(
-    not MONGODB_URI, reason="counts the MongoDB driver's commands: the MongoDB lane only"
+    not MONGODB_URI, reason="needs a MongoDB server: set TEST_MONGODB_URI"
 )
 
 # The most round trips each kind may take: today's counts. The goals are 8 for a
