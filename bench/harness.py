@@ -100,16 +100,17 @@ def trans_id() -> str:
     )
 
 
-def callback(amount: str = "10.00") -> bytes:
-    """A Daraja C2B callback body with a TransID of its own (every confirmation is new)."""
+def callback(amount: str = "10.00", account: str = "BENCH01", trans: str | None = None) -> bytes:
+    """A Daraja C2B callback body; with a TransID of its own unless `trans` is given (so
+    every confirmation is new)."""
     return json.dumps(
         {
             "TransactionType": "Pay Bill",
-            "TransID": trans_id(),
+            "TransID": trans or trans_id(),
             "TransTime": "20261123121325",
             "TransAmount": amount,
             "BusinessShortCode": "600984",
-            "BillRefNumber": "BENCH01",
+            "BillRefNumber": account,
             "InvoiceNumber": "",
             "OrgAccountBalance": "",
             "ThirdPartyTransID": "",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import string
@@ -40,6 +39,7 @@ from typing import Any
 import aiohttp
 from pymongo import AsyncMongoClient, monitoring
 
+from bench.harness import callback
 from bench.wire import DEFAULT_WIRE_PYTHON, wire_server
 from server.startup.config import load_settings
 from server.startup.runtime import Gateway, start_gateway
@@ -150,26 +150,6 @@ def trans_id() -> str:
     return "RT" + "".join(secrets.choice(alphabet) for _ in range(8))
 
 
-def confirmation(trans: str, account: str, amount: str) -> bytes:
-    return json.dumps(
-        {
-            "TransactionType": "Pay Bill",
-            "TransID": trans,
-            "TransTime": "20261123121325",
-            "TransAmount": amount,
-            "BusinessShortCode": "600984",
-            "BillRefNumber": account,
-            "InvoiceNumber": "",
-            "OrgAccountBalance": "",
-            "ThirdPartyTransID": "",
-            "MSISDN": "2547 ***** 126",
-            "FirstName": "JOHN",
-            "MiddleName": "",
-            "LastName": "",
-        }
-    ).encode()
-
-
 class Client:
     """The gateway's HTTP API, as an admin."""
 
@@ -231,7 +211,7 @@ async def confirm(
     url = f"{gateway.url}/api/v1/c2b/confirmation/{gateway.settings.c2b.callback_secret}"
     mark = len(counter.commands)
     async with http.post(
-        url, data=confirmation(trans, account, PRICE), headers={"Content-Type": "application/json"}
+        url, data=callback(PRICE, account, trans), headers={"Content-Type": "application/json"}
     ) as answer:
         reply = await answer.json()
     if answer.status != 200 or reply.get("ResultCode") != 0:

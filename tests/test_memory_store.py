@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import mongomock
@@ -198,6 +199,10 @@ async def test_a_number_does_not_find_a_boolean(store) -> None:
     assert await names(store, {"flag": {"$in": [0, 1]}}) == ["one", "one as float", "zero"]
     assert await names(store, {"flag": True}) == ["true"]
     assert await names(store, {"flag": 0}) == ["zero"]
+    # Also when another indexed equality gives the candidates.
+    await things.create_index("name")
+    assert await names(store, {"name": "true", "flag": 1}) == []
+    assert await names(store, {"name": "one", "flag": 1}) == ["one"]
 
 
 @pytest.mark.asyncio
@@ -325,6 +330,54 @@ async def test_results_come_in_the_order_the_documents_were_stored(store) -> Non
     assert await names(store, {}) == ["B", "C", "D", "A2"]
 
 
+@pytest.mark.asyncio
+async def test_a_window_grouped_by_hour_and_day_counts_and_sums_as_mongodb(store) -> None:
+    """The dashboard's shapes: a date window, `$dateToString` buckets, sums of a field
+    and of a `$cond`. On the memory lane the compiled matcher and group answer."""
+    noon = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    await insert(
+        store,
+        {"name": "A", "kind": "x", "at": noon - timedelta(minutes=130), "outcome": "ok", "n": 2},
+        {"name": "B", "kind": "x", "at": noon - timedelta(minutes=170), "outcome": "late", "n": 3},
+        {"name": "C", "kind": "y", "at": noon - timedelta(hours=13), "outcome": "ok", "n": 5},
+        {"name": "D", "kind": "x", "at": noon - timedelta(hours=25), "outcome": "ok", "n": 7},
+        {"name": "E", "kind": "x", "at": noon, "outcome": "error", "n": 11},
+    )
+    hour = {"$dateToString": {"date": "$at", "format": "%Y-%m-%dT%H:00:00+00:00"}}
+    rows = await store.aggregate(
+        THINGS,
+        [
+            {"$match": {"at": {"$gte": noon - timedelta(days=1), "$lt": noon}}},
+            {
+                "$group": {
+                    "_id": {
+                        "hour": hour,
+                        "day": {"$dateToString": {"date": "$at", "format": "%Y-%m-%d"}},
+                        "kind": "$kind",
+                    },
+                    "count": {"$sum": 1},
+                    "n": {"$sum": "$n"},
+                    "errors": {"$sum": {"$cond": [{"$eq": ["$outcome", "ok"]}, 0, 1]}},
+                }
+            },
+        ],
+    )
+    assert sorted(rows, key=lambda row: row["_id"]["hour"]) == [
+        {
+            "_id": {"hour": "2026-04-30T23:00:00+00:00", "day": "2026-04-30", "kind": "y"},
+            "count": 1,
+            "n": 5,
+            "errors": 0,
+        },
+        {
+            "_id": {"hour": "2026-05-01T09:00:00+00:00", "day": "2026-05-01", "kind": "x"},
+            "count": 2,
+            "n": 5,
+            "errors": 1,
+        },
+    ]
+
+
 # --- the memory lane only ---
 
 
@@ -410,13 +463,32 @@ def test_a_collection_with_other_options_keeps_the_index() -> None:
 # --- the index never misses: the indexed store against plain mongomock's full scans ---
 
 # Values that collide often, of the kinds the index treats differently: indexed scalars,
-# None, always-a-candidate ones (float, list, subdocument). No bool: on an indexed field
-# the indexed store follows MongoDB (`1` does not find `true`), plain mongomock does not.
+# None, always-a-candidate ones (float, list, subdocument, a str Enum member), and the
+# kinds the compiled matcher decides on or not (datetimes: stored and queried to the
+# millisecond, naive UTC; one with microseconds, one aware). No bool on an indexed field:
+# there the indexed store follows MongoDB (`1` does not find `true`), mongomock does not.
+
+
+class Letter(StrEnum):
+    A = "a"
+
+
 OID = ObjectId("65a000000000000000000001")
-POOL = ["a", "b", 0, 1, 2, None, 1.0, 2.5, OID, ["a", 1], {"x": "a"}]
+D1, D2 = datetime(2026, 5, 1, 9), datetime(2026, 5, 1, 9, 0, 0, 5000)
+D3 = datetime(2026, 5, 2, 23, 59, 58, 999000)
+DATES = [D1, D2, D3, datetime(2026, 5, 1, 9, 0, 0, 4321), datetime(2026, 5, 1, 12, tzinfo=UTC)]
+POOL = ["a", "b", 0, 1, 2, None, 1.0, 2.5, OID, ["a", 1], {"x": "a"}, Letter.A, *DATES]
 VALUES = st.sampled_from(POOL)
 FIELDS = ("k", "s", "u", "n.x", "t")  # t has no index
 IDS = st.integers(0, 6)
+# The fields groups read: mostly values the compiled group is sure of, then others.
+ABSENT = object()
+GROUPED = {
+    "g": ["a", "b", Letter.A, 1, 2, None] * 3 + [ABSENT, 2.5, True, ["a"]],
+    "m": [0, 1, 5, -3, 10**12] * 3 + [ABSENT, None, 1.5, True, "5"],
+    "d": DATES[:3] * 3 + [ABSENT, None, "2026-05-01", DATES[4]],
+}
+FORMATS = ["%Y-%m-%dT%H:00:00+00:00", "%Y-%m-%d", "%H:%M:%S", "%d/%m %Hh", "%j", "%L"]
 
 
 def nested(value: Any) -> Any:
@@ -425,14 +497,41 @@ def nested(value: Any) -> Any:
 
 
 def documents() -> st.SearchStrategy[dict[str, Any]]:
+    grouped = {field: st.sampled_from(values) for field, values in GROUPED.items()}
     return st.fixed_dictionaries(
-        {"_id": IDS},
-        optional={"k": VALUES, "s": VALUES, "u": VALUES, "t": VALUES, "n": VALUES.flatmap(nested)},
+        {"_id": IDS, **grouped},
+        optional={
+            "k": VALUES,
+            "s": VALUES,
+            "u": VALUES,
+            "t": st.sampled_from([*POOL, True, False]),
+            "n": VALUES.flatmap(nested),
+        },
+    ).map(lambda document: {key: value for key, value in document.items() if value is not ABSENT})
+
+
+def conditions() -> st.SearchStrategy[Any]:
+    """A condition on one field, of the shapes the compiled matcher takes (and others
+    it leaves to mongomock: lists, subdocuments, floats, bools...)."""
+    return st.one_of(
+        VALUES,
+        st.dictionaries(
+            st.sampled_from(["$eq", "$ne", "$gt", "$gte", "$lt", "$lte"]),
+            VALUES,
+            min_size=1,
+            max_size=2,
+        ),
+        st.builds(lambda values: {"$in": values}, st.lists(VALUES, max_size=3)),
+        st.builds(lambda values: {"$nin": values}, st.lists(VALUES, max_size=3)),
+        st.builds(lambda flag: {"$exists": flag}, st.booleans()),
     )
 
 
 def filters() -> st.SearchStrategy[dict[str, Any]]:
     equality = st.builds(lambda field, value: {field: value}, st.sampled_from(FIELDS), VALUES)
+    simple = st.dictionaries(
+        st.sampled_from(("k", "s", "t", "g", "m", "d")), conditions(), min_size=1, max_size=3
+    )
     return st.one_of(
         equality,
         st.builds(lambda value: {"_id": value}, IDS),
@@ -444,12 +543,67 @@ def filters() -> st.SearchStrategy[dict[str, Any]]:
         st.builds(lambda a, b: {"$and": [a, b]}, equality, equality),
         st.builds(lambda a, b: {**a, **b}, equality, equality),
         st.builds(lambda a: {**a, "t": {"$ne": "a"}}, equality),
+        simple,
+        st.builds(lambda a, b: {"$and": [a, b]}, simple, simple),
+        st.builds(lambda a, b: {**a, **b}, equality, simple),
+        st.builds(lambda a, b: {"$or": [a, b]}, simple, simple),
+        st.builds(lambda a, b: {**a, "$or": [b, {"t": True}]}, simple, equality),
+        # true and false on `t` only: an indexed field follows MongoDB there (see POOL)
+        st.builds(
+            lambda a, flag: {**a, "t": flag},
+            simple,
+            st.sampled_from([True, False, {"$eq": True}, {"$eq": False}]),
+        ),
         st.just({}),
     )
 
 
+def groups() -> st.SearchStrategy[dict[str, Any]]:
+    """A `$group` of the shapes the compiled group takes (and a few it does not)."""
+    field = st.sampled_from(["$g", "$m", "$d", "$s", "$n"])
+    date = st.builds(
+        lambda path, form: {"$dateToString": {"date": path, "format": form}},
+        st.sampled_from(["$d", "$g"]),
+        st.sampled_from(FORMATS),
+    )
+    key = st.one_of(
+        st.just(None),
+        field,
+        date,
+        st.dictionaries(st.sampled_from(["a", "b", "c"]), st.one_of(field, date), min_size=1),
+    )
+    total = st.sampled_from(
+        [
+            {"$sum": 1},
+            {"$sum": 0},
+            {"$sum": "$m"},
+            {"$sum": "$g"},
+            {"$sum": {"$cond": [{"$eq": ["$g", "a"]}, 0, 1]}},
+            {"$sum": {"$cond": [{"$eq": ["$m", 5]}, 10, -1]}},
+            {"$avg": "$m"},
+        ]
+    )
+    return st.builds(
+        lambda key, totals: {"_id": key, **totals},
+        key,
+        st.dictionaries(st.sampled_from(["count", "amount", "errors"]), total, max_size=3),
+    )
+
+
+def pipelines() -> st.SearchStrategy[list[dict[str, Any]]]:
+    return st.one_of(
+        st.builds(lambda group: [{"$group": group}], groups()),
+        st.builds(lambda match, group: [{"$match": match}, {"$group": group}], filters(), groups()),
+        st.builds(
+            lambda match, group: [{"$match": match}, {"$group": group}, {"$limit": 2}],
+            filters(),
+            groups(),
+        ),
+    )
+
+
 def updates() -> st.SearchStrategy[dict[str, Any]]:
-    field = st.sampled_from(("k", "s", "u", "t", "n", "n.x"))
+    field = st.sampled_from(("k", "s", "u", "t", "n", "n.x", "g", "d"))
     return st.one_of(
         st.builds(lambda f, v: {"$set": {f: v}}, field, VALUES),
         st.builds(lambda f: {"$unset": {f: ""}}, field),
@@ -463,8 +617,20 @@ OPERATIONS = st.one_of(
     st.tuples(st.sampled_from(["update_one", "update_many", "upsert"]), filters(), updates()),
     st.tuples(st.just("replace_one"), filters(), documents()),
     st.tuples(st.sampled_from(["delete_one", "delete_many", "find", "count"]), filters()),
+    st.tuples(
+        st.just("find_sorted"),
+        filters(),
+        st.lists(
+            st.tuples(st.sampled_from(["g", "m", "d", "s", "k", "n.x"]), st.sampled_from([1, -1])),
+            min_size=1,
+            max_size=2,
+            unique_by=lambda key: key[0],
+        ),
+        st.integers(0, 3),
+    ),
     st.tuples(st.just("find_one_and_update"), filters(), updates(), st.sampled_from([1, -1])),
     st.tuples(st.sampled_from(["drop_index", "create_index"])),
+    st.tuples(st.just("aggregate"), pipelines()),
 )
 
 
@@ -490,6 +656,8 @@ def run(collection: Any, operation: tuple[Any, ...]) -> Any:
         "delete_many": lambda: collection.delete_many(*args).deleted_count,
         "find": lambda: list(collection.find(*args)),
         "count": lambda: collection.count_documents(*args),
+        "find_sorted": lambda: list(collection.find(args[0]).sort(args[1]).limit(args[2])),
+        "aggregate": lambda: list(collection.aggregate(*args)),
         "find_one_and_update": lambda: collection.find_one_and_update(
             args[0], args[1], sort=[("s", args[2])], return_document=ReturnDocument.AFTER
         ),
@@ -513,14 +681,100 @@ def fresh(client: Any) -> Any:
     return collection
 
 
+# Filters and pipelines of the dashboard's shapes, asked after every sequence.
+SIMPLE_PROBES: list[dict[str, Any]] = [
+    {"d": {"$gte": D1, "$lt": D3}},
+    {"d": {"$gt": D2}},
+    {"d": {"$lte": D2}, "g": {"$ne": None}},
+    {"m": {"$gt": 1}},
+    {"m": {"$gte": 1, "$lt": 5}},
+    {"g": {"$in": ["a", 1, None]}},
+    {"g": {"$ne": "a"}},
+    {"g": None},
+    {"g": {"$gte": "a"}, "m": {"$exists": False}},
+    {"$and": [{"g": {"$lt": "b"}}, {"m": {"$lte": 5}}]},
+]
+GROUP_PROBES: list[dict[str, Any]] = [
+    {"_id": {"g": "$g", "s": "$s"}, "amount": {"$sum": "$m"}, "count": {"$sum": 1}},
+    {
+        "_id": {"start": {"$dateToString": {"date": "$d", "format": FORMATS[0]}}, "g": "$g"},
+        "amount": {"$sum": "$m"},
+        "count": {"$sum": 1},
+    },
+    {"_id": {"day": {"$dateToString": {"date": "$d", "format": "%Y-%m-%d"}}}, "n": {"$sum": 1}},
+    {"_id": {"$dateToString": {"date": "$d", "format": "%H:%M:%S"}}, "n": {"$sum": 1}},
+    {"_id": "$g", "errors": {"$sum": {"$cond": [{"$eq": ["$g", "a"]}, 0, 1]}}},
+    {"_id": None, "amount": {"$sum": "$m"}},
+]
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(operations=st.lists(OPERATIONS, max_size=30))
-def test_the_indexed_store_answers_as_plain_mongomock_scans(operations) -> None:
+@given(stored=st.lists(documents(), max_size=8), operations=st.lists(OPERATIONS, max_size=30))
+def test_the_indexed_store_answers_as_plain_mongomock_scans(stored, operations) -> None:
+    """Also the compiled matcher and group (server.kernel.memory_query): their answers
+    are mongomock's, rows in the same order."""
     indexed, scanned = fresh(memory_client()), fresh(mongomock.MongoClient())
+    operations = [("insert_one", document) for document in stored] + operations
     for done, operation in enumerate(operations):
         after = f"{operation} after {operations[:done]}"
         assert run(indexed, operation) == run(scanned, operation), after
-    for probe in [{field: value} for field in (*FIELDS, "_id") for value in POOL]:
+    for probe in [{field: value} for field in (*FIELDS, "_id") for value in POOL] + SIMPLE_PROBES:
         after = f"{probe} after {operations}"
         assert plain(list(indexed.find(probe))) == plain(list(scanned.find(probe))), after
+    for match in [{}, *SIMPLE_PROBES[:3]]:
+        for group in GROUP_PROBES:
+            grouped = ("aggregate", [{"$match": match}, {"$group": group}])
+            assert run(indexed, grouped) == run(scanned, grouped), f"{grouped} after {operations}"
     assert plain(list(indexed.find())) == plain(list(scanned.find())), operations
+
+
+# Sort keys of one plain kind each, with ties, so that the in-place sort is taken.
+SORTED_KINDS = {
+    "i": st.integers(-2, 2),
+    "w": st.sampled_from(["a", "b", "B", "ab", ""]),
+    "d": st.sampled_from([D1, D3, datetime(2026, 5, 1, 9, 0, 0, 5000)]),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    stored=st.lists(st.fixed_dictionaries({"_id": IDS, **SORTED_KINDS}), max_size=12),
+    keys=st.lists(
+        st.tuples(st.sampled_from([*SORTED_KINDS, "x"]), st.sampled_from([1, -1])),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda key: key[0],
+    ),
+    skip=st.integers(0, 2),
+    limit=st.integers(0, 4),
+    match=st.sampled_from([{}, {"i": {"$gte": 0}}, {"$or": [{"w": "a"}, {"i": 2}]}]),
+)
+def test_a_sort_of_plain_values_orders_as_plain_mongomock(stored, keys, skip, limit, match) -> None:
+    """The in-place sort (server.kernel.memory_query.sort_documents), ties and several
+    keys included; a missing key ("x") is left to mongomock."""
+    indexed, scanned = fresh(memory_client()), fresh(mongomock.MongoClient())
+    for document in stored:
+        assert run(indexed, ("insert_one", document)) == run(scanned, ("insert_one", document))
+
+    def found(collection: Any) -> list[Any]:
+        return list(collection.find(match).sort(keys).skip(skip).limit(limit))
+
+    assert found(indexed) == found(scanned)
+
+
+@pytest.mark.asyncio
+async def test_an_or_of_indexed_equalities_finds_every_branch_in_stored_order(store) -> None:
+    things = store.collection(THINGS)
+    await things.create_index("status")
+    await things.create_index("kind")
+    await insert(
+        store,
+        {"name": "a", "status": "stuck", "kind": "debit"},
+        {"name": "b", "status": "done", "kind": "credit"},
+        {"name": "c", "status": "done", "kind": "debit"},
+        {"name": "d", "status": "stuck", "kind": "credit"},
+    )
+    query = {"$or": [{"status": "stuck", "kind": "credit"}, {"kind": "debit"}]}
+    assert await names(store, query) == ["a", "c", "d"]
+    assert await names(store, {**query, "name": {"$ne": "c"}}) == ["a", "d"]
+    assert await things.count_documents({"$or": [{"status": "done"}, {"name": "a"}]}) == 3

@@ -400,7 +400,12 @@ async def test_a_source_that_fails_to_collect_never_stops_the_run(
     caplog.set_level(logging.ERROR, logger="gateway.sms")
     # The premiums (the first source) fail: the payments are still collected, and what
     # is due is sent.
-    assert await world.sms.send_due() == {**SUMMARY, "recorded": 1, "sent": 2}
+    assert await world.sms.send_due() == {
+        **SUMMARY,
+        "recorded": 1,
+        "sent": 2,
+        "sources_failed": 1,
+    }
     assert "sms_collect_failed source=premiums" in caplog.text
     assert sorted(outgoing.event for outgoing in sender.sent) == [
         "payment_received",
@@ -560,7 +565,17 @@ async def test_no_reachable_number_is_recorded_and_never_sent(world: World) -> N
 
 
 SUMMARY = dict.fromkeys(
-    ("recorded", "sent", "failed", "retried", "unknown", "opted_out", "unreachable", "superseded"),
+    (
+        "recorded",
+        "sent",
+        "failed",
+        "retried",
+        "unknown",
+        "opted_out",
+        "unreachable",
+        "superseded",
+        "sources_failed",
+    ),
     0,
 )
 

@@ -119,28 +119,11 @@ async def test_the_copy_of_a_prompt_whose_account_reference_was_cut_is_linked(st
     services = build_services(make_settings(), store, None, RecordingNotifier(), clock)
     long_number = "12345678901234"
     policy = await idle_policy(services, long_number, BASIC_KES, phone="0708374149")
-    debit = new_transaction(
-        transaction_uuid="stk-long",
-        channel="mpesa_stk",
-        status=states.SUCCEEDED,
-        policy=policy,
-        psp_uuid=None,
-        provider_reference="ws_CO_2",
-        actor="olga",
-        at=clock.now(),
-        reason="",
-        payer="254708374149",
-        expires_at=None,
-        code_attempts=0,
-    )
-    await services.ledger.transactions.insert(
-        {**debit, "provider_confirmation": RECEIPT, "paid_at": clock.now()}
-    )
-    settled = await services.settlement.settle(await services.ledger.get(debit["_id"]))
+    settled = await succeeded_debit(services, clock, policy, "stk-long")
     body = callback_body(TransID=RECEIPT, TransAmount="1500.00", BillRefNumber=long_number[:12])
     await services.c2b.confirm(json.dumps(body).encode(), "196.201.214.200", {})
     payment = await store.collection(PAYMENTS).find_one({"trans_id": RECEIPT})
-    assert payment["status"] == "settled" and payment["transaction_uuid"] == debit["_id"]
+    assert payment["status"] == "settled" and payment["transaction_uuid"] == settled["_id"]
     assert payment["receipt"] == settled["settlement"]["receipt"]
     assert await store.collection(PREMIUMS).count_documents({}) == 1
 

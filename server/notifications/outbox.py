@@ -31,6 +31,7 @@ is no provider: the job hands each message to the local notifier."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -71,16 +72,31 @@ PERMANENT_CODES = frozenset({"403", "404", "406", "409", "http_400"})
 # no better); the refused message is tried again later.
 ACCOUNT_CODES = frozenset({"402", "405"})
 
+# BETWEEN_BATCHES: the job lets the requests waiting on the event loop in between. The
+# in-memory store answers without ever yielding, so a run of thousands of messages would
+# otherwise hold every request for its whole length (a second and more).
+
 # The counts of a run of the job.
 RECORDED, SENT, FAILED, RETRIED, UNKNOWN = "recorded", "sent", "failed", "retried", "unknown"
 OPTED_OUT, UNREACHABLE, SUPERSEDED = "opted_out", "unreachable", "superseded"
-SUMMARY_KEYS = (RECORDED, SENT, FAILED, RETRIED, UNKNOWN, OPTED_OUT, UNREACHABLE, SUPERSEDED)
+SOURCES_FAILED = "sources_failed"  # notice sources that could not be read: logged, retried
+SUMMARY_KEYS = (
+    RECORDED,
+    SENT,
+    FAILED,
+    RETRIED,
+    UNKNOWN,
+    OPTED_OUT,
+    UNREACHABLE,
+    SUPERSEDED,
+    SOURCES_FAILED,
+)
 # The failing messages the summary lists.
 FAILING = (doc.FAILED, doc.UNREACHABLE)
 FAILING_LISTED = 50
 # Notices copied into the outbox per read, and reads per source per run.
-COLLECT_BATCH = 500
-COLLECT_BATCHES = 20
+COLLECT_BATCH = 100
+COLLECT_BATCHES = 100
 
 
 @dataclass(frozen=True)
@@ -250,15 +266,21 @@ class SmsOutbox:
 
     async def collect(self) -> int:
         """Copy the notices waiting in the payments' and premiums' documents into the
-        outbox; returns how many messages were new. A source that fails is logged and
-        left for the next run: sending goes on."""
-        new = 0
+        outbox; returns how many messages were new."""
+        new, _ = await self._collect()
+        return new
+
+    async def _collect(self) -> tuple[int, int]:
+        """(new messages, sources that failed). A source that fails is logged and left
+        for the next run: sending goes on."""
+        new = failed = 0
         for source in self.sources:
             try:
                 new += await self._collect_from(source)
             except Exception:
+                failed += 1
                 log.exception("sms_collect_failed source=%s", source.name)
-        return new
+        return new, failed
 
     async def _collect_from(self, source: NoticeSource) -> int:
         new = 0
@@ -278,6 +300,7 @@ class SmsOutbox:
             await source.clear([document["_id"] for document in found])
             if len(found) < COLLECT_BATCH:
                 break
+            await asyncio.sleep(0)  # BETWEEN_BATCHES
         return new
 
     # --- sending ----------------------------------------------------------------
@@ -286,7 +309,7 @@ class SmsOutbox:
         """The send-notifications job: copy the waiting notices into the outbox, then
         send what is due, up to notifications.send_batch."""
         summary = dict.fromkeys(SUMMARY_KEYS, 0)
-        summary[RECORDED] = await self.collect()
+        summary[RECORDED], summary[SOURCES_FAILED] = await self._collect()
         abandoned = await self.outbox.give_up_stale(self.clock.now(), self.settings.max_attempts)
         summary[UNKNOWN] += abandoned
         # The due messages are listed once, most overdue first, then claimed one by one
@@ -296,6 +319,7 @@ class SmsOutbox:
         )
         async with self.sender.running():
             for message_id in due:
+                await asyncio.sleep(0)  # BETWEEN_BATCHES
                 delivered = await self._send_one(message_id)
                 if delivered is None:
                     continue
