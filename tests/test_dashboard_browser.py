@@ -218,7 +218,7 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str, debits: StuckD
 
     await _sign_in(page)
     await expect(page.locator("#updated-at")).to_have_text(
-        re.compile(r"^updated at \d\d:\d\d:\d\d$")
+        re.compile(r"^updated at \d\d:\d\d:\d\d UTC$")  # dashboard.display_timezone
     )
 
     # The sandbox's demo data: money in KES and GMD (never added together), unmatched
@@ -251,23 +251,26 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str, debits: StuckD
         f"{amount_before + Decimal('1500.00'):.2f}", timeout=WAIT_MS
     )
     await expect(
-        page.locator(f'#recent-payments tr[data-trans-id="{payment["trans_id"]}"]')
+        page.locator(f'#payments-list tr[data-trans-id="{payment["trans_id"]}"]')
     ).to_contain_text("settled", timeout=WAIT_MS)
 
-    # Allocating the 350.00 payment to a 1500.00 policy is refused: the API's reason shows.
+    # The 350.00 payment fits none of 090909090's policies (1500.00): the picker says why
+    # and offers nothing to choose.
     policy = await _idle_policy(base, "090909090")
     await unmatched.locator('tr[data-bill-ref="090909090"] button[data-action="allocate"]').click()
-    dialog = page.locator("#action-dialog")
-    await expect(dialog).to_be_visible()
-    await page.fill("#action-policy", policy["uuid"])
-    await page.fill("#action-reason", "payer says it was for the basic cover")
-    await page.click("#action-submit")
-    await expect(page.locator("#action-error")).to_contain_text(
-        "does not equal the policy's value", timeout=WAIT_MS
-    )
-    await page.click("#action-cancel")
-    await expect(dialog).to_be_hidden()
+    picker = page.locator("#allocate-dialog")
+    await expect(picker).to_be_visible()
+    misfit = picker.locator(f'tr[data-policy-uuid="{policy["uuid"]}"]')
+    await expect(misfit).to_have_attribute("data-fits", "false", timeout=WAIT_MS)
+    await expect(misfit).to_contain_text("paid 350.00 KES; the policy needs 1500.00 KES")
+    await expect(misfit.locator('input[type="radio"]')).to_be_disabled()
+    await page.fill("#allocate-note", "payer says it was for the basic cover")
+    await page.click("#allocate-submit")
+    await expect(page.locator("#allocate-error")).to_have_text("Choose a policy the payment fits.")
+    await page.click("#allocate-cancel")
+    await expect(picker).to_be_hidden()
     await expect(unmatched.locator('tr[data-bill-ref="090909090"]')).to_have_count(1)
+    dialog = page.locator("#action-dialog")
 
     # The history's debit whose answer was lost (the oldest): the provider says it
     # failed; mark it so.
@@ -316,7 +319,7 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str, debits: StuckD
     await page.select_option("#currency", "")
     await page.select_option("#window", "7d")
     await expect(kes).to_be_visible(timeout=WAIT_MS)
-    await expect(page.locator("#chart-bucket")).to_have_text("(per day)", timeout=WAIT_MS)
+    await expect(page.locator("#chart-bucket")).to_have_text("(per UTC day)", timeout=WAIT_MS)
 
     # Signing out revokes the session on the server: its refresh token no longer works.
     refresh_token = await page.evaluate("sessionStorage.getItem('gateway.refresh_token')")
@@ -335,17 +338,14 @@ async def _run_dashboard(page: Page, sandbox: Sandbox, base: str, debits: StuckD
         assert answer.status == 401
 
 
-async def _confirm(
-    page: Page, reason: str, *, reference: str | None = None, policy: str | None = None
-) -> None:
+async def _confirm(page: Page, reason: str, *, reference: str | None = None) -> None:
     """Fill the open action dialog and confirm; the dialog closes on success."""
     dialog = page.locator("#action-dialog")
     await expect(dialog).to_be_visible()
-    for field, value in (("#action-reference", reference), ("#action-policy", policy)):
-        if value is None:
-            await expect(page.locator(field)).to_be_hidden()
-        else:
-            await page.fill(field, value)
+    if reference is None:
+        await expect(page.locator("#action-reference")).to_be_hidden()
+    else:
+        await page.fill("#action-reference", reference)
     await page.fill("#action-reason", reason)
     await page.click("#action-submit")
     await expect(page.locator("#action-error")).to_be_hidden()
@@ -417,7 +417,8 @@ async def _expire(page: Page, base: str, debit: dict[str, Any]) -> None:
 
 async def _allocate(page: Page, base: str) -> None:
     """The 350.00 KES paid to 090909090: the insuree's office issues a 350.00 KES policy
-    for it (admin API); allocating the payment to that policy settles both."""
+    for it (admin API); the picker offers it, the only one that fits, and allocating the
+    payment to it settles both."""
     block = page.locator("#attention-c2b_unmatched")
     row = block.locator('tr[data-bill-ref="090909090"]')
     await expect(row).to_contain_text("350.00")
@@ -438,7 +439,13 @@ async def _allocate(page: Page, base: str) -> None:
     )
     assert (policy["amount"], policy["currency"], policy["status"]) == ("350.00", "KES", 1)
     await row.locator('button[data-action="allocate"]').click()
-    await _confirm(page, "payer paid the reduced premium", policy=policy["uuid"])
+    picker = page.locator("#allocate-dialog")
+    candidate = picker.locator(f'tr[data-policy-uuid="{policy["uuid"]}"]')
+    await expect(candidate).to_have_attribute("data-fits", "true", timeout=WAIT_MS)
+    await expect(candidate.locator('input[type="radio"]')).to_be_checked()  # the only fit
+    await page.fill("#allocate-note", "payer paid the reduced premium")
+    await page.click("#allocate-submit")
+    await expect(picker).to_be_hidden(timeout=WAIT_MS)
     await expect(page.locator("#flash")).to_have_text(
         re.compile(rf"^Payment {trans_id} is now settled \(receipt \S+\)\.$"), timeout=WAIT_MS
     )
@@ -461,9 +468,10 @@ async def _allocate(page: Page, base: str) -> None:
 
 async def _replay(page: Page, base: str) -> None:
     """The history's unreadable confirmation: replaying it reads the same body again, so
-    it stays needs_review; the page says so and the entry records the replay."""
-    block = page.locator("#attention-failed_inbox")
-    row = block.locator('tr[data-status="needs_review"]')
+    it stays needs_review; the page says so, not as a success, and the entry records the
+    replay."""
+    block = page.locator("#review-items")
+    row = block.locator('tr[data-kind="inbox_entry"][data-status="needs_review"]')
     await expect(row).to_have_count(1)
     entry_id = await row.get_attribute("data-id")
     before = next(
@@ -480,8 +488,10 @@ async def _replay(page: Page, base: str) -> None:
     await expect(page.locator("#action-subject")).to_contain_text(entry_id)
     await _confirm(page, "check whether the body is readable now")
     await expect(page.locator("#flash")).to_have_text(
-        f"Inbox entry {entry_id} replayed: now needs_review.", timeout=WAIT_MS
+        f"Inbox entry {entry_id} replayed: nothing changed: the entry is still needs_review",
+        timeout=WAIT_MS,
     )
+    await expect(page.locator("#flash")).to_have_attribute("data-tone", "neutral")
     await expect(block.locator(f'tr[data-id="{entry_id}"]')).to_have_attribute(
         "data-status", "needs_review"
     )

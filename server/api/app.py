@@ -12,6 +12,8 @@ from server.auth import handlers as auth
 from server.debits import handlers as debits
 from server.jobs.runner import JobRunner
 from server.kernel.logs import log_request, redact_tornado_logs
+from server.mpesa import action_handlers as mpesa_actions
+from server.mpesa import detail_handlers as mpesa_details
 from server.mpesa import handlers as mpesa
 from server.notifications import handlers as sms
 from server.ops import routes as ops
@@ -26,6 +28,8 @@ from server.web.handler import NotFoundHandler
 ROUTES = [
     *auth.ROUTES,
     *mpesa.ROUTES,
+    *mpesa_details.ROUTES,  # one inbox entry, its body read
+    *mpesa_actions.ROUTES,  # allocation candidates, dismissals, replay
     *psp_api.ROUTES,
     *debits.ROUTES,  # the transactions API, the ledger's read of one included
     *reconciliation.ROUTES,  # the reconciliation view

@@ -30,6 +30,16 @@ class Replay(TypedDict):
     at: datetime
 
 
+class Dismissal(TypedDict):
+    """An operator's decision that an entry needs nothing more: who, when, why, and
+    the status it had."""
+
+    by: str
+    reason: str
+    at: datetime
+    from_status: str
+
+
 class InboxOutcome(TypedDict):
     """What processing an entry decided, as set on it."""
 
@@ -57,3 +67,4 @@ class InboxEntry(TypedDict):
     answer: NotRequired[dict[str, Any]]
     failure: NotRequired[InboxFailure | None]
     replays: NotRequired[list[Replay]]
+    dismissal: NotRequired[Dismissal]

@@ -18,6 +18,8 @@ from server.inbox.documents import InboxEntry
 from server.inbox.repository import InboxRepository
 from server.kernel.clock import Clock
 from server.kernel.errors import Conflict, NotFound
+from server.kernel.listing import sort_keys
+from server.kernel.store import time_window
 
 log = logging.getLogger("gateway.inbox")
 
@@ -31,6 +33,14 @@ FailureMarker = Callable[[str, BaseException], Awaitable[None]]
 class ReplayResult:
     entry_id: str
     status: str
+
+
+@dataclass(frozen=True)
+class EntryReplay:
+    """An entry as it was before an operator's replay, and as the replay left it."""
+
+    before: InboxEntry
+    after: InboxEntry
 
 
 @dataclass(frozen=True)
@@ -77,11 +87,15 @@ class InboxReplay:
                 progress(len(results), len(entries))
         return results
 
-    async def replay_entry(self, entry_id: str, reason: str, actor: str) -> InboxEntry:
-        """An operator processes one entry again (audited on the entry)."""
+    async def entry(self, entry_id: str) -> InboxEntry:
         entry = await self.inbox.get(entry_id)
         if entry is None:
             raise NotFound(f"no inbox entry {entry_id}")
+        return entry
+
+    async def replay_entry(self, entry_id: str, reason: str, actor: str) -> EntryReplay:
+        """An operator processes one entry again (audited on the entry)."""
+        entry = await self.entry(entry_id)
         if self._registration(entry) is None or entry["status"] not in repo.REVIEWABLE:
             raise Conflict(
                 f"a {entry['kind']} entry that is {entry['status']} is not replayed",
@@ -93,7 +107,7 @@ class InboxReplay:
         replayed = await self.inbox.get(entry_id)
         if replayed is None:
             raise RuntimeError(f"inbox entry {entry_id} vanished while it was replayed")
-        return replayed
+        return EntryReplay(entry, replayed)
 
     async def _process(self, entry: InboxEntry) -> str:
         registration = self._registration(entry)
@@ -109,4 +123,8 @@ class InboxReplay:
     async def entries(
         self, filters: dict[str, Any], limit: int, offset: int
     ) -> tuple[list[InboxEntry], int]:
-        return await self.inbox.page(filters, limit, offset)
+        """`filters` as server.mpesa.schemas.InboxQuerySchema loads them."""
+        query = {key: filters[key] for key in repo.LIST_FILTERS if key in filters}
+        query.update(time_window(filters, "received_at"))
+        sort = sort_keys(filters.get("sort", "-received_at"), "_id")
+        return await self.inbox.page(query, limit, offset, sort)

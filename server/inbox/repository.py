@@ -12,16 +12,23 @@ from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING
+from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
-from server.inbox.documents import EncodedBody, InboxEntry, InboxOutcome
+from server.inbox.documents import Dismissal, EncodedBody, InboxEntry, InboxOutcome
 from server.kernel.store import IndexSpec, Store
 
 INBOX = "c2b_inbox"
 
+# Newest first, the id breaking ties (the list's sorts: server.mpesa.schemas.INBOX_SORTS).
+_NEWEST = [("received_at", DESCENDING), ("_id", DESCENDING)]
+# The fields the inbox list filters on; trans_id also finds a payment's deliveries.
+LIST_FILTERS = ("status", "source", "kind", "trans_id")
+
 INDEXES: list[IndexSpec] = [
     (INBOX, [("status", 1), ("received_at", 1)], {}),
+    (INBOX, _NEWEST, {}),
+    *((INBOX, [(key, 1), *_NEWEST], {}) for key in LIST_FILTERS),
 ]
 
 # Inbox states. `received` is written before any processing, so an entry still
@@ -36,6 +43,10 @@ RECEIVED, PROCESSED, DUPLICATE, CONFLICT, NEEDS_REVIEW, FAILED = (
 )
 REPLAYABLE = (RECEIVED, FAILED)
 REVIEWABLE = (*REPLAYABLE, NEEDS_REVIEW)
+# An operator who has looked at an entry that failed, is for review or conflicts with
+# an earlier delivery may dismiss it (server.inbox.dismissal): it is never replayed.
+DISMISSED = "dismissed"
+DISMISSABLE = (NEEDS_REVIEW, FAILED, CONFLICT)
 
 # An entry without a source was stored before entries named theirs: all were these.
 LEGACY_SOURCE_KIND = ("daraja_c2b", "confirmation")
@@ -130,18 +141,35 @@ class InboxRepository:
     async def get(self, entry_id: str) -> InboxEntry | None:
         return await self.collection.find_one({"_id": entry_id})
 
+    async def dismiss(self, entry_id: str, dismissal: Dismissal) -> InboxEntry | None:
+        """Compare-and-set on the status the dismissal names (`from_status`): the entry
+        becomes `dismissed`, keeping the dismissal; None when its status changed."""
+        return await self.collection.find_one_and_update(
+            {"_id": entry_id, "status": dismissal["from_status"]},
+            {"$set": {"status": DISMISSED, "dismissal": dismissal}},
+            return_document=ReturnDocument.AFTER,
+        )
+
     async def note_replay(self, entry_id: str, by: str, reason: str, at: datetime) -> None:
         await self.collection.update_one(
             {"_id": entry_id}, {"$push": {"replays": {"by": by, "reason": reason, "at": at}}}
         )
 
     async def page(
-        self, query: dict[str, Any], limit: int, offset: int
+        self,
+        query: dict[str, Any],
+        limit: int,
+        offset: int,
+        sort: list[tuple[str, int]] | None = None,
     ) -> tuple[list[InboxEntry], int]:
-        cursor = (
-            self.collection.find(query).sort("received_at", DESCENDING).skip(offset).limit(limit)
-        )
+        cursor = self.collection.find(query).sort(sort or _NEWEST).skip(offset).limit(limit)
         return await cursor.to_list(None), await self.collection.count_documents(query)
+
+    async def of_trans_id(self, trans_id: str, limit: int) -> list[InboxEntry]:
+        """The deliveries that named `trans_id` (validation, confirmation, records,
+        results), newest first."""
+        cursor = self.collection.find({"trans_id": trans_id}).sort(_NEWEST).limit(limit)
+        return await cursor.to_list(None)
 
     async def replayable(
         self,

@@ -20,8 +20,13 @@ POLICY_STATUSES = (IDLE, ACTIVE, SUSPENDED, EXPIRED, READY)
 
 INDEXES: list[IndexSpec] = [
     (INSUREES, [("chf_id", 1)], {"unique": True}),
+    (INSUREES, [("phone", 1)], {}),  # the desk's search by phone
+    # An operator's search by name (server.insurance.search): a range of either index.
+    (INSUREES, [("last_name", 1), ("first_name", 1)], {}),
+    (INSUREES, [("first_name", 1)], {}),
     (PRODUCTS, [("code", 1)], {"unique": True}),
     (POLICIES, [("chf_id", 1), ("status", 1)], {}),
+    (POLICIES, [("chf_id", 1), ("created_at", -1), ("_id", -1)], {}),  # newest first
     # Opaque per-policy token handed to payment providers instead of the policy id.
     (
         POLICIES,
@@ -58,13 +63,42 @@ class InsureeRepository(DocumentRepository[Insuree]):
             return None, [], {name: [] for name in joined}
         insuree = found[0]
         # The aggregate answers plain dicts: an insuree, with its policies joined.
-        policies = cast(list[Policy], insuree.pop(POLICIES))
         others = {name: insuree.pop(name) for name in joined}
-        idle = sorted(
-            (policy for policy in policies if policy["status"] == IDLE),
-            key=lambda policy: (policy["created_at"], policy["_id"]),
+        return cast(Insuree, insuree), _idle(insuree.pop(POLICIES)), others
+
+    async def matching_with_idle_policies(
+        self, query: dict[str, Any], limit: int
+    ) -> list[tuple[Insuree, list[Policy]]]:
+        """The first `limit` insurees `query` finds in the order of the index serving it
+        (answered by number) and the policies of each that await payment (oldest first),
+        in one round trip. No sort before the limit: a short name's prefix may match
+        many, and only `limit` of them are read."""
+        found = await self.store.aggregate(
+            INSUREES,
+            [
+                {"$match": query},
+                {"$limit": limit},
+                {
+                    "$lookup": {
+                        "from": POLICIES,
+                        "localField": "chf_id",
+                        "foreignField": "chf_id",
+                        "as": POLICIES,
+                    }
+                },
+            ],
         )
-        return cast(Insuree, insuree), idle, others
+        found.sort(key=lambda insuree: insuree["chf_id"])
+        return [(cast(Insuree, insuree), _idle(insuree.pop(POLICIES))) for insuree in found]
+
+
+def _idle(policies: list[dict[str, Any]]) -> list[Policy]:
+    """The policies awaiting payment, oldest first, of an insuree's joined policies (the
+    aggregate answers them as plain dicts)."""
+    return sorted(
+        (cast(Policy, policy) for policy in policies if policy["status"] == IDLE),
+        key=lambda policy: (policy["created_at"], policy["_id"]),
+    )
 
 
 class ProductRepository(DocumentRepository[Product]):

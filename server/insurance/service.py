@@ -14,6 +14,7 @@ from server.insurance.repository import (
     ProductRepository,
 )
 from server.insurance.schemas import day_start
+from server.insurance.search import insuree_query
 from server.kernel.clock import Clock
 from server.kernel.documents import DuplicateDocument
 from server.kernel.errors import Conflict, NotFound, ValidationFailed
@@ -102,6 +103,13 @@ class InsureeService:
 
     async def list(self, filters: dict[str, Any], limit: int, offset: int) -> Page[Insuree]:
         return await self.insurees.page(filters, [("chf_id", 1)], limit, offset)
+
+    async def found_with_idle_policies(
+        self, text: str, limit: int
+    ) -> builtins.list[tuple[Insuree, builtins.list[Policy]]]:
+        """The insurees an operator's `text` finds (server.insurance.search), by number,
+        each with its policies awaiting payment."""
+        return await self.insurees.matching_with_idle_policies(insuree_query(text), limit)
 
     async def update(self, chf_id: str, changes: dict[str, Any]) -> Insuree:
         chf_id = CHF_ID.normalise(chf_id)

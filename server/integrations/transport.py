@@ -184,6 +184,12 @@ class CallLog:
         self._metrics = metrics
         self._background = BackgroundTasks() if background is None else background
 
+    def stamped_by(self, clock: Clock) -> CallLog:
+        """The same log (store, metrics, background work) with its entries stamped by
+        `clock`: calls made on behalf of a past moment (the sandbox's history) are
+        recorded at that moment."""
+        return CallLog(self._collection, clock, self._metrics, self._background)
+
     def token_fetched(self, provider: str) -> Callable[[], None]:
         def count() -> None:
             if self._metrics is not None:

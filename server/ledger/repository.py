@@ -25,6 +25,11 @@ log = logging.getLogger("gateway.ledger")
 
 TRANSACTIONS, PREMIUMS = "transactions", "premiums"
 
+# Newest first, the id breaking ties so that pages neither repeat nor skip an item.
+_NEWEST = [("created_at", DESCENDING), ("_id", DESCENDING)]
+# The fields the transactions list filters on besides chf_id (each has its index).
+LIST_FILTERS = ("status", "channel", "psp_uuid", "policy_uuid", "currency")
+
 INDEXES: list[IndexSpec] = [
     # One open transaction per policy. `open` is a plain boolean so the partial
     # filter is an equality, which every MongoDB version supports.
@@ -37,9 +42,16 @@ INDEXES: list[IndexSpec] = [
             "name": "one_open_transaction_per_policy",
         },
     ),
-    (TRANSACTIONS, [("created_at", DESCENDING)], {}),
+    (TRANSACTIONS, _NEWEST, {}),
     # An insuree's transactions: the list filter, and a paybill confirmation's match.
-    (TRANSACTIONS, [("chf_id", 1), ("created_at", DESCENDING)], {}),
+    (TRANSACTIONS, [("chf_id", 1), *_NEWEST], {}),
+    # The list's other filters, each read newest first (server.ledger.schemas
+    # TRANSACTION_SORTS); amounts sort within one currency.
+    *((TRANSACTIONS, [(key, 1), *_NEWEST], {}) for key in LIST_FILTERS),
+    (TRANSACTIONS, [("currency", 1), ("amount", 1), ("_id", 1)], {}),
+    # The desk's search: a debit's payer (phone, wallet) and its receipt at the provider.
+    (TRANSACTIONS, [("payer", 1), *_NEWEST], {}),
+    (TRANSACTIONS, [("provider_confirmation", 1), *_NEWEST], {}),
     (TRANSACTIONS, [("status", 1), ("updated_at", 1)], {}),
     # A provider's reference is used once per provider (PSP API idempotency key).
     (
@@ -54,6 +66,8 @@ INDEXES: list[IndexSpec] = [
     # Debits whose provider is asked about them on a schedule (DebitEngine.check_pending).
     (TRANSACTIONS, [("next_check_at", 1)], {"sparse": True}),
     (PREMIUMS, [("transaction_uuid", 1)], {"unique": True}),
+    (PREMIUMS, [("receipt", 1)], {}),
+    (PREMIUMS, [("chf_id", 1), *_NEWEST], {}),
 ]
 
 

@@ -9,10 +9,15 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from server.insurance.schemas import policy_status_field
+from server.kernel.listing import amount_field, sort_field
 from server.kernel.money import format_amount
-from server.kernel.schemas import PageQuerySchema, iso_day, iso_stamp
+from server.kernel.schemas import CURRENCY, PageQuerySchema, iso_day, iso_stamp
 from server.ledger import states
 from server.web import answer_schemas as answers
+
+# The transactions' sorts (server.ledger.repository.INDEXES); amounts sort, and are
+# filtered, only within one `currency`.
+TRANSACTION_SORTS = ("-created_at", "created_at", "-amount", "amount")
 
 
 class TransactionQuerySchema(PageQuerySchema):
@@ -23,6 +28,10 @@ class TransactionQuerySchema(PageQuerySchema):
     chf_id = fields.String(validate=validate.Length(max=20))
     date_from = fields.AwareDateTime(data_key="from", default_timezone=UTC)
     date_to = fields.AwareDateTime(data_key="to", default_timezone=UTC)
+    currency = fields.String(validate=CURRENCY)
+    min_amount = amount_field("smallest")  # these two and the amount sorts need `currency`
+    max_amount = amount_field("largest")
+    sort = sort_field(TRANSACTION_SORTS)
 
 
 class FailureSchema(Schema):

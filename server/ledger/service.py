@@ -7,9 +7,10 @@ from typing import Any, cast
 
 from server.insurance.documents import Policy
 from server.kernel.errors import NotFound, ValidationFailed
+from server.kernel.listing import amount_range, sort_keys
 from server.kernel.store import time_window
 from server.ledger.documents import Transaction
-from server.ledger.repository import TransactionRepository
+from server.ledger.repository import LIST_FILTERS, TransactionRepository
 from server.ledger.schemas import render_transaction
 
 
@@ -53,9 +54,16 @@ class LedgerService:
                 {"fields": {"channel": [f"Must be one of: {', '.join(self.channels)}."]}},
             )
         query: dict[str, Any] = {
-            key: filters[key]
-            for key in ("status", "channel", "psp_uuid", "policy_uuid", "chf_id")
-            if key in filters
+            key: filters[key] for key in (*LIST_FILTERS, "chf_id") if key in filters
         }
         query.update(time_window(filters, "created_at"))
-        return await self.transactions.page(query, [("created_at", -1), ("_id", -1)], limit, offset)
+        sort = filters.get("sort", "-created_at")
+        amounts = "min_amount" in filters or "max_amount" in filters or "amount" in sort
+        if amounts and "currency" not in filters:
+            raise ValidationFailed(
+                "query parameters are invalid",
+                {"fields": {"currency": ["give the currency with an amount range or sort"]}},
+            )
+        if amounts:
+            query.update(amount_range(filters, filters["currency"]))
+        return await self.transactions.page(query, sort_keys(sort, "_id"), limit, offset)

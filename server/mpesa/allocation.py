@@ -29,13 +29,23 @@ from server.ledger.documents import Transaction
 from server.ledger.incoming import IncomingPayments, PolicyBusy, PolicyNotPayable
 from server.ledger.repository import TRANSACTIONS
 from server.ledger.settlement import settlement_of
-from server.mpesa.documents import AllocationEvent, C2BPayment, PaymentState, ReceivedPayment
+from server.mpesa.documents import (
+    AllocationEvent,
+    C2BPayment,
+    PaymentState,
+    ReceivedPayment,
+    UnmatchedDetail,
+)
 from server.mpesa.repository import ALLOCATING, HELD, SETTLED, UNMATCHED, C2BPaymentRepository
 
 log = logging.getLogger("gateway.c2b")
 
 CHANNEL = "mpesa_c2b"
 SHORTCODE_NOT_SERVED = "shortcode_not_served"
+# The most distinct policy values an amount_mismatch keeps for its words.
+NEEDED_SHOWN = 5
+# The unmatched reasons whose words need more than the payment's own fields.
+DETAILED_REASONS = ("amount_mismatch", "several_candidates")
 # Transaction ids are derived from (TransID, policy): a re-run finds its own transaction.
 _TRANSACTION_IDS = uuid.UUID("5f1c9a3e-8a57-4c0e-9d0b-6c1b2f7f4e21")
 
@@ -111,6 +121,8 @@ class Allocation:
         policy, for `auto`. Matching before the insert saves a write per payment; the
         insert stays the exactly-once point (unique TransID), and `auto` then completes
         an allocating payment."""
+        if match is None:
+            match = await self.match(payment["bill_ref"], with_transactions=False)
         policy, reason = await self.candidate(
             payment["bill_ref"], payment["amount"], payment["currency"], match
         )
@@ -120,6 +132,9 @@ class Allocation:
                 "status": UNMATCHED,
                 "updated_at": now,
                 "unmatched_reason": reason,
+                "unmatched_detail": unmatched_detail(
+                    reason, match, payment["amount"], payment["currency"]
+                ),
                 "allocation_history": [_event(UNMATCHED, reason, None, now)],
             }, None
         return {
@@ -131,6 +146,17 @@ class Allocation:
             ],
         }, policy
 
+    async def with_detail(self, payment: C2BPayment) -> C2BPayment:
+        """The payment, with the detail its unmatched reason's words need when it was
+        stored before details were (read from its account's idle policies now; not
+        stored). For one payment: a list renders stored details only."""
+        reason = payment.get("unmatched_reason")
+        if reason not in DETAILED_REASONS or payment.get("unmatched_detail") is not None:
+            return payment
+        match = await self.match(payment["bill_ref"], with_transactions=False)
+        detail = unmatched_detail(reason, match, payment["amount"], payment["currency"])
+        return {**payment, "unmatched_detail": detail}
+
     def held_state(self, inbox_id: str, reason: str) -> PaymentState:
         """The fields a new payment that must never settle is stored with: `held`, with
         the reason, and flagged for review by the confirmation that brought it."""
@@ -141,6 +167,7 @@ class Allocation:
             "unmatched_reason": reason,
             "allocation_history": [_event(HELD, reason, None, now)],
             "review": [{"inbox_id": inbox_id, "reason": reason, "at": now}],
+            "review_open": True,
         }
 
     async def auto(self, payment: C2BPayment, policy: Policy | None = None) -> C2BPayment:
@@ -161,24 +188,7 @@ class Allocation:
         payment = await self.payments.get(trans_id)
         if payment is None:
             raise NotFound(f"no C2B payment with TransID {trans_id}")
-        if payment["status"] == HELD:
-            raise Conflict(
-                f"the payment went to shortcode {payment['shortcode']}, which this "
-                "gateway does not serve: it is kept for review and never applied "
-                "to a policy",
-                {
-                    "status": HELD,
-                    "reason": payment["unmatched_reason"],
-                    "shortcode": payment["shortcode"],
-                },
-                code=payment["unmatched_reason"],
-            )
-        if payment["status"] != UNMATCHED:
-            raise Conflict(
-                f"the payment is {payment['status']}",
-                {"status": payment["status"]},
-                code="invalid_state",
-            )
+        require_unmatched(payment)
         if payment["amount"] <= 0:
             paid = format_amount(payment["amount"], payment["currency"])
             raise ValidationFailed(
@@ -268,7 +278,11 @@ class Allocation:
                 (ALLOCATING,),
                 UNMATCHED,
                 now,
-                {"unmatched_reason": reason, "allocation": None},
+                {
+                    "unmatched_reason": reason,
+                    "unmatched_detail": {"policy_uuid": policy_uuid},
+                    "allocation": None,
+                },
                 {"by": actor, "reason": reason, "policy_uuid": policy_uuid},
             )
         else:
@@ -280,6 +294,7 @@ class Allocation:
                 now,
                 {
                     "unmatched_reason": None,
+                    "unmatched_detail": None,
                     "policy_uuid": policy_uuid,
                     "transaction_uuid": recorded["_id"],
                     "receipt": settlement_of(recorded)["receipt"],
@@ -295,6 +310,45 @@ class Allocation:
         if payment is None:
             raise RuntimeError(f"the C2B payment {trans_id} vanished while being allocated")
         return payment
+
+
+def require_unmatched(payment: C2BPayment) -> None:
+    """Only an unmatched payment is allocated (Conflict otherwise): a held one never,
+    one being applied or applied already not again."""
+    if payment["status"] == HELD:
+        raise Conflict(
+            f"the payment went to shortcode {payment['shortcode']}, which this "
+            "gateway does not serve: it is kept for review and never applied "
+            "to a policy",
+            {
+                "status": HELD,
+                "reason": payment["unmatched_reason"],
+                "shortcode": payment["shortcode"],
+            },
+            code=payment["unmatched_reason"],
+        )
+    if payment["status"] != UNMATCHED:
+        raise Conflict(
+            f"the payment is {payment['status']}: only an unmatched payment is allocated",
+            {"status": payment["status"]},
+            code="invalid_state",
+        )
+
+
+def unmatched_detail(
+    reason: str, match: AccountMatch, amount: int, currency: str
+) -> UnmatchedDetail:
+    """What the words for `reason` need (server.mpesa.reasons), from the match that
+    decided it: stored with the payment in its insert, so no list reads policies."""
+    if reason == "amount_mismatch":
+        values = sorted({(policy["value"], policy["currency"]) for policy in match.idle})
+        return {
+            "needed": [{"amount": value, "currency": code} for value, code in values[:NEEDED_SHOWN]]
+        }
+    if reason == "several_candidates":
+        same = [p for p in match.idle if (p["value"], p["currency"]) == (amount, currency)]
+        return {"candidates": len(same)}
+    return {}
 
 
 def _event(status: str, reason: str, policy_uuid: str | None, at: datetime) -> AllocationEvent:

@@ -10,11 +10,29 @@ from bson import ObjectId
 
 
 class ReviewFlag(TypedDict):
-    """Why an operator should look at the payment, and which delivery said so."""
+    """Why an operator should look at the payment, and which delivery said so. An
+    operator who has looked dismisses it: it is kept, with who, when and why."""
 
     inbox_id: str
     reason: str
     at: datetime
+    dismissed_by: NotRequired[str]
+    dismissed_reason: NotRequired[str]
+    dismissed_at: NotRequired[datetime]
+
+
+class NeededAmount(TypedDict):
+    amount: int  # minor units of `currency`
+    currency: str
+
+
+class UnmatchedDetail(TypedDict, total=False):
+    """What the operator's words for `unmatched_reason` need (server.mpesa.reasons),
+    stored with the reason so that a list renders them without reading policies."""
+
+    needed: list[NeededAmount]  # amount_mismatch: the values of the idle policies
+    candidates: int  # several_candidates: how many idle policies have the amount
+    policy_uuid: str  # a reason about the policy the payment was being applied to
 
 
 class AllocationEvent(TypedDict):
@@ -63,6 +81,9 @@ class ReceivedPayment(TypedDict):
     inbox_id: str  # the delivery that stored it
     received_at: datetime
     review: list[ReviewFlag]
+    # True while a review flag is not dismissed (indexed: the dashboard's "needs
+    # review"); payments stored before flags could be dismissed get it at start-up.
+    review_open: NotRequired[bool]
     recovered: NotRequired[Recovery]
 
 
@@ -73,9 +94,11 @@ class PaymentState(TypedDict):
     status: str
     updated_at: datetime
     unmatched_reason: NotRequired[str]
+    unmatched_detail: NotRequired[UnmatchedDetail]
     allocation: NotRequired[PaymentAllocation]
     allocation_history: list[AllocationEvent]
     review: NotRequired[list[ReviewFlag]]
+    review_open: NotRequired[bool]
     # A payment that is the C2B copy of an M-Pesa Express payment is stored settled,
     # linked to that debit (server.mpesa.receipts).
     policy_uuid: NotRequired[str]
@@ -90,6 +113,7 @@ class C2BPayment(ReceivedPayment):
     status: str  # server.mpesa.repository.PAYMENT_STATUSES
     updated_at: datetime
     unmatched_reason: NotRequired[str | None]  # None once settled
+    unmatched_detail: NotRequired[UnmatchedDetail | None]
     allocation: NotRequired[PaymentAllocation | None]  # None once unmatched again
     allocation_history: list[AllocationEvent]
     # Once settled:

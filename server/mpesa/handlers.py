@@ -21,6 +21,11 @@ from server.mpesa.check_schemas import (
     ResultCallbackSchema,
     render_check,
 )
+from server.mpesa.details import (
+    C2BPaymentDetailSchema,
+    PaymentDetailQuerySchema,
+    render_payment_detail,
+)
 from server.mpesa.rules import (
     OTHER_ERROR,
     DarajaConfirmationAnswerSchema,
@@ -33,10 +38,8 @@ from server.mpesa.schemas import (
     C2BPaymentSchema,
     DarajaStkAnswerSchema,
     InboxEntryPageSchema,
-    InboxEntrySchema,
     InboxQuerySchema,
     PaymentQuerySchema,
-    ReplayRequestSchema,
     StkCallbackSchema,
     StkPushRequestSchema,
     render_inbox_entry,
@@ -380,6 +383,7 @@ class PaymentListHandler(BaseHandler):
             roles=STAFF,
             query=PaymentQuerySchema,
             errors=(400, *AUTH),
+            description="`min_amount`/`max_amount` are in the paybill's currency.",
         )
     }
 
@@ -395,16 +399,24 @@ class PaymentHandler(BaseHandler):
     path_parameters = TRANS_ID
     operations = {
         "get": Operation(
-            "One M-Pesa payment", "c2b-payments", C2BPaymentSchema, roles=STAFF, errors=(*AUTH, 404)
+            "One M-Pesa payment",
+            "c2b-payments",
+            C2BPaymentDetailSchema,
+            roles=STAFF,
+            query=PaymentDetailQuerySchema,
+            errors=(400, *AUTH, 404),
+            description="`include=deliveries` adds the inbox entries that named its "
+            "TransID (raw body, answer, status), `include=settlement` the transaction and "
+            "premium it settled; both: `include=deliveries,settlement`.",
         )
     }
 
     async def get(self, trans_id: str) -> None:
         await self.require_role("operator", "admin")
-        payment = await self.settings["services"].c2b.get_payment(trans_id)
-        if payment is None:
-            raise NotFound(f"no C2B payment with TransID {trans_id}")
-        self.write_json(render_payment(payment))
+        include = self.load_query(PaymentDetailQuerySchema)["include"]
+        services = self.settings["services"]
+        detail = await services.payment_details.get(trans_id, include)
+        self.write_json(render_payment_detail(detail, services.ledger.render))
 
 
 class AllocateHandler(BaseHandler):
@@ -456,30 +468,6 @@ class InboxListHandler(BaseHandler):
         )
 
 
-class InboxReplayHandler(BaseHandler):
-    path_parameters = {"entry_id": "Id of the inbox entry"}
-    operations = {
-        "post": Operation(
-            "Process a failed (or for-review) confirmation again",
-            "c2b-payments",
-            InboxEntrySchema,
-            roles=STAFF,
-            body=ReplayRequestSchema,
-            example={"reason": "the store was down when it arrived"},
-            errors=(*BODY, *AUTH, 404, 409),
-        )
-    }
-
-    async def post(self, entry_id: str) -> None:
-        """An operator processes a failed confirmation again."""
-        identity = await self.require_role("operator", "admin")
-        request = self.load_json(ReplayRequestSchema)
-        entry = await self.settings["services"].inbox.replay_entry(
-            entry_id, request["reason"], identity.username
-        )
-        self.write_json(render_inbox_entry(entry))
-
-
 ROUTES = [
     (r"/api/v1/c2b/validation/([^/]*)", ValidationHandler),
     (r"/api/v1/c2b/confirmation/([^/]*)", ConfirmationHandler),
@@ -489,7 +477,6 @@ ROUTES = [
     (r"/api/v1/c2b/payments/([^/]+)/check", PaymentCheckHandler),
     (r"/api/v1/c2b/payments/([^/]+)/checks", PaymentChecksHandler),
     (r"/api/v1/c2b/inbox", InboxListHandler),
-    (r"/api/v1/c2b/inbox/([^/]+)/replay", InboxReplayHandler),
     (r"/api/v1/stk-pushes", StkPushHandler),
     (r"/api/v1/stk/callback/([^/]*)", StkCallbackHandler),
     (r"/api/v1/daraja/results/([^/]*)", ResultCallbackHandler),

@@ -11,23 +11,40 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from server.kernel.store import IndexSpec, Store
-from server.mpesa.documents import C2BPayment
+from server.mpesa.documents import C2BPayment, ReviewFlag
 from server.notifications.documents import NOTICE_STATE
 
 PAYMENTS = "c2b_payments"
 
+# The list's sorts and filters (server.mpesa.schemas.PAYMENT_SORTS) each end with
+# trans_id, the sort's tie-break, so a page is read from the index in order.
+_NEWEST = [("trans_time", DESCENDING), ("trans_id", DESCENDING)]
+
 INDEXES: list[IndexSpec] = [
     (PAYMENTS, [("trans_id", 1)], {"unique": True}),
-    (PAYMENTS, [("trans_time", DESCENDING)], {}),
-    (PAYMENTS, [("bill_ref", 1), ("trans_time", DESCENDING)], {}),
-    (PAYMENTS, [("status", 1), ("trans_time", DESCENDING)], {}),
+    (PAYMENTS, _NEWEST, {}),
+    (PAYMENTS, [("bill_ref", 1), *_NEWEST], {}),
+    (PAYMENTS, [("status", 1), *_NEWEST], {}),
     (PAYMENTS, [("status", 1), ("received_at", 1)], {}),
+    (PAYMENTS, [("shortcode", 1), *_NEWEST], {}),
+    # The payer's number as M-Pesa sent it (clear, masked or hashed): the desk's search.
+    (PAYMENTS, [("msisdn", 1), *_NEWEST], {}),
+    (PAYMENTS, [("received_at", DESCENDING), ("trans_id", DESCENDING)], {}),
+    (PAYMENTS, [("amount", 1), ("trans_id", 1)], {}),
+    # Payments with a review flag not dismissed (NEEDS_REVIEW), newest first; and those
+    # stored before the field, which start-up finds under its missing key
+    # (C2BPaymentRepository.mark_open_reviews).
+    (PAYMENTS, [("review_open", 1), *_NEWEST], {}),
 ]
 
 # What a C2B payment can be: being applied to a policy, applied, waiting for an operator,
 # or held (paid to a shortcode this gateway does not serve; never applied).
 ALLOCATING, SETTLED, UNMATCHED, HELD = "allocating", "settled", "unmatched", "held"
 PAYMENT_STATUSES = (ALLOCATING, SETTLED, UNMATCHED, HELD)
+
+# The payments with a review flag no operator has dismissed (the review_open index).
+NEEDS_REVIEW = {"review_open": True}
+NO_REVIEW_NEEDED = {"review_open": {"$ne": True}}
 
 
 class InsertOutcome(enum.Enum):
@@ -105,9 +122,37 @@ class C2BPaymentRepository:
         # Once per delivery: processing the same inbox entry again adds no second flag.
         return await self.collection.find_one_and_update(
             {"trans_id": trans_id, "review.inbox_id": {"$ne": inbox_id}},
-            {"$push": {"review": {"inbox_id": inbox_id, "reason": reason, "at": at}}},
+            {
+                "$push": {"review": {"inbox_id": inbox_id, "reason": reason, "at": at}},
+                "$set": {"review_open": True},
+            },
             return_document=ReturnDocument.AFTER,
         )
+
+    async def replace_review(
+        self, trans_id: str, flags: int, review: list[ReviewFlag]
+    ) -> C2BPayment | None:
+        """Compare-and-set of the review flags: `review` replaces the payment's `flags`
+        flags, and none is open any more; None when a flag was added meanwhile (flags are
+        only ever appended, so their number tells)."""
+        return await self.collection.find_one_and_update(
+            {"trans_id": trans_id, "review": {"$size": flags}},
+            {"$set": {"review": review, "review_open": False}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def mark_open_reviews(self) -> int:
+        """Give `review_open` to payments stored before it existed (once: the filter is
+        served by the review_open index's missing key, empty after the first run). Their
+        flags could not be dismissed then, so a payment with any flag is open."""
+        missing: dict[str, Any] = {"review_open": {"$exists": False}}
+        opened = await self.collection.update_many(
+            {**missing, "review.0": {"$exists": True}}, {"$set": {"review_open": True}}
+        )
+        await self.collection.update_many(
+            {**missing, "review.0": {"$exists": False}}, {"$set": {"review_open": False}}
+        )
+        return opened.modified_count
 
     async def get(self, trans_id: str) -> C2BPayment | None:
         return await self.collection.find_one({"trans_id": trans_id})
@@ -132,13 +177,12 @@ class C2BPaymentRepository:
         )
 
     async def page(
-        self, query: dict[str, Any], limit: int, offset: int
+        self,
+        query: dict[str, Any],
+        limit: int,
+        offset: int,
+        sort: list[tuple[str, int]] | None = None,
     ) -> tuple[list[C2BPayment], int]:
-        cursor = (
-            self.collection.find(query)
-            .sort([("trans_time", DESCENDING), ("trans_id", DESCENDING)])
-            .skip(offset)
-            .limit(limit)
-        )
+        cursor = self.collection.find(query).sort(sort or _NEWEST).skip(offset).limit(limit)
         items = await cursor.to_list(None)
         return items, await self.collection.count_documents(query)

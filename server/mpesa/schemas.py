@@ -12,6 +12,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 
 from server.inbox.repository import (
     CONFLICT,
+    DISMISSED,
     DUPLICATE,
     FAILED,
     LEGACY_SOURCE_KIND,
@@ -21,8 +22,10 @@ from server.inbox.repository import (
 )
 from server.insurance.schemas import AMOUNT
 from server.kernel.identifiers import SHORTCODE, TRANS_ID
+from server.kernel.listing import amount_field, sort_field
 from server.kernel.money import format_amount
 from server.kernel.schemas import IdentifierField, PageQuerySchema, StrictSchema, shared
+from server.mpesa.reasons import review_text, unmatched_text
 from server.mpesa.repository import PAYMENT_STATUSES
 from server.web import answer_schemas as answers
 
@@ -108,6 +111,10 @@ def parse_callback(raw: bytes) -> C2BCallback:
     return shared(C2BCallbackSchema).load(body)
 
 
+# The payments' sorts, each read from an index (server.mpesa.repository.INDEXES).
+PAYMENT_SORTS = ("-trans_time", "trans_time", "-received_at", "received_at", "-amount", "amount")
+
+
 class PaymentQuerySchema(PageQuerySchema):
     date_from = fields.AwareDateTime(data_key="from", default_timezone=UTC)
     date_to = fields.AwareDateTime(data_key="to", default_timezone=UTC)
@@ -115,6 +122,9 @@ class PaymentQuerySchema(PageQuerySchema):
     bill_ref = fields.String(validate=validate.Length(max=40))
     status = fields.String(validate=validate.OneOf(PAYMENT_STATUSES))
     needs_review = fields.Boolean()
+    min_amount = amount_field("smallest")  # in the paybill's currency (c2b.currency)
+    max_amount = amount_field("largest")
+    sort = sort_field(PAYMENT_SORTS)
 
 
 class AllocateRequestSchema(StrictSchema):
@@ -122,7 +132,7 @@ class AllocateRequestSchema(StrictSchema):
     note = fields.String(required=True, validate=validate.Length(min=3, max=500))  # the why
 
 
-INBOX_STATUSES = (RECEIVED, PROCESSED, DUPLICATE, CONFLICT, NEEDS_REVIEW, FAILED)
+INBOX_STATUSES = (RECEIVED, PROCESSED, DUPLICATE, CONFLICT, NEEDS_REVIEW, FAILED, DISMISSED)
 # Paybill validations and confirmations; M-Pesa Express result callbacks; Transaction
 # Status and Account Balance results and queue timeouts; records recovered from M-Pesa's
 # own (a pulled row, a statement row); SMS delivery reports.
@@ -137,10 +147,18 @@ INBOX_KINDS = [
 ]
 
 
+# The inbox's sorts, by the time an entry arrived (server.inbox.repository.INDEXES).
+INBOX_SORTS = ("-received_at", "received_at")
+
+
 class InboxQuerySchema(PageQuerySchema):
     status = fields.String(validate=validate.OneOf(INBOX_STATUSES))
     kind = fields.String(validate=validate.OneOf(INBOX_KINDS))
     source = fields.String(validate=validate.Length(min=1, max=32))
+    trans_id = IdentifierField(TRANS_ID)
+    date_from = fields.AwareDateTime(data_key="from", default_timezone=UTC)
+    date_to = fields.AwareDateTime(data_key="to", default_timezone=UTC)
+    sort = sort_field(INBOX_SORTS)
 
 
 class ReplayRequestSchema(StrictSchema):
@@ -151,6 +169,15 @@ class InboxReplaySchema(Schema):
     by = answers.text()
     reason = answers.text()
     at = answers.stamp()
+
+
+class InboxDismissalSchema(Schema):
+    by = answers.text()
+    reason = answers.text()
+    at = answers.stamp()
+    from_status = answers.one_of(
+        INBOX_STATUSES, metadata={"description": "the status the entry had when dismissed"}
+    )
 
 
 class InboxFailureSchema(Schema):
@@ -185,6 +212,12 @@ class InboxEntrySchema(Schema):
     body = answers.text(metadata={"description": "the raw body, as text or base64"})
     body_encoding = answers.one_of(["utf-8", "base64"])
     replays = answers.list_of(InboxReplaySchema)
+    dismissal = fields.Nested(
+        InboxDismissalSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "who dismissed it (status `dismissed`), when and why"},
+    )
 
 
 InboxEntryPageSchema = answers.page_of(InboxEntrySchema)
@@ -214,7 +247,14 @@ def render_inbox_entry(entry: dict[str, Any]) -> dict[str, Any]:
             }
             for item in entry.get("replays", [])
         ],
+        "dismissal": _dismissal(entry.get("dismissal")),
     }
+
+
+def _dismissal(dismissal: dict[str, Any] | None) -> dict[str, Any] | None:
+    if dismissal is None:
+        return None
+    return {**dismissal, "at": dismissal["at"].astimezone(UTC).isoformat()}
 
 
 class AllocationStepSchema(Schema):
@@ -228,7 +268,13 @@ class AllocationStepSchema(Schema):
 class ReviewEntrySchema(Schema):
     inbox_id = answers.text()
     reason = answers.text()
+    reason_text = answers.text(metadata={"description": "the reason in words"})
     at = answers.stamp()
+    dismissed_by = answers.text(
+        nullable=True, metadata={"description": "null while the flag is open"}
+    )
+    dismissed_reason = answers.text(nullable=True)
+    dismissed_at = answers.stamp(nullable=True)
 
 
 class RecoverySchema(Schema):
@@ -263,11 +309,21 @@ class C2BPaymentSchema(Schema):
     received_at = answers.stamp()
     status = answers.one_of(PAYMENT_STATUSES)
     unmatched_reason = answers.text(nullable=True)
+    reason_text = answers.text(
+        nullable=True,
+        metadata={
+            "description": "unmatched_reason in words, with the amounts when it is about one",
+            "example": "paid 350.00 KES; the policy needs 1500.00 KES",
+        },
+    )
     policy_uuid = answers.text(nullable=True)
     transaction_uuid = answers.text(nullable=True)
     receipt = answers.text(nullable=True)
     allocation_history = answers.list_of(AllocationStepSchema)
     review = answers.list_of(ReviewEntrySchema)
+    needs_review = fields.Boolean(
+        required=True, metadata={"description": "a review flag is not dismissed"}
+    )
     # Set when M-Pesa's records (a pull, a statement), not its confirmation, stored it.
     recovered = answers.nested(RecoverySchema, nullable=True)
 
@@ -291,6 +347,7 @@ def render_payment(document: dict[str, Any]) -> dict[str, Any]:
         "received_at": document["received_at"].astimezone(UTC).isoformat(),
         "status": document["status"],
         "unmatched_reason": document.get("unmatched_reason"),
+        "reason_text": unmatched_text(document),
         "policy_uuid": document.get("policy_uuid"),
         "transaction_uuid": document.get("transaction_uuid"),
         "receipt": document.get("receipt"),
@@ -304,15 +361,23 @@ def render_payment(document: dict[str, Any]) -> dict[str, Any]:
             }
             for item in document.get("allocation_history", [])
         ],
-        "review": [
-            {
-                "inbox_id": item["inbox_id"],
-                "reason": item["reason"],
-                "at": item["at"].astimezone(UTC).isoformat(),
-            }
-            for item in document.get("review", [])
-        ],
+        "review": [_review_flag(document, item) for item in document.get("review", [])],
+        # Stored before flags could be dismissed (no review_open): any flag is open.
+        "needs_review": document.get("review_open", bool(document.get("review"))),
         "recovered": _recovery(document.get("recovered")),
+    }
+
+
+def _review_flag(document: dict[str, Any], flag: dict[str, Any]) -> dict[str, Any]:
+    dismissed_at = flag.get("dismissed_at")
+    return {
+        "inbox_id": flag["inbox_id"],
+        "reason": flag["reason"],
+        "reason_text": review_text(document, flag["reason"]),
+        "at": flag["at"].astimezone(UTC).isoformat(),
+        "dismissed_by": flag.get("dismissed_by"),
+        "dismissed_reason": flag.get("dismissed_reason"),
+        "dismissed_at": dismissed_at.astimezone(UTC).isoformat() if dismissed_at else None,
     }
 
 

@@ -18,6 +18,7 @@ from server.integrations.notifications import Notifier
 from server.kernel.background import BackgroundTasks
 from server.kernel.clock import Clock
 from server.kernel.identifiers import TRANS_ID
+from server.kernel.listing import amount_range, sort_keys
 from server.kernel.metrics import Metrics
 from server.kernel.money import AmountError, format_amount, parse_amount
 from server.kernel.store import time_window
@@ -423,6 +424,7 @@ class C2BService:
             "inbox_id": entry_id,
             "received_at": received_at,
             "review": [],
+            "review_open": False,
         }
 
     async def _add_notice(self, payment: C2BPayment) -> None:
@@ -469,16 +471,25 @@ class C2BService:
         )
 
     async def get_payment(self, trans_id: str) -> C2BPayment | None:
-        return await self.payments.get(TRANS_ID.normalise(trans_id))
+        """The payment; one stored before amounts were kept with its unmatched reason
+        gets them from its account's idle policies now, for the reason's words."""
+        payment = await self.payments.get(TRANS_ID.normalise(trans_id))
+        return None if payment is None else await self.allocation.with_detail(payment)
 
     async def list_payments(
         self, filters: dict[str, Any], limit: int, offset: int
     ) -> tuple[list[C2BPayment], int]:
+        """`filters` as PaymentQuerySchema loads them; amounts are in the paybill's
+        currency."""
         query: dict[str, Any] = {}
         query.update(time_window(filters, "trans_time"))
         for key in ("shortcode", "bill_ref", "status"):
             if key in filters:
                 query[key] = filters[key]
-        if "needs_review" in filters:
-            query["review.0"] = {"$exists": filters["needs_review"]}
-        return await self.payments.page(query, limit, offset)
+        if "needs_review" in filters:  # a review flag no operator has dismissed
+            query.update(repo.NEEDS_REVIEW if filters["needs_review"] else repo.NO_REVIEW_NEEDED)
+        amounts = amount_range(filters, self.rules.currency)
+        if amounts:
+            query.update(amounts, currency=self.rules.currency)
+        sort = sort_keys(filters.get("sort", "-trans_time"), "trans_id")
+        return await self.payments.page(query, limit, offset, sort)

@@ -20,6 +20,8 @@ from server.kernel.clock import Clock
 from server.kernel.money import format_amount
 from server.kernel.store import Store
 from server.ledger import states
+from server.mpesa.reasons import review_text, unmatched_text
+from server.mpesa.repository import NEEDS_REVIEW
 from server.mpesa.schemas import INBOX_STATUSES
 from server.reconciliation.view import PullOverdueAttentionSchema, overdue_pulls
 from server.web import answer_schemas as answers
@@ -53,9 +55,16 @@ def stuck_after(channels: Sequence[Channel]) -> dict[str, timedelta]:
     return limits
 
 
-FINISHED = (states.SUCCEEDED, states.FAILED, states.EXPIRED, states.CANCELLED)
+FAILED = (states.FAILED, states.EXPIRED, states.CANCELLED)
+# One row of Dashboard._figures: channel, currency, status, psp, start, amount, count.
+Figure = dict[str, Any]
 HOURLY_UP_TO = timedelta(days=3)
 PROVIDER_SAMPLE = 5000
+# A provider call's outcome (server.integrations.transport.CallLog): `ok`; `rejected`, a
+# refusal: the provider answered and said no (a wrong OTP, an unknown receipt), a
+# business answer; `unavailable` or `unknown`, a failure: no answer, a server error or
+# an answer that could not be read. Each client decides which of its answers is which.
+REFUSED = "rejected"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -92,90 +101,56 @@ class Dashboard:
         window: dict[str, Any] = {"created_at": {"$gte": start, "$lt": end}}
         if currency:
             window["currency"] = currency
-        succeeded = {**window, "status": states.SUCCEEDED}
+        rows = await self._figures(window, bucket)
+        succeeded = [row for row in rows if row["status"] == states.SUCCEEDED]
         return {
             "window": {"from": _iso(start), "to": _iso(end), "bucket": bucket},
             "channels": self.channels,
             "currency": currency,
-            "totals": await self._totals(succeeded),
-            "by_channel": await self._by_channel(window),
+            "totals": _totals(succeeded),
+            "by_channel": _by_channel(rows),
             "by_psp": await self._by_psp(succeeded),
-            "by_status": await self._by_status(window),
-            "series": await self._series(succeeded, bucket),
+            "by_status": _by_status(rows),
+            "series": _series(succeeded),
             "attention": await self._attention(currency),
             "providers": await self._providers(start, end),
         }
 
-    async def _group(
-        self, collection: str, match: dict[str, Any], group: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        return await self.store.aggregate(collection, [{"$match": match}, {"$group": group}])
-
-    async def _totals(self, match: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = await self._group(
+    async def _figures(self, window: dict[str, Any], bucket: str) -> list[Figure]:
+        """The window's transactions in one pass, summed by channel, currency, status,
+        provider and time bucket: every figure of the summary is a sum of these rows."""
+        pattern = "%Y-%m-%dT%H:00:00+00:00" if bucket == "hour" else "%Y-%m-%dT00:00:00+00:00"
+        rows = await self.store.aggregate(
             "transactions",
-            match,
-            {"_id": "$currency", "amount": {"$sum": "$amount"}, "count": {"$sum": 1}},
-        )
-        return sorted(
-            (
+            [
+                {"$match": window},
                 {
-                    "currency": row["_id"],
-                    "amount": format_amount(row["amount"], row["_id"]),
-                    "count": row["count"],
-                }
-                for row in rows
-            ),
-            key=lambda row: row["currency"],
+                    "$group": {
+                        "_id": {
+                            "channel": "$channel",
+                            "currency": "$currency",
+                            "status": "$status",
+                            "psp": "$psp_uuid",
+                            "start": {"$dateToString": {"date": "$created_at", "format": pattern}},
+                        },
+                        "amount": {"$sum": "$amount"},
+                        "count": {"$sum": 1},
+                    }
+                },
+            ],
         )
-
-    async def _by_channel(self, match: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = await self._group(
-            "transactions",
-            match,
+        return [
             {
-                "_id": {"channel": "$channel", "currency": "$currency", "status": "$status"},
-                "amount": {"$sum": "$amount"},
-                "count": {"$sum": 1},
-            },
-        )
-        table: dict[tuple[str, str], dict[str, Any]] = {}
-        for row in rows:
-            key = (row["_id"]["channel"], row["_id"]["currency"])
-            entry = table.setdefault(key, {"amount": 0, "count": 0, "succeeded": 0, "failed": 0})
-            entry["count"] += row["count"]
-            status = row["_id"]["status"]
-            if status == states.SUCCEEDED:
-                entry["succeeded"] += row["count"]
-                entry["amount"] += row["amount"]
-            elif status in (states.FAILED, states.EXPIRED, states.CANCELLED):
-                entry["failed"] += row["count"]
-        result = []
-        for (channel, code), entry in sorted(table.items()):
-            finished = entry["succeeded"] + entry["failed"]
-            result.append(
-                {
-                    "channel": channel,
-                    "currency": code,
-                    "amount": format_amount(entry["amount"], code),
-                    "count": entry["count"],
-                    "succeeded": entry["succeeded"],
-                    "failed": entry["failed"],
-                    "success_rate": entry["succeeded"] / finished if finished else None,
-                }
-            )
-        return result
+                **row["_id"],
+                "psp": row["_id"].get("psp"),
+                "amount": row["amount"],
+                "count": row["count"],
+            }
+            for row in rows
+        ]
 
-    async def _by_psp(self, match: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = await self._group(
-            "transactions",
-            {**match, "psp_uuid": {"$ne": None}},
-            {
-                "_id": {"psp": "$psp_uuid", "currency": "$currency"},
-                "amount": {"$sum": "$amount"},
-                "count": {"$sum": 1},
-            },
-        )
+    async def _by_psp(self, rows: list[Figure]) -> list[dict[str, Any]]:
+        sums = _summed(rows, "psp", "currency")
         names = {
             psp["_id"]: psp["name"]
             for psp in await self.store.collection("psps").find({}, {"name": 1}).to_list(None)
@@ -183,49 +158,16 @@ class Dashboard:
         return sorted(
             (
                 {
-                    "psp_uuid": row["_id"]["psp"],
-                    "psp_name": names.get(row["_id"]["psp"], "?"),
-                    "currency": row["_id"]["currency"],
-                    "amount": format_amount(row["amount"], row["_id"]["currency"]),
-                    "count": row["count"],
+                    "psp_uuid": psp,
+                    "psp_name": names.get(psp, "?"),
+                    "currency": code,
+                    "amount": format_amount(amount, code),
+                    "count": count,
                 }
-                for row in rows
+                for (psp, code), (amount, count) in sums.items()
+                if psp is not None
             ),
             key=lambda row: (row["psp_name"], row["currency"]),
-        )
-
-    async def _by_status(self, match: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = await self._group("transactions", match, {"_id": "$status", "count": {"$sum": 1}})
-        return sorted(
-            ({"status": row["_id"], "count": row["count"]} for row in rows),
-            key=lambda row: row["status"],
-        )
-
-    async def _series(self, match: dict[str, Any], bucket: str) -> list[dict[str, Any]]:
-        pattern = "%Y-%m-%dT%H:00:00+00:00" if bucket == "hour" else "%Y-%m-%dT00:00:00+00:00"
-        rows = await self._group(
-            "transactions",
-            match,
-            {
-                "_id": {
-                    "start": {"$dateToString": {"date": "$created_at", "format": pattern}},
-                    "currency": "$currency",
-                },
-                "amount": {"$sum": "$amount"},
-                "count": {"$sum": 1},
-            },
-        )
-        return sorted(
-            (
-                {
-                    "start": row["_id"]["start"],
-                    "currency": row["_id"]["currency"],
-                    "amount": format_amount(row["amount"], row["_id"]["currency"]),
-                    "count": row["count"],
-                }
-                for row in rows
-            ),
-            key=lambda row: (row["start"], row["currency"]),
         )
 
     async def _oldest(
@@ -261,20 +203,16 @@ class Dashboard:
                     "amount": format_amount(item["amount"], item["currency"]),
                     "currency": item["currency"],
                     "reason": item.get("unmatched_reason"),
+                    "reason_text": unmatched_text(item),
                     "received_at": _iso(item["received_at"]),
                 },
             ),
+            # Flags an operator dismissed no longer count (server.mpesa.actions).
             "c2b_needs_review": await self._oldest(
                 "c2b_payments",
-                {"review.0": {"$exists": True}, **money},
+                {**NEEDS_REVIEW, **money},
                 "received_at",
-                lambda item: {
-                    "trans_id": item["trans_id"],
-                    "amount": format_amount(item["amount"], item["currency"]),
-                    "currency": item["currency"],
-                    "reason": item["review"][-1]["reason"],
-                    "received_at": _iso(item["received_at"]),
-                },
+                _review_item,
             ),
             "stuck_debits": await self._oldest(
                 "transactions",
@@ -345,6 +283,7 @@ class Dashboard:
                         "_id": {"provider": "$provider", "endpoint": "$endpoint"},
                         "count": {"$sum": 1},
                         "errors": {"$sum": {"$cond": [{"$eq": ["$outcome", "ok"]}, 0, 1]}},
+                        "refusals": {"$sum": {"$cond": [{"$eq": ["$outcome", REFUSED]}, 1, 0]}},
                     }
                 },
             ],
@@ -362,19 +301,48 @@ class Dashboard:
             last_error = await calls.find_one(
                 {**row["_id"], "outcome": {"$ne": "ok"}}, sort=[("at", -1)]
             )
+            last_failure = last_error
+            if last_error is not None and last_error["outcome"] == REFUSED:
+                last_failure = await calls.find_one(
+                    {**row["_id"], "outcome": {"$nin": ["ok", REFUSED]}}, sort=[("at", -1)]
+                )
+            failures = row["errors"] - row["refusals"]
             result.append(
                 {
                     **row["_id"],
                     "count": row["count"],
                     "error_rate": row["errors"] / row["count"],
+                    "refusals": row["refusals"],
+                    "refusal_rate": row["refusals"] / row["count"],
+                    "failures": failures,
+                    "failure_rate": failures / row["count"],
                     "p50_ms": _percentile(durations, 50),
                     "p95_ms": _percentile(durations, 95),
-                    "last_error": {"at": _iso(last_error["at"]), "message": last_error["error"]}
-                    if last_error
-                    else None,
+                    "last_error": _call_error(last_error),
+                    "last_failure": _call_error(last_failure),
                 }
             )
         return result
+
+
+def _call_error(call: dict[str, Any] | None) -> dict[str, Any] | None:
+    if call is None:
+        return None
+    return {"at": _iso(call["at"]), "message": call["error"], "outcome": call["outcome"]}
+
+
+def _review_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A payment that needs review, by its latest flag not dismissed."""
+    open_flags = [flag for flag in item["review"] if "dismissed_at" not in flag]
+    flag = (open_flags or item["review"])[-1]
+    return {
+        "trans_id": item["trans_id"],
+        "amount": format_amount(item["amount"], item["currency"]),
+        "currency": item["currency"],
+        "reason": flag["reason"],
+        "reason_text": review_text(item, flag["reason"]),
+        "received_at": _iso(item["received_at"]),
+    }
 
 
 def _percentile(values: list[float], percent: int) -> float | None:
@@ -383,6 +351,70 @@ def _percentile(values: list[float], percent: int) -> float | None:
     if len(values) == 1:
         return round(values[0], 1)
     return round(statistics.quantiles(values, n=100, method="inclusive")[percent - 1], 1)
+
+
+def _summed(rows: list[Figure], *keys: str) -> dict[tuple[Any, ...], tuple[int, int]]:
+    """(amount, count) of `rows` summed by the values of `keys`."""
+    sums: dict[tuple[Any, ...], tuple[int, int]] = {}
+    for row in rows:
+        key = tuple(row[name] for name in keys)
+        amount, count = sums.get(key, (0, 0))
+        sums[key] = (amount + row["amount"], count + row["count"])
+    return sums
+
+
+def _totals(succeeded: list[Figure]) -> list[dict[str, Any]]:
+    return [
+        {"currency": code, "amount": format_amount(amount, code), "count": count}
+        for (code,), (amount, count) in sorted(_summed(succeeded, "currency").items())
+    ]
+
+
+def _by_channel(rows: list[Figure]) -> list[dict[str, Any]]:
+    table: dict[tuple[str, str], dict[str, int]] = {}
+    for row in rows:
+        entry = table.setdefault(
+            (row["channel"], row["currency"]),
+            {"amount": 0, "count": 0, "succeeded": 0, "failed": 0},
+        )
+        entry["count"] += row["count"]
+        if row["status"] == states.SUCCEEDED:
+            entry["succeeded"] += row["count"]
+            entry["amount"] += row["amount"]
+        elif row["status"] in FAILED:
+            entry["failed"] += row["count"]
+    result = []
+    for (channel, code), entry in sorted(table.items()):
+        finished = entry["succeeded"] + entry["failed"]
+        result.append(
+            {
+                "channel": channel,
+                "currency": code,
+                "amount": format_amount(entry["amount"], code),
+                "count": entry["count"],
+                "succeeded": entry["succeeded"],
+                "failed": entry["failed"],
+                "other": entry["count"] - entry["succeeded"] - entry["failed"],
+                "success_rate": entry["succeeded"] / finished if finished else None,
+            }
+        )
+    return result
+
+
+def _by_status(rows: list[Figure]) -> list[dict[str, Any]]:
+    return [
+        {"status": status, "count": count}
+        for (status,), (_, count) in sorted(_summed(rows, "status").items())
+    ]
+
+
+def _series(succeeded: list[Figure]) -> list[dict[str, Any]]:
+    return [
+        {"start": start, "currency": code, "amount": format_amount(amount, code), "count": count}
+        for (start, code), (amount, count) in sorted(
+            _summed(succeeded, "start", "currency").items()
+        )
+    ]
 
 
 # --- what summary answers ---------------------------------------------------
@@ -407,6 +439,13 @@ class ChannelFigureSchema(Schema):
     count = answers.count()
     succeeded = answers.count()
     failed = answers.count()
+    other = fields.Integer(
+        required=True,
+        metadata={
+            "description": "neither succeeded nor failed: still waiting, processing or "
+            "unknown (count = succeeded + failed + other)"
+        },
+    )
     success_rate = fields.Float(
         required=True,
         allow_none=True,
@@ -440,6 +479,13 @@ class UnmatchedItemSchema(Schema):
     amount = answers.amount()
     currency = answers.text()
     reason = answers.text(nullable=True)
+    reason_text = answers.text(
+        nullable=True,
+        metadata={
+            "description": "the reason in words, with the amounts when it is about one",
+            "example": "paid 350.00 KES; the policy needs 1500.00 KES",
+        },
+    )
     received_at = answers.stamp()
 
 
@@ -447,7 +493,8 @@ class ReviewItemSchema(Schema):
     trans_id = answers.text()
     amount = answers.amount()
     currency = answers.text()
-    reason = answers.text()
+    reason = answers.text(metadata={"description": "its latest flag not dismissed"})
+    reason_text = answers.text()
     received_at = answers.stamp()
 
 
@@ -506,16 +553,34 @@ class AttentionSchema(Schema):
 class LastErrorSchema(Schema):
     at = answers.stamp()
     message = answers.text()
+    outcome = answers.one_of(
+        ["rejected", "unavailable", "unknown"],
+        metadata={"description": "`rejected`: a refusal; the others: failures"},
+    )
 
 
 class ProviderHealthSchema(Schema):
     provider = answers.text()
     endpoint = answers.text()
     count = answers.count()
-    error_rate = fields.Float(required=True)
+    error_rate = fields.Float(
+        required=True,
+        metadata={"description": "calls that did not succeed: refusals and failures together"},
+    )
+    refusals = fields.Integer(
+        required=True,
+        metadata={"description": "the provider answered and said no (e.g. a wrong OTP)"},
+    )
+    refusal_rate = fields.Float(required=True)
+    failures = fields.Integer(
+        required=True,
+        metadata={"description": "no answer, a timeout, a server error or an unreadable answer"},
+    )
+    failure_rate = fields.Float(required=True)
     p50_ms = fields.Float(required=True, allow_none=True)
     p95_ms = fields.Float(required=True, allow_none=True)
-    last_error = answers.nested(LastErrorSchema, nullable=True)
+    last_error = answers.nested(LastErrorSchema, nullable=True)  # a refusal or a failure
+    last_failure = answers.nested(LastErrorSchema, nullable=True)
 
 
 class ChannelSchema(Schema):

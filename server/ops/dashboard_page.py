@@ -2,13 +2,17 @@
 
 Everything the page needs is served from here (no CDN, no web fonts, no build step).
 The page itself needs no authentication: it logs in from the browser and reads the
-JSON API (`/api/v1/dashboard` and the operator actions) with a bearer token."""
+JSON API (`/api/v1/dashboard`, the desk's search, lists and details, the operator
+actions, the exports and the close) with a bearer token. The one setting it takes from
+the gateway, the zone it shows times in, is written on its <body>."""
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 from server.ops.page_headers import content_security_policy, protective_headers
+from server.ops.settings import DashboardSettings
 from server.web.handler import StaticFiles, TrackedRequest
 from server.web.operations import FILE_PATH, page_operations, static_file_operations
 
@@ -17,6 +21,14 @@ PAGE = STATIC_DIR / "dashboard.html"
 
 # The page runs only its own script and stylesheet and talks only to this origin.
 CONTENT_SECURITY_POLICY = content_security_policy()
+# Where the page's settings go: attributes of its <body>, read by its script.
+DISPLAY_TIMEZONE = "__DISPLAY_TIMEZONE__"
+
+
+def page(display_timezone: str) -> bytes:
+    """The page with its display time zone (dashboard.display_timezone) filled in."""
+    text = PAGE.read_text(encoding="utf-8")
+    return text.replace(DISPLAY_TIMEZONE, escape(display_timezone, quote=True)).encode()
 
 
 class DashboardPageHandler(TrackedRequest):
@@ -29,7 +41,8 @@ class DashboardPageHandler(TrackedRequest):
         self.set_header("Cache-Control", "no-store")
         self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         protective_headers(self)
-        self.finish(PAGE.read_bytes())
+        dashboard: DashboardSettings = self.settings["gateway"].dashboard
+        self.finish(page(dashboard.display_timezone))
 
 
 class DashboardStaticHandler(StaticFiles):

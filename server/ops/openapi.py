@@ -66,6 +66,8 @@ TAGS = [
     ("transactions", "Transactions of every channel; Qmoney OTP debits"),
     ("operations", "Dashboard, health, readiness, metrics, this document"),
     ("reconciliation", "The gateway against the providers' records: M-Pesa checks, statements"),
+    ("reports", "For accountants: streamed CSV exports, the period close"),
+    ("desk", "The operators' desk: search across channels, review items, insuree overview"),
     ("sms", "Payer receipts by SMS: the outbox, delivery reports"),
     ("jobs", "The background jobs: their schedule and last runs; run one now"),
     ("insurees", "Insurees (admin)"),
@@ -142,17 +144,22 @@ def operations_for(routes: Iterable[Route]) -> dict[str, dict[str, Operation]]:
 
 
 def _response(
-    description: str, media_type: str, schema: type[Schema] | dict[str, Any] | None
+    description: str,
+    media_type: str,
+    schema: type[Schema] | dict[str, Any] | None,
+    other_media: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     response: dict[str, Any] = {"description": description}
     if schema is not None:
         response["content"] = {media_type: {"schema": schema}}
+        for other, other_schema in (other_media or {}).items():
+            response["content"][other] = {"schema": other_schema}
     return response
 
 
 def _responses(operation: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {
-        str(status): _response(text, operation.media_type, operation.answer)
+        str(status): _response(text, operation.media_type, operation.answer, operation.other_media)
         for status, text in operation.success.items()
     }
     for status in sorted(set(operation.errors)):

@@ -1,8 +1,9 @@
-"""The routes of the operations endpoints (the jobs API among them), and of the pages
-for browsers and their files."""
+"""The routes of the operations endpoints (the jobs API, the exports and the period close
+among them), and of the pages for browsers and their files."""
 
 from __future__ import annotations
 
+from server.ops import close_handlers, desk_handlers, export_handlers
 from server.ops.dashboard_page import STATIC_DIR, DashboardPageHandler, DashboardStaticHandler
 from server.ops.docs import DocsAssetHandler, DocsHandler, OpenApiHandler
 from server.ops.handlers import DashboardHandler, HealthHandler, MetricsHandler, ReadyHandler
@@ -15,6 +16,9 @@ ROUTES = [
     (r"/healthz", HealthHandler),
     (r"/readyz", ReadyHandler),
     (r"/metrics", MetricsHandler),
+    *export_handlers.ROUTES,
+    *close_handlers.ROUTES,
+    *desk_handlers.ROUTES,
 ]
 
 PAGE_ROUTES = [

@@ -159,7 +159,7 @@ class ReconciliationView:
         return period_of(day_from, day_to, self.clock.now().astimezone(NAIROBI).date())
 
     async def summary(self, period: Period, limit: int = OPEN_ITEMS_LIMIT) -> dict[str, Any]:
-        table = await self._table(period)
+        table = await self.table(period)
         return {
             "from": period.first.isoformat(),
             "to": period.last.isoformat(),
@@ -178,9 +178,11 @@ class ReconciliationView:
     async def rows(self, period: Period) -> list[dict[str, Any]]:
         """One row per (day, channel, provider, currency) that received money or had an
         item checked, by day, then channel in the registry's order."""
-        return await self._render_rows(await self._table(period))
+        return await self._render_rows(await self.table(period))
 
-    async def _table(self, period: Period) -> dict[Key, Cells]:
+    async def table(self, period: Period) -> dict[Key, Cells]:
+        """Every figure of the period, in minor units: (day, channel, provider, currency)
+        -> figure -> [count, total]."""
         table: dict[Key, Cells] = {}
         for key, figure, count, total in [
             *await self._checked(period),
@@ -192,7 +194,7 @@ class ReconciliationView:
         return table
 
     async def _render_rows(self, table: dict[Key, Cells]) -> list[dict[str, Any]]:
-        names = await self._psp_names()
+        names = await psp_names(self.store)
         ordered = sorted(table, key=lambda key: (key[0], self._rank(key[1]), key))
         return [
             {
@@ -331,10 +333,6 @@ class ReconciliationView:
             result.append((key, row["count"], row["total"]))
         return result
 
-    async def _psp_names(self) -> dict[str, str]:
-        found = await self.store.collection(PSPS).find({}, {"name": 1}).to_list(None)
-        return {psp["_id"]: psp["name"] for psp in found}
-
     async def _open_items(self, limit: int) -> dict[str, Any]:
         """Open items of any day, newest payment first: they stay until cleared."""
         query = {"outcome": {"$in": list(items.OPEN_OUTCOMES)}, "cleared_at": None}
@@ -448,6 +446,12 @@ class ReconciliationView:
                 metrics.mpesa_pull_last_success.labels(shortcode).set(success.timestamp())
         if self.pull_enabled and self.shortcode not in {shortcode for shortcode, _ in found}:
             metrics.mpesa_pull_overdue.labels(self.shortcode).set(0)
+
+
+async def psp_names(store: Store) -> dict[str, str]:
+    """Every payment service provider's name by its uuid (a handful of documents)."""
+    found = await store.collection(PSPS).find({}, {"name": 1}).to_list(None)
+    return {psp["_id"]: psp["name"] for psp in found}
 
 
 def _no_cells() -> Cells:

@@ -4,12 +4,11 @@ routes."""
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date
 
 from marshmallow import fields, validate
 
+from server.kernel.batches import in_batches
 from server.kernel.schemas import StrictSchema
 from server.mpesa.check_schemas import ProviderCheckSchema, render_check
 from server.reconciliation.view import (
@@ -24,6 +23,7 @@ from server.reconciliation.view import (
     render_item,
 )
 from server.web import answer_schemas as answers
+from server.web.csv_answer import send_csv
 from server.web.handler import BaseHandler
 from server.web.operations import AUTH, BODY, STAFF, Operation
 
@@ -104,18 +104,7 @@ class ReconciliationCsvHandler(BaseHandler):
         view: ReconciliationView = self.settings["services"].reconciliation
         period = view.period(query.get("date_from"), query.get("date_to"))
         rows = await view.rows(period)
-        self.set_header("Content-Type", "text/csv; charset=utf-8")
-        self.set_header("Content-Disposition", f'attachment; filename="{_file_name(period)}"')
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\r\n")
-        for number, line in enumerate(csv_lines(rows)):
-            writer.writerow(line)
-            if number % CSV_FLUSH_EVERY == CSV_FLUSH_EVERY - 1:
-                self.write(buffer.getvalue())
-                buffer.seek(0)
-                buffer.truncate()
-                await self.flush()
-        self.finish(buffer.getvalue())
+        await send_csv(self, _file_name(period), in_batches(csv_lines(rows), CSV_FLUSH_EVERY))
 
 
 def _file_name(period: Period) -> str:

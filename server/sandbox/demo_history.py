@@ -3,7 +3,8 @@
 Everything goes through the real services (with a clock set in the past) and the
 real simulators: Afrimoney payments, Qmoney OTP debits (some with wrong OTPs, one
 whose answer is lost and stays `unknown`), M-Pesa confirmations that settle or
-stay unmatched, and one unreadable confirmation kept for review."""
+stay unmatched, and one unreadable confirmation kept for review. The provider calls
+they make are logged at the moment they stand for, spread over the days."""
 
 from __future__ import annotations
 
@@ -58,9 +59,11 @@ class History:
         self.serial = 0
 
     def at(self, ago: timedelta) -> Services:
-        return build_services(
-            self.settings, self.store, self.providers, LogNotifier(), PastClock(ago)
-        )
+        """The services as they were `ago` back: their clock and the provider call log's
+        both read that moment, so the provider figures of a window show that day's calls."""
+        clock = PastClock(ago)
+        providers = ProviderClients(self.providers.session, self.providers.calls.stamped_by(clock))
+        return build_services(self.settings, self.store, providers, LogNotifier(), clock)
 
     async def policy(self, services: Services, product: str, wallet: str = "") -> Policy:
         self.serial += 1

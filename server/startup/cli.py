@@ -37,6 +37,7 @@ from server.reconciliation.statement_import import StatementImport
 from server.reconciliation.statements import KINDS, MPESA, PSP, Problem
 from server.startup import workers
 from server.startup.config import ConfigError, Settings, load_settings
+from server.startup.export_command import export_arguments, write_export
 from server.startup.jobs import CHECK_DEBITS, JOB_NAMES, job_runner
 from server.startup.listen import StartupError, listen, reachable_store
 from server.startup.runtime import start_gateway
@@ -432,6 +433,17 @@ async def run_import_statement(args: argparse.Namespace) -> int:
         await store.close()
 
 
+async def run_export(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    _require_mongodb(settings, "export")
+    store = await _reachable_store(settings)
+    try:
+        await store.ensure_indexes(indexes(settings))
+        return await write_export(_services(settings, store).exports, args)
+    finally:
+        await store.close()
+
+
 async def import_statement(
     statements: StatementImport, raw: bytes, args: argparse.Namespace
 ) -> int:
@@ -559,5 +571,11 @@ COMMANDS: dict[str, Command] = {
         "import an M-Pesa statement or a provider's settlement file (CSV) for reconciliation",
         run_import_statement,
         _statement_arguments,
+    ),
+    "export": Command(
+        "write an export (payments, unmatched, transactions, premiums, reconciliation) "
+        "as CSV, with progress on standard error",
+        run_export,
+        export_arguments,
     ),
 }

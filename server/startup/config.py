@@ -34,6 +34,7 @@ from server.kernel.settings import (
 )
 from server.mpesa.settings import C2BSettings, DarajaSettings
 from server.notifications.settings import NotificationSettings
+from server.ops.settings import DashboardSettings
 from server.psp_api.settings import PspApiSettings
 from server.qmoney.settings import QmoneySettings
 from server.reconciliation.settings import ReconciliationSettings
@@ -63,6 +64,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
     reconciliation: ReconciliationSettings = field(default_factory=ReconciliationSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
 

@@ -93,7 +93,9 @@ async def start_gateway(
     internal_sockets: list[socket.socket] | None = None,
 ) -> Gateway:
     """Open the store (unless given one, which then stays the caller's to close), create
-    indexes, finish interrupted settlements, listen. `port=0` picks a free port;
+    indexes, mark the open review flags of payments stored before flags could be
+    dismissed (a one-off: nothing is left to mark after the first start), finish
+    interrupted settlements, listen. `port=0` picks a free port;
     `sockets` are already bound ones (worker processes share them). The internal
     listener (/metrics, /readyz) runs on `internal_sockets` when given, else on
     server.internal_port when that is set; the public port then answers those 404."""
@@ -114,6 +116,9 @@ async def start_gateway(
         metrics,
         background,
     )
+    opened = await services.c2b.payments.mark_open_reviews()
+    if opened:
+        log.info("c2b_reviews_marked_open count=%s", opened)
     settled = await services.settlement.settle_pending()
     if settled:
         log.warning("settlements_completed_at_start count=%s", settled)

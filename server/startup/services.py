@@ -21,6 +21,7 @@ from server.auth.tokens import TokenIssuer
 from server.debits.engine import DebitEngine
 from server.debits.registry import Channel, ChannelRegistry
 from server.inbox import repository as inbox_repository
+from server.inbox.dismissal import InboxDismissal
 from server.inbox.replay import InboxReplay
 from server.insurance import repository as insurance_repository
 from server.insurance.service import InsureeService, PolicyService, ProductService
@@ -41,10 +42,13 @@ from server.ledger.service import LedgerService
 from server.ledger.settlement import Settlement
 from server.mpesa import initiator, recovered
 from server.mpesa import repository as c2b_repository
+from server.mpesa.actions import OperatorActions
 from server.mpesa.allocation import CHANNEL as C2B_CHANNEL
 from server.mpesa.allocation import Allocation
 from server.mpesa.callback_urls import CallbackUrlError, result_urls
+from server.mpesa.candidates import AllocationCandidates
 from server.mpesa.client import DarajaClient
+from server.mpesa.details import PaymentDetails
 from server.mpesa.initiator import InitiatorService
 from server.mpesa.receipts import StkReceipts
 from server.mpesa.rules import ValidationRules
@@ -61,7 +65,12 @@ from server.notifications.assembly import make_sender, sms_receipts
 from server.notifications.notices import notice_indexes
 from server.notifications.outbox import SmsOutbox
 from server.notifications.reports import DeliveryReports
+from server.ops import close_report as close_report_module
+from server.ops import export_definitions
+from server.ops.close_report import CloseReport
 from server.ops.dashboard import Dashboard
+from server.ops.desk import Desk
+from server.ops.exports import Exports
 from server.psp_api import repository as psp_api_repository
 from server.psp_api.ratelimit import RateLimiter
 from server.psp_api.service import CHANNEL as PSP_API_CHANNEL
@@ -101,6 +110,8 @@ INDEXES: list[IndexSpec] = [
     *reconciliation_items.INDEXES,
     *reconciliation_view.INDEXES,
     *statement_store.INDEXES,
+    *export_definitions.INDEXES,
+    *close_report_module.INDEXES,
     *job_history.INDEXES,
     *sms_repository.INDEXES,
     *notice_indexes(NOTICE_SOURCES),
@@ -180,6 +191,15 @@ class Services:
     psp_api: PspApiService
     rate_limiter: RateLimiter
     dashboard: Dashboard
+    # The operators' desk: search, review items, insuree overview; a payment's details.
+    desk: Desk
+    payment_details: PaymentDetails
+    # Beside allocation: the policies a payment could take; dismissals, honest replays.
+    candidates: AllocationCandidates
+    c2b_actions: OperatorActions
+    # The accountants' streamed exports and the period close.
+    exports: Exports
+    close: CloseReport
     metrics: Metrics
     indexes: list[IndexSpec]
     # The payers' SMS receipts (the outbox and the send-notifications job's work), and
@@ -458,6 +478,18 @@ def build_services(
         psp_api=psp_api,
         rate_limiter=RateLimiter(settings.psp_api.rate_limit_per_minute, clock),
         dashboard=Dashboard(store, clock, channels.channels),
+        desk=Desk.on(store, channels.channels),
+        payment_details=PaymentDetails(
+            c2b_payments,
+            inbox,
+            transactions,
+            ledger_repository.PremiumRepository(store),
+            c2b.allocation,
+        ),
+        candidates=AllocationCandidates(c2b_payments, c2b.allocation, insurees),
+        c2b_actions=OperatorActions(c2b_payments, replay, InboxDismissal(inbox, clock), clock),
+        exports=Exports(store, channels.names, reconciliation.accounts),
+        close=CloseReport(store, clock, reconciliation),
         metrics=metrics,
         indexes=indexes(settings),
         sms=sms,

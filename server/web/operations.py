@@ -48,6 +48,9 @@ class Operation:
     error_answer: type[Schema] | None = ErrorSchema
     error_descriptions: dict[int, str] = field(default_factory=dict)
     media_type: str = "application/json"
+    # Other forms of the same success answer, media type -> schema (a report as CSV, as
+    # a page), chosen by a query parameter the description names.
+    other_media: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
 
 

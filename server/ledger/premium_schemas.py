@@ -1,0 +1,42 @@
+"""Wire format of a premium (the money a settled transaction paid a policy):
+render_premium and the schema that describes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema
+
+from server.kernel.money import format_amount
+from server.kernel.schemas import iso_stamp
+from server.web import answer_schemas as answers
+
+
+class LedgerPremiumSchema(Schema):
+    """What render_premium answers."""
+
+    uuid = answers.text()
+    transaction_uuid = answers.text()
+    policy_uuid = answers.text()
+    chf_id = answers.text()
+    amount = answers.amount()
+    currency = answers.text()
+    pay_date = answers.stamp(metadata={"description": "when the money was paid"})
+    pay_type = answers.text(metadata={"description": "openIMIS pay type: M (mobile money)"})
+    receipt = answers.text(metadata={"example": "R-2B9E1C0D4A7F"})
+    created_at = answers.stamp()
+
+
+def render_premium(document: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "uuid": document["_id"],
+        "transaction_uuid": document["transaction_uuid"],
+        "policy_uuid": document["policy_uuid"],
+        "chf_id": document["chf_id"],
+        "amount": format_amount(document["amount"], document["currency"]),
+        "currency": document["currency"],
+        "pay_date": iso_stamp(document["pay_date"]),
+        "pay_type": document["pay_type"],
+        "receipt": document["receipt"],
+        "created_at": iso_stamp(document["created_at"]),
+    }
