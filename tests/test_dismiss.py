@@ -93,7 +93,7 @@ async def test_an_unreadable_callback_is_dismissed_once_with_who_when_and_why(
 
 
 @pytest.mark.asyncio
-async def test_only_an_entry_that_failed_needs_review_or_conflicts_is_dismissed(
+async def test_only_an_entry_for_review_a_conflict_or_a_failed_validation_is_dismissed(
     http, gateway, store, operator_headers
 ) -> None:
     await confirm(http, gateway)
@@ -101,12 +101,16 @@ async def test_only_an_entry_that_failed_needs_review_or_conflicts_is_dismissed(
     [processed] = await entry_ids(http, gateway, operator_headers, "processed")
     [conflict] = await entry_ids(http, gateway, operator_headers, "conflict")
     long_ago = datetime.now(UTC) - timedelta(hours=1)
-    for entry_id, status in (("failed-1", "failed"), ("received-1", "received")):
+    for entry_id, status, kind in (
+        ("failed-1", "failed", "confirmation"),  # may be money: replayed, not dismissed
+        ("failed-validation", "failed", "validation"),
+        ("received-1", "received", "confirmation"),
+    ):
         await store.collection(INBOX).insert_one(
             {
                 "_id": entry_id,
                 "source": "daraja_c2b",
-                "kind": "confirmation",
+                "kind": kind,
                 "status": status,
                 "body": "{}",
                 "body_encoding": "utf-8",
@@ -117,12 +121,12 @@ async def test_only_an_entry_that_failed_needs_review_or_conflicts_is_dismissed(
             }
         )
     why = {"reason": "looked at it"}
-    for entry_id in (processed, "received-1"):
+    for entry_id in (processed, "received-1", "failed-1"):
         status, body = await post(
             http, gateway, operator_headers, f"/c2b/inbox/{entry_id}/dismiss", why
         )
         assert (status, body["error"]["code"]) == (409, "invalid_state"), entry_id
-    for entry_id, was in ((conflict, "conflict"), ("failed-1", "failed")):
+    for entry_id, was in ((conflict, "conflict"), ("failed-validation", "failed")):
         status, body = await post(
             http, gateway, operator_headers, f"/c2b/inbox/{entry_id}/dismiss", why
         )
@@ -131,9 +135,10 @@ async def test_only_an_entry_that_failed_needs_review_or_conflicts_is_dismissed(
             "dismissed",
             was,
         )
-    # The replay job leaves a dismissed entry alone; the one still received is its work.
+    # The replay job leaves a dismissed entry alone; the failed confirmation and the one
+    # still received are its work.
     replayed = await gateway.services.inbox.replay(grace=timedelta(0))
-    assert [result.entry_id for result in replayed] == ["received-1"]
+    assert sorted(result.entry_id for result in replayed) == ["failed-1", "received-1"]
 
     status, body = await post(http, gateway, operator_headers, "/c2b/inbox/nope/dismiss", why)
     assert (status, body["error"]["code"]) == (404, "not_found")

@@ -16,8 +16,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
+from pymongo.errors import ServerSelectionTimeoutError
 
 from server.kernel.store import open_store
 from server.mpesa.schemas import NAIROBI
@@ -285,6 +287,33 @@ async def test_a_client_that_goes_away_stops_the_reading(desk: Desk, monkeypatch
     more.set()
     await wait_until(lambda: "csv_abandoned" in caplog.text, "the export to stop")
     assert handed == [101, 100]
+
+
+@pytest.mark.asyncio
+async def test_a_store_failure_after_the_first_rows_breaks_the_download(
+    desk: Desk, monkeypatch, caplog
+) -> None:
+    """Rows are out already: the download must fail visibly, never end as a short file
+    that reads as whole."""
+    caplog.set_level(logging.ERROR, logger="gateway.http")
+    await desk.store.collection(PAYMENTS).insert_many(
+        [payment(f"CUT{n:07d}", NINE + timedelta(seconds=n)) for n in range(300)]
+    )
+    desk.exports.batch_size = 100
+    read = desk.exports.batches
+
+    async def failing_after_the_first(prepared):
+        async for batch in read(prepared):
+            yield batch
+            raise ServerSelectionTimeoutError("store gone")
+
+    monkeypatch.setattr(desk.exports, "batches", failing_after_the_first)
+    url = f"{desk.gateway.url}{EXPORTS_URL}/payments.csv"
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with desk.http.get(url, params=day(), headers=desk.operator) as response:
+            assert response.status == 200
+            await response.read()
+    await wait_until(lambda: "csv_cut_off" in caplog.text, "the cut to be logged")
 
 
 @pytest.mark.asyncio

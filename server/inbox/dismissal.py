@@ -1,5 +1,6 @@
-"""Dismissing inbox entries: an operator has looked at an entry that failed, is kept for
-review or conflicts with an earlier delivery, and decides it needs nothing more.
+"""Dismissing inbox entries: an operator has looked at an entry that is kept for review,
+conflicts with an earlier delivery, or is a validation that failed, and decides it needs
+nothing more.
 
 The entry becomes `dismissed` and keeps the dismissal (who, when, why, the status it
 had), like a replay is kept on the entry it replayed; it is never replayed again and
@@ -17,6 +18,10 @@ from server.kernel.errors import Conflict, NotFound
 
 log = logging.getLogger("gateway.inbox")
 
+# The one kind whose failed entry may be dismissed: a validation's answer is given and
+# gone, and no money moved with it. Any other failed entry (a confirmation, an M-Pesa
+# Express result...) may be money not yet recorded: it is replayed, never dismissed.
+MONEYLESS_KIND = "validation"
 # A status changes under a dismissal only by a replay or another dismissal: after that
 # many changes the entry is read as it is.
 ATTEMPTS = 3
@@ -38,6 +43,14 @@ class InboxDismissal:
             status = entry["status"]
             if status == repo.DISMISSED:
                 return entry
+            if status == repo.FAILED and entry.get("kind") != MONEYLESS_KIND:
+                raise Conflict(
+                    f"the {entry.get('kind', 'callback')} failed while it was processed: "
+                    "replay it (POST /api/v1/c2b/inbox/<id>/replay); it may carry money, "
+                    "so it is not dismissed",
+                    {"status": status},
+                    code="invalid_state",
+                )
             if entry["status"] not in repo.DISMISSABLE:
                 raise Conflict(
                     f"the entry is {entry['status']}: only an entry that failed, needs "

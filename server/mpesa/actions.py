@@ -101,7 +101,7 @@ class OperatorActions:
                 }
                 for flag in flags
             ]
-            updated = await self.payments.replace_review(trans_id, len(flags), dismissed)
+            updated = await self.payments.replace_review(trans_id, flags, dismissed)
             if updated is not None:
                 log.info(
                     "c2b_review_dismissed trans_id=%s flags=%s by=%s",

@@ -130,13 +130,13 @@ class C2BPaymentRepository:
         )
 
     async def replace_review(
-        self, trans_id: str, flags: int, review: list[ReviewFlag]
+        self, trans_id: str, flags: list[ReviewFlag], review: list[ReviewFlag]
     ) -> C2BPayment | None:
-        """Compare-and-set of the review flags: `review` replaces the payment's `flags`
-        flags, and none is open any more; None when a flag was added meanwhile (flags are
-        only ever appended, so their number tells)."""
+        """Compare-and-set of the review flags: `review` replaces `flags`, as they were
+        read, and none is open any more; None when they changed meanwhile (a flag added,
+        or dismissed by another operator, whose who, when and why then stand)."""
         return await self.collection.find_one_and_update(
-            {"trans_id": trans_id, "review": {"$size": flags}},
+            {"trans_id": trans_id, "review": flags},
             {"$set": {"review": review, "review_open": False}},
             return_document=ReturnDocument.AFTER,
         )

@@ -53,13 +53,22 @@ async def send_csv(
     handler.set_header("Content-Type", CONTENT_TYPE)
     handler.set_header("Content-Disposition", f'attachment; filename="{file_name}"')
     records = aiter(batches)
+    sent = False
     try:
         async for batch in records:
             handler.write(csv_text(batch))
             await handler.flush()
+            sent = True
     except StreamClosedError:  # the client went away: read no further
         log.info("csv_abandoned file=%s", file_name)
         return
+    except Exception:
+        if sent:
+            # Rows are out already: end the connection without the closing chunk, so
+            # the client sees a broken download, never a short file that looks whole.
+            log.error("csv_cut_off file=%s", file_name)
+            handler.request.connection.close()
+        raise
     finally:
         if isinstance(records, AsyncGenerator):
             await records.aclose()

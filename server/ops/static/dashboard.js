@@ -1006,7 +1006,11 @@
   // Transaction Status / Account Balance results, records recovered from M-Pesa's own.
   const REPLAYABLE_KINDS = ["confirmation", "stk_result", "result", "queue_timeout", "transaction"];
   const REPLAYABLE_STATUSES = ["failed", "needs_review", "received"];
-  const DISMISSABLE_STATUSES = ["failed", "needs_review", "conflict"];
+  // A failed entry is replayed, not dismissed (it may carry money), unless it is a
+  // validation, whose answer is given and gone (the server refuses the others).
+  const DISMISSABLE_STATUSES = ["needs_review", "conflict"];
+  const entryDismissable = (e) =>
+    DISMISSABLE_STATUSES.includes(e.status) || (e.status === "failed" && e.kind === "validation");
 
   function renderAttention(attention) {
     attentionBlock("stuck_debits", attention.stuck_debits, "No stuck debits.", [
@@ -1795,7 +1799,7 @@
     if (REPLAYABLE_KINDS.includes(e.kind) && REPLAYABLE_STATUSES.includes(e.status)) {
       actions.push(actionButton("Replay", "replay", e));
     }
-    if (DISMISSABLE_STATUSES.includes(e.status)) {
+    if (entryDismissable(e)) {
       actions.push(actionButton("Dismiss", "dismiss-entry", e));
     }
     return [
