@@ -227,25 +227,34 @@ async def test_a_large_export_reads_back_row_by_row(desk: Desk) -> None:
         assert list(row.values()) == expected_payment_row(document)
 
 
-@pytest.mark.asyncio
-async def test_the_answer_arrives_batch_by_batch_while_the_cursor_is_read(
-    desk: Desk, monkeypatch
-) -> None:
+async def held_after_the_first_batch(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> tuple[list[int], asyncio.Event]:
+    """500 payments exported 100 to a batch, the reading held after each batch until the
+    event is set; the sizes of the batches handed out so far."""
     await desk.store.collection(PAYMENTS).insert_many(
-        [payment(f"STR{n:07d}", NINE + timedelta(seconds=n)) for n in range(500)]
+        [payment(f"{prefix}{n:07d}", NINE + timedelta(seconds=n)) for n in range(500)]
     )
     desk.exports.batch_size = 100
     read = desk.exports.batches
     handed: list[int] = []
     more = asyncio.Event()
 
-    async def held_after_the_first(prepared):
+    async def held(prepared):
         async for batch in read(prepared):
             handed.append(len(batch))
             yield batch
             await more.wait()
 
-    monkeypatch.setattr(desk.exports, "batches", held_after_the_first)
+    monkeypatch.setattr(desk.exports, "batches", held)
+    return handed, more
+
+
+@pytest.mark.asyncio
+async def test_the_answer_arrives_batch_by_batch_while_the_cursor_is_read(
+    desk: Desk, monkeypatch
+) -> None:
+    handed, more = await held_after_the_first_batch(desk, monkeypatch, "STR")
     url = f"{desk.gateway.url}{EXPORTS_URL}/payments.csv"
     async with desk.http.get(url, params=day(), headers=desk.operator) as response:
         assert response.headers["Transfer-Encoding"] == "chunked"
@@ -263,21 +272,7 @@ async def test_the_answer_arrives_batch_by_batch_while_the_cursor_is_read(
 @pytest.mark.asyncio
 async def test_a_client_that_goes_away_stops_the_reading(desk: Desk, monkeypatch, caplog) -> None:
     caplog.set_level(logging.INFO, logger="gateway.http")
-    await desk.store.collection(PAYMENTS).insert_many(
-        [payment(f"GON{n:07d}", NINE + timedelta(seconds=n)) for n in range(500)]
-    )
-    desk.exports.batch_size = 100
-    read = desk.exports.batches
-    handed: list[int] = []
-    more = asyncio.Event()
-
-    async def held_after_the_first(prepared):
-        async for batch in read(prepared):
-            handed.append(len(batch))
-            yield batch
-            await more.wait()
-
-    monkeypatch.setattr(desk.exports, "batches", held_after_the_first)
+    handed, more = await held_after_the_first_batch(desk, monkeypatch, "GON")
     url = f"{desk.gateway.url}{EXPORTS_URL}/payments.csv"
     async with desk.http.get(url, params=day(), headers=desk.operator) as response:
         await response.content.readline()
