@@ -1,5 +1,5 @@
 """Run one provider simulator standalone: ``python -m simulators daraja --port 8081``
-(or ``qmoney --port 8082``, ``sms --port 8083``).
+(or ``qmoney --port 8082``, ``sms --port 8083``, ``openimis --port 8084``).
 
 Each simulator is one entry in ``COMMANDS``: its own options plus a factory
 building it from the parsed arguments; ``--host`` and ``--port`` are common.
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
+from simulators.openimis import OpenimisSimSettings, OpenimisSimulator
 from simulators.qmoney import QmoneySimSettings, QmoneySimulator, parse_token_expiry
 from simulators.sms import SmsSimSettings, SmsSimulator, parse_report_url
 
@@ -195,6 +196,66 @@ def _build_sms(args: argparse.Namespace) -> SmsSimulator:
     )
 
 
+def _user(text: str) -> tuple[str, str]:
+    username, separator, password = text.partition("=")
+    if not separator or not username or not password:
+        raise argparse.ArgumentTypeError("must be USERNAME=PASSWORD")
+    return username, password
+
+
+def _openimis_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = OpenimisSimSettings()
+    parser.add_argument(
+        "--user",
+        type=_user,
+        action="append",
+        metavar="USERNAME=PASSWORD",
+        help="a user tokenAuth accepts (repeatable; default: "
+        f"{', '.join(f'{u}={p}' for u, p in defaults.users.items())})",
+    )
+    parser.add_argument(
+        "--token-seconds",
+        type=_positive_float,
+        default=defaults.token_seconds,
+        metavar="SECONDS",
+        help="lifetime of login tokens (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--csrf",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.csrf,
+        help="check the CSRF token of every query and mutation (--no-csrf: openIMIS's dev "
+        "mode; default: on)",
+    )
+    parser.add_argument(
+        "--activation",
+        choices=("active", "ready"),
+        default=defaults.activation,
+        help="what a paid policy becomes: 2 active or 16 ready (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--async-mutations",
+        type=_non_negative_float,
+        default=defaults.async_mutations_seconds,
+        metavar="SECONDS",
+        help="mutation logs read 0 (received) for that long before the mutation runs; "
+        "0: done when the call returns (default: %(default)s)",
+    )
+
+
+def _build_openimis(args: argparse.Namespace) -> OpenimisSimulator:
+    defaults = OpenimisSimSettings()
+    return OpenimisSimulator(
+        OpenimisSimSettings(
+            users=dict(args.user) if args.user else defaults.users,
+            token_seconds=args.token_seconds,
+            csrf=args.csrf,
+            activation=args.activation,
+            async_mutations_seconds=args.async_mutations,
+        )
+    )
+
+
 COMMANDS: dict[str, Command] = {
     "daraja": Command(
         "Safaricom M-Pesa Daraja (C2B, STK Push)", 8081, _daraja_arguments, _build_daraja
@@ -202,6 +263,12 @@ COMMANDS: dict[str, Command] = {
     "qmoney": Command("Qmoney (Gambia) OTP debit", 8082, _qmoney_arguments, _build_qmoney),
     "sms": Command(
         "Africa's Talking SMS (bulk send, delivery reports)", 8083, _sms_arguments, _build_sms
+    ),
+    "openimis": Command(
+        "openIMIS GraphQL (insurees, policies, premiums)",
+        8083,
+        _openimis_arguments,
+        _build_openimis,
     ),
 }
 
