@@ -21,6 +21,7 @@ from server.ops.openapi import build_spec
 from server.psp_api import handlers as psp_api
 from server.reconciliation import handlers as statements
 from server.reconciliation import view_handlers as reconciliation
+from server.seed_graphql import handlers as seed_graphql
 from server.web.handler import NotFoundHandler
 
 # Each package routes its own handlers; each handler says what its methods take and
@@ -31,6 +32,7 @@ ROUTES = [
     *mpesa_details.ROUTES,  # one inbox entry, its body read
     *mpesa_actions.ROUTES,  # allocation candidates, dismissals, replay
     *psp_api.ROUTES,
+    *seed_graphql.ROUTES,  # the provider API and debits in the seed module's GraphQL
     *debits.ROUTES,  # the transactions API, the ledger's read of one included
     *reconciliation.ROUTES,  # the reconciliation view
     *statements.ROUTES,  # statement import
