@@ -21,6 +21,7 @@ from server.startup.runtime import Gateway, start_gateway
 from server.startup.services import INDEXES
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
 
+from openimis_backends import openimis_backend  # noqa: F401  (fixture)
 from support import SUMMARY_LINES, headers_for_role, make_settings
 from systems import debits, qmoney_sim, system  # noqa: F401  (fixtures)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import pytest_asyncio
-from desk_data import GMD_INSUREE, KES_INSUREE, PHONE, History, make_history
 from test_openapi import Caller
 
+from desk_data import GMD_INSUREE, KES_INSUREE, PHONE, History, make_history
 from support import PREMIUMS, TRANSACTIONS, request_json
 
 

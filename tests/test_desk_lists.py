@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import pytest_asyncio
-from desk_data import History, make_history
 from test_openapi import Caller
 
 from server.inbox.repository import INDEXES as INBOX_INDEXES
@@ -19,6 +18,7 @@ from server.mpesa.schemas import (
     PaymentQuerySchema,
 )
 
+from desk_data import History, make_history
 from support import request_json
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 import pytest_asyncio
+from test_openapi import Caller
+
+from server.ops.search_keys import phone_forms, search_keys
+
 from desk_data import (
     CHECKOUT_ID,
     GMD_INSUREE,
@@ -18,10 +22,6 @@ from desk_data import (
     make_history,
     stamp,
 )
-from test_openapi import Caller
-
-from server.ops.search_keys import phone_forms, search_keys
-
 from support import PREMIUMS, request_json
 
 
