@@ -146,6 +146,42 @@ async def test_printed_walkthroughs_work_as_printed(caplog) -> None:
     assert_no_secret_logged(logged, otps)
 
 
+@pytest.mark.asyncio
+async def test_the_sandbox_beside_openimis_writes_every_premium_there() -> None:
+    """`python run.py sandbox --insurance openimis`: the demo insurees and policies are in
+    the openIMIS simulator, and the printed walkthroughs (an OTP debit, a paybill payment,
+    a provider's payment) each end as one premium there, the policy active."""
+    sandbox = await start_sandbox("127.0.0.1", 0, insurance="openimis")
+    try:
+        assert sandbox.openimis is not None
+        text = summary(sandbox)
+        assert sandbox.openimis.base_url in text
+        for walkthrough in (
+            qmoney_walkthrough(sandbox.settings, sandbox.demo),
+            c2b_walkthrough(sandbox.settings),
+            provider_walkthrough(sandbox.settings, sandbox.demo),
+        ):
+            assert walkthrough.splitlines()[0] in text
+            await run_shell(walkthrough)
+        report = await sandbox.gateway.jobs.run_now("write-premiums")
+        assert report.outcome == "ok", report
+        demo = sandbox.demo
+        paid = {demo.qmoney_policy["_id"], demo.provider_policy["_id"]}
+        base = sandbox.openimis.base_url
+        async with aiohttp.ClientSession() as http:
+            premiums = (await sim_control(http, base, "GET", "premiums"))["items"]
+            policies = (await sim_control(http, base, "GET", "policies"))["items"]
+        written = [item["policy_uuid"] for item in premiums]
+        assert paid <= set(written) and len(written) == len(set(written))
+        status = {item["uuid"]: item["status"] for item in policies}
+        assert all(status[uuid] == 2 for uuid in written)
+        assert await sandbox.gateway.services.store.collection("premiums").count_documents(
+            {"insurance_write.state": "written"}
+        ) == len(written)
+    finally:
+        await sandbox.stop()
+
+
 def test_run_py_starts_the_sandbox_and_the_printed_command_shows_a_payment() -> None:
     port = free_port_triple()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -231,7 +231,8 @@ ROUTES = [
                 "expiry_date": "2027-11-22",
             },
             update_example={"status": 4},
-            create_errors=(404,),
+            create_errors=(404, 409),
+            update_errors=(409,),
         )
     ),
     *admin_routes(

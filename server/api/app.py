@@ -20,6 +20,7 @@ from server.ops import routes as ops
 from server.ops.openapi import build_spec
 from server.psp_api import handlers as psp_api
 from server.reconciliation import handlers as statements
+from server.reconciliation import openimis_handlers as openimis_check
 from server.reconciliation import view_handlers as reconciliation
 from server.seed_graphql import handlers as seed_graphql
 from server.web.handler import NotFoundHandler
@@ -35,6 +36,7 @@ ROUTES = [
     *seed_graphql.ROUTES,  # the provider API and debits in the seed module's GraphQL
     *debits.ROUTES,  # the transactions API, the ledger's read of one included
     *reconciliation.ROUTES,  # the reconciliation view
+    *openimis_check.ROUTES,  # the premiums against openIMIS's
     *statements.ROUTES,  # statement import
     *sms.ROUTES,  # SMS receipts: delivery reports, the outbox
     *ops.ROUTES,  # the jobs API included

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -141,13 +141,20 @@ class PolicyRepository(DocumentRepository[Policy]):
         return await cursor.to_list(None)
 
     async def activate(
-        self, policy_uuid: str, transaction_uuid: str, effective: datetime, at: datetime
+        self,
+        policy_uuid: str,
+        transaction_uuid: str,
+        effective: datetime,
+        at: datetime,
+        marks: Mapping[str, Any] | None = None,
     ) -> Policy | None:
-        """Idle -> active, as one compare-and-set; None when the policy was not idle."""
+        """Idle -> active, as one compare-and-set; None when the policy was not idle.
+        `marks`: the insurance backend's own fields, set in the same write."""
         return await self.collection.find_one_and_update(
             {"_id": policy_uuid, "status": IDLE},
             {
                 "$set": {
+                    **(marks or {}),
                     "status": ACTIVE,
                     "effective_date": effective,
                     "activated_by": transaction_uuid,

@@ -7,6 +7,7 @@ import secrets
 import uuid
 from typing import Any, TypeVar
 
+from server.insurance.backend import BuiltInBackend, InsuranceBackend
 from server.insurance.documents import Insuree, Policy, Product
 from server.insurance.repository import (
     InsureeRepository,
@@ -62,6 +63,17 @@ def require_exact_amount(policy: Policy, amount: str) -> None:
         )
 
 
+def require_own_record(backend: InsuranceBackend, things: str) -> None:
+    """Insurees and policies are made and changed where they are kept: with a remote
+    backend, there (a policy made here would be unknown to it)."""
+    if backend.remote:
+        raise Conflict(
+            f"{things} are kept in {backend.name} (insurance.backend): make and change "
+            f"them there; the gateway reads them from it",
+            code="kept_in_backend",
+        )
+
+
 def _dates(data: dict[str, Any]) -> dict[str, Any]:
     return {
         key: day_start(value) if key.endswith("_date") else value for key, value in data.items()
@@ -69,11 +81,18 @@ def _dates(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class InsureeService:
-    def __init__(self, insurees: InsureeRepository, clock: Clock) -> None:
+    def __init__(
+        self,
+        insurees: InsureeRepository,
+        clock: Clock,
+        backend: InsuranceBackend | None = None,
+    ) -> None:
         self.insurees = insurees
         self.clock = clock
+        self.backend: InsuranceBackend = backend or BuiltInBackend()
 
     async def create(self, data: dict[str, Any]) -> Insuree:
+        require_own_record(self.backend, "insurees")
         now = self.clock.now()
         try:
             return await self.insurees.insert(
@@ -96,6 +115,7 @@ class InsureeService:
 
     async def get(self, chf_id: str) -> Insuree:
         chf_id = CHF_ID.normalise(chf_id)
+        await self.backend.refresh_insuree(chf_id)
         insuree = await self.insurees.find_one({"chf_id": chf_id})
         if insuree is None:
             raise NotFound(f"no insuree with number {chf_id}", code="unknown_insuree")
@@ -113,6 +133,7 @@ class InsureeService:
 
     async def update(self, chf_id: str, changes: dict[str, Any]) -> Insuree:
         chf_id = CHF_ID.normalise(chf_id)
+        await self.backend.refresh_insuree(chf_id)
         updated = await self.insurees.update(
             {"chf_id": chf_id}, {**changes, "updated_at": self.clock.now()}
         )
@@ -178,8 +199,15 @@ class PolicyService:
         self.insurees = insurees
         self.products = products
         self.clock = clock
+        self.backend = insurees.backend
+
+    async def refresh(self, chf_id: str) -> None:
+        """Bring an insuree's policies up to date from the insurance backend before a
+        caller reads them from the store itself."""
+        await self.backend.refresh_insuree(chf_id)
 
     async def create(self, data: dict[str, Any]) -> Policy:
+        require_own_record(self.backend, "policies")
         await self.insurees.get(data["chf_id"])
         product = await self.products.get(data["product_code"])
         currency = product["currency"]
@@ -212,6 +240,7 @@ class PolicyService:
         return await self.policies.insert(document)
 
     async def get(self, policy_uuid: str) -> Policy:
+        await self.backend.refresh_policy(policy_uuid)
         policy = await self.policies.find_one({"_id": policy_uuid})
         if policy is None:
             raise NotFound(f"no policy {policy_uuid}", code="unknown_policy")
@@ -219,6 +248,7 @@ class PolicyService:
 
     async def with_insuree(self, policy_uuid: str) -> tuple[Policy, Insuree]:
         """The policy and its insuree, read together."""
+        await self.backend.refresh_policy(policy_uuid)
         policy, insuree = await self.policies.with_insuree(policy_uuid)
         if policy is None:
             raise NotFound(f"no policy {policy_uuid}", code="unknown_policy")
@@ -231,12 +261,18 @@ class PolicyService:
 
     async def idle_of(self, chf_id: str) -> builtins.list[Policy]:
         """The policies of an insuree that await payment."""
+        await self.backend.refresh_insuree(chf_id)
         return await self.policies.idle_of(chf_id)
 
     async def by_payment_token(self, token: str) -> Policy | None:
-        return await self.policies.find_one({"payment_token": token})
+        policy = await self.policies.find_one({"payment_token": token})
+        if policy is None or not self.backend.remote:
+            return policy
+        await self.backend.refresh_insuree(policy["chf_id"])
+        return await self.policies.find_one({"_id": policy["_id"]})
 
     async def update(self, policy_uuid: str, changes: dict[str, Any]) -> Policy:
+        require_own_record(self.backend, "policies")
         policy = await self.get(policy_uuid)
         changes = _dates(changes)
         if "amount" in changes:

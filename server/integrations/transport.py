@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,10 +71,12 @@ class ProviderOutcomeUnknown(ProviderError):
 
 @dataclass(frozen=True)
 class Answer:
-    """A provider's HTTP answer: status and parsed JSON (None if empty or not JSON)."""
+    """A provider's HTTP answer: status, parsed JSON (None if empty or not JSON) and
+    the cookies it set (a provider that ties a check to its session cookie)."""
 
     status: int
     body: Any
+    cookies: Mapping[str, str] = field(default_factory=dict)
 
 
 async def send(
@@ -94,6 +96,7 @@ async def send(
             method, url, data=data, headers=headers, timeout=limit
         ) as response:
             text = await response.text()
+            cookies = {name: morsel.value for name, morsel in response.cookies.items()}
     except aiohttp.ClientConnectorError as err:
         reason = f"cannot connect ({err.__class__.__name__})"
         raise ProviderUnavailable(provider, reason) from None
@@ -106,7 +109,7 @@ async def send(
         body = json.loads(text) if text.strip() else None
     except json.JSONDecodeError:
         body = None
-    return Answer(response.status, body)
+    return Answer(response.status, body, cookies)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ class JobsSettings:
     # Pull Transactions (when daraja.pull_enabled): each run overlaps the last.
     mpesa_pull_interval_seconds: float = 600.0
     janitor_interval_seconds: float = 60.0
+    # Premiums waiting to be written into openIMIS (insurance.backend: openimis).
+    write_premiums_interval_seconds: float = 15.0
     # Minutes after a debit became in doubt (`unknown`, or `processing` cut off) at which
     # the janitor asks its provider's status call; after the last, it is for an operator.
     janitor_backoff_minutes: tuple[str, ...] = ("1", "5", "15", "60")

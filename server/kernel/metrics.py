@@ -122,6 +122,18 @@ class Metrics:
             ["event", "status"],
             registry=registry,
         )
+        self.premiums_waiting = Gauge(
+            "gateway_premiums_waiting",
+            "Premiums settled here and not yet written into the insurance backend "
+            "(openIMIS), and refused by it",
+            ["state"],
+            registry=registry,
+        )
+        self.premiums_waiting_oldest = Gauge(
+            "gateway_premiums_waiting_oldest_seconds",
+            "Age of the oldest premium waiting for the insurance backend (0: none waits)",
+            registry=registry,
+        )
         # Store-backed figures a higher layer computes (it knows the rules and the
         # clock), refreshed at every scrape: name -> refresh(metrics).
         self.refreshers: dict[str, Callable[[Metrics], Awaitable[None]]] = {}

@@ -106,3 +106,6 @@ class Premium(TypedDict):
     pay_type: str
     receipt: str
     created_at: datetime
+    # What the insurance backend still has to do with it (server.ledger.premium_writes):
+    # state pending | written | refused, attempts, failures, next_at, ...
+    insurance_write: NotRequired[dict[str, Any]]

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
-from server.kernel.schemas import page_body
+from marshmallow import fields, validate
+
+from server.kernel.errors import Conflict
+from server.kernel.schemas import StrictSchema, page_body
+from server.ledger.premium_schemas import LedgerPremiumSchema, render_premium
 from server.ledger.schemas import TransactionPageSchema, TransactionQuerySchema, TransactionSchema
 from server.web.handler import BaseHandler
-from server.web.operations import AUTH, STAFF, Operation
+from server.web.operations import AUTH, BODY, STAFF, Operation
 
 ROLES = ("operator", "admin")
 
@@ -52,7 +56,44 @@ class TransactionHandler(BaseHandler):
         self.write_json(ledger.render(await ledger.get(transaction_uuid)))
 
 
+class RetryRequestSchema(StrictSchema):
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
+
+
+class PremiumWriteHandler(BaseHandler):
+    path_parameters = {"premium_uuid": "Uuid of the premium"}
+    operations = {
+        "post": Operation(
+            "Send a premium openIMIS refused again",
+            "transactions",
+            LedgerPremiumSchema,
+            roles=STAFF,
+            body=RetryRequestSchema,
+            example={"reason": "the policy was reopened in openIMIS"},
+            errors=(*BODY, *AUTH, 404, 409),
+            description=(
+                "After the cause was put right in openIMIS (insurance.backend: openimis): "
+                "the write-premiums job sends it again, once it has checked openIMIS does "
+                "not have it already."
+            ),
+        )
+    }
+
+    async def post(self, premium_uuid: str) -> None:
+        identity = await self.require_role(*ROLES)
+        request = self.load_json(RetryRequestSchema)
+        writes = self.settings["services"].premium_writes
+        if writes is None:
+            raise Conflict(
+                "the built-in insurance backend has no premiums to send",
+                code="no_insurance_backend",
+            )
+        retried = await writes.retry(premium_uuid, identity.username, request["reason"])
+        self.write_json(render_premium(retried))
+
+
 # The list of transactions is routed with the debits' handler (which also starts one).
 ROUTES = [
     (r"/api/v1/transactions/([^/]+)", TransactionHandler),
+    (r"/api/v1/premiums/([^/]+)/write", PremiumWriteHandler),
 ]

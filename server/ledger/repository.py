@@ -68,6 +68,18 @@ INDEXES: list[IndexSpec] = [
     (PREMIUMS, [("transaction_uuid", 1)], {"unique": True}),
     (PREMIUMS, [("receipt", 1)], {}),
     (PREMIUMS, [("chf_id", 1), *_NEWEST], {}),
+    # Premiums the insurance backend still has to write (server.ledger.premium_writes).
+    (
+        PREMIUMS,
+        [("insurance_write.state", 1), ("insurance_write.next_at", 1)],
+        {"sparse": True},
+    ),
+    # ... the dashboard's oldest waiting and refused ones, and the refused to review.
+    (
+        PREMIUMS,
+        [("insurance_write.state", 1), ("created_at", 1), ("_id", 1)],
+        {"sparse": True},
+    ),
 ]
 
 
@@ -273,6 +285,13 @@ class TransactionRepository(DocumentRepository[Transaction]):
             raise RuntimeError(f"transaction {transaction_uuid} vanished while settled")
         return recorded
 
+    async def record_policy_status(self, transaction_uuid: str, status: int) -> None:
+        """The policy's status as the insurance backend reported it after the premium."""
+        await self.collection.update_one(
+            {"_id": transaction_uuid, "settlement.status": "settled"},
+            {"$set": {"settlement.policy_status": status}},
+        )
+
     async def unsettled(self, limit: int) -> list[Transaction]:
         """Succeeded transactions whose settlement never finished (e.g. a crash)."""
         cursor = self.collection.find({"status": states.SUCCEEDED, "settlement": None}).limit(limit)
@@ -335,3 +354,92 @@ class PremiumRepository(DocumentRepository[Premium]):
         if existing is None:
             raise RuntimeError(f"premium of {premium['transaction_uuid']} vanished")
         return existing
+
+    # --- writes into the insurance backend (server.ledger.premium_writes) ---
+
+    async def writes_due(self, now: datetime, limit: int) -> list[Premium]:
+        cursor = (
+            self.collection.find(
+                {"insurance_write.state": "pending", "insurance_write.next_at": {"$lte": now}}
+            )
+            .sort([("insurance_write.state", 1), ("insurance_write.next_at", 1)])
+            .limit(limit)
+        )
+        return await cursor.to_list(None)
+
+    async def start_write(
+        self, premium_uuid: str, attempts: int, mutation_id: str, at: datetime, held: datetime
+    ) -> bool:
+        """Claim the next attempt (compare-and-set on the attempts made), before the
+        premium is sent: a run cut off after sending leaves the count, and the next run
+        asks the backend whether the premium is there before sending it again. No other
+        run takes the premium before `held` (the longest an attempt can take)."""
+        claimed = await self.collection.update_one(
+            {"_id": premium_uuid, "insurance_write.attempts": attempts},
+            {
+                "$set": {
+                    "insurance_write.attempts": attempts + 1,
+                    "insurance_write.mutation_id": mutation_id,
+                    "insurance_write.attempted_at": at,
+                    "insurance_write.next_at": held,
+                }
+            },
+        )
+        return claimed.modified_count == 1
+
+    async def write_later(
+        self,
+        premium_uuid: str,
+        next_at: datetime,
+        failures: int,
+        error: str | None,
+        follows: int = 0,
+    ) -> None:
+        """Tried again at `next_at`; `follows`: looks in a row at an unfinished attempt."""
+        await self.collection.update_one(
+            {"_id": premium_uuid, "insurance_write.state": "pending"},
+            {
+                "$set": {
+                    "insurance_write.next_at": next_at,
+                    "insurance_write.failures": failures,
+                    "insurance_write.last_error": error,
+                    "insurance_write.follows": follows,
+                }
+            },
+        )
+
+    async def write_ended(
+        self, premium_uuid: str, changes: dict[str, Any], from_states: tuple[str, ...]
+    ) -> None:
+        """Written or refused: no longer due. Only from `from_states`: a premium found
+        written after it was refused (a late attempt landed) is written."""
+        await self.collection.update_one(
+            {"_id": premium_uuid, "insurance_write.state": {"$in": list(from_states)}},
+            {
+                "$set": {f"insurance_write.{key}": value for key, value in changes.items()},
+                "$unset": {"insurance_write.next_at": ""},
+            },
+        )
+
+    async def write_figures(self) -> dict[str, Any]:
+        """How many premiums wait for the backend (and since when), how many it refused."""
+        groups = await self.store.aggregate(
+            PREMIUMS,
+            [
+                {"$match": {"insurance_write.state": {"$in": ["pending", "refused"]}}},
+                {
+                    "$group": {
+                        "_id": "$insurance_write.state",
+                        "count": {"$sum": 1},
+                        "oldest_at": {"$min": "$created_at"},
+                    }
+                },
+            ],
+        )
+        by_state = {group["_id"]: group for group in groups}
+        pending = by_state.get("pending", {})
+        return {
+            "waiting": pending.get("count", 0),
+            "oldest_at": pending.get("oldest_at"),
+            "refused": by_state.get("refused", {}).get("count", 0),
+        }

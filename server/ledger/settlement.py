@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
+from server.insurance.backend import BuiltInBackend, InsuranceBackend
 from server.insurance.documents import Policy
 from server.insurance.repository import PolicyRepository
 from server.kernel.clock import Clock
@@ -41,12 +42,14 @@ class Settlement:
         policies: PolicyRepository,
         clock: Clock,
         notice: PremiumNotice | None = None,
+        backend: InsuranceBackend | None = None,
     ) -> None:
         self.transactions = transactions
         self.premiums = premiums
         self.policies = policies
         self.clock = clock
         self.notice = notice
+        self.backend: InsuranceBackend = backend or BuiltInBackend()
 
     async def settle(self, transaction: Transaction, policy: Policy | None = None) -> Transaction:
         """Settle a succeeded transaction; returns the transaction with its settlement.
@@ -80,7 +83,11 @@ class Settlement:
             return policy
         effective = max(paid_at, policy["start_date"])
         activated = await self.policies.activate(
-            policy["_id"], transaction["_id"], effective, self.clock.now()
+            policy["_id"],
+            transaction["_id"],
+            effective,
+            self.clock.now(),
+            self.backend.activation_fields(),
         )
         if activated is not None:
             return activated
@@ -117,7 +124,14 @@ class Settlement:
             "created_at": now,
         }
         premium = await self.premiums.insert_once(
-            cast(documents.Premium, {**self._notice(transaction, settlement, policy), **made})
+            cast(
+                documents.Premium,
+                {
+                    **self._notice(transaction, settlement, policy),
+                    **self.backend.premium_fields(now),
+                    **made,
+                },
+            )
         )
         log.info(
             "settled transaction=%s policy=%s premium=%s",

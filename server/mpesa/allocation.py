@@ -86,6 +86,7 @@ class Allocation:
         if not bill_ref:
             return AccountMatch(None, [], [])
         joined = (TRANSACTIONS,) if with_transactions else ()
+        await self.policies.refresh(bill_ref)
         insuree, idle, others = await self.insurees.with_idle_policies(bill_ref, joined)
         # The aggregate answers plain dicts: the insuree's transactions, as stored.
         transactions = cast(list[Transaction], others.get(TRANSACTIONS, []))

@@ -72,9 +72,17 @@ def _iso(value: datetime | None) -> str | None:
 
 
 class Dashboard:
-    def __init__(self, store: Store, clock: Clock, channels: Sequence[Channel]) -> None:
-        """`channels`: the registered ones, in the order the dashboard lists them."""
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        channels: Sequence[Channel],
+        insurance_backend: str = "builtin",
+    ) -> None:
+        """`channels`: the registered ones, in the order the dashboard lists them;
+        `insurance_backend`: where premiums go (server.insurance.backend)."""
         self.store = store
+        self.insurance_backend = insurance_backend
         self.clock = clock
         self.stuck_after = stuck_after(channels)
         # Unknown debits of a channel with a status call are the janitor's until it has
@@ -106,6 +114,7 @@ class Dashboard:
         return {
             "window": {"from": _iso(start), "to": _iso(end), "bucket": bucket},
             "channels": self.channels,
+            "insurance_backend": self.insurance_backend,
             "currency": currency,
             "totals": _totals(succeeded),
             "by_channel": _by_channel(rows),
@@ -240,6 +249,13 @@ class Dashboard:
                     "received_at": _iso(item["received_at"]),
                 },
             ),
+            # Premiums settled here that openIMIS does not have yet, and those it refused.
+            "premiums_waiting": await self._oldest(
+                "premiums", {"insurance_write.state": "pending", **money}, "created_at", _premium
+            ),
+            "premiums_refused": await self._oldest(
+                "premiums", {"insurance_write.state": "refused", **money}, "created_at", _premium
+            ),
             # Any currency: a gap in the M-Pesa pull that only a statement closes.
             "mpesa_pull_overdue": await overdue_pulls(self.store, now),
         }
@@ -329,6 +345,23 @@ def _call_error(call: dict[str, Any] | None) -> dict[str, Any] | None:
     if call is None:
         return None
     return {"at": _iso(call["at"]), "message": call["error"], "outcome": call["outcome"]}
+
+
+def _premium(item: dict[str, Any]) -> dict[str, Any]:
+    write = item["insurance_write"]
+    return {
+        "uuid": item["_id"],
+        "transaction_uuid": item["transaction_uuid"],
+        "policy_uuid": item["policy_uuid"],
+        "chf_id": item["chf_id"],
+        "amount": format_amount(item["amount"], item["currency"]),
+        "currency": item["currency"],
+        "receipt": item["receipt"],
+        "created_at": _iso(item["created_at"]),
+        "attempts": write.get("attempts", 0),
+        "last_error": write.get("last_error"),
+        "refusal": write.get("refusal"),
+    }
 
 
 def _review_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -542,12 +575,33 @@ class FailedInboxAttentionSchema(Schema):
     oldest = answers.list_of(FailedInboxItemSchema)
 
 
+class PremiumWaitingSchema(Schema):
+    uuid = answers.text()
+    transaction_uuid = answers.text()
+    policy_uuid = answers.text()
+    chf_id = answers.text()
+    amount = answers.amount()
+    currency = answers.text()
+    receipt = answers.text()
+    created_at = answers.stamp()
+    attempts = answers.count()
+    last_error = answers.text(nullable=True)  # why the last attempt did not get through
+    refusal = answers.text(nullable=True)  # openIMIS's message, for a refused one
+
+
+class PremiumsWaitingSchema(Schema):
+    count = answers.count()
+    oldest = answers.list_of(PremiumWaitingSchema)
+
+
 class AttentionSchema(Schema):
     c2b_unmatched = answers.nested(UnmatchedAttentionSchema)
     c2b_needs_review = answers.nested(ReviewAttentionSchema)
     stuck_debits = answers.nested(StuckDebitAttentionSchema)
     failed_inbox = answers.nested(FailedInboxAttentionSchema)
     mpesa_pull_overdue = answers.nested(PullOverdueAttentionSchema)
+    premiums_waiting = answers.nested(PremiumsWaitingSchema)
+    premiums_refused = answers.nested(PremiumsWaitingSchema)
 
 
 class LastErrorSchema(Schema):
@@ -594,6 +648,7 @@ class DashboardSchema(Schema):
 
     window = answers.nested(DashboardWindowSchema)
     channels = answers.list_of(ChannelSchema)
+    insurance_backend = answers.one_of(("builtin", "openimis"))
     currency = answers.text(nullable=True)
     totals = answers.list_of(CurrencyTotalSchema)
     by_channel = answers.list_of(ChannelFigureSchema)

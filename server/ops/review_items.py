@@ -1,6 +1,7 @@
 """What waits for an operator's look, in one list: paybill payments flagged for review
-(a redelivery or a provider's record that differs, a receipt check that disagrees) and
-inbox entries that need review, failed or conflict, newest first.
+(a redelivery or a provider's record that differs, a receipt check that disagrees),
+inbox entries that need review, failed or conflict, and premiums the insurance backend
+(openIMIS) refused, newest first.
 
 The two sources are read in order from their indexes and merged as they stream, so a
 page costs at most `offset + limit` documents of each and keeps only `limit` of them."""
@@ -17,8 +18,18 @@ from marshmallow import fields, validate
 from server.inbox.repository import CONFLICT, FAILED, INBOX, NEEDS_REVIEW
 from server.kernel.schemas import StrictSchema
 from server.kernel.store import Store
+from server.ledger.premium_writes import REFUSED
+from server.ledger.repository import PREMIUMS
 from server.mpesa import repository as payments
-from server.ops.desk_items import INBOX_ENTRY, PAYMENT, DeskItemSchema, inbox_item, payment_item
+from server.ops.desk_items import (
+    INBOX_ENTRY,
+    PAYMENT,
+    PREMIUM,
+    DeskItemSchema,
+    inbox_item,
+    payment_item,
+    premium_item,
+)
 from server.web import answer_schemas as answers
 
 REVIEW_STATUSES = (NEEDS_REVIEW, FAILED, CONFLICT)
@@ -30,7 +41,8 @@ Stream = AsyncGenerator[Item, None]
 
 class ReviewQuerySchema(StrictSchema):
     kind = fields.String(
-        validate=validate.OneOf((PAYMENT, INBOX_ENTRY)), metadata={"description": "only these"}
+        validate=validate.OneOf((PAYMENT, INBOX_ENTRY, PREMIUM)),
+        metadata={"description": "only these"},
     )
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=100))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
@@ -58,6 +70,7 @@ class ReviewItems:
         sources: dict[str, tuple[str, dict[str, Any], str, str]] = {
             PAYMENT: (payments.PAYMENTS, payments.NEEDS_REVIEW, "trans_time", "trans_id"),
             INBOX_ENTRY: (INBOX, {"status": {"$in": list(REVIEW_STATUSES)}}, "received_at", "_id"),
+            PREMIUM: (PREMIUMS, {"insurance_write.state": REFUSED}, "created_at", "_id"),
         }
         chosen = [source for name, source in sources.items() if kind in (None, name)]
         total = 0
@@ -108,6 +121,9 @@ def _render(collection: str, document: Mapping[str, Any]) -> dict[str, Any]:
     if collection == payments.PAYMENTS:
         flags = [flag for flag in document.get("review", []) if "dismissed_at" not in flag]
         return {**payment_item(document), "reasons": [flag["reason"] for flag in flags]}
+    if collection == PREMIUMS:
+        refusal = document["insurance_write"].get("refusal", "")
+        return {**premium_item(document), "reasons": [f"refused by openIMIS: {refusal}"]}
     return {**inbox_item(document), "reasons": [_entry_reason(document)]}
 
 

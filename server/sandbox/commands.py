@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from server.insurance.settings import BUILT_IN, OPENIMIS
 from server.integrations.transport import ProviderError
 from server.startup import cli
 from server.startup.cli import Command, run_until_signalled
@@ -27,7 +28,14 @@ def _sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         "--port",
         type=int,
         default=8080,
-        help="gateway port; the Daraja simulator gets PORT+1, Qmoney PORT+2",
+        help="gateway port; the Daraja simulator gets PORT+1, Qmoney PORT+2, openIMIS PORT+3",
+    )
+    parser.add_argument(
+        "--insurance",
+        choices=(BUILT_IN, OPENIMIS),
+        default=BUILT_IN,
+        help="where insurees, policies and premiums are kept: the gateway's own collections, "
+        "or the openIMIS simulator (demo data there; premiums written into it)",
     )
 
 
@@ -56,7 +64,10 @@ async def run_sandbox(args: argparse.Namespace) -> int:
 
     print("starting the sandbox...", flush=True)
     sandbox = await start_sandbox(
-        args.host, args.port, progress=lambda step: print(f"  {step}", flush=True)
+        args.host,
+        args.port,
+        progress=lambda step: print(f"  {step}", flush=True),
+        insurance=args.insurance,
     )
     await run_until_signalled(sandbox.stop, summary(sandbox))
     print("sandbox stopped")

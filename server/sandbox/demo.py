@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -95,36 +96,98 @@ class DemoData:
     stk_cancel_policy: Policy
 
 
-async def seed(services: Services, today: date) -> DemoData:
-    """Created through the same schemas and services as the admin API."""
+# Each demo insuree with the product of its idle policy.
+DEMO_INSUREES = (
+    (QMONEY_INSUREE, "BASIC-GMD"),
+    (PROVIDER_INSUREE, "BASIC-GMD"),
+    *((insuree, "BASIC-KES") for insuree in MPESA_INSUREES),
+    (STK_INSUREE, "BASIC-KES"),
+    (STK_CANCEL_INSUREE, "BASIC-KES"),
+)
+
+# Seeds openIMIS (the simulator's seed: products, insurees, policies) and answers it.
+OpenimisSeed = Callable[[dict[str, Any]], Mapping[str, Any]]
+
+
+async def seed(services: Services, today: date, openimis: OpenimisSeed | None = None) -> DemoData:
+    """Created through the same schemas and services as the admin API; with `openimis`,
+    the insurees and policies are made in openIMIS (whose amounts are all in
+    openimis.currency, so the demo PSPs take that currency) and read from it."""
     for username, password, role in USERS:
         await services.auth.create_user(username, password, role)
+    if openimis is None:
+        policies = await _own_policies(services, today)
+        psps = (QMONEY_PSP, PROVIDER_PSP)
+    else:
+        policies = await _openimis_policies(services, today, openimis)
+        currency = policies[0]["currency"]
+        psps = ({**QMONEY_PSP, "currency": currency}, {**PROVIDER_PSP, "currency": currency})
+    by_number = {policy["chf_id"]: policy for policy in policies}
+    return DemoData(
+        qmoney_psp=await services.psps.create(PspCreateSchema().load(psps[0])),
+        qmoney_policy=by_number[QMONEY_INSUREE["chf_id"]],
+        provider_psp=await services.psps.create(PspCreateSchema().load(psps[1])),
+        provider_policy=by_number[PROVIDER_INSUREE["chf_id"]],
+        stk_policy=by_number[STK_INSUREE["chf_id"]],
+        stk_cancel_policy=by_number[STK_CANCEL_INSUREE["chf_id"]],
+    )
+
+
+async def _own_policies(services: Services, today: date) -> list[Policy]:
     for product in PRODUCTS:
         await services.products.create(ProductCreateSchema().load(product))
-
-    async def insuree_with_policy(insuree: dict[str, str], product: str) -> Policy:
+    made = []
+    for insuree, code in DEMO_INSUREES:
         await services.insurees.create(InsureeCreateSchema().load(insuree))
-        return await services.policies.create(
-            PolicyCreateSchema().load(
+        made.append(
+            await services.policies.create(
+                PolicyCreateSchema().load(
+                    {
+                        "chf_id": insuree["chf_id"],
+                        "product_code": code,
+                        "start_date": today.isoformat(),
+                    }
+                )
+            )
+        )
+    return made
+
+
+async def _openimis_policies(
+    services: Services, today: date, openimis: OpenimisSeed
+) -> list[Policy]:
+    prices = {product["code"]: product["price"] for product in PRODUCTS}
+    openimis(
+        {
+            "products": [
+                {"code": product["code"], "name": product["name"], "lump_sum": product["price"]}
+                for product in PRODUCTS
+            ],
+            "insurees": [
+                {
+                    "chf_id": insuree["chf_id"],
+                    "last_name": insuree["last_name"],
+                    "other_names": insuree["first_name"],
+                    "phone": insuree["phone"],
+                }
+                for insuree, _ in DEMO_INSUREES
+            ],
+            "policies": [
                 {
                     "chf_id": insuree["chf_id"],
                     "product_code": product,
+                    "value": prices[product],
                     "start_date": today.isoformat(),
                 }
-            )
-        )
-
-    qmoney_policy = await insuree_with_policy(QMONEY_INSUREE, "BASIC-GMD")
-    provider_policy = await insuree_with_policy(PROVIDER_INSUREE, "BASIC-GMD")
-    for insuree in MPESA_INSUREES:
-        await insuree_with_policy(insuree, "BASIC-KES")
-    stk_policy = await insuree_with_policy(STK_INSUREE, "BASIC-KES")
-    stk_cancel_policy = await insuree_with_policy(STK_CANCEL_INSUREE, "BASIC-KES")
-    return DemoData(
-        qmoney_psp=await services.psps.create(PspCreateSchema().load(QMONEY_PSP)),
-        qmoney_policy=qmoney_policy,
-        provider_psp=await services.psps.create(PspCreateSchema().load(PROVIDER_PSP)),
-        provider_policy=provider_policy,
-        stk_policy=stk_policy,
-        stk_cancel_policy=stk_cancel_policy,
+                for insuree, product in DEMO_INSUREES
+            ],
+        }
     )
+    # openIMIS has no field for a Qmoney wallet: the gateway keeps it on its copy.
+    await services.insurees.get(QMONEY_INSUREE["chf_id"])
+    await services.insurees.update(QMONEY_INSUREE["chf_id"], {"wallet": QMONEY_INSUREE["wallet"]})
+    read = []
+    for insuree, _ in DEMO_INSUREES:
+        [policy] = await services.policies.idle_of(insuree["chf_id"])
+        read.append(policy)
+    return read

@@ -11,11 +11,12 @@ import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from server.insurance.documents import Policy
+from server.insurance.settings import BUILT_IN, OPENIMIS
 from server.integrations.transport import CallLog, ProviderRejected, ProviderUnavailable
 from server.jobs.settings import JobsSettings
 from server.kernel.clock import Clock
@@ -39,7 +40,6 @@ from server.sandbox.demo_history import History, seed_history
 from server.startup.config import Settings, env_name, load_settings
 from server.startup.listen import listen, listen_error
 from server.startup.runtime import Gateway, start_gateway
-from simulators.common import SimulatorServer
 from simulators.daraja import (
     SANDBOX_CERTIFICATE_PATH,
     SANDBOX_PASSKEY,
@@ -47,6 +47,7 @@ from simulators.daraja import (
     DarajaSimSettings,
     DarajaSimulator,
 )
+from simulators.openimis import OpenimisSimSettings, OpenimisSimulator
 from simulators.qmoney import QmoneySimSettings, QmoneySimulator
 from simulators.sms import SmsSimSettings, SmsSimulator
 
@@ -65,6 +66,17 @@ DEMO_PAYMENTS = (
     ("070707070", "500.00"),
     (MISTYPED_ACCOUNT, "1500.00"),
 )
+# Beside openIMIS every policy is in openimis.currency: the Gambian insuree's payment
+# would settle the policy the Qmoney walkthrough debits, so it is not made.
+CURRENCY_DEMO_ACCOUNT = "070707070"
+
+
+def demo_payments(settings: Settings) -> tuple[tuple[str, str], ...]:
+    if settings.insurance.backend == BUILT_IN:
+        return DEMO_PAYMENTS
+    return tuple(item for item in DEMO_PAYMENTS if item[0] != CURRENCY_DEMO_ACCOUNT)
+
+
 DEMO_MSISDN = "254708374149"
 # The simulator's magic payer whose confirmation is never delivered.
 NEVER_DELIVERED_MSISDN = "254700000103"
@@ -114,18 +126,23 @@ class Sandbox:
     session: aiohttp.ClientSession
     demo: DemoData | None = None
     allocatable: Allocatable | None = None
+    # With `--insurance openimis`: the openIMIS simulator the gateway is pointed at.
+    openimis: OpenimisSimulator | None = None
 
     async def stop(self) -> None:
         await self.gateway.stop()
         await self.daraja.stop()
         await self.qmoney.stop()
         await self.sms.stop()
+        if self.openimis is not None:
+            await self.openimis.stop()
         await self.session.close()
 
 
-def sandbox_settings(host: str, port: int) -> Settings:
+def sandbox_settings(host: str, port: int, insurance: str = BUILT_IN) -> Settings:
     """Sandbox settings: gateway on `port`, Daraja simulator on `port + 1`, Qmoney
-    simulator on `port + 2`. `port=0` (tests) gives every part a free port."""
+    simulator on `port + 2`, with `insurance` openimis the openIMIS simulator on
+    `port + 3`. `port=0` (tests) gives every part a free port."""
     settings = load_settings(sandbox=True)
 
     def url(offset: int) -> str:
@@ -152,6 +169,8 @@ def sandbox_settings(host: str, port: int) -> Settings:
             send_interval_seconds=SANDBOX_SMS_INTERVAL_SECONDS,
         ),
         jobs=short_job_intervals(settings.jobs, os.environ),
+        insurance=replace(settings.insurance, backend=insurance),
+        openimis=replace(settings.openimis, url=url(3)),
     )
 
 
@@ -169,9 +188,12 @@ def short_job_intervals(jobs: JobsSettings, env: Mapping[str, str]) -> JobsSetti
 
 
 async def start_sandbox(
-    host: str = "127.0.0.1", port: int = 8080, progress: Callable[[str], None] = lambda _: None
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    progress: Callable[[str], None] = lambda _: None,
+    insurance: str = BUILT_IN,
 ) -> Sandbox:
-    settings = sandbox_settings(host, port)
+    settings = sandbox_settings(host, port, insurance)
     sockets = listen(host, port, "the gateway")
     # The gateway's own address as the simulators call it back (M-Pesa Express prompts
     # carry it, SMS delivery reports go to it), known once its socket is bound.
@@ -196,7 +218,19 @@ async def start_sandbox(
             merchant_pin=QMONEY_PSP["pin"],
         )
     )
+    openimis = (
+        OpenimisSimulator(
+            OpenimisSimSettings(users={settings.openimis.username: settings.openimis.password})
+        )
+        if insurance == OPENIMIS
+        else None
+    )
     try:
+        if openimis is not None:
+            openimis_url = await start_simulator(
+                openimis, host, port + 3 if port else 0, "the openIMIS simulator"
+            )
+            settings = replace(settings, openimis=replace(settings.openimis, url=openimis_url))
         daraja_url = await start_simulator(
             daraja, host, port + 1 if port else 0, "the Daraja simulator"
         )
@@ -216,27 +250,37 @@ async def start_sandbox(
         await daraja.stop()
         await qmoney.stop()
         await sms.stop()
+        if openimis is not None:
+            await openimis.stop()
         _close(sockets)
         raise
     settings = replace(
         settings, server=replace(settings.server, port=gateway.port, public_url=gateway.url)
     )
-    sandbox = Sandbox(settings, gateway, daraja, qmoney, sms, aiohttp.ClientSession())
+    sandbox = Sandbox(
+        settings, gateway, daraja, qmoney, sms, aiohttp.ClientSession(), openimis=openimis
+    )
     try:
-        sandbox.demo = await seed(gateway.services, date.today())
-        progress("demo data: users, products, insurees, policies, PSPs")
-        with _staged_failures_off_the_console():
-            await seed_history(
-                History(
-                    settings,
-                    gateway.services.store,
-                    gateway.providers,
-                    sandbox.session,
-                    qmoney_url,
-                    sandbox.demo,
-                ),
-                progress,
-            )
+        sandbox.demo = await seed(
+            gateway.services, date.today(), None if openimis is None else openimis.seed
+        )
+        if openimis is None:
+            progress("demo data: users, products, insurees, policies, PSPs")
+            with _staged_failures_off_the_console():
+                await seed_history(
+                    History(
+                        settings,
+                        gateway.services.store,
+                        gateway.providers,
+                        sandbox.session,
+                        qmoney_url,
+                        sandbox.demo,
+                    ),
+                    progress,
+                )
+        else:
+            # The demo history is made with the gateway's own insurees: none here.
+            progress("demo data: users and PSPs here; insurees and policies in openIMIS")
         client = daraja_client(settings, sandbox.session, gateway.providers.calls)
         registration = await register_callback_urls(
             settings.server.public_url, settings.daraja, settings.c2b, client
@@ -257,6 +301,19 @@ async def start_sandbox(
     return sandbox
 
 
+def _openimis_line(sandbox: Sandbox) -> str:
+    """The summary's line for the openIMIS simulator, when the sandbox runs one."""
+    if sandbox.openimis is None:
+        return ""
+    settings = sandbox.settings.openimis
+    return (
+        f"  openIMIS simulator {settings.url}  (GraphQL at /api/graphql, user "
+        f"{settings.username} / {settings.password}; the insurees and policies are there, "
+        "and each premium the gateway settles is written there within seconds by "
+        "write-premiums; control API under /_sim/)\n"
+    )
+
+
 def stk_passkeys(settings: Settings) -> dict[str, str]:
     """The M-Pesa Express shortcodes the sandbox's Daraja simulator knows: 600984 and
     174379 with Daraja's published sandbox passkey (what the gateway's sandbox settings
@@ -269,7 +326,11 @@ def stk_passkeys(settings: Settings) -> dict[str, str]:
     }
 
 
-async def start_simulator(simulator: SimulatorServer, host: str, port: int, what: str) -> str:
+class Startable(Protocol):
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str: ...
+
+
+async def start_simulator(simulator: Startable, host: str, port: int, what: str) -> str:
     """Start a simulator; a port it cannot have is one line naming it (StartupError)."""
     try:
         return await simulator.start(host, port)
@@ -298,7 +359,8 @@ def _staged_failures_off_the_console() -> Iterator[None]:
 
 async def _make_demo_payments(settings: Settings, client: DarajaClient, gateway: Gateway) -> None:
     _, before = await gateway.services.c2b.list_payments({}, 1, 0)
-    for account, amount in DEMO_PAYMENTS:
+    payments = demo_payments(settings)
+    for account, amount in payments:
         await client.simulate_payment(
             settings.daraja.shortcode,
             amount,
@@ -309,7 +371,7 @@ async def _make_demo_payments(settings: Settings, client: DarajaClient, gateway:
     async with asyncio.timeout(ARRIVAL_TIMEOUT_SECONDS):
         while True:
             _, stored = await gateway.services.c2b.list_payments({}, 1, 0)
-            if stored >= before + len(DEMO_PAYMENTS):
+            if stored >= before + len(payments):
                 return
             await asyncio.sleep(0.05)
 
@@ -665,7 +727,7 @@ Sandbox is running (in-memory store: everything is lost on exit).
 control API under /_sim/)
   SMS simulator      {settings.notifications.base_url}  (Africa's Talking: the payers' SMS \
 receipts, /_sim/outbox/<number>)
-  Callback URLs      {validation_url}
+{_openimis_line(sandbox)}  Callback URLs      {validation_url}
                      {confirmation_url}
                      {stk_url}  (M-Pesa Express results)
 
@@ -674,12 +736,13 @@ receipts, /_sim/outbox/<number>)
   Demo data: insurees with idle policies: {QMONEY_INSUREE["chf_id"]} (Qmoney wallet \
 {QMONEY_INSUREE["wallet"]}, {format_amount(policy["value"], policy["currency"])} \
 {policy["currency"]}),
-  {demo.provider_policy["chf_id"]} (for the payment provider, GMD), \
+  {demo.provider_policy["chf_id"]} (for the payment provider, \
+{demo.provider_policy["currency"]}), \
 {", ".join(item["chf_id"] for item in MPESA_INSUREES)} (M-Pesa, 1500.00 KES),
   {stk["chf_id"]} and {demo.stk_cancel_policy["chf_id"]} (M-Pesa Express, phones \
 {STK_INSUREE["phone"]} and {STK_CANCEL_PHONE}, {stk_amount} {stk["currency"]});
-  {len(DEMO_PAYMENTS)} paybill payments made through the Daraja simulator (one settled, \
-three unmatched).
+  {len(demo_payments(settings))} paybill payments made through the Daraja simulator \
+(one settled, {len(demo_payments(settings)) - 1} unmatched).
 
 Reconciliation: a paybill payment whose confirmation M-Pesa never sends (payer
 {NEVER_DELIVERED_MSISDN}, a magic number of the simulator) is found by the M-Pesa pull

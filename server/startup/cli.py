@@ -38,7 +38,7 @@ from server.reconciliation.statements import KINDS, MPESA, PSP, Problem
 from server.startup import workers
 from server.startup.config import ConfigError, Settings, load_settings
 from server.startup.export_command import export_arguments, write_export
-from server.startup.jobs import CHECK_DEBITS, JOB_NAMES, job_runner
+from server.startup.jobs import JOB_NAMES, job_runner
 from server.startup.listen import StartupError, listen, reachable_store
 from server.startup.runtime import start_gateway
 from server.startup.services import (
@@ -388,15 +388,15 @@ async def run_run_job(args: argparse.Namespace) -> int:
     settings = load_settings()
     _require_mongodb(settings, "run-job")
     store = await _reachable_store(settings)
-    # check-debits asks providers about debits: the one job that calls out.
-    providers = open_provider_clients() if args.name == CHECK_DEBITS else None
+    # A job may call out (a debit's status, M-Pesa's records, an SMS, openIMIS): every
+    # run has the providers' session, as in the gateway.
+    providers = open_provider_clients()
     try:
         await store.ensure_indexes(indexes(settings))
         runner = job_runner(settings.jobs, _services(settings, store, providers), Clock())
         report = await runner.run_now(args.name)
     finally:
-        if providers is not None:
-            await providers.close()
+        await providers.close()
         await store.close()
     if report.outcome == SKIPPED:
         print(

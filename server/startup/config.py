@@ -23,6 +23,7 @@ import yaml
 from cryptography.fernet import Fernet
 
 from server.auth.settings import AuthSettings
+from server.insurance.settings import InsuranceSettings, OpenimisSettings
 from server.jobs.settings import JobsSettings
 from server.kernel.settings import (
     LoggingSettings,
@@ -59,6 +60,8 @@ class Settings:
     c2b: C2BSettings = field(default_factory=C2BSettings)
     qmoney: QmoneySettings = field(default_factory=QmoneySettings)
     psp_api: PspApiSettings = field(default_factory=PspApiSettings)
+    insurance: InsuranceSettings = field(default_factory=InsuranceSettings)
+    openimis: OpenimisSettings = field(default_factory=OpenimisSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
@@ -84,6 +87,8 @@ SANDBOX_SECRETS: dict[str, dict[str, str]] = {
     },
     "c2b": {"callback_secret": "sandbox-callback"},
     "qmoney": {"channel_secret": "sandbox-channel-secret", "password": "sandbox-qmoney"},
+    # The password of the API user the sandbox's openIMIS simulator is started with.
+    "openimis": {"password": "sandbox-openimis"},
     # base64 of "sandbox-only-pin-key-not-secret!": a valid Fernet key, public on purpose.
     "security": {"pin_key": "c2FuZGJveC1vbmx5LXBpbi1rZXktbm90LXNlY3JldCE="},
     # The key the bundled SMS simulator accepts, and the delivery reports' path segment.
@@ -96,6 +101,7 @@ SANDBOX_SECRETS: dict[str, dict[str, str]] = {
 # Non-secret values the sandbox fixes so it matches its bundled simulators.
 SANDBOX_VALUES: dict[str, dict[str, str]] = {
     "qmoney": {"channel_id": "sandbox-channel", "username": "14001502"},
+    "openimis": {"username": "gateway"},
     "daraja": {"initiator": "testapi"},
     "notifications": {"username": "sandbox", "sender_id": "NHIA"},
 }

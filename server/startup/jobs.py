@@ -19,6 +19,7 @@ REPLAY_INBOX = "replay-inbox"
 MPESA_PULL = "mpesa-pull"
 JANITOR = "janitor"
 SEND_NOTIFICATIONS = "send-notifications"
+WRITE_PREMIUMS = "write-premiums"
 JOB_NAMES = (
     EXPIRE_DEBITS,
     FINISH_SETTLEMENTS,
@@ -27,6 +28,7 @@ JOB_NAMES = (
     JANITOR,
     MPESA_PULL,
     SEND_NOTIFICATIONS,
+    WRITE_PREMIUMS,
 )
 
 # Inbox entries younger than this may still be in their own processing: replay leaves them.
@@ -56,6 +58,11 @@ def gateway_jobs(settings: JobsSettings, services: Services) -> list[Job]:
 
     def every(seconds: float) -> timedelta:
         return timedelta(seconds=seconds)
+
+    async def write_premiums() -> Summary:
+        if services.premium_writes is None:  # the built-in backend: nothing to write
+            return {"handled": 0}
+        return await services.premium_writes.run()
 
     return [
         Job(
@@ -88,6 +95,8 @@ def gateway_jobs(settings: JobsSettings, services: Services) -> list[Job]:
         # The payers' SMS receipts that are due (new, to try again, or whose answer was
         # lost and no delivery report came), every notifications.send_interval_seconds.
         Job(SEND_NOTIFICATIONS, services.sms.interval, services.sms.send_due),
+        # Premiums settled here and not yet in openIMIS (insurance.backend: openimis).
+        Job(WRITE_PREMIUMS, every(settings.write_premiums_interval_seconds), write_premiums),
     ]
 
 

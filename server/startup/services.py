@@ -24,7 +24,16 @@ from server.inbox import repository as inbox_repository
 from server.inbox.dismissal import InboxDismissal
 from server.inbox.replay import InboxReplay
 from server.insurance import repository as insurance_repository
+from server.insurance.backend import (
+    BuiltInBackend,
+    InsuranceBackend,
+    OpenimisBackend,
+    OpenimisPremiums,
+    PremiumDestination,
+)
+from server.insurance.openimis_client import OpenimisClient
 from server.insurance.service import InsureeService, PolicyService, ProductService
+from server.insurance.settings import OPENIMIS, OpenimisSettings
 from server.integrations.notifications import Notifier
 from server.integrations.transport import CallLog
 from server.jobs import history as job_history
@@ -38,6 +47,7 @@ from server.kernel.money import parse_amount
 from server.kernel.store import IndexSpec, Store, expiring_index
 from server.ledger import repository as ledger_repository
 from server.ledger.incoming import IncomingPayments
+from server.ledger.premium_writes import Backoff, PremiumWrites
 from server.ledger.service import LedgerService
 from server.ledger.settlement import Settlement
 from server.mpesa import initiator, recovered
@@ -81,6 +91,7 @@ from server.qmoney.adapter import QmoneyDebits
 from server.reconciliation import items as reconciliation_items
 from server.reconciliation import statement_store
 from server.reconciliation import view as reconciliation_view
+from server.reconciliation.openimis_check import OpenimisPremiumCheck
 from server.reconciliation.pull import PullReconciler, PullStateRepository
 from server.reconciliation.statement_import import StatementImport
 from server.reconciliation.view import ReconciliationView
@@ -183,6 +194,10 @@ class Services:
     insurees: InsureeService
     products: ProductService
     policies: PolicyService
+    # The premiums waiting for the insurance backend, and the check of a period's
+    # premiums against it: None with the built-in one.
+    premium_writes: PremiumWrites | None
+    openimis_check: OpenimisPremiumCheck | None
     psps: PspService
     ledger: LedgerService
     settlement: Settlement
@@ -313,6 +328,41 @@ def mpesa_reconciliation(
     return checks, pull
 
 
+def attempt_limit(openimis: OpenimisSettings) -> timedelta:
+    """The longest one premium's attempt can take: its policy read, receipt check and
+    createPremium, each within the timeout (a login before them), then the mutation's
+    deadline, and a margin."""
+    return timedelta(seconds=5 * openimis.timeout_seconds + openimis.mutation_deadline_seconds + 30)
+
+
+def openimis_client(
+    settings: Settings, providers: ProviderClients | None, clock: Clock
+) -> OpenimisClient | None:
+    """openIMIS's client when it is the insurance backend and calls can be made."""
+    if settings.insurance.backend != OPENIMIS or providers is None:
+        return None
+    return OpenimisClient(providers.session, settings.openimis, clock, providers.calls)
+
+
+def insurance_backend(
+    settings: Settings,
+    client: OpenimisClient | None,
+    insurees: insurance_repository.InsureeRepository,
+    policies: insurance_repository.PolicyRepository,
+    clock: Clock,
+) -> tuple[InsuranceBackend, PremiumDestination | None]:
+    """The backend behind the insurees and policies (server.insurance.backend), and where
+    premiums are written when it is not the gateway's own collections. The command-line
+    tasks that open no provider session read the mirror as it is, and still leave every
+    premium they settle for the write-premiums job."""
+    if settings.insurance.backend != OPENIMIS:
+        return BuiltInBackend(), None
+    backend = OpenimisBackend(client, insurees, policies, settings.openimis, clock)
+    if client is None:
+        return backend, None
+    return backend, OpenimisPremiums(client, policies, settings.openimis, clock)
+
+
 def auth_service(
     settings: Settings, store: Store, users: UserRepository, clock: Clock, metrics: Metrics
 ) -> AuthService:
@@ -354,9 +404,13 @@ def build_services(
     background = BackgroundTasks() if background is None else background  # empty is falsy
     users = UserRepository(store)
     insuree_repository = insurance_repository.InsureeRepository(store)
-    insurees = InsureeService(insuree_repository, clock)
-    products = ProductService(insurance_repository.ProductRepository(store), clock)
     policy_repository = insurance_repository.PolicyRepository(store)
+    client = openimis_client(settings, providers, clock)
+    backend, destination = insurance_backend(
+        settings, client, insuree_repository, policy_repository, clock
+    )
+    insurees = InsureeService(insuree_repository, clock, backend)
+    products = ProductService(insurance_repository.ProductRepository(store), clock)
     policies = PolicyService(policy_repository, insurees, products, clock)
     psp_documents = psp_repository.PspRepository(store)
     psps = PspService(psp_documents, users, PinCipher(settings.security.pin_key), clock)
@@ -375,12 +429,29 @@ def build_services(
         phone_channels=(C2B_CHANNEL, StkDebits.channel),
         notice_sources=NOTICE_SOURCES,
     )
+    premium_documents = ledger_repository.PremiumRepository(store)
     settlement = Settlement(
         transactions,
-        ledger_repository.PremiumRepository(store),
+        premium_documents,
         policy_repository,
         clock,
         notice=sms.premium_notice,
+        backend=backend,
+    )
+    premium_writes = (
+        None
+        if destination is None
+        else PremiumWrites(
+            premium_documents,
+            transactions,
+            destination,
+            Backoff(
+                timedelta(seconds=settings.openimis.retry_first_seconds),
+                timedelta(seconds=settings.openimis.retry_max_seconds),
+            ),
+            clock,
+            attempt_limit(settings.openimis),
+        )
     )
     incoming = IncomingPayments(transactions, policy_repository, settlement, clock)
     c2b_payments = c2b_repository.C2BPaymentRepository(store)
@@ -433,6 +504,8 @@ def build_services(
         pull_enabled=settings.daraja.pull_enabled,
     )
     metrics.refresh_on_scrape("reconciliation", reconciliation.refresh_metrics)
+    if premium_writes is not None:
+        metrics.refresh_on_scrape("premium_writes", premium_writes.refresh_metrics)
     psp_api = PspApiService(
         insurees,
         policies,
@@ -470,6 +543,12 @@ def build_services(
         insurees=insurees,
         products=products,
         policies=policies,
+        premium_writes=premium_writes,
+        openimis_check=(
+            None
+            if client is None
+            else OpenimisPremiumCheck(store, client, settings.openimis.pay_type)
+        ),
         psps=psps,
         ledger=ledger,
         settlement=settlement,
@@ -477,7 +556,7 @@ def build_services(
         debits=debits,
         psp_api=psp_api,
         rate_limiter=RateLimiter(settings.psp_api.rate_limit_per_minute, clock),
-        dashboard=Dashboard(store, clock, channels.channels),
+        dashboard=Dashboard(store, clock, channels.channels, backend.name),
         desk=Desk.on(store, channels.channels),
         payment_details=PaymentDetails(
             c2b_payments,

@@ -532,6 +532,7 @@
     state.chart = { series: data.series || [], window: data.window || {} };
     renderChart();
     renderAttention(data.attention || {});
+    show($("attention-premiums_waiting"), data.insurance_backend === "openimis");
     renderChannels(data.by_channel || []);
     renderPsps(data.by_psp || []);
     renderStatuses(data.by_status || []);
@@ -1023,6 +1024,16 @@
       { label: "Why", cls: "wrap", cell: (r) => r.note || "—" },
       { label: "", cls: "actions", cell: debitActions },
     ], (r) => ({ data: { uuid: r.uuid, status: r.status } }));
+    attentionBlock("premiums_waiting", attention.premiums_waiting,
+                   "Every premium is in openIMIS.", [
+      { label: "Since", cell: (r) => when(r.created_at) },
+      { label: "Insuree", cell: (r) => insureeLink(r.chf_id) },
+      { label: "Amount", cls: "num", cell: (r) => money(r.amount, r.currency) },
+      { label: "Receipt", cell: (r) => el("code", {}, r.receipt) },
+      { label: "Transaction", cell: (r) => idLink("transaction", r.transaction_uuid) },
+      { label: "Attempts", cls: "num", cell: (r) => String(r.attempts) },
+      { label: "Last error", cls: "wrap", cell: (r) => r.last_error || "—" },
+    ], (r) => ({ data: { uuid: r.uuid } }));
     const overdue = attention.mpesa_pull_overdue;
     attentionBlock("mpesa_pull_overdue", overdue, "The M-Pesa pull is within its reach.", [
       { label: "Not succeeded since", cell: (r) => when(r.since) },
@@ -1177,8 +1188,7 @@
     empty: "Nothing to review.",
     columns: [
       { label: "When", cell: (r) => when(r.at) },
-      { label: "What", cell: (r) => [r.kind === "c2b_payment" ? "payment " : "callback ",
-                                     idLink(r.kind === "c2b_payment" ? "payment" : "inbox", r.id)] },
+      { label: "What", cell: reviewSubject },
       { label: "Status", cell: (r) => status(r.status) },
       { label: "Why", cls: "wrap", cell: (r) => el("span", { data: { role: "reasons" } },
                                                     (r.reasons || []).join("; ") || "—") },
@@ -1189,8 +1199,19 @@
     after: (answer) => setCount($("review-items"), answer.total),
   });
 
+  // A review item names its payment, its callback, or (refused by openIMIS) the premium,
+  // read through the transaction that paid it.
+  function reviewSubject(r) {
+    if (r.kind === "c2b_payment") return ["payment ", idLink("payment", r.id)];
+    if (r.kind === "premium") {
+      return ["premium ", idLink("transaction", r.links.self.split("/").pop())];
+    }
+    return ["callback ", idLink("inbox", r.id)];
+  }
+
   function reviewActions(r) {
     if (r.kind === "c2b_payment") return actionButton("Dismiss", "dismiss-review", r);
+    if (r.kind === "premium") return actionButton("Send again", "send-premium", r);
     return [
       REPLAYABLE_STATUSES.includes(r.status) ? actionButton("Replay", "replay", r) : null,
       DISMISSABLE_STATUSES.includes(r.status) ? actionButton("Dismiss", "dismiss-entry", r) : null,
@@ -1315,6 +1336,15 @@
       submit: (r, f) => api("POST", `/c2b/inbox/${encodeURIComponent(r.id)}/dismiss`,
                             { body: { reason: f.reason } }),
       done: (r, answer) => `Inbox entry ${r.id} is now ${answer.status}.`,
+    },
+    "send-premium": {
+      title: "Send the premium to openIMIS again",
+      subject: (r) => `${r.summary}. openIMIS refused it: put that right in openIMIS first. ` +
+                      "Before it is sent, openIMIS is asked again whether it has it already " +
+                      "and whether the policy still awaits payment.",
+      submit: (r, f) => api("POST", `/premiums/${encodeURIComponent(r.id)}/write`,
+                            { body: { reason: f.reason } }),
+      done: (r) => `Premium ${r.id} waits to be sent to openIMIS again.`,
     },
     "dismiss-review": {
       title: "Dismiss the payment's review",
