@@ -2,9 +2,7 @@
 insurees, policies, premiums and the mutation log.
 
 Every answer is HTTP 200: a query's failure is in `errors`, a mutation's only in the
-mutation log. Values are written into the documents as GraphQL literals (strings JSON-
-escaped), so no variable has to name openIMIS's argument types; the login's
-credentials alone go as variables (`String!`, as graphql_jwt declares them).
+mutation log. The documents are server.insurance.openimis_documents'.
 
 The session is one cached token: `tokenAuth`'s bearer, renewed a minute before the
 expiry its payload states, with the CSRF token and the session cookies `getCsrfToken`
@@ -22,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from server.insurance import openimis_documents as documents
 from server.insurance.settings import OpenimisSettings
 from server.integrations.provider_transport import ProviderTransport
 from server.integrations.transport import (
@@ -39,9 +38,6 @@ log = logging.getLogger("gateway.openimis")
 PROVIDER = "openimis"
 PATH = "/api/graphql"
 
-# Nodes asked for per page of a connection (openIMIS's most).
-PAGE = 100
-
 # Mutation log statuses.
 RECEIVED, ERROR, SUCCESS = 0, 1, 2
 
@@ -54,15 +50,6 @@ _SESSION_REFUSALS = (
     "'http_x_csrftoken'",
     "csrf token missing or incorrect",
 )
-
-_POLICY_FIELDS = (
-    "uuid status value startDate effectiveDate expiryDate sumPremiums product { code name }"
-)
-
-
-def literal(value: str) -> str:
-    """A GraphQL string literal: JSON's escapes are GraphQL's."""
-    return json.dumps(value)
 
 
 @dataclass(frozen=True)
@@ -97,37 +84,21 @@ class OpenimisClient:
     # --- reads ------------------------------------------------------------
 
     async def insuree(self, chf_id: str) -> dict[str, Any] | None:
-        document = (
-            f"{{ insurees(chfId: {literal(chf_id)}) {{ edges {{ node {{ uuid chfId lastName "
-            "otherNames phone status } } } }"
-        )
-        nodes = _nodes(await self._call("insurees", document), "insurees")
+        nodes = _nodes(await self._call("insurees", documents.insuree(chf_id)), "insurees")
         return nodes[0] if nodes else None
 
     async def policies_of(self, chf_id: str) -> list[dict[str, Any]]:
         """Every policy of the insuree, whatever its status."""
-        document = (
-            f"{{ policies(insureePolicies_Insuree_ChfId: {literal(chf_id)}) "
-            f"{{ edges {{ node {{ {_POLICY_FIELDS} }} }} }} }}"
-        )
-        return _nodes(await self._call("policies", document), "policies")
+        return _nodes(await self._call("policies", documents.policies_of(chf_id)), "policies")
 
     async def policy(self, policy_uuid: str) -> dict[str, Any] | None:
-        """The policy, with the insurees it covers (`insureePolicies`: no right beyond
-        reading policies, where its family's head would need reading families too)."""
-        document = (
-            f"{{ policies(uuid: {literal(policy_uuid)}) {{ edges {{ node {{ {_POLICY_FIELDS} "
-            "insureePolicies { edges { node { insuree { chfId } } } } } } } }"
-        )
-        nodes = _nodes(await self._call("policies", document), "policies")
+        """The policy, with the insurees it covers."""
+        nodes = _nodes(await self._call("policies", documents.policy(policy_uuid)), "policies")
         return nodes[0] if nodes else None
 
     async def receipt_free(self, receipt: str, policy_uuid: str) -> bool:
         """No live premium of the policy's product has this receipt."""
-        document = (
-            f"{{ validatePremiumCode(code: {literal(receipt)}, "
-            f"policyUuid: {literal(policy_uuid)}) }}"
-        )
+        document = documents.receipt_free(receipt, policy_uuid)
         data = await self._call("validatePremiumCode", document)
         return bool(data.get("validatePremiumCode")) if isinstance(data, dict) else False
 
@@ -137,16 +108,10 @@ class OpenimisClient:
     async def premiums_of_policies(self, policy_uuids: list[str]) -> list[dict[str, Any]]:
         """The premiums of these policies (each node names its policy's uuid), every
         page of them (openIMIS answers a connection 100 nodes at a time)."""
-        uuids = ", ".join(literal(policy_uuid) for policy_uuid in policy_uuids)
         found: list[dict[str, Any]] = []
         after = ""
         while True:
-            document = (
-                f"{{ premiumsByPolicies(policyUuids: [{uuids}], first: {PAGE}"
-                + (f", after: {literal(after)}" if after else "")
-                + ") { pageInfo { hasNextPage endCursor } "
-                "edges { node { uuid receipt amount payDate payType policy { uuid } } } } }"
-            )
+            document = documents.premiums_of(policy_uuids, after)
             data = await self._call("premiumsByPolicies", document)
             found.extend(_nodes(data, "premiumsByPolicies"))
             page = (data.get("premiumsByPolicies") or {}).get("pageInfo") or {}
@@ -167,22 +132,13 @@ class OpenimisClient:
         """Send the mutation. Its outcome is only in the mutation log
         (`mutation_outcome`); an answer lost on the way raises ProviderOutcomeUnknown:
         the premium may have been created."""
-        document = (
-            "mutation { createPremium(input: {"
-            f"clientMutationId: {literal(mutation_id)}, "
-            f"clientMutationLabel: {literal('Mobile payment ' + receipt)}, "
-            f"policyUuid: {literal(policy_uuid)}, amount: {literal(amount)}, "
-            f"receipt: {literal(receipt)}, payDate: {literal(pay_date.isoformat())}, "
-            f"payType: {literal(self._settings.pay_type)}, isPhotoFee: false"
-            "}) { clientMutationId internalId } }"
+        document = documents.create_premium(
+            mutation_id, policy_uuid, amount, receipt, pay_date, self._settings.pay_type
         )
         await self._call("createPremium", document, acts=True)
 
     async def mutation_outcome(self, mutation_id: str) -> MutationOutcome:
-        document = (
-            f"{{ mutationLogs(clientMutationId: {literal(mutation_id)}) "
-            "{ edges { node { status error } } } }"
-        )
+        document = documents.mutation_log(mutation_id)
         nodes = _nodes(await self._call("mutationLogs", document), "mutationLogs")
         if not nodes:
             return MutationOutcome(None, "")
@@ -219,15 +175,9 @@ class OpenimisClient:
         raise AssertionError("unreachable")
 
     async def _login(self) -> CachedToken:
-        """The credentials go as variables, never in the document's text, which an error
-        message may quote."""
-        document = (
-            "mutation Login($username: String!, $password: String!) { "
-            "tokenAuth(username: $username, password: $password) "
-            "{ token payload refreshExpiresIn } }"
-        )
+        """The credentials go as variables (server.insurance.openimis_documents)."""
         body = {
-            "query": document,
+            "query": documents.LOGIN,
             "variables": {
                 "username": self._settings.username,
                 "password": self._settings.password,
@@ -252,7 +202,7 @@ class OpenimisClient:
         answer = await self._transport.send(
             "POST",
             PATH,
-            data=json.dumps({"query": "mutation { getCsrfToken { csrfToken } }"}),
+            data=json.dumps({"query": documents.CSRF}),
             headers={"Authorization": f"Bearer {bearer}"},
         )
         body = answer.body if isinstance(answer.body, dict) else {}
