@@ -7,6 +7,7 @@ in the backend after it was refused is written; and the openIMIS check by receip
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -139,12 +140,13 @@ async def test_an_attempt_that_lands_after_another_run_refused_it_is_written(sto
 
 
 def test_a_receipt_openimis_holds_twice_is_a_duplicate_not_a_match() -> None:
+    """Paid at 01:30 in Nairobi (22:30 UTC the day before): the 6th there."""
     recorded = {
         "receipt": "R-TEST00000001",
         "policy_uuid": "pol-1",
         "amount": 150000,
         "currency": "KES",
-        "pay_date": datetime(2026, 12, 6, tzinfo=UTC),
+        "pay_date": datetime(2026, 12, 5, 22, 30, tzinfo=UTC),
         "insurance_write": {"state": "written"},
     }
     node = {
@@ -155,5 +157,5 @@ def test_a_receipt_openimis_holds_twice_is_a_duplicate_not_a_match() -> None:
         "policy": {"uuid": "pol-1"},
     }
     desk = {**node, "receipt": "CASH-9", "payType": "C"}
-    items = compare_policy([recorded], [node, dict(node), desk], "M")
+    items = compare_policy([recorded], [node, dict(node), desk], "M", ZoneInfo("Africa/Nairobi"))
     assert [item["kind"] for item in items] == ["matched", "duplicated_there"]

@@ -76,7 +76,7 @@ class PremiumToWrite:
     amount: int
     currency: str
     receipt: str
-    pay_date: date
+    paid_at: datetime  # when the money was paid; openIMIS's pay date is its day there
 
 
 @dataclass(frozen=True)
@@ -388,7 +388,7 @@ class OpenimisPremiums:
             premium.policy_uuid,
             format_amount(premium.amount, premium.currency),
             premium.receipt,
-            premium.pay_date,
+            premium.paid_at.astimezone(self.settings.zone()).date(),
         )
         deadline = time.monotonic() + self.settings.mutation_deadline_seconds
         pause = 0.05

@@ -3,7 +3,9 @@ premiums are kept (the gateway's own collections, or the scheme's openIMIS)."""
 
 from __future__ import annotations
 
+import zoneinfo
 from dataclasses import dataclass
+from datetime import tzinfo
 
 from server.kernel.settings import (
     SettingError,
@@ -36,6 +38,8 @@ class OpenimisSettings:
     password: str = secret()
     pay_type: str = "M"
     currency: str = "KES"  # openIMIS keeps amounts without a currency
+    # The zone of the scheme's days: a premium's pay date is the day it was paid there.
+    timezone: str = "Africa/Nairobi"
     timeout_seconds: float = 15.0
     # How long an insuree's policies read from openIMIS serve the callbacks that follow.
     cache_seconds: float = 30.0
@@ -62,3 +66,12 @@ class OpenimisSettings:
             raise SettingError("retry_max_seconds: must not be less than retry_first_seconds")
         if len(self.currency) != 3 or not self.currency.isalpha():
             raise SettingError(f"currency: {self.currency!r} is not a currency code")
+        self.zone()
+
+    def zone(self) -> tzinfo:
+        try:
+            return zoneinfo.ZoneInfo(self.timezone)
+        except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+            raise SettingError(
+                f"timezone: {self.timezone!r} is not a time zone name, e.g. Africa/Nairobi"
+            ) from None

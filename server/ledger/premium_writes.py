@@ -223,11 +223,11 @@ class Backoff:
 
 
 def _to_write(premium: Premium) -> PremiumToWrite:
-    pay_date = premium["pay_date"]
+    paid_at = premium["pay_date"]
     return PremiumToWrite(
         policy_uuid=premium["policy_uuid"],
         amount=premium["amount"],
         currency=premium["currency"],
         receipt=premium["receipt"],
-        pay_date=pay_date.date(),
+        paid_at=paid_at if paid_at.tzinfo else paid_at.replace(tzinfo=UTC),
     )

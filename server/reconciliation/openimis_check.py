@@ -19,6 +19,7 @@ not seen (openIMIS is asked by policy)."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -37,10 +38,12 @@ POLICY_BATCH = 25
 
 
 class OpenimisPremiumCheck:
-    def __init__(self, store: Store, client: OpenimisClient, pay_type: str) -> None:
+    def __init__(self, store: Store, client: OpenimisClient, pay_type: str, zone: tzinfo) -> None:
+        """`zone`: the scheme's, whose day a premium's pay date is."""
         self.store = store
         self.client = client
         self.pay_type = pay_type
+        self.zone = zone
 
     async def compare(self, period: Period) -> dict[str, Any]:
         here = await self._recorded(period)
@@ -53,11 +56,8 @@ class OpenimisPremiumCheck:
             batch = policies[start : start + POLICY_BATCH]
             there = await self._held(batch)
             for policy_uuid in batch:
-                items.extend(
-                    compare_policy(
-                        by_policy[policy_uuid], there.get(policy_uuid, []), self.pay_type
-                    )
-                )
+                held = there.get(policy_uuid, [])
+                items.extend(compare_policy(by_policy[policy_uuid], held, self.pay_type, self.zone))
         counts = Counter(item["kind"] for item in items)
         return {
             "from": period.first.isoformat(),
@@ -85,7 +85,7 @@ class OpenimisPremiumCheck:
 
 
 def compare_policy(
-    recorded: list[dict[str, Any]], held: list[dict[str, Any]], pay_type: str
+    recorded: list[dict[str, Any]], held: list[dict[str, Any]], pay_type: str, zone: tzinfo
 ) -> list[dict[str, Any]]:
     """One policy's premiums recorded here against those openIMIS holds, by receipt."""
     there: dict[str, list[dict[str, Any]]] = {}
@@ -94,7 +94,7 @@ def compare_policy(
     items = []
     for premium in recorded:
         nodes = there.pop(premium["receipt"], [])
-        items.append(_compared(premium, nodes[0] if nodes else None))
+        items.append(_compared(premium, nodes[0] if nodes else None, zone))
         for extra in nodes[1:]:
             # The same receipt twice: the premium was written twice.
             items.append({**_only_there(premium["receipt"], extra), "kind": "duplicated_there"})
@@ -115,11 +115,13 @@ def _only_there(receipt: str, node: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _compared(premium: dict[str, Any], node: dict[str, Any] | None) -> dict[str, Any]:
+def _compared(premium: dict[str, Any], node: dict[str, Any] | None, zone: tzinfo) -> dict[str, Any]:
+    paid_at = premium["pay_date"]
+    paid_at = paid_at if paid_at.tzinfo else paid_at.replace(tzinfo=UTC)
     here = {
         "amount": format_amount(premium["amount"], premium["currency"]),
         "currency": premium["currency"],
-        "pay_date": premium["pay_date"].date().isoformat(),
+        "pay_date": paid_at.astimezone(zone).date().isoformat(),
         "state": premium["insurance_write"]["state"],
     }
     item = {

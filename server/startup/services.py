@@ -547,7 +547,9 @@ def build_services(
         openimis_check=(
             None
             if client is None
-            else OpenimisPremiumCheck(store, client, settings.openimis.pay_type)
+            else OpenimisPremiumCheck(
+                store, client, settings.openimis.pay_type, settings.openimis.zone()
+            )
         ),
         psps=psps,
         ledger=ledger,
