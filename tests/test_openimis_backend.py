@@ -386,7 +386,7 @@ async def test_openimis_down_the_payment_is_kept_and_the_premium_waits(sim_besid
     assert status == 200
     assert dashboard["insurance_backend"] == "openimis"
     waiting = dashboard["attention"]["premiums_waiting"]
-    assert waiting["count"] == 1 and waiting["oldest"][0]["last_error"]
+    assert waiting["count"] == 1 and waiting["oldest"][0]["insurance_write"]["last_error"]
     # Not before the backoff ...
     assert await sim_beside.write_premiums() == {"handled": 0}
     # ... and once openIMIS is back, written once.
@@ -411,7 +411,7 @@ async def test_a_refusal_is_kept_for_an_operator_with_openimis_message(sim_besid
     assert "failed_to_create_premium" in refused["refusal"]
     status, dashboard = await sim_beside.api("GET", "/api/v1/dashboard")
     [item] = dashboard["attention"]["premiums_refused"]["oldest"]
-    assert "failed_to_create_premium" in item["refusal"]
+    assert "failed_to_create_premium" in item["insurance_write"]["refusal"]
     assert await sim_beside.write_premiums() == {"handled": 0}  # never retried by itself
     assert await sim_beside.premiums_there(policy["uuid"]) == []
     status, review = await sim_beside.api("GET", "/api/v1/review-items?kind=premium")

@@ -1,7 +1,7 @@
 """Beside openIMIS, on the dashboard page in a real browser (Debian's Chromium through
 Playwright) against the real sandbox (`--insurance openimis`): a premium openIMIS
 refused is among the items to review, and an operator sends it again with a reason;
-the premiums waiting for openIMIS have their own panel."""
+the premiums waiting for openIMIS have their own panel, each with why it waits."""
 
 from __future__ import annotations
 
@@ -46,6 +46,14 @@ async def test_a_refused_premium_is_sent_again_from_the_page() -> None:
                 {"insurance_write.state": "refused"}
             )
             assert refused is not None and REFUSAL in refused["insurance_write"]["refusal"]
+            # openIMIS then fails every policy read: the next premium waits, with why.
+            down = {"operation": "policies", "fault": "http500", "times": 1000}
+            await sim_control(http, openimis, "POST", "faults", down)
+            waiting = await simulate_paybill_payment(
+                sandbox.settings, "020202020", "1500.00", PAYER, "operator", "sandbox-operator"
+            )
+            assert waiting["status"] == "settled"
+            await jobs.run_now("write-premiums")
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(
                 executable_path=executable, args=CHROMIUM_ARGS
@@ -56,9 +64,10 @@ async def test_a_refused_premium_is_sent_again_from_the_page() -> None:
                 page.on("pageerror", lambda error: page_errors.append(str(error)))
                 await page.goto(f"{base}/dashboard?refresh=2")
                 await _sign_in(page)
-                waiting = page.locator("#attention-premiums_waiting")
-                await expect(waiting).to_be_visible(timeout=WAIT_MS)
-                await expect(waiting).to_have_attribute("data-count", "0", timeout=WAIT_MS)
+                panel = page.locator("#attention-premiums_waiting")
+                await expect(panel).to_be_visible(timeout=WAIT_MS)
+                await expect(panel).to_have_attribute("data-count", "1", timeout=WAIT_MS)
+                await expect(panel.locator("tbody tr")).to_contain_text("HTTP 500")
                 row = page.locator(
                     f'#review-items tr[data-kind="premium"][data-id="{refused["_id"]}"]'
                 )
@@ -75,6 +84,8 @@ async def test_a_refused_premium_is_sent_again_from_the_page() -> None:
                 assert page_errors == []
             finally:
                 await browser.close()
+        async with aiohttp.ClientSession() as http:
+            await sim_control(http, openimis, "DELETE", "faults")
         await jobs.run_now("write-premiums")
         written = await store.collection("premiums").find_one({"_id": refused["_id"]})
         assert written["insurance_write"]["state"] == "written"

@@ -20,6 +20,7 @@ from server.kernel.clock import Clock
 from server.kernel.money import format_amount
 from server.kernel.store import Store
 from server.ledger import states
+from server.ledger.premium_schemas import LedgerPremiumSchema, render_premium
 from server.mpesa.reasons import review_text, unmatched_text
 from server.mpesa.repository import NEEDS_REVIEW
 from server.mpesa.schemas import INBOX_STATUSES
@@ -251,10 +252,16 @@ class Dashboard:
             ),
             # Premiums settled here that openIMIS does not have yet, and those it refused.
             "premiums_waiting": await self._oldest(
-                "premiums", {"insurance_write.state": "pending", **money}, "created_at", _premium
+                "premiums",
+                {"insurance_write.state": "pending", **money},
+                "created_at",
+                render_premium,
             ),
             "premiums_refused": await self._oldest(
-                "premiums", {"insurance_write.state": "refused", **money}, "created_at", _premium
+                "premiums",
+                {"insurance_write.state": "refused", **money},
+                "created_at",
+                render_premium,
             ),
             # Any currency: a gap in the M-Pesa pull that only a statement closes.
             "mpesa_pull_overdue": await overdue_pulls(self.store, now),
@@ -345,23 +352,6 @@ def _call_error(call: dict[str, Any] | None) -> dict[str, Any] | None:
     if call is None:
         return None
     return {"at": _iso(call["at"]), "message": call["error"], "outcome": call["outcome"]}
-
-
-def _premium(item: dict[str, Any]) -> dict[str, Any]:
-    write = item["insurance_write"]
-    return {
-        "uuid": item["_id"],
-        "transaction_uuid": item["transaction_uuid"],
-        "policy_uuid": item["policy_uuid"],
-        "chf_id": item["chf_id"],
-        "amount": format_amount(item["amount"], item["currency"]),
-        "currency": item["currency"],
-        "receipt": item["receipt"],
-        "created_at": _iso(item["created_at"]),
-        "attempts": write.get("attempts", 0),
-        "last_error": write.get("last_error"),
-        "refusal": write.get("refusal"),
-    }
 
 
 def _review_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -575,23 +565,9 @@ class FailedInboxAttentionSchema(Schema):
     oldest = answers.list_of(FailedInboxItemSchema)
 
 
-class PremiumWaitingSchema(Schema):
-    uuid = answers.text()
-    transaction_uuid = answers.text()
-    policy_uuid = answers.text()
-    chf_id = answers.text()
-    amount = answers.amount()
-    currency = answers.text()
-    receipt = answers.text()
-    created_at = answers.stamp()
-    attempts = answers.count()
-    last_error = answers.text(nullable=True)  # why the last attempt did not get through
-    refusal = answers.text(nullable=True)  # openIMIS's message, for a refused one
-
-
 class PremiumsWaitingSchema(Schema):
     count = answers.count()
-    oldest = answers.list_of(PremiumWaitingSchema)
+    oldest = answers.list_of(LedgerPremiumSchema)  # each with its `insurance_write`
 
 
 class AttentionSchema(Schema):

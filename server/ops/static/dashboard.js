@@ -1031,8 +1031,8 @@
       { label: "Amount", cls: "num", cell: (r) => money(r.amount, r.currency) },
       { label: "Receipt", cell: (r) => el("code", {}, r.receipt) },
       { label: "Transaction", cell: (r) => idLink("transaction", r.transaction_uuid) },
-      { label: "Attempts", cls: "num", cell: (r) => String(r.attempts) },
-      { label: "Last error", cls: "wrap", cell: (r) => r.last_error || "—" },
+      { label: "Attempts", cls: "num", cell: (r) => String(r.insurance_write.attempts) },
+      { label: "Last error", cls: "wrap", cell: (r) => r.insurance_write.last_error || "—" },
     ], (r) => ({ data: { uuid: r.uuid } }));
     const overdue = attention.mpesa_pull_overdue;
     attentionBlock("mpesa_pull_overdue", overdue, "The M-Pesa pull is within its reach.", [
