@@ -49,8 +49,9 @@ from server.kernel.money import AmountError, format_amount, parse_amount
 
 log = logging.getLogger("gateway.insurance")
 
-# A premium's write into the backend (`insurance_write` on the premium's document).
-WRITE_PENDING, WRITE_WRITTEN, WRITE_REFUSED = "pending", "written", "refused"
+# A premium's write into the backend starts pending (`insurance_write` on the premium's
+# document; server.ledger.premium_writes takes it on).
+WRITE_PENDING = "pending"
 
 
 class InsuranceBackend(Protocol):
@@ -189,10 +190,6 @@ class OpenimisBackend:
             self._refreshing[chf_id] = task
             task.add_done_callback(lambda _: self._refreshing.pop(chf_id, None))
         await asyncio.shield(task)
-
-    def forget(self, chf_id: str) -> None:
-        """The next read of this insuree asks openIMIS again."""
-        self._fresh_until.pop(chf_id, None)
 
     async def _refresh(self, chf_id: str) -> None:
         assert self.client is not None
