@@ -123,6 +123,8 @@ class Policy:
 
     @property
     def sum_premiums(self) -> float:
+        """As openIMIS answers it: a GraphQL Float (the gateway adds up the premiums'
+        decimal amounts instead)."""
         return float(self.paid_so_far())
 
     def as_json(self) -> JsonObject:

@@ -29,7 +29,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from server.insurance.openimis_client import (
@@ -196,18 +195,25 @@ class OpenimisBackend:
         try:
             insuree = await self.client.insuree(chf_id)
             nodes = await self.client.policies_of(chf_id) if insuree else []
+            uuids = [str(node.get("uuid")) for node in nodes]
+            paid = _by_policy(await self.client.premiums_of_policies(uuids)) if uuids else {}
         except ProviderError as err:
             # Remembered as a refresh: a burst of callbacks does not wait on openIMIS's
             # timeout again and again, and reads the mirror as it is meanwhile.
             log.warning("openimis_refresh_failed chf_id=%s error=%s", chf_id, err.message)
         else:
             if insuree is not None:
-                await self._mirror(chf_id, insuree, nodes)
+                await self._mirror(chf_id, insuree, nodes, paid)
         self._fresh_until[chf_id] = time.monotonic() + self.settings.cache_seconds
 
     async def _mirror(
-        self, chf_id: str, insuree: Mapping[str, Any], nodes: list[dict[str, Any]]
+        self,
+        chf_id: str,
+        insuree: Mapping[str, Any],
+        nodes: list[dict[str, Any]],
+        paid: Mapping[str, list[dict[str, Any]]],
     ) -> None:
+        """`paid`: each policy's premiums in openIMIS, by the policy's uuid."""
         now = self.clock.now()
         await self.insurees.collection.update_one(
             {"chf_id": chf_id},
@@ -232,7 +238,7 @@ class OpenimisBackend:
             async for policy in self.policies.collection.find({"chf_id": chf_id})
         }
         for node in nodes:
-            fields = self._policy_fields(node)
+            fields = self._policy_fields(node, paid.get(str(node.get("uuid")), []))
             if fields is None:
                 continue
             policy_uuid = str(node["uuid"])
@@ -267,11 +273,13 @@ class OpenimisBackend:
             {"_id": policy_uuid}, {"$setOnInsert": document}, upsert=True
         )
 
-    def _policy_fields(self, node: Mapping[str, Any]) -> dict[str, Any] | None:
+    def _policy_fields(
+        self, node: Mapping[str, Any], premiums: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
         """The mirror's fields of one openIMIS policy; None for one it cannot read. Its
         `value` is what is left to pay: the policy's value less its premiums."""
         currency = self.settings.currency
-        due = _left_to_pay(node, currency)
+        due = _left_to_pay(node, premiums, currency)
         try:
             status = int(node["status"])
             start = _day(node["startDate"])
@@ -313,26 +321,36 @@ def _covered(node: Mapping[str, Any] | None) -> list[str]:
     return numbers
 
 
-def _left_to_pay(node: Mapping[str, Any], currency: str) -> int | None:
-    """What an openIMIS policy still needs: its value less its premiums (None when
-    openIMIS's answer cannot be read)."""
+def _by_policy(premiums: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """openIMIS's premiums grouped by the uuid of the policy each names."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for premium in premiums:
+        policy = premium.get("policy") if isinstance(premium.get("policy"), dict) else {}
+        grouped.setdefault(str((policy or {}).get("uuid")), []).append(premium)
+    return grouped
+
+
+def _left_to_pay(
+    node: Mapping[str, Any], premiums: list[dict[str, Any]], currency: str
+) -> int | None:
+    """What an openIMIS policy still needs: its value less its premiums, photo fees
+    left out as openIMIS leaves them out (None when openIMIS's answer cannot be read).
+    Both are decimal strings on openIMIS's wire."""
     try:
-        return parse_amount(str(node["value"]), currency) - _paid(node.get("sumPremiums"), currency)
-    except (KeyError, TypeError, ValueError, AmountError, InvalidOperation):
+        value = parse_amount(str(node["value"]), currency)
+        paid = sum(
+            parse_amount(str(premium["amount"]), currency)
+            for premium in premiums
+            if not premium.get("isPhotoFee")
+        )
+    except (KeyError, TypeError, ValueError, AmountError):
         return None
+    return value - paid
 
 
 def _day(text: Any) -> datetime:
     """openIMIS's "YYYY-MM-DD" (or a datetime's text), stored as UTC midnight."""
     return day_start(date.fromisoformat(str(text)[:10]))
-
-
-def _paid(sum_premiums: Any, currency: str) -> int:
-    """openIMIS answers `sumPremiums` as a float: read from its shortest text, to cents."""
-    if sum_premiums in (None, ""):
-        return 0
-    text = str(Decimal(repr(float(sum_premiums))).quantize(Decimal("0.01")))
-    return parse_amount(text, currency)
 
 
 class OpenimisPremiums:
@@ -366,7 +384,9 @@ class OpenimisPremiums:
         status = policy.get("status")
         if status != IDLE:
             return f"the policy is no longer awaiting payment in openIMIS (status {status})"
-        due = _left_to_pay(policy, premium.currency)
+        due = _left_to_pay(
+            policy, await self.client.premiums_of(premium.policy_uuid), premium.currency
+        )
         if due != premium.amount:
             # openIMIS would take it and pay the policy more, or less, than it costs.
             shown = "unreadable" if due is None else format_amount(due, premium.currency)

@@ -22,9 +22,7 @@ LOGIN = (
 )
 CSRF = "mutation { getCsrfToken { csrfToken } }"
 
-_POLICY_FIELDS = (
-    "uuid status value startDate effectiveDate expiryDate sumPremiums product { code name }"
-)
+_POLICY_FIELDS = "uuid status value startDate effectiveDate expiryDate product { code name }"
 
 
 def literal(value: str) -> str:
@@ -63,13 +61,15 @@ def receipt_free(receipt: str, policy_uuid: str) -> str:
 
 
 def premiums_of(policy_uuids: list[str], after: str = "") -> str:
-    """One page of the policies' premiums, each naming its policy."""
+    """One page of the policies' premiums, each naming its policy. Their amounts are
+    decimal strings, where a policy's own `sumPremiums` is a float: what is paid is
+    added up from these."""
     uuids = ", ".join(literal(policy_uuid) for policy_uuid in policy_uuids)
     cursor = f", after: {literal(after)}" if after else ""
     return (
         f"{{ premiumsByPolicies(policyUuids: [{uuids}], first: {PAGE}{cursor}) "
         "{ pageInfo { hasNextPage endCursor } "
-        "edges { node { uuid receipt amount payDate payType policy { uuid } } } } }"
+        "edges { node { uuid receipt amount payDate payType isPhotoFee policy { uuid } } } } }"
     )
 
 
