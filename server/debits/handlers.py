@@ -4,13 +4,9 @@ transactions API."""
 
 from __future__ import annotations
 
-from server.debits.schemas import (
-    DebitRequestSchema,
-    ProcessRequestSchema,
-    ReasonSchema,
-    ResolveRequestSchema,
-)
+from server.debits.schemas import DebitRequestSchema, ProcessRequestSchema, ResolveRequestSchema
 from server.insurance.schemas import POLICY_UUID_EXAMPLE
+from server.kernel.schemas import ReasonSchema
 from server.ledger.handlers import ROLES, TRANSACTION_UUID, TransactionListHandler
 from server.ledger.handlers import ROUTES as LEDGER_ROUTES
 from server.ledger.schemas import TransactionSchema

@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from server.insurance.schemas import AMOUNT
-from server.kernel.schemas import StrictSchema, Whole
+from server.kernel.schemas import REASON, StrictSchema, Whole
 
 
 class DebitRequestSchema(StrictSchema):
@@ -23,9 +23,6 @@ class ProcessRequestSchema(StrictSchema):
     )
 
 
-REASON = validate.Length(min=3, max=500)
-
-
 class ResolveRequestSchema(StrictSchema):
     outcome = fields.String(required=True, validate=validate.OneOf(["succeeded", "failed"]))
     provider_reference = fields.String(load_default="", validate=validate.Length(max=100))
@@ -37,7 +34,3 @@ class ResolveRequestSchema(StrictSchema):
             raise ValidationError(
                 "the provider's reference is needed to mark it succeeded", "provider_reference"
             )
-
-
-class ReasonSchema(StrictSchema):
-    reason = fields.String(required=True, validate=REASON)

@@ -29,6 +29,15 @@ class StrictSchema(Schema):
 
 CURRENCY = validate.OneOf(sorted(MINOR_UNIT_EXPONENTS))
 
+# Why an operator acted (a dismissal, a replay, a resolution, ...): kept with the act.
+REASON = validate.Length(min=3, max=500)
+
+
+class ReasonSchema(StrictSchema):
+    """The body of an operator's act that only needs its reason."""
+
+    reason = fields.String(required=True, validate=REASON)
+
 
 class Whole(validate.Regexp):
     """The value matches `pattern` whole (`re.fullmatch`). validate.Regexp alone uses

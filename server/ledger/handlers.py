@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
-
 from server.kernel.errors import Conflict
-from server.kernel.schemas import StrictSchema, page_body
+from server.kernel.schemas import ReasonSchema, page_body
 from server.ledger.premium_schemas import LedgerPremiumSchema, render_premium
 from server.ledger.schemas import TransactionPageSchema, TransactionQuerySchema, TransactionSchema
 from server.web.handler import BaseHandler
@@ -56,10 +54,6 @@ class TransactionHandler(BaseHandler):
         self.write_json(ledger.render(await ledger.get(transaction_uuid)))
 
 
-class RetryRequestSchema(StrictSchema):
-    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
-
-
 class PremiumWriteHandler(BaseHandler):
     path_parameters = {"premium_uuid": "Uuid of the premium"}
     operations = {
@@ -68,7 +62,7 @@ class PremiumWriteHandler(BaseHandler):
             "transactions",
             LedgerPremiumSchema,
             roles=STAFF,
-            body=RetryRequestSchema,
+            body=ReasonSchema,
             example={"reason": "the policy was reopened in openIMIS"},
             errors=(*BODY, *AUTH, 404, 409),
             description=(
@@ -81,7 +75,7 @@ class PremiumWriteHandler(BaseHandler):
 
     async def post(self, premium_uuid: str) -> None:
         identity = await self.require_role(*ROLES)
-        request = self.load_json(RetryRequestSchema)
+        request = self.load_json(ReasonSchema)
         writes = self.settings["services"].premium_writes
         if writes is None:
             raise Conflict(

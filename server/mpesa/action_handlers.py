@@ -4,10 +4,10 @@ replaying an inbox entry with an answer that says what changed; their routes."""
 
 from __future__ import annotations
 
+from server.kernel.schemas import ReasonSchema
 from server.mpesa.action_schemas import (
     CandidateListSchema,
     CandidateQuerySchema,
-    DismissRequestSchema,
     ReplayAnswerSchema,
     render_candidates,
     render_replay,
@@ -16,7 +16,6 @@ from server.mpesa.candidates import SEARCHED_INSUREES
 from server.mpesa.schemas import (
     C2BPaymentSchema,
     InboxEntrySchema,
-    ReplayRequestSchema,
     render_inbox_entry,
     render_payment,
 )
@@ -61,7 +60,7 @@ class ReviewDismissHandler(BaseHandler):
             "c2b-payments",
             C2BPaymentSchema,
             roles=STAFF,
-            body=DismissRequestSchema,
+            body=ReasonSchema,
             example={"reason": "the redelivery differs only in the payer's name"},
             errors=(*BODY, *AUTH, 404, 409),
             description="The flags are kept, each with who dismissed it, when and why; the "
@@ -73,7 +72,7 @@ class ReviewDismissHandler(BaseHandler):
 
     async def post(self, trans_id: str) -> None:
         identity = await self.require_role(*STAFF)
-        request = self.load_json(DismissRequestSchema)
+        request = self.load_json(ReasonSchema)
         payment = await self.settings["services"].c2b_actions.dismiss_review(
             trans_id, request["reason"], identity.username
         )
@@ -88,7 +87,7 @@ class InboxDismissHandler(BaseHandler):
             "c2b-payments",
             InboxEntrySchema,
             roles=STAFF,
-            body=DismissRequestSchema,
+            body=ReasonSchema,
             example={"reason": "a test delivery from the Daraja portal"},
             errors=(*BODY, *AUTH, 404, 409),
             description="For an entry that is `needs_review`, `failed` or `conflict`: it "
@@ -101,7 +100,7 @@ class InboxDismissHandler(BaseHandler):
 
     async def post(self, entry_id: str) -> None:
         identity = await self.require_role(*STAFF)
-        request = self.load_json(DismissRequestSchema)
+        request = self.load_json(ReasonSchema)
         entry = await self.settings["services"].c2b_actions.dismiss_entry(
             entry_id, request["reason"], identity.username
         )
@@ -116,7 +115,7 @@ class InboxReplayHandler(BaseHandler):
             "c2b-payments",
             ReplayAnswerSchema,
             roles=STAFF,
-            body=ReplayRequestSchema,
+            body=ReasonSchema,
             example={"reason": "the store was down when it arrived"},
             errors=(*BODY, *AUTH, 404, 409),
             description="Recorded on the entry (`replays`). `changed` is false when the "
@@ -129,7 +128,7 @@ class InboxReplayHandler(BaseHandler):
 
     async def post(self, entry_id: str) -> None:
         identity = await self.require_role(*STAFF)
-        request = self.load_json(ReplayRequestSchema)
+        request = self.load_json(ReasonSchema)
         report = await self.settings["services"].c2b_actions.replay_entry(
             entry_id, request["reason"], identity.username
         )

@@ -17,10 +17,6 @@ from server.mpesa.schemas import InboxEntrySchema, render_inbox_entry
 from server.web import answer_schemas as answers
 
 
-class DismissRequestSchema(StrictSchema):
-    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))  # the why
-
-
 class CandidateQuerySchema(StrictSchema):
     q = fields.String(
         validate=[

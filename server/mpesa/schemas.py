@@ -24,7 +24,7 @@ from server.insurance.schemas import AMOUNT
 from server.kernel.identifiers import SHORTCODE, TRANS_ID
 from server.kernel.listing import amount_field, sort_field
 from server.kernel.money import format_amount
-from server.kernel.schemas import IdentifierField, PageQuerySchema, StrictSchema, shared
+from server.kernel.schemas import REASON, IdentifierField, PageQuerySchema, StrictSchema, shared
 from server.mpesa.reasons import review_text, unmatched_text
 from server.mpesa.repository import PAYMENT_STATUSES
 from server.web import answer_schemas as answers
@@ -129,7 +129,7 @@ class PaymentQuerySchema(PageQuerySchema):
 
 class AllocateRequestSchema(StrictSchema):
     policy_uuid = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    note = fields.String(required=True, validate=validate.Length(min=3, max=500))  # the why
+    note = fields.String(required=True, validate=REASON)  # the why
 
 
 INBOX_STATUSES = (RECEIVED, PROCESSED, DUPLICATE, CONFLICT, NEEDS_REVIEW, FAILED, DISMISSED)
@@ -159,10 +159,6 @@ class InboxQuerySchema(PageQuerySchema):
     date_from = fields.AwareDateTime(data_key="from", default_timezone=UTC)
     date_to = fields.AwareDateTime(data_key="to", default_timezone=UTC)
     sort = sort_field(INBOX_SORTS)
-
-
-class ReplayRequestSchema(StrictSchema):
-    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
 
 
 class InboxReplaySchema(Schema):

@@ -9,7 +9,7 @@ from datetime import date
 from marshmallow import fields, validate
 
 from server.kernel.batches import in_batches
-from server.kernel.schemas import StrictSchema
+from server.kernel.schemas import ReasonSchema, StrictSchema
 from server.mpesa.check_schemas import ProviderCheckSchema, render_check
 from server.reconciliation.view import (
     MAX_DAYS,
@@ -133,10 +133,6 @@ class BalanceCheckHandler(BaseHandler):
         self.write_json(render_check(await view.request_balance(identity.username)), status=202)
 
 
-class ClearRequestSchema(StrictSchema):
-    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
-
-
 class ClearedItemSchema(ReconciliationItemSchema):
     cleared_at = answers.stamp()
     cleared_by = answers.text()
@@ -151,7 +147,7 @@ class ClearItemHandler(BaseHandler):
             "reconciliation",
             ClearedItemSchema,
             roles=STAFF,
-            body=ClearRequestSchema,
+            body=ReasonSchema,
             example={"reason": "the provider confirmed the amount; payment corrected"},
             errors=(*BODY, *AUTH, 404, 409),
             description="The item leaves the open items; who cleared it, when and why are "
@@ -161,7 +157,7 @@ class ClearItemHandler(BaseHandler):
 
     async def post(self, item_id: str) -> None:
         identity = await self.require_role(*STAFF)
-        request = self.load_json(ClearRequestSchema)
+        request = self.load_json(ReasonSchema)
         view: ReconciliationView = self.settings["services"].reconciliation
         cleared = await view.clear(item_id, identity.username, request["reason"])
         self.write_json(
