@@ -534,3 +534,28 @@ async def stored_debit(
     }
     await store.collection(TRANSACTIONS).insert_one(transaction)
     return transaction
+
+
+async def unknown_debit(store: Any, policy: Mapping[str, Any], at: datetime) -> None:
+    """A Qmoney debit left `unknown` (its completing answer lost) on `policy`, stored as
+    the engine leaves one."""
+    await store.collection(TRANSACTIONS).insert_one(
+        {
+            "_id": str(uuid.uuid4()),
+            "channel": "qmoney",
+            "status": "unknown",
+            "open": True,
+            "amount": 500_00,
+            "currency": "GMD",
+            "policy_uuid": policy["_id"],
+            "chf_id": policy["chf_id"],
+            "psp_uuid": "qmoney-psp",
+            "provider_reference": None,
+            "failure": None,
+            "settlement": None,
+            "created_by": "olga",
+            "created_at": at,
+            "updated_at": at,
+            "history": [],
+        }
+    )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -24,7 +23,6 @@ from support import (
     BASIC_GMD,
     BASIC_KES,
     CALLBACK_SECRET,
-    TRANSACTIONS,
     Product,
     callback_body,
     headers_for_role,
@@ -32,6 +30,7 @@ from support import (
     make_settings,
     psp_user,
     request_json,
+    unknown_debit,
 )
 from systems import ManualClock
 
@@ -160,26 +159,7 @@ async def make_history(history: History) -> dict[str, Any]:
     await history.allocate("CLSC000001", mid, nairobi(2025, 12, 3, 9))
 
     unknown_at = nairobi(2025, 11, 25, 14)
-    await services.store.collection(TRANSACTIONS).insert_one(
-        {
-            "_id": str(uuid.uuid4()),
-            "channel": "qmoney",
-            "status": "unknown",
-            "open": True,
-            "amount": 500_00,
-            "currency": "GMD",
-            "policy_uuid": doubtful["_id"],
-            "chf_id": "050505050",
-            "psp_uuid": "qmoney-psp",
-            "provider_reference": None,
-            "failure": None,
-            "settlement": None,
-            "created_by": "olga",
-            "created_at": unknown_at,
-            "updated_at": unknown_at,
-            "history": [],
-        }
-    )
+    await unknown_debit(services.store, doubtful, unknown_at)
     await ItemRepository(services.store).record(
         [
             Item(

@@ -35,13 +35,13 @@ from support import (
     BASIC_GMD,
     PAYMENTS,
     TEST_ENV,
-    TRANSACTIONS,
     headers_for_role,
     idle_policy,
     make_settings,
     psp_user,
     request_json,
     run_py,
+    unknown_debit,
     wait_until,
 )
 
@@ -477,26 +477,7 @@ async def test_transactions_and_premiums_show_channel_provider_and_receipt(desk:
     assert status == 201, paid
     now = datetime.now(UTC)
     doubtful = await idle_policy(services, "050505050", BASIC_GMD)
-    await desk.store.collection(TRANSACTIONS).insert_one(
-        {
-            "_id": str(uuid.uuid4()),
-            "channel": "qmoney",
-            "status": "unknown",
-            "open": True,
-            "amount": 500_00,
-            "currency": "GMD",
-            "policy_uuid": doubtful["_id"],
-            "chf_id": "050505050",
-            "psp_uuid": "qmoney-psp",
-            "provider_reference": None,
-            "failure": None,
-            "settlement": None,
-            "created_by": "olga",
-            "created_at": now,
-            "updated_at": now,
-            "history": [],
-        }
-    )
+    await unknown_debit(desk.store, doubtful, now)
     today = now.astimezone(NAIROBI).date()
     transactions = await desk.csv("transactions", **day(today))
     assert [row["channel"] for row in transactions] == ["psp_api", "qmoney"]
