@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -215,63 +214,26 @@ class OpenimisBackend:
     ) -> None:
         """`paid`: each policy's premiums in openIMIS, by the policy's uuid."""
         now = self.clock.now()
-        await self.insurees.collection.update_one(
-            {"chf_id": chf_id},
+        await self.insurees.mirror(
+            chf_id,
             {
-                "$set": {
-                    "first_name": str(insuree.get("otherNames") or ""),
-                    "last_name": str(insuree.get("lastName") or ""),
-                    "phone": str(insuree.get("phone") or ""),
-                    "backend_uuid": str(insuree.get("uuid") or ""),
-                    "updated_at": now,
-                },
-                "$setOnInsert": {
-                    "_id": str(uuid.uuid4()),
-                    "wallet": "",
-                    "created_at": now,
-                },
+                "first_name": str(insuree.get("otherNames") or ""),
+                "last_name": str(insuree.get("lastName") or ""),
+                "phone": str(insuree.get("phone") or ""),
+                "backend_uuid": str(insuree.get("uuid") or ""),
             },
-            upsert=True,
+            now,
         )
-        known = {
-            policy["_id"]: policy
-            async for policy in self.policies.collection.find({"chf_id": chf_id})
-        }
+        known = await self.policies.uuids_of(chf_id)
         for node in nodes:
             fields = self._policy_fields(node, paid.get(str(node.get("uuid")), []))
             if fields is None:
                 continue
             policy_uuid = str(node["uuid"])
-            status = fields.pop("status")
-            if policy_uuid not in known:
-                await self._insert_policy(policy_uuid, chf_id, status, fields, now)
-                continue
-            # A claimed policy keeps its status until its premium is in openIMIS, and is
-            # never made idle again by a view read before that.
-            guard: dict[str, Any] = {"_id": policy_uuid, "awaiting_backend": {"$ne": True}}
-            if status == IDLE:
-                guard["activated_by"] = {"$exists": False}
-            await self.policies.collection.update_one(guard, {"$set": {**fields, "status": status}})
-
-    async def _insert_policy(
-        self,
-        policy_uuid: str,
-        chf_id: str,
-        status: int,
-        fields: dict[str, Any],
-        now: datetime,
-    ) -> None:
-        document = {
-            "_id": policy_uuid,
-            "chf_id": chf_id,
-            "payment_token": policy_uuid,
-            "status": status,
-            "created_at": now,
-            **fields,
-        }
-        await self.policies.collection.update_one(
-            {"_id": policy_uuid}, {"$setOnInsert": document}, upsert=True
-        )
+            if policy_uuid in known:
+                await self.policies.mirror_update(policy_uuid, fields)
+            else:
+                await self.policies.mirror_insert(policy_uuid, chf_id, fields, now)
 
     def _policy_fields(
         self, node: Mapping[str, Any], premiums: list[dict[str, Any]]
@@ -438,7 +400,5 @@ class OpenimisPremiums:
             changes["status"] = status
         if effective is not None:
             changes["effective_date"] = effective
-        await self.policies.collection.update_one(
-            {"_id": policy_uuid}, {"$set": changes, "$unset": {"awaiting_backend": ""}}
-        )
+        await self.policies.backend_written(policy_uuid, changes)
         return status, effective

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -38,6 +39,18 @@ INDEXES: list[IndexSpec] = [
 
 class InsureeRepository(DocumentRepository[Insuree]):
     collection_name = INSUREES
+
+    async def mirror(self, chf_id: str, fields: dict[str, Any], at: datetime) -> None:
+        """An insuree as the insurance backend has it (server.insurance.backend): made
+        when new; what the gateway keeps of its own (the wallet, the SMS opt-out) stays."""
+        await self.collection.update_one(
+            {"chf_id": chf_id},
+            {
+                "$set": {**fields, "updated_at": at},
+                "$setOnInsert": {"_id": str(uuid.uuid4()), "wallet": "", "created_at": at},
+            },
+            upsert=True,
+        )
 
     async def with_idle_policies(
         self, chf_id: str, joined: Sequence[str] = ()
@@ -139,6 +152,42 @@ class PolicyRepository(DocumentRepository[Policy]):
             .limit(limit)
         )
         return await cursor.to_list(None)
+
+    # --- the mirror of a remote insurance backend (server.insurance.backend) ---
+
+    async def uuids_of(self, chf_id: str) -> set[str]:
+        cursor = self.collection.find({"chf_id": chf_id}, {"_id": 1})
+        return {policy["_id"] async for policy in cursor}
+
+    async def mirror_insert(
+        self, policy_uuid: str, chf_id: str, fields: dict[str, Any], at: datetime
+    ) -> None:
+        """A policy first read from the backend; its uuid is also the token providers get."""
+        document = {
+            "_id": policy_uuid,
+            "chf_id": chf_id,
+            "payment_token": policy_uuid,
+            "created_at": at,
+            **fields,
+        }
+        await self.collection.update_one(
+            {"_id": policy_uuid}, {"$setOnInsert": document}, upsert=True
+        )
+
+    async def mirror_update(self, policy_uuid: str, fields: dict[str, Any]) -> None:
+        """The backend's view of a known policy. A claimed one keeps its status until its
+        premium is in the backend, and once claimed is never made idle again by a view
+        read before that."""
+        guard: dict[str, Any] = {"_id": policy_uuid, "awaiting_backend": {"$ne": True}}
+        if fields["status"] == IDLE:
+            guard["activated_by"] = {"$exists": False}
+        await self.collection.update_one(guard, {"$set": fields})
+
+    async def backend_written(self, policy_uuid: str, changes: dict[str, Any]) -> None:
+        """The claiming payment's premium is in the backend: `changes` as it reports them."""
+        await self.collection.update_one(
+            {"_id": policy_uuid}, {"$set": changes, "$unset": {"awaiting_backend": ""}}
+        )
 
     async def activate(
         self,

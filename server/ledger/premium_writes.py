@@ -25,8 +25,6 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from pymongo import ReturnDocument
-
 from server.insurance.backend import PremiumDestination, PremiumToWrite
 from server.integrations.transport import ProviderError
 from server.kernel.clock import Clock
@@ -125,22 +123,9 @@ class PremiumWrites:
     async def retry(self, premium_uuid: str, actor: str, reason: str) -> Premium:
         """An operator sends a refused premium again (after fixing it in the backend);
         who, when and why are kept with it."""
-        retried = await self.premiums.collection.find_one_and_update(
-            {"_id": premium_uuid, "insurance_write.state": REFUSED},
-            {
-                "$set": {
-                    "insurance_write.state": PENDING,
-                    "insurance_write.next_at": self.clock.now(),
-                    "insurance_write.follows": 0,
-                    "insurance_write.failures": 0,
-                    "insurance_write.retried": {
-                        "by": actor,
-                        "at": self.clock.now(),
-                        "reason": reason,
-                    },
-                }
-            },
-            return_document=ReturnDocument.AFTER,
+        now = self.clock.now()
+        retried = await self.premiums.write_reopened(
+            premium_uuid, {"by": actor, "at": now, "reason": reason}, now
         )
         if retried is None:
             if await self.premiums.find_one({"_id": premium_uuid}) is None:

@@ -421,6 +421,25 @@ class PremiumRepository(DocumentRepository[Premium]):
             },
         )
 
+    async def write_reopened(
+        self, premium_uuid: str, retried: dict[str, Any], at: datetime
+    ) -> Premium | None:
+        """A refused premium due again at `at`, its counts reset, who reopened it, when
+        and why kept; None when it is not refused."""
+        return await self.collection.find_one_and_update(
+            {"_id": premium_uuid, "insurance_write.state": "refused"},
+            {
+                "$set": {
+                    "insurance_write.state": "pending",
+                    "insurance_write.next_at": at,
+                    "insurance_write.follows": 0,
+                    "insurance_write.failures": 0,
+                    "insurance_write.retried": retried,
+                }
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+
     async def write_figures(self) -> dict[str, Any]:
         """How many premiums wait for the backend (and since when), how many it refused."""
         groups = await self.store.aggregate(
