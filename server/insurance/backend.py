@@ -195,7 +195,7 @@ class OpenimisBackend:
             insuree = await self.client.insuree(chf_id)
             nodes = await self.client.policies_of(chf_id) if insuree else []
             uuids = [str(node.get("uuid")) for node in nodes]
-            paid = _by_policy(await self.client.premiums_of_policies(uuids)) if uuids else {}
+            paid = await self.client.premiums_by_policy(uuids) if uuids else {}
         except ProviderError as err:
             # Remembered as a refresh: a burst of callbacks does not wait on openIMIS's
             # timeout again and again, and reads the mirror as it is meanwhile.
@@ -281,15 +281,6 @@ def _covered(node: Mapping[str, Any] | None) -> list[str]:
         if insuree.get("chfId"):
             numbers.append(str(insuree["chfId"]))
     return numbers
-
-
-def _by_policy(premiums: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """openIMIS's premiums grouped by the uuid of the policy each names."""
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for premium in premiums:
-        policy = premium.get("policy") if isinstance(premium.get("policy"), dict) else {}
-        grouped.setdefault(str((policy or {}).get("uuid")), []).append(premium)
-    return grouped
 
 
 def _left_to_pay(

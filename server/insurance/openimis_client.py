@@ -105,6 +105,15 @@ class OpenimisClient:
     async def premiums_of(self, policy_uuid: str) -> list[dict[str, Any]]:
         return await self.premiums_of_policies([policy_uuid])
 
+    async def premiums_by_policy(self, policy_uuids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The premiums of these policies, by the uuid of the policy each names."""
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for premium in await self.premiums_of_policies(policy_uuids):
+            policy = premium.get("policy")
+            uuid = policy.get("uuid") if isinstance(policy, dict) else None
+            grouped.setdefault(str(uuid), []).append(premium)
+        return grouped
+
     async def premiums_of_policies(self, policy_uuids: list[str]) -> list[dict[str, Any]]:
         """The premiums of these policies (each node names its policy's uuid), every
         page of them (openIMIS answers a connection 100 nodes at a time)."""

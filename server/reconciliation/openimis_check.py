@@ -54,7 +54,7 @@ class OpenimisPremiumCheck:
         policies = sorted(by_policy)
         for start in range(0, len(policies), POLICY_BATCH):
             batch = policies[start : start + POLICY_BATCH]
-            there = await self._held(batch)
+            there = await self.client.premiums_by_policy(batch)
             for policy_uuid in batch:
                 held = there.get(policy_uuid, [])
                 items.extend(compare_policy(by_policy[policy_uuid], held, self.pay_type, self.zone))
@@ -74,14 +74,6 @@ class OpenimisPremiumCheck:
             }
         )
         return await cursor.to_list(None)
-
-    async def _held(self, policies: list[str]) -> dict[str, list[dict[str, Any]]]:
-        found = await self.client.premiums_of_policies(policies)
-        held: dict[str, list[dict[str, Any]]] = {}
-        for node in found:
-            policy = node.get("policy") if isinstance(node.get("policy"), dict) else {}
-            held.setdefault(str((policy or {}).get("uuid")), []).append(node)
-        return held
 
 
 def compare_policy(
