@@ -30,6 +30,7 @@ from tornado.web import Application, RequestHandler
 from bench.seeding import seeded_store
 from bench.store_growth import open_bench_store, store_payments
 from server.insurance.schemas import InsureeCreateSchema, PolicyCreateSchema, ProductCreateSchema
+from server.kernel.collector import settle_for_serving
 from server.psps.schemas import PspCreateSchema
 from server.sandbox.demo import PRODUCTS
 from server.startup.config import load_settings
@@ -56,6 +57,7 @@ async def serve_bare() -> None:
     sockets = bind_sockets(0, "127.0.0.1")
     server = HTTPServer(Application([(r"/.*", BareHandler)]))
     server.add_sockets(sockets)
+    settle_for_serving()  # as the gateway's commands do: the same collector settings
     print(json.dumps({"url": f"http://127.0.0.1:{sockets[0].getsockname()[1]}"}), flush=True)
     await wait_for_signal()
 
@@ -169,6 +171,7 @@ async def serve_gateway(
         ) as answer,
     ):
         access = (await answer.json())["access_token"]
+    settle_for_serving()  # as `python run.py serve` and `sandbox` do
     print(
         json.dumps(
             {

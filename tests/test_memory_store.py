@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
+from unittest.mock import patch
 
 import mongomock
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, WriteConcern
 from pymongo.errors import DuplicateKeyError
 
+from server.kernel.memory_documents import stored_form
 from server.kernel.memory_store import EXPIRY_INTERVAL, IndexedCollection, memory_client
 from server.kernel.store import Store
 
@@ -778,3 +780,70 @@ async def test_an_or_of_indexed_equalities_finds_every_branch_in_stored_order(st
     assert await names(store, query) == ["a", "c", "d"]
     assert await names(store, {**query, "name": {"$ne": "c"}}) == ["a", "d"]
     assert await things.count_documents({"$or": [{"status": "done"}, {"name": "a"}]}) == 3
+
+
+# --- an insert stores what mongomock's own insert stores (server.kernel.memory_documents) ---
+
+KEYS = st.one_of(
+    st.text(max_size=3), st.sampled_from(["$a", "a.b", "a\x00", "\ud800"]), st.integers()
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**64), 2**64),
+    st.floats(allow_nan=False),
+    st.text(max_size=4),
+    st.sampled_from(["\ud800", "é\udc80", "ok", b"bytes", Letter.A, OID, 2**63, -(2**63) - 1]),
+    st.datetimes(timezones=st.sampled_from([None, UTC, timezone(timedelta(hours=3))])),
+    st.dates(),
+)
+NESTED = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner),
+        st.dictionaries(KEYS, inner, max_size=3),
+    ),
+    max_leaves=8,
+)
+
+
+def stored_or_refused(collection: Any, document: dict[str, Any]) -> str:
+    """What the collection holds after the insert, or the refusal's type, exactly."""
+    try:
+        collection.insert_one(copy.deepcopy(document))
+    except Exception as err:
+        return type(err).__name__
+    return repr(list(collection._store._documents.values()))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(KEYS, NESTED, max_size=4), st.one_of(st.none(), st.text(max_size=2)))
+def test_a_document_is_stored_as_mongomock_stores_it(document, given_id) -> None:
+    if given_id is not None:
+        document["_id"] = given_id
+    else:
+        document.pop("_id", None)
+    ours, theirs = memory_client()["d"]["c"], mongomock.MongoClient()["d"]["c"]
+    with patch("bson.ObjectId.__init__", _fixed_object_id):
+        assert stored_or_refused(ours, document) == stored_or_refused(theirs, document)
+
+
+def _fixed_object_id(self: ObjectId, oid: Any = None) -> None:
+    """Both inserts give a document without `_id` the same new one."""
+    self._ObjectId__id = OID.binary if oid is None else ObjectId(oid).binary  # type: ignore[attr-defined]
+
+
+def test_the_documents_the_gateway_writes_take_the_one_walk() -> None:
+    entry = {
+        "_id": "7a9c",
+        "headers": {"Content-Type": "application/json"},
+        "received_at": datetime(2026, 5, 1, 9, 0, 0, 123456, tzinfo=UTC),
+        "amounts": [100, 250],
+        "answer": {"ResultCode": "0"},
+        "errors": None,
+        "flag": True,
+    }
+    stored = stored_form(entry)
+    assert stored == {**entry, "received_at": datetime(2026, 5, 1, 9, 0, 0, 123000)}
+    assert stored is not None and stored["headers"] is not entry["headers"]

@@ -26,6 +26,7 @@ from server.integrations.transport import ProviderError
 from server.jobs.runner import FAILED, SKIPPED
 from server.kernel import logs
 from server.kernel.clock import Clock
+from server.kernel.collector import settle_for_serving
 from server.kernel.errors import ApiError
 from server.kernel.store import Store
 from server.mpesa.callback_urls import CallbackUrlError
@@ -188,6 +189,7 @@ async def run_until_signalled(shutdown: Callable[[], Awaitable[None]], announcem
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, signalled.set)
+    settle_for_serving()
     print(announcement, flush=True)
     try:
         await signalled.wait()
