@@ -847,3 +847,29 @@ def test_the_documents_the_gateway_writes_take_the_one_walk() -> None:
     stored = stored_form(entry)
     assert stored == {**entry, "received_at": datetime(2026, 5, 1, 9, 0, 0, 123000)}
     assert stored is not None and stored["headers"] is not entry["headers"]
+
+
+@pytest.mark.parametrize(
+    "stored, update",
+    [
+        ({"n": 2**63 - 1}, {"$inc": {"n": 1}}),  # out of BSON's range: mongomock's answer
+        ({"n": "a"}, {"$inc": {"n": 1}}),
+        ({"n": 1.5}, {"$inc": {"n": 1}}),
+        ({"n": True}, {"$inc": {"n": 1}}),
+        ({}, {"$inc": {"n": 3}, "$set": {"m": D2}}),
+        ({"m": 1}, {"$set": {"m": 1.0}}),  # equal: not modified, as mongomock says
+        ({"m": [1]}, {"$set": {"m": (1,)}}),
+        ({"k": "taken"}, {"$set": {"k": "a"}}),  # "a" is another document's: refused, undone
+        ({}, {"$set": {}}),
+        ({}, {"$set": {"_id": 9}}),
+    ],
+)
+def test_a_plain_update_answers_as_mongomock(stored, update) -> None:
+    indexed, scanned = fresh(memory_client()), fresh(mongomock.MongoClient())
+    operations = [
+        ("insert_one", {"_id": 1, "k": "a"}),
+        ("insert_one", {"_id": 2, **stored}),
+        ("update_one", {"_id": 2}, update),
+        ("find", {}),
+    ]
+    assert [run(indexed, op) for op in operations] == [run(scanned, op) for op in operations]

@@ -1,4 +1,5 @@
-"""The in-memory store's copy of a document it is given to insert, made in one walk.
+"""The in-memory store's copy of a document it is given to insert, made in one walk;
+and the plain updates it applies without mongomock's general machinery.
 
 mongomock checks a document in three walks (its keys for NUL characters, an encoding
 to BSON to prove it can be stored, and a copy that turns datetimes into MongoDB's
@@ -11,6 +12,7 @@ refuses it in its own words."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +22,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _SCALARS = (bool, float, type(None), ObjectId)
 
 
-class _NotPlain(Exception):
+class NotPlain(Exception):
     """The document holds something only mongomock's insert knows what to do with."""
 
 
@@ -29,11 +31,12 @@ def _text(value: str) -> str:
         try:
             value.encode("utf-8")  # a lone surrogate cannot be stored as BSON
         except UnicodeEncodeError:
-            raise _NotPlain from None
+            raise NotPlain from None
     return value
 
 
-def _copy(value: Any) -> Any:
+def stored_value(value: Any) -> Any:
+    """The value as mongomock stores it; NotPlain when it is not plain."""
     kind = type(value)
     if kind is str:
         return _text(value)
@@ -41,12 +44,12 @@ def _copy(value: Any) -> Any:
         copied = {}
         for key, item in value.items():
             if type(key) is not str or "\x00" in _text(key):
-                raise _NotPlain
-            copied[key] = _copy(item)
+                raise NotPlain
+            copied[key] = stored_value(item)
         return copied
     if kind is int:
         if not INT64_MIN <= value <= INT64_MAX:
-            raise _NotPlain
+            raise NotPlain
         return value
     if kind is datetime:
         milliseconds = value.microsecond // 1000 * 1000
@@ -54,13 +57,13 @@ def _copy(value: Any) -> Any:
             return value.replace(microsecond=milliseconds)
         offset = value.utcoffset()
         if offset is None:
-            raise _NotPlain
+            raise NotPlain
         return (value - offset).replace(tzinfo=None, microsecond=milliseconds)
     if kind is list or kind is tuple:
-        return [_copy(item) for item in value]
+        return [stored_value(item) for item in value]
     if kind in _SCALARS:
         return value
-    raise _NotPlain
+    raise NotPlain
 
 
 def stored_form(document: dict[str, Any]) -> dict[str, Any] | None:
@@ -69,7 +72,44 @@ def stored_form(document: dict[str, Any]) -> dict[str, Any] | None:
     if type(document) is not dict:
         return None
     try:
-        copied: dict[str, Any] = _copy(document)
-    except _NotPlain:
+        copied: dict[str, Any] = stored_value(document)
+    except NotPlain:
         return None
     return None if any(key.startswith("$") for key in copied) else copied
+
+
+@dataclass(frozen=True)
+class PlainUpdate:
+    """An update of top-level fields only: `$set` values (as stored) and `$inc` steps."""
+
+    sets: dict[str, Any]
+    increments: dict[str, int]
+
+    def fields(self) -> list[str]:
+        return [*self.sets, *self.increments]
+
+
+def _plain_field(name: Any) -> bool:
+    return type(name) is str and name != "_id" and not name.startswith("$") and "." not in name
+
+
+def plain_update(update: Any) -> PlainUpdate | None:
+    """The update when it is `$set` and/or `$inc` of distinct top-level fields (not
+    `_id`), with plain values and integer steps; else None (mongomock applies it)."""
+    if type(update) is not dict or not update or not set(update) <= {"$set", "$inc"}:
+        return None
+    sets, increments = update.get("$set", {}), update.get("$inc", {})
+    if type(sets) is not dict or type(increments) is not dict or not all(update.values()):
+        return None
+    names = [*sets, *increments]
+    if len(set(names)) != len(names) or not all(_plain_field(name) for name in names):
+        return None
+    if not all(
+        type(step) is int and INT64_MIN <= step <= INT64_MAX for step in increments.values()
+    ):
+        return None
+    try:
+        stored = {name: stored_value(value) for name, value in sets.items()}
+    except NotPlain:
+        return None
+    return PlainUpdate(stored, dict(increments))

@@ -50,7 +50,11 @@ from mongomock.mongo_client import MongoClient
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
 from pymongo.errors import DuplicateKeyError
 
-from server.kernel.memory_documents import stored_form
+from server.kernel.memory_documents import (
+    PlainUpdate,
+    plain_update,
+    stored_form,
+)
 from server.kernel.memory_query import compile_group, matcher, sort_documents
 
 # Query and document values indexed by value (exact types only), bools apart (hash_key).
@@ -356,6 +360,17 @@ def _alone(stage: Any, name: str) -> bool:
     return isinstance(stage, dict) and set(stage) == {name}
 
 
+def _added(document: dict[str, Any], increments: dict[str, int]) -> dict[str, int] | None:
+    """The fields' values after `$inc`, when each is an integer (or missing)."""
+    added = {}
+    for name, step in increments.items():
+        current = document.get(name, 0)
+        if type(current) is not int:
+            return None
+        added[name] = current + step
+    return added
+
+
 class IndexedCollection(Collection):
     """A mongomock collection that finds candidates through its store's index."""
 
@@ -414,6 +429,57 @@ class IndexedCollection(Collection):
                     raise
                 return data["_id"]
         return super()._insert(data, session, ordered)
+
+    def _update(
+        self, spec: Any, document: Any, upsert: bool = False, *args: Any, **kwargs: Any
+    ) -> Any:
+        """As mongomock's, for a plain update (server.kernel.memory_documents) of the
+        first document `spec` matches, no upsert and no option: applied to the fields it
+        names, which alone are kept for a rollback, where mongomock deep-copies the
+        whole document and runs its general updaters. Anything else is mongomock's."""
+        update = None if upsert or args or any(kwargs.values()) else plain_update(document)
+        if update is None or not isinstance(spec, Mapping):
+            return super()._update(spec, document, upsert, *args, **kwargs)
+        spec = helpers.patch_datetime_awareness_in_document(spec)
+        existing = next(iter(self._iter_documents(spec)), None)
+        if existing is None:
+            return self._update_result(matched=False, modified=False)
+        added = _added(existing, update.increments)
+        if added is None:  # a step on a value not an integer
+            return super()._update(spec, document, upsert, *args, **kwargs)
+        return self._apply_plain(existing, update, {**update.sets, **added})
+
+    def _apply_plain(
+        self, existing: dict[str, Any], update: PlainUpdate, new: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`new`: the values the update gives its fields."""
+        before = {name: existing[name] for name in update.fields() if name in existing}
+        modified = any(name not in before or before[name] != value for name, value in new.items())
+        existing.update(new)
+        self._store.reindex(existing)
+        if modified:
+            try:
+                self._ensure_uniques(existing)
+            except DuplicateKeyError:
+                for name in new:
+                    if name in before:
+                        existing[name] = before[name]
+                    else:
+                        del existing[name]
+                self._store.reindex(existing)
+                raise
+        return self._update_result(matched=True, modified=modified)
+
+    def _update_result(self, *, matched: bool, modified: bool) -> dict[str, Any]:
+        return {
+            "connectionId": self.database.client._id,
+            "err": None,
+            "n": int(matched),
+            "nModified": int(modified),
+            "ok": 1,
+            "upserted": None,
+            "updatedExisting": matched,
+        }
 
     def _apply_update_document(self, existing_document: dict[str, Any], *args: Any) -> Any:
         """mongomock updates the stored document in place: index it again, even when

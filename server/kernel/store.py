@@ -52,14 +52,20 @@ class Store:
         self.db = client[database]
         self.in_memory = in_memory
         self._majority: frozenset[str] = frozenset()
+        self._collections: dict[str, AsyncCollection] = {}
 
     def collection(self, name: str) -> AsyncCollection:
-        """The collection, with majority concerns if it is one `use_majority` named."""
-        if name in self._majority:
-            return self.db.get_collection(
-                name, write_concern=MAJORITY_WRITES, read_concern=MAJORITY_READS
+        """The collection, with majority concerns if it is one `use_majority` named.
+        Made once per name: a collection handle holds no state of a request."""
+        if name not in self._collections:
+            self._collections[name] = (
+                self.db.get_collection(
+                    name, write_concern=MAJORITY_WRITES, read_concern=MAJORITY_READS
+                )
+                if name in self._majority
+                else self.db[name]
             )
-        return self.db[name]
+        return self._collections[name]
 
     async def use_majority(self, collections: Iterable[str], *, enabled: bool) -> bool:
         """Ask the server what it is (after connecting) and give `collections` majority
@@ -67,6 +73,7 @@ class Store:
         collections. The in-memory store ignores it."""
         if self.in_memory:
             return False
+        self._collections.clear()
         if majority_applies(await self._hello(), enabled):
             self._majority = frozenset(collections)
             log.info("store_majority_concerns collections=%s", ",".join(sorted(self._majority)))

@@ -142,15 +142,18 @@ class C2BService:
         self, work: Coroutine[Any, Any, dict[str, Any]], fallback: dict[str, Any]
     ) -> dict[str, Any]:
         task = asyncio.ensure_future(work)
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), self.validation_deadline)
-        except TimeoutError:
+        # asyncio.wait leaves the task running past the deadline (no shield needed).
+        await asyncio.wait((task,), timeout=self.validation_deadline)
+        if not task.done():
             self.background.spawn(self._finish_late(task), "c2b-late-validation")
             log.warning(
                 "validation_deadline_passed deadline_s=%s answer=%s",
                 self.validation_deadline,
                 fallback["ResultCode"],
             )
+            return fallback
+        try:
+            return task.result()
         except Exception:
             log.exception("validation_failed answer=%s", fallback["ResultCode"])
         return fallback
