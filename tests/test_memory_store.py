@@ -852,24 +852,30 @@ def test_the_documents_the_gateway_writes_take_the_one_walk() -> None:
 @pytest.mark.parametrize(
     "stored, update",
     [
-        ({"n": 2**63 - 1}, {"$inc": {"n": 1}}),  # out of BSON's range: mongomock's answer
+        ({"n": 2**63 - 1}, {"$inc": {"n": 1}}),
         ({"n": "a"}, {"$inc": {"n": 1}}),
         ({"n": 1.5}, {"$inc": {"n": 1}}),
         ({"n": True}, {"$inc": {"n": 1}}),
         ({}, {"$inc": {"n": 3}, "$set": {"m": D2}}),
-        ({"m": 1}, {"$set": {"m": 1.0}}),  # equal: not modified, as mongomock says
+        ({"m": 1}, {"$set": {"m": 1.0}}),  # equal: not modified, yet stored as given
         ({"m": [1]}, {"$set": {"m": (1,)}}),
-        ({"k": "taken"}, {"$set": {"k": "a"}}),  # "a" is another document's: refused, undone
+        ({"k": "taken", "m": 1}, {"$set": {"k": "a"}, "$unset": {"m": ""}}),  # refused, undone
+        ({"m": 1, "z": 2}, {"$unset": {"m": 1}}),
+        ({}, {"$unset": {"m": 1}}),  # nothing to remove: not modified
         ({}, {"$set": {}}),
         ({}, {"$set": {"_id": 9}}),
     ],
 )
-def test_a_plain_update_answers_as_mongomock(stored, update) -> None:
+@pytest.mark.parametrize("kind", ["update_one", "update_many"])
+def test_a_plain_update_answers_as_mongomock(stored, update, kind) -> None:
     indexed, scanned = fresh(memory_client()), fresh(mongomock.MongoClient())
     operations = [
-        ("insert_one", {"_id": 1, "k": "a"}),
-        ("insert_one", {"_id": 2, **stored}),
-        ("update_one", {"_id": 2}, update),
-        ("find", {}),
+        ("insert_one", {"_id": 1, "k": "a", "g": "x"}),
+        ("insert_one", {"_id": 2, "g": "x", **stored}),
+        ("insert_one", {"_id": 3, "g": "x", **stored, "k": "b"}),
+        (kind, {"g": "x", "_id": {"$gt": 1}}, update),
     ]
-    assert [run(indexed, op) for op in operations] == [run(scanned, op) for op in operations]
+    answers = [[run(collection, op) for op in operations] for collection in (indexed, scanned)]
+    assert answers[0] == answers[1]
+    stored_now = [repr(list(c._store._documents.values())) for c in (indexed, scanned)]
+    assert stored_now[0] == stored_now[1]

@@ -80,13 +80,26 @@ def stored_form(document: dict[str, Any]) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class PlainUpdate:
-    """An update of top-level fields only: `$set` values (as stored) and `$inc` steps."""
+    """An update of top-level fields only: `$set` values (as stored), `$inc` steps and
+    `$unset` fields."""
 
     sets: dict[str, Any]
     increments: dict[str, int]
+    unsets: tuple[str, ...]
+    operators: tuple[str, ...]  # in the update's order, which new fields are added in
 
     def fields(self) -> list[str]:
-        return [*self.sets, *self.increments]
+        return [*self.sets, *self.increments, *self.unsets]
+
+    def values(self, added: dict[str, int]) -> dict[str, Any]:
+        """The values it gives its fields, `added` those of `$inc`, in its order."""
+        given: dict[str, Any] = {}
+        for operator in self.operators:
+            given.update(self.sets if operator == "$set" else added if operator == "$inc" else {})
+        return given
+
+
+OPERATORS = frozenset({"$set", "$inc", "$unset"})
 
 
 def _plain_field(name: Any) -> bool:
@@ -94,14 +107,15 @@ def _plain_field(name: Any) -> bool:
 
 
 def plain_update(update: Any) -> PlainUpdate | None:
-    """The update when it is `$set` and/or `$inc` of distinct top-level fields (not
-    `_id`), with plain values and integer steps; else None (mongomock applies it)."""
-    if type(update) is not dict or not update or not set(update) <= {"$set", "$inc"}:
+    """The update when it is `$set`, `$inc` and/or `$unset` of distinct top-level
+    fields (not `_id`), with plain values and integer steps; else None (mongomock
+    applies it)."""
+    if type(update) is not dict or not update or not set(update) <= OPERATORS:
+        return None
+    if not all(type(fields) is dict and fields for fields in update.values()):
         return None
     sets, increments = update.get("$set", {}), update.get("$inc", {})
-    if type(sets) is not dict or type(increments) is not dict or not all(update.values()):
-        return None
-    names = [*sets, *increments]
+    names = [name for fields in update.values() for name in fields]
     if len(set(names)) != len(names) or not all(_plain_field(name) for name in names):
         return None
     if not all(
@@ -112,4 +126,4 @@ def plain_update(update: Any) -> PlainUpdate | None:
         stored = {name: stored_value(value) for name, value in sets.items()}
     except NotPlain:
         return None
-    return PlainUpdate(stored, dict(increments))
+    return PlainUpdate(stored, dict(increments), tuple(update.get("$unset", {})), tuple(update))

@@ -36,7 +36,8 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
@@ -124,17 +125,30 @@ LARGE_SHARE = 8
 
 
 class FieldIndex:
-    """One field's hash index: document keys by value, and those always a candidate."""
+    """One field's hash index: document keys by value, and those always a candidate.
+
+    Each value's keys are kept in the order they were filed. While that is also the
+    collection's insertion order (keys filed with rising insertion numbers, as inserts
+    and the first indexing file them) the keys can be handed out as they are, in the
+    order every answer must have; a key filed out of that order (a document that took
+    the value in an update) marks the value `out_of_order` until it has no key left."""
 
     def __init__(self) -> None:
-        self.postings: dict[Any, set[Any]] = {}
+        self.postings: dict[Any, dict[Any, None]] = {}
         self.always: set[Any] = set()
+        self.out_of_order: set[Any] = set()
+        self._last: dict[Any, int] = {}  # value -> the highest insertion number filed
 
-    def add(self, entry: Any, key: Any) -> None:
+    def add(self, entry: Any, key: Any, number: int) -> None:
+        """File `key` (the document inserted `number`th) under `entry`."""
         if entry is ALWAYS:
             self.always.add(key)
-        else:
-            self.postings.setdefault(entry, set()).add(key)
+            return
+        keys = self.postings.setdefault(entry, {})
+        if keys and number < self._last[entry]:
+            self.out_of_order.add(entry)
+        keys[key] = None
+        self._last[entry] = max(number, self._last.get(entry, number))
 
     def discard(self, entry: Any, key: Any) -> None:
         if entry is ALWAYS:
@@ -142,9 +156,18 @@ class FieldIndex:
             return
         keys = self.postings.get(entry)
         if keys is not None:
-            keys.discard(key)
+            keys.pop(key, None)
             if not keys:
                 del self.postings[entry]
+                del self._last[entry]
+                self.out_of_order.discard(entry)
+
+    def in_order(self, entry: Any) -> dict[Any, None] | None:
+        """The keys filed under `entry` when they are in insertion order and no document
+        is always a candidate; else None."""
+        if self.always or entry in self.out_of_order:
+            return None
+        return self.postings.get(entry, {})
 
 
 class IndexedCollectionStore(CollectionStore):
@@ -207,7 +230,7 @@ class IndexedCollectionStore(CollectionStore):
             for key, document in self._documents.items():
                 entry = index_key(document, path)
                 if entry is not None:
-                    field.add(entry, key)
+                    field.add(entry, key, self._order[key])
                     self._entries.setdefault(key, {})[path] = entry
 
     def __setitem__(self, key: Any, document: dict[str, Any]) -> None:
@@ -226,10 +249,11 @@ class IndexedCollectionStore(CollectionStore):
     def _index(self, key: Any, document: dict[str, Any]) -> None:
         self._key_of[id(document)] = key
         entries = {}
+        number = self._order[key]
         for path, field in self._fields.items():
             entry = index_key(document, path)
             if entry is not None:
-                field.add(entry, key)
+                field.add(entry, key, number)
                 entries[path] = entry
         self._entries[key] = entries
 
@@ -244,25 +268,50 @@ class IndexedCollectionStore(CollectionStore):
         """Index again a stored document changed in place. It is found by identity: an
         update that failed may have changed its `_id` (mongomock does not undo that)."""
         key = self._key_of.get(id(document))
-        if key is not None and self._documents.get(key) is document:
-            self._unindex(key)
-            self._index(key, document)
+        if key is None or self._documents.get(key) is not document:
+            return
+        entries, number = self._entries[key], self._order[key]
+        for path, field in self._fields.items():
+            before, entry = entries.get(path), index_key(document, path)
+            if entry == before:
+                continue  # filed where it was, in its place
+            if before is not None:
+                field.discard(before, key)
+                del entries[path]
+            if entry is not None:
+                field.add(entry, key, number)
+                entries[path] = entry
 
-    def candidates(self, spec: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-        """The documents that may match `spec`, in insertion order (see `_admitted`); all
-        of them when no equality can be used. None when there are none: mongomock
-        scans."""
+    def candidates(self, spec: Mapping[str, Any]) -> tuple[int, Iterable[dict[str, Any]]] | None:
+        """How many documents may match `spec`, and those documents in insertion order
+        (see `_admitted`); all of them when no equality can be used. None when there
+        are none: mongomock scans. Keys already in order are looked up as they are
+        read, so a find with a limit reads no further than it needs."""
         self._remove_expired_documents()
         if not self._documents:
             return None  # mongomock's scan also validates the filter then
+        ordered = self._in_order(spec)
+        if ordered is not None:
+            documents = self._documents
+            keys = list(ordered)  # as they are now: the reader may change them
+            return len(keys), (documents[key] for key in keys if key in documents)
         pool = self._admitted(spec)
         if pool is None:
-            return list(self._documents.values())
+            return len(self._documents), list(self._documents.values())
         if len(pool) * LARGE_SHARE > len(self._documents):
             keys = [key for key in self._documents if key in pool]  # in order: no sort
         else:
             keys = sorted(pool, key=self._order.__getitem__)
-        return [self._documents[key] for key in keys]
+        return len(keys), [self._documents[key] for key in keys]
+
+    def _in_order(self, spec: Mapping[str, Any]) -> dict[Any, None] | None:
+        """When `spec` has one equality the index can use, to one value whose keys are
+        in insertion order: those keys (see FieldIndex). Else None."""
+        usable = [(path, values) for path, values in equalities(spec) if path in self._fields]
+        if len(usable) != 1 or len(usable[0][1]) != 1:
+            return None
+        path, [value] = usable[0]
+        return self._fields[path].in_order(value)
 
     def _admitted(self, spec: Mapping[str, Any]) -> set[Any] | None:
         """The keys of the documents the most selective equality on an indexed field
@@ -286,8 +335,8 @@ class IndexedCollectionStore(CollectionStore):
                 pools.append(admitted)
             return set().union(*pools)
 
-        def found(field: FieldIndex, values: list[Any]) -> list[set[Any]]:
-            return [field.always, *(field.postings.get(value, set()) for value in values)]
+        def found(field: FieldIndex, values: list[Any]) -> list[AbstractSet[Any] | dict[Any, None]]:
+            return [field.always, *(field.postings.get(value, {}) for value in values)]
 
         chosen = min(range(len(usable)), key=lambda at: sum(map(len, found(*usable[at][1:]))))
         _, best, values = usable[chosen]
@@ -391,11 +440,12 @@ class IndexedCollection(Collection):
         """The documents that match `filter`, of the index's candidates. A compiled
         matcher costs as much to build as mongomock's match of a document or two: not
         for a single candidate."""
-        candidates = self._store.candidates(filter) if isinstance(filter, dict) else None
-        if candidates is None:
+        found = self._store.candidates(filter) if isinstance(filter, dict) else None
+        if found is None:
             documents: Iterator[dict[str, Any]] = super()._iter_documents(filter)
             return documents
-        if len(candidates) > 1:
+        count, candidates = found
+        if count > 1:
             matches = matcher(filter)
             return (document for document in candidates if matches(document))
         return (document for document in candidates if filter_applies(filter, document))
@@ -434,51 +484,62 @@ class IndexedCollection(Collection):
         self, spec: Any, document: Any, upsert: bool = False, *args: Any, **kwargs: Any
     ) -> Any:
         """As mongomock's, for a plain update (server.kernel.memory_documents) of the
-        first document `spec` matches, no upsert and no option: applied to the fields it
-        names, which alone are kept for a rollback, where mongomock deep-copies the
-        whole document and runs its general updaters. Anything else is mongomock's."""
-        update = None if upsert or args or any(kwargs.values()) else plain_update(document)
+        first document `spec` matches, or of every one (`multi`), with no upsert and no
+        other option: applied to the fields it names, which alone are kept for a
+        rollback, where mongomock deep-copies each whole document and runs its general
+        updaters. Anything else is mongomock's."""
+        options = any(value for name, value in kwargs.items() if name != "multi")
+        update = None if upsert or args or options else plain_update(document)
         if update is None or not isinstance(spec, Mapping):
             return super()._update(spec, document, upsert, *args, **kwargs)
         spec = helpers.patch_datetime_awareness_in_document(spec)
-        existing = next(iter(self._iter_documents(spec)), None)
-        if existing is None:
-            return self._update_result(matched=False, modified=False)
-        added = _added(existing, update.increments)
-        if added is None:  # a step on a value not an integer
+        found = self._iter_documents(spec)
+        matches = list(found) if kwargs.get("multi") else list(itertools.islice(found, 1))
+        added = [_added(existing, update.increments) for existing in matches]
+        if any(values is None for values in added):  # a step on a value not an integer
             return super()._update(spec, document, upsert, *args, **kwargs)
-        return self._apply_plain(existing, update, {**update.sets, **added})
+        modified = sum(
+            self._apply_plain(existing, update, update.values(values or {}))
+            for existing, values in zip(matches, added, strict=True)
+        )
+        return self._update_result(matched=len(matches), modified=modified)
 
     def _apply_plain(
         self, existing: dict[str, Any], update: PlainUpdate, new: dict[str, Any]
-    ) -> dict[str, Any]:
-        """`new`: the values the update gives its fields."""
+    ) -> bool:
+        """`new`: the values the update gives its fields. Whether the document changed;
+        a change a unique index refuses is undone, and raised."""
         before = {name: existing[name] for name in update.fields() if name in existing}
-        modified = any(name not in before or before[name] != value for name, value in new.items())
-        existing.update(new)
+        removed = [name for name in update.unsets if name in existing]
+        modified = bool(removed) or any(
+            name not in before or before[name] != value for name, value in new.items()
+        )
+        keys = list(existing)
+        existing.update(new)  # an equal value replaces the stored one, as in mongomock
+        for name in removed:
+            del existing[name]
         self._store.reindex(existing)
-        if modified:
-            try:
-                self._ensure_uniques(existing)
-            except DuplicateKeyError:
-                for name in new:
-                    if name in before:
-                        existing[name] = before[name]
-                    else:
-                        del existing[name]
-                self._store.reindex(existing)
-                raise
-        return self._update_result(matched=True, modified=modified)
+        if not modified:
+            return False
+        try:
+            self._ensure_uniques(existing)
+        except DuplicateKeyError:
+            restored = {key: before.get(key, existing.get(key)) for key in keys}
+            existing.clear()
+            existing.update(restored)
+            self._store.reindex(existing)
+            raise
+        return True
 
-    def _update_result(self, *, matched: bool, modified: bool) -> dict[str, Any]:
+    def _update_result(self, *, matched: int, modified: int) -> dict[str, Any]:
         return {
             "connectionId": self.database.client._id,
             "err": None,
-            "n": int(matched),
-            "nModified": int(modified),
+            "n": matched,
+            "nModified": modified,
             "ok": 1,
             "upserted": None,
-            "updatedExisting": matched,
+            "updatedExisting": bool(matched),
         }
 
     def _apply_update_document(self, existing_document: dict[str, Any], *args: Any) -> Any:
