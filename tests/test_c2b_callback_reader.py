@@ -3,14 +3,21 @@ schema it stands in for: whenever it reads a body, the schema loads the same cal
 
 from __future__ import annotations
 
+import json
 import string
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from server.mpesa.schemas import C2BCallbackSchema, parse_trans_time, read_plain_callback
+from server.mpesa.schemas import (
+    C2BCallbackSchema,
+    parse_callback,
+    parse_trans_time,
+    read_plain_callback,
+)
 
 DARAJA_BODY = {
     "TransactionType": "Pay Bill",
@@ -64,12 +71,20 @@ def test_what_is_not_plain_is_left_to_the_schema() -> None:
         {"TransTime": "20240230103000"},  # 30 February
         {"TransTime": "2024120110300"},
         {"TransTime": "２０２４１２０１１０３０００"},  # digits, but not ASCII ones
+        {"TransTime": "00010101000000"},  # 3 hours before UTC's first day
         {"TransAmount": ""},
         {"BusinessShortCode": 600638},
         {"FirstName": "x" * 201},
         {"MiddleName": ["a"]},
     ):
         assert read_plain_callback({**DARAJA_BODY, **change}) is None, change
+
+
+def test_a_trans_time_before_utc_s_first_day_is_refused_in_words() -> None:
+    body = {**DARAJA_BODY, "TransTime": "00010101000000"}
+    with pytest.raises(ValidationError) as refused:
+        parse_callback(json.dumps(body).encode())
+    assert refused.value.messages == {"TransTime": ["TransTime must be YYYYMMDDHHmmss"]}
 
 
 def test_trans_time_is_the_same_instant_both_ways() -> None:

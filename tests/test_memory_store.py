@@ -879,3 +879,37 @@ def test_a_plain_update_answers_as_mongomock(stored, update, kind) -> None:
     assert answers[0] == answers[1]
     stored_now = [repr(list(c._store._documents.values())) for c in (indexed, scanned)]
     assert stored_now[0] == stored_now[1]
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    "operations",
+    [
+        [  # each document gets a list of its own
+            ("insert_one", {"_id": 1}),
+            ("insert_one", {"_id": 2}),
+            ("update_many", {}, {"$set": {"tags": []}}),
+            ("update_one", {"_id": 1}, {"$push": {"tags": "x"}}),
+        ],
+        [("insert_one", {"_id": 1}), ("update_one", {"_id": 1}, {"$set": {"a\x00b": 1}})],
+        [("insert_one", {"_id": (1, 2)})],
+        [
+            ("insert_one", {"_id": datetime(2024, 1, 1, 0, 0, 0, 1000)}),
+            ("insert_one", {"_id": datetime(2024, 1, 1, 0, 0, 0, 1500, tzinfo=UTC)}),
+        ],
+        [("insert_one", {"_id": 1, "a": NAN}), ("update_one", {"_id": 1}, {"$set": {"a": NAN}})],
+        [  # the filter fails on the second document: the first keeps its change
+            ("insert_one", {"_id": 1, "d": 1}),
+            ("insert_one", {"_id": 2, "d": 0}),
+            ("update_many", {"$expr": {"$eq": [{"$divide": [1, "$d"]}, 1]}}, {"$set": {"x": 1}}),
+        ],
+    ],
+)
+def test_what_the_one_walk_leaves_to_mongomock_ends_as_in_mongomock(operations) -> None:
+    answers = []
+    for collection in (memory_client()["d"]["c"], mongomock.MongoClient()["d"]["c"]):
+        done = [repr(run(collection, operation)) for operation in operations]
+        answers.append((done, repr(list(collection._store._documents.values()))))
+    assert answers[0] == answers[1]

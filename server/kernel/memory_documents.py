@@ -35,17 +35,26 @@ def _text(value: str) -> str:
     return value
 
 
-def stored_value(value: Any) -> Any:
-    """The value as mongomock stores it; NotPlain when it is not plain."""
+# MongoDB refuses documents nested deeper than this; deeper ones are mongomock's.
+MAX_DEPTH = 100
+# The `_id` types a plain insert files as they are (mongomock keys on the given value).
+PLAIN_IDS = frozenset({str, int, ObjectId})
+
+
+def stored_value(value: Any, depth: int = 0) -> Any:
+    """The value as mongomock stores it, containers copied; NotPlain when it is not
+    plain."""
     kind = type(value)
     if kind is str:
         return _text(value)
+    if depth > MAX_DEPTH:
+        raise NotPlain
     if kind is dict:
         copied = {}
         for key, item in value.items():
             if type(key) is not str or "\x00" in _text(key):
                 raise NotPlain
-            copied[key] = stored_value(item)
+            copied[key] = stored_value(item, depth + 1)
         return copied
     if kind is int:
         if not INT64_MIN <= value <= INT64_MAX:
@@ -53,14 +62,14 @@ def stored_value(value: Any) -> Any:
         return value
     if kind is datetime:
         milliseconds = value.microsecond // 1000 * 1000
-        if value.tzinfo is None:
+        if not value.tzinfo:  # as mongomock tests it
             return value.replace(microsecond=milliseconds)
         offset = value.utcoffset()
         if offset is None:
             raise NotPlain
         return (value - offset).replace(tzinfo=None, microsecond=milliseconds)
     if kind is list or kind is tuple:
-        return [stored_value(item) for item in value]
+        return [stored_value(item, depth + 1) for item in value]
     if kind in _SCALARS:
         return value
     raise NotPlain
@@ -68,8 +77,9 @@ def stored_value(value: Any) -> Any:
 
 def stored_form(document: dict[str, Any]) -> dict[str, Any] | None:
     """The document as mongomock would store it, or None when it is not plain (see
-    the module's docstring). A top-level key starting with `$` is not plain either."""
-    if type(document) is not dict:
+    the module's docstring): a top-level key starting with `$`, or an `_id` of a type
+    not in PLAIN_IDS, is not plain either."""
+    if type(document) is not dict or type(document.get("_id", "")) not in PLAIN_IDS:
         return None
     try:
         copied: dict[str, Any] = stored_value(document)
@@ -95,7 +105,10 @@ class PlainUpdate:
         """The values it gives its fields, `added` those of `$inc`, in its order."""
         given: dict[str, Any] = {}
         for operator in self.operators:
-            given.update(self.sets if operator == "$set" else added if operator == "$inc" else {})
+            if operator == "$set":  # a copy for each document: none shares a list
+                given.update((name, stored_value(value)) for name, value in self.sets.items())
+            elif operator == "$inc":
+                given.update(added)
         return given
 
 
@@ -103,7 +116,13 @@ OPERATORS = frozenset({"$set", "$inc", "$unset"})
 
 
 def _plain_field(name: Any) -> bool:
-    return type(name) is str and name != "_id" and not name.startswith("$") and "." not in name
+    return (
+        type(name) is str
+        and name != "_id"
+        and not name.startswith("$")
+        and "." not in name
+        and "\x00" not in _text(name)
+    )
 
 
 def plain_update(update: Any) -> PlainUpdate | None:

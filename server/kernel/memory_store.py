@@ -409,6 +409,11 @@ def _alone(stage: Any, name: str) -> bool:
     return isinstance(stage, dict) and set(stage) == {name}
 
 
+def _same(stored: Any, given: Any) -> bool:
+    """Equal as mongomock's comparison of whole documents finds it (identity first)."""
+    return stored is given or bool(stored == given)
+
+
 def _added(document: dict[str, Any], increments: dict[str, int]) -> dict[str, int] | None:
     """The fields' values after `$inc`, when each is an integer (or missing)."""
     added = {}
@@ -463,21 +468,20 @@ class IndexedCollection(Collection):
     def _insert(self, data: Any, session: Any = None, ordered: bool = True) -> Any:
         """As mongomock's, for one plain document (server.kernel.memory_documents) in
         one walk instead of three; anything else is mongomock's to store or refuse."""
-        if session is None and isinstance(data, dict):
-            if "_id" not in data:
-                data["_id"] = ObjectId()  # filled in the caller's dict, as PyMongo does
-            stored = stored_form(data)
-            if stored is not None and not isinstance(stored["_id"], dict):
-                key = stored["_id"]
-                if key in self._store:
-                    raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
-                self._store[key] = stored
-                try:
-                    self._ensure_uniques(stored)
-                except DuplicateKeyError:
-                    del self._store[key]
-                    raise
-                return data["_id"]
+        stored = stored_form(data) if session is None and isinstance(data, dict) else None
+        if stored is not None:
+            if "_id" not in data:  # filled in the caller's dict, as mongomock does
+                data["_id"] = stored["_id"] = ObjectId()
+            key = stored["_id"]
+            if key in self._store:
+                raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+            self._store[key] = stored
+            try:
+                self._ensure_uniques(stored)
+            except DuplicateKeyError:
+                del self._store[key]
+                raise
+            return key
         return super()._insert(data, session, ordered)
 
     def _update(
@@ -493,16 +497,22 @@ class IndexedCollection(Collection):
         if update is None or not isinstance(spec, Mapping):
             return super()._update(spec, document, upsert, *args, **kwargs)
         spec = helpers.patch_datetime_awareness_in_document(spec)
-        found = self._iter_documents(spec)
-        matches = list(found) if kwargs.get("multi") else list(itertools.islice(found, 1))
-        added = [_added(existing, update.increments) for existing in matches]
-        if any(values is None for values in added):  # a step on a value not an integer
+        if not kwargs.get("multi"):
+            existing = next(iter(self._iter_documents(spec)), None)
+            if existing is None:
+                return self._update_result(matched=0, modified=0)
+            added = _added(existing, update.increments)
+            if added is None:  # a step on a value not an integer
+                return super()._update(spec, document, upsert, *args, **kwargs)
+            changed = self._apply_plain(existing, update, update.values(added))
+            return self._update_result(matched=1, modified=int(changed))
+        if update.increments:  # one document's step may be refused after others took theirs
             return super()._update(spec, document, upsert, *args, **kwargs)
-        modified = sum(
-            self._apply_plain(existing, update, update.values(values or {}))
-            for existing, values in zip(matches, added, strict=True)
-        )
-        return self._update_result(matched=len(matches), modified=modified)
+        matched = modified = 0
+        for existing in self._iter_documents(spec):  # one at a time, as mongomock
+            matched += 1
+            modified += self._apply_plain(existing, update, update.values({}))
+        return self._update_result(matched=matched, modified=modified)
 
     def _apply_plain(
         self, existing: dict[str, Any], update: PlainUpdate, new: dict[str, Any]
@@ -512,7 +522,7 @@ class IndexedCollection(Collection):
         before = {name: existing[name] for name in update.fields() if name in existing}
         removed = [name for name in update.unsets if name in existing]
         modified = bool(removed) or any(
-            name not in before or before[name] != value for name, value in new.items()
+            name not in before or not _same(before[name], value) for name, value in new.items()
         )
         keys = list(existing)
         existing.update(new)  # an equal value replaces the stored one, as in mongomock

@@ -105,11 +105,10 @@ class C2BCallbackSchema(Schema):
 
 def parse_trans_time(text: str) -> datetime:
     """`YYYYMMDDHHmmss` in Nairobi time (UTC+3), returned in UTC."""
-    try:
-        local = datetime.strptime(text, "%Y%m%d%H%M%S")
-    except ValueError:
+    try:  # the first hours of year 1 have no UTC time (OverflowError)
+        return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=NAIROBI).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValidationError("TransTime must be YYYYMMDDHHmmss", "TransTime") from None
-    return local.replace(tzinfo=NAIROBI).astimezone(UTC)
 
 
 def _plain_trans_time(text: str) -> datetime | None:
@@ -120,10 +119,10 @@ def _plain_trans_time(text: str) -> datetime | None:
         return None
     month, day, hour, minute, second = (int(text[i : i + 2]) for i in range(4, 14, 2))
     try:
-        local = datetime(int(text[:4]), month, day, hour, minute, second)
-    except ValueError:  # a month, day or time out of range
+        local = datetime(int(text[:4]), month, day, hour, minute, second, tzinfo=NAIROBI)
+        return local.astimezone(UTC)
+    except (ValueError, OverflowError):  # out of range, or before UTC's year 1
         return None
-    return local.replace(tzinfo=NAIROBI).astimezone(UTC)
 
 
 def read_plain_callback(body: dict[str, Any]) -> C2BCallback | None:
