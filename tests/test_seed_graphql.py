@@ -265,6 +265,20 @@ async def test_an_insuree_with_nothing_to_pay_gets_the_seeds_message(
 
 
 @pytest.mark.asyncio
+async def test_a_policy_amount_is_answered_with_its_exact_digits(http, gateway, provider) -> None:
+    """A JSON number, as the seed answers it, written from the stored decimal: never
+    through a binary float (which would print 500.0)."""
+    async with http.post(
+        f"{gateway.url}/api/graphql",
+        json={"query": VERIFY_INSUREE},
+        headers=bearer(provider["token"]),
+    ) as answer:
+        assert answer.status == 200
+        text = await answer.text()
+    assert '"amount":500.00,' in text, text
+
+
+@pytest.mark.asyncio
 async def test_an_amount_is_read_from_its_text_never_through_a_float(
     http, gateway, provider, store
 ) -> None:

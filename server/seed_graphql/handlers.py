@@ -7,6 +7,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import simplejson
 from marshmallow import ValidationError as SchemaError
 
 from server.kernel.errors import ValidationFailed
@@ -80,6 +81,12 @@ class SeedGraphQLHandler(BaseHandler):
         self.write_json(
             await answer(request["query"], request["variables"], request["operationName"], caller)
         )
+
+    def write_json(self, body: Any, status: int = 200) -> None:
+        """As every handler, with an amount's decimal written as the JSON number it is
+        (simplejson's `use_decimal`: the standard library would need a float)."""
+        self.set_status(status)
+        self.finish(simplejson.dumps(body, use_decimal=True, separators=(",", ":")))
 
     def load_request(self) -> dict[str, Any]:
         """The body within the API's bounds for JSON, read with its numbers' decimals

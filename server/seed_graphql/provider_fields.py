@@ -5,6 +5,7 @@ limited and audited as those are, answered in the seed's shapes."""
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Any
 
 from graphql import GraphQLError, GraphQLResolveInfo
@@ -89,9 +90,8 @@ async def verify_insuree(_root: Any, info: GraphQLResolveInfo, chfId: str) -> di
 
 def seed_verification(verification: dict[str, Any]) -> dict[str, Any]:
     """The REST verification in the seed's shape. The seed answers a policy's amount as
-    a JSON number, so it is one here, made from the exact decimal string: an amount has
-    at most 15 significant digits, which a double carries and prints back unchanged
-    (only the trailing zeros go: "500.00" is 500.0)."""
+    a JSON number, so it is one here: the decimal itself, written with its digits
+    ("500.00" is 500.00; server.seed_graphql.scalars.EXACT_FLOAT)."""
     policies = verification["policies"]
     return {
         "firstName": verification["first_name"],
@@ -99,7 +99,7 @@ def seed_verification(verification: dict[str, Any]) -> dict[str, Any]:
         "message": answers.IDLE_POLICIES if policies else answers.NO_IDLE_POLICY,
         "policies": [
             {
-                "amount": float(policy["amount"]),
+                "amount": Decimal(policy["amount"]),
                 "status": policy["status"],
                 "productName": policy["product_name"],
                 "productCode": policy["product_code"],

@@ -1,5 +1,6 @@
 """The seed's own scalars: `Decimal` (an amount, as a number or a string) and
-`JSONString` (JSON carried in a string).
+`JSONString` (JSON carried in a string); and GraphQL's `Float` as the seed answers an
+amount with it.
 
 An amount never passes through a float: a number literal is read from its text, and a
 number in the variables arrives as a Decimal (the handler reads the body's JSON with
@@ -13,6 +14,7 @@ from typing import Any
 from graphql import (
     FloatValueNode,
     GraphQLError,
+    GraphQLFloat,
     GraphQLScalarType,
     IntValueNode,
     StringValueNode,
@@ -62,6 +64,27 @@ DECIMAL = GraphQLScalarType(
     serialize=amount_text,
     parse_value=amount_text,
     parse_literal=_amount_literal,
+)
+
+
+def _exact_float(value: Any) -> Any:
+    """An amount (a Decimal) stays that decimal: the answer is written with its exact
+    digits (server.seed_graphql.handlers), never through a binary float."""
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise GraphQLError(f"Float cannot represent a non-finite value: {value}")
+        return value
+    return GraphQLFloat.serialize(value)
+
+
+# The seed's schema says Float where it answers a policy's amount: the same name and
+# inputs as GraphQL's own, so clients see the seed's schema unchanged.
+EXACT_FLOAT = GraphQLScalarType(
+    "Float",
+    description=GraphQLFloat.description,
+    serialize=_exact_float,
+    parse_value=GraphQLFloat.parse_value,
+    parse_literal=GraphQLFloat.parse_literal,
 )
 
 

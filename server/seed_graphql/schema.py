@@ -8,7 +8,6 @@ from graphql import (
     GraphQLArgument,
     GraphQLBoolean,
     GraphQLField,
-    GraphQLFloat,
     GraphQLInputField,
     GraphQLInputObjectType,
     GraphQLInputType,
@@ -24,7 +23,7 @@ from graphql import (
 from server.seed_graphql.login import token_auth
 from server.seed_graphql.operator_fields import initiate_transaction, process_transaction
 from server.seed_graphql.provider_fields import process_payment, verify_insuree
-from server.seed_graphql.scalars import DECIMAL, JSON_STRING
+from server.seed_graphql.scalars import DECIMAL, EXACT_FLOAT, JSON_STRING
 
 STRING = GraphQLString
 REQUIRED_STRING = GraphQLNonNull(GraphQLString)
@@ -41,7 +40,7 @@ def _inputs(**types: GraphQLInputType) -> dict[str, GraphQLInputField]:
 POLICY = GraphQLObjectType(
     "PolicyType",
     _fields(
-        productName=STRING, amount=GraphQLFloat, status=GraphQLInt, productCode=STRING, token=STRING
+        productName=STRING, amount=EXACT_FLOAT, status=GraphQLInt, productCode=STRING, token=STRING
     ),
     description="A policy awaiting payment: `token` names it in processPayment; `amount` "
     "is its exact value, `status` 1 (idle).",
