@@ -6,11 +6,14 @@ import asyncio
 import inspect
 import json
 import os
+import re
+import signal
 import socket
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -559,3 +562,32 @@ async def unknown_debit(store: Any, policy: Mapping[str, Any], at: datetime) -> 
             "history": [],
         }
     )
+
+
+@asynccontextmanager
+async def simulator_command(*arguments: str) -> AsyncIterator[str]:
+    """`python -m simulators ARGUMENTS --port 0` in its own process: its base URL, from
+    the line it prints when ready. On leaving, SIGINT; it must exit 0, with no
+    traceback."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "simulators",
+        *arguments,
+        "--port",
+        "0",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        line = (await asyncio.wait_for(process.stdout.readline(), 10)).decode()
+        url = re.search(r"http://\S+", line)
+        assert url, line
+        yield url.group()
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), 10)
+    assert process.returncode == 0
+    assert b"Traceback" not in stderr

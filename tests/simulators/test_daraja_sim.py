@@ -7,10 +7,7 @@ import base64
 import hashlib
 import logging
 import re
-import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,12 +17,11 @@ from aiohttp import web
 
 from simulators.daraja import DarajaSimSettings, DarajaSimulator
 
-from support import wait_until
+from support import simulator_command, wait_until
 
 KEY, SECRET = "sandbox-key", "sandbox-secret"
 SHORTCODE = "600984"
 MSISDN = "254708374149"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 StartSim = Callable[..., Awaitable[str]]
 
@@ -846,26 +842,5 @@ async def test_stop_cancels_a_pending_validation_promptly(
 async def test_command_line_serves_until_sigint_and_exits_cleanly(
     http: aiohttp.ClientSession,
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "simulators",
-        "daraja",
-        "--port",
-        "0",
-        "--local",
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    try:
-        line = (await asyncio.wait_for(process.stdout.readline(), 10)).decode()
-        url = re.search(r"http://\S+", line)
-        assert url, line
-        assert (await get_json(http, f"{url.group()}/_sim/state"))["balances"] == {}
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, stderr = await asyncio.wait_for(process.communicate(), 10)
-    assert process.returncode == 0
-    assert b"Traceback" not in stderr
+    async with simulator_command("daraja", "--local") as url:
+        assert (await get_json(http, f"{url}/_sim/state"))["balances"] == {}

@@ -6,11 +6,8 @@ import asyncio
 import contextlib
 import json
 import re
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,13 +18,12 @@ import pytest_asyncio
 from simulators.openimis import OpenimisSimSettings, OpenimisSimulator
 from simulators.openimis_state import SeedError
 
-from support import wait_until
+from support import simulator_command, wait_until
 
 pytestmark = pytest.mark.asyncio
 
 USERNAME, PASSWORD = "Admin", "admin123"
 CHF_ID = "070707070"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED = {
     "products": [{"code": "FAM01", "name": "Family cover", "lump_sum": "1500.00"}],
     "insurees": [
@@ -1007,13 +1003,8 @@ async def test_unknown_control_paths_and_methods_are_json_errors(
 async def test_command_line_applies_its_options_and_exits_cleanly_on_sigint(
     http: aiohttp.ClientSession,
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "simulators",
+    async with simulator_command(
         "openimis",
-        "--port",
-        "0",
         "--no-csrf",
         "--activation",
         "ready",
@@ -1021,16 +1012,8 @@ async def test_command_line_applies_its_options_and_exits_cleanly_on_sigint(
         "2",
         "--user",
         "gateway=s3cret",
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    try:
-        line = (await asyncio.wait_for(process.stdout.readline(), 10)).decode()
-        url = re.search(r"http://\S+", line)
-        assert url, line
-        status, config = await control(http, "GET", f"{url.group()}/_sim/config")
+    ) as url:
+        status, config = await control(http, "GET", f"{url}/_sim/config")
         assert config == {
             "csrf": False,
             "activation": "ready",
@@ -1038,10 +1021,5 @@ async def test_command_line_applies_its_options_and_exits_cleanly_on_sigint(
             "token_seconds": 86400.0,
         }
         async with aiohttp.ClientSession() as session:
-            body = await Client(session, url.group()).token_auth("gateway", "s3cret")
+            body = await Client(session, url).token_auth("gateway", "s3cret")
         assert body["data"]["tokenAuth"]["token"]
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, stderr = await asyncio.wait_for(process.communicate(), 10)
-    assert process.returncode == 0
-    assert b"Traceback" not in stderr

@@ -7,10 +7,7 @@ import base64
 import json
 import logging
 import re
-import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,13 +18,12 @@ from aiohttp import web
 from simulators.qmoney import ENGINE as QMONEY_ENGINE
 from simulators.qmoney import QmoneySimSettings, QmoneySimulator
 
-from support import wait_until
+from support import simulator_command, wait_until
 
 CHANNEL, CHANNEL_SECRET = "sandbox-channel", "sandbox-channel-secret"
 USERNAME, PASSWORD = "14001502", "sandbox-qmoney"
 MERCHANT, PIN = "14001502", "1234"
 WALLET = "5811724c"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 StartSim = Callable[..., Awaitable[str]]
 
@@ -922,30 +918,6 @@ async def test_unknown_paths_are_json_errors(http: aiohttp.ClientSession, sim: s
 async def test_command_line_applies_its_options_and_exits_cleanly_on_sigint(
     http: aiohttp.ClientSession,
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "simulators",
-        "qmoney",
-        "--port",
-        "0",
-        "--token-expiry",
-        "-1",
-        "--otp-lifetime",
-        "2",
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    try:
-        line = (await asyncio.wait_for(process.stdout.readline(), 10)).decode()
-        url = re.search(r"http://\S+", line)
-        assert url, line
-        current = await state(http, url.group())
+    async with simulator_command("qmoney", "--token-expiry", "-1", "--otp-lifetime", "2") as url:
+        current = await state(http, url)
         assert (current["token_expiry"], current["otp_lifetime_seconds"]) == ("-1", 2.0)
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, stderr = await asyncio.wait_for(process.communicate(), 10)
-    assert process.returncode == 0
-    assert b"Traceback" not in stderr

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,9 +23,8 @@ from simulators.sms import (
     encode_parts,
 )
 
-from support import wait_until
+from support import simulator_command, wait_until
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 KENYA = "+254711000000"
 GAMBIA = "+2203000000"
 MAGIC = "+254799000"
@@ -668,30 +664,6 @@ async def test_unknown_paths_are_plain_text_404(http: aiohttp.ClientSession, sim
 async def test_command_line_applies_its_options_and_exits_cleanly_on_sigint(
     http: aiohttp.ClientSession,
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "simulators",
-        "sms",
-        "--port",
-        "0",
-        "--sender-id",
-        "NHIA",
-        "--delivery-delay",
-        "1.5",
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    try:
-        line = (await asyncio.wait_for(process.stdout.readline(), 10)).decode()
-        url = re.search(r"http://\S+", line)
-        assert url, line
-        settings = await get_json(http, f"{url.group()}/_sim/settings")
+    async with simulator_command("sms", "--sender-id", "NHIA", "--delivery-delay", "1.5") as url:
+        settings = await get_json(http, f"{url}/_sim/settings")
         assert (settings["sender_ids"], settings["delivery_delay_seconds"]) == (["NHIA"], 1.5)
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, stderr = await asyncio.wait_for(process.communicate(), 10)
-    assert process.returncode == 0
-    assert b"Traceback" not in stderr
