@@ -79,7 +79,9 @@ def stored_form(document: dict[str, Any]) -> dict[str, Any] | None:
     """The document as mongomock would store it, or None when it is not plain (see
     the module's docstring): a top-level key starting with `$`, or an `_id` of a type
     not in PLAIN_IDS, is not plain either."""
-    if type(document) is not dict or type(document.get("_id", "")) not in PLAIN_IDS:
+    if type(document) is not dict:
+        return None
+    if "_id" in document and type(document["_id"]) not in PLAIN_IDS:
         return None
     try:
         copied: dict[str, Any] = stored_value(document)
