@@ -92,3 +92,55 @@ async def test_a_request_sent_in_time_is_answered(quick) -> None:
     answer = await closed_by_gateway(reader)
     assert answer.startswith(b"HTTP/1.1 401 ")
     writer.close()
+
+
+@pytest_asyncio.fixture
+async def patient(start_gateway_with):
+    """Idle connections kept far longer than a body may take."""
+    return await start_gateway_with(
+        make_settings(server={"idle_timeout_seconds": GUARD, "body_timeout_seconds": TIMEOUT})
+    )
+
+
+def login_request(body: bytes) -> bytes:
+    return (
+        b"POST /api/v1/auth/token HTTP/1.1\r\nHost: gateway\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+
+
+async def answer_head(reader: asyncio.StreamReader) -> bytes:
+    """One answer's status line and headers, and its body read past."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GUARD)
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    await reader.readexactly(length)
+    return head
+
+
+@pytest.mark.asyncio
+async def test_a_body_sent_slowly_but_in_time_is_answered(patient) -> None:
+    reader, writer = await connect(patient)
+    body = b'{"username": "nobody", "password": "wrong"}'
+    writer.write(login_request(body) + body[:10])
+    await asyncio.sleep(TIMEOUT / 2)
+    writer.write(body[10:])
+    assert (await answer_head(reader)).startswith(b"HTTP/1.1 401 ")
+    writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_body_read_in_time_leaves_its_connection_open_past_the_body_timeout(
+    patient,
+) -> None:
+    reader, writer = await connect(patient)
+    body = b'{"username": "nobody", "password": "wrong"}'
+    writer.write(login_request(body) + body)
+    assert (await answer_head(reader)).startswith(b"HTTP/1.1 401 ")
+    await asyncio.sleep(TIMEOUT * 4)
+    writer.write(login_request(body) + body)
+    assert (await answer_head(reader)).startswith(b"HTTP/1.1 401 ")
+    writer.close()

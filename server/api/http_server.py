@@ -1,10 +1,10 @@
 """The gateway's HTTP server: Tornado's, with connection timeouts, the body limit, and
 an accept() that backs off when the process runs out of file descriptors.
 
-Timeouts (Tornado's HTTP1Connection): `idle_connection_timeout` bounds the wait for a
-request's headers, counted from the connection's start or from the end of the previous
-answer, so it closes idle keep-alive connections and headers sent too slowly alike;
-`body_timeout` bounds the reading of a body."""
+Timeouts: Tornado's `idle_connection_timeout` bounds the wait for a request's
+headers, counted from the connection's start or from the end of the previous answer,
+so it closes idle keep-alive connections and headers sent too slowly alike;
+server.web.body_deadline bounds the reading of a body."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from tornado.ioloop import IOLoop
 from tornado.web import Application
 
 from server.kernel.settings import ServerSettings
+from server.web.body_deadline import BodyDeadlines
 from server.web.body_limit import BodyLimit
 
 log = logging.getLogger("gateway.http")
@@ -45,16 +46,21 @@ class GatewayHTTPServer(HTTPServer):
         # The body limit is BodyLimit's, answered in the route's format; Tornado's own
         # (a bare 400) is set out of reach. A route with a limit of its own is named in
         # the application's `body_limits` (server.api.app.make_app).
+        self.body_deadlines = BodyDeadlines(settings.body_timeout_seconds)
         super().initialize(
             BodyLimit(
                 application,
                 settings.max_body_bytes,
                 application.settings.get("body_limits"),
+                self.body_deadlines,
             ),
             idle_connection_timeout=settings.idle_timeout_seconds,
-            body_timeout=settings.body_timeout_seconds,
             max_body_size=sys.maxsize,
         )
+
+    async def close_all_connections(self) -> None:
+        await super().close_all_connections()
+        self.body_deadlines.stop()
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         """TCPServer.add_sockets, with the accept handler below."""

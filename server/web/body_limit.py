@@ -24,6 +24,8 @@ from typing import Any
 from tornado import httputil
 from tornado.http1connection import HTTP1Connection
 
+from server.web.body_deadline import BodyDeadlines
+
 # How much of a refused body is read (and dropped) so that its client sees the answer.
 DRAIN_BYTES = 4 * 1024 * 1024
 
@@ -37,23 +39,28 @@ def declared_length(headers: httputil.HTTPHeaders) -> int | None:
 
 
 class BodyLimit(httputil.HTTPServerConnectionDelegate):
-    """Wraps the application (the HTTP server's request callback)."""
+    """Wraps the application (the HTTP server's request callback). With `deadlines`,
+    every request's body is read within their time (server.web.body_deadline)."""
 
     def __init__(
         self,
         application: httputil.HTTPServerConnectionDelegate,
         limit: int,
         limits: Mapping[str, int] | None = None,
+        deadlines: BodyDeadlines | None = None,
     ) -> None:
         self.application = application
         self.limit = limit
         self.limits = dict(limits or {})
+        self.deadlines = deadlines
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
         assert isinstance(request_conn, HTTP1Connection)
-        return _LimitedBody(self.application, server_conn, request_conn, self.limit, self.limits)
+        return _LimitedBody(
+            self.application, server_conn, request_conn, self.limit, self.limits, self.deadlines
+        )
 
     def on_close(self, server_conn: object) -> None:
         self.application.on_close(server_conn)
@@ -70,10 +77,12 @@ class _LimitedBody(httputil.HTTPMessageDelegate):
         connection: HTTP1Connection,
         limit: int,
         limits: Mapping[str, int],
+        deadlines: BodyDeadlines | None,
     ) -> None:
         self.connection = connection
         self.limit = limit
         self.limits = limits
+        self.deadlines = deadlines
         self.received = 0
         self.cut_off = False  # the handler has run; the rest is dropped
         self.body_ended = False
@@ -85,6 +94,8 @@ class _LimitedBody(httputil.HTTPMessageDelegate):
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
+        if self.deadlines is not None:
+            self.deadlines.reading(self)
         if self.limits and isinstance(start_line, httputil.RequestStartLine):
             self.limit = self.limits.get(start_line.path.partition("?")[0], self.limit)
         answer = self.inner.headers_received(start_line, headers)
@@ -110,13 +121,20 @@ class _LimitedBody(httputil.HTTPMessageDelegate):
 
     def finish(self) -> None:
         self.body_ended = True
+        if self.deadlines is not None:
+            self.deadlines.read(self)
         if not self.cut_off:
             self.inner.finish()
         elif self.answer_waiting:
             self.connection.finish()
 
     def on_connection_close(self) -> None:
+        if self.deadlines is not None:
+            self.deadlines.read(self)
         self.inner.on_connection_close()
+
+    def body_timed_out(self) -> None:
+        self.connection.close()
 
     def answer_finished(self) -> None:
         if self.cut_off and not self.body_ended:
