@@ -7,9 +7,10 @@ process with aiohttp over keep-alive connections. The scenarios:
   machine), then the gateway's C2B validation, confirmation and provider payment
   endpoints at concurrency 1, 10 and 50 (req/s, p50/p95/p99 latency); the gateway's
   peak RSS after 10,000 stored payments; C2B validation while 50 wrong-password logins
-  run; where a confirmation's CPU goes; against MongoDB (--mongodb-uri, --wire-uri, or
-  a wire-protocol server started with --wire-python) the CPU per confirmation and the
-  scale-out of `run.py serve --processes N`; then the goals, met or not.
+  run; where a confirmation's and a validation's CPU goes; against MongoDB
+  (--mongodb-uri, --wire-uri, or a wire-protocol server started with --wire-python)
+  the CPU per confirmation, the driver's part of it, and the scale-out of
+  `run.py serve --processes N`; then the goals, met or not.
 - validation-under-logins, soak (bench/soak.py), scale-out (bench/scale_out.py): one.
 - report: `all` (with --soak also the soak), and its output replaces the block between
   the bench markers of README.md.
@@ -238,40 +239,53 @@ async def validation_under_logins(requests: int, extra: list[str]) -> None:
     print(f"\nWrong-password logins answered (401) during the validation run: {during}", flush=True)
 
 
-async def confirmation_burst(extra: list[str]) -> tuple[float, dict[str, Any] | None]:
-    """(CPU seconds per confirmation, the profile split if profiled) over a fixed burst
-    against a gateway on a fresh store."""
+async def burst(kind: str, extra: list[str]) -> tuple[float, dict[str, Any] | None]:
+    """(CPU seconds per C2B callback of `kind`, the profile split if profiled) over a
+    fixed burst against a gateway on a fresh store."""
     async with target("gateway", *extra) as gateway:
-        url = f"{gateway.info['url']}/api/v1/c2b/confirmation/{gateway.info['callback_secret']}"
+        url = f"{gateway.info['url']}/api/v1/c2b/{kind}/{gateway.info['callback_secret']}"
         before = gateway.cpu_seconds()
         await load(url, callback, BURST, 10)
         cpu = (gateway.cpu_seconds() - before) / BURST
         return cpu, await gateway.stop()
 
 
-async def decomposition(bare_cpu: float, extra: list[str]) -> None:
-    """CPU per confirmation: the store's code versus the gateway's own, against the bare
-    handler's CPU per request. The CPU is measured without a profiler (a profiler's own
-    cost would count as the gateway's); a second, profiled burst gives the split."""
-    total, _ = await confirmation_burst(extra)
-    _, profile = await confirmation_burst(["--profile", *extra])
+def in_store(total: float, profile: dict[str, Any] | None) -> float:
+    """Of `total` CPU, the share a profiled burst spent in the store's code."""
     if profile is None:
         raise RuntimeError("the profiled gateway printed no profile")
-    busy = profile["profiled_seconds"] - profile["idle_seconds"]
-    store = total * profile["store_seconds"] / busy
-    own = total - store
-    print(
-        f"\nCPU per C2B confirmation over a burst of {BURST} (concurrency 10, fresh store; "
-        "split in the shares a sampling profiler saw in a second, profiled burst):\n"
+    return (
+        total * profile["store_seconds"] / (profile["profiled_seconds"] - profile["idle_seconds"])
     )
-    print("| part | CPU ms per request |")
-    print("|---|---|")
-    print(f"| gateway process in all | {total * 1000:.2f} |")
-    print(f"| in the store's code | {store * 1000:.2f} |")
-    print(f"| the gateway's own code (and Tornado) | {own * 1000:.2f} |")
-    print(f"| bare Tornado handler, for comparison | {bare_cpu * 1000:.2f} |")
+
+
+async def decomposition(bare_cpu: float, extra: list[str]) -> None:
+    """CPU per confirmation and per validation: the store's code versus the gateway's
+    own, against the bare handler's CPU per request. The CPU is measured without a
+    profiler (a profiler's own cost would count as the gateway's); a second, profiled
+    burst gives the split."""
     print(
-        f"\nGateway's own CPU per confirmation / bare handler's per request: {own / bare_cpu:.1f}x"
+        f"\nCPU per C2B callback over a burst of {BURST} (concurrency 10, fresh store; "
+        "split in the shares a sampling profiler saw in a second, profiled burst), in ms "
+        f"per request; the bare Tornado handler's: {bare_cpu * 1000:.2f}:\n"
+    )
+    print(
+        "| callback | gateway process in all | in the store's code "
+        "| the gateway's own code (and Tornado) | own / bare |"
+    )
+    print("|---|---|---|---|---|")
+    for kind in ("confirmation", "validation"):
+        total, _ = await burst(kind, extra)
+        _, profile = await burst(kind, ["--profile", *extra])
+        store = in_store(total, profile)
+        own = total - store
+        print(
+            f"| {kind} | {total * 1000:.2f} | {store * 1000:.2f} | {own * 1000:.2f} | "
+            f"{own / bare_cpu:.1f}x |"
+        )
+    print(
+        f"\nValidations at {VALIDATION_SHARE_GOAL}% of the bare handler's throughput allow "
+        f"{100 / VALIDATION_SHARE_GOAL:.2f}x its CPU per request in all, the store included."
     )
 
 
@@ -279,7 +293,7 @@ async def mongodb_cpu(lane: Lane, figures: Figures) -> None:
     """The gateway process's CPU per confirmation with the real driver, against a
     MongoDB server in another process (its CPU is not counted), and how much of it is
     the driver's own code: a floor under it."""
-    total, _ = await confirmation_burst(["--mongodb-uri", lane.uri])
+    total, _ = await burst("confirmation", ["--mongodb-uri", lane.uri])
     figures.mongodb_cpu = total
     bare = figures.bare_cpu
     ratio = f": {total / bare:.1f}x the bare handler's per request" if bare else ""
@@ -290,11 +304,8 @@ async def mongodb_cpu(lane: Lane, figures: Figures) -> None:
         f"{MONGODB_CPU_RATIO_GOAL}x).",
         flush=True,
     )
-    _, profile = await confirmation_burst(["--profile", "--mongodb-uri", lane.uri])
-    if profile is None:
-        raise RuntimeError("the profiled gateway printed no profile")
-    busy = profile["profiled_seconds"] - profile["idle_seconds"]
-    floor = figures.driver_floor = total * profile["store_seconds"] / busy
+    _, profile = await burst("confirmation", ["--profile", "--mongodb-uri", lane.uri])
+    floor = figures.driver_floor = in_store(total, profile)
     floor_ratio = f", {floor / bare:.1f}x the bare handler's per request" if bare else ""
     print(
         f"Of it, in the driver's code (PyMongo {pymongo.version} and BSON, the share a "
