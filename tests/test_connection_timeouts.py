@@ -8,6 +8,8 @@ import asyncio
 import pytest
 import pytest_asyncio
 
+from server.kernel.errors import Unauthorized
+
 from support import make_settings
 
 TIMEOUT = 0.3
@@ -94,11 +96,23 @@ async def test_a_request_sent_in_time_is_answered(quick) -> None:
     writer.close()
 
 
+# The body timeout of the tests that send bodies in time: long enough that a busy
+# machine does not make a body late.
+PATIENT_BODY_TIMEOUT = 1.0
+# A login body the schema refuses (400) before any password is hashed.
+REFUSED_LOGIN = b'{"username": 1, "password": 2}'
+
+
 @pytest_asyncio.fixture
 async def patient(start_gateway_with):
     """Idle connections kept far longer than a body may take."""
     return await start_gateway_with(
-        make_settings(server={"idle_timeout_seconds": GUARD, "body_timeout_seconds": TIMEOUT})
+        make_settings(
+            server={
+                "idle_timeout_seconds": GUARD,
+                "body_timeout_seconds": PATIENT_BODY_TIMEOUT,
+            }
+        )
     )
 
 
@@ -124,11 +138,11 @@ async def answer_head(reader: asyncio.StreamReader) -> bytes:
 @pytest.mark.asyncio
 async def test_a_body_sent_slowly_but_in_time_is_answered(patient) -> None:
     reader, writer = await connect(patient)
-    body = b'{"username": "nobody", "password": "wrong"}'
+    body = REFUSED_LOGIN
     writer.write(login_request(body) + body[:10])
-    await asyncio.sleep(TIMEOUT / 2)
+    await asyncio.sleep(PATIENT_BODY_TIMEOUT / 5)
     writer.write(body[10:])
-    assert (await answer_head(reader)).startswith(b"HTTP/1.1 401 ")
+    assert (await answer_head(reader)).startswith(b"HTTP/1.1 400 ")
     writer.close()
 
 
@@ -137,10 +151,31 @@ async def test_a_body_read_in_time_leaves_its_connection_open_past_the_body_time
     patient,
 ) -> None:
     reader, writer = await connect(patient)
-    body = b'{"username": "nobody", "password": "wrong"}'
+    body = REFUSED_LOGIN
     writer.write(login_request(body) + body)
-    assert (await answer_head(reader)).startswith(b"HTTP/1.1 401 ")
-    await asyncio.sleep(TIMEOUT * 4)
+    assert (await answer_head(reader)).startswith(b"HTTP/1.1 400 ")
+    await asyncio.sleep(PATIENT_BODY_TIMEOUT * 2)
     writer.write(login_request(body) + body)
+    assert (await answer_head(reader)).startswith(b"HTTP/1.1 400 ")
+    writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_request_without_a_body_is_answered_however_long_it_takes(
+    quick, monkeypatch
+) -> None:
+    """Only a body is timed: a GET to a streaming route, whose preparation (here its
+    token check) takes longer than the body timeout, is answered, not cut off."""
+
+    async def slow_refusal(token: str) -> None:
+        await asyncio.sleep(TIMEOUT * 3)
+        raise Unauthorized("slowly refused")
+
+    monkeypatch.setattr(quick.services.auth, "authenticate", slow_refusal)
+    reader, writer = await connect(quick)
+    writer.write(
+        b"GET /api/v1/reconciliation/statements HTTP/1.1\r\nHost: gateway\r\n"
+        b"Authorization: Bearer some-token\r\n\r\n"
+    )
     assert (await answer_head(reader)).startswith(b"HTTP/1.1 401 ")
     writer.close()

@@ -59,8 +59,10 @@ class GatewayHTTPServer(HTTPServer):
         )
 
     async def close_all_connections(self) -> None:
-        await super().close_all_connections()
-        self.body_deadlines.stop()
+        try:
+            await super().close_all_connections()
+        finally:
+            self.body_deadlines.stop()
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         """TCPServer.add_sockets, with the accept handler below."""

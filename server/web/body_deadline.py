@@ -9,13 +9,10 @@ its time."""
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Protocol
 
 from tornado.ioloop import PeriodicCallback
-
-log = logging.getLogger("gateway.http")
 
 # The longest wait between sweeps, in seconds.
 MAX_SWEEP_SECONDS = 1.0
@@ -52,5 +49,4 @@ class BodyDeadlines:
         late = [request for request, deadline in self._reading.items() if deadline <= now]
         for request in late:
             del self._reading[request]
-            log.info("body_timeout seconds=%s", self.seconds)
             request.body_timed_out()

@@ -17,6 +17,7 @@ DRAIN_BYTES the connection is closed."""
 
 from __future__ import annotations
 
+import logging
 from asyncio import Future
 from collections.abc import Awaitable, Mapping
 from typing import Any
@@ -25,6 +26,8 @@ from tornado import httputil
 from tornado.http1connection import HTTP1Connection
 
 from server.web.body_deadline import BodyDeadlines
+
+log = logging.getLogger("gateway.http")
 
 # How much of a refused body is read (and dropped) so that its client sees the answer.
 DRAIN_BYTES = 4 * 1024 * 1024
@@ -36,6 +39,13 @@ def declared_length(headers: httputil.HTTPHeaders) -> int | None:
     values = {value.strip() for value in headers.get("Content-Length", "").split(",")}
     value = values.pop() if len(values) == 1 else ""
     return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _has_body(headers: httputil.HTTPHeaders, length: int | None) -> bool:
+    """Whether the HTTP server will read a body for these headers (Tornado's rule)."""
+    if length is not None:
+        return length > 0
+    return headers.get("Transfer-Encoding", "").lower() == "chunked"
 
 
 class BodyLimit(httputil.HTTPServerConnectionDelegate):
@@ -94,17 +104,26 @@ class _LimitedBody(httputil.HTTPMessageDelegate):
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
-        if self.deadlines is not None:
-            self.deadlines.reading(self)
         if self.limits and isinstance(start_line, httputil.RequestStartLine):
             self.limit = self.limits.get(start_line.path.partition("?")[0], self.limit)
         answer = self.inner.headers_received(start_line, headers)
         length = declared_length(headers)
+        if self.deadlines is not None and _has_body(headers, length):
+            # As Tornado's own body timeout: counted once the route is ready for the
+            # body (a streaming handler's prepare has run).
+            if answer is None:
+                self.deadlines.reading(self)
+            else:
+                answer = self._read_after(answer, self.deadlines)
         if length is not None and length > self.limit:
             # The answer is final: no "100 Continue" invites the client to send it all.
             headers.pop("Expect", None)
             self._cut_off()
         return answer
+
+    async def _read_after(self, ready: Awaitable[None], deadlines: BodyDeadlines) -> None:
+        await ready
+        deadlines.reading(self)
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         room = self.limit + 1 - self.received
@@ -134,6 +153,7 @@ class _LimitedBody(httputil.HTTPMessageDelegate):
         self.inner.on_connection_close()
 
     def body_timed_out(self) -> None:
+        log.info("body_timeout client=%s", getattr(self.connection.context, "remote_ip", "-"))
         self.connection.close()
 
     def answer_finished(self) -> None:
