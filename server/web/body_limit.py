@@ -49,15 +49,15 @@ def _has_body(headers: httputil.HTTPHeaders, length: int | None) -> bool:
 
 
 class BodyLimit(httputil.HTTPServerConnectionDelegate):
-    """Wraps the application (the HTTP server's request callback). With `deadlines`,
-    every request's body is read within their time (server.web.body_deadline)."""
+    """Wraps the application (the HTTP server's request callback); every request's body
+    is read within the time `deadlines` gives it (server.web.body_deadline)."""
 
     def __init__(
         self,
         application: httputil.HTTPServerConnectionDelegate,
         limit: int,
-        limits: Mapping[str, int] | None = None,
-        deadlines: BodyDeadlines | None = None,
+        limits: Mapping[str, int] | None,
+        deadlines: BodyDeadlines,
     ) -> None:
         self.application = application
         self.limit = limit
@@ -87,7 +87,7 @@ class _LimitedBody(httputil.HTTPMessageDelegate):
         connection: HTTP1Connection,
         limit: int,
         limits: Mapping[str, int],
-        deadlines: BodyDeadlines | None,
+        deadlines: BodyDeadlines,
     ) -> None:
         self.connection = connection
         self.limit = limit
@@ -108,22 +108,22 @@ class _LimitedBody(httputil.HTTPMessageDelegate):
             self.limit = self.limits.get(start_line.path.partition("?")[0], self.limit)
         answer = self.inner.headers_received(start_line, headers)
         length = declared_length(headers)
-        if self.deadlines is not None and _has_body(headers, length):
+        if _has_body(headers, length):
             # As Tornado's own body timeout: counted once the route is ready for the
             # body (a streaming handler's prepare has run).
             if answer is None:
                 self.deadlines.reading(self)
             else:
-                answer = self._read_after(answer, self.deadlines)
+                answer = self._read_after(answer)
         if length is not None and length > self.limit:
             # The answer is final: no "100 Continue" invites the client to send it all.
             headers.pop("Expect", None)
             self._cut_off()
         return answer
 
-    async def _read_after(self, ready: Awaitable[None], deadlines: BodyDeadlines) -> None:
+    async def _read_after(self, ready: Awaitable[None]) -> None:
         await ready
-        deadlines.reading(self)
+        self.deadlines.reading(self)
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         room = self.limit + 1 - self.received
@@ -140,16 +140,14 @@ class _LimitedBody(httputil.HTTPMessageDelegate):
 
     def finish(self) -> None:
         self.body_ended = True
-        if self.deadlines is not None:
-            self.deadlines.read(self)
+        self.deadlines.read(self)
         if not self.cut_off:
             self.inner.finish()
         elif self.answer_waiting:
             self.connection.finish()
 
     def on_connection_close(self) -> None:
-        if self.deadlines is not None:
-            self.deadlines.read(self)
+        self.deadlines.read(self)
         self.inner.on_connection_close()
 
     def body_timed_out(self) -> None:
